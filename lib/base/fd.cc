@@ -1,0 +1,56 @@
+#include "lib/base/fd.h"
+
+#include <fcntl.h>
+
+#include <cerrno>
+
+#include "lib/base/status.h"
+
+namespace ckpt {
+
+absl::StatusOr<UniqueFd> OpenFile(const std::string& path, int flags, mode_t mode) {
+  int fd = ::open(path.c_str(), flags | O_CLOEXEC, mode);
+  if (fd < 0) return ErrnoError(errno, "open ", path);
+  return UniqueFd(fd);
+}
+
+absl::StatusOr<std::string> ReadAll(int fd) {
+  std::string out;
+  size_t used = 0;
+  out.resize(4096);
+  for (;;) {
+    if (used == out.size()) out.resize(out.size() * 2);
+    ssize_t n = ::read(fd, out.data() + used, out.size() - used);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError(errno, "read");
+    }
+    if (n == 0) break;
+    used += static_cast<size_t>(n);
+  }
+  out.resize(used);
+  return out;
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_RDONLY));
+  absl::StatusOr<std::string> text = ReadAll(fd.get());
+  if (!text.ok()) return Annotate(text.status(), path);
+  return text;
+}
+
+absl::Status WriteAll(int fd, const void* data, size_t len) {
+  const char* p = static_cast<const char*>(data);
+  while (len > 0) {
+    ssize_t n = ::write(fd, p, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError(errno, "write");
+    }
+    p += n;
+    len -= static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace ckpt

@@ -1,0 +1,350 @@
+// The libckpt image format, defined once. docs/image-format.md explains it
+// in prose; this header is the authority.
+//
+// An image is a stream of records, written front to back and read front to
+// back without seeking (it may be a pipe or a socket):
+//
+//   ckpt_hdr{type=CKPT_HDR_IMAGE} ckpt_image_header
+//   ckpt_hdr{...} payload, padded with zero bytes to a multiple of 8
+//   ...
+//   ckpt_hdr{type=CKPT_HDR_TAIL} ckpt_tail
+//
+// Every struct below is fixed-width, little-endian and 8-byte aligned, and
+// its size is asserted. A record's payload may be longer than the struct a
+// reader knows (a later minor version appended fields, or the record carries
+// a variable tail such as a path); it is never shorter.
+
+#ifndef LIBCKPT_LIB_IMAGE_FORMAT_H_
+#define LIBCKPT_LIB_IMAGE_FORMAT_H_
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+
+namespace ckpt::image {
+
+static_assert(std::endian::native == std::endian::little,
+              "the image is little-endian and written from native structs");
+
+inline constexpr char kMagic[8] = {'L', 'I', 'B', 'C', 'K', 'P', 'T', '\0'};
+// A reader refuses another major; a higher minor only appends fields and
+// skippable records.
+inline constexpr uint16_t kFormatMajor = 1;
+inline constexpr uint16_t kFormatMinor = 0;
+inline constexpr uint16_t kArchX86_64 = 1;
+inline constexpr uint32_t kChecksumXxh3 = 1;
+
+// Payloads are padded to this alignment.
+inline constexpr uint64_t kAlign = 8;
+inline constexpr uint64_t AlignUp(uint64_t n) { return (n + kAlign - 1) & ~(kAlign - 1); }
+
+// The header of every record.
+struct ckpt_hdr {
+  uint32_t type;   // RecordType
+  uint32_t flags;  // RecordFlags; unknown bits are an error
+  uint64_t len;    // payload bytes that follow, before padding
+};
+static_assert(sizeof(ckpt_hdr) == 16);
+
+enum RecordFlags : uint32_t {
+  // A reader that does not know this record's type may skip it. Without
+  // this flag an unknown type is an error.
+  kHdrSkippable = 1u << 0,
+};
+inline constexpr uint32_t kKnownHdrFlags = kHdrSkippable;
+
+// No record, whatever its type, is longer than this; page contents are
+// split across records (CKPT_HDR_PAGE_DATA) well below it.
+inline constexpr uint64_t kMaxRecordLen = 64ull << 20;
+// Largest page-content record a writer emits.
+inline constexpr uint64_t kMaxPageDataLen = 16ull << 20;
+// Most runs in one CKPT_HDR_PAGE_RUNS record.
+inline constexpr uint64_t kMaxPageRuns = 65536;
+// Largest path carried by a record (PATH_MAX).
+inline constexpr uint32_t kMaxPathLen = 4096;
+
+enum RecordType : uint32_t {
+  CKPT_HDR_IMAGE = 1,  // ckpt_image_header; always the first record
+  CKPT_HDR_TAIL = 2,   // ckpt_tail; always the last record
+  CKPT_HDR_NOTE = 3,   // free text (UTF-8), skippable; for humans and tests
+
+  // tree
+  CKPT_HDR_TREE = 10,        // ckpt_tree: counts of what follows
+  CKPT_HDR_PID = 11,         // ckpt_pid: one pid object
+  CKPT_HDR_TASK_ENTRY = 12,  // ckpt_task_entry: one task of the tree
+
+  // objects: shared kernel objects, each once, before any task refers to it
+  CKPT_HDR_OBJECTS = 30,      // ckpt_objects: count of object records
+  CKPT_HDR_FILE = 31,         // ckpt_file + path: an open file description
+  CKPT_HDR_MAPPED_FILE = 32,  // ckpt_file + path: a file some VMA maps
+
+  // per task
+  CKPT_HDR_TASK = 50,       // ckpt_task: opens a task's section
+  CKPT_HDR_CREDS = 51,      // ckpt_creds + u32 groups[nr_groups]
+  CKPT_HDR_RLIMITS = 52,    // ckpt_rlimits
+  CKPT_HDR_FS = 53,         // ckpt_fs + cwd + root
+  CKPT_HDR_FD = 54,         // ckpt_fd: one fd table entry
+  CKPT_HDR_MM = 60,         // ckpt_mm + u64 auxv[nr_auxv]
+  CKPT_HDR_VMA = 61,        // ckpt_vma; its page arrays follow
+  CKPT_HDR_PAGE_RUNS = 62,  // ckpt_page_run[]: addresses of a page array
+  CKPT_HDR_PAGE_DATA = 63,  // raw contents of the pages named by the runs
+  CKPT_HDR_SIGHAND = 70,    // ckpt_sighand
+  CKPT_HDR_THREAD = 71,     // ckpt_thread; its xstate follows
+  CKPT_HDR_XSTATE = 72,     // raw NT_X86_XSTATE area (XSAVE layout)
+};
+
+// ---------------------------------------------------------------- framing
+
+struct ckpt_image_header {
+  char magic[8];                 // kMagic
+  uint16_t major;                // kFormatMajor
+  uint16_t minor;                // kFormatMinor
+  uint16_t arch;                 // kArchX86_64
+  uint16_t reserved0;
+  uint32_t page_size;            // bytes
+  uint32_t flags;                // ImageFlags
+  uint64_t created_realtime_ns;  // CLOCK_REALTIME when the dump began
+  uint64_t created_boottime_ns;  // CLOCK_BOOTTIME when the dump began
+  char kernel_release[72];       // uname -r of the dumping kernel, NUL-padded
+};
+static_assert(sizeof(ckpt_image_header) == 112);
+
+enum ImageFlags : uint32_t {
+  kImageLeftRunning = 1u << 0,  // the dumped tree kept running afterwards
+};
+
+struct ckpt_tail {
+  uint64_t nr_records;  // records before the tail, the image header included
+  uint64_t checksum;    // of every byte before the tail record's header
+  uint32_t checksum_algo;
+  uint32_t reserved;
+};
+static_assert(sizeof(ckpt_tail) == 24);
+
+// ---------------------------------------------------------------- tree
+
+struct ckpt_tree {
+  uint32_t nr_pids;   // CKPT_HDR_PID records that follow
+  uint32_t nr_tasks;  // CKPT_HDR_TASK_ENTRY records after them
+  uint32_t flags;
+  uint32_t reserved;
+};
+static_assert(sizeof(ckpt_tree) == 16);
+
+// Deepest pid namespace nesting Linux allows (MAX_PID_NS_LEVEL).
+inline constexpr uint32_t kMaxPidLevels = 32;
+
+// A pid object: one pid with its number at every pid-namespace level, from
+// the dumper's namespace (nr[0]) down to the innermost (nr[nr_levels-1]).
+struct ckpt_pid {
+  uint32_t objref;
+  uint32_t nr_levels;
+  int32_t nr[kMaxPidLevels];
+};
+static_assert(sizeof(ckpt_pid) == 136);
+
+enum TaskState : uint32_t {
+  kTaskAlive = 1,
+  kTaskZombie = 2,
+};
+
+// One task (thread group) of the tree, parents before their children.
+struct ckpt_task_entry {
+  uint32_t pid_ref;      // objref of the task's pid (= its tgid)
+  uint32_t parent_ref;   // pid_ref of the parent task; 0 for the root
+  uint32_t pgrp_ref;     // 0: the group is outside the dump
+  uint32_t session_ref;  // 0: the session is outside the dump
+  uint32_t state;        // TaskState
+  int32_t exit_code;     // wait status of a zombie
+  uint32_t nr_threads;
+  uint32_t flags;
+};
+static_assert(sizeof(ckpt_task_entry) == 32);
+
+// ---------------------------------------------------------------- objects
+
+struct ckpt_objects {
+  uint32_t nr_objects;
+  uint32_t reserved;
+};
+static_assert(sizeof(ckpt_objects) == 8);
+
+enum FileKind : uint32_t {
+  kFileRegular = 1,
+  kFileDirectory = 2,
+  kFileCharDevice = 3,
+};
+
+// Shared by CKPT_HDR_FILE (an open description: flags and pos matter) and
+// CKPT_HDR_MAPPED_FILE (a file opened to back mappings: flags give the
+// access mode needed). The path follows the struct, path_len bytes, no NUL.
+struct ckpt_file {
+  uint32_t objref;
+  uint32_t kind;   // FileKind
+  uint32_t flags;  // open(2) flags
+  uint32_t mode;   // st_mode
+  uint64_t pos;
+  uint64_t size;      // st_size when dumped; checked at restore
+  uint64_t rdev;      // st_rdev of a character device
+  uint64_t mtime_ns;  // st_mtime when dumped
+  uint32_t path_len;
+  uint32_t reserved;
+};
+static_assert(sizeof(ckpt_file) == 56);
+
+// ---------------------------------------------------------------- per task
+
+struct ckpt_task {
+  uint32_t pid_ref;
+  uint32_t personality;
+  char comm[16];
+  uint32_t umask;
+  uint32_t pdeath_signal;
+  uint32_t dumpable;
+  uint32_t child_subreaper;
+  uint32_t no_new_privs;
+  uint32_t thp_disable;
+  uint32_t nr_threads;  // CKPT_HDR_THREAD records in this section
+  uint32_t nr_fds;      // CKPT_HDR_FD records in this section
+};
+static_assert(sizeof(ckpt_task) == 56);
+
+struct ckpt_creds {
+  uint32_t uid, euid, suid, fsuid;
+  uint32_t gid, egid, sgid, fsgid;
+  uint64_t cap_inheritable;
+  uint64_t cap_permitted;
+  uint64_t cap_effective;
+  uint64_t cap_bounding;
+  uint64_t cap_ambient;
+  uint32_t securebits;
+  uint32_t nr_groups;  // u32 supplementary gids follow
+};
+static_assert(sizeof(ckpt_creds) == 80);
+inline constexpr uint32_t kMaxGroups = 65536;
+
+inline constexpr uint32_t kNrRlimits = 16;  // RLIM_NLIMITS
+struct ckpt_rlimits {
+  uint64_t cur[kNrRlimits];
+  uint64_t max[kNrRlimits];
+};
+static_assert(sizeof(ckpt_rlimits) == 256);
+
+// cwd (cwd_len bytes) then root (root_len bytes) follow.
+struct ckpt_fs {
+  uint32_t cwd_len;
+  uint32_t root_len;
+};
+static_assert(sizeof(ckpt_fs) == 8);
+
+struct ckpt_fd {
+  int32_t fd;
+  uint32_t fd_flags;  // FD_CLOEXEC
+  uint32_t file_ref;  // objref of a CKPT_HDR_FILE object
+  uint32_t reserved;
+};
+static_assert(sizeof(ckpt_fd) == 16);
+
+// Mirrors struct prctl_mm_map's addresses; auxv (nr_auxv u64 words)
+// follows the struct.
+struct ckpt_mm {
+  uint64_t start_code, end_code;
+  uint64_t start_data, end_data;
+  uint64_t start_brk, brk;
+  uint64_t start_stack;
+  uint64_t arg_start, arg_end;
+  uint64_t env_start, env_end;
+  uint32_t exe_ref;  // MAPPED_FILE objref of the executable
+  uint32_t nr_vmas;  // CKPT_HDR_VMA records that follow
+  uint32_t nr_auxv;
+  uint32_t flags;
+  uint64_t nr_pages;  // pages saved over all VMAs
+};
+static_assert(sizeof(ckpt_mm) == 112);
+inline constexpr uint32_t kMaxAuxvWords = 512;
+inline constexpr uint32_t kMaxVmas = 1u << 20;
+
+enum VmaKind : uint32_t {
+  kVmaAnon = 1,        // private or shared anonymous memory
+  kVmaFile = 2,        // a mapping of file_ref
+  kVmaHeap = 3,        // [heap]
+  kVmaStack = 4,       // [stack]
+  kVmaVdso = 5,        // [vdso]
+  kVmaVvar = 6,        // [vvar]
+  kVmaVvarVclock = 7,  // [vvar_vclock]
+};
+
+// Advice and flags that /proc/PID/smaps shows as VmFlags.
+enum VmaAdvice : uint64_t {
+  kAdvHugepage = 1u << 0,    // hg: MADV_HUGEPAGE
+  kAdvNoHugepage = 1u << 1,  // nh: MADV_NOHUGEPAGE
+  kAdvDontDump = 1u << 2,    // dd: MADV_DONTDUMP
+  kAdvDontFork = 1u << 3,    // dc: MADV_DONTFORK
+  kAdvWipeOnFork = 1u << 4,  // wf: MADV_WIPEONFORK
+  kAdvMergeable = 1u << 5,   // mg: MADV_MERGEABLE
+  kAdvLocked = 1u << 6,      // lo: mlock
+  kAdvSequential = 1u << 7,  // sr: MADV_SEQUENTIAL
+  kAdvRandom = 1u << 8,      // rr: MADV_RANDOM
+};
+
+struct ckpt_vma {
+  uint64_t start, end;
+  uint64_t pgoff;     // byte offset into file_ref
+  uint32_t prot;      // PROT_READ | PROT_WRITE | PROT_EXEC
+  uint32_t flags;     // MAP_PRIVATE or MAP_SHARED, | MAP_GROWSDOWN, | MAP_ANONYMOUS
+  uint32_t kind;      // VmaKind
+  uint32_t file_ref;  // 0 unless kind == kVmaFile
+  uint64_t advice;    // VmaAdvice
+  uint64_t nr_pages;  // pages of this VMA in the page arrays that follow
+};
+static_assert(sizeof(ckpt_vma) == 56);
+
+// A run of consecutive pages; a CKPT_HDR_PAGE_RUNS payload is an array of
+// these, and the CKPT_HDR_PAGE_DATA records after it carry their contents,
+// in order.
+struct ckpt_page_run {
+  uint64_t addr;
+  uint64_t nr_pages;
+};
+static_assert(sizeof(ckpt_page_run) == 16);
+
+struct ckpt_sigaction {
+  uint64_t handler;
+  uint64_t flags;
+  uint64_t restorer;
+  uint64_t mask;
+};
+static_assert(sizeof(ckpt_sigaction) == 32);
+
+inline constexpr uint32_t kNrSignals = 64;
+struct ckpt_sighand {
+  ckpt_sigaction action[kNrSignals];  // action[i] is signal i+1
+};
+static_assert(sizeof(ckpt_sighand) == 2048);
+
+// struct user_regs_struct of x86_64, in the kernel's order.
+inline constexpr uint32_t kNrUserRegs = 27;
+
+struct ckpt_thread {
+  uint32_t tid_ref;
+  uint32_t flags;
+  uint64_t regs[kNrUserRegs];
+  uint64_t sigmask;
+  uint64_t altstack_sp;
+  uint64_t altstack_size;
+  uint32_t altstack_flags;
+  uint32_t rseq_sig;
+  uint64_t rseq_ptr;
+  uint32_t rseq_len;  // 0: no rseq registration
+  uint32_t rseq_flags;
+  uint64_t clear_child_tid;
+  uint64_t robust_list;
+  uint64_t robust_list_len;
+};
+static_assert(sizeof(ckpt_thread) == 296);
+
+inline constexpr uint64_t kMaxXstateLen = 64 * 1024;
+
+}  // namespace ckpt::image
+
+#endif  // LIBCKPT_LIB_IMAGE_FORMAT_H_

@@ -1,0 +1,75 @@
+// The object handler table: one entry per object kind, registered once,
+// looked up by the drivers. Drivers never switch on kinds.
+//
+//   HandlerTable table;
+//   RETURN_IF_ERROR(table.Register({ObjKind::kFile, "file", CKPT_HDR_FILE,
+//                                   CheckpointFile, RestoreFile}));
+//   ...
+//   const ObjectOps* ops = table.ForKind(entry.kind);
+//   RETURN_IF_ERROR(ops->checkpoint(ctx, entry));
+
+#ifndef LIBCKPT_LIB_OBJHASH_HANDLERS_H_
+#define LIBCKPT_LIB_OBJHASH_HANDLERS_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "lib/image/reader.h"
+#include "lib/image/writer.h"
+#include "lib/objhash/objhash.h"
+
+namespace ckpt::objhash {
+
+// Dump options a handler may need to look at.
+enum DumpFlags : uint32_t {
+  kDumpShellJob = 1u << 0,     // terminals belong to the caller; do not refuse them
+  kDumpLeaveRunning = 1u << 1, // the tree keeps running; read state without consuming it
+};
+
+// Restore options a handler may need to look at.
+enum RestoreFlags : uint32_t {
+  kRestoreShellJob = 1u << 0,
+};
+
+struct CheckpointContext {
+  image::Writer* writer = nullptr;
+  ObjHash* objects = nullptr;
+  uint32_t flags = 0;  // DumpFlags
+};
+
+struct RestoreContext {
+  image::Reader* reader = nullptr;
+  RestoreTable* objects = nullptr;
+  // Restored fds are moved to this number or above in the restorer, out of
+  // the way of every fd number a task uses.
+  int high_fd_base = 0;
+  uint32_t flags = 0;  // RestoreFlags
+};
+
+struct ObjectOps {
+  ObjKind kind;
+  const char* name;
+  uint32_t record_type;  // the record that carries one object of this kind
+  // Writes the object's record(s); called once per object, objref first.
+  absl::Status (*checkpoint)(CheckpointContext& ctx, const ObjHash::Entry& entry);
+  // Called with the reader positioned in the object's record `rec`;
+  // recreates the object in the restorer.
+  absl::StatusOr<RestoredObject> (*restore)(RestoreContext& ctx, const image::Record& rec);
+};
+
+class HandlerTable {
+ public:
+  // An error if the kind or the record type already has a handler.
+  absl::Status Register(const ObjectOps& ops);
+  const ObjectOps* ForKind(ObjKind kind) const;
+  const ObjectOps* ForRecord(uint32_t record_type) const;
+  const std::vector<ObjectOps>& all() const { return ops_; }
+
+ private:
+  std::vector<ObjectOps> ops_;
+};
+
+}  // namespace ckpt::objhash
+
+#endif  // LIBCKPT_LIB_OBJHASH_HANDLERS_H_

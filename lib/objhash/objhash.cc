@@ -1,0 +1,111 @@
+#include "lib/objhash/objhash.h"
+
+#include <unistd.h>
+
+#include "absl/strings/str_cat.h"
+#include "lib/base/status.h"
+
+namespace ckpt::objhash {
+
+const char* ObjKindName(ObjKind kind) {
+  switch (kind) {
+    case ObjKind::kFile:
+      return "FILE";
+    case ObjKind::kMappedFile:
+      return "MAPPED_FILE";
+    case ObjKind::kPipe:
+      return "PIPE";
+    case ObjKind::kPid:
+      return "PID";
+    case ObjKind::kMm:
+      return "MM";
+    case ObjKind::kFiles:
+      return "FILES";
+    case ObjKind::kFs:
+      return "FS";
+    case ObjKind::kSighand:
+      return "SIGHAND";
+    case ObjKind::kShm:
+      return "SHM";
+  }
+  return "UNKNOWN";
+}
+
+absl::StatusOr<ObjHash::Entry*> ObjHash::Find(ObjKind kind, const Identity& id) const {
+  auto it = buckets_.find({static_cast<uint32_t>(kind), id.key_hi, id.key_lo});
+  if (it == buckets_.end()) return nullptr;
+  for (Entry* e : it->second) {
+    ASSIGN_OR_RETURN(bool same, SameObject(e->id, id));
+    if (same) return e;
+  }
+  return nullptr;
+}
+
+absl::StatusOr<ObjHash::Found> ObjHash::LookupAdd(ObjKind kind, const Identity& id,
+                                                  std::any data) {
+  ASSIGN_OR_RETURN(Entry * existing, Find(kind, id));
+  if (existing != nullptr) return Found{existing->objref, false, existing};
+  auto entry = std::make_unique<Entry>();
+  entry->kind = kind;
+  entry->objref = static_cast<uint32_t>(entries_.size() + 1);
+  entry->id = id;
+  entry->data = std::move(data);
+  Entry* raw = entry.get();
+  entries_.push_back(std::move(entry));
+  buckets_[{static_cast<uint32_t>(kind), id.key_hi, id.key_lo}].push_back(raw);
+  return Found{raw->objref, true, raw};
+}
+
+absl::StatusOr<uint32_t> ObjHash::Lookup(ObjKind kind, const Identity& id) const {
+  ASSIGN_OR_RETURN(Entry * e, Find(kind, id));
+  return e ? e->objref : 0;
+}
+
+const ObjHash::Entry* ObjHash::Get(uint32_t objref) const {
+  if (objref == 0 || objref > entries_.size()) return nullptr;
+  return entries_[objref - 1].get();
+}
+
+RestoreTable::~RestoreTable() {
+  for (auto& [objref, entry] : objects_) {
+    if (entry.second.fd >= 0) ::close(entry.second.fd);
+  }
+}
+
+absl::Status RestoreTable::Insert(uint32_t objref, ObjKind kind, RestoredObject obj) {
+  if (objref == 0) {
+    if (obj.fd >= 0) ::close(obj.fd);
+    return absl::InvalidArgumentError(absl::StrCat(ObjKindName(kind), " object with objref 0"));
+  }
+  auto [it, inserted] = objects_.emplace(objref, std::make_pair(kind, obj));
+  if (!inserted) {
+    if (obj.fd >= 0) ::close(obj.fd);
+    return absl::InvalidArgumentError(absl::StrCat("objref ", objref, " (",
+                                                   ObjKindName(kind), ") appears twice"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<const RestoredObject*> RestoreTable::Get(uint32_t objref, ObjKind kind) const {
+  auto it = objects_.find(objref);
+  if (it == objects_.end()) {
+    return absl::InvalidArgumentError(absl::StrCat("objref ", objref, " names no ",
+                                                   ObjKindName(kind), " object of the image"));
+  }
+  if (it->second.first != kind) {
+    return absl::InvalidArgumentError(absl::StrCat("objref ", objref, " is a ",
+                                                   ObjKindName(it->second.first), ", not a ",
+                                                   ObjKindName(kind)));
+  }
+  return &it->second.second;
+}
+
+std::vector<int> RestoreTable::Fds() const {
+  std::vector<int> fds;
+  for (const auto& [objref, entry] : objects_) {
+    if (entry.second.fd >= 0) fds.push_back(entry.second.fd);
+  }
+  return fds;
+}
+
+}  // namespace ckpt::objhash
