@@ -242,8 +242,11 @@ std::vector<DecodedField> DecodeRecord(const RecordSpec& spec, std::span<const u
     if (f.count == 1) {
       out.push_back({f.name, FormatElem(f, base), numeric});
     } else {
+      // Trailing zero elements are left out ("nr=4242" rather than 32 numbers).
+      uint32_t shown = f.count;
+      while (shown > 1 && LoadUnsigned(base + (shown - 1) * f.size, f.size) == 0) --shown;
       std::string list;
-      for (uint32_t i = 0; i < f.count; ++i) {
+      for (uint32_t i = 0; i < shown; ++i) {
         absl::StrAppend(&list, i ? "," : "", FormatElem(f, base + i * f.size));
       }
       out.push_back({f.name, list, false});
