@@ -1,0 +1,307 @@
+#include "lib/task/inject.h"
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "lib/base/status.h"
+#include "lib/task/ptrace.h"
+#include "lib/task/remote.h"
+
+extern "C" const uint8_t ckpt_trampoline_code[];
+extern "C" const uint8_t ckpt_trampoline_trap[];
+extern "C" const uint8_t ckpt_trampoline_code_end[];
+
+namespace ckpt::task {
+namespace {
+
+// A value no syscall returns: marks calls the batch did not reach.
+constexpr int64_t kNotRun = INT64_MIN;
+
+bool IsError(int64_t ret) { return ret < 0 && ret >= -4095; }
+
+uint64_t TrapOffset() {
+  return static_cast<uint64_t>(ckpt_trampoline_trap - ckpt_trampoline_code);
+}
+
+bool IsFault(int sig) {
+  return sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE;
+}
+
+}  // namespace
+
+std::span<const uint8_t> TrampolineCode() {
+  return {ckpt_trampoline_code, static_cast<size_t>(ckpt_trampoline_code_end - ckpt_trampoline_code)};
+}
+
+std::string SyscallName(long nr) {
+  switch (nr) {
+    case SYS_mmap: return "mmap";
+    case SYS_munmap: return "munmap";
+    case SYS_mremap: return "mremap";
+    case SYS_mprotect: return "mprotect";
+    case SYS_madvise: return "madvise";
+    case SYS_brk: return "brk";
+    case SYS_rt_sigaction: return "rt_sigaction";
+    case SYS_sigaltstack: return "sigaltstack";
+    case SYS_prctl: return "prctl";
+    case SYS_arch_prctl: return "arch_prctl";
+    case SYS_rseq: return "rseq";
+    case SYS_set_robust_list: return "set_robust_list";
+    case SYS_set_tid_address: return "set_tid_address";
+    case SYS_close_range: return "close_range";
+    case SYS_close: return "close";
+    case SYS_dup3: return "dup3";
+    case SYS_fcntl: return "fcntl";
+    case SYS_lseek: return "lseek";
+    case SYS_openat: return "openat";
+    case SYS_chdir: return "chdir";
+    case SYS_fchdir: return "fchdir";
+    case SYS_chroot: return "chroot";
+    case SYS_umask: return "umask";
+    case SYS_personality: return "personality";
+    case SYS_setresuid: return "setresuid";
+    case SYS_setresgid: return "setresgid";
+    case SYS_setgroups: return "setgroups";
+    case SYS_setfsuid: return "setfsuid";
+    case SYS_setfsgid: return "setfsgid";
+    case SYS_capset: return "capset";
+    case SYS_clone3: return "clone3";
+    case SYS_getitimer: return "getitimer";
+    case SYS_setitimer: return "setitimer";
+    case SYS_getpid: return "getpid";
+    default: return absl::StrCat("syscall ", nr);
+  }
+}
+
+size_t SyscallBatch::Add(long nr, std::initializer_list<uint64_t> args, uint32_t flags) {
+  InjectedCall call{};
+  call.nr = static_cast<uint32_t>(nr);
+  call.flags = flags;
+  size_t i = 0;
+  for (uint64_t a : args) {
+    if (i < 6) call.args[i++] = a;
+  }
+  call.ret = kNotRun;
+  calls_.push_back(call);
+  return calls_.size() - 1;
+}
+
+uint64_t SyscallBatch::AddData(const void* data, size_t len) {
+  size_t at = (data_.size() + 15) & ~size_t{15};
+  data_.resize(at + len);
+  if (len > 0) std::memcpy(data_.data() + at, data, len);
+  return layout_.data() + at;
+}
+
+uint64_t SyscallBatch::AddString(absl::string_view s) {
+  std::string z(s);
+  return AddData(z.c_str(), z.size() + 1);
+}
+
+uint64_t SyscallBatch::Reserve(size_t len) {
+  read_back_ = true;
+  size_t at = (data_.size() + 15) & ~size_t{15};
+  data_.resize(at + len, 0);
+  return layout_.data() + at;
+}
+
+bool SyscallBatch::HasRoom(size_t calls, size_t data) const {
+  return calls_.size() + calls <= TrampolineLayout::kMaxCalls &&
+         data_.size() + data + 16 <= TrampolineLayout::kDataSize;
+}
+
+void SyscallBatch::Clear() {
+  calls_.clear();
+  data_.clear();
+  read_back_ = false;
+}
+
+absl::Status Injector::Begin(uint64_t syscall_insn) {
+  syscall_insn_ = syscall_insn;
+  ASSIGN_OR_RETURN(template_, GetRegs(tid_));
+  template_.eflags &= ~0x100ull;  // never single-step
+  return absl::OkStatus();
+}
+
+absl::Status Injector::StepSyscallStop(const char* which) {
+  for (;;) {
+    RETURN_IF_ERROR(ContSyscall(tid_, 0));
+    ASSIGN_OR_RETURN(StopInfo stop, WaitStop(tid_));
+    if (stop.exited) {
+      return absl::AbortedError(absl::StrCat(TaskName(pid_, tid_),
+                                             " died while a syscall was injected (status ",
+                                             stop.status, ")"));
+    }
+    if (stop.syscall_stop) return absl::OkStatus();
+    if (stop.event == 0 && stop.signal != 0) {
+      if (IsFault(stop.signal)) {
+        return absl::InternalError(absl::StrCat(TaskName(pid_, tid_), ": signal ", stop.signal,
+                                                " while stepping to syscall ", which));
+      }
+      held_signals_.push_back(stop.signal);
+    }
+    // Event stops (a group stop, an interrupt) are passed over.
+  }
+}
+
+absl::StatusOr<int64_t> Injector::SyscallViaInsn(long nr, std::array<uint64_t, 6> args) {
+  if (syscall_insn_ == 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(TaskName(pid_, tid_), ": no syscall instruction to inject through"));
+  }
+  user_regs_struct regs = template_;
+  regs.rip = syscall_insn_;
+  regs.rax = static_cast<uint64_t>(nr);
+  regs.orig_rax = ~0ull;  // not in a syscall: no restart fix-up on resume
+  regs.rdi = args[0];
+  regs.rsi = args[1];
+  regs.rdx = args[2];
+  regs.r10 = args[3];
+  regs.r8 = args[4];
+  regs.r9 = args[5];
+  RETURN_IF_ERROR(SetRegs(tid_, regs));
+  RETURN_IF_ERROR(StepSyscallStop("entry"));
+  RETURN_IF_ERROR(StepSyscallStop("exit"));
+  ASSIGN_OR_RETURN(user_regs_struct after, GetRegs(tid_));
+  return static_cast<int64_t>(after.rax);
+}
+
+absl::StatusOr<int64_t> Injector::CheckedSyscallViaInsn(long nr, std::array<uint64_t, 6> args) {
+  ASSIGN_OR_RETURN(int64_t ret, SyscallViaInsn(nr, args));
+  if (IsError(ret)) {
+    return ErrnoError(static_cast<int>(-ret), TaskName(pid_, tid_), ": injected ",
+                      SyscallName(nr), " failed");
+  }
+  return ret;
+}
+
+absl::Status Injector::MapTrampoline() {
+  ASSIGN_OR_RETURN(int64_t addr,
+                   CheckedSyscallViaInsn(SYS_mmap, {0, TrampolineLayout::kSize,
+                                                    PROT_READ | PROT_WRITE | PROT_EXEC,
+                                                    MAP_PRIVATE | MAP_ANONYMOUS, ~0ull, 0}));
+  layout_.base = static_cast<uint64_t>(addr);
+  std::span<const uint8_t> code = TrampolineCode();
+  return WriteRemote(pid_, layout_.code(), code.data(), code.size());
+}
+
+void Injector::AdoptTrampoline(uint64_t base) { layout_.base = base; }
+
+absl::Status Injector::WriteBatch(const SyscallBatch& batch) {
+  struct iovec local[2] = {
+      {const_cast<InjectedCall*>(batch.calls_.data()), batch.calls_.size() * sizeof(InjectedCall)},
+      {const_cast<uint8_t*>(batch.data_.data()), batch.data_.size()}};
+  struct iovec remote[2] = {{reinterpret_cast<void*>(layout_.table()), local[0].iov_len},
+                            {reinterpret_cast<void*>(layout_.data()), local[1].iov_len}};
+  return WriteRemoteV(pid_, local, batch.data_.empty() ? 1 : 2, remote,
+                      batch.data_.empty() ? 1 : 2);
+}
+
+absl::Status Injector::ResumeUntilTrap() {
+  const uint64_t trap_end = layout_.code() + TrapOffset() + 1;
+  RETURN_IF_ERROR(Cont(tid_, 0));
+  for (;;) {
+    ASSIGN_OR_RETURN(StopInfo stop, WaitStop(tid_));
+    if (stop.exited) {
+      return absl::AbortedError(absl::StrCat(TaskName(pid_, tid_),
+                                             " died while injected syscalls ran (status ",
+                                             stop.status, ")"));
+    }
+    if (stop.event == 0 && stop.signal == SIGTRAP) {
+      ASSIGN_OR_RETURN(user_regs_struct regs, GetRegs(tid_));
+      if (regs.rip == trap_end) return absl::OkStatus();
+      held_signals_.push_back(SIGTRAP);
+    } else if (stop.event == 0 && stop.signal != 0 && !stop.syscall_stop) {
+      if (IsFault(stop.signal)) {
+        ASSIGN_OR_RETURN(user_regs_struct regs, GetRegs(tid_));
+        return absl::InternalError(absl::StrFormat(
+            "%s: signal %d at 0x%x while injected syscalls ran", TaskName(pid_, tid_),
+            stop.signal, regs.rip));
+      }
+      held_signals_.push_back(stop.signal);
+    }
+    RETURN_IF_ERROR(Cont(tid_, 0));
+  }
+}
+
+absl::Status Injector::Run(SyscallBatch& batch) {
+  if (batch.empty()) return absl::OkStatus();
+  if (!has_trampoline()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(TaskName(pid_, tid_), ": no trampoline mapped"));
+  }
+  if (batch.calls_.size() > TrampolineLayout::kMaxCalls ||
+      batch.data_.size() > TrampolineLayout::kDataSize) {
+    return absl::InternalError("syscall batch larger than the trampoline");
+  }
+  RETURN_IF_ERROR(WriteBatch(batch));
+  user_regs_struct regs = template_;
+  regs.rip = layout_.code();
+  regs.rbx = layout_.table();
+  regs.r12 = layout_.table() + batch.calls_.size() * sizeof(InjectedCall);
+  regs.orig_rax = ~0ull;
+  regs.rax = 0;
+  RETURN_IF_ERROR(SetRegs(tid_, regs));
+  RETURN_IF_ERROR(ResumeUntilTrap());
+  // Read the results back (and the data area when the batch asked for it).
+  struct iovec local[2] = {{batch.calls_.data(), batch.calls_.size() * sizeof(InjectedCall)},
+                           {batch.data_.data(), batch.data_.size()}};
+  struct iovec remote[2] = {{reinterpret_cast<void*>(layout_.table()), local[0].iov_len},
+                            {reinterpret_cast<void*>(layout_.data()), local[1].iov_len}};
+  int n = batch.read_back_ && !batch.data_.empty() ? 2 : 1;
+  RETURN_IF_ERROR(ReadRemoteV(pid_, local, n, remote, n));
+  for (const InjectedCall& call : batch.calls_) {
+    if (call.ret == kNotRun) {
+      return absl::InternalError(absl::StrCat(TaskName(pid_, tid_), ": injected ",
+                                              SyscallName(call.nr), " did not run"));
+    }
+    if (IsError(call.ret) && !(call.flags & kMayFail)) {
+      return ErrnoError(static_cast<int>(-call.ret),
+                        absl::StrFormat("%s: injected %s(0x%x, 0x%x, 0x%x, ...) failed",
+                                        TaskName(pid_, tid_), SyscallName(call.nr),
+                                        call.args[0], call.args[1], call.args[2]));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Injector::ParkWith(const user_regs_struct& regs, uint64_t sigmask) {
+  RETURN_IF_ERROR(SetRegs(tid_, regs));
+  RETURN_IF_ERROR(SetSigmask(tid_, sigmask));
+  // A PTRACE_INTERRUPT taken on the way back to user space stops the thread
+  // inside get_signal(): once let go, the kernel applies its restart logic
+  // to `regs` and restores any saved sigmask, as after any signal check.
+  RETURN_IF_ERROR(Interrupt(tid_));
+  RETURN_IF_ERROR(Cont(tid_, 0));
+  for (;;) {
+    ASSIGN_OR_RETURN(StopInfo stop, WaitStop(tid_));
+    if (stop.exited) {
+      return absl::AbortedError(absl::StrCat(TaskName(pid_, tid_), " died while parked"));
+    }
+    if (stop.group_stop) return absl::OkStatus();
+    if (stop.event == 0 && stop.signal != 0 && !stop.syscall_stop) {
+      // A signal queued meanwhile: it stays queued only if we do not
+      // consume it here, so deliver it back through the same stop.
+      held_signals_.push_back(stop.signal);
+    }
+    RETURN_IF_ERROR(Cont(tid_, 0));
+  }
+}
+
+absl::Status Injector::Finish(const user_regs_struct& regs, uint64_t sigmask) {
+  if (has_trampoline()) {
+    RETURN_IF_ERROR(CheckedSyscallViaInsn(SYS_munmap, {layout_.base, TrampolineLayout::kSize,
+                                                       0, 0, 0, 0})
+                        .status());
+    layout_.base = 0;
+  }
+  return ParkWith(regs, sigmask);
+}
+
+}  // namespace ckpt::task

@@ -1,0 +1,174 @@
+// Running syscalls inside a stopped task, from the outside.
+//
+// Two ways in:
+//  - SyscallViaInsn: point the thread at a `syscall` instruction that is
+//    already in its memory (its [vdso]) and step it with PTRACE_SYSCALL:
+//    two stops per syscall, no memory written. Used to map and unmap the
+//    trampoline, and for the last syscalls of a restore.
+//  - Run(SyscallBatch): the trampoline (trampoline.S), mapped in the task,
+//    runs a whole table of syscalls and stops on int3: one round trip for
+//    many syscalls. Arguments that point at memory point into the
+//    trampoline's data area, which the batch fills.
+//
+//   Injector inj(pid, tid);
+//   RETURN_IF_ERROR(inj.Begin(vdso_syscall_insn));
+//   RETURN_IF_ERROR(inj.MapTrampoline());
+//   SyscallBatch batch = inj.NewBatch();
+//   uint64_t old = batch.Reserve(sizeof(kernel_sigaction));
+//   size_t i = batch.Add(SYS_rt_sigaction, {SIGINT, 0, old, 8});
+//   RETURN_IF_ERROR(inj.Run(batch));
+//   ... batch.Output(old) ...
+//   RETURN_IF_ERROR(inj.Finish(saved_regs, saved_mask));
+//
+// Finish leaves the thread in a ptrace event stop on the signal path, with
+// the final registers set, so that when it is let go the kernel's own
+// syscall-restart logic applies to them exactly as if it had never been
+// stopped.
+
+#ifndef LIBCKPT_LIB_TASK_INJECT_H_
+#define LIBCKPT_LIB_TASK_INJECT_H_
+
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include <array>
+#include <cstdint>
+#include <initializer_list>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace ckpt::task {
+
+// One entry of the trampoline's table (see trampoline.S).
+struct InjectedCall {
+  uint32_t nr;
+  uint32_t flags;
+  uint64_t args[6];
+  int64_t ret;
+};
+static_assert(sizeof(InjectedCall) == 64);
+
+// InjectedCall::flags
+inline constexpr uint32_t kMayFail = 1u << 0;  // an error does not stop the batch
+
+// Where the trampoline lives in a task: code, call table, data area.
+struct TrampolineLayout {
+  static constexpr uint64_t kCodeSize = 4096;
+  static constexpr uint64_t kTableSize = 64 * 1024;  // 1024 calls
+  static constexpr uint64_t kDataSize = 4 << 20;
+  static constexpr uint64_t kSize = kCodeSize + kTableSize + kDataSize;
+  static constexpr uint64_t kMaxCalls = kTableSize / sizeof(InjectedCall);
+
+  uint64_t base = 0;
+  uint64_t code() const { return base; }
+  uint64_t table() const { return base + kCodeSize; }
+  uint64_t data() const { return base + kCodeSize + kTableSize; }
+  uint64_t end() const { return base + kSize; }
+};
+
+// The trampoline's machine code, to be copied at TrampolineLayout::code().
+std::span<const uint8_t> TrampolineCode();
+
+// A table of syscalls and the bytes they point at.
+class SyscallBatch {
+ public:
+  explicit SyscallBatch(const TrampolineLayout& layout) : layout_(layout) {}
+
+  // Appends a syscall; returns its index.
+  size_t Add(long nr, std::initializer_list<uint64_t> args, uint32_t flags = 0);
+  // Copies bytes into the data area; returns their address in the task.
+  uint64_t AddData(const void* data, size_t len);
+  template <typename T>
+  uint64_t AddStruct(const T& value) {
+    return AddData(&value, sizeof(T));
+  }
+  uint64_t AddString(absl::string_view s);  // NUL-terminated
+  // Zeroed space the syscalls write into; read it with Output() after Run.
+  uint64_t Reserve(size_t len);
+
+  // Whether `calls` more syscalls and `data` more bytes fit.
+  bool HasRoom(size_t calls, size_t data) const;
+  size_t size() const { return calls_.size(); }
+  bool empty() const { return calls_.empty(); }
+  int64_t ret(size_t i) const { return calls_[i].ret; }
+  // Bytes of the data area as the task left them (valid after Run).
+  const uint8_t* Output(uint64_t addr) const { return data_.data() + (addr - layout_.data()); }
+  void Clear();
+
+ private:
+  friend class Injector;
+  TrampolineLayout layout_;
+  std::vector<InjectedCall> calls_;
+  std::vector<uint8_t> data_;
+  bool read_back_ = false;
+};
+
+// "mmap", "rt_sigaction", ... for error messages.
+std::string SyscallName(long nr);
+
+class Injector {
+ public:
+  // `pid` is the thread group, `tid` the thread to run syscalls in; it must
+  // be in a ptrace stop.
+  Injector(pid_t pid, pid_t tid) : pid_(pid), tid_(tid) {}
+
+  // Takes the thread's current registers as the template for injections
+  // and remembers where a `syscall` instruction is in its memory.
+  absl::Status Begin(uint64_t syscall_insn);
+  void set_syscall_insn(uint64_t addr) { syscall_insn_ = addr; }
+
+  // One syscall through the `syscall` instruction, with PTRACE_SYSCALL
+  // stops. Returns the raw result (-errno on failure).
+  absl::StatusOr<int64_t> SyscallViaInsn(long nr, std::array<uint64_t, 6> args);
+  // Same, but an error result becomes a Status naming the syscall.
+  absl::StatusOr<int64_t> CheckedSyscallViaInsn(long nr, std::array<uint64_t, 6> args);
+
+  // Dump: maps the trampoline anywhere in the task and copies the code in.
+  absl::Status MapTrampoline();
+  // Restore: the task mapped it itself at `base` (code already copied).
+  void AdoptTrampoline(uint64_t base);
+  const TrampolineLayout& layout() const { return layout_; }
+  bool has_trampoline() const { return layout_.base != 0; }
+
+  SyscallBatch NewBatch() const { return SyscallBatch(layout_); }
+  // Runs the batch; the thread ends stopped on the trampoline's int3. The
+  // first failing call (without kMayFail) becomes the Status, naming the
+  // syscall and its errno.
+  absl::Status Run(SyscallBatch& batch);
+
+  // Unmaps the trampoline (through the `syscall` instruction), sets `regs`
+  // and `sigmask`, and parks the thread in a PTRACE_EVENT_STOP on the
+  // signal path. PTRACE_DETACH then resumes it as the kernel would.
+  absl::Status Finish(const user_regs_struct& regs, uint64_t sigmask);
+  // Same without unmapping (no trampoline was mapped).
+  absl::Status ParkWith(const user_regs_struct& regs, uint64_t sigmask);
+
+  // Signals that arrived while syscalls ran and were held back; the caller
+  // sends them again once the task is let go.
+  const std::vector<int>& held_signals() const { return held_signals_; }
+
+  pid_t pid() const { return pid_; }
+  pid_t tid() const { return tid_; }
+
+ private:
+  absl::Status WriteBatch(const SyscallBatch& batch);
+  // Resumes and waits until the stop `want` arrives, holding back any
+  // other signal.
+  absl::Status ResumeUntilTrap();
+  absl::Status StepSyscallStop(const char* which);
+
+  pid_t pid_;
+  pid_t tid_;
+  uint64_t syscall_insn_ = 0;
+  user_regs_struct template_{};
+  TrampolineLayout layout_{};
+  std::vector<int> held_signals_;
+};
+
+}  // namespace ckpt::task
+
+#endif  // LIBCKPT_LIB_TASK_INJECT_H_

@@ -1,0 +1,67 @@
+// Thin ptrace(2) wrappers that return absl::Status and name the task.
+//
+//   RETURN_IF_ERROR(Seize(tid, kSeizeOptions));
+//   RETURN_IF_ERROR(Interrupt(tid));
+//   ASSIGN_OR_RETURN(StopInfo stop, WaitStop(tid));
+//   ASSIGN_OR_RETURN(user_regs_struct regs, GetRegs(tid));
+
+#ifndef LIBCKPT_LIB_TASK_PTRACE_H_
+#define LIBCKPT_LIB_TASK_PTRACE_H_
+
+#include <signal.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace ckpt::task {
+
+// What waitpid reported for a traced task.
+struct StopInfo {
+  int status = 0;    // raw wait status
+  bool exited = false;  // exited or was killed; `status` says how
+  int signal = 0;    // the stop signal (WSTOPSIG), 0 if not stopped
+  int event = 0;     // PTRACE_EVENT_* of an event stop, else 0
+  bool syscall_stop = false;  // a syscall-entry or -exit stop (TRACESYSGOOD)
+  bool group_stop = false;    // PTRACE_EVENT_STOP (interrupt or group stop)
+};
+
+absl::Status Seize(pid_t tid, unsigned long options);
+absl::Status Interrupt(pid_t tid);
+// PTRACE_CONT / PTRACE_SYSCALL / PTRACE_DETACH with a signal to deliver.
+absl::Status Cont(pid_t tid, int sig = 0);
+absl::Status ContSyscall(pid_t tid, int sig = 0);
+absl::Status Detach(pid_t tid, int sig = 0);
+
+// Waits for the next ptrace event of `tid` (__WALL).
+absl::StatusOr<StopInfo> WaitStop(pid_t tid);
+
+absl::StatusOr<user_regs_struct> GetRegs(pid_t tid);
+absl::Status SetRegs(pid_t tid, const user_regs_struct& regs);
+// The XSAVE area (NT_X86_XSTATE), as long as the kernel reports it.
+absl::StatusOr<std::string> GetXstate(pid_t tid);
+absl::Status SetXstate(pid_t tid, const std::string& xstate);
+absl::StatusOr<uint64_t> GetSigmask(pid_t tid);
+absl::Status SetSigmask(pid_t tid, uint64_t mask);
+
+struct RseqConfig {
+  uint64_t ptr = 0;
+  uint32_t size = 0;  // 0: not registered
+  uint32_t signature = 0;
+  uint32_t flags = 0;
+};
+absl::StatusOr<RseqConfig> GetRseqConfig(pid_t tid);
+
+// Options libckpt seizes with: syscall stops marked with 0x80, new threads
+// and children traced automatically.
+inline constexpr unsigned long kSeizeOptions = 0x1 /* TRACESYSGOOD */;
+
+// "task 1234" or "task 1234 (thread 1240)".
+std::string TaskName(pid_t pid, pid_t tid = 0);
+
+}  // namespace ckpt::task
+
+#endif  // LIBCKPT_LIB_TASK_PTRACE_H_
