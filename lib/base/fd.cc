@@ -1,6 +1,9 @@
 #include "lib/base/fd.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+
+#include <cstdlib>
 
 #include <cerrno>
 
@@ -51,6 +54,19 @@ absl::Status WriteAll(int fd, const void* data, size_t len) {
     len -= static_cast<size_t>(n);
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<int> MaxOpenFd() {
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return ErrnoError(errno, "open /proc/self/fd");
+  int max = -1;
+  while (struct dirent* e = readdir(dir)) {
+    char* end;
+    long fd = strtol(e->d_name, &end, 10);
+    if (*end == '\0' && end != e->d_name && fd > max) max = static_cast<int>(fd);
+  }
+  closedir(dir);
+  return max;
 }
 
 }  // namespace ckpt

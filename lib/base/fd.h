@@ -52,6 +52,9 @@ absl::StatusOr<std::string> ReadFile(const std::string& path);
 // Writes every byte, restarting on EINTR and short writes.
 absl::Status WriteAll(int fd, const void* data, size_t len);
 
+// The highest fd number this process has open (-1 if none).
+absl::StatusOr<int> MaxOpenFd();
+
 }  // namespace ckpt
 
 #endif  // LIBCKPT_LIB_BASE_FD_H_

@@ -158,14 +158,17 @@ struct ckpt_task_entry {
   int32_t exit_code;     // wait status of a zombie
   uint32_t nr_threads;
   uint32_t flags;
+  // kFreeAreaSize bytes of address space no mapping of the task uses: the
+  // restore maps its trampoline there.
+  uint64_t free_area;
 };
-static_assert(sizeof(ckpt_task_entry) == 32);
+static_assert(sizeof(ckpt_task_entry) == 40);
 
 // ---------------------------------------------------------------- objects
 
 struct ckpt_objects {
   uint32_t nr_objects;
-  uint32_t reserved;
+  uint32_t fd_limit;  // every fd number of every task is below this
 };
 static_assert(sizeof(ckpt_objects) == 8);
 

@@ -64,9 +64,11 @@ constexpr FieldSpec kTaskEntryFields[] = {
     FLD(ckpt_task_entry, pgrp_ref, kUnsigned),    FLD(ckpt_task_entry, session_ref, kUnsigned),
     FLD(ckpt_task_entry, state, kUnsigned),       FLD(ckpt_task_entry, exit_code, kSigned),
     FLD(ckpt_task_entry, nr_threads, kUnsigned),  FLD(ckpt_task_entry, flags, kHex),
+    FLD(ckpt_task_entry, free_area, kHex),
 };
 constexpr FieldSpec kObjectsFields[] = {
     FLD(ckpt_objects, nr_objects, kUnsigned),
+    FLD(ckpt_objects, fd_limit, kUnsigned),
 };
 constexpr FieldSpec kFileFields[] = {
     FLD(ckpt_file, objref, kUnsigned), FLD(ckpt_file, kind, kUnsigned),

@@ -82,6 +82,7 @@ class ObjHash {
 
 // What an object became at restore.
 struct RestoredObject {
+  uint32_t objref = 0;  // as read from the object's record
   int fd = -1;      // an fd in the restorer (owned by the table)
   int64_t id = -1;  // a pid, a shm id, ...
   std::any data;

@@ -294,7 +294,13 @@ absl::Status Injector::ParkWith(const user_regs_struct& regs, uint64_t sigmask) 
   }
 }
 
-absl::Status Injector::Finish(const user_regs_struct& regs, uint64_t sigmask) {
+absl::Status Injector::Finish(const user_regs_struct& regs, uint64_t sigmask,
+                              const void* sigtrap_action) {
+  if (has_trampoline() && sigtrap_action != nullptr) {
+    RETURN_IF_ERROR(WriteRemote(pid_, layout_.data(), sigtrap_action, 32));
+    RETURN_IF_ERROR(
+        CheckedSyscallViaInsn(SYS_rt_sigaction, {SIGTRAP, layout_.data(), 0, 8, 0, 0}).status());
+  }
   if (has_trampoline()) {
     RETURN_IF_ERROR(CheckedSyscallViaInsn(SYS_munmap, {layout_.base, TrampolineLayout::kSize,
                                                        0, 0, 0, 0})
@@ -302,6 +308,22 @@ absl::Status Injector::Finish(const user_regs_struct& regs, uint64_t sigmask) {
     layout_.base = 0;
   }
   return ParkWith(regs, sigmask);
+}
+
+absl::Status SyscallQueue::Reserve(size_t calls, size_t data) {
+  if (!batch_.HasRoom(calls, data)) RETURN_IF_ERROR(Flush());
+  if (!batch_.HasRoom(calls, data)) {
+    return absl::InternalError(absl::StrCat("a syscall batch of ", calls, " calls and ", data,
+                                            " bytes does not fit the trampoline"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SyscallQueue::Flush() {
+  if (batch_.empty()) return absl::OkStatus();
+  absl::Status st = injector_->Run(batch_);
+  batch_.Clear();
+  return st;
 }
 
 }  // namespace ckpt::task

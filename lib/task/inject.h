@@ -143,7 +143,12 @@ class Injector {
   // Unmaps the trampoline (through the `syscall` instruction), sets `regs`
   // and `sigmask`, and parks the thread in a PTRACE_EVENT_STOP on the
   // signal path. PTRACE_DETACH then resumes it as the kernel would.
-  absl::Status Finish(const user_regs_struct& regs, uint64_t sigmask);
+  //
+  // The trampoline's int3 resets an ignored SIGTRAP to SIG_DFL (the kernel
+  // does so for forced signals); pass the task's SIGTRAP action (a 32-byte
+  // kernel sigaction) to have it set again after the last int3.
+  absl::Status Finish(const user_regs_struct& regs, uint64_t sigmask,
+                      const void* sigtrap_action = nullptr);
   // Same without unmapping (no trampoline was mapped).
   absl::Status ParkWith(const user_regs_struct& regs, uint64_t sigmask);
 
@@ -167,6 +172,31 @@ class Injector {
   user_regs_struct template_{};
   TrampolineLayout layout_{};
   std::vector<int> held_signals_;
+};
+
+// Syscalls queued for one task and run in as few batches as fit: a caller
+// makes room for a call and its data, then adds them to batch(); Flush()
+// runs what is queued.
+//
+//   RETURN_IF_ERROR(queue.Reserve(1, path.size() + 1));
+//   queue.batch().Add(SYS_chdir, {queue.batch().AddString(path)});
+//   ...
+//   RETURN_IF_ERROR(queue.Flush());
+class SyscallQueue {
+ public:
+  explicit SyscallQueue(Injector* injector)
+      : injector_(injector), batch_(injector->NewBatch()) {}
+
+  // Runs the queued calls first if `calls` calls and `data` bytes would
+  // not fit.
+  absl::Status Reserve(size_t calls, size_t data);
+  SyscallBatch& batch() { return batch_; }
+  absl::Status Flush();
+  Injector* injector() { return injector_; }
+
+ private:
+  Injector* injector_;
+  SyscallBatch batch_;
 };
 
 }  // namespace ckpt::task

@@ -1,0 +1,236 @@
+// The fd table (FD records) and cwd/root (FS) of a task.
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "lib/base/fd.h"
+#include "lib/base/status.h"
+#include "lib/fs/file.h"
+#include "lib/fs/fs.h"
+
+namespace ckpt::fs {
+namespace {
+
+absl::StatusOr<std::string> ReadLink(const std::string& path) {
+  char buf[4096];
+  ssize_t n = readlink(path.c_str(), buf, sizeof(buf));
+  if (n < 0) return ErrnoError(errno, "readlink ", path);
+  if (n == sizeof(buf)) return absl::OutOfRangeError(absl::StrCat("readlink ", path, ": too long"));
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+struct FdInfo {
+  uint64_t pos = 0;
+  uint32_t flags = 0;
+};
+
+absl::StatusOr<FdInfo> ReadFdInfo(pid_t pid, int fd) {
+  ASSIGN_OR_RETURN(std::string text, ReadFile(absl::StrCat("/proc/", pid, "/fdinfo/", fd)));
+  FdInfo info;
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    if (absl::ConsumePrefix(&line, "pos:")) {
+      if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &info.pos)) {
+        return absl::InvalidArgumentError("bad fdinfo pos");
+      }
+    } else if (absl::ConsumePrefix(&line, "flags:")) {
+      uint64_t v;
+      if (!absl::numbers_internal::safe_strtou64_base(absl::StripAsciiWhitespace(line), &v, 8)) {
+        return absl::InvalidArgumentError("bad fdinfo flags");
+      }
+      info.flags = static_cast<uint32_t>(v);
+    }
+  }
+  return info;
+}
+
+bool IsPlainCharDevice(dev_t rdev) {
+  // /dev/null, /dev/zero, /dev/full, /dev/random, /dev/urandom
+  return major(rdev) == 1 &&
+         (minor(rdev) == 3 || minor(rdev) == 5 || minor(rdev) == 7 || minor(rdev) == 8 ||
+          minor(rdev) == 9);
+}
+
+bool IsTerminal(dev_t rdev) {
+  unsigned m = major(rdev);
+  return m == 4 || m == 5 || (m >= 136 && m <= 143);
+}
+
+absl::Status Unsupported(pid_t pid, int fd, const std::string& what) {
+  return absl::UnimplementedError(
+      absl::StrCat("task ", pid, " fd ", fd, ": ", what, " is not supported yet"));
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<FdEntry>> CollectFds(pid_t pid, objhash::ObjHash& objects,
+                                                uint32_t dump_flags) {
+  (void)dump_flags;
+  std::string dir_path = absl::StrCat("/proc/", pid, "/fd");
+  DIR* dir = opendir(dir_path.c_str());
+  if (dir == nullptr) return ErrnoError(errno, "task ", pid, ": open ", dir_path);
+  std::vector<int> fds;
+  while (struct dirent* e = readdir(dir)) {
+    int fd;
+    if (absl::SimpleAtoi(e->d_name, &fd)) fds.push_back(fd);
+  }
+  closedir(dir);
+  std::sort(fds.begin(), fds.end());
+
+  std::vector<FdEntry> out;
+  for (int fd : fds) {
+    std::string link_path = absl::StrCat(dir_path, "/", fd);
+    ASSIGN_OR_RETURN(std::string target, ReadLink(link_path));
+    struct stat st;
+    if (stat(link_path.c_str(), &st) != 0) return ErrnoError(errno, "task ", pid, " fd ", fd);
+    ASSIGN_OR_RETURN(FdInfo info, ReadFdInfo(pid, fd));
+
+    OpenFile file;
+    file.st = st;
+    file.pos = info.pos;
+    file.flags = info.flags & ~static_cast<uint32_t>(O_CLOEXEC);
+    if (absl::StartsWith(target, "pipe:")) return Unsupported(pid, fd, "a pipe (" + target + ")");
+    if (absl::StartsWith(target, "socket:")) return Unsupported(pid, fd, "a socket (" + target + ")");
+    if (absl::StartsWith(target, "anon_inode:")) {
+      return Unsupported(pid, fd, target.substr(11) + " (" + target + ")");
+    }
+    if (target.empty() || target[0] != '/') return Unsupported(pid, fd, "'" + target + "'");
+    if (absl::EndsWith(target, " (deleted)")) {
+      return Unsupported(pid, fd, "the deleted file " + target);
+    }
+    file.path = target;
+    if (S_ISREG(st.st_mode)) {
+      file.kind = image::kFileRegular;
+    } else if (S_ISDIR(st.st_mode)) {
+      file.kind = image::kFileDirectory;
+    } else if (S_ISCHR(st.st_mode) && IsPlainCharDevice(st.st_rdev)) {
+      file.kind = image::kFileCharDevice;
+    } else if (S_ISCHR(st.st_mode) && IsTerminal(st.st_rdev)) {
+      return Unsupported(pid, fd, "the terminal " + target);
+    } else if (S_ISFIFO(st.st_mode)) {
+      return Unsupported(pid, fd, "the FIFO " + target);
+    } else {
+      return Unsupported(pid, fd, "the special file " + target);
+    }
+    if (file.kind != image::kFileCharDevice) {
+      struct stat named;
+      if (stat(target.c_str(), &named) != 0 || named.st_dev != st.st_dev ||
+          named.st_ino != st.st_ino) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "task ", pid, " fd ", fd, ": ", target, " no longer names the file it has open"));
+      }
+    }
+    ASSIGN_OR_RETURN(objhash::ObjHash::Found found,
+                     objects.LookupAdd(objhash::ObjKind::kFile,
+                                       objhash::Identity::OfFile(pid, fd, st.st_dev, st.st_ino),
+                                       file));
+    out.push_back({fd, (info.flags & O_CLOEXEC) ? static_cast<uint32_t>(FD_CLOEXEC) : 0u,
+                   found.objref});
+  }
+  return out;
+}
+
+absl::StatusOr<FsState> CollectFs(pid_t pid) {
+  FsState fs;
+  ASSIGN_OR_RETURN(fs.cwd, ReadLink(absl::StrCat("/proc/", pid, "/cwd")));
+  ASSIGN_OR_RETURN(fs.root, ReadLink(absl::StrCat("/proc/", pid, "/root")));
+  if (absl::EndsWith(fs.cwd, " (deleted)")) {
+    return absl::UnimplementedError(
+        absl::StrCat("task ", pid, ": its working directory ", fs.cwd, " was deleted"));
+  }
+  return fs;
+}
+
+absl::Status WriteFs(const FsState& fs, image::Writer& w) {
+  image::ckpt_fs rec{static_cast<uint32_t>(fs.cwd.size()), static_cast<uint32_t>(fs.root.size())};
+  std::string paths = fs.cwd + fs.root;
+  return w.AppendStructWith(image::CKPT_HDR_FS, rec, paths.data(), paths.size());
+}
+
+absl::Status WriteFds(const std::vector<FdEntry>& fds, image::Writer& w) {
+  for (const FdEntry& e : fds) {
+    image::ckpt_fd rec{e.fd, e.fd_flags, e.file_ref, 0};
+    RETURN_IF_ERROR(w.AppendStruct(image::CKPT_HDR_FD, rec));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<FsState> ReadFsRecord(image::Reader& r) {
+  ASSIGN_OR_RETURN(image::ckpt_fs rec, r.Expect<image::ckpt_fs>(image::CKPT_HDR_FS));
+  if (rec.cwd_len == 0 || rec.cwd_len > image::kMaxPathLen) {
+    return r.FieldError("cwd_len", rec.cwd_len, " is out of range");
+  }
+  if (rec.root_len == 0 || rec.root_len > image::kMaxPathLen) {
+    return r.FieldError("root_len", rec.root_len, " is out of range");
+  }
+  FsState fs;
+  ASSIGN_OR_RETURN(fs.cwd, r.ReadString(rec.cwd_len, "cwd"));
+  ASSIGN_OR_RETURN(fs.root, r.ReadString(rec.root_len, "root"));
+  if (fs.cwd[0] != '/' || fs.root[0] != '/') return r.FieldError("cwd", "paths must be absolute");
+  return fs;
+}
+
+absl::StatusOr<std::vector<FdEntry>> ReadFdRecords(image::Reader& r, uint32_t nr_fds,
+                                                   int high_fd_base) {
+  std::vector<FdEntry> fds;
+  for (uint32_t i = 0; i < nr_fds; ++i) {
+    ASSIGN_OR_RETURN(image::ckpt_fd rec, r.Expect<image::ckpt_fd>(image::CKPT_HDR_FD));
+    if (rec.fd < 0 || rec.fd >= high_fd_base) {
+      return r.FieldError("fd", rec.fd, " is outside 0..", high_fd_base - 1,
+                          " (the image's largest fd)");
+    }
+    if (!fds.empty() && rec.fd <= fds.back().fd) {
+      return r.FieldError("fd", rec.fd, " is not in ascending order");
+    }
+    if (rec.fd_flags & ~static_cast<uint32_t>(FD_CLOEXEC)) {
+      return r.FieldError("fd_flags", rec.fd_flags, " has unknown bits");
+    }
+    fds.push_back({rec.fd, rec.fd_flags, rec.file_ref});
+  }
+  return fds;
+}
+
+absl::Status QueueFsRestore(task::SyscallQueue& q, const FsState& fs) {
+  RETURN_IF_ERROR(q.Reserve(2, fs.cwd.size() + fs.root.size() + 32));
+  task::SyscallBatch& b = q.batch();
+  b.Add(SYS_chdir, {b.AddString(fs.cwd)});
+  if (fs.root != "/") b.Add(SYS_chroot, {b.AddString(fs.root)});
+  return absl::OkStatus();
+}
+
+absl::Status QueueFdRestore(task::SyscallQueue& q, const std::vector<FdEntry>& fds,
+                            const objhash::RestoreTable& objects, int high_fd_base) {
+  RETURN_IF_ERROR(q.Reserve(1, 0));
+  q.batch().Add(SYS_close_range, {0, static_cast<uint64_t>(high_fd_base - 1), 0});
+  for (const FdEntry& e : fds) {
+    ASSIGN_OR_RETURN(const objhash::RestoredObject* obj,
+                     objects.Get(e.file_ref, objhash::ObjKind::kFile));
+    RETURN_IF_ERROR(q.Reserve(1, 0));
+    q.batch().Add(SYS_dup3, {static_cast<uint64_t>(obj->fd), static_cast<uint64_t>(e.fd),
+                             (e.fd_flags & FD_CLOEXEC) ? static_cast<uint64_t>(O_CLOEXEC) : 0});
+  }
+  return absl::OkStatus();
+}
+
+absl::Status QueueCloseObjects(task::SyscallQueue& q, int high_fd_base) {
+  RETURN_IF_ERROR(q.Reserve(1, 0));
+  q.batch().Add(SYS_close_range, {static_cast<uint64_t>(high_fd_base), ~0u, 0});
+  return absl::OkStatus();
+}
+
+absl::Status RegisterFsHandlers(objhash::HandlerTable& table) {
+  return table.Register({objhash::ObjKind::kFile, "file", image::CKPT_HDR_FILE, CheckpointFile,
+                         RestoreFile});
+}
+
+}  // namespace ckpt::fs

@@ -1,0 +1,85 @@
+// FILE objects: one open file description of a regular file, a directory
+// or a character device.
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "lib/base/fd.h"
+#include "lib/base/status.h"
+#include "lib/fs/file.h"
+
+namespace ckpt::fs {
+
+absl::Status CheckpointFile(objhash::CheckpointContext& ctx,
+                            const objhash::ObjHash::Entry& entry) {
+  const auto& f = std::any_cast<const OpenFile&>(entry.data);
+  image::ckpt_file rec{};
+  rec.objref = entry.objref;
+  rec.kind = f.kind;
+  rec.flags = f.flags;
+  rec.mode = f.st.st_mode;
+  rec.pos = f.pos;
+  rec.size = S_ISREG(f.st.st_mode) ? static_cast<uint64_t>(f.st.st_size) : 0;
+  rec.rdev = f.st.st_rdev;
+  rec.mtime_ns = static_cast<uint64_t>(f.st.st_mtim.tv_sec) * 1000000000ull +
+                 static_cast<uint64_t>(f.st.st_mtim.tv_nsec);
+  rec.path_len = static_cast<uint32_t>(f.path.size());
+  return ctx.writer->AppendStructWith(image::CKPT_HDR_FILE, rec, f.path.data(), f.path.size());
+}
+
+absl::StatusOr<objhash::RestoredObject> RestoreFile(objhash::RestoreContext& ctx,
+                                                    const image::Record& rec) {
+  (void)rec;
+  image::Reader& r = *ctx.reader;
+  image::ckpt_file f;
+  RETURN_IF_ERROR(r.ReadStruct(&f, sizeof(f)));
+  if (f.kind != image::kFileRegular && f.kind != image::kFileDirectory &&
+      f.kind != image::kFileCharDevice) {
+    return r.FieldError("kind", f.kind, " is not a known file kind");
+  }
+  constexpr uint32_t kKnownFlags = O_ACCMODE | O_APPEND | O_NONBLOCK | O_DSYNC | O_SYNC |
+                                   O_DIRECT | 0100000 /* O_LARGEFILE as the kernel reports it */ | O_DIRECTORY | O_NOFOLLOW |
+                                   O_NOATIME | O_PATH | O_ASYNC;
+  if (f.flags & ~kKnownFlags) return r.FieldError("flags", absl::StrFormat("0%o", f.flags), " has unknown bits");
+  if (f.path_len == 0 || f.path_len > image::kMaxPathLen) {
+    return r.FieldError("path_len", f.path_len, " is out of range");
+  }
+  ASSIGN_OR_RETURN(std::string path, r.ReadString(f.path_len, "path"));
+  if (path[0] != '/') return r.FieldError("path", "'", path, "' is not absolute");
+
+  int fd = open(path.c_str(), static_cast<int>(f.flags) | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return ErrnoError(errno, "open file ", path, " for the restore");
+  UniqueFd owned(fd);
+  struct stat st;
+  if (fstat(fd, &st) != 0) return ErrnoError(errno, "stat ", path);
+  if ((st.st_mode & S_IFMT) != (f.mode & S_IFMT)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("file ", path, " changed type since the dump"));
+  }
+  if (f.kind == image::kFileRegular && static_cast<uint64_t>(st.st_size) != f.size) {
+    return absl::FailedPreconditionError(absl::StrCat("file ", path,
+                                                      " changed size since the dump (was ",
+                                                      f.size, " bytes, now ", st.st_size, ")"));
+  }
+  if (f.kind == image::kFileCharDevice && st.st_rdev != f.rdev) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "device %s is %u:%u, the dump had %u:%u", path, major(st.st_rdev), minor(st.st_rdev),
+        major(f.rdev), minor(f.rdev)));
+  }
+  if (f.kind != image::kFileCharDevice && !(f.flags & O_PATH) &&
+      lseek(fd, static_cast<off_t>(f.pos), SEEK_SET) < 0) {
+    return ErrnoError(errno, "seek ", path, " to ", f.pos);
+  }
+  int high = fcntl(fd, F_DUPFD_CLOEXEC, ctx.high_fd_base);
+  if (high < 0) return ErrnoError(errno, "moving ", path, " to fd ", ctx.high_fd_base, " or above");
+  objhash::RestoredObject obj;
+  obj.objref = f.objref;
+  obj.fd = high;
+  return obj;
+}
+
+}  // namespace ckpt::fs

@@ -1,0 +1,66 @@
+// Files: the FILE object (an open file description of a regular file, a
+// directory or a character device), a task's fd table (FD records) and its
+// cwd and root (FS). Dump and restore side by side.
+//
+// At restore, every FILE object is opened once by the restorer and moved
+// to a high fd number; each task inherits those, dup3()s them to its own
+// fd numbers (so descriptions shared by dup or fork are shared again), and
+// closes the high ones last.
+
+#ifndef LIBCKPT_LIB_FS_FS_H_
+#define LIBCKPT_LIB_FS_FS_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "lib/image/format.h"
+#include "lib/image/reader.h"
+#include "lib/image/writer.h"
+#include "lib/objhash/handlers.h"
+#include "lib/objhash/objhash.h"
+#include "lib/task/inject.h"
+
+namespace ckpt::fs {
+
+struct FdEntry {
+  int fd = -1;
+  uint32_t fd_flags = 0;  // FD_CLOEXEC
+  uint32_t file_ref = 0;
+};
+
+struct FsState {
+  std::string cwd;
+  std::string root;
+};
+
+// Lists the task's fds and registers their descriptions as FILE objects.
+// Refuses, naming the fd and its kind, what cannot be dumped yet.
+absl::StatusOr<std::vector<FdEntry>> CollectFds(pid_t pid, objhash::ObjHash& objects,
+                                                uint32_t dump_flags);
+absl::StatusOr<FsState> CollectFs(pid_t pid);
+
+absl::Status WriteFs(const FsState& fs, image::Writer& writer);
+absl::Status WriteFds(const std::vector<FdEntry>& fds, image::Writer& writer);
+
+absl::StatusOr<FsState> ReadFsRecord(image::Reader& reader);
+absl::StatusOr<std::vector<FdEntry>> ReadFdRecords(image::Reader& reader, uint32_t nr_fds,
+                                                   int high_fd_base);
+
+absl::Status QueueFsRestore(task::SyscallQueue& queue, const FsState& fs);
+// Closes every fd the task inherited below `high_fd_base`, then puts the
+// task's fds in place from the restorer's objects.
+absl::Status QueueFdRestore(task::SyscallQueue& queue, const std::vector<FdEntry>& fds,
+                            const objhash::RestoreTable& objects, int high_fd_base);
+// Closes the restorer's objects (everything from `high_fd_base` up).
+absl::Status QueueCloseObjects(task::SyscallQueue& queue, int high_fd_base);
+
+// The FILE object handler.
+absl::Status RegisterFsHandlers(objhash::HandlerTable& table);
+
+}  // namespace ckpt::fs
+
+#endif  // LIBCKPT_LIB_FS_FS_H_

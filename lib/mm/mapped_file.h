@@ -1,0 +1,34 @@
+// MAPPED_FILE objects: a file that backs mappings, one object per inode,
+// opened by the restorer (read-only, or read-write when a shared mapping
+// may write) so that every restored task inherits it for its mmap calls
+// and, for the executable, for PR_SET_MM_MAP's exe_fd.
+
+#ifndef LIBCKPT_LIB_MM_MAPPED_FILE_H_
+#define LIBCKPT_LIB_MM_MAPPED_FILE_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "lib/objhash/handlers.h"
+#include "lib/objhash/objhash.h"
+
+namespace ckpt::mm {
+
+// Registers the file at `path` (as seen through `proc_link`, a
+// /proc/PID/map_files or /proc/PID/exe link naming the very inode mapped)
+// and returns its objref. A path that no longer names that inode is an
+// error naming it.
+absl::StatusOr<uint32_t> RegisterMappedFile(objhash::ObjHash& objects, const std::string& path,
+                                            const std::string& proc_link, bool writable);
+
+absl::Status CheckpointMappedFile(objhash::CheckpointContext& ctx,
+                                  const objhash::ObjHash::Entry& entry);
+absl::StatusOr<objhash::RestoredObject> RestoreMappedFile(objhash::RestoreContext& ctx,
+                                                          const image::Record& rec);
+
+}  // namespace ckpt::mm
+
+#endif  // LIBCKPT_LIB_MM_MAPPED_FILE_H_

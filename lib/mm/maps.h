@@ -1,0 +1,66 @@
+// /proc/PID/maps and /proc/PID/smaps, parsed into VMAs.
+//
+//   ASSIGN_OR_RETURN(std::vector<Vma> vmas, ReadVmas(pid));
+//   for (const Vma& v : vmas) if (v.vm_flags & kVmGrowsDown) ...
+
+#ifndef LIBCKPT_LIB_MM_MAPS_H_
+#define LIBCKPT_LIB_MM_MAPS_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace ckpt::mm {
+
+// The VmFlags of smaps that libckpt cares about.
+enum VmFlag : uint64_t {
+  kVmGrowsDown = 1u << 0,    // gd
+  kVmHugepage = 1u << 1,     // hg
+  kVmNoHugepage = 1u << 2,   // nh
+  kVmDontDump = 1u << 3,     // dd
+  kVmDontCopy = 1u << 4,     // dc (MADV_DONTFORK)
+  kVmWipeOnFork = 1u << 5,   // wf
+  kVmMergeable = 1u << 6,    // mg
+  kVmLocked = 1u << 7,       // lo
+  kVmSeqRead = 1u << 8,      // sr
+  kVmRandRead = 1u << 9,     // rr
+  kVmIo = 1u << 10,          // io
+  kVmPfnMap = 1u << 11,      // pf
+  kVmUffd = 1u << 12,        // um, uw
+  kVmShadowStack = 1u << 13, // ss
+  kVmSealed = 1u << 14,      // sl
+  kVmMayWrite = 1u << 15,    // mw
+};
+
+struct Vma {
+  uint64_t start = 0;
+  uint64_t end = 0;
+  uint32_t prot = 0;  // PROT_*
+  bool shared = false;
+  uint64_t offset = 0;
+  uint32_t dev_major = 0;
+  uint32_t dev_minor = 0;
+  uint64_t ino = 0;
+  std::string name;      // path, "[heap]", "[stack]", "[vdso]", ..., or "" if anonymous
+  bool deleted = false;  // the path ended in " (deleted)", now stripped
+  uint64_t vm_flags = 0; // VmFlag, from smaps
+  bool has_vm_flags = false;
+
+  uint64_t size() const { return end - start; }
+  bool is_file() const { return !name.empty() && name[0] == '/'; }
+};
+
+absl::StatusOr<std::vector<Vma>> ParseMaps(absl::string_view text);
+// smaps: the same lines, each followed by fields, VmFlags among them.
+absl::StatusOr<std::vector<Vma>> ParseSmaps(absl::string_view text);
+// Reads /proc/PID/smaps.
+absl::StatusOr<std::vector<Vma>> ReadVmas(pid_t pid);
+
+}  // namespace ckpt::mm
+
+#endif  // LIBCKPT_LIB_MM_MAPS_H_

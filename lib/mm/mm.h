@@ -1,0 +1,120 @@
+// A task's memory, dumped and restored: mm fields, auxv, every VMA, and the
+// page arrays of the VMAs that hold private data.
+//
+// Dump, in two steps, because the objects section (mapped files) is
+// written before any task's section:
+//
+//   ASSIGN_OR_RETURN(MmDump mm, CollectMm(pid, brk, objects));   // frozen task
+//   ... write the objects section ...
+//   RETURN_IF_ERROR(WriteMm(pid, mm, writer, &stats));            // copies pages
+//
+// Restore, from inside the stopped task (a copy of the restorer, with the
+// trampoline mapped in its free area), driven through a SyscallQueue:
+//
+//   RETURN_IF_ERROR(RestoreMm(reader, ctx, &stats));
+
+#ifndef LIBCKPT_LIB_MM_MM_H_
+#define LIBCKPT_LIB_MM_MM_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "lib/image/format.h"
+#include "lib/image/reader.h"
+#include "lib/image/writer.h"
+#include "lib/mm/maps.h"
+#include "lib/mm/page_buffer.h"
+#include "lib/mm/pagescan.h"
+#include "lib/objhash/handlers.h"
+#include "lib/objhash/objhash.h"
+#include "lib/task/inject.h"
+
+namespace ckpt::mm {
+
+// The free area every task keeps for the restore: the trampoline at its
+// start, the restorer's vdso parked at kParkOffset.
+inline constexpr uint64_t kFreeAreaSize = 16ull << 20;
+inline constexpr uint64_t kParkOffset = 8ull << 20;
+static_assert(task::TrampolineLayout::kSize <= kParkOffset);
+// The end of the 47-bit user address space.
+inline constexpr uint64_t kUserSpaceEnd = 0x7ffffffff000ull;
+
+// Most pages in one page array (PAGE_RUNS record).
+inline constexpr uint64_t kPagesPerArray = 64 * 1024;
+
+struct VmaDump {
+  image::ckpt_vma rec{};
+  std::vector<image::ckpt_page_run> runs;
+  std::string name;  // for messages
+};
+
+struct MmDump {
+  image::ckpt_mm rec{};
+  std::vector<uint64_t> auxv;
+  std::vector<VmaDump> vmas;
+  uint64_t skipped_pages = 0;
+  uint64_t free_area = 0;  // kFreeAreaSize bytes no VMA uses
+};
+
+struct MmStats {
+  uint64_t vmas = 0;
+  uint64_t pages = 0;
+  uint64_t skipped_pages = 0;
+  uint64_t bytes = 0;
+};
+
+struct CollectOptions {
+  bool force_pagemap_file = false;  // scan with /proc/PID/pagemap (benchmarks)
+};
+
+// Reads the task's VMAs, mm fields and auxv, scans its pages, and
+// registers the files its VMAs map (and its executable) as MAPPED_FILE
+// objects. `brk` is the task's current brk (an injected brk(0)). Refuses,
+// naming the VMA, what cannot be dumped yet.
+absl::StatusOr<MmDump> CollectMm(pid_t pid, uint64_t brk, objhash::ObjHash& objects,
+                                 const CollectOptions& options = {});
+
+// Writes MM, then each VMA with its page arrays; page contents are copied
+// out of the (still frozen) task.
+absl::Status WriteMm(pid_t pid, const MmDump& mm, image::Writer& writer, MmStats* stats);
+
+// What the restorer (and so every task it forks, before the big unmap)
+// has mapped that a restore must deal with.
+struct RestorerLayout {
+  std::vector<Vma> vdso_family;  // [vvar], [vvar_vclock], [vdso], ascending
+  std::vector<Vma> all;          // every VMA of the restorer
+};
+absl::StatusOr<RestorerLayout> ReadRestorerLayout();
+
+// Whether [addr, addr + kFreeAreaSize) is unused in `vmas`.
+bool IsFreeArea(const std::vector<Vma>& vmas, uint64_t addr);
+
+struct MmRestoreContext {
+  pid_t pid = 0;
+  uint64_t free_area = 0;
+  const RestorerLayout* layout = nullptr;
+  const objhash::RestoreTable* objects = nullptr;
+  task::SyscallQueue* queue = nullptr;
+  PageBuffer* buffer = nullptr;  // staging for page contents
+  // Fill pages after MADV_POPULATE_WRITE (fewer faults) rather than
+  // letting process_vm_writev fault them in.
+  bool populate = true;
+  // Set by RestoreMm: where [vdso] now is (the final munmap goes through
+  // its syscall instruction).
+  uint64_t vdso_start = 0;
+};
+
+// Reads MM and its VMAs and page arrays from `reader` (positioned just
+// before the MM record) and rebuilds the task's memory.
+absl::Status RestoreMm(image::Reader& reader, MmRestoreContext& ctx, MmStats* stats);
+
+// The MAPPED_FILE object handler.
+absl::Status RegisterMmHandlers(objhash::HandlerTable& table);
+
+}  // namespace ckpt::mm
+
+#endif  // LIBCKPT_LIB_MM_MM_H_

@@ -1,0 +1,325 @@
+// The restore half of the mm section: the restored task is a copy of the
+// restorer with the trampoline in its free area. Its vdso family is parked
+// in the free area, everything else is unmapped, then every recorded VMA
+// is mapped at its address, its pages written from outside, its
+// protection and advice set, and the mm fields set with PR_SET_MM_MAP.
+
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "lib/base/fd.h"
+#include "lib/base/status.h"
+#include "lib/mm/mapped_file.h"
+#include "lib/mm/mm.h"
+#include "lib/task/remote.h"
+
+namespace ckpt::mm {
+namespace {
+
+constexpr uint64_t kPage = 4096;
+
+const char* FamilyName(uint32_t kind) {
+  switch (kind) {
+    case image::kVmaVdso:
+      return "[vdso]";
+    case image::kVmaVvar:
+      return "[vvar]";
+    case image::kVmaVvarVclock:
+      return "[vvar_vclock]";
+  }
+  return nullptr;
+}
+
+absl::Status ValidateVma(image::Reader& r, const image::ckpt_vma& v, uint64_t prev_end,
+                         uint64_t free_area) {
+  if (v.start % kPage || v.end % kPage || v.start >= v.end) {
+    return r.FieldError("start", absl::StrFormat("0x%x-0x%x is not a page-aligned range",
+                                                 v.start, v.end));
+  }
+  if (v.end > kUserSpaceEnd) return r.FieldError("end", absl::Hex(v.end), " is beyond user space");
+  if (v.start < prev_end) {
+    return r.FieldError("start", absl::StrFormat("0x%x overlaps the previous VMA (ends 0x%x)",
+                                                 v.start, prev_end));
+  }
+  if (v.start < free_area + kFreeAreaSize && free_area < v.end) {
+    return r.FieldError("start", absl::StrFormat(
+                                     "0x%x-0x%x overlaps the free area the dump recorded (0x%x)",
+                                     v.start, v.end, free_area));
+  }
+  if (v.prot & ~static_cast<uint32_t>(PROT_READ | PROT_WRITE | PROT_EXEC)) {
+    return r.FieldError("prot", absl::Hex(v.prot), " has unknown bits");
+  }
+  const uint32_t known = MAP_SHARED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN;
+  if ((v.flags & ~known) || !(v.flags & MAP_SHARED) == !(v.flags & MAP_PRIVATE)) {
+    return r.FieldError("flags", absl::Hex(v.flags), " is not a valid mapping type");
+  }
+  bool anon = v.flags & MAP_ANONYMOUS;
+  switch (v.kind) {
+    case image::kVmaFile:
+      if (anon || v.file_ref == 0) return r.FieldError("file_ref", "a file VMA without a file");
+      if (v.pgoff % kPage) return r.FieldError("pgoff", absl::Hex(v.pgoff), " is not aligned");
+      break;
+    case image::kVmaAnon:
+    case image::kVmaHeap:
+    case image::kVmaStack:
+    case image::kVmaVdso:
+    case image::kVmaVvar:
+    case image::kVmaVvarVclock:
+      if (!anon || v.file_ref != 0) return r.FieldError("file_ref", "an anonymous VMA with a file");
+      break;
+    default:
+      return r.FieldError("kind", v.kind, " is not a known VMA kind");
+  }
+  if (v.nr_pages > (v.end - v.start) / kPage) {
+    return r.FieldError("nr_pages", v.nr_pages, " exceeds the VMA's ",
+                        (v.end - v.start) / kPage, " pages");
+  }
+  if ((v.flags & MAP_SHARED) && v.nr_pages > 0) {
+    return r.FieldError("nr_pages", "a shared mapping carries no pages");
+  }
+  if (FamilyName(v.kind) != nullptr && v.nr_pages > 0) {
+    return r.FieldError("nr_pages", "a vdso mapping carries no pages");
+  }
+  return absl::OkStatus();
+}
+
+void QueueAdvice(task::SyscallBatch& b, const image::ckpt_vma& v) {
+  const uint64_t len = v.end - v.start;
+  struct {
+    uint64_t bit;
+    int advice;
+  } const table[] = {
+      {image::kAdvHugepage, MADV_HUGEPAGE},     {image::kAdvNoHugepage, MADV_NOHUGEPAGE},
+      {image::kAdvDontDump, MADV_DONTDUMP},     {image::kAdvDontFork, MADV_DONTFORK},
+      {image::kAdvWipeOnFork, MADV_WIPEONFORK}, {image::kAdvMergeable, MADV_MERGEABLE},
+      {image::kAdvSequential, MADV_SEQUENTIAL}, {image::kAdvRandom, MADV_RANDOM},
+  };
+  for (const auto& t : table) {
+    if (v.advice & t.bit) {
+      // KSM or THP may be configured out: advice is best effort.
+      b.Add(SYS_madvise, {v.start, len, static_cast<uint64_t>(t.advice)}, task::kMayFail);
+    }
+  }
+}
+
+// Reads one page array (PAGE_RUNS, then PAGE_DATA records) of VMA `v` and
+// writes its pages into the task. Returns the pages it held.
+absl::StatusOr<uint64_t> FillPageArray(image::Reader& r, MmRestoreContext& ctx,
+                                       const image::ckpt_vma& v, uint64_t pages_left,
+                                       uint64_t* last_end, MmStats* stats) {
+  ASSIGN_OR_RETURN(image::Record rec, r.Next());
+  if (rec.type != image::CKPT_HDR_PAGE_RUNS) {
+    return absl::InvalidArgumentError(absl::StrCat(image::Reader::Where(rec),
+                                                   ": expected the PAGE_RUNS of the VMA at ",
+                                                   absl::Hex(v.start)));
+  }
+  ASSIGN_OR_RETURN(std::vector<uint8_t> raw,
+                   r.ReadArray(sizeof(image::ckpt_page_run), image::kMaxPageRuns, "runs"));
+  std::vector<image::ckpt_page_run> runs(raw.size() / sizeof(image::ckpt_page_run));
+  std::memcpy(runs.data(), raw.data(), raw.size());
+  if (runs.empty()) return r.FieldError("runs", "a page array without pages");
+  uint64_t total = 0;
+  for (const image::ckpt_page_run& run : runs) {
+    if (run.addr % kPage || run.nr_pages == 0 || run.addr < *last_end ||
+        run.addr < v.start || run.nr_pages > (v.end - run.addr) / kPage) {
+      return r.FieldError("runs", absl::StrFormat("run 0x%x+%u is not inside the VMA 0x%x-0x%x "
+                                                  "after 0x%x",
+                                                  run.addr, run.nr_pages, v.start, v.end,
+                                                  *last_end));
+    }
+    *last_end = run.addr + run.nr_pages * kPage;
+    total += run.nr_pages;
+  }
+  if (total > pages_left) {
+    return r.FieldError("runs", total, " pages exceed the ", pages_left, " the VMA has left");
+  }
+  if (ctx.populate) {
+    for (const image::ckpt_page_run& run : runs) {
+      RETURN_IF_ERROR(ctx.queue->Reserve(1, 0));
+      ctx.queue->batch().Add(SYS_madvise,
+                             {run.addr, run.nr_pages * kPage, MADV_POPULATE_WRITE});
+    }
+  }
+  RETURN_IF_ERROR(ctx.queue->Flush());
+
+  size_t ri = 0;
+  uint64_t roff = 0;  // pages of runs[ri] already filled
+  uint64_t bytes_left = total * kPage;
+  std::vector<struct iovec> remote;
+  while (bytes_left > 0) {
+    ASSIGN_OR_RETURN(image::Record data, r.Next());
+    if (data.type != image::CKPT_HDR_PAGE_DATA) {
+      return absl::InvalidArgumentError(absl::StrCat(image::Reader::Where(data),
+                                                     ": expected PAGE_DATA, ", bytes_left,
+                                                     " bytes of page contents are missing"));
+    }
+    if (data.len == 0 || data.len % kPage || data.len > bytes_left) {
+      return absl::InvalidArgumentError(absl::StrCat(image::Reader::Where(data), ": length ",
+                                                     data.len, " does not fit the ",
+                                                     bytes_left, " bytes left in its runs"));
+    }
+    ASSIGN_OR_RETURN(uint8_t * buf, ctx.buffer->Get(data.len));
+    RETURN_IF_ERROR(r.ReadPayload(buf, data.len));
+    remote.clear();
+    uint64_t need = data.len;
+    while (need > 0) {
+      uint64_t take = std::min((runs[ri].nr_pages - roff) * kPage, need);
+      remote.push_back({reinterpret_cast<void*>(runs[ri].addr + roff * kPage), take});
+      roff += take / kPage;
+      need -= take;
+      if (roff == runs[ri].nr_pages) {
+        ++ri;
+        roff = 0;
+      }
+    }
+    struct iovec local = {buf, data.len};
+    absl::Status st = task::WriteRemoteV(ctx.pid, &local, 1, remote.data(), remote.size());
+    if (!st.ok()) return Annotate(st, absl::StrCat("filling pages of task ", ctx.pid));
+    bytes_left -= data.len;
+    stats->pages += data.len / kPage;
+    stats->bytes += data.len;
+  }
+  return total;
+}
+
+}  // namespace
+
+absl::StatusOr<RestorerLayout> ReadRestorerLayout() {
+  ASSIGN_OR_RETURN(std::string text, ReadFile("/proc/self/maps"));
+  RestorerLayout layout;
+  ASSIGN_OR_RETURN(layout.all, ParseMaps(text));
+  for (const Vma& v : layout.all) {
+    if (v.name == "[vdso]" || v.name == "[vvar]" || v.name == "[vvar_vclock]") {
+      layout.vdso_family.push_back(v);
+    }
+  }
+  if (layout.vdso_family.empty()) {
+    return absl::FailedPreconditionError("the restorer has no [vdso]");
+  }
+  uint64_t span = layout.vdso_family.back().end - layout.vdso_family.front().start;
+  if (span > kFreeAreaSize - kParkOffset) {
+    return absl::FailedPreconditionError("the restorer's vdso mappings are spread too far apart");
+  }
+  return layout;
+}
+
+absl::Status RestoreMm(image::Reader& r, MmRestoreContext& ctx, MmStats* stats) {
+  ASSIGN_OR_RETURN(image::ckpt_mm mm, r.Expect<image::ckpt_mm>(image::CKPT_HDR_MM));
+  if (mm.nr_vmas > image::kMaxVmas) return r.FieldError("nr_vmas", mm.nr_vmas, " is too many");
+  if (mm.nr_auxv > image::kMaxAuxvWords || mm.nr_auxv % 2 ||
+      uint64_t{mm.nr_auxv} * 8 != r.payload_remaining()) {
+    return r.FieldError("nr_auxv", mm.nr_auxv, " does not match the ", r.payload_remaining(),
+                        " bytes of auxv");
+  }
+  ASSIGN_OR_RETURN(std::vector<uint8_t> auxv, r.ReadArray(8, image::kMaxAuxvWords, "auxv"));
+  ASSIGN_OR_RETURN(const objhash::RestoredObject* exe,
+                   ctx.objects->Get(mm.exe_ref, objhash::ObjKind::kMappedFile));
+  task::SyscallQueue& q = *ctx.queue;
+
+  // Park the vdso family in the free area, then clear everything else.
+  const std::vector<Vma>& family = ctx.layout->vdso_family;
+  const uint64_t park = ctx.free_area + kParkOffset;
+  const uint64_t area_end = ctx.free_area + kFreeAreaSize;
+  std::vector<uint64_t> parked(family.size());
+  std::vector<bool> placed(family.size(), false);
+  RETURN_IF_ERROR(q.Reserve(family.size() + 2, 0));
+  for (size_t i = 0; i < family.size(); ++i) {
+    parked[i] = park + (family[i].start - family.front().start);
+    q.batch().Add(SYS_mremap, {family[i].start, family[i].size(), family[i].size(),
+                               MREMAP_MAYMOVE | MREMAP_FIXED, parked[i]});
+  }
+  q.batch().Add(SYS_munmap, {0, ctx.free_area});
+  q.batch().Add(SYS_munmap, {area_end, kUserSpaceEnd - area_end});
+  RETURN_IF_ERROR(q.Flush());
+
+  uint64_t prev_end = 0;
+  for (uint32_t i = 0; i < mm.nr_vmas; ++i) {
+    ASSIGN_OR_RETURN(image::ckpt_vma v, r.Expect<image::ckpt_vma>(image::CKPT_HDR_VMA));
+    RETURN_IF_ERROR(ValidateVma(r, v, prev_end, ctx.free_area));
+    prev_end = v.end;
+    ++stats->vmas;
+    const uint64_t len = v.end - v.start;
+    if (const char* name = FamilyName(v.kind)) {
+      size_t k = 0;
+      while (k < family.size() && family[k].name != name) ++k;
+      if (k == family.size() || placed[k]) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "the image has a ", name, " mapping this kernel does not provide: the vdso layouts "
+            "differ (dumped on another kernel?)"));
+      }
+      if (family[k].size() != len) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "the image's ", name, " is ", len, " bytes, this kernel's is ", family[k].size(),
+            ": the vdso layouts differ (dumped on another kernel?)"));
+      }
+      RETURN_IF_ERROR(q.Reserve(1, 0));
+      q.batch().Add(SYS_mremap, {parked[k], len, len, MREMAP_MAYMOVE | MREMAP_FIXED, v.start});
+      placed[k] = true;
+      if (v.kind == image::kVmaVdso) ctx.vdso_start = v.start;
+      continue;
+    }
+    int fd = -1;
+    if (v.kind == image::kVmaFile) {
+      ASSIGN_OR_RETURN(const objhash::RestoredObject* file,
+                       ctx.objects->Get(v.file_ref, objhash::ObjKind::kMappedFile));
+      fd = file->fd;
+    }
+    const bool fill = v.nr_pages > 0;
+    const uint32_t prot = fill ? (v.prot | PROT_READ | PROT_WRITE) : v.prot;
+    RETURN_IF_ERROR(q.Reserve(12, 0));
+    q.batch().Add(SYS_mmap, {v.start, len, prot, v.flags | MAP_FIXED,
+                             static_cast<uint64_t>(static_cast<int64_t>(fd)), v.pgoff});
+    QueueAdvice(q.batch(), v);
+    uint64_t pages_left = v.nr_pages;
+    uint64_t last_end = v.start;
+    while (pages_left > 0) {
+      ASSIGN_OR_RETURN(uint64_t filled, FillPageArray(r, ctx, v, pages_left, &last_end, stats));
+      pages_left -= filled;
+    }
+    if (prot != v.prot) q.batch().Add(SYS_mprotect, {v.start, len, v.prot});
+    if (v.advice & image::kAdvLocked) q.batch().Add(SYS_mlock, {v.start, len});
+  }
+  for (size_t k = 0; k < family.size(); ++k) {
+    if (!placed[k]) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the image has no ", family[k].name, " mapping but this kernel provides one: the vdso "
+          "layouts differ (dumped on another kernel?)"));
+    }
+  }
+  if (ctx.vdso_start == 0) return absl::FailedPreconditionError("the image has no [vdso]");
+
+  struct prctl_mm_map map {};
+  map.start_code = mm.start_code;
+  map.end_code = mm.end_code;
+  map.start_data = mm.start_data;
+  map.end_data = mm.end_data;
+  map.start_brk = mm.start_brk;
+  map.brk = mm.brk;
+  map.start_stack = mm.start_stack;
+  map.arg_start = mm.arg_start;
+  map.arg_end = mm.arg_end;
+  map.env_start = mm.env_start;
+  map.env_end = mm.env_end;
+  map.auxv_size = static_cast<uint32_t>(auxv.size());
+  map.exe_fd = static_cast<uint32_t>(exe->fd);
+  RETURN_IF_ERROR(q.Reserve(1, auxv.size() + sizeof(map) + 32));
+  map.auxv = reinterpret_cast<__u64*>(q.batch().AddData(auxv.data(), auxv.size()));
+  uint64_t map_addr = q.batch().AddStruct(map);
+  q.batch().Add(SYS_prctl, {PR_SET_MM, PR_SET_MM_MAP, map_addr, sizeof(map), 0});
+  absl::Status st = q.Flush();
+  if (!st.ok()) return Annotate(st, "restoring the mm fields (PR_SET_MM_MAP)");
+  return absl::OkStatus();
+}
+
+absl::Status RegisterMmHandlers(objhash::HandlerTable& table) {
+  return table.Register({objhash::ObjKind::kMappedFile, "mapped file",
+                         image::CKPT_HDR_MAPPED_FILE, CheckpointMappedFile, RestoreMappedFile});
+}
+
+}  // namespace ckpt::mm

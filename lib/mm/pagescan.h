@@ -1,0 +1,62 @@
+// Finding the pages of a VMA worth saving: present or swapped out, and not
+// a clean page of a file mapping nor the shared zero page.
+//
+// The PAGEMAP_SCAN ioctl (6.7+) answers with runs of pages in one call per
+// few thousand runs; where it is missing, /proc/PID/pagemap is read, one
+// 8-byte entry per page.
+//
+//   ASSIGN_OR_RETURN(PageScanner scanner, PageScanner::Open(pid));
+//   ScanResult r;
+//   RETURN_IF_ERROR(scanner.Scan(vma.start, vma.end, &r));
+
+#ifndef LIBCKPT_LIB_MM_PAGESCAN_H_
+#define LIBCKPT_LIB_MM_PAGESCAN_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "lib/base/fd.h"
+#include "lib/image/format.h"
+
+namespace ckpt::mm {
+
+struct ScanResult {
+  std::vector<image::ckpt_page_run> runs;  // pages to save, ascending
+  uint64_t pages = 0;                      // pages in `runs`
+  uint64_t skipped = 0;  // resident but not worth saving (file page cache, zero page)
+};
+
+class PageScanner {
+ public:
+  enum class Method { kPagemapScan, kPagemapFile };
+
+  // `method` forces one way (benchmarks, tests); by default PAGEMAP_SCAN
+  // when the kernel has it.
+  static absl::StatusOr<PageScanner> Open(pid_t pid);
+  static absl::StatusOr<PageScanner> Open(pid_t pid, Method method);
+
+  // Appends the pages of [start, end) worth saving to `out`.
+  absl::Status Scan(uint64_t start, uint64_t end, ScanResult* out);
+
+  Method method() const { return method_; }
+
+ private:
+  PageScanner(pid_t pid, UniqueFd fd, Method method)
+      : pid_(pid), fd_(std::move(fd)), method_(method) {}
+  absl::Status ScanIoctl(uint64_t start, uint64_t end, ScanResult* out);
+  absl::Status ScanFile(uint64_t start, uint64_t end, ScanResult* out);
+
+  pid_t pid_;
+  UniqueFd fd_;
+  Method method_;
+};
+
+// Appends [addr, addr + n pages) to runs, merging with the last run.
+void AppendRun(std::vector<image::ckpt_page_run>* runs, uint64_t addr, uint64_t nr_pages);
+
+}  // namespace ckpt::mm
+
+#endif  // LIBCKPT_LIB_MM_PAGESCAN_H_

@@ -1,0 +1,54 @@
+// A task's core: comm, personality, umask and prctl settings (TASK), its
+// credentials (CREDS) and resource limits (RLIMITS). Dump and restore side
+// by side.
+//
+// Dump: values /proc does not show are read by syscalls injected into the
+// task; QueueCoreQuery adds them to a batch, ReadCore collects the results.
+// Restore: QueueCoreRestore sets what must be set from inside the task
+// early; QueueCredsRestore comes last (it may drop privileges);
+// ApplyRlimits works from outside with prlimit.
+
+#ifndef LIBCKPT_LIB_TASK_CORE_H_
+#define LIBCKPT_LIB_TASK_CORE_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "lib/image/format.h"
+#include "lib/image/reader.h"
+#include "lib/image/writer.h"
+#include "lib/task/inject.h"
+#include "lib/task/proc.h"
+
+namespace ckpt::task {
+
+struct TaskCore {
+  image::ckpt_task task{};
+  image::ckpt_creds creds{};
+  std::vector<uint32_t> groups;
+  image::ckpt_rlimits rlimits{};
+};
+
+struct CoreQuery {
+  size_t dumpable = 0, thp_disable = 0, securebits = 0;
+  uint64_t pdeath_out = 0, subreaper_out = 0;
+};
+
+CoreQuery QueueCoreQuery(SyscallBatch& batch);
+absl::StatusOr<TaskCore> ReadCore(pid_t pid, const ProcStatus& status, const SyscallBatch& batch,
+                                  const CoreQuery& query);
+
+// TASK, CREDS, RLIMITS.
+absl::Status WriteCore(const TaskCore& core, image::Writer& writer);
+absl::StatusOr<TaskCore> ReadCoreRecords(image::Reader& reader);
+
+absl::Status QueueCoreRestore(SyscallQueue& queue, const TaskCore& core);
+absl::Status QueueCredsRestore(SyscallQueue& queue, const TaskCore& core);
+absl::Status ApplyRlimits(pid_t pid, const TaskCore& core);
+
+}  // namespace ckpt::task
+
+#endif  // LIBCKPT_LIB_TASK_CORE_H_
