@@ -60,10 +60,16 @@ absl::StatusOr<objhash::RestoredObject> RestoreFile(objhash::RestoreContext& ctx
     return absl::FailedPreconditionError(
         absl::StrCat("file ", path, " changed type since the dump"));
   }
-  if (f.kind == image::kFileRegular && static_cast<uint64_t>(st.st_size) != f.size) {
-    return absl::FailedPreconditionError(absl::StrCat("file ", path,
-                                                      " changed size since the dump (was ",
-                                                      f.size, " bytes, now ", st.st_size, ")"));
+  // A file the task only reads must be as it was; one it writes may have
+  // grown (a log), but not have lost what the task had written.
+  if (f.kind == image::kFileRegular) {
+    uint64_t now = static_cast<uint64_t>(st.st_size);
+    bool read_only = (f.flags & O_ACCMODE) == O_RDONLY;
+    if ((read_only && now != f.size) || (!read_only && now < f.size)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "file ", path, read_only ? " changed size" : " was truncated", " since the dump (was ",
+          f.size, " bytes, now ", now, ")"));
+    }
   }
   if (f.kind == image::kFileCharDevice && st.st_rdev != f.rdev) {
     return absl::FailedPreconditionError(absl::StrFormat(

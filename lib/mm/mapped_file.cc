@@ -26,13 +26,12 @@ uint64_t MtimeNs(const struct stat& st) {
 }  // namespace
 
 absl::StatusOr<uint32_t> RegisterMappedFile(objhash::ObjHash& objects, const std::string& path,
-                                            const std::string& proc_link, bool writable) {
-  struct stat mapped, named;
-  if (stat(proc_link.c_str(), &mapped) != 0) return ErrnoError(errno, "stat ", proc_link);
-  if (stat(path.c_str(), &named) != 0) {
+                                            dev_t dev, uint64_t ino, bool writable) {
+  struct stat mapped;
+  if (stat(path.c_str(), &mapped) != 0) {
     return ErrnoError(errno, "mapped file ", path, " cannot be found by its path");
   }
-  if (mapped.st_dev != named.st_dev || mapped.st_ino != named.st_ino) {
+  if (mapped.st_dev != dev || mapped.st_ino != ino) {
     return absl::FailedPreconditionError(
         absl::StrCat("mapped file ", path, " was replaced since it was mapped"));
   }

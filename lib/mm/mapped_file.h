@@ -17,12 +17,11 @@
 
 namespace ckpt::mm {
 
-// Registers the file at `path` (as seen through `proc_link`, a
-// /proc/PID/map_files or /proc/PID/exe link naming the very inode mapped)
-// and returns its objref. A path that no longer names that inode is an
-// error naming it.
+// Registers the file at `path`, which the task has mapped as inode `ino`
+// of device `dev`, and returns its objref. A path that no longer names
+// that inode is an error naming it.
 absl::StatusOr<uint32_t> RegisterMappedFile(objhash::ObjHash& objects, const std::string& path,
-                                            const std::string& proc_link, bool writable);
+                                            dev_t dev, uint64_t ino, bool writable);
 
 absl::Status CheckpointMappedFile(objhash::CheckpointContext& ctx,
                                   const objhash::ObjHash::Entry& entry);

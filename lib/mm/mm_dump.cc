@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -77,8 +79,8 @@ absl::Status Classify(pid_t pid, const Vma& v, objhash::ObjHash& objects, image:
   } else if (v.is_file()) {
     rec->kind = image::kVmaFile;
     bool writable = v.shared && ((v.prot & PROT_WRITE) || (v.vm_flags & kVmMayWrite));
-    std::string link = absl::StrFormat("/proc/%d/map_files/%x-%x", pid, v.start, v.end);
-    absl::StatusOr<uint32_t> ref = RegisterMappedFile(objects, v.name, link, writable);
+    absl::StatusOr<uint32_t> ref = RegisterMappedFile(
+        objects, v.name, makedev(v.dev_major, v.dev_minor), v.ino, writable);
     if (!ref.ok()) return Annotate(ref.status(), Describe(pid, v));
     rec->file_ref = *ref;
   } else {
@@ -174,21 +176,21 @@ absl::StatusOr<MmDump> CollectMm(pid_t pid, uint64_t brk, objhash::ObjHash& obje
                                  const CollectOptions& options) {
   MmDump mm;
   ASSIGN_OR_RETURN(std::vector<Vma> vmas, ReadVmas(pid));
-  ASSIGN_OR_RETURN(task::ProcStat stat, task::ReadProcStat(pid));
+  ASSIGN_OR_RETURN(task::ProcStat proc, task::ReadProcStat(pid));
   ASSIGN_OR_RETURN(mm.auxv, ReadAuxv(pid));
 
   image::ckpt_mm& rec = mm.rec;
-  rec.start_code = stat.start_code;
-  rec.end_code = stat.end_code;
-  rec.start_data = stat.start_data;
-  rec.end_data = stat.end_data;
-  rec.start_brk = stat.start_brk;
+  rec.start_code = proc.start_code;
+  rec.end_code = proc.end_code;
+  rec.start_data = proc.start_data;
+  rec.end_data = proc.end_data;
+  rec.start_brk = proc.start_brk;
   rec.brk = brk;
-  rec.start_stack = stat.start_stack;
-  rec.arg_start = stat.arg_start;
-  rec.arg_end = stat.arg_end;
-  rec.env_start = stat.env_start;
-  rec.env_end = stat.env_end;
+  rec.start_stack = proc.start_stack;
+  rec.arg_start = proc.arg_start;
+  rec.arg_end = proc.arg_end;
+  rec.env_start = proc.env_start;
+  rec.env_end = proc.env_end;
   rec.nr_auxv = static_cast<uint32_t>(mm.auxv.size());
 
   std::string exe_link = absl::StrCat("/proc/", pid, "/exe");
@@ -200,7 +202,10 @@ absl::StatusOr<MmDump> CollectMm(pid_t pid, uint64_t brk, objhash::ObjHash& obje
     return absl::UnimplementedError(absl::StrCat("task ", pid, ": its executable ", exe_path,
                                                  " was deleted: not supported yet"));
   }
-  absl::StatusOr<uint32_t> exe_ref = RegisterMappedFile(objects, exe_path, exe_link, false);
+  struct stat exe_st;
+  if (stat(exe_link.c_str(), &exe_st) != 0) return ErrnoError(errno, "stat ", exe_link);
+  absl::StatusOr<uint32_t> exe_ref =
+      RegisterMappedFile(objects, exe_path, exe_st.st_dev, exe_st.st_ino, false);
   if (!exe_ref.ok()) return Annotate(exe_ref.status(), absl::StrCat("task ", pid, ": executable"));
   rec.exe_ref = *exe_ref;
 

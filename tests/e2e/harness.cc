@@ -1,0 +1,145 @@
+#include "tests/e2e/harness.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "lib/base/fd.h"
+#include "lib/base/status.h"
+
+namespace ckpt::testing {
+namespace {
+
+long NowMs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int counter = 0;
+
+}  // namespace
+
+std::string TempPath(const std::string& name) {
+  const char* dir = getenv("TEST_TMPDIR");
+  return absl::StrCat(dir ? dir : "/tmp", "/", name);
+}
+
+std::string ProgramPath(const std::string& name) {
+  const char* srcdir = getenv("TEST_SRCDIR");
+  const char* ws = getenv("TEST_WORKSPACE");
+  if (srcdir && ws) return absl::StrCat(srcdir, "/", ws, "/tests/e2e/programs/", name);
+  return absl::StrCat("tests/e2e/programs/", name);
+}
+
+absl::StatusOr<Subject> StartSubject(const std::string& name,
+                                     const std::vector<std::string>& args) {
+  Subject s;
+  s.output = TempPath(absl::StrCat(name, ".", getpid(), ".", counter++, ".out"));
+  std::string path = ProgramPath(name);
+  std::vector<std::string> argv_s = {path};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  int out = open(s.output.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+  if (out < 0) return ErrnoError(errno, "open ", s.output);
+  pid_t pid = fork();
+  if (pid < 0) return ErrnoError(errno, "fork");
+  if (pid == 0) {
+    int null = open("/dev/null", O_RDONLY);
+    dup2(null, 0);
+    dup2(out, 1);
+    dup2(out, 2);
+    syscall(SYS_close_range, 3, ~0u, 0);
+    execv(path.c_str(), argv.data());
+    _exit(127);
+  }
+  close(out);
+  s.pid = pid;
+  return s;
+}
+
+std::string ReadOutput(const Subject& s) {
+  std::ifstream in(s.output);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+absl::Status WaitForOutput(const Subject& s, const std::string& text, int timeout_ms) {
+  long deadline = NowMs() + timeout_ms;
+  while (NowMs() < deadline) {
+    if (ReadOutput(s).find(text) != std::string::npos) return absl::OkStatus();
+    usleep(2000);
+  }
+  return absl::DeadlineExceededError(absl::StrCat("no '", text, "' from the subject; output:\n",
+                                                  ReadOutput(s)));
+}
+
+absl::Status DumpToFile(pid_t pid, const std::string& path, const DumpOptions& options,
+                        DumpStats* stats) {
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_WRONLY | O_CREAT | O_TRUNC, 0600));
+  Checkpointer dumper(options);
+  absl::Status st = dumper.Dump(pid, fd.get());
+  if (stats) *stats = dumper.stats();
+  return st;
+}
+
+absl::StatusOr<pid_t> RestoreFromFile(const std::string& path, RestoreStats* stats) {
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_RDONLY));
+  Restorer restorer;
+  absl::StatusOr<pid_t> pid = restorer.Restore(fd.get());
+  if (stats) *stats = restorer.stats();
+  return pid;
+}
+
+void KillAndReap(pid_t pid) {
+  kill(pid, SIGKILL);
+  int status;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+}
+
+absl::StatusOr<int> WaitExit(pid_t pid, int timeout_ms) {
+  long deadline = NowMs() + timeout_ms;
+  for (;;) {
+    int status;
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) {
+      if (WIFEXITED(status)) return WEXITSTATUS(status);
+      if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+      continue;
+    }
+    if (r < 0) return ErrnoError(errno, "waitpid ", pid);
+    if (NowMs() > deadline) {
+      KillAndReap(pid);
+      return absl::DeadlineExceededError(absl::StrCat("task ", pid, " did not exit in time"));
+    }
+    usleep(2000);
+  }
+}
+
+char TaskState(pid_t pid) {
+  absl::StatusOr<std::string> stat = ReadFile(absl::StrCat("/proc/", pid, "/stat"));
+  if (!stat.ok()) return '?';
+  size_t close = stat->rfind(')');
+  return close == std::string::npos || close + 2 >= stat->size() ? '?' : (*stat)[close + 2];
+}
+
+long BlockedSyscall(pid_t pid) {
+  absl::StatusOr<std::string> text = ReadFile(absl::StrCat("/proc/", pid, "/syscall"));
+  if (!text.ok()) return -2;
+  if (text->rfind("running", 0) == 0) return -1;
+  return strtol(text->c_str(), nullptr, 10);
+}
+
+}  // namespace ckpt::testing

@@ -1,0 +1,70 @@
+/*
+ * Shared by the end-to-end test programs ("subjects"). A subject builds
+ * some state, prints READY, waits for SIGUSR1 from the harness (which
+ * checkpoints, kills and restores it meanwhile), then checks that its
+ * state is exactly as it built it and prints PASS or FAIL (exit 0 or 1).
+ */
+#ifndef LIBCKPT_TESTS_E2E_PROGRAMS_SUBJECT_H_
+#define LIBCKPT_TESTS_E2E_PROGRAMS_SUBJECT_H_
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t subject_go;
+static int subject_failures;
+
+__attribute__((unused)) static void subject_on_usr1(int sig) {
+  int saved = errno;
+  (void)sig;
+  subject_go = 1;
+  errno = saved;
+}
+
+/* Installs the SIGUSR1 handler and says READY. */
+__attribute__((unused)) static void subject_ready(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = subject_on_usr1;
+  sigaction(SIGUSR1, &sa, NULL);
+  printf("READY %d\n", getpid());
+  fflush(stdout);
+}
+
+/* Waits for SIGUSR1 in sigsuspend(), with SIGUSR1 blocked otherwise. */
+__attribute__((unused)) static void subject_wait(void) {
+  sigset_t usr1, old;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  sigprocmask(SIG_BLOCK, &usr1, &old);
+  while (!subject_go) sigsuspend(&old);
+  sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
+__attribute__((unused)) static void subject_fail(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  printf("FAIL: ");
+  vprintf(fmt, ap);
+  printf("\n");
+  va_end(ap);
+  fflush(stdout);
+  subject_failures++;
+}
+
+#define SUBJECT_CHECK(cond, ...)   \
+  do {                             \
+    if (!(cond)) subject_fail(__VA_ARGS__); \
+  } while (0)
+
+__attribute__((unused)) static int subject_verdict(void) {
+  printf(subject_failures ? "FAIL\n" : "PASS\n");
+  fflush(stdout);
+  return subject_failures ? 1 : 0;
+}
+
+#endif /* LIBCKPT_TESTS_E2E_PROGRAMS_SUBJECT_H_ */

@@ -1,0 +1,310 @@
+// End to end, one process at a time: a subject program builds its state,
+// is checkpointed, killed and restored with the same PID, then checks
+// itself and says PASS or FAIL.
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <regex>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "lib/image/format.h"
+#include "tests/e2e/harness.h"
+#include "tests/e2e/image_edit.h"
+
+namespace ckpt::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+#define ASSERT_OK(expr)                    \
+  do {                                     \
+    absl::Status st_ = (expr);             \
+    ASSERT_TRUE(st_.ok()) << st_;          \
+  } while (0)
+
+// Checkpoint, kill, restore: the restored task has the subject's PID.
+void CheckpointKillRestore(const Subject& s, const std::string& image, DumpStats* dump = nullptr,
+                           const DumpOptions& options = {}) {
+  ASSERT_OK(DumpToFile(s.pid, image, options, dump));
+  KillAndReap(s.pid);
+  absl::StatusOr<pid_t> pid = RestoreFromFile(image);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  ASSERT_EQ(*pid, s.pid);
+}
+
+// Signals the restored subject and expects its PASS.
+void ExpectPass(const Subject& s) {
+  ASSERT_EQ(kill(s.pid, SIGUSR1), 0);
+  absl::StatusOr<int> code = WaitExit(s.pid);
+  ASSERT_TRUE(code.ok()) << code.status();
+  std::string out = ReadOutput(s);
+  EXPECT_EQ(*code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("PASS")) << out;
+  EXPECT_THAT(out, Not(HasSubstr("FAIL"))) << out;
+}
+
+bool PidExists(pid_t pid) { return kill(pid, 0) == 0 || errno != ESRCH; }
+
+TEST(SingleProcessTest, HeapOf256MiBComesBackIntact) {
+  absl::StatusOr<Subject> s = StartSubject("heap", {"256"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  DumpStats stats;
+  CheckpointKillRestore(*s, TempPath("heap.img"), &stats);
+  EXPECT_GE(stats.pages_written, 65536u);
+  EXPECT_EQ(stats.tasks, 1u);
+  ExpectPass(*s);
+}
+
+TEST(SingleProcessTest, MappingsKeepProtectionsAndCopyOnWritePages) {
+  absl::StatusOr<Subject> s = StartSubject("mappings", {TempPath("")});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  DumpStats stats;
+  CheckpointKillRestore(*s, TempPath("mappings.img"), &stats);
+  // The 64 pages read from the untouched private file mapping (and those
+  // of the libraries) are not in the image; the 32 copy-on-write pages of
+  // the written one are.
+  EXPECT_GE(stats.pages_skipped, 64u);
+  EXPECT_LT(stats.image_bytes, stats.pages_written * 4096 + 256 * 1024);
+  ExpectPass(*s);
+}
+
+TEST(SingleProcessTest, AvxSseAndX87RegistersSurvive) {
+  absl::StatusOr<Subject> s = StartSubject("fpu");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  usleep(50000);  // well inside its register loop
+  CheckpointKillRestore(*s, TempPath("fpu.img"));
+  ExpectPass(*s);
+}
+
+TEST(SingleProcessTest, ThreadLocalStorageAndErrnoSurvive) {
+  absl::StatusOr<Subject> s = StartSubject("tls");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  usleep(50000);
+  CheckpointKillRestore(*s, TempPath("tls.img"));
+  ExpectPass(*s);
+}
+
+void BlockedStaysBlocked(const std::string& mode, long nr) {
+  absl::StatusOr<Subject> s = StartSubject("blocked", {mode});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  usleep(50000);
+  ASSERT_EQ(BlockedSyscall(s->pid), nr);
+  CheckpointKillRestore(*s, TempPath(mode + ".img"));
+  usleep(200000);
+  EXPECT_EQ(TaskState(s->pid), 'S');
+  EXPECT_EQ(BlockedSyscall(s->pid), nr);
+  EXPECT_THAT(ReadOutput(*s), Not(HasSubstr("PASS")));
+  ExpectPass(*s);
+}
+
+TEST(SingleProcessTest, BlockedInPauseStaysBlockedUntilSignalled) {
+  BlockedStaysBlocked("pause", SYS_pause);
+}
+
+TEST(SingleProcessTest, BlockedInSigsuspendStaysBlockedAndKeepsItsMask) {
+  BlockedStaysBlocked("sigsuspend", SYS_rt_sigsuspend);
+}
+
+long LastCount(const std::string& out) {
+  size_t at = out.rfind("COUNT ");
+  return at == std::string::npos ? 0 : std::stol(out.substr(at + 6));
+}
+
+TEST(SingleProcessTest, TimeBasedCounterContinues) {
+  absl::StatusOr<Subject> s = StartSubject("counter");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "COUNT 20"));
+  CheckpointKillRestore(*s, TempPath("counter.img"));
+  long before = LastCount(ReadOutput(*s));
+  ASSERT_OK(WaitForOutput(*s, absl::StrCat("COUNT ", before + 20)));
+  ExpectPass(*s);
+}
+
+TEST(SingleProcessTest, LeaveRunningKeepsTheOriginalAndTheImageRestoresLater) {
+  absl::StatusOr<Subject> s = StartSubject("heap", {"32"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  std::string image = TempPath("leave.img");
+  DumpOptions leave;
+  leave.leave_running = true;
+  ASSERT_OK(DumpToFile(s->pid, image, leave));
+  usleep(50000);
+  EXPECT_EQ(TaskState(s->pid), 'S');  // still in its sigsuspend
+  ExpectPass(*s);                     // the original checks itself and exits
+  absl::StatusOr<pid_t> pid = RestoreFromFile(image);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  ASSERT_EQ(*pid, s->pid);
+  ExpectPass(*s);
+  std::string out = ReadOutput(*s);
+  EXPECT_EQ(std::count(out.begin(), out.end(), 'P'), 2) << out;  // two PASS lines
+}
+
+TEST(SingleProcessTest, RestoreRefusesATakenPidAndLeavesNothing) {
+  absl::StatusOr<Subject> s = StartSubject("counter");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "COUNT 3"));
+  DumpOptions leave;
+  leave.leave_running = true;
+  std::string image = TempPath("taken.img");
+  ASSERT_OK(DumpToFile(s->pid, image, leave));
+  absl::StatusOr<pid_t> pid = RestoreFromFile(image);
+  ASSERT_FALSE(pid.ok());
+  EXPECT_EQ(pid.status().code(), absl::StatusCode::kAlreadyExists) << pid.status();
+  EXPECT_THAT(pid.status().message(), HasSubstr(absl::StrCat("PID ", s->pid, " is taken")));
+  long before = LastCount(ReadOutput(*s));
+  ASSERT_OK(WaitForOutput(*s, absl::StrCat("COUNT ", before + 5)));  // untouched, still counting
+  ExpectPass(*s);
+}
+
+TEST(SingleProcessTest, RestoreRefusesAMappedFileThatChangedSize) {
+  absl::StatusOr<Subject> s = StartSubject("mappings", {TempPath("")});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  std::string image = TempPath("changed.img");
+  ASSERT_OK(DumpToFile(s->pid, image));
+  KillAndReap(s->pid);
+  {
+    std::ofstream grow(TempPath("readonly.dat"), std::ios::app);
+    grow << "one more line";
+  }
+  absl::StatusOr<pid_t> pid = RestoreFromFile(image);
+  ASSERT_FALSE(pid.ok());
+  EXPECT_THAT(pid.status().message(), HasSubstr("readonly.dat changed size since the dump"));
+  EXPECT_FALSE(PidExists(s->pid));
+}
+
+TEST(SingleProcessTest, RestoreRefusesAMissingMappedFile) {
+  absl::StatusOr<Subject> s = StartSubject("mappings", {TempPath("")});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  std::string image = TempPath("missing.img");
+  ASSERT_OK(DumpToFile(s->pid, image));
+  KillAndReap(s->pid);
+  ASSERT_EQ(unlink(TempPath("written.dat").c_str()), 0);
+  absl::StatusOr<pid_t> pid = RestoreFromFile(image);
+  ASSERT_FALSE(pid.ok());
+  EXPECT_THAT(pid.status().message(), HasSubstr("written.dat cannot be opened"));
+  EXPECT_FALSE(PidExists(s->pid));
+}
+
+TEST(SingleProcessTest, RestoreRefusesAnotherVdsoLayoutAndLeavesNothing) {
+  absl::StatusOr<Subject> s = StartSubject("counter");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "COUNT 2"));
+  std::string image = TempPath("vdso.img");
+  ASSERT_OK(DumpToFile(s->pid, image));
+  KillAndReap(s->pid);
+  // The same image, as if dumped on a kernel whose [vdso] is a page shorter.
+  std::string edited = TempPath("vdso-edited.img");
+  ASSERT_OK(RewriteImage(image, edited, [](uint32_t type, std::string* payload) {
+    if (type != image::CKPT_HDR_VMA) return;
+    image::ckpt_vma v;
+    std::memcpy(&v, payload->data(), sizeof(v));
+    if (v.kind != image::kVmaVdso) return;
+    v.end -= 4096;
+    std::memcpy(payload->data(), &v, sizeof(v));
+  }));
+  absl::StatusOr<pid_t> pid = RestoreFromFile(edited);
+  ASSERT_FALSE(pid.ok());
+  EXPECT_THAT(pid.status().message(), HasSubstr("vdso layouts differ"));
+  EXPECT_FALSE(PidExists(s->pid));
+  // The original image still restores.
+  pid = RestoreFromFile(image);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  ExpectPass(*s);
+}
+
+TEST(SingleProcessTest, CorruptOrTruncatedImageKillsWhatItCreated) {
+  absl::StatusOr<Subject> s = StartSubject("heap", {"8"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  std::string image = TempPath("corrupt.img");
+  ASSERT_OK(DumpToFile(s->pid, image));
+  KillAndReap(s->pid);
+  std::string bytes;
+  {
+    std::ifstream in(image, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  // A flipped byte deep in the page contents: only the tail's checksum
+  // can tell, after the task was built.
+  std::string flipped = bytes;
+  flipped[bytes.size() / 2] ^= 0x40;
+  std::ofstream(TempPath("flipped.img"), std::ios::binary) << flipped;
+  absl::StatusOr<pid_t> pid = RestoreFromFile(TempPath("flipped.img"));
+  ASSERT_FALSE(pid.ok());
+  EXPECT_THAT(pid.status().message(), HasSubstr("checksum mismatch"));
+  EXPECT_FALSE(PidExists(s->pid));
+  std::ofstream(TempPath("short.img"), std::ios::binary) << bytes.substr(0, bytes.size() * 2 / 3);
+  pid = RestoreFromFile(TempPath("short.img"));
+  ASSERT_FALSE(pid.ok());
+  EXPECT_THAT(pid.status().message(), HasSubstr("truncated"));
+  EXPECT_FALSE(PidExists(s->pid));
+  // The file was left alone, and still restores.
+  pid = RestoreFromFile(image);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  ExpectPass(*s);
+}
+
+TEST(SingleProcessTest, DumpOfAMissingPidNamesIt) {
+  absl::Status st = DumpToFile(999999, TempPath("none.img"));
+  EXPECT_EQ(st.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(st.message(), HasSubstr("task 999999 does not exist"));
+}
+
+TEST(SingleProcessTest, DumpOfATracedProcessIsRefusedAndItKeepsRunning) {
+  absl::StatusOr<Subject> s = StartSubject("counter");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "COUNT 1"));
+  ASSERT_EQ(ptrace(PTRACE_SEIZE, s->pid, 0, 0), 0);
+  absl::Status st = DumpToFile(s->pid, TempPath("traced.img"));
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(st.message(), HasSubstr("already traced by process"));
+  // Detaching needs the tracee stopped.
+  ASSERT_EQ(ptrace(PTRACE_INTERRUPT, s->pid, 0, 0), 0);
+  int status;
+  ASSERT_EQ(waitpid(s->pid, &status, 0), s->pid);
+  ASSERT_EQ(ptrace(PTRACE_DETACH, s->pid, 0, 0), 0);
+  long before = LastCount(ReadOutput(*s));
+  ASSERT_OK(WaitForOutput(*s, absl::StrCat("COUNT ", before + 3)));
+  ExpectPass(*s);
+}
+
+TEST(SingleProcessTest, FailedDumpLeavesTheProcessRunningUntouched) {
+  // fpu spins with values in registers: a failed dump must give them back.
+  absl::StatusOr<Subject> s = StartSubject("fpu");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  usleep(50000);
+  // A dump into a pipe whose reader is gone fails while writing.
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  close(p[0]);
+  signal(SIGPIPE, SIG_IGN);
+  Checkpointer dumper;
+  absl::Status st = dumper.Dump(s->pid, p[1]);
+  close(p[1]);
+  EXPECT_FALSE(st.ok());
+  EXPECT_THAT(st.message(), HasSubstr("Broken pipe"));
+  usleep(50000);
+  EXPECT_EQ(TaskState(s->pid), 'R');
+  ExpectPass(*s);
+}
+
+}  // namespace
+}  // namespace ckpt::testing
