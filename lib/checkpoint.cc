@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "ckpt/ckpt.hpp"
 #include "lib/base/status.h"
+#include "lib/base/trace.h"
 #include "lib/fs/fs.h"
 #include "lib/handlers.h"
 #include "lib/image/format.h"
@@ -173,7 +174,10 @@ absl::Status Dumper::Collect(TaskDump& t) {
   if (stat.pgrp == t.pid) t.pgrp_ref = t.pid_ref;
   if (stat.session == t.pid) t.session_ref = t.pid_ref;
 
-  ASSIGN_OR_RETURN(t.mm, mm::CollectMm(t.pid, 0, objects_));
+  {
+    Phase p("dump: collect mm");
+    ASSIGN_OR_RETURN(t.mm, mm::CollectMm(t.pid, 0, objects_));
+  }
   uint64_t vdso = 0;
   for (const mm::VmaDump& v : t.mm.vmas) {
     if (v.rec.kind == image::kVmaVdso) vdso = v.rec.start;
@@ -189,7 +193,10 @@ absl::Status Dumper::Collect(TaskDump& t) {
   t.injector = std::make_unique<task::Injector>(t.pid, leader.tid);
   RETURN_IF_ERROR(t.injector->Begin(vdso + syscall_off));
   t.regs_touched = true;
-  RETURN_IF_ERROR(t.injector->MapTrampoline());
+  {
+    Phase p("dump: map trampoline");
+    RETURN_IF_ERROR(t.injector->MapTrampoline());
+  }
   // The first resume put back any mask sigsuspend() and the like had
   // saved: read the mask now.
   ASSIGN_OR_RETURN(leader.sigmask, task::GetSigmask(leader.tid));
@@ -200,12 +207,16 @@ absl::Status Dumper::Collect(TaskDump& t) {
   task::CoreQuery core_q = task::QueueCoreQuery(batch);
   task::SighandQuery sig_q = task::QueueSighandQuery(batch, t.status.sig_cgt | t.status.sig_ign);
   task::ThreadQuery thread_q = task::QueueThreadQuery(batch);
-  RETURN_IF_ERROR(t.injector->Run(batch));
+  {
+    Phase p("dump: injected queries");
+    RETURN_IF_ERROR(t.injector->Run(batch));
+  }
   t.mm.rec.brk = static_cast<uint64_t>(batch.ret(brk));
   ASSIGN_OR_RETURN(t.core, task::ReadCore(t.pid, t.status, batch, core_q));
   t.sighand = task::ReadSighand(batch, sig_q);
   task::ReadThreadQuery(batch, thread_q, &leader);
 
+  Phase p("dump: collect fs and fds");
   ASSIGN_OR_RETURN(t.fs, fs::CollectFs(t.pid));
   uint32_t flags = 0;
   if (options_.shell_job) flags |= objhash::kDumpShellJob;
@@ -340,8 +351,12 @@ absl::Status Dumper::Thaw(bool kill) {
 absl::Status Dumper::Run(pid_t root, int out_fd) {
   const uint64_t start = NowNs();
   header_ = image::DefaultImageHeader();
-  RETURN_IF_ERROR(Gate(root));
+  {
+    Phase p("dump: gate");
+    RETURN_IF_ERROR(Gate(root));
+  }
   for (auto& t : tasks_) {
+    Phase p("dump: freeze");
     absl::Status st = Freeze(*t);
     if (!st.ok()) {
       Thaw(false).IgnoreError();  // the freeze error says more
@@ -351,10 +366,14 @@ absl::Status Dumper::Run(pid_t root, int out_fd) {
   stats_->freeze_ns = NowNs() - start;
   absl::Status st;
   for (auto& t : tasks_) {
+    Phase p("dump: collect");
     st = Collect(*t);
     if (!st.ok()) break;
   }
-  if (st.ok()) st = Write(out_fd);
+  if (st.ok()) {
+    Phase p("dump: write");
+    st = Write(out_fd);
+  }
   if (!st.ok()) {
     // A failed dump leaves the tree as it was.
     absl::Status thaw = Thaw(false);
@@ -365,7 +384,10 @@ absl::Status Dumper::Run(pid_t root, int out_fd) {
     }
     return st;
   }
-  st = Thaw(!options_.leave_running);
+  {
+    Phase p("dump: thaw");
+    st = Thaw(!options_.leave_running);
+  }
   stats_->total_ns = NowNs() - start;
   return st;
 }

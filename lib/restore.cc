@@ -19,12 +19,13 @@
 #include "ckpt/ckpt.hpp"
 #include "lib/base/fd.h"
 #include "lib/base/status.h"
+#include "lib/base/trace.h"
 #include "lib/fs/fs.h"
 #include "lib/handlers.h"
 #include "lib/image/format.h"
 #include "lib/image/reader.h"
 #include "lib/mm/mm.h"
-#include "lib/mm/page_buffer.h"
+#include "lib/base/buffer.h"
 #include "lib/objhash/objhash.h"
 #include "lib/task/core.h"
 #include "lib/task/inject.h"
@@ -78,7 +79,7 @@ class RestoreRun {
   objhash::RestoreTable objects_;
   int high_fd_base_ = 0;
   mm::RestorerLayout layout_;
-  mm::PageBuffer buffer_;
+  Buffer buffer_;
   bool released_ = false;
 };
 
@@ -235,7 +236,11 @@ absl::Status RestoreRun::RestoreTask(image::Reader& r, TaskRestore& t) {
   mctx.queue = &q;
   mctx.buffer = &buffer_;
   mm::MmStats mstats;
-  absl::Status st = mm::RestoreMm(r, mctx, &mstats);
+  absl::Status st;
+  {
+    Phase p("restore: mm");
+    st = mm::RestoreMm(r, mctx, &mstats);
+  }
   stats_->pages_written += mstats.pages;
   if (!st.ok()) return Annotate(st, absl::StrCat("task ", t.pid));
   // From here on the task's own vdso carries the injections that need no
@@ -251,8 +256,12 @@ absl::Status RestoreRun::RestoreTask(image::Reader& r, TaskRestore& t) {
   RETURN_IF_ERROR(task::QueueThreadRestore(q, thread));
   RETURN_IF_ERROR(task::QueueCredsRestore(q, core));
   RETURN_IF_ERROR(fs::QueueCloseObjects(q, high_fd_base_));
-  st = q.Flush();
+  {
+    Phase p("restore: final batch");
+    st = q.Flush();
+  }
   if (!st.ok()) return Annotate(st, absl::StrCat("task ", t.pid));
+  Phase p("restore: rlimits, regs, park");
   RETURN_IF_ERROR(task::ApplyRlimits(t.pid, core));
   RETURN_IF_ERROR(task::SetXstate(t.pid, thread.xstate));
   const image::ckpt_sigaction& trap = sighand.action[SIGTRAP - 1];
@@ -279,11 +288,20 @@ absl::StatusOr<pid_t> RestoreRun::Run(int in_fd) {
   image::Reader r(&source);
   ASSIGN_OR_RETURN(image::ckpt_image_header header, r.ReadImageHeader());
   (void)header;
-  RETURN_IF_ERROR(ReadTree(r));
-  RETURN_IF_ERROR(ReadObjects(r));
-  ASSIGN_OR_RETURN(layout_, mm::ReadRestorerLayout());
-  for (auto& t : tasks_) RETURN_IF_ERROR(CreateTask(*t));
-  for (auto& t : tasks_) RETURN_IF_ERROR(RestoreTask(r, *t));
+  {
+    Phase p("restore: tree and objects");
+    RETURN_IF_ERROR(ReadTree(r));
+    RETURN_IF_ERROR(ReadObjects(r));
+    ASSIGN_OR_RETURN(layout_, mm::ReadRestorerLayout());
+  }
+  for (auto& t : tasks_) {
+    Phase p("restore: create task");
+    RETURN_IF_ERROR(CreateTask(*t));
+  }
+  for (auto& t : tasks_) {
+    Phase p("restore: task section");
+    RETURN_IF_ERROR(RestoreTask(r, *t));
+  }
   RETURN_IF_ERROR(r.ExpectTail());
   stats_->image_bytes = r.offset();
   // Everything is in place: let the tasks go.

@@ -13,6 +13,7 @@ namespace ckpt::image {
 Reader::Reader(ByteSource* source, size_t buffer_size)
     : source_(source), buffer_(std::max<size_t>(buffer_size, 4096)) {}
 
+
 std::string Reader::Where(const Record& rec) {
   return absl::StrCat("image record #", rec.index, " (", RecordName(rec.type), ") at offset ",
                       rec.offset);
@@ -26,6 +27,7 @@ absl::Status Reader::WrongType(const Record& rec, uint32_t expected) const {
 absl::StatusOr<size_t> Reader::Fill() {
   if (eof_) return 0;
   pos_ = end_ = 0;
+  if (buffer_.data() == nullptr) return absl::ResourceExhaustedError("the image reader has no buffer");
   struct iovec iov = {buffer_.data(), buffer_.size()};
   ASSIGN_OR_RETURN(size_t n, source_->ReadV(&iov, 1));
   if (n == 0) eof_ = true;
@@ -47,7 +49,7 @@ absl::Status Reader::Consume(void* dst, size_t len, bool hash, absl::string_view
         }
       }
       size_t n = std::min(len, end_ - pos_);
-      std::memcpy(p, buffer_.data() + pos_, n);
+      std::memcpy(p, reinterpret_cast<char*>(buffer_.data()) + pos_, n);
       pos_ += n;
       p += n;
       len -= n;

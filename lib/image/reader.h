@@ -25,6 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "lib/base/buffer.h"
 #include "lib/image/checksum.h"
 #include "lib/image/format.h"
 #include "lib/image/io.h"
@@ -116,7 +117,7 @@ class Reader {
   absl::Status CheckTail(const Record& rec);
 
   ByteSource* source_;
-  std::vector<char> buffer_;
+  Buffer buffer_;
   size_t pos_ = 0;
   size_t end_ = 0;
   uint64_t offset_ = 0;       // stream bytes consumed

@@ -43,6 +43,7 @@ ckpt_image_header DefaultImageHeader() {
 
 Writer::Writer(ByteSink* sink, size_t buffer_size) : sink_(sink), buffer_(buffer_size) {}
 
+
 Writer::~Writer() = default;
 
 absl::Status Writer::WriteImageHeader(const ckpt_image_header& header) {
@@ -108,6 +109,9 @@ absl::Status Writer::Flush() { return FlushWith(nullptr, 0); }
 absl::Status Writer::BufferBytes(const void* data, size_t len) {
   const char* p = static_cast<const char*>(data);
   while (len > 0) {
+    if (buffer_.data() == nullptr) {
+      return absl::ResourceExhaustedError("the image writer has no buffer");
+    }
     if (used_ == buffer_.size()) RETURN_IF_ERROR(Flush());
     size_t n = std::min(len, buffer_.size() - used_);
     std::memcpy(buffer_.data() + used_, p, n);

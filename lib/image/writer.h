@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "lib/base/buffer.h"
 #include "lib/image/checksum.h"
 #include "lib/image/format.h"
 #include "lib/image/io.h"
@@ -32,7 +33,7 @@ ckpt_image_header DefaultImageHeader();
 
 class Writer {
  public:
-  explicit Writer(ByteSink* sink, size_t buffer_size = 1 << 20);
+  explicit Writer(ByteSink* sink, size_t buffer_size = 256 << 10);
   ~Writer();
   Writer(const Writer&) = delete;
   Writer& operator=(const Writer&) = delete;
@@ -72,7 +73,7 @@ class Writer {
   absl::Status FlushWith(const struct iovec* extra, int nr_extra);
 
   ByteSink* sink_;
-  std::vector<char> buffer_;
+  Buffer buffer_;
   size_t used_ = 0;
   uint64_t records_ = 0;
   uint64_t bytes_ = 0;

@@ -27,6 +27,15 @@ uint64_t MtimeNs(const struct stat& st) {
 
 absl::StatusOr<uint32_t> RegisterMappedFile(objhash::ObjHash& objects, const std::string& path,
                                             dev_t dev, uint64_t ino, bool writable) {
+  // A file mapped many times (every library is) is checked once.
+  const objhash::Identity id = objhash::Identity::OfInode(dev, ino);
+  ASSIGN_OR_RETURN(uint32_t known, objects.Lookup(objhash::ObjKind::kMappedFile, id));
+  if (known != 0) {
+    if (writable) {
+      std::any_cast<MappedFile&>(objects.GetMutable(known)->data).writable = true;
+    }
+    return known;
+  }
   struct stat mapped;
   if (stat(path.c_str(), &mapped) != 0) {
     return ErrnoError(errno, "mapped file ", path, " cannot be found by its path");

@@ -27,7 +27,7 @@
 #include "lib/image/reader.h"
 #include "lib/image/writer.h"
 #include "lib/mm/maps.h"
-#include "lib/mm/page_buffer.h"
+#include "lib/base/buffer.h"
 #include "lib/mm/pagescan.h"
 #include "lib/objhash/handlers.h"
 #include "lib/objhash/objhash.h"
@@ -99,7 +99,7 @@ struct MmRestoreContext {
   const RestorerLayout* layout = nullptr;
   const objhash::RestoreTable* objects = nullptr;
   task::SyscallQueue* queue = nullptr;
-  PageBuffer* buffer = nullptr;  // staging for page contents
+  Buffer* buffer = nullptr;  // staging for page contents
   // Fill pages after MADV_POPULATE_WRITE (fewer faults) rather than
   // letting process_vm_writev fault them in.
   bool populate = true;

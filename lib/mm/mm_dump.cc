@@ -7,6 +7,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <cstring>
 
 #include "absl/strings/match.h"
@@ -16,7 +19,7 @@
 #include "lib/base/status.h"
 #include "lib/mm/mapped_file.h"
 #include "lib/mm/mm.h"
-#include "lib/mm/page_buffer.h"
+#include "lib/base/buffer.h"
 #include "lib/task/proc.h"
 #include "lib/task/remote.h"
 
@@ -24,6 +27,10 @@ namespace ckpt::mm {
 namespace {
 
 constexpr uint64_t kPage = 4096;
+// Page contents go out in PAGE_DATA records of this size.
+constexpr uint64_t kDumpChunkBytes = 8ull << 20;
+// From this many bytes of pages on, a second thread copies them.
+constexpr uint64_t kThreadedCopyBytes = 32ull << 20;
 
 std::string Describe(pid_t pid, const Vma& v) {
   return absl::StrFormat("task %d: mapping %x-%x%s%s", pid, v.start, v.end,
@@ -229,15 +236,38 @@ absl::StatusOr<MmDump> CollectMm(pid_t pid, uint64_t brk, objhash::ObjHash& obje
     if (r.kind == image::kVmaFile && r.pgoff != v.offset) r.pgoff = v.offset;
     if (r.kind != image::kVmaFile) r.pgoff = 0;
     r.advice = AdviceOf(v.vm_flags);
-    if (!v.shared && !IsVdsoFamily(r.kind)) {
-      ScanResult scan;
-      RETURN_IF_ERROR(scanner.Scan(v.start, v.end, &scan));
-      d.runs = std::move(scan.runs);
-      r.nr_pages = scan.pages;
-      mm.skipped_pages += scan.skipped;
-      rec.nr_pages += scan.pages;
-    }
     mm.vmas.push_back(std::move(d));
+  }
+  // One scan of the whole address space (a syscall per few thousand runs,
+  // not one per VMA), its runs then handed to the VMAs that hold private
+  // data; pages of the others (shared, vdso) are never saved.
+  ScanResult scan;
+  if (!mm.vmas.empty()) {
+    RETURN_IF_ERROR(scanner.Scan(mm.vmas.front().rec.start, mm.vmas.back().rec.end, &scan));
+  }
+  mm.skipped_pages = scan.skipped;
+  size_t vi = 0;
+  for (const image::ckpt_page_run& run : scan.runs) {
+    uint64_t addr = run.addr, end = run.addr + run.nr_pages * kPage;
+    while (addr < end) {
+      while (vi < mm.vmas.size() && mm.vmas[vi].rec.end <= addr) ++vi;
+      if (vi == mm.vmas.size()) break;
+      VmaDump& d = mm.vmas[vi];
+      uint64_t lo = std::max(addr, d.rec.start), hi = std::min(end, d.rec.end);
+      if (lo >= hi) {  // a gap between VMAs (cannot hold pages)
+        addr = d.rec.start;
+        continue;
+      }
+      uint64_t pages = (hi - lo) / kPage;
+      if (!(d.rec.flags & MAP_SHARED) && !IsVdsoFamily(d.rec.kind)) {
+        AppendRun(&d.runs, lo, pages);
+        d.rec.nr_pages += pages;
+        rec.nr_pages += pages;
+      } else {
+        mm.skipped_pages += pages;
+      }
+      addr = hi;
+    }
   }
   rec.nr_vmas = static_cast<uint32_t>(mm.vmas.size());
   mm.free_area = ChooseFreeArea(vmas);
@@ -248,28 +278,35 @@ absl::StatusOr<MmDump> CollectMm(pid_t pid, uint64_t brk, objhash::ObjHash& obje
   return mm;
 }
 
-absl::Status WriteMm(pid_t pid, const MmDump& mm, image::Writer& writer, MmStats* stats) {
-  RETURN_IF_ERROR(writer.AppendStructWith(image::CKPT_HDR_MM, mm.rec, mm.auxv.data(),
-                                          mm.auxv.size() * 8));
-  uint64_t max_chunk = std::min<uint64_t>(image::kMaxPageDataLen, mm.rec.nr_pages * kPage);
-  PageBuffer buffer;
-  uint8_t* buf = nullptr;
-  if (max_chunk > 0) {
-    ASSIGN_OR_RETURN(buf, buffer.Get(max_chunk));
-  }
+namespace {
+
+// One PAGE_DATA record's worth of pages, to be copied out of the task.
+struct Chunk {
   std::vector<struct iovec> remote;
-  UniqueFd mem;
+  uint64_t bytes = 0;
+  bool readable = true;
+};
+
+// What WriteMm emits after the MM record, in order.
+struct Step {
+  enum Kind { kVma, kRuns, kData } kind;
+  const VmaDump* vma = nullptr;
+  std::vector<image::ckpt_page_run> runs;  // kRuns
+  size_t chunk = 0;                        // kData: index into chunks
+};
+
+// Splits the VMAs' runs into page arrays (at most kPagesPerArray pages and
+// kMaxPageRuns runs) and their contents into chunks of at most
+// `max_chunk` bytes.
+void Plan(const MmDump& mm, uint64_t max_chunk, std::vector<Step>* steps,
+          std::vector<Chunk>* chunks) {
   for (const VmaDump& d : mm.vmas) {
-    RETURN_IF_ERROR(writer.AppendStruct(image::CKPT_HDR_VMA, d.rec));
-    ++stats->vmas;
-    size_t run = 0;
-    uint64_t run_off = 0;  // pages of runs[run] already written
-    while (run < d.runs.size()) {
-      // One page array: a slice of the runs, at most kPagesPerArray pages.
+    steps->push_back({Step::kVma, &d, {}, 0});
+    size_t r = 0;
+    uint64_t off = 0;  // pages of d.runs[r] already planned
+    while (r < d.runs.size()) {
       std::vector<image::ckpt_page_run> array;
       uint64_t array_pages = 0;
-      size_t r = run;
-      uint64_t off = run_off;
       while (r < d.runs.size() && array_pages < kPagesPerArray &&
              array.size() < image::kMaxPageRuns) {
         uint64_t take = std::min(d.runs[r].nr_pages - off, kPagesPerArray - array_pages);
@@ -281,33 +318,145 @@ absl::Status WriteMm(pid_t pid, const MmDump& mm, image::Writer& writer, MmStats
           off = 0;
         }
       }
-      RETURN_IF_ERROR(writer.Append(image::CKPT_HDR_PAGE_RUNS, array.data(),
-                                    array.size() * sizeof(image::ckpt_page_run)));
-      // Contents, in records of at most max_chunk bytes.
+      steps->push_back({Step::kRuns, &d, array, 0});
       size_t ai = 0;
       uint64_t aoff = 0;
       while (ai < array.size()) {
-        remote.clear();
-        uint64_t bytes = 0;
-        while (ai < array.size() && bytes < max_chunk) {
-          uint64_t left = (array[ai].nr_pages - aoff) * kPage;
-          uint64_t take = std::min(left, max_chunk - bytes);
-          remote.push_back({reinterpret_cast<void*>(array[ai].addr + aoff * kPage), take});
-          bytes += take;
+        Chunk c;
+        c.readable = d.rec.prot & PROT_READ;
+        while (ai < array.size() && c.bytes < max_chunk) {
+          uint64_t take = std::min((array[ai].nr_pages - aoff) * kPage, max_chunk - c.bytes);
+          c.remote.push_back({reinterpret_cast<void*>(array[ai].addr + aoff * kPage), take});
+          c.bytes += take;
           aoff += take / kPage;
           if (aoff == array[ai].nr_pages) {
             ++ai;
             aoff = 0;
           }
         }
-        absl::Status st = ReadPages(pid, d.rec.prot & PROT_READ, &mem, remote, buf, bytes);
-        if (!st.ok()) return Annotate(st, absl::StrCat("copying pages of task ", pid));
-        RETURN_IF_ERROR(writer.Append(image::CKPT_HDR_PAGE_DATA, buf, bytes));
-        stats->pages += bytes / kPage;
-        stats->bytes += bytes;
+        steps->push_back({Step::kData, &d, {}, chunks->size()});
+        chunks->push_back(std::move(c));
       }
-      run = r;
-      run_off = off;
+    }
+  }
+}
+
+// Copies chunks out of the task on a second thread, one chunk ahead of the
+// writer, into two alternating buffers: copying out of the task and
+// writing the image overlap.
+class ChunkReader {
+ public:
+  ChunkReader(pid_t pid, const std::vector<Chunk>& chunks, uint8_t* bufs[2], bool threaded)
+      : pid_(pid), chunks_(chunks), threaded_(threaded) {
+    bufs_[0] = bufs[0];
+    bufs_[1] = bufs[1];
+    if (threaded_ && !chunks_.empty()) worker_ = std::thread([this] { Work(); });
+  }
+  ~ChunkReader() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (worker_.joinable()) worker_.join();
+  }
+
+  // The contents of chunk i (chunks are taken in order).
+  absl::StatusOr<const uint8_t*> Take(size_t i) {
+    if (!threaded_) {
+      RETURN_IF_ERROR(Copy(i, bufs_[0]));
+      return bufs_[0];
+    }
+    std::unique_lock<std::mutex> l(mu_);
+    released_ = i;  // chunk i-1's buffer is free again
+    cv_.notify_all();
+    cv_.wait(l, [&] { return ready_ > i || !error_.ok(); });
+    if (!error_.ok()) return error_;
+    return bufs_[i % 2];
+  }
+
+ private:
+  absl::Status Copy(size_t i, uint8_t* buf) {
+    const Chunk& c = chunks_[i];
+    return ReadPages(pid_, c.readable, &mem_, c.remote, buf, c.bytes);
+  }
+
+  void Work() {
+    for (size_t i = 0; i < chunks_.size(); ++i) {
+      {
+        // Buffer i % 2 held chunk i-2, which the writer has finished with
+        // once it asks for chunk i-1.
+        std::unique_lock<std::mutex> l(mu_);
+        cv_.wait(l, [&] { return stop_ || i < released_ + 2; });
+        if (stop_) return;
+      }
+      absl::Status st = Copy(i, bufs_[i % 2]);
+      std::lock_guard<std::mutex> l(mu_);
+      if (!st.ok()) {
+        error_ = st;
+        cv_.notify_all();
+        return;
+      }
+      ready_ = i + 1;
+      cv_.notify_all();
+    }
+  }
+
+  pid_t pid_;
+  const std::vector<Chunk>& chunks_;
+  uint8_t* bufs_[2];
+  bool threaded_;
+  UniqueFd mem_;
+  std::thread worker_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  size_t ready_ = 0;     // chunks copied
+  size_t released_ = 0;  // the writer has asked for chunk released_
+  bool stop_ = false;
+  absl::Status error_;
+};
+
+}  // namespace
+
+absl::Status WriteMm(pid_t pid, const MmDump& mm, image::Writer& writer, MmStats* stats) {
+  RETURN_IF_ERROR(writer.AppendStructWith(image::CKPT_HDR_MM, mm.rec, mm.auxv.data(),
+                                          mm.auxv.size() * 8));
+  // Small dumps copy inline through one buffer; large ones overlap the
+  // copy with the writing through two.
+  const uint64_t total = mm.rec.nr_pages * kPage;
+  const bool threaded = total >= kThreadedCopyBytes;
+  const uint64_t max_chunk = std::min<uint64_t>(kDumpChunkBytes, std::max<uint64_t>(total, kPage));
+  std::vector<Step> steps;
+  std::vector<Chunk> chunks;
+  Plan(mm, max_chunk, &steps, &chunks);
+  Buffer buffers[2];
+  uint8_t* bufs[2] = {nullptr, nullptr};
+  if (!chunks.empty()) {
+    ASSIGN_OR_RETURN(bufs[0], buffers[0].Get(max_chunk));
+    if (threaded) {
+      ASSIGN_OR_RETURN(bufs[1], buffers[1].Get(max_chunk));
+    }
+  }
+  ChunkReader reader(pid, chunks, bufs, threaded);
+  for (const Step& s : steps) {
+    switch (s.kind) {
+      case Step::kVma:
+        RETURN_IF_ERROR(writer.AppendStruct(image::CKPT_HDR_VMA, s.vma->rec));
+        ++stats->vmas;
+        break;
+      case Step::kRuns:
+        RETURN_IF_ERROR(writer.Append(image::CKPT_HDR_PAGE_RUNS, s.runs.data(),
+                                      s.runs.size() * sizeof(image::ckpt_page_run)));
+        break;
+      case Step::kData: {
+        const Chunk& c = chunks[s.chunk];
+        absl::StatusOr<const uint8_t*> data = reader.Take(s.chunk);
+        if (!data.ok()) return Annotate(data.status(), absl::StrCat("copying pages of task ", pid));
+        RETURN_IF_ERROR(writer.Append(image::CKPT_HDR_PAGE_DATA, *data, c.bytes));
+        stats->pages += c.bytes / kPage;
+        stats->bytes += c.bytes;
+        break;
+      }
     }
   }
   stats->skipped_pages += mm.skipped_pages;

@@ -23,6 +23,24 @@ namespace ckpt::mm {
 namespace {
 
 constexpr uint64_t kPage = 4096;
+// How far ahead of the page writes the task populates its memory.
+constexpr uint64_t kPopulateWindow = (8ull << 20) / kPage;
+
+// Queues MADV_POPULATE_WRITE for pages [from, to) of `runs` (counted
+// across the runs).
+void QueuePopulate(task::SyscallBatch& b, const std::vector<image::ckpt_page_run>& runs,
+                   uint64_t from, uint64_t to) {
+  uint64_t at = 0;
+  for (const image::ckpt_page_run& run : runs) {
+    uint64_t lo = std::max(from, at), hi = std::min(to, at + run.nr_pages);
+    if (lo < hi && b.HasRoom(1, 0)) {
+      b.Add(SYS_madvise,
+            {run.addr + (lo - at) * kPage, (hi - lo) * kPage, MADV_POPULATE_WRITE}, task::kMayFail);
+    }
+    at += run.nr_pages;
+    if (at >= to) break;
+  }
+}
 
 const char* FamilyName(uint32_t kind) {
   switch (kind) {
@@ -139,17 +157,27 @@ absl::StatusOr<uint64_t> FillPageArray(image::Reader& r, MmRestoreContext& ctx,
   if (total > pages_left) {
     return r.FieldError("runs", total, " pages exceed the ", pages_left, " the VMA has left");
   }
-  if (ctx.populate) {
-    for (const image::ckpt_page_run& run : runs) {
-      RETURN_IF_ERROR(ctx.queue->Reserve(1, 0));
-      ctx.queue->batch().Add(SYS_madvise,
-                             {run.addr, run.nr_pages * kPage, MADV_POPULATE_WRITE});
-    }
-  }
-  RETURN_IF_ERROR(ctx.queue->Flush());
+  RETURN_IF_ERROR(ctx.queue->Flush());  // the mappings exist from here on
+
+  // The task populates its pages (MADV_POPULATE_WRITE, far cheaper than a
+  // fault per page) one window ahead of the writes, while this process
+  // reads the image and fills the window before: the two run in parallel.
+  task::Injector& injector = *ctx.queue->injector();
+  task::SyscallBatch populate = injector.NewBatch();
+  uint64_t populated = 0;  // pages of the array a populate was started for
+  auto populate_ahead = [&](uint64_t upto) -> absl::Status {
+    upto = std::min(upto, total);
+    if (!ctx.populate || upto <= populated) return absl::OkStatus();
+    populate.Clear();
+    QueuePopulate(populate, runs, populated, upto);
+    populated = upto;
+    return injector.Start(populate);
+  };
+  RETURN_IF_ERROR(populate_ahead(kPopulateWindow));
 
   size_t ri = 0;
   uint64_t roff = 0;  // pages of runs[ri] already filled
+  uint64_t filled = 0;
   uint64_t bytes_left = total * kPage;
   std::vector<struct iovec> remote;
   while (bytes_left > 0) {
@@ -166,6 +194,9 @@ absl::StatusOr<uint64_t> FillPageArray(image::Reader& r, MmRestoreContext& ctx,
     }
     ASSIGN_OR_RETURN(uint8_t * buf, ctx.buffer->Get(data.len));
     RETURN_IF_ERROR(r.ReadPayload(buf, data.len));
+    RETURN_IF_ERROR(injector.Wait(populate));
+    const uint64_t pages = data.len / kPage;
+    RETURN_IF_ERROR(populate_ahead(filled + pages + kPopulateWindow));
     remote.clear();
     uint64_t need = data.len;
     while (need > 0) {
@@ -181,10 +212,12 @@ absl::StatusOr<uint64_t> FillPageArray(image::Reader& r, MmRestoreContext& ctx,
     struct iovec local = {buf, data.len};
     absl::Status st = task::WriteRemoteV(ctx.pid, &local, 1, remote.data(), remote.size());
     if (!st.ok()) return Annotate(st, absl::StrCat("filling pages of task ", ctx.pid));
+    filled += pages;
     bytes_left -= data.len;
-    stats->pages += data.len / kPage;
+    stats->pages += pages;
     stats->bytes += data.len;
   }
+  RETURN_IF_ERROR(injector.Wait(populate));
   return total;
 }
 

@@ -99,7 +99,9 @@ absl::Status PageScanner::Scan(uint64_t start, uint64_t end, ScanResult* out) {
 }
 
 absl::Status PageScanner::ScanIoctl(uint64_t start, uint64_t end, ScanResult* out) {
-  std::vector<page_region> regions(kRegionsPerCall);
+  static_assert(sizeof(Region) == sizeof(page_region));
+  if (regions_.empty()) regions_.resize(kRegionsPerCall);
+  std::vector<Region>& regions = regions_;
   uint64_t at = start;
   while (at < end) {
     pm_scan_arg arg{};
@@ -116,7 +118,7 @@ absl::Status PageScanner::ScanIoctl(uint64_t start, uint64_t end, ScanResult* ou
       return ErrnoError(errno, absl::StrFormat("task %d: PAGEMAP_SCAN of 0x%x-0x%x", pid_, at, end));
     }
     for (long i = 0; i < n; ++i) {
-      const page_region& r = regions[i];
+      const Region& r = regions[i];
       uint64_t pages = (r.end - r.start) / kPage;
       // A clean page of a file mapping is read back from the file; the
       // zero page reads as zeros. Anything else (anonymous memory, and
@@ -137,7 +139,8 @@ absl::Status PageScanner::ScanIoctl(uint64_t start, uint64_t end, ScanResult* ou
 }
 
 absl::Status PageScanner::ScanFile(uint64_t start, uint64_t end, ScanResult* out) {
-  std::vector<uint64_t> entries(kEntriesPerRead);
+  if (entries_.empty()) entries_.resize(kEntriesPerRead);
+  std::vector<uint64_t>& entries = entries_;
   const uint64_t zero_pfn = ZeroPfn();
   for (uint64_t at = start; at < end;) {
     size_t n = std::min<uint64_t>(entries.size(), (end - at) / kPage);

@@ -46,12 +46,17 @@ class PageScanner {
  private:
   PageScanner(pid_t pid, UniqueFd fd, Method method)
       : pid_(pid), fd_(std::move(fd)), method_(method) {}
+  struct Region {
+    uint64_t start, end, categories;
+  };
   absl::Status ScanIoctl(uint64_t start, uint64_t end, ScanResult* out);
   absl::Status ScanFile(uint64_t start, uint64_t end, ScanResult* out);
 
   pid_t pid_;
   UniqueFd fd_;
   Method method_;
+  std::vector<Region> regions_;     // PAGEMAP_SCAN output, reused
+  std::vector<uint64_t> entries_;   // pagemap entries, reused
 };
 
 // Appends [addr, addr + n pages) to runs, merging with the last run.

@@ -68,6 +68,9 @@ class ObjHash {
 
   // nullptr for an unknown objref.
   const Entry* Get(uint32_t objref) const;
+  Entry* GetMutable(uint32_t objref) {
+    return const_cast<Entry*>(static_cast<const ObjHash*>(this)->Get(objref));
+  }
   // In order of first encounter (objref 1 first).
   const std::vector<std::unique_ptr<Entry>>& entries() const { return entries_; }
   size_t size() const { return entries_.size(); }

@@ -203,9 +203,8 @@ absl::Status Injector::WriteBatch(const SyscallBatch& batch) {
                       batch.data_.empty() ? 1 : 2);
 }
 
-absl::Status Injector::ResumeUntilTrap() {
+absl::Status Injector::WaitTrap() {
   const uint64_t trap_end = layout_.code() + TrapOffset() + 1;
-  RETURN_IF_ERROR(Cont(tid_, 0));
   for (;;) {
     ASSIGN_OR_RETURN(StopInfo stop, WaitStop(tid_));
     if (stop.exited) {
@@ -231,6 +230,12 @@ absl::Status Injector::ResumeUntilTrap() {
 }
 
 absl::Status Injector::Run(SyscallBatch& batch) {
+  RETURN_IF_ERROR(Start(batch));
+  return Wait(batch);
+}
+
+absl::Status Injector::Start(SyscallBatch& batch) {
+  if (running_) return absl::FailedPreconditionError("a syscall batch is already running");
   if (batch.empty()) return absl::OkStatus();
   if (!has_trampoline()) {
     return absl::FailedPreconditionError(
@@ -248,7 +253,15 @@ absl::Status Injector::Run(SyscallBatch& batch) {
   regs.orig_rax = ~0ull;
   regs.rax = 0;
   RETURN_IF_ERROR(SetRegs(tid_, regs));
-  RETURN_IF_ERROR(ResumeUntilTrap());
+  RETURN_IF_ERROR(Cont(tid_, 0));
+  running_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status Injector::Wait(SyscallBatch& batch) {
+  if (!running_) return absl::OkStatus();
+  running_ = false;
+  RETURN_IF_ERROR(WaitTrap());
   // Read the results back (and the data area when the batch asked for it).
   struct iovec local[2] = {{batch.calls_.data(), batch.calls_.size() * sizeof(InjectedCall)},
                            {batch.data_.data(), batch.data_.size()}};

@@ -139,6 +139,12 @@ class Injector {
   // first failing call (without kMayFail) becomes the Status, naming the
   // syscall and its errno.
   absl::Status Run(SyscallBatch& batch);
+  // Run in two halves: Start lets the task run the batch and returns at
+  // once, so that the caller works meanwhile; Wait waits for the int3. The
+  // batch must stay alive and unchanged in between.
+  absl::Status Start(SyscallBatch& batch);
+  absl::Status Wait(SyscallBatch& batch);
+  bool running() const { return running_; }
 
   // Unmaps the trampoline (through the `syscall` instruction), sets `regs`
   // and `sigmask`, and parks the thread in a PTRACE_EVENT_STOP on the
@@ -163,7 +169,7 @@ class Injector {
   absl::Status WriteBatch(const SyscallBatch& batch);
   // Resumes and waits until the stop `want` arrives, holding back any
   // other signal.
-  absl::Status ResumeUntilTrap();
+  absl::Status WaitTrap();
   absl::Status StepSyscallStop(const char* which);
 
   pid_t pid_;
@@ -172,6 +178,7 @@ class Injector {
   user_regs_struct template_{};
   TrampolineLayout layout_{};
   std::vector<int> held_signals_;
+  bool running_ = false;
 };
 
 // Syscalls queued for one task and run in as few batches as fit: a caller
