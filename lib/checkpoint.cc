@@ -311,10 +311,14 @@ absl::Status Dumper::ThawTask(TaskDump& t, bool kill) {
   if (t.seized.empty()) return absl::OkStatus();
   if (kill) {
     ::kill(t.pid, SIGKILL);
+    // Wait until it is dead. When this process is also its parent, leave
+    // the exit status for the caller to reap (WNOWAIT); otherwise take the
+    // tracer's notification, which hands the task to its parent.
+    const bool own_child = t.status.ppid == getpid();
     for (pid_t tid : t.seized) {
-      // Collect the tracee's exit notification; its parent reaps it.
-      int status;
-      while (waitpid(tid, &status, __WALL) < 0 && errno == EINTR) {
+      siginfo_t info;
+      int options = WEXITED | __WALL | (own_child ? WNOWAIT : 0);
+      while (waitid(P_PID, tid, &info, options) < 0 && errno == EINTR) {
       }
     }
     t.seized.clear();

@@ -1,7 +1,12 @@
 /* The C ABI, compiled as C and linked against libckpt.so only. */
+#define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "ckpt/ckpt.h"
@@ -60,12 +65,80 @@ static void older_smaller_opts_are_accepted(void) {
   CHECK(err == -ESRCH || err == -ENOENT);
 }
 
+/* A child that keeps a counter and a pattern in memory, then checks them
+ * on SIGUSR1; it is dumped, killed and restored through the C ABI. */
+static volatile sig_atomic_t go;
+static void on_usr1(int sig) {
+  (void)sig;
+  go = 1;
+}
+
+static void child_main(void) {
+  int null = open("/dev/null", O_RDWR);
+  dup2(null, 0);
+  dup2(null, 1);
+  dup2(null, 2);
+  close_range(3, ~0u, 0);
+  signal(SIGUSR1, on_usr1);
+  static unsigned char pattern[1 << 20];
+  for (size_t i = 0; i < sizeof(pattern); i++) pattern[i] = (unsigned char)(i * 7);
+  volatile unsigned long spins = 0;
+  while (!go) spins++;
+  for (size_t i = 0; i < sizeof(pattern); i++) {
+    if (pattern[i] != (unsigned char)(i * 7)) _exit(3);
+  }
+  _exit(spins > 0 ? 0 : 4);
+}
+
+static void dump_and_restore_a_real_process(void) {
+  pid_t child = fork();
+  if (child == 0) child_main();
+  usleep(100000);
+  char path[4096];
+  snprintf(path, sizeof(path), "%s/c_api.img", getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp");
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  CHECK(fd >= 0);
+  struct ckpt_dump_stats stats;
+  memset(&stats, 0, sizeof(stats));
+  stats.size = sizeof(stats);
+  struct ckpt_dump_opts opts;
+  memset(&opts, 0, sizeof(opts));
+  opts.size = sizeof(opts);
+  opts.stats = &stats;
+  int err = ckpt_checkpoint_tree(child, fd, &opts);
+  close(fd);
+  if (err < 0) fprintf(stderr, "dump: %s\n", ckpt_last_error());
+  CHECK(err == 0);
+  CHECK(stats.tasks == 1);
+  CHECK(stats.pages_written >= 256);
+  int status;
+  CHECK(waitpid(child, &status, 0) == child); /* the dump killed it */
+  CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+  fd = open(path, O_RDONLY);
+  struct ckpt_restore_opts ropts;
+  memset(&ropts, 0, sizeof(ropts));
+  ropts.size = sizeof(ropts);
+  pid_t root = 0;
+  err = ckpt_restore_tree(fd, &ropts, &root);
+  close(fd);
+  if (err < 0) fprintf(stderr, "restore: %s\n", ckpt_last_error());
+  CHECK(err == 0);
+  CHECK(root == child);
+  if (err == 0) {
+    kill(root, SIGUSR1);
+    CHECK(waitpid(root, &status, 0) == root);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+}
+
 int main(void) {
   abi_version();
   strerror_names_codes();
   dump_of_a_missing_pid_fails_with_a_message();
   restore_of_garbage_fails_with_a_message();
   older_smaller_opts_are_accepted();
+  dump_and_restore_a_real_process();
   if (failures) {
     printf("FAIL: %d checks\n", failures);
     return 1;

@@ -5,6 +5,7 @@
 // protection and advice set, and the mm fields set with PR_SET_MM_MAP.
 
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -340,7 +341,13 @@ absl::Status RestoreMm(image::Reader& r, MmRestoreContext& ctx, MmStats* stats) 
   map.env_start = mm.env_start;
   map.env_end = mm.env_end;
   map.auxv_size = static_cast<uint32_t>(auxv.size());
-  map.exe_fd = static_cast<uint32_t>(exe->fd);
+  // The task is a copy of the restorer, so its exe link is already the
+  // restorer's: left as it is when that is the image's executable (the
+  // kernel refuses to switch away from an exe that is still mapped).
+  struct stat exe_st, own_st;
+  bool same_exe = fstat(exe->fd, &exe_st) == 0 && stat("/proc/self/exe", &own_st) == 0 &&
+                  exe_st.st_dev == own_st.st_dev && exe_st.st_ino == own_st.st_ino;
+  map.exe_fd = same_exe ? ~0u : static_cast<uint32_t>(exe->fd);
   RETURN_IF_ERROR(q.Reserve(1, auxv.size() + sizeof(map) + 32));
   map.auxv = reinterpret_cast<__u64*>(q.batch().AddData(auxv.data(), auxv.size()));
   uint64_t map_addr = q.batch().AddStruct(map);

@@ -46,7 +46,8 @@ wait_for "COUNT 5" "$tmp/two.out" || fail "subject 2 did not start"
 [ "${PIPESTATUS[0]}" = 0 ] || fail "dump 2 to a pipe failed"
 n=$(last_count "$tmp/two.out")
 wait_for "COUNT $((n + 5))" "$tmp/two.out" || fail "the original stopped after --leave-running"
-"$ckpt" show --image "$tmp/two.img" | grep -q "VMA" || fail "show cannot read the piped image"
+shown=$("$ckpt" show --image "$tmp/two.img") || fail "show cannot read the piped image"
+grep -q "VMA" <<<"$shown" || fail "show of the piped image lists no VMA"
 # Its PID is still taken: the restore refuses, one line, nothing left over.
 cat "$tmp/two.img" | "$ckpt" restore --image - 2>"$tmp/err"; rc=$?
 [ "$rc" = 1 ] || fail "restore over a live PID exited $rc"
