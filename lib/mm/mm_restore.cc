@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -24,6 +25,8 @@ namespace ckpt::mm {
 namespace {
 
 constexpr uint64_t kPage = 4096;
+// Page arrays up to this much in all are staged (see Stage).
+constexpr uint64_t kStageBytes = 4ull << 20;
 // How far ahead of the page writes the task populates its memory.
 constexpr uint64_t kPopulateWindow = (8ull << 20) / kPage;
 
@@ -127,9 +130,43 @@ void QueueAdvice(task::SyscallBatch& b, const image::ckpt_vma& v) {
   }
 }
 
+// Small page arrays are staged: their contents wait in a buffer while the
+// mmap calls of the following VMAs are queued, so that a task with many
+// small VMAs needs a few syscall batches and one process_vm_writev rather
+// than a round trip per VMA. Calls that must follow the writes (mprotect
+// to a read-only protection, mlock) wait in `after`.
+struct Stage {
+  Buffer buffer;
+  uint64_t capacity = 0;
+  uint64_t used = 0;
+  std::vector<struct iovec> remote;
+  std::vector<std::array<uint64_t, 4>> after;  // nr, args
+};
+
+// Runs the queued calls (the mappings), writes the staged pages, and
+// queues what had to wait for them.
+absl::Status FlushStage(MmRestoreContext& ctx, Stage& stage) {
+  RETURN_IF_ERROR(ctx.queue->Flush());
+  if (stage.used > 0) {
+    struct iovec local = {stage.buffer.data(), stage.used};
+    absl::Status st =
+        task::WriteRemoteV(ctx.pid, &local, 1, stage.remote.data(), stage.remote.size());
+    if (!st.ok()) return Annotate(st, absl::StrCat("filling pages of task ", ctx.pid));
+  }
+  stage.used = 0;
+  stage.remote.clear();
+  for (const auto& call : stage.after) {
+    RETURN_IF_ERROR(ctx.queue->Reserve(1, 0));
+    ctx.queue->batch().Add(static_cast<long>(call[0]), {call[1], call[2], call[3]});
+  }
+  stage.after.clear();
+  return absl::OkStatus();
+}
+
 // Reads one page array (PAGE_RUNS, then PAGE_DATA records) of VMA `v` and
-// writes its pages into the task. Returns the pages it held.
-absl::StatusOr<uint64_t> FillPageArray(image::Reader& r, MmRestoreContext& ctx,
+// writes its pages into the task, or stages them. Returns the pages it
+// held.
+absl::StatusOr<uint64_t> FillPageArray(image::Reader& r, MmRestoreContext& ctx, Stage& stage,
                                        const image::ckpt_vma& v, uint64_t pages_left,
                                        uint64_t* last_end, MmStats* stats) {
   ASSIGN_OR_RETURN(image::Record rec, r.Next());
@@ -158,6 +195,33 @@ absl::StatusOr<uint64_t> FillPageArray(image::Reader& r, MmRestoreContext& ctx,
   if (total > pages_left) {
     return r.FieldError("runs", total, " pages exceed the ", pages_left, " the VMA has left");
   }
+  if (stage.used + total * kPage <= stage.capacity) {
+    // Staged: populate with the mappings' batch, write with the stage.
+    RETURN_IF_ERROR(ctx.queue->Reserve(runs.size(), 0));
+    if (ctx.populate) QueuePopulate(ctx.queue->batch(), runs, 0, total);
+    uint64_t bytes_left = total * kPage;
+    uint8_t* dst = stage.buffer.data() + stage.used;
+    while (bytes_left > 0) {
+      ASSIGN_OR_RETURN(image::Record data, r.Next());
+      if (data.type != image::CKPT_HDR_PAGE_DATA || data.len == 0 || data.len % kPage ||
+          data.len > bytes_left) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            image::Reader::Where(data), ": expected PAGE_DATA for the ", bytes_left,
+            " bytes left in the runs of the VMA at ", absl::Hex(v.start)));
+      }
+      RETURN_IF_ERROR(r.ReadPayload(dst, data.len));
+      dst += data.len;
+      bytes_left -= data.len;
+    }
+    for (const image::ckpt_page_run& run : runs) {
+      stage.remote.push_back({reinterpret_cast<void*>(run.addr), run.nr_pages * kPage});
+    }
+    stage.used += total * kPage;
+    stats->pages += total;
+    stats->bytes += total * kPage;
+    return total;
+  }
+  RETURN_IF_ERROR(FlushStage(ctx, stage));
   RETURN_IF_ERROR(ctx.queue->Flush());  // the mappings exist from here on
 
   // The task populates its pages (MADV_POPULATE_WRITE, far cheaper than a
@@ -255,6 +319,12 @@ absl::Status RestoreMm(image::Reader& r, MmRestoreContext& ctx, MmStats* stats) 
   ASSIGN_OR_RETURN(const objhash::RestoredObject* exe,
                    ctx.objects->Get(mm.exe_ref, objhash::ObjKind::kMappedFile));
   task::SyscallQueue& q = *ctx.queue;
+  Stage stage;
+  stage.capacity = std::min<uint64_t>(kStageBytes, mm.nr_pages * kPage);
+  if (stage.capacity > 0) {
+    ASSIGN_OR_RETURN(uint8_t * staging, stage.buffer.Get(stage.capacity));
+    (void)staging;
+  }
 
   // Park the vdso family in the free area, then clear everything else.
   const std::vector<Vma>& family = ctx.layout->vdso_family;
@@ -313,12 +383,14 @@ absl::Status RestoreMm(image::Reader& r, MmRestoreContext& ctx, MmStats* stats) 
     uint64_t pages_left = v.nr_pages;
     uint64_t last_end = v.start;
     while (pages_left > 0) {
-      ASSIGN_OR_RETURN(uint64_t filled, FillPageArray(r, ctx, v, pages_left, &last_end, stats));
+      ASSIGN_OR_RETURN(uint64_t filled,
+                       FillPageArray(r, ctx, stage, v, pages_left, &last_end, stats));
       pages_left -= filled;
     }
-    if (prot != v.prot) q.batch().Add(SYS_mprotect, {v.start, len, v.prot});
-    if (v.advice & image::kAdvLocked) q.batch().Add(SYS_mlock, {v.start, len});
+    if (prot != v.prot) stage.after.push_back({SYS_mprotect, v.start, len, v.prot});
+    if (v.advice & image::kAdvLocked) stage.after.push_back({SYS_mlock, v.start, len, 0});
   }
+  RETURN_IF_ERROR(FlushStage(ctx, stage));
   for (size_t k = 0; k < family.size(); ++k) {
     if (!placed[k]) {
       return absl::FailedPreconditionError(absl::StrCat(

@@ -42,9 +42,14 @@ std::string ProgramPath(const std::string& name) {
 
 absl::StatusOr<Subject> StartSubject(const std::string& name,
                                      const std::vector<std::string>& args) {
+  return StartProgram(ProgramPath(name), args);
+}
+
+absl::StatusOr<Subject> StartProgram(const std::string& path,
+                                     const std::vector<std::string>& args, bool new_session) {
   Subject s;
+  std::string name = path.substr(path.rfind('/') + 1);
   s.output = TempPath(absl::StrCat(name, ".", getpid(), ".", counter++, ".out"));
-  std::string path = ProgramPath(name);
   std::vector<std::string> argv_s = {path};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
@@ -60,6 +65,7 @@ absl::StatusOr<Subject> StartSubject(const std::string& name,
     dup2(out, 1);
     dup2(out, 2);
     syscall(SYS_close_range, 3, ~0u, 0);
+    if (new_session) setsid();
     execv(path.c_str(), argv.data());
     _exit(127);
   }

@@ -39,6 +39,11 @@ std::string ProgramPath(const std::string& name);
 // stdin /dev/null, stdout and stderr a fresh output file, no other fd.
 absl::StatusOr<Subject> StartSubject(const std::string& name,
                                      const std::vector<std::string>& args = {});
+// The same for a program at `path`; with `new_session`, the subject calls
+// setsid() (it leads a session and a process group).
+absl::StatusOr<Subject> StartProgram(const std::string& path,
+                                     const std::vector<std::string>& args = {},
+                                     bool new_session = false);
 std::string ReadOutput(const Subject& s);
 // Waits until the output holds `text` (or the subject dies).
 absl::Status WaitForOutput(const Subject& s, const std::string& text, int timeout_ms = 20000);

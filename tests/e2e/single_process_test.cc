@@ -12,6 +12,7 @@
 #include <cstring>
 #include <fstream>
 #include <regex>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -132,6 +133,37 @@ TEST(SingleProcessTest, TimeBasedCounterContinues) {
   CheckpointKillRestore(*s, TempPath("counter.img"));
   long before = LastCount(ReadOutput(*s));
   ASSERT_OK(WaitForOutput(*s, absl::StrCat("COUNT ", before + 20)));
+  ExpectPass(*s);
+}
+
+// /proc/PID/stat fields 5 (pgrp) and 6 (session).
+std::pair<pid_t, pid_t> GroupAndSession(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string line((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::istringstream rest(line.substr(line.rfind(')') + 2));
+  std::string state;
+  pid_t ppid, pgrp, sid;
+  rest >> state >> ppid >> pgrp >> sid;
+  return {pgrp, sid};
+}
+
+TEST(SingleProcessTest, SessionLeaderLeadsItsSessionAgain) {
+  absl::StatusOr<Subject> s =
+      StartProgram(ProgramPath("counter"), {}, /*new_session=*/true);
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "COUNT 2"));
+  ASSERT_EQ(GroupAndSession(s->pid), std::make_pair(s->pid, s->pid));
+  CheckpointKillRestore(*s, TempPath("session.img"));
+  EXPECT_EQ(GroupAndSession(s->pid), std::make_pair(s->pid, s->pid));
+  ExpectPass(*s);
+}
+
+TEST(SingleProcessTest, TaskOfAForeignSessionJoinsTheRestorers) {
+  absl::StatusOr<Subject> s = StartSubject("counter");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "COUNT 2"));
+  CheckpointKillRestore(*s, TempPath("foreign.img"));
+  EXPECT_EQ(GroupAndSession(s->pid), std::make_pair(getpgrp(), getsid(0)));
   ExpectPass(*s);
 }
 
