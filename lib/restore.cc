@@ -254,6 +254,7 @@ absl::Status RestoreRun::RestoreTask(image::Reader& r, TaskRestore& t) {
   ASSIGN_OR_RETURN(task::ThreadState thread, task::ReadThreadRecords(r, &tid_ref));
   if (tid_ref != t.entry.pid_ref) return r.FieldError("tid_ref", tid_ref, " is not the task's");
   RETURN_IF_ERROR(task::QueueThreadRestore(q, thread));
+  RETURN_IF_ERROR(task::QueueRlimitsRestore(q, core));
   RETURN_IF_ERROR(task::QueueCredsRestore(q, core));
   RETURN_IF_ERROR(fs::QueueCloseObjects(q, high_fd_base_));
   {
@@ -262,7 +263,6 @@ absl::Status RestoreRun::RestoreTask(image::Reader& r, TaskRestore& t) {
   }
   if (!st.ok()) return Annotate(st, absl::StrCat("task ", t.pid));
   Phase p("restore: rlimits, regs, park");
-  RETURN_IF_ERROR(task::ApplyRlimits(t.pid, core));
   RETURN_IF_ERROR(task::SetXstate(t.pid, thread.xstate));
   const image::ckpt_sigaction& trap = sighand.action[SIGTRAP - 1];
   bool trap_ignored = trap.handler == reinterpret_cast<uint64_t>(SIG_IGN);

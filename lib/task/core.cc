@@ -23,6 +23,10 @@ CoreQuery QueueCoreQuery(SyscallBatch& b) {
   q.dumpable = b.Add(SYS_prctl, {PR_GET_DUMPABLE});
   q.thp_disable = b.Add(SYS_prctl, {PR_GET_THP_DISABLE});
   q.securebits = b.Add(SYS_prctl, {PR_GET_SECUREBITS});
+  q.rlimits_out = b.Reserve(image::kNrRlimits * sizeof(struct rlimit));
+  for (uint64_t r = 0; r < image::kNrRlimits; ++r) {
+    b.Add(SYS_prlimit64, {0, r, 0, q.rlimits_out + r * sizeof(struct rlimit)});
+  }
   return q;
 }
 
@@ -64,9 +68,7 @@ absl::StatusOr<TaskCore> ReadCore(pid_t pid, const ProcStatus& st, const Syscall
 
   for (uint32_t r = 0; r < image::kNrRlimits; ++r) {
     struct rlimit lim;
-    if (prlimit(pid, static_cast<__rlimit_resource>(r), nullptr, &lim) != 0) {
-      return ErrnoError(errno, "task ", pid, ": prlimit(", r, ")");
-    }
+    std::memcpy(&lim, b.Output(q.rlimits_out + r * sizeof(lim)), sizeof(lim));
     core.rlimits.cur[r] = lim.rlim_cur;
     core.rlimits.max[r] = lim.rlim_max;
   }
@@ -171,13 +173,12 @@ absl::Status QueueCredsRestore(SyscallQueue& q, const TaskCore& core) {
   return absl::OkStatus();
 }
 
-absl::Status ApplyRlimits(pid_t pid, const TaskCore& core) {
-  for (uint32_t r = 0; r < image::kNrRlimits; ++r) {
+absl::Status QueueRlimitsRestore(SyscallQueue& q, const TaskCore& core) {
+  RETURN_IF_ERROR(q.Reserve(image::kNrRlimits, image::kNrRlimits * sizeof(struct rlimit) * 2));
+  SyscallBatch& b = q.batch();
+  for (uint64_t r = 0; r < image::kNrRlimits; ++r) {
     struct rlimit lim = {core.rlimits.cur[r], core.rlimits.max[r]};
-    if (prlimit(pid, static_cast<__rlimit_resource>(r), &lim, nullptr) != 0) {
-      return ErrnoError(errno, "task ", pid, ": restoring resource limit ", r, " (",
-                        lim.rlim_cur, "/", lim.rlim_max, ")");
-    }
+    b.Add(SYS_prlimit64, {0, r, b.AddStruct(lim), 0});
   }
   return absl::OkStatus();
 }

@@ -5,8 +5,9 @@
 // Dump: values /proc does not show are read by syscalls injected into the
 // task; QueueCoreQuery adds them to a batch, ReadCore collects the results.
 // Restore: QueueCoreRestore sets what must be set from inside the task
-// early; QueueCredsRestore comes last (it may drop privileges);
-// ApplyRlimits works from outside with prlimit.
+// early; QueueRlimitsRestore and then QueueCredsRestore come last (the
+// credentials may drop privileges). Limits are read and set by the task
+// itself: prlimit() on another user's task needs CAP_SYS_RESOURCE.
 
 #ifndef LIBCKPT_LIB_TASK_CORE_H_
 #define LIBCKPT_LIB_TASK_CORE_H_
@@ -35,6 +36,7 @@ struct TaskCore {
 struct CoreQuery {
   size_t dumpable = 0, thp_disable = 0, securebits = 0;
   uint64_t pdeath_out = 0, subreaper_out = 0;
+  uint64_t rlimits_out = 0;  // kNrRlimits struct rlimit, read by the task itself
 };
 
 CoreQuery QueueCoreQuery(SyscallBatch& batch);
@@ -47,7 +49,7 @@ absl::StatusOr<TaskCore> ReadCoreRecords(image::Reader& reader);
 
 absl::Status QueueCoreRestore(SyscallQueue& queue, const TaskCore& core);
 absl::Status QueueCredsRestore(SyscallQueue& queue, const TaskCore& core);
-absl::Status ApplyRlimits(pid_t pid, const TaskCore& core);
+absl::Status QueueRlimitsRestore(SyscallQueue& queue, const TaskCore& core);
 
 }  // namespace ckpt::task
 

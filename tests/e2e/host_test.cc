@@ -1,6 +1,7 @@
-// Checks that need the host's pid namespace (see the BUILD tag).
+// Checks that need the host's namespaces (see the BUILD tag).
 
 #include <dirent.h>
+#include <signal.h>
 
 #include <fstream>
 #include <sstream>
@@ -46,6 +47,25 @@ TEST(HostTest, DumpOfAKernelThreadIsRefused) {
   absl::Status st = DumpToFile(kthread, TempPath("kthread.img"));
   EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
   EXPECT_THAT(st.message(), ::testing::HasSubstr("is a kernel thread"));
+}
+
+TEST(HostTest, CredentialsAndCapabilitiesSurvive) {
+  absl::StatusOr<Subject> s = StartSubject("creds");
+  ASSERT_TRUE(s.ok()) << s.status();
+  absl::Status st = WaitForOutput(*s, "READY");
+  ASSERT_TRUE(st.ok()) << st;
+  std::string image = TempPath("creds.img");
+  st = DumpToFile(s->pid, image);
+  ASSERT_TRUE(st.ok()) << st;
+  KillAndReap(s->pid);
+  absl::StatusOr<pid_t> pid = RestoreFromFile(image);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  ASSERT_EQ(*pid, s->pid);
+  kill(s->pid, SIGUSR1);
+  absl::StatusOr<int> code = WaitExit(s->pid);
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0) << ReadOutput(*s);
+  EXPECT_THAT(ReadOutput(*s), ::testing::HasSubstr("PASS"));
 }
 
 }  // namespace
