@@ -1,4 +1,5 @@
-// The dump driver: gate, freeze, collect, write, then resume or kill.
+// The dump driver: gate, freeze the tree, collect, write, then resume or
+// kill.
 //
 // It walks the tree and calls each layer in a fixed order; it does not
 // know object kinds (the handler table writes the objects section).
@@ -9,7 +10,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <map>
 #include <memory>
+#include <set>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -42,22 +46,32 @@ uint64_t NowNs() {
 // Every signal but SIGTRAP (the trampoline's int3) is held back while
 // syscalls are injected, so that none is delivered half-way.
 constexpr uint64_t kInjectionMask = ~(1ull << (SIGTRAP - 1));
+// Rounds of "freeze what is new, look again" before a tree that keeps
+// changing is given up on.
+constexpr int kMaxFreezeRounds = 16;
+
+struct ThreadDump {
+  task::ThreadState state;
+  std::unique_ptr<task::Injector> injector;
+  bool touched = false;  // its registers were changed for injection
+};
 
 struct TaskDump {
   pid_t pid = 0;
-  uint32_t pid_ref = 0;
-  uint32_t pgrp_ref = 0;
-  uint32_t session_ref = 0;
+  pid_t parent = 0;  // the parent task's pid; 0 for the root
+  bool zombie = false;
+  int exit_code = 0;
+  uint32_t pid_ref = 0, parent_ref = 0, pgrp_ref = 0, session_ref = 0;
   task::ProcStatus status;
-  std::vector<task::ThreadState> threads;
-  std::vector<pid_t> seized;  // threads under our ptrace
-  std::unique_ptr<task::Injector> injector;
-  bool regs_touched = false;  // the injector changed the leader's registers
+  task::ProcStat stat;
+  std::map<pid_t, ThreadDump> threads;  // seized threads by tid
   task::TaskCore core;
   fs::FsState fs;
   std::vector<fs::FdEntry> fds;
   mm::MmDump mm;
   image::ckpt_sighand sighand{};
+
+  ThreadDump& leader() { return threads.at(pid); }
 };
 
 class Dumper {
@@ -69,20 +83,32 @@ class Dumper {
 
  private:
   absl::Status Gate(pid_t root);
-  absl::Status Freeze(TaskDump& t);
+  absl::Status FreezeTree(pid_t root);
+  absl::StatusOr<bool> FreezeTask(TaskDump& t);
+  absl::Status CheckTask(const TaskDump& t);
+  absl::Status RegisterPids();
+  absl::Status CheckShared(const TaskDump& t);
   absl::Status Collect(TaskDump& t);
   absl::Status Write(int out_fd);
-  // Lets every task go: as it was (registers, mask, no trampoline), or
-  // killed.
   absl::Status Thaw(bool kill);
   absl::Status ThawTask(TaskDump& t, bool kill);
+  TaskDump* Find(pid_t pid);
+  absl::StatusOr<uint32_t> PidRef(pid_t nr, const std::vector<pid_t>& levels);
 
   const DumpOptions& options_;
   DumpStats* stats_;
   image::ckpt_image_header header_{};
   objhash::ObjHash objects_;
-  std::vector<std::unique_ptr<TaskDump>> tasks_;
+  std::vector<std::unique_ptr<TaskDump>> tasks_;  // parents before children
+  std::map<uint32_t, std::vector<pid_t>> pid_levels_;  // pid objref -> numbers
 };
+
+TaskDump* Dumper::Find(pid_t pid) {
+  for (auto& t : tasks_) {
+    if (t->pid == pid) return t.get();
+  }
+  return nullptr;
+}
 
 absl::Status Dumper::Gate(pid_t root) {
   if (root <= 0) return absl::InvalidArgumentError(absl::StrCat("bad PID ", root));
@@ -100,80 +126,239 @@ absl::Status Dumper::Gate(pid_t root) {
     return absl::InvalidArgumentError(
         absl::StrCat("task ", root, " is a thread of process ", st->tgid, "; dump the process"));
   }
-  ASSIGN_OR_RETURN(task::ProcStat stat, task::ReadProcStat(root));
-  if (stat.flags & task::kPfKthread) {
-    return absl::FailedPreconditionError(absl::StrCat("task ", root, " is a kernel thread"));
-  }
   if (st->state == 'Z' || st->state == 'X') {
     return absl::FailedPreconditionError(absl::StrCat("task ", root, " is a zombie"));
   }
-  if (st->state == 'T') {
-    return absl::FailedPreconditionError(
-        absl::StrCat("task ", root, " is stopped by job control; continue it first"));
-  }
-  if (st->tracer_pid != 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("task ", root, " is already traced by process ", st->tracer_pid));
-  }
-  if (st->threads > 1) {
-    return absl::UnimplementedError(absl::StrCat(
-        "task ", root, " has ", st->threads, " threads: multi-threaded processes are not supported yet"));
-  }
-  ASSIGN_OR_RETURN(std::vector<pid_t> children, task::ListChildren(root));
-  if (!children.empty()) {
-    return absl::UnimplementedError(absl::StrCat("task ", root, " has children (", children[0],
-                                                 ", ...): process trees are not supported yet"));
-  }
-  auto t = std::make_unique<TaskDump>();
-  t->pid = root;
-  t->status = *std::move(st);
-  tasks_.push_back(std::move(t));
   return absl::OkStatus();
 }
 
-absl::Status Dumper::Freeze(TaskDump& t) {
-  ASSIGN_OR_RETURN(std::vector<pid_t> tids, task::ListThreads(t.pid));
-  for (pid_t tid : tids) {
-    absl::Status st = task::Seize(tid, task::kSeizeOptions);
-    if (!st.ok()) {
-      if (absl::IsPermissionDenied(st)) {
-        return absl::PermissionDeniedError(absl::StrCat(
-            task::TaskName(t.pid, tid), " may not be traced by this process: ", st.message()));
-      }
-      return Annotate(st, task::TaskName(t.pid, tid));
-    }
-    t.seized.push_back(tid);
-    RETURN_IF_ERROR(task::Interrupt(tid));
+// Refusals that do not depend on the rest of the tree.
+absl::Status Dumper::CheckTask(const TaskDump& t) {
+  if (t.stat.flags & task::kPfKthread) {
+    return absl::FailedPreconditionError(absl::StrCat("task ", t.pid, " is a kernel thread"));
   }
-  for (pid_t tid : tids) {
-    for (;;) {
-      ASSIGN_OR_RETURN(task::StopInfo stop, task::WaitStop(tid));
-      if (stop.exited) {
-        return absl::AbortedError(absl::StrCat(task::TaskName(t.pid, tid),
-                                               " exited while it was being frozen"));
-      }
-      if (stop.group_stop) break;
-      // A signal arrived before the interrupt: let it be delivered, then
-      // the interrupt stops the task.
-      RETURN_IF_ERROR(task::Cont(tid, stop.signal));
+  if (t.zombie) return absl::OkStatus();
+  if (t.status.state == 'T') {
+    return absl::FailedPreconditionError(
+        absl::StrCat("task ", t.pid, " is stopped by job control; continue it first"));
+  }
+  if (t.status.tracer_pid != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("task ", t.pid, " is already traced by process ", t.status.tracer_pid));
+  }
+  if (t.pid == getpid() || t.status.tgid == getpid()) {
+    return absl::InvalidArgumentError("the tree contains the dumping process");
+  }
+  return absl::OkStatus();
+}
+
+// Seizes and stops every thread of `t` not yet seized, until no new one
+// appears. Returns whether anything new was frozen.
+absl::StatusOr<bool> Dumper::FreezeTask(TaskDump& t) {
+  bool changed = false;
+  for (int round = 0; round < kMaxFreezeRounds; ++round) {
+    absl::StatusOr<std::vector<pid_t>> tids = task::ListThreads(t.pid);
+    if (!tids.ok()) {
+      return absl::AbortedError(absl::StrCat("task ", t.pid, " exited while it was being frozen"));
     }
-    task::ThreadState ts;
-    RETURN_IF_ERROR(task::CaptureThreadFrozen(tid, &ts));
-    t.threads.push_back(std::move(ts));
+    std::vector<pid_t> fresh;
+    for (pid_t tid : *tids) {
+      if (t.threads.count(tid)) continue;
+      absl::Status st = task::Seize(tid, task::kSeizeOptions);
+      if (!st.ok()) {
+        if (absl::IsNotFound(st)) continue;  // the thread just exited
+        if (absl::IsPermissionDenied(st)) {
+          return absl::PermissionDeniedError(absl::StrCat(
+              task::TaskName(t.pid, tid), " may not be traced by this process: ", st.message()));
+        }
+        return Annotate(st, task::TaskName(t.pid, tid));
+      }
+      t.threads[tid].state.tid = tid;
+      RETURN_IF_ERROR(task::Interrupt(tid));
+      fresh.push_back(tid);
+    }
+    if (fresh.empty()) return changed;
+    changed = true;
+    for (pid_t tid : fresh) {
+      for (;;) {
+        ASSIGN_OR_RETURN(task::StopInfo stop, task::WaitStop(tid));
+        if (stop.exited) {
+          t.threads.erase(tid);
+          if (tid == t.pid) {
+            return absl::AbortedError(
+                absl::StrCat("task ", t.pid, " exited while it was being frozen"));
+          }
+          break;
+        }
+        if (stop.group_stop) break;
+        // A signal arrived before the interrupt: let it be delivered, then
+        // the interrupt stops the thread.
+        RETURN_IF_ERROR(task::Cont(tid, stop.signal));
+      }
+    }
+  }
+  return absl::AbortedError(absl::StrCat("task ", t.pid, " keeps creating threads"));
+}
+
+absl::Status Dumper::FreezeTree(pid_t root) {
+  for (int round = 0; round < kMaxFreezeRounds; ++round) {
+    bool changed = false;
+    // Breadth first from the root: a task is frozen before its children
+    // are listed, so the list cannot grow behind our back.
+    std::vector<std::pair<pid_t, pid_t>> queue = {{root, 0}};
+    for (size_t qi = 0; qi < queue.size(); ++qi) {
+      auto [pid, parent] = queue[qi];
+      TaskDump* t = Find(pid);
+      if (t == nullptr) {
+        auto fresh = std::make_unique<TaskDump>();
+        fresh->pid = pid;
+        fresh->parent = parent;
+        absl::StatusOr<task::ProcStatus> st = task::ReadProcStatus(pid);
+        absl::StatusOr<task::ProcStat> stat = task::ReadProcStat(pid);
+        if (!st.ok() || !stat.ok()) {
+          if (pid == root) return absl::AbortedError(absl::StrCat("task ", root, " exited"));
+          continue;  // reaped meanwhile: not part of the tree any more
+        }
+        fresh->status = *std::move(st);
+        fresh->stat = *std::move(stat);
+        fresh->zombie = fresh->status.state == 'Z' || fresh->status.state == 'X';
+        fresh->exit_code = fresh->stat.exit_code;
+        RETURN_IF_ERROR(CheckTask(*fresh));
+        t = fresh.get();
+        tasks_.push_back(std::move(fresh));
+        changed = true;
+      }
+      if (t->zombie) continue;
+      absl::StatusOr<bool> grew = FreezeTask(*t);
+      if (!grew.ok()) {
+        // A child that died while being frozen is a zombie now (its parent
+        // is frozen): look again.
+        if (absl::IsAborted(grew.status()) && pid != root) {
+          t->zombie = true;
+          absl::StatusOr<task::ProcStat> stat = task::ReadProcStat(pid);
+          if (!stat.ok() || (stat->state != 'Z' && stat->state != 'X')) return grew.status();
+          t->exit_code = stat->exit_code;
+          t->threads.clear();
+          changed = true;
+          continue;
+        }
+        return grew.status();
+      }
+      changed |= *grew;
+      ASSIGN_OR_RETURN(std::vector<pid_t> children, task::ListChildren(pid));
+      for (pid_t c : children) queue.push_back({c, pid});
+    }
+    if (!changed) return absl::OkStatus();
+  }
+  return absl::AbortedError("the tree keeps changing while it is being frozen");
+}
+
+absl::StatusOr<uint32_t> Dumper::PidRef(pid_t nr, const std::vector<pid_t>& levels) {
+  ASSIGN_OR_RETURN(objhash::ObjHash::Found f,
+                   objects_.LookupAdd(objhash::ObjKind::kPid, objhash::Identity::OfPid(nr)));
+  if (f.first) pid_levels_[f.objref] = levels;
+  return f.objref;
+}
+
+// Pid objects for every task and thread, and for the groups and sessions
+// that belong to the dump (see DumpOptions::container for the rule).
+absl::Status Dumper::RegisterPids() {
+  std::set<pid_t> in_tree;
+  for (const auto& t : tasks_) in_tree.insert(t->pid);
+  for (auto& t : tasks_) {
+    std::vector<pid_t> levels = t->status.nspid;
+    if (levels.empty() || levels.front() != t->pid) levels = {t->pid};
+    ASSIGN_OR_RETURN(t->pid_ref, PidRef(t->pid, levels));
+    for (auto& [tid, th] : t->threads) {
+      if (tid == t->pid) continue;
+      ASSIGN_OR_RETURN(task::ProcStatus ts,
+                       task::ReadProcStatus(tid));  // /proc/TID/status works for threads
+      ASSIGN_OR_RETURN(uint32_t ref, PidRef(tid, ts.nspid.empty() ? std::vector<pid_t>{tid} : ts.nspid));
+      (void)ref;
+    }
+  }
+  for (auto& t : tasks_) {
+    if (t->parent != 0) {
+      TaskDump* p = Find(t->parent);
+      t->parent_ref = p != nullptr ? p->pid_ref : 0;
+      // A task in a deeper pid namespace than its parent is that
+      // namespace's init; anything else cannot be recreated.
+      size_t mine = std::max<size_t>(1, t->status.nspid.size());
+      size_t theirs = std::max<size_t>(1, p->status.nspid.size());
+      if (mine != theirs && !(mine == theirs + 1 && t->status.nspid.back() == 1)) {
+        return absl::UnimplementedError(absl::StrCat(
+            "task ", t->pid, " is pid ", t->status.nspid.back(),
+            " of a pid namespace whose init is not its parent: not supported"));
+      }
+    } else if (t->status.nspid.size() > 1 && t->status.nspid.back() != 1) {
+      return absl::UnimplementedError(absl::StrCat(
+          "task ", t->pid, " is pid ", t->status.nspid.back(),
+          " of a pid namespace whose init is outside the dump: dump the init"));
+    }
+  }
+  // Sessions: saved when their leader is in the tree.
+  for (auto& t : tasks_) {
+    pid_t sid = t->stat.session;
+    if (in_tree.count(sid)) {
+      std::vector<pid_t> levels = t->status.nssid;
+      if (levels.empty() || levels.front() != sid) levels = {sid};
+      ASSIGN_OR_RETURN(t->session_ref, PidRef(sid, levels));
+    } else if (options_.container) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "task ", t->pid, " is in session ", sid, ", whose leader is outside the tree "
+          "(container mode requires every pid inside it)"));
+    }
+  }
+  // Groups: saved when their leader is in the tree, or when the leader has
+  // exited and the group's session is saved (the restore recreates such a
+  // group with a helper task).
+  for (auto& t : tasks_) {
+    pid_t pgrp = t->stat.pgrp;
+    bool leader_alive = in_tree.count(pgrp) || kill(pgrp, 0) == 0 || errno != ESRCH;
+    bool saved = in_tree.count(pgrp) || (!leader_alive && t->session_ref != 0);
+    if (saved) {
+      if (t->zombie && !in_tree.count(pgrp)) continue;  // a zombie's group is not restored
+      std::vector<pid_t> levels = t->status.nspgid;
+      if (levels.empty() || levels.front() != pgrp) levels = {pgrp};
+      ASSIGN_OR_RETURN(t->pgrp_ref, PidRef(pgrp, levels));
+    } else if (options_.container || t->session_ref != 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "task ", t->pid, " is in process group ", pgrp,
+          options_.container ? ", whose leader is outside the tree (container mode requires "
+                               "every pid inside it)"
+                             : ", whose leader lives outside the tree but in its session"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Kernel objects shared between processes that this version cannot
+// recreate shared.
+absl::Status Dumper::CheckShared(const TaskDump& t) {
+  struct {
+    objhash::ObjKind kind;
+    objhash::KcmpType kcmp;
+    const char* what;
+  } const checks[] = {
+      {objhash::ObjKind::kMm, objhash::kKcmpVm, "its address space (CLONE_VM or vfork)"},
+      {objhash::ObjKind::kFiles, objhash::kKcmpFiles, "its fd table (CLONE_FILES)"},
+      {objhash::ObjKind::kFs, objhash::kKcmpFs, "its cwd and root (CLONE_FS)"},
+  };
+  for (const auto& c : checks) {
+    ASSIGN_OR_RETURN(objhash::ObjHash::Found f,
+                     objects_.LookupAdd(c.kind, objhash::Identity::OfTaskResource(c.kcmp, t.pid)));
+    if (!f.first) {
+      return absl::UnimplementedError(absl::StrCat("task ", t.pid, " shares ", c.what,
+                                                   " with task ", f.entry->id.pid,
+                                                   ": not supported yet"));
+    }
   }
   return absl::OkStatus();
 }
 
 absl::Status Dumper::Collect(TaskDump& t) {
-  // Pid objects: the task's pid, and its group and session when it leads
-  // them (subtree rule: others are outside the dump).
-  ASSIGN_OR_RETURN(objhash::ObjHash::Found pid,
-                   objects_.LookupAdd(objhash::ObjKind::kPid, objhash::Identity::OfPid(t.pid)));
-  t.pid_ref = pid.objref;
-  ASSIGN_OR_RETURN(task::ProcStat stat, task::ReadProcStat(t.pid));
-  if (stat.pgrp == t.pid) t.pgrp_ref = t.pid_ref;
-  if (stat.session == t.pid) t.session_ref = t.pid_ref;
-
+  RETURN_IF_ERROR(CheckShared(t));
+  for (auto& [tid, th] : t.threads) RETURN_IF_ERROR(task::CaptureThreadFrozen(tid, &th.state));
   {
     Phase p("dump: collect mm");
     ASSIGN_OR_RETURN(t.mm, mm::CollectMm(t.pid, 0, objects_));
@@ -189,32 +374,48 @@ absl::Status Dumper::Collect(TaskDump& t) {
   }
   ASSIGN_OR_RETURN(uint64_t syscall_off, task::VdsoSyscallOffset());
 
-  task::ThreadState& leader = t.threads[0];
-  t.injector = std::make_unique<task::Injector>(t.pid, leader.tid);
-  RETURN_IF_ERROR(t.injector->Begin(vdso + syscall_off));
-  t.regs_touched = true;
+  // The leader maps the trampoline and answers the process-wide queries;
+  // every other thread then answers its own through the same trampoline.
+  ThreadDump& leader = t.leader();
+  leader.injector = std::make_unique<task::Injector>(t.pid, t.pid);
+  RETURN_IF_ERROR(leader.injector->Begin(vdso + syscall_off));
+  leader.touched = true;
   {
     Phase p("dump: map trampoline");
-    RETURN_IF_ERROR(t.injector->MapTrampoline());
+    RETURN_IF_ERROR(leader.injector->MapTrampoline());
   }
   // The first resume put back any mask sigsuspend() and the like had
   // saved: read the mask now.
-  ASSIGN_OR_RETURN(leader.sigmask, task::GetSigmask(leader.tid));
-  RETURN_IF_ERROR(task::SetSigmask(leader.tid, kInjectionMask));
+  ASSIGN_OR_RETURN(leader.state.sigmask, task::GetSigmask(t.pid));
+  RETURN_IF_ERROR(task::SetSigmask(t.pid, kInjectionMask));
 
-  task::SyscallBatch batch = t.injector->NewBatch();
+  task::SyscallBatch batch = leader.injector->NewBatch();
   size_t brk = batch.Add(SYS_brk, {0});
   task::CoreQuery core_q = task::QueueCoreQuery(batch);
   task::SighandQuery sig_q = task::QueueSighandQuery(batch, t.status.sig_cgt | t.status.sig_ign);
   task::ThreadQuery thread_q = task::QueueThreadQuery(batch);
   {
     Phase p("dump: injected queries");
-    RETURN_IF_ERROR(t.injector->Run(batch));
+    RETURN_IF_ERROR(leader.injector->Run(batch));
   }
   t.mm.rec.brk = static_cast<uint64_t>(batch.ret(brk));
   ASSIGN_OR_RETURN(t.core, task::ReadCore(t.pid, t.status, batch, core_q));
   t.sighand = task::ReadSighand(batch, sig_q);
-  task::ReadThreadQuery(batch, thread_q, &leader);
+  task::ReadThreadQuery(batch, thread_q, &leader.state);
+
+  for (auto& [tid, th] : t.threads) {
+    if (tid == t.pid) continue;
+    th.injector = std::make_unique<task::Injector>(t.pid, tid);
+    RETURN_IF_ERROR(th.injector->Begin(vdso + syscall_off));
+    th.injector->AdoptTrampoline(leader.injector->layout().base);
+    th.touched = true;
+    task::SyscallBatch tb = th.injector->NewBatch();
+    task::ThreadQuery q = task::QueueThreadQuery(tb);
+    RETURN_IF_ERROR(th.injector->Run(tb));
+    task::ReadThreadQuery(tb, q, &th.state);
+    ASSIGN_OR_RETURN(th.state.sigmask, task::GetSigmask(tid));
+    RETURN_IF_ERROR(task::SetSigmask(tid, kInjectionMask));
+  }
 
   Phase p("dump: collect fs and fds");
   ASSIGN_OR_RETURN(t.fs, fs::CollectFs(t.pid));
@@ -232,38 +433,39 @@ absl::Status Dumper::Write(int out_fd) {
   if (options_.leave_running) header_.flags |= image::kImageLeftRunning;
   RETURN_IF_ERROR(w.WriteImageHeader(header_));
 
-  // The tree: pid objects, then the tasks.
+  // The tree: pid objects, then the tasks, parents first.
   image::ckpt_tree tree{};
   tree.nr_tasks = static_cast<uint32_t>(tasks_.size());
-  for (const auto& e : objects_.entries()) {
-    if (e->kind == objhash::ObjKind::kPid) ++tree.nr_pids;
-  }
+  tree.nr_pids = static_cast<uint32_t>(pid_levels_.size());
+  if (options_.container) tree.flags |= image::kTreeContainer;
   RETURN_IF_ERROR(w.AppendStruct(image::CKPT_HDR_TREE, tree));
-  for (const auto& t : tasks_) {
+  for (const auto& [objref, levels] : pid_levels_) {
     image::ckpt_pid pid{};
-    pid.objref = t->pid_ref;
-    pid.nr_levels = static_cast<uint32_t>(t->status.nspid.size());
-    for (size_t i = 0; i < t->status.nspid.size() && i < image::kMaxPidLevels; ++i) {
-      pid.nr[i] = t->status.nspid[i];
-    }
+    pid.objref = objref;
+    pid.nr_levels = static_cast<uint32_t>(std::min<size_t>(levels.size(), image::kMaxPidLevels));
+    for (uint32_t i = 0; i < pid.nr_levels; ++i) pid.nr[i] = levels[i];
     RETURN_IF_ERROR(w.AppendStruct(image::CKPT_HDR_PID, pid));
   }
   for (const auto& t : tasks_) {
     image::ckpt_task_entry e{};
     e.pid_ref = t->pid_ref;
+    e.parent_ref = t->parent_ref;
     e.pgrp_ref = t->pgrp_ref;
     e.session_ref = t->session_ref;
-    e.state = image::kTaskAlive;
+    e.state = t->zombie ? image::kTaskZombie : image::kTaskAlive;
+    e.exit_code = t->zombie ? t->exit_code : 0;
     e.nr_threads = static_cast<uint32_t>(t->threads.size());
-    e.free_area = t->mm.free_area;
+    e.free_area = t->zombie ? 0 : t->mm.free_area;
     RETURN_IF_ERROR(w.AppendStruct(image::CKPT_HDR_TASK_ENTRY, e));
   }
 
   // Every shared object, once, before any task refers to it.
   image::ckpt_objects objs{};
+  std::vector<const objhash::ObjHash::Entry*> to_write;
   for (const auto& e : objects_.entries()) {
-    if (e->kind != objhash::ObjKind::kPid) ++objs.nr_objects;
+    if (handlers->ForKind(e->kind) != nullptr) to_write.push_back(e.get());
   }
+  objs.nr_objects = static_cast<uint32_t>(to_write.size());
   for (const auto& t : tasks_) {
     for (const fs::FdEntry& f : t->fds) {
       objs.fd_limit = std::max(objs.fd_limit, static_cast<uint32_t>(f.fd) + 1);
@@ -271,18 +473,13 @@ absl::Status Dumper::Write(int out_fd) {
   }
   RETURN_IF_ERROR(w.AppendStruct(image::CKPT_HDR_OBJECTS, objs));
   objhash::CheckpointContext ctx{&w, &objects_, 0};
-  for (const auto& e : objects_.entries()) {
-    if (e->kind == objhash::ObjKind::kPid) continue;
-    const objhash::ObjectOps* ops = handlers->ForKind(e->kind);
-    if (ops == nullptr) {
-      return absl::InternalError(
-          absl::StrCat("no handler for ", objhash::ObjKindName(e->kind), " objects"));
-    }
-    RETURN_IF_ERROR(ops->checkpoint(ctx, *e));
+  for (const objhash::ObjHash::Entry* e : to_write) {
+    RETURN_IF_ERROR(handlers->ForKind(e->kind)->checkpoint(ctx, *e));
   }
 
-  // Each task's own section.
+  // Each live task's own section, in tree order.
   for (const auto& t : tasks_) {
+    if (t->zombie) continue;
     task::TaskCore core = t->core;
     core.task.pid_ref = t->pid_ref;
     core.task.nr_threads = static_cast<uint32_t>(t->threads.size());
@@ -296,8 +493,17 @@ absl::Status Dumper::Write(int out_fd) {
     stats_->pages_written += mm_stats.pages;
     stats_->pages_skipped += mm_stats.skipped_pages;
     RETURN_IF_ERROR(task::WriteSighand(t->sighand, w));
-    for (const task::ThreadState& th : t->threads) {
-      RETURN_IF_ERROR(task::WriteThread(th, t->pid_ref, w));
+    // The leader first, then the others.
+    for (pid_t tid : [&] {
+           std::vector<pid_t> order = {t->pid};
+           for (const auto& [id, th] : t->threads) {
+             if (id != t->pid) order.push_back(id);
+           }
+           return order;
+         }()) {
+      ASSIGN_OR_RETURN(uint32_t tid_ref,
+                       objects_.Lookup(objhash::ObjKind::kPid, objhash::Identity::OfPid(tid)));
+      RETURN_IF_ERROR(task::WriteThread(t->threads.at(tid).state, tid_ref, w));
     }
     ++stats_->tasks;
     stats_->threads += t->threads.size();
@@ -308,45 +514,59 @@ absl::Status Dumper::Write(int out_fd) {
 }
 
 absl::Status Dumper::ThawTask(TaskDump& t, bool kill) {
-  if (t.seized.empty()) return absl::OkStatus();
+  if (t.threads.empty()) return absl::OkStatus();
   if (kill) {
     ::kill(t.pid, SIGKILL);
     // Wait until it is dead. When this process is also its parent, leave
     // the exit status for the caller to reap (WNOWAIT); otherwise take the
     // tracer's notification, which hands the task to its parent.
     const bool own_child = t.status.ppid == getpid();
-    for (pid_t tid : t.seized) {
+    for (auto& [tid, th] : t.threads) {
       siginfo_t info;
-      int options = WEXITED | __WALL | (own_child ? WNOWAIT : 0);
+      int options = WEXITED | __WALL | (own_child && tid == t.pid ? WNOWAIT : 0);
       while (waitid(P_PID, tid, &info, options) < 0 && errno == EINTR) {
       }
     }
-    t.seized.clear();
+    t.threads.clear();
     return absl::OkStatus();
   }
   absl::Status result;
-  if (t.regs_touched && !t.threads.empty()) {
-    const task::ThreadState& leader = t.threads[0];
+  auto keep = [&](absl::Status st) {
+    if (result.ok() && !st.ok()) result = st;
+  };
+  // Every thread but the leader first: they leave the trampoline the
+  // leader then unmaps.
+  for (auto& [tid, th] : t.threads) {
+    if (tid == t.pid || !th.touched) continue;
+    keep(th.injector->ParkWith(th.state.regs, th.state.sigmask));
+  }
+  auto it = t.threads.find(t.pid);
+  if (it != t.threads.end() && it->second.touched) {
+    ThreadDump& leader = it->second;
     // An ignored SIGTRAP was reset by the trampoline's int3: set it back.
     const image::ckpt_sigaction& trap = t.sighand.action[SIGTRAP - 1];
     bool trap_ignored = trap.handler == reinterpret_cast<uint64_t>(SIG_IGN);
-    result = t.injector->Finish(leader.regs, leader.sigmask, trap_ignored ? &trap : nullptr);
+    keep(leader.injector->Finish(leader.state.regs, leader.state.sigmask,
+                                 trap_ignored ? &trap : nullptr));
   }
-  for (pid_t tid : t.seized) {
-    absl::Status st = task::Detach(tid, 0);
-    if (result.ok()) result = st;
+  std::vector<int> held;
+  for (auto& [tid, th] : t.threads) {
+    keep(task::Detach(tid, 0));
+    if (th.injector != nullptr) {
+      for (int sig : th.injector->held_signals()) held.push_back(sig);
+    }
   }
-  if (t.injector != nullptr) {
-    for (int sig : t.injector->held_signals()) syscall(SYS_tgkill, t.pid, t.pid, sig);
-  }
-  t.seized.clear();
+  for (int sig : held) syscall(SYS_tgkill, t.pid, t.pid, sig);
+  t.threads.clear();
   return result;
 }
 
 absl::Status Dumper::Thaw(bool kill) {
   absl::Status result;
-  for (auto& t : tasks_) {
-    absl::Status st = ThawTask(*t, kill);
+  // Children first, so that a parent never runs while its children are
+  // still held.
+  for (size_t i = tasks_.size(); i-- > 0;) {
+    absl::Status st = ThawTask(*tasks_[i], kill);
     if (result.ok()) result = st;
   }
   return result;
@@ -359,20 +579,18 @@ absl::Status Dumper::Run(pid_t root, int out_fd) {
     Phase p("dump: gate");
     RETURN_IF_ERROR(Gate(root));
   }
-  for (auto& t : tasks_) {
+  absl::Status st;
+  {
     Phase p("dump: freeze");
-    absl::Status st = Freeze(*t);
-    if (!st.ok()) {
-      Thaw(false).IgnoreError();  // the freeze error says more
-      return st;
-    }
+    st = FreezeTree(root);
   }
   stats_->freeze_ns = NowNs() - start;
-  absl::Status st;
+  if (st.ok()) st = RegisterPids();
   for (auto& t : tasks_) {
+    if (!st.ok()) break;
+    if (t->zombie) continue;
     Phase p("dump: collect");
     st = Collect(*t);
-    if (!st.ok()) break;
   }
   if (st.ok()) {
     Phase p("dump: write");
@@ -382,9 +600,8 @@ absl::Status Dumper::Run(pid_t root, int out_fd) {
     // A failed dump leaves the tree as it was.
     absl::Status thaw = Thaw(false);
     if (!thaw.ok()) {
-      st = absl::Status(st.code(),
-                        absl::StrCat(st.message(), " (and resuming the tree failed: ",
-                                     thaw.message(), ")"));
+      st = absl::Status(st.code(), absl::StrCat(st.message(), " (and resuming the tree failed: ",
+                                                 thaw.message(), ")"));
     }
     return st;
   }

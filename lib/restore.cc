@@ -1,22 +1,27 @@
-// The restore driver: read the tree and the objects, create the tasks,
-// rebuild each from its section, check the tail, then let them all go.
+// The restore driver: read the tree and the objects, create every task
+// with its PID, set up groups, rebuild each task from its section, check
+// the tail, then let them all go.
 //
 // Every task is held in a ptrace stop until the whole image has been read
 // and its checksum verified; on any failure every task created is killed.
 
 #include <signal.h>
+#include <linux/sched.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <map>
 #include <memory>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "ckpt/ckpt.hpp"
+#include "lib/base/buffer.h"
 #include "lib/base/fd.h"
 #include "lib/base/status.h"
 #include "lib/base/trace.h"
@@ -25,7 +30,6 @@
 #include "lib/image/format.h"
 #include "lib/image/reader.h"
 #include "lib/mm/mm.h"
-#include "lib/base/buffer.h"
 #include "lib/objhash/objhash.h"
 #include "lib/task/core.h"
 #include "lib/task/inject.h"
@@ -45,12 +49,23 @@ uint64_t NowNs() {
 }
 
 constexpr uint64_t kInjectionMask = ~(1ull << (SIGTRAP - 1));
+constexpr unsigned long kExitKill = 0x100000;   // PTRACE_O_EXITKILL
+constexpr unsigned long kTraceClone = 0x8;      // PTRACE_O_TRACECLONE
+constexpr int kZombieWaitMs = 10000;
 
+// A task being restored: one TASK_ENTRY, or a helper that recreates the
+// process group of a leader that had exited.
 struct TaskRestore {
   image::ckpt_task_entry entry{};
-  std::vector<pid_t> pids;  // outermost first
+  std::vector<pid_t> pids;  // at every pid-namespace level, outermost first
+  int parent = -1;          // index in tasks_, -1 for the root
+  bool zombie = false;
+  bool helper = false;
+  uint32_t group_ref = 0;   // for a helper: the group it makes
+  bool early = false;       // forked before its parent becomes a session leader
+  int node = -1;            // index in the spawn plan
   pid_t pid = 0;            // as this process sees it
-  bool created = false;
+  std::vector<pid_t> threads;  // every thread seized, the leader first
   std::unique_ptr<task::Injector> injector;
   std::unique_ptr<task::SyscallQueue> queue;
 };
@@ -61,37 +76,55 @@ class RestoreRun {
       : options_(options), stats_(stats) {}
   ~RestoreRun() {
     if (!released_) KillAll();
+    if (subreaper_set_) prctl(PR_SET_CHILD_SUBREAPER, old_subreaper_, 0, 0, 0);
   }
 
   absl::StatusOr<pid_t> Run(int in_fd);
 
  private:
   absl::Status ReadTree(image::Reader& r);
+  absl::Status PlanSessions();
   absl::Status ReadObjects(image::Reader& r);
-  absl::Status CreateTask(TaskRestore& t);
+  absl::Status WaitForFreePids();
+  absl::Status CreateTasks();
+  absl::Status SetUpGroups();
   absl::Status RestoreTask(image::Reader& r, TaskRestore& t);
+  absl::Status AddThread(TaskRestore& t, const task::ThreadState& thread, uint32_t tid_ref,
+                         const task::TaskCore& core);
   void KillAll();
+  // The number of pid object `ref` in the pid namespace of task `t`.
+  pid_t PidIn(uint32_t ref, const TaskRestore& t) const;
 
   const RestoreOptions& options_;
   RestoreStats* stats_;
   std::map<uint32_t, std::vector<pid_t>> pids_;  // pid objref -> numbers
-  std::vector<std::unique_ptr<TaskRestore>> tasks_;
+  std::vector<std::unique_ptr<TaskRestore>> tasks_;  // tree order, then helpers
+  std::map<uint32_t, int> by_ref_;                  // pid_ref -> index in tasks_
   objhash::RestoreTable objects_;
   int high_fd_base_ = 0;
   mm::RestorerLayout layout_;
   Buffer buffer_;
+  uint64_t vdso_syscall_ = 0;
   bool released_ = false;
+  bool subreaper_set_ = false;
+  int old_subreaper_ = 0;
 };
+
+pid_t RestoreRun::PidIn(uint32_t ref, const TaskRestore& t) const {
+  const std::vector<pid_t>& levels = pids_.at(ref);
+  size_t depth = t.pids.size() - 1;
+  return depth < levels.size() ? levels[depth] : levels.back();
+}
 
 absl::Status RestoreRun::ReadTree(image::Reader& r) {
   ASSIGN_OR_RETURN(image::ckpt_tree tree, r.Expect<image::ckpt_tree>(image::CKPT_HDR_TREE));
   if (tree.nr_tasks == 0) return r.FieldError("nr_tasks", "the image has no task");
-  if (tree.nr_tasks > 1) {
-    return absl::UnimplementedError(absl::StrCat(
-        "the image holds ", tree.nr_tasks, " tasks: process trees are not supported yet"));
+  if (tree.nr_tasks > (1u << 20) || tree.nr_pids > (1u << 22)) {
+    return r.FieldError("nr_tasks", tree.nr_tasks, " tasks and ", tree.nr_pids,
+                        " pids are more than a tree can hold");
   }
-  if (tree.nr_pids < tree.nr_tasks || tree.nr_pids > 4 * tree.nr_tasks + 4) {
-    return r.FieldError("nr_pids", tree.nr_pids, " does not fit ", tree.nr_tasks, " tasks");
+  if (tree.flags & ~static_cast<uint32_t>(image::kTreeContainer)) {
+    return r.FieldError("flags", tree.flags, " has unknown bits");
   }
   for (uint32_t i = 0; i < tree.nr_pids; ++i) {
     ASSIGN_OR_RETURN(image::ckpt_pid pid, r.Expect<image::ckpt_pid>(image::CKPT_HDR_PID));
@@ -103,7 +136,7 @@ absl::Status RestoreRun::ReadTree(image::Reader& r) {
     }
     std::vector<pid_t> nrs(pid.nr, pid.nr + pid.nr_levels);
     for (pid_t nr : nrs) {
-      if (nr <= 0) return r.FieldError("nr", nr, " is not a PID");
+      if (nr <= 0 || nr > (1 << 22)) return r.FieldError("nr", nr, " is not a PID");
     }
     pids_[pid.objref] = nrs;
   }
@@ -113,27 +146,105 @@ absl::Status RestoreRun::ReadTree(image::Reader& r) {
     const image::ckpt_task_entry& e = t->entry;
     auto it = pids_.find(e.pid_ref);
     if (it == pids_.end()) return r.FieldError("pid_ref", e.pid_ref, " names no PID record");
-    if (e.parent_ref != 0) return r.FieldError("parent_ref", "a lone task has no parent");
-    if ((e.pgrp_ref != 0 && e.pgrp_ref != e.pid_ref) ||
-        (e.session_ref != 0 && e.session_ref != e.pid_ref)) {
-      return r.FieldError("pgrp_ref", "a lone task can only lead its own group and session");
-    }
-    if (e.state != image::kTaskAlive) return r.FieldError("state", e.state, " is not supported");
-    if (e.nr_threads != 1) {
-      return absl::UnimplementedError(absl::StrCat("task ", it->second.back(), " has ",
-                                                   e.nr_threads, " threads: not supported yet"));
-    }
-    if (e.free_area % 4096 || e.free_area == 0 ||
-        e.free_area > mm::kUserSpaceEnd - mm::kFreeAreaSize) {
-      return r.FieldError("free_area", absl::Hex(e.free_area), " is not a usable address");
-    }
-    if (it->second.size() != 1) {
-      return absl::UnimplementedError(
-          absl::StrCat("task ", it->second.back(), " lived in a nested pid namespace (",
-                       it->second.size(), " levels): not supported yet"));
-    }
+    if (by_ref_.count(e.pid_ref)) return r.FieldError("pid_ref", e.pid_ref, " is repeated");
     t->pids = it->second;
+    if (e.parent_ref == 0) {
+      if (i != 0) return r.FieldError("parent_ref", "only the first task is the root");
+    } else {
+      auto p = by_ref_.find(e.parent_ref);
+      if (p == by_ref_.end()) {
+        return r.FieldError("parent_ref", e.parent_ref, " names no earlier task");
+      }
+      t->parent = p->second;
+      const TaskRestore& parent = *tasks_[p->second];
+      if (parent.zombie) return r.FieldError("parent_ref", "a zombie has no children");
+      size_t mine = t->pids.size(), theirs = parent.pids.size();
+      if (mine != theirs && !(mine == theirs + 1 && t->pids.back() == 1)) {
+        return r.FieldError("pid_ref", "task ", t->pids.front(),
+                            " is neither in its parent's pid namespace nor the init of a new one");
+      }
+    }
+    for (uint32_t ref : {e.pgrp_ref, e.session_ref}) {
+      if (ref != 0 && !pids_.count(ref)) return r.FieldError("pgrp_ref", ref, " names no PID");
+    }
+    if (e.state == image::kTaskZombie) {
+      t->zombie = true;
+      if (e.nr_threads != 0 && e.nr_threads != 1) {
+        return r.FieldError("nr_threads", "a zombie has no threads");
+      }
+    } else if (e.state == image::kTaskAlive) {
+      if (e.nr_threads == 0 || e.nr_threads > 65536) {
+        return r.FieldError("nr_threads", e.nr_threads, " is out of range");
+      }
+      if (e.free_area % 4096 || e.free_area == 0 ||
+          e.free_area > mm::kUserSpaceEnd - mm::kFreeAreaSize) {
+        return r.FieldError("free_area", absl::Hex(e.free_area), " is not a usable address");
+      }
+    } else {
+      return r.FieldError("state", e.state, " is not a task state");
+    }
+    by_ref_[e.pid_ref] = static_cast<int>(tasks_.size());
     tasks_.push_back(std::move(t));
+  }
+  if (tasks_.front()->zombie) return absl::InvalidArgumentError("the image's root is a zombie");
+  size_t depth = tasks_.front()->pids.size();
+  if (depth > 1 && tasks_.front()->pids.back() != 1) {
+    return absl::InvalidArgumentError("the image's root is in a pid namespace without its init");
+  }
+  if (options_.new_pidns) {
+    return absl::UnimplementedError("--new-pidns is not supported yet");
+  }
+  return absl::OkStatus();
+}
+
+// Sessions can only be entered by forking inside them: a child whose
+// session is not its parent's new one is forked before the parent calls
+// setsid. Groups whose leader had exited get a helper task that makes
+// them. Checks that the result matches the image.
+absl::Status RestoreRun::PlanSessions() {
+  std::vector<uint32_t> before(tasks_.size(), 0), after(tasks_.size(), 0);
+  for (size_t i = 0; i < tasks_.size(); ++i) {
+    TaskRestore& t = *tasks_[i];
+    const image::ckpt_task_entry& e = t.entry;
+    bool set_sid = !t.zombie && e.session_ref == e.pid_ref;
+    uint32_t inherited = 0;  // 0: the restorer's session
+    if (t.parent >= 0) {
+      const TaskRestore& p = *tasks_[t.parent];
+      bool parent_sets_sid = p.entry.session_ref == p.entry.pid_ref;
+      // Forked before the parent's setsid when it belongs elsewhere.
+      bool early = parent_sets_sid && e.session_ref != p.entry.pid_ref && !set_sid;
+      t.early = early;
+      inherited = early ? before[t.parent] : after[t.parent];
+    }
+    before[i] = inherited;
+    after[i] = set_sid ? e.pid_ref : inherited;
+    if (!t.zombie && after[i] != e.session_ref) {
+      return absl::UnimplementedError(absl::StrCat(
+          "task ", t.pids.front(), ": its session (",
+          e.session_ref ? pids_[e.session_ref].front() : 0,
+          ") cannot be recreated from the tree (its leader is not an ancestor)"));
+    }
+  }
+  // Helpers for groups whose leader is not a task of the image.
+  std::map<uint32_t, int> helpers;
+  size_t nr_tasks = tasks_.size();
+  for (size_t i = 0; i < nr_tasks; ++i) {
+    TaskRestore& t = *tasks_[i];
+    uint32_t g = t.entry.pgrp_ref;
+    if (t.zombie || g == 0 || by_ref_.count(g) || helpers.count(g)) continue;
+    auto h = std::make_unique<TaskRestore>();
+    h->helper = true;
+    h->group_ref = g;
+    h->pids = pids_[g];
+    if (h->pids.size() != t.pids.size()) {
+      return absl::InvalidArgumentError(absl::StrCat("process group ", h->pids.front(),
+                                                     " is not in its members' pid namespace"));
+    }
+    h->parent = static_cast<int>(i);
+    h->entry.free_area = t.entry.free_area;
+    h->entry.session_ref = t.entry.session_ref;
+    helpers[g] = static_cast<int>(tasks_.size());
+    tasks_.push_back(std::move(h));
   }
   return absl::OkStatus();
 }
@@ -175,40 +286,175 @@ absl::Status RestoreRun::ReadObjects(image::Reader& r) {
   return absl::OkStatus();
 }
 
-absl::Status RestoreRun::CreateTask(TaskRestore& t) {
-  if (!mm::IsFreeArea(layout_.all, t.entry.free_area)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "task ", t.pids.back(), ": its free area at 0x", absl::Hex(t.entry.free_area),
-        " is used by the restoring process"));
+// A PID held by a zombie (the dumped task, not yet reaped) comes free as
+// soon as its parent reaps it: wait a little for that rather than fail.
+absl::Status RestoreRun::WaitForFreePids() {
+  const uint64_t deadline = NowNs() + uint64_t{kZombieWaitMs} * 1000000;
+  for (const auto& t : tasks_) {
+    pid_t pid = t->pids.front();
+    for (;;) {
+      absl::StatusOr<std::string> stat = ReadFile(absl::StrCat("/proc/", pid, "/stat"));
+      if (!stat.ok()) break;  // free
+      size_t close = stat->rfind(')');
+      char state = close != std::string::npos && close + 2 < stat->size() ? (*stat)[close + 2] : '?';
+      if (state != 'Z' && state != 'X') {
+        return absl::AlreadyExistsError(absl::StrCat("PID ", pid, " is taken by another process"));
+      }
+      if (NowNs() > deadline) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("PID ", pid, " is held by a zombie that nobody reaps"));
+      }
+      usleep(1000);
+    }
   }
-  task::SpawnSpec spec;
-  spec.pids = t.pids;
-  spec.set_sid = t.entry.session_ref == t.entry.pid_ref;
-  spec.set_pgid = !spec.set_sid && t.entry.pgrp_ref == t.entry.pid_ref;
-  spec.trampoline = t.entry.free_area;
-  absl::StatusOr<pid_t> pid = task::SpawnTask(spec);
-  if (!pid.ok()) return Annotate(pid.status(), absl::StrCat("task ", t.pids.back()));
-  t.pid = *pid;
-  t.created = true;
-  RETURN_IF_ERROR(task::SetSigmask(t.pid, kInjectionMask));
-  ASSIGN_OR_RETURN(uint64_t syscall_off, task::VdsoSyscallOffset());
-  uint64_t vdso = 0;
-  for (const mm::Vma& v : layout_.vdso_family) {
-    if (v.name == "[vdso]") vdso = v.start;
-  }
-  t.injector = std::make_unique<task::Injector>(t.pid, t.pid);
-  RETURN_IF_ERROR(t.injector->Begin(vdso + syscall_off));
-  t.injector->AdoptTrampoline(t.entry.free_area);
-  t.queue = std::make_unique<task::SyscallQueue>(t.injector.get());
-  // The child inherited this process's rseq registration; it must go
-  // before the memory it points into does.
-  ASSIGN_OR_RETURN(task::RseqConfig rseq, task::GetRseqConfig(t.pid));
-  if (rseq.size != 0) {
-    t.queue->batch().Add(SYS_rseq, {rseq.ptr, rseq.size, 1 /* RSEQ_FLAG_UNREGISTER */,
-                                    rseq.signature});
-  }
-  ++stats_->tasks;
   return absl::OkStatus();
+}
+
+absl::Status RestoreRun::CreateTasks() {
+  std::vector<task::SpawnNode> plan;
+  for (auto& t : tasks_) {
+    if (!t->zombie && !mm::IsFreeArea(layout_.all, t->entry.free_area)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "task ", t->pids.front(), ": its free area at 0x", absl::Hex(t->entry.free_area),
+          " is used by the restoring process"));
+    }
+    task::SpawnNode n;
+    n.pids = t->pids;
+    n.parent = t->parent >= 0 ? tasks_[t->parent]->node : -1;
+    n.early = t->early;
+    n.set_sid = !t->helper && !t->zombie && t->entry.session_ref == t->entry.pid_ref;
+    size_t parent_depth = t->parent >= 0 ? tasks_[t->parent]->pids.size() : 1;
+    n.new_pidns = t->pids.size() > parent_depth;
+    n.zombie_status = t->zombie ? t->entry.exit_code : -1;
+    // A zombie that led its group makes it before it exits: the group then
+    // lives on with it, as it did.
+    n.set_pgid = t->zombie && t->entry.pgrp_ref == t->entry.pid_ref;
+    n.trampoline = t->entry.free_area;
+    t->node = static_cast<int>(plan.size());
+    plan.push_back(std::move(n));
+  }
+  ASSIGN_OR_RETURN(std::vector<pid_t> pids, task::SpawnTree(plan));
+  ASSIGN_OR_RETURN(uint64_t syscall_off, task::VdsoSyscallOffset());
+  for (const mm::Vma& v : layout_.vdso_family) {
+    if (v.name == "[vdso]") vdso_syscall_ = v.start + syscall_off;
+  }
+  for (auto& t : tasks_) {
+    t->pid = pids[t->node];
+    if (t->zombie) continue;
+    t->threads = {t->pid};
+    RETURN_IF_ERROR(task::SetSigmask(t->pid, kInjectionMask));
+    t->injector = std::make_unique<task::Injector>(t->pid, t->pid);
+    RETURN_IF_ERROR(t->injector->Begin(vdso_syscall_));
+    t->injector->AdoptTrampoline(t->entry.free_area);
+    t->queue = std::make_unique<task::SyscallQueue>(t->injector.get());
+    // The task inherited this process's rseq registration; it must go
+    // before the memory it points into does.
+    ASSIGN_OR_RETURN(task::RseqConfig rseq, task::GetRseqConfig(t->pid));
+    if (rseq.size != 0) {
+      t->queue->batch().Add(SYS_rseq, {rseq.ptr, rseq.size, 1 /* RSEQ_FLAG_UNREGISTER */,
+                                       rseq.signature});
+    }
+    if (!t->helper) ++stats_->tasks;
+  }
+  return absl::OkStatus();
+}
+
+// Process groups: leaders (and helpers) make them, then members join;
+// helpers then exit and their parents reap them.
+absl::Status RestoreRun::SetUpGroups() {
+  const pid_t own_group = getpgrp();
+  auto run_now = [](TaskRestore& t, long nr, std::initializer_list<uint64_t> args) {
+    task::SyscallBatch b = t.injector->NewBatch();
+    b.Add(nr, args);
+    return t.injector->Run(b);
+  };
+  for (auto& t : tasks_) {
+    if (t->zombie) continue;
+    bool makes_group = t->helper || (t->entry.pgrp_ref == t->entry.pid_ref &&
+                                     t->entry.session_ref != t->entry.pid_ref);
+    if (makes_group) {
+      absl::Status st = run_now(*t, SYS_setpgid, {0, 0});
+      if (!st.ok()) return Annotate(st, absl::StrCat("task ", t->pid, ": making its process group"));
+    }
+  }
+  for (auto& t : tasks_) {
+    if (t->zombie || t->helper) continue;
+    uint32_t g = t->entry.pgrp_ref;
+    if (g == t->entry.pid_ref) continue;
+    pid_t target = g != 0 ? PidIn(g, *t) : own_group;
+    if (g == 0 && t->entry.session_ref != 0) continue;  // cannot happen: refused at dump
+    absl::Status st = run_now(*t, SYS_setpgid, {0, static_cast<uint64_t>(target)});
+    if (!st.ok()) {
+      return Annotate(st, absl::StrCat("task ", t->pid, ": joining process group ", target));
+    }
+  }
+  for (auto& h : tasks_) {
+    if (!h->helper) continue;
+    kill(h->pid, SIGKILL);
+    int status;
+    while (waitpid(h->pid, &status, __WALL) < 0 && errno == EINTR) {
+    }
+    TaskRestore& parent = *tasks_[h->parent];
+    absl::Status st = run_now(parent, SYS_wait4, {static_cast<uint64_t>(h->pids.back()), 0,
+                                                  static_cast<uint64_t>(__WALL), 0});
+    if (!st.ok()) return Annotate(st, absl::StrCat("task ", parent.pid, ": reaping its helper"));
+    h->injector.reset();
+    h->pid = 0;
+    h->zombie = true;  // gone: nothing more to do with it
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RestoreRun::AddThread(TaskRestore& t, const task::ThreadState& thread,
+                                   uint32_t tid_ref, const task::TaskCore& core) {
+  auto levels = pids_.find(tid_ref);
+  if (levels == pids_.end() || levels->second.size() != t.pids.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("task ", t.pid, ": thread objref ", tid_ref,
+                                                   " names no PID of its namespace"));
+  }
+  const std::vector<pid_t>& nrs = levels->second;
+  // clone3 in the leader, with the thread's TID at every level; the new
+  // thread starts traced (PTRACE_O_TRACECLONE) and stopped, before it
+  // runs any code.
+  task::SyscallQueue& q = *t.queue;
+  RETURN_IF_ERROR(q.Flush());
+  RETURN_IF_ERROR(task::SetOptions(t.pid, task::kSeizeOptions | kExitKill | kTraceClone));
+  pid_t set_tid[32];
+  for (size_t i = 0; i < nrs.size(); ++i) set_tid[i] = nrs[nrs.size() - 1 - i];
+  struct clone_args args;
+  std::memset(&args, 0, sizeof(args));
+  args.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
+  args.set_tid_size = nrs.size();
+  task::SyscallBatch b = t.injector->NewBatch();
+  args.set_tid = b.AddData(set_tid, nrs.size() * sizeof(pid_t));
+  b.Add(SYS_clone3, {b.AddStruct(args), sizeof(args)});
+  absl::Status st = t.injector->Run(b);
+  if (!st.ok()) {
+    if (st.code() == absl::StatusCode::kAlreadyExists) {
+      return absl::AlreadyExistsError(absl::StrCat("thread ID ", nrs.front(), " is taken"));
+    }
+    return Annotate(st, absl::StrCat("task ", t.pid, ": creating thread ", nrs.front()));
+  }
+  RETURN_IF_ERROR(task::SetOptions(t.pid, task::kSeizeOptions | kExitKill));
+  // The TID as this process sees it: the outermost number.
+  const pid_t tid = nrs.front();
+  t.threads.push_back(tid);
+  for (;;) {
+    ASSIGN_OR_RETURN(task::StopInfo stop, task::WaitStop(tid));
+    if (stop.exited) return absl::AbortedError(absl::StrCat("thread ", tid, " died at birth"));
+    if (stop.group_stop) break;
+    RETURN_IF_ERROR(task::Cont(tid, 0));
+  }
+  RETURN_IF_ERROR(task::SetSigmask(tid, kInjectionMask));
+  task::Injector inj(t.pid, tid);
+  RETURN_IF_ERROR(inj.Begin(t.injector->syscall_insn()));
+  inj.AdoptTrampoline(t.injector->layout().base);
+  task::SyscallQueue tq(&inj);
+  RETURN_IF_ERROR(task::QueueThreadRestore(tq, thread));
+  RETURN_IF_ERROR(task::QueueCredsRestore(tq, core));
+  RETURN_IF_ERROR(tq.Flush());
+  RETURN_IF_ERROR(task::SetXstate(tid, thread.xstate));
+  return inj.ParkWith(thread.regs, thread.sigmask);
 }
 
 absl::Status RestoreRun::RestoreTask(image::Reader& r, TaskRestore& t) {
@@ -250,36 +496,48 @@ absl::Status RestoreRun::RestoreTask(image::Reader& r, TaskRestore& t) {
 
   ASSIGN_OR_RETURN(image::ckpt_sighand sighand, task::ReadSighandRecord(r));
   RETURN_IF_ERROR(task::QueueSighandRestore(q, sighand));
-  uint32_t tid_ref = 0;
-  ASSIGN_OR_RETURN(task::ThreadState thread, task::ReadThreadRecords(r, &tid_ref));
-  if (tid_ref != t.entry.pid_ref) return r.FieldError("tid_ref", tid_ref, " is not the task's");
-  RETURN_IF_ERROR(task::QueueThreadRestore(q, thread));
+  task::ThreadState leader;
+  for (uint32_t i = 0; i < t.entry.nr_threads; ++i) {
+    uint32_t tid_ref = 0;
+    ASSIGN_OR_RETURN(task::ThreadState thread, task::ReadThreadRecords(r, &tid_ref));
+    if (i == 0) {
+      if (tid_ref != t.entry.pid_ref) return r.FieldError("tid_ref", "the leader comes first");
+      leader = std::move(thread);
+      RETURN_IF_ERROR(task::QueueThreadRestore(q, leader));
+      continue;
+    }
+    if (tid_ref == t.entry.pid_ref) return r.FieldError("tid_ref", "the leader appears twice");
+    st = AddThread(t, thread, tid_ref, core);
+    if (!st.ok()) return Annotate(st, absl::StrCat("task ", t.pid));
+  }
   RETURN_IF_ERROR(task::QueueRlimitsRestore(q, core));
   RETURN_IF_ERROR(task::QueueCredsRestore(q, core));
   RETURN_IF_ERROR(fs::QueueCloseObjects(q, high_fd_base_));
+  // SIGCHLD from the restore's own zombies and helpers is not the task's.
+  RETURN_IF_ERROR(q.Reserve(1, 32));
+  uint64_t chld = 1ull << (SIGCHLD - 1);
+  struct timespec zero = {0, 0};
+  q.batch().Add(SYS_rt_sigtimedwait,
+                {q.batch().AddStruct(chld), 0, q.batch().AddStruct(zero), 8}, task::kMayFail);
   {
     Phase p("restore: final batch");
     st = q.Flush();
   }
   if (!st.ok()) return Annotate(st, absl::StrCat("task ", t.pid));
-  Phase p("restore: rlimits, regs, park");
-  RETURN_IF_ERROR(task::SetXstate(t.pid, thread.xstate));
+  Phase p("restore: regs, park");
+  RETURN_IF_ERROR(task::SetXstate(t.pid, leader.xstate));
   const image::ckpt_sigaction& trap = sighand.action[SIGTRAP - 1];
   bool trap_ignored = trap.handler == reinterpret_cast<uint64_t>(SIG_IGN);
-  st = t.injector->Finish(thread.regs, thread.sigmask, trap_ignored ? &trap : nullptr);
+  st = t.injector->Finish(leader.regs, leader.sigmask, trap_ignored ? &trap : nullptr);
   if (!st.ok()) return Annotate(st, absl::StrCat("task ", t.pid));
   return absl::OkStatus();
 }
 
 void RestoreRun::KillAll() {
-  for (auto& t : tasks_) {
-    if (!t->created) continue;
-    kill(t->pid, SIGKILL);
-    int status;
-    while (waitpid(t->pid, &status, __WALL) < 0 && errno == EINTR) {
-    }
-    t->created = false;
-  }
+  std::vector<pid_t> pids;
+  for (auto& t : tasks_) pids.push_back(t->pid);
+  task::KillTree(pids);
+  for (auto& t : tasks_) t->pid = 0;
 }
 
 absl::StatusOr<pid_t> RestoreRun::Run(int in_fd) {
@@ -291,21 +549,32 @@ absl::StatusOr<pid_t> RestoreRun::Run(int in_fd) {
   {
     Phase p("restore: tree and objects");
     RETURN_IF_ERROR(ReadTree(r));
+    RETURN_IF_ERROR(PlanSessions());
     RETURN_IF_ERROR(ReadObjects(r));
     ASSIGN_OR_RETURN(layout_, mm::ReadRestorerLayout());
   }
-  for (auto& t : tasks_) {
-    Phase p("restore: create task");
-    RETURN_IF_ERROR(CreateTask(*t));
+  // While it restores, this process adopts orphans, so that a failed
+  // restore can reap every task it made.
+  old_subreaper_ = 0;
+  prctl(PR_GET_CHILD_SUBREAPER, &old_subreaper_, 0, 0, 0);
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0) subreaper_set_ = true;
+  {
+    Phase p("restore: create tasks");
+    RETURN_IF_ERROR(WaitForFreePids());
+    RETURN_IF_ERROR(CreateTasks());
+    RETURN_IF_ERROR(SetUpGroups());
   }
   for (auto& t : tasks_) {
+    if (t->zombie || t->helper) continue;
     Phase p("restore: task section");
     RETURN_IF_ERROR(RestoreTask(r, *t));
   }
   RETURN_IF_ERROR(r.ExpectTail());
   stats_->image_bytes = r.offset();
-  // Everything is in place: let the tasks go.
-  for (auto& t : tasks_) RETURN_IF_ERROR(task::Detach(t->pid, 0));
+  // Everything is in place: let the tasks go, children first.
+  for (size_t i = tasks_.size(); i-- > 0;) {
+    for (pid_t tid : tasks_[i]->threads) RETURN_IF_ERROR(task::Detach(tid, 0));
+  }
   released_ = true;
   stats_->total_ns = NowNs() - start;
   return tasks_.front()->pid;

@@ -56,6 +56,7 @@ int ckpt_checkpoint_tree(pid_t root, int out_fd, const struct ckpt_dump_opts* op
   ckpt::DumpOptions options;
   options.leave_running = o.flags & CKPT_DUMP_LEAVE_RUNNING;
   options.shell_job = o.flags & CKPT_DUMP_SHELL_JOB;
+  options.container = o.flags & CKPT_DUMP_CONTAINER;
   ckpt::Checkpointer dumper(options);
   absl::Status st = dumper.Dump(root, out_fd);
   if (o.stats != nullptr) {
@@ -80,6 +81,7 @@ int ckpt_restore_tree(int in_fd, const struct ckpt_restore_opts* opts, pid_t* ro
   ckpt_restore_opts o = ReadVersioned(opts);
   ckpt::RestoreOptions options;
   options.shell_job = o.flags & CKPT_RESTORE_SHELL_JOB;
+  options.new_pidns = o.flags & CKPT_RESTORE_NEW_PIDNS;
   ckpt::Restorer restorer(options);
   absl::StatusOr<pid_t> root = restorer.Restore(in_fd);
   if (o.stats != nullptr) {

@@ -38,8 +38,10 @@ extern "C" {
 /* ckpt_dump_opts.flags */
 #define CKPT_DUMP_LEAVE_RUNNING (1u << 0) /* resume the tree after the dump (default: kill it) */
 #define CKPT_DUMP_SHELL_JOB (1u << 1)     /* the tree shares the caller's terminal */
+#define CKPT_DUMP_CONTAINER (1u << 2)     /* every pid the tree uses must be inside it */
 
 /* ckpt_restore_opts.flags */
+#define CKPT_RESTORE_NEW_PIDNS (1u << 0) /* restore into a fresh pid namespace */
 #define CKPT_RESTORE_SHELL_JOB (1u << 1) /* give the restored tree the caller's terminal */
 
 /* Figures about one dump, filled when ckpt_dump_opts.stats is set. */

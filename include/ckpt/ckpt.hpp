@@ -31,6 +31,11 @@ struct DumpOptions {
   bool leave_running = false;
   // The tree shares the caller's terminal; it is not saved.
   bool shell_job = false;
+  // Container mode: every pid the tree uses (process groups, sessions)
+  // must belong to the tree; a foreign one is an error naming it. By
+  // default (subtree mode) groups and sessions led from outside the tree
+  // are not saved, and the restored tasks join the restorer's.
+  bool container = false;
 };
 
 struct DumpStats {
@@ -62,6 +67,8 @@ class Checkpointer {
 struct RestoreOptions {
   // Give the restored tree the caller's terminal.
   bool shell_job = false;
+  // Restore the tree inside a fresh pid namespace.
+  bool new_pidns = false;
 };
 
 struct RestoreStats {

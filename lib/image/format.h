@@ -126,10 +126,14 @@ static_assert(sizeof(ckpt_tail) == 24);
 struct ckpt_tree {
   uint32_t nr_pids;   // CKPT_HDR_PID records that follow
   uint32_t nr_tasks;  // CKPT_HDR_TASK_ENTRY records after them
-  uint32_t flags;
+  uint32_t flags;     // TreeFlags
   uint32_t reserved;
 };
 static_assert(sizeof(ckpt_tree) == 16);
+
+enum TreeFlags : uint32_t {
+  kTreeContainer = 1u << 0,  // dumped in container mode: every pid is inside
+};
 
 // Deepest pid namespace nesting Linux allows (MAX_PID_NS_LEVEL).
 inline constexpr uint32_t kMaxPidLevels = 32;

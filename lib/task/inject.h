@@ -120,6 +120,7 @@ class Injector {
   // and remembers where a `syscall` instruction is in its memory.
   absl::Status Begin(uint64_t syscall_insn);
   void set_syscall_insn(uint64_t addr) { syscall_insn_ = addr; }
+  uint64_t syscall_insn() const { return syscall_insn_; }
 
   // One syscall through the `syscall` instruction, with PTRACE_SYSCALL
   // stops. Returns the raw result (-errno on failure).

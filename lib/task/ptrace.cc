@@ -31,6 +31,13 @@ absl::Status Seize(pid_t tid, unsigned long options) {
   return absl::OkStatus();
 }
 
+absl::Status SetOptions(pid_t tid, unsigned long options) {
+  if (Ptrace(PTRACE_SETOPTIONS, tid, 0, reinterpret_cast<void*>(options)) != 0) {
+    return ErrnoError(errno, "ptrace(SETOPTIONS) of thread ", tid);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Interrupt(pid_t tid) {
   if (Ptrace(PTRACE_INTERRUPT, tid, 0, nullptr) != 0) {
     return ErrnoError(errno, "ptrace(INTERRUPT) of thread ", tid);

@@ -30,6 +30,7 @@ struct StopInfo {
 };
 
 absl::Status Seize(pid_t tid, unsigned long options);
+absl::Status SetOptions(pid_t tid, unsigned long options);
 absl::Status Interrupt(pid_t tid);
 // PTRACE_CONT / PTRACE_SYSCALL / PTRACE_DETACH with a signal to deliver.
 absl::Status Cont(pid_t tid, int sig = 0);

@@ -8,6 +8,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -23,103 +24,245 @@ namespace ckpt::task {
 namespace {
 
 constexpr unsigned long kExitKill = 0x100000;  // PTRACE_O_EXITKILL
-constexpr int kReadyTimeoutMs = 10000;
+constexpr int kReadyTimeoutMs = 20000;
 
-// Runs in the child, a copy of a possibly multi-threaded restorer: raw
-// syscalls only, no allocation, no locks.
-[[noreturn]] void ChildMain(const SpawnSpec& spec, int ready_fd, const uint8_t* code,
-                            size_t code_len) {
-  // If the restorer dies before it seizes us, die too.
-  syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-  char status = 'R';
-  if (spec.set_sid) {
-    if (syscall(SYS_setsid) < 0) status = 'S';
-  } else if (spec.set_pgid) {
-    if (syscall(SYS_setpgid, 0, 0) < 0) status = 'G';
+// What a new task reports on the ready pipe.
+struct ReadyMessage {
+  int32_t node;
+  int32_t what;  // 'R' ready, 'F' a child could not be created, 'S' setsid, 'M' mmap
+  int32_t err;   // errno for 'F'
+  int32_t pad;
+};
+
+// Everything a new task reads: a copy of the restorer's memory, read-only.
+struct ChildEnv {
+  const std::vector<SpawnNode>* plan;
+  int ready_fd;
+  const uint8_t* code;
+  size_t code_len;
+};
+
+// The code below runs in new tasks, copies of a possibly multi-threaded
+// restorer: raw syscalls only, no allocation, no locks.
+
+void Report(const ChildEnv& env, int node, int what, int err) {
+  ReadyMessage m = {node, what, err, 0};
+  syscall(SYS_write, env.ready_fd, &m, sizeof(m));
+}
+
+long CloneNode(const SpawnNode& n) {
+  pid_t set_tid[32];
+  size_t levels = n.pids.size();
+  for (size_t i = 0; i < levels; ++i) set_tid[i] = n.pids[levels - 1 - i];  // innermost first
+  struct clone_args args;
+  std::memset(&args, 0, sizeof(args));
+  args.flags = n.new_pidns ? CLONE_NEWPID : 0;
+  args.exit_signal = SIGCHLD;
+  args.set_tid = reinterpret_cast<uint64_t>(set_tid);
+  args.set_tid_size = levels;
+  return syscall(SYS_clone3, &args, sizeof(args));
+}
+
+[[noreturn]] void ExitWithStatus(int status) {
+  if (WIFSIGNALED(status)) {
+    int sig = WTERMSIG(status);
+    struct {
+      uint64_t handler, flags, restorer, mask;
+    } dfl = {0, 0, 0, 0};
+    syscall(SYS_rt_sigaction, sig, &dfl, nullptr, 8);
+    uint64_t unblock = 1ull << (sig - 1);
+    syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &unblock, nullptr, 8);
+    syscall(SYS_kill, syscall(SYS_getpid), sig);
   }
-  long addr = syscall(SYS_mmap, spec.trampoline, TrampolineLayout::kSize,
+  syscall(SYS_exit_group, WIFEXITED(status) ? WEXITSTATUS(status) : 0);
+  __builtin_unreachable();
+}
+
+void ForkChildren(const ChildEnv& env, int me, bool early);
+
+[[noreturn]] void RunNode(const ChildEnv& env, int me) {
+  const SpawnNode& n = (*env.plan)[me];
+  // If the task that forked us dies before the restore is done, die too.
+  syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  ForkChildren(env, me, /*early=*/true);
+  if (n.set_sid && syscall(SYS_setsid) < 0) Report(env, me, 'S', errno);
+  ForkChildren(env, me, /*early=*/false);
+  if (n.zombie_status >= 0) {
+    if (n.set_pgid) syscall(SYS_setpgid, 0, 0);
+    ExitWithStatus(n.zombie_status);
+  }
+  long addr = syscall(SYS_mmap, n.trampoline, TrampolineLayout::kSize,
                       PROT_READ | PROT_WRITE | PROT_EXEC,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-  if (addr != static_cast<long>(spec.trampoline)) {
-    status = 'M';
+  if (addr != static_cast<long>(n.trampoline)) {
+    Report(env, me, 'M', addr < 0 ? static_cast<int>(-addr) : EEXIST);
   } else {
-    std::memcpy(reinterpret_cast<void*>(addr), code, code_len);
+    std::memcpy(reinterpret_cast<void*>(addr), env.code, env.code_len);
+    Report(env, me, 'R', 0);
   }
-  syscall(SYS_write, ready_fd, &status, 1);
   for (;;) syscall(SYS_pause);
+}
+
+void ForkChildren(const ChildEnv& env, int me, bool early) {
+  const std::vector<SpawnNode>& plan = *env.plan;
+  for (size_t c = static_cast<size_t>(me) + 1; c < plan.size(); ++c) {
+    if (plan[c].parent != me || plan[c].early != early) continue;
+    long r = CloneNode(plan[c]);
+    if (r == 0) RunNode(env, static_cast<int>(c));
+    if (r < 0) Report(env, static_cast<int>(c), 'F', errno);
+  }
+}
+
+absl::Status NodeError(const SpawnNode& n, int what, int err) {
+  pid_t pid = n.pids.front();
+  switch (what) {
+    case 'F':
+      if (err == EEXIST) {
+        return absl::AlreadyExistsError(absl::StrCat("PID ", pid, " is taken by another process"));
+      }
+      return ErrnoError(err, "task ", pid, ": clone3 with its PID");
+    case 'S':
+      return ErrnoError(err, "task ", pid, ": setsid");
+    case 'M':
+      return ErrnoError(err, "task ", pid, ": mapping the trampoline in its free area");
+  }
+  return absl::InternalError(absl::StrCat("task ", pid, ": bad report '", what, "'"));
+}
+
+long NowMs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+char StateOf(pid_t pid) {
+  absl::StatusOr<std::string> stat = ReadFile(absl::StrCat("/proc/", pid, "/stat"));
+  if (!stat.ok()) return '?';
+  size_t close = stat->rfind(')');
+  return close == std::string::npos || close + 2 >= stat->size() ? '?' : (*stat)[close + 2];
 }
 
 }  // namespace
 
-absl::StatusOr<pid_t> SpawnTask(const SpawnSpec& spec) {
-  if (spec.pids.empty() || spec.pids.size() > 32) {
-    return absl::InvalidArgumentError("a task needs 1 to 32 pid levels");
+void KillTree(const std::vector<pid_t>& pids) {
+  // Children first; each is reaped by whoever can: this process as parent
+  // or tracer, or as the subreaper the restorer makes itself.
+  for (size_t i = pids.size(); i-- > 0;) {
+    if (pids[i] > 0) kill(pids[i], SIGKILL);
+  }
+  for (size_t i = pids.size(); i-- > 0;) {
+    if (pids[i] <= 0) continue;
+    int status;
+    for (int tries = 0; tries < 1000; ++tries) {
+      pid_t r = waitpid(pids[i], &status, __WALL | WNOHANG);
+      if (r == pids[i]) {
+        if (WIFEXITED(status) || WIFSIGNALED(status)) break;
+        continue;
+      }
+      if (r < 0 && errno != EINTR) break;
+      usleep(1000);
+    }
+  }
+}
+
+absl::StatusOr<std::vector<pid_t>> SpawnTree(const std::vector<SpawnNode>& plan) {
+  for (size_t i = 0; i < plan.size(); ++i) {
+    if (plan[i].pids.empty() || plan[i].pids.size() > 32 || plan[i].parent >= static_cast<int>(i)) {
+      return absl::InvalidArgumentError("a spawn plan lists parents before children, 1-32 levels");
+    }
   }
   int p[2];
   if (pipe2(p, O_CLOEXEC) != 0) return ErrnoError(errno, "pipe");
   UniqueFd ready_r(p[0]), ready_w(p[1]);
   std::span<const uint8_t> code = TrampolineCode();
+  ChildEnv env{&plan, ready_w.get(), code.data(), code.size()};
 
-  // set_tid lists the innermost namespace first.
-  pid_t set_tid[32];
-  for (size_t i = 0; i < spec.pids.size(); ++i) set_tid[i] = spec.pids[spec.pids.size() - 1 - i];
-  struct clone_args args;
-  std::memset(&args, 0, sizeof(args));
-  args.exit_signal = SIGCHLD;
-  args.set_tid = reinterpret_cast<uint64_t>(set_tid);
-  args.set_tid_size = spec.pids.size();
+  std::vector<pid_t> pids(plan.size(), 0);
+  for (size_t i = 0; i < plan.size(); ++i) pids[i] = plan[i].pids.front();
+  std::vector<bool> created(plan.size(), false);
+  auto fail = [&](absl::Status st) -> absl::Status {
+    std::vector<pid_t> existing;
+    for (size_t i = 0; i < plan.size(); ++i) existing.push_back(created[i] ? pids[i] : 0);
+    KillTree(existing);
+    return st;
+  };
 
-  // The child starts with every signal blocked, so that none of the
-  // restorer's handlers ever runs in it.
+  // New tasks start with every signal blocked, so that none of the
+  // restorer's handlers ever runs in them.
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  long pid = syscall(SYS_clone3, &args, sizeof(args));
-  if (pid == 0) ChildMain(spec, ready_w.get(), code.data(), code.size());
-  int clone_errno = errno;
+  absl::Status st;
+  for (size_t i = 0; i < plan.size(); ++i) {
+    if (plan[i].parent != -1) continue;
+    long r = CloneNode(plan[i]);
+    if (r == 0) RunNode(env, static_cast<int>(i));
+    if (r < 0) {
+      st = NodeError(plan[i], 'F', errno);
+      break;
+    }
+    created[i] = true;
+  }
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  pid_t want = spec.pids.back();
-  if (pid < 0) {
-    if (clone_errno == EEXIST) {
-      return absl::AlreadyExistsError(absl::StrCat("PID ", want, " is taken by another process"));
-    }
-    return ErrnoError(clone_errno, "clone3 with PID ", want);
-  }
-  auto kill_child = [&](absl::Status st) {
-    kill(static_cast<pid_t>(pid), SIGKILL);
-    waitpid(static_cast<pid_t>(pid), nullptr, __WALL);
-    return st;
-  };
   ready_w.reset();
-  struct pollfd pfd = {ready_r.get(), POLLIN, 0};
-  int n = poll(&pfd, 1, kReadyTimeoutMs);
-  char status = 0;
-  if (n <= 0 || read(ready_r.get(), &status, 1) != 1) {
-    return kill_child(absl::DeadlineExceededError(
-        absl::StrCat("task ", want, ": the new process did not report ready")));
-  }
-  if (status != 'R') {
-    const char* what = status == 'S'   ? "setsid failed"
-                       : status == 'G' ? "setpgid failed"
-                                       : "the trampoline could not be mapped in its free area";
-    return kill_child(absl::InternalError(absl::StrCat("task ", want, ": ", what)));
-  }
-  absl::Status st = Seize(static_cast<pid_t>(pid), kSeizeOptions | kExitKill);
-  if (st.ok()) st = Interrupt(static_cast<pid_t>(pid));
-  if (!st.ok()) return kill_child(st);
-  for (;;) {
-    absl::StatusOr<StopInfo> stop = WaitStop(static_cast<pid_t>(pid));
-    if (!stop.ok()) return kill_child(stop.status());
-    if (stop->exited) {
-      return absl::AbortedError(absl::StrCat("task ", want, " died before it was seized"));
+  if (!st.ok()) return fail(st);
+
+  // Every live task reports once; a failure anywhere stops the wait.
+  size_t live = 0;
+  for (const SpawnNode& n : plan) live += n.zombie_status < 0 ? 1 : 0;
+  const long deadline = NowMs() + kReadyTimeoutMs;
+  for (size_t seen = 0; seen < live;) {
+    struct pollfd pfd = {ready_r.get(), POLLIN, 0};
+    int n = poll(&pfd, 1, static_cast<int>(std::max(0l, deadline - NowMs())));
+    ReadyMessage m;
+    if (n <= 0 || read(ready_r.get(), &m, sizeof(m)) != sizeof(m)) {
+      for (size_t i = 0; i < plan.size(); ++i) created[i] = true;
+      return fail(absl::DeadlineExceededError(
+          absl::StrCat("the new tasks did not all report ready (", seen, " of ", live, ")")));
     }
-    if (stop->group_stop) break;
-    // A signal-delivery stop (all signals are blocked, so only a SIGSTOP
-    // sent from outside): suppress it and wait for the interrupt.
-    st = Cont(static_cast<pid_t>(pid), 0);
-    if (!st.ok()) return kill_child(st);
+    if (m.node < 0 || static_cast<size_t>(m.node) >= plan.size()) continue;
+    if (m.what != 'R') {
+      for (size_t i = 0; i < plan.size(); ++i) created[i] = true;
+      return fail(NodeError(plan[m.node], m.what, m.err));
+    }
+    created[m.node] = true;
+    ++seen;
   }
-  return static_cast<pid_t>(pid);
+  for (size_t i = 0; i < plan.size(); ++i) created[i] = true;
+  // Zombies exited at once; wait until the kernel shows them so.
+  for (size_t i = 0; i < plan.size(); ++i) {
+    if (plan[i].zombie_status < 0) continue;
+    while (StateOf(pids[i]) != 'Z') {
+      if (NowMs() > deadline) {
+        return fail(absl::DeadlineExceededError(
+            absl::StrCat("task ", pids[i], " did not become a zombie")));
+      }
+      usleep(200);
+    }
+  }
+  // Seize and stop the live ones.
+  for (size_t i = 0; i < plan.size(); ++i) {
+    if (plan[i].zombie_status >= 0) continue;
+    st = Seize(pids[i], kSeizeOptions | kExitKill);
+    if (st.ok()) st = Interrupt(pids[i]);
+    if (!st.ok()) return fail(Annotate(st, absl::StrCat("task ", pids[i])));
+  }
+  for (size_t i = 0; i < plan.size(); ++i) {
+    if (plan[i].zombie_status >= 0) continue;
+    for (;;) {
+      absl::StatusOr<StopInfo> stop = WaitStop(pids[i]);
+      if (!stop.ok()) return fail(stop.status());
+      if (stop->exited) {
+        return fail(absl::AbortedError(absl::StrCat("task ", pids[i], " died before it was seized")));
+      }
+      if (stop->group_stop) break;
+      // A signal-delivery stop (only SIGSTOP from outside can get past the
+      // blocked mask): suppress it and wait for the interrupt.
+      st = Cont(pids[i], 0);
+      if (!st.ok()) return fail(st);
+    }
+  }
+  return pids;
 }
 
 }  // namespace ckpt::task

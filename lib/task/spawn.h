@@ -1,10 +1,12 @@
-// Creating a task for the restore: a clone3() child of the caller with
-// the original PID (set_tid), which prepares itself and waits to be
-// seized. It is a copy of the caller until the restorer replaces its
-// memory from outside.
+// Creating the tasks of a restore: the whole tree, with its original PIDs
+// (clone3 set_tid at every pid-namespace level), sessions made by the
+// right task at the right moment, and zombies that exit at once with their
+// recorded status. Every task is a copy of the restorer, prepares itself,
+// reports ready and waits to be seized; its memory is replaced later, from
+// outside.
 //
-//   SpawnSpec spec{.pid = 4242, .set_sid = true, .trampoline = area};
-//   ASSIGN_OR_RETURN(pid_t pid, SpawnTask(spec));  // stopped, seized
+//   std::vector<SpawnNode> plan = ...;   // parents before children
+//   ASSIGN_OR_RETURN(std::vector<pid_t> pids, SpawnTree(plan));
 
 #ifndef LIBCKPT_LIB_TASK_SPAWN_H_
 #define LIBCKPT_LIB_TASK_SPAWN_H_
@@ -18,19 +20,29 @@
 
 namespace ckpt::task {
 
-struct SpawnSpec {
-  // The PID at every pid-namespace level, outermost first (as in
-  // ckpt_pid.nr); the last is the one the caller sees.
+struct SpawnNode {
+  // The PID at each pid-namespace level, outermost (the restorer's) first.
   std::vector<pid_t> pids;
-  bool set_sid = false;   // become a session (and group) leader
-  bool set_pgid = false;  // become a group leader
-  uint64_t trampoline = 0;  // where the child maps the trampoline
+  int parent = -1;          // index of the parent node; -1: a child of the caller
+  bool new_pidns = false;   // the task is the init of a new pid namespace
+  bool set_sid = false;     // becomes a session (and group) leader
+  // Forked before the parent becomes a session leader, so that it stays
+  // in the parent's previous session.
+  bool early = false;
+  int zombie_status = -1;   // >= 0: exits at once with this wait status
+  bool set_pgid = false;    // a zombie: becomes a group leader before it exits
+  uint64_t trampoline = 0;  // where a live task maps the trampoline
 };
 
-// Creates the task, waits until it is ready, seizes it (PTRACE_O_EXITKILL:
-// it dies if the restorer does) and stops it. A PID that is taken is an
-// AlreadyExists error naming it.
-absl::StatusOr<pid_t> SpawnTask(const SpawnSpec& spec);
+// Creates every node, waits until the live ones are ready, seizes them
+// (PTRACE_O_EXITKILL: they die if the restorer does) and stops them.
+// Returns each node's PID as the caller sees it. On failure, kills what it
+// created. A PID that is taken is an AlreadyExists error naming it.
+absl::StatusOr<std::vector<pid_t>> SpawnTree(const std::vector<SpawnNode>& plan);
+
+// Kills and reaps what SpawnTree created (`pids` as it returned them, 0
+// for nodes never created).
+void KillTree(const std::vector<pid_t>& pids);
 
 }  // namespace ckpt::task
 
