@@ -520,8 +520,15 @@ absl::Status Dumper::ThawTask(TaskDump& t, bool kill) {
     // Wait until it is dead. When this process is also its parent, leave
     // the exit status for the caller to reap (WNOWAIT); otherwise take the
     // tracer's notification, which hands the task to its parent.
+    // The leader is reported last: the kernel holds it back until every
+    // other (traced) thread has been reaped.
     const bool own_child = t.status.ppid == getpid();
+    std::vector<pid_t> order;
     for (auto& [tid, th] : t.threads) {
+      if (tid != t.pid) order.push_back(tid);
+    }
+    order.push_back(t.pid);
+    for (pid_t tid : order) {
       siginfo_t info;
       int options = WEXITED | __WALL | (own_child && tid == t.pid ? WNOWAIT : 0);
       while (waitid(P_PID, tid, &info, options) < 0 && errno == EINTR) {

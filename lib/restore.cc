@@ -399,6 +399,7 @@ absl::Status RestoreRun::SetUpGroups() {
                                                   static_cast<uint64_t>(__WALL), 0});
     if (!st.ok()) return Annotate(st, absl::StrCat("task ", parent.pid, ": reaping its helper"));
     h->injector.reset();
+    h->threads.clear();
     h->pid = 0;
     h->zombie = true;  // gone: nothing more to do with it
   }

@@ -91,6 +91,41 @@ absl::Status WaitForOutput(const Subject& s, const std::string& text, int timeou
                                                   ReadOutput(s)));
 }
 
+absl::Status WaitForCount(const Subject& s, const std::string& text, int count,
+                          int timeout_ms) {
+  long deadline = NowMs() + timeout_ms;
+  while (NowMs() < deadline) {
+    std::string out = ReadOutput(s);
+    int n = 0;
+    for (size_t at = out.find(text); at != std::string::npos; at = out.find(text, at + 1)) ++n;
+    if (n >= count) return absl::OkStatus();
+    usleep(2000);
+  }
+  return absl::DeadlineExceededError(absl::StrCat("fewer than ", count, " '", text,
+                                                  "' from the subject; output:\n", ReadOutput(s)));
+}
+
+std::vector<pid_t> ReadyPids(const Subject& s) {
+  std::vector<pid_t> pids;
+  std::string out = ReadOutput(s);
+  for (size_t at = out.find("READY "); at != std::string::npos; at = out.find("READY ", at + 1)) {
+    pids.push_back(static_cast<pid_t>(strtol(out.c_str() + at + 6, nullptr, 10)));
+  }
+  return pids;
+}
+
+void KillAndReapAll(const std::vector<pid_t>& pids) {
+  for (pid_t pid : pids) kill(pid, SIGKILL);
+  for (pid_t pid : pids) {
+    int status;
+    for (int i = 0; i < 5000; ++i) {
+      pid_t r = waitpid(pid, &status, WNOHANG);
+      if (r == pid || (r < 0 && errno == ECHILD && kill(pid, 0) != 0)) break;
+      usleep(1000);
+    }
+  }
+}
+
 absl::Status DumpToFile(pid_t pid, const std::string& path, const DumpOptions& options,
                         DumpStats* stats) {
   ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_WRONLY | O_CREAT | O_TRUNC, 0600));

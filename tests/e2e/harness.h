@@ -47,6 +47,14 @@ absl::StatusOr<Subject> StartProgram(const std::string& path,
 std::string ReadOutput(const Subject& s);
 // Waits until the output holds `text` (or the subject dies).
 absl::Status WaitForOutput(const Subject& s, const std::string& text, int timeout_ms = 20000);
+// Waits until the output holds `text` `count` times.
+absl::Status WaitForCount(const Subject& s, const std::string& text, int count,
+                          int timeout_ms = 20000);
+// The PIDs of the "READY <pid>" lines, in order.
+std::vector<pid_t> ReadyPids(const Subject& s);
+// SIGKILL to every PID, then reaps each (the test must be their parent or
+// a child subreaper): the PIDs are free again when this returns.
+void KillAndReapAll(const std::vector<pid_t>& pids);
 
 absl::Status DumpToFile(pid_t pid, const std::string& path, const DumpOptions& options = {},
                         DumpStats* stats = nullptr);

@@ -1,0 +1,117 @@
+// End to end, whole trees: several processes, sessions and groups,
+// threads, zombies; each subject checks itself after the restore.
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "lib/base/fd.h"
+#include "tests/e2e/harness.h"
+
+namespace ckpt::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+#define ASSERT_OK(expr)           \
+  do {                            \
+    absl::Status st_ = (expr);    \
+    ASSERT_TRUE(st_.ok()) << st_; \
+  } while (0)
+
+// Killed trees leave orphans: this process adopts and reaps them, so that
+// their PIDs are free for the restore.
+class TreeTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { prctl(PR_SET_CHILD_SUBREAPER, 1); }
+};
+
+// Dumps the tree of `s`, kills every task in `pids` and reaps them,
+// restores, and checks that the root came back with its PID.
+void DumpKillRestore(const Subject& s, const std::vector<pid_t>& pids, const std::string& image,
+                     DumpStats* stats = nullptr) {
+  ASSERT_OK(DumpToFile(s.pid, image, {}, stats));
+  KillAndReapAll(pids);
+  absl::StatusOr<pid_t> pid = RestoreFromFile(image);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  ASSERT_EQ(*pid, s.pid);
+}
+
+void ExpectPass(const Subject& s) {
+  ASSERT_EQ(kill(s.pid, SIGUSR1), 0);
+  absl::StatusOr<int> code = WaitExit(s.pid);
+  ASSERT_TRUE(code.ok()) << code.status();
+  std::string out = ReadOutput(s);
+  EXPECT_EQ(*code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("PASS")) << out;
+  EXPECT_THAT(out, Not(HasSubstr("FAIL"))) << out;
+}
+
+TEST_F(TreeTest, ThreeLevelsTwoSessionsThreeGroupsKeepTheirIds) {
+  absl::StatusOr<Subject> s = StartProgram(ProgramPath("tree"), {}, /*new_session=*/true);
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForCount(*s, "READY", 5));
+  std::vector<pid_t> pids = ReadyPids(*s);
+  DumpStats stats;
+  DumpKillRestore(*s, pids, TempPath("tree.img"), &stats);
+  EXPECT_EQ(stats.tasks, 5u);
+  for (pid_t pid : pids) EXPECT_EQ(kill(pid, 0), 0) << "task " << pid << " was not restored";
+  ExpectPass(*s);
+  std::string out = ReadOutput(*s);
+  for (const char* name : {"root ok", "a ok", "a1 ok", "a2 ok", "b ok"}) {
+    EXPECT_THAT(out, HasSubstr(name)) << out;
+  }
+}
+
+TEST_F(TreeTest, EightThreadsResumeTheirWork) {
+  absl::StatusOr<Subject> s = StartSubject("threads");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  DumpStats stats;
+  DumpKillRestore(*s, {s->pid}, TempPath("threads.img"), &stats);
+  EXPECT_EQ(stats.threads, 8u);
+  // Every thread is back, with its TID.
+  std::string tasks;
+  absl::StatusOr<std::string> dir = ReadFile(absl::StrCat("/proc/", s->pid, "/status"));
+  ASSERT_TRUE(dir.ok());
+  EXPECT_THAT(*dir, HasSubstr("Threads:\t8"));
+  ExpectPass(*s);
+}
+
+TEST_F(TreeTest, ZombieChildrenKeepTheirExitStatus) {
+  absl::StatusOr<Subject> s = StartSubject("zombie");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  // The zombies' PIDs, adopted by this process when their parent dies.
+  std::string out = ReadOutput(*s);
+  std::istringstream zombies(out.substr(out.find("ZOMBIES ") + 8));
+  pid_t z1 = 0, z2 = 0;
+  zombies >> z1 >> z2;
+  ASSERT_GT(z1, 0);
+  ASSERT_GT(z2, 0);
+  DumpStats stats;
+  DumpKillRestore(*s, {s->pid, z1, z2}, TempPath("zombie.img"), &stats);
+  EXPECT_EQ(stats.tasks, 1u);  // zombies have no section
+  ExpectPass(*s);
+}
+
+TEST_F(TreeTest, GroupWhoseLeaderExitedIsRecreated) {
+  absl::StatusOr<Subject> s = StartProgram(ProgramPath("orphan_group"), {}, /*new_session=*/true);
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForCount(*s, "READY", 2));
+  std::vector<pid_t> pids = ReadyPids(*s);
+  DumpKillRestore(*s, pids, TempPath("orphan_group.img"));
+  ExpectPass(*s);
+  EXPECT_THAT(ReadOutput(*s), HasSubstr(" ok"));
+}
+
+}  // namespace
+}  // namespace ckpt::testing
