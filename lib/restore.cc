@@ -33,6 +33,7 @@
 #include "lib/objhash/objhash.h"
 #include "lib/task/core.h"
 #include "lib/task/inject.h"
+#include "lib/task/proc.h"
 #include "lib/task/ptrace.h"
 #include "lib/task/signals.h"
 #include "lib/task/spawn.h"
@@ -192,7 +193,23 @@ absl::Status RestoreRun::ReadTree(image::Reader& r) {
     return absl::InvalidArgumentError("the image's root is in a pid namespace without its init");
   }
   if (options_.new_pidns) {
-    return absl::UnimplementedError("--new-pidns is not supported yet");
+    // The tree goes into a fresh pid namespace that plays the part of its
+    // root's: the dumper's level of every PID is dropped, and the kernel
+    // picks the tasks' PIDs in this process's namespace.
+    const TaskRestore& root = *tasks_.front();
+    if (root.pids.size() != 2 || root.pids.back() != 1) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--new-pidns restores a tree whose root was pid 1 of its own pid namespace; task ",
+          root.pids.front(), " was pid ", root.pids.back(), " at level ", root.pids.size() - 1));
+    }
+    for (auto& [ref, levels] : pids_) {
+      if (levels.size() < 2) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "PID ", levels.front(), " is outside the root's pid namespace"));
+      }
+      levels.erase(levels.begin());
+    }
+    for (auto& t : tasks_) t->pids.erase(t->pids.begin());
   }
   return absl::OkStatus();
 }
@@ -289,6 +306,7 @@ absl::Status RestoreRun::ReadObjects(image::Reader& r) {
 // A PID held by a zombie (the dumped task, not yet reaped) comes free as
 // soon as its parent reaps it: wait a little for that rather than fail.
 absl::Status RestoreRun::WaitForFreePids() {
+  if (options_.new_pidns) return absl::OkStatus();  // a fresh namespace has them all
   const uint64_t deadline = NowNs() + uint64_t{kZombieWaitMs} * 1000000;
   for (const auto& t : tasks_) {
     pid_t pid = t->pids.front();
@@ -323,7 +341,8 @@ absl::Status RestoreRun::CreateTasks() {
     n.parent = t->parent >= 0 ? tasks_[t->parent]->node : -1;
     n.early = t->early;
     n.set_sid = !t->helper && !t->zombie && t->entry.session_ref == t->entry.pid_ref;
-    size_t parent_depth = t->parent >= 0 ? tasks_[t->parent]->pids.size() : 1;
+    size_t parent_depth =
+        t->parent >= 0 ? tasks_[t->parent]->pids.size() : (options_.new_pidns ? 0 : 1);
     n.new_pidns = t->pids.size() > parent_depth;
     n.zombie_status = t->zombie ? t->entry.exit_code : -1;
     // A zombie that led its group makes it before it exits: the group then
@@ -333,7 +352,7 @@ absl::Status RestoreRun::CreateTasks() {
     t->node = static_cast<int>(plan.size());
     plan.push_back(std::move(n));
   }
-  ASSIGN_OR_RETURN(std::vector<pid_t> pids, task::SpawnTree(plan));
+  ASSIGN_OR_RETURN(std::vector<pid_t> pids, task::SpawnTree(plan, !options_.new_pidns));
   ASSIGN_OR_RETURN(uint64_t syscall_off, task::VdsoSyscallOffset());
   for (const mm::Vma& v : layout_.vdso_family) {
     if (v.name == "[vdso]") vdso_syscall_ = v.start + syscall_off;
@@ -381,8 +400,14 @@ absl::Status RestoreRun::SetUpGroups() {
     if (t->zombie || t->helper) continue;
     uint32_t g = t->entry.pgrp_ref;
     if (g == t->entry.pid_ref) continue;
+    if (g == 0) {
+      // A group outside the dump: the task stays in (or joins) the
+      // restorer's, which it inherited unless its parent made another.
+      if (options_.new_pidns || t->entry.session_ref != 0) continue;
+      absl::StatusOr<task::ProcStat> stat = task::ReadProcStat(t->pid);
+      if (stat.ok() && stat->pgrp == own_group) continue;
+    }
     pid_t target = g != 0 ? PidIn(g, *t) : own_group;
-    if (g == 0 && t->entry.session_ref != 0) continue;  // cannot happen: refused at dump
     absl::Status st = run_now(*t, SYS_setpgid, {0, static_cast<uint64_t>(target)});
     if (!st.ok()) {
       return Annotate(st, absl::StrCat("task ", t->pid, ": joining process group ", target));
@@ -437,8 +462,11 @@ absl::Status RestoreRun::AddThread(TaskRestore& t, const task::ThreadState& thre
     return Annotate(st, absl::StrCat("task ", t.pid, ": creating thread ", nrs.front()));
   }
   RETURN_IF_ERROR(task::SetOptions(t.pid, task::kSeizeOptions | kExitKill));
-  // The TID as this process sees it: the outermost number.
-  const pid_t tid = nrs.front();
+  // The TID as this process sees it.
+  pid_t tid = nrs.front();
+  if (options_.new_pidns) {
+    ASSIGN_OR_RETURN(tid, task::OuterTid(t.pid, nrs.back()));
+  }
   t.threads.push_back(tid);
   for (;;) {
     ASSIGN_OR_RETURN(task::StopInfo stop, task::WaitStop(tid));

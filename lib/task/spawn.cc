@@ -18,6 +18,7 @@
 #include "lib/base/fd.h"
 #include "lib/base/status.h"
 #include "lib/task/inject.h"
+#include "lib/task/proc.h"
 #include "lib/task/ptrace.h"
 
 namespace ckpt::task {
@@ -165,7 +166,29 @@ void KillTree(const std::vector<pid_t>& pids) {
   }
 }
 
-absl::StatusOr<std::vector<pid_t>> SpawnTree(const std::vector<SpawnNode>& plan) {
+// Innermost PID of a task this process sees as `pid` (NSpid's last number).
+absl::StatusOr<pid_t> InnerPid(pid_t pid) {
+  ASSIGN_OR_RETURN(std::string status, ReadFile(absl::StrCat("/proc/", pid, "/status")));
+  size_t at = status.find("\nNSpid:");
+  if (at == std::string::npos) return absl::NotFoundError("no NSpid");
+  size_t end = status.find('\n', at + 1);
+  std::string line = status.substr(at + 8, end - at - 8);
+  size_t last = line.find_last_of(" \t");
+  return static_cast<pid_t>(strtol(line.c_str() + (last == std::string::npos ? 0 : last + 1),
+                                   nullptr, 10));
+}
+
+absl::StatusOr<pid_t> OuterTid(pid_t pid, pid_t inner) {
+  ASSIGN_OR_RETURN(std::vector<pid_t> tids, ListThreads(pid));
+  for (pid_t tid : tids) {
+    absl::StatusOr<pid_t> in = InnerPid(tid);
+    if (in.ok() && *in == inner) return tid;
+  }
+  return absl::NotFoundError(absl::StrCat("task ", pid, " has no thread ", inner));
+}
+
+absl::StatusOr<std::vector<pid_t>> SpawnTree(const std::vector<SpawnNode>& plan,
+                                             bool caller_level) {
   for (size_t i = 0; i < plan.size(); ++i) {
     if (plan[i].pids.empty() || plan[i].pids.size() > 32 || plan[i].parent >= static_cast<int>(i)) {
       return absl::InvalidArgumentError("a spawn plan lists parents before children, 1-32 levels");
@@ -178,7 +201,9 @@ absl::StatusOr<std::vector<pid_t>> SpawnTree(const std::vector<SpawnNode>& plan)
   ChildEnv env{&plan, ready_w.get(), code.data(), code.size()};
 
   std::vector<pid_t> pids(plan.size(), 0);
-  for (size_t i = 0; i < plan.size(); ++i) pids[i] = plan[i].pids.front();
+  if (caller_level) {
+    for (size_t i = 0; i < plan.size(); ++i) pids[i] = plan[i].pids.front();
+  }
   std::vector<bool> created(plan.size(), false);
   auto fail = [&](absl::Status st) -> absl::Status {
     std::vector<pid_t> existing;
@@ -201,6 +226,7 @@ absl::StatusOr<std::vector<pid_t>> SpawnTree(const std::vector<SpawnNode>& plan)
       st = NodeError(plan[i], 'F', errno);
       break;
     }
+    pids[i] = static_cast<pid_t>(r);
     created[i] = true;
   }
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
@@ -229,6 +255,22 @@ absl::StatusOr<std::vector<pid_t>> SpawnTree(const std::vector<SpawnNode>& plan)
     ++seen;
   }
   for (size_t i = 0; i < plan.size(); ++i) created[i] = true;
+  if (!caller_level) {
+    // Find each task among its parent's children by its innermost PID.
+    for (size_t i = 0; i < plan.size(); ++i) {
+      if (plan[i].parent < 0) continue;
+      absl::StatusOr<std::vector<pid_t>> children = ListChildren(pids[plan[i].parent]);
+      if (!children.ok()) return fail(children.status());
+      for (pid_t c : *children) {
+        absl::StatusOr<pid_t> inner = InnerPid(c);
+        if (inner.ok() && *inner == plan[i].pids.back()) pids[i] = c;
+      }
+      if (pids[i] == 0) {
+        return fail(absl::InternalError(
+            absl::StrCat("task ", plan[i].pids.back(), " of the new pid namespace was not found")));
+      }
+    }
+  }
   // Zombies exited at once; wait until the kernel shows them so.
   for (size_t i = 0; i < plan.size(); ++i) {
     if (plan[i].zombie_status < 0) continue;

@@ -38,7 +38,16 @@ struct SpawnNode {
 // (PTRACE_O_EXITKILL: they die if the restorer does) and stops them.
 // Returns each node's PID as the caller sees it. On failure, kills what it
 // created. A PID that is taken is an AlreadyExists error naming it.
-absl::StatusOr<std::vector<pid_t>> SpawnTree(const std::vector<SpawnNode>& plan);
+//
+// With `caller_level` false, the nodes' `pids` start one level below the
+// caller's pid namespace (the root is the init of a new one): the kernel
+// picks their PIDs in the caller's namespace, and SpawnTree finds them.
+absl::StatusOr<std::vector<pid_t>> SpawnTree(const std::vector<SpawnNode>& plan,
+                                             bool caller_level = true);
+
+// The TID, as this process sees it, of the thread of `pid` whose TID is
+// `inner` in its own pid namespace.
+absl::StatusOr<pid_t> OuterTid(pid_t pid, pid_t inner);
 
 // Kills and reaps what SpawnTree created (`pids` as it returned them, 0
 // for nodes never created).

@@ -1,6 +1,7 @@
 // End to end, whole trees: several processes, sessions and groups,
 // threads, zombies; each subject checks itself after the restore.
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -111,6 +112,76 @@ TEST_F(TreeTest, GroupWhoseLeaderExitedIsRecreated) {
   DumpKillRestore(*s, pids, TempPath("orphan_group.img"));
   ExpectPass(*s);
   EXPECT_THAT(ReadOutput(*s), HasSubstr(" ok"));
+}
+
+// Starts the pidns subject and returns the outer PID of its namespace's
+// init, the root to dump.
+pid_t StartNamespaces(Subject* s) {
+  absl::StatusOr<Subject> started = StartSubject("pidns");
+  EXPECT_TRUE(started.ok()) << started.status();
+  if (!started.ok()) return 0;
+  *s = *started;
+  absl::Status st = WaitForCount(*s, "UP ", 4);
+  EXPECT_TRUE(st.ok()) << st;
+  std::string out = ReadOutput(*s);
+  return static_cast<pid_t>(strtol(out.c_str() + out.find("ROOT ") + 5, nullptr, 10));
+}
+
+// Kills the namespace's init (which takes the namespace with it) and
+// reaps the outer process, which waits for it.
+void KillNamespaces(const Subject& s, pid_t root) {
+  kill(root, SIGKILL);
+  absl::StatusOr<int> code = WaitExit(s.pid);
+  EXPECT_TRUE(code.ok()) << code.status();
+}
+
+void ExpectNamespacesPass(const Subject& s, pid_t restored) {
+  ASSERT_EQ(kill(restored, SIGUSR1), 0);
+  absl::StatusOr<int> code = WaitExit(restored);
+  ASSERT_TRUE(code.ok()) << code.status();
+  std::string out = ReadOutput(s);
+  EXPECT_EQ(*code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("PASS")) << out;
+  EXPECT_THAT(out, Not(HasSubstr("FAIL"))) << out;
+  for (const char* name : {"i1 ok", "c1 ok", "t ok", "c2 ok"}) EXPECT_THAT(out, HasSubstr(name));
+}
+
+TEST_F(TreeTest, NestedPidNamespacesKeepEveryLevel) {
+  Subject s;
+  pid_t root = StartNamespaces(&s);
+  ASSERT_GT(root, 0);
+  std::string image = TempPath("pidns.img");
+  DumpStats stats;
+  ASSERT_OK(DumpToFile(root, image, {}, &stats));
+  EXPECT_EQ(stats.tasks, 4u);
+  KillNamespaces(s, root);
+  absl::StatusOr<pid_t> pid = RestoreFromFile(image);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  EXPECT_EQ(*pid, root);
+  ExpectNamespacesPass(s, *pid);
+}
+
+TEST_F(TreeTest, RestoresIntoAFreshPidNamespace) {
+  Subject s;
+  pid_t root = StartNamespaces(&s);
+  ASSERT_GT(root, 0);
+  std::string image = TempPath("pidns-new.img");
+  // The original keeps running and holds its PIDs: a fresh namespace does
+  // not need them.
+  DumpOptions leave;
+  leave.leave_running = true;
+  ASSERT_OK(DumpToFile(root, image, leave));
+  RestoreOptions options;
+  options.new_pidns = true;
+  int fd = open(image.c_str(), O_RDONLY);
+  Restorer restorer(options);
+  absl::StatusOr<pid_t> pid = restorer.Restore(fd);
+  close(fd);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  EXPECT_NE(*pid, root);
+  EXPECT_EQ(kill(root, 0), 0) << "the original is gone";
+  ExpectNamespacesPass(s, *pid);
+  KillNamespaces(s, root);
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 // ckpt: the command-line face of libckpt. Parses flags, calls the library,
 // prints. Errors are one line on stderr and a non-zero exit status.
 //
-//   ckpt dump    --pid PID --image PATH|-  [--leave-running] [--shell-job]
+//   ckpt dump    --pid PID --image PATH|-  [--leave-running] [--shell-job] [--container]
 //   ckpt restore --image PATH|-            [--detach] [--pidfile PATH] [--new-pidns]
 //   ckpt show    --image PATH|-            [--json]
 //   ckpt check
@@ -29,7 +29,7 @@ namespace {
 
 constexpr char kUsage[] =
     "usage:\n"
-    "  ckpt dump    --pid PID --image PATH|-  [--leave-running] [--shell-job]\n"
+    "  ckpt dump    --pid PID --image PATH|-  [--leave-running] [--shell-job] [--container]\n"
     "  ckpt restore --image PATH|-            [--detach] [--pidfile PATH] [--new-pidns]\n"
     "  ckpt show    --image PATH|-            [--json]\n"
     "  ckpt check\n";
@@ -104,7 +104,7 @@ absl::StatusOr<UniqueFd> OpenImageInput(const std::string& path) {
 
 int Dump(const std::vector<std::string>& args) {
   absl::StatusOr<Flags> flags =
-      ParseFlags(args, {{"pid", "image"}, {"leave-running", "shell-job"}, {"pid", "image"}});
+      ParseFlags(args, {{"pid", "image"}, {"leave-running", "shell-job", "container"}, {"pid", "image"}});
   if (!flags.ok()) return Usage("dump", flags.status());
   int pid = 0;
   if (!absl::SimpleAtoi(flags->Get("pid"), &pid) || pid <= 0) {
@@ -117,6 +117,7 @@ int Dump(const std::vector<std::string>& args) {
   DumpOptions options;
   options.leave_running = flags->Has("leave-running");
   options.shell_job = flags->Has("shell-job");
+  options.container = flags->Has("container");
   Checkpointer dumper(options);
   st = dumper.Dump(pid, out.fd());
   if (st.ok()) st = out.Commit();
@@ -127,14 +128,11 @@ int Restore(const std::vector<std::string>& args) {
   absl::StatusOr<Flags> flags =
       ParseFlags(args, {{"image", "pidfile"}, {"detach", "new-pidns", "shell-job"}, {"image"}});
   if (!flags.ok()) return Usage("restore", flags.status());
-  if (flags->Has("new-pidns")) {
-    return Fail("restore", absl::UnimplementedError(
-                               "--new-pidns is not supported yet (see README.md)"));
-  }
   absl::StatusOr<UniqueFd> in = OpenImageInput(flags->Get("image"));
   if (!in.ok()) return Fail("restore", in.status());
   RestoreOptions options;
   options.shell_job = flags->Has("shell-job");
+  options.new_pidns = flags->Has("new-pidns");
   Restorer restorer(options);
   absl::StatusOr<pid_t> root = restorer.Restore(in->get());
   if (!root.ok()) return Fail("restore", root.status());
