@@ -114,6 +114,71 @@ TEST_F(TreeTest, GroupWhoseLeaderExitedIsRecreated) {
   EXPECT_THAT(ReadOutput(*s), HasSubstr(" ok"));
 }
 
+// Reaps every child that has exited (orphans adopted by this process).
+void ReapExited() {
+  int status;
+  while (waitpid(-1, &status, WNOHANG) > 0) {
+  }
+}
+
+TEST_F(TreeTest, TreeThatKeepsForkingAndMakingThreadsIsDumpedCleanly) {
+  absl::StatusOr<Subject> s = StartSubject("churn");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  usleep(50000);
+  DumpOptions leave;
+  leave.leave_running = true;
+  std::string last_good;
+  for (int i = 0; i < 5; ++i) {
+    // Either a consistent image or a clear "keeps changing" error; the
+    // tree runs on either way.
+    std::string image = TempPath(absl::StrCat("churn", i, ".img"));
+    absl::Status st = DumpToFile(s->pid, image, leave);
+    if (st.ok()) {
+      last_good = image;
+    } else {
+      EXPECT_EQ(st.code(), absl::StatusCode::kAborted) << st;
+    }
+    EXPECT_EQ(kill(s->pid, 0), 0);
+  }
+  ASSERT_FALSE(last_good.empty()) << "no dump of the churning tree succeeded";
+  // The original is untouched: it checks itself.
+  ExpectPass(*s);
+  ReapExited();
+  // The last image restores, with whatever transient children it caught,
+  // and churns on.
+  absl::StatusOr<pid_t> pid = RestoreFromFile(last_good);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  ExpectPass(*s);
+  ReapExited();
+}
+
+TEST_F(TreeTest, ContainerModeRefusesASessionFromOutside) {
+  absl::StatusOr<Subject> s = StartSubject("counter");  // in this test's session
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "COUNT 2"));
+  DumpOptions container;
+  container.container = true;
+  absl::Status st = DumpToFile(s->pid, TempPath("container.img"), container);
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_THAT(st.message(), HasSubstr(absl::StrCat("task ", s->pid, " is in session ")));
+  EXPECT_THAT(st.message(), HasSubstr("container mode"));
+  ExpectPass(*s);  // untouched, it still counts and checks itself
+}
+
+TEST_F(TreeTest, ContainerModeDumpsASelfContainedTree) {
+  absl::StatusOr<Subject> s = StartProgram(ProgramPath("tree"), {}, /*new_session=*/true);
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForCount(*s, "READY", 5));
+  DumpOptions container;
+  container.container = true;
+  ASSERT_OK(DumpToFile(s->pid, TempPath("container-tree.img"), container));
+  KillAndReapAll(ReadyPids(*s));
+  absl::StatusOr<pid_t> pid = RestoreFromFile(TempPath("container-tree.img"));
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  ExpectPass(*s);
+}
+
 // Starts the pidns subject and returns the outer PID of its namespace's
 // init, the root to dump.
 pid_t StartNamespaces(Subject* s) {
