@@ -23,12 +23,14 @@
 
 #include <cstdio>
 #include <map>
+#include <sstream>
 #include <string>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "benchmark/benchmark.h"
 #include "ckpt/ckpt.hpp"
+#include "lib/base/status.h"
 #include "lib/mm/maps.h"
 #include "lib/mm/pagescan.h"
 #include "tests/e2e/harness.h"
@@ -201,6 +203,86 @@ void BM_SmallDumpRestore(benchmark::State& state) {
   unlink(image.c_str());
 }
 BENCHMARK(BM_SmallDumpRestore)
+    ->Repetitions(5)
+    ->DisplayAggregatesOnly(true)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+// A tree of 100 processes, or one process of 100 threads: dump time (with
+// the freeze on its own) and restore time.
+struct Tree {
+  Subject subject;
+  std::vector<pid_t> pids;  // every task
+};
+
+absl::StatusOr<Tree> StartTree(const std::string& program, int n) {
+  ASSIGN_OR_RETURN(Subject s, testing::StartProgram(BenchProgram(program), {absl::StrCat(n)}));
+  RETURN_IF_ERROR(testing::WaitForOutput(s, "READY", 60000));
+  Tree t{s, {s.pid}};
+  std::string out = testing::ReadOutput(s);
+  size_t at = out.find("CHILDREN");
+  if (at != std::string::npos) {
+    std::istringstream in(out.substr(at + 8, out.find('\n', at) - at - 8));
+    pid_t pid;
+    while (in >> pid) t.pids.push_back(pid);
+  }
+  return t;
+}
+
+void BM_TreeDump(benchmark::State& state) {
+  const bool threads = state.range(0);
+  absl::StatusOr<Tree> tree = StartTree(threads ? "manythreads" : "fanout", 100);
+  if (!tree.ok()) return state.SkipWithError("no subject");
+  DumpOptions options;
+  options.leave_running = true;
+  double freeze_ms = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    int fd = open("/dev/null", O_WRONLY);
+    state.ResumeTiming();
+    Checkpointer dumper(options);
+    absl::Status st = dumper.Dump(tree->subject.pid, fd);
+    state.PauseTiming();
+    close(fd);
+    if (!st.ok()) return state.SkipWithError(std::string(st.message()).c_str());
+    freeze_ms = dumper.stats().freeze_ns / 1e6;
+    state.ResumeTiming();
+  }
+  state.counters["freeze_ms"] = freeze_ms;
+  state.SetLabel(threads ? "1 process, 100 threads" : "100 processes");
+  testing::KillAndReapAll(tree->pids);
+}
+BENCHMARK(BM_TreeDump)
+    ->ArgNames({"threads"})
+    ->Arg(0)
+    ->Arg(1)
+    ->Repetitions(5)
+    ->DisplayAggregatesOnly(true)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+void BM_TreeRestore(benchmark::State& state) {
+  const bool threads = state.range(0);
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  absl::StatusOr<Tree> tree = StartTree(threads ? "manythreads" : "fanout", 100);
+  if (!tree.ok()) return state.SkipWithError("no subject");
+  std::string image = absl::StrCat(kImageDir, "/bench-tree.img");
+  if (!testing::DumpToFile(tree->subject.pid, image).ok()) return state.SkipWithError("dump");
+  testing::KillAndReapAll(tree->pids);
+  for (auto _ : state) {
+    absl::StatusOr<pid_t> pid = testing::RestoreFromFile(image);
+    state.PauseTiming();
+    if (!pid.ok()) return state.SkipWithError(std::string(pid.status().message()).c_str());
+    testing::KillAndReapAll(tree->pids);
+    state.ResumeTiming();
+  }
+  unlink(image.c_str());
+  state.SetLabel(threads ? "1 process, 100 threads" : "100 processes");
+}
+BENCHMARK(BM_TreeRestore)
+    ->ArgNames({"threads"})
+    ->Arg(0)
+    ->Arg(1)
     ->Repetitions(5)
     ->DisplayAggregatesOnly(true)
     ->UseRealTime()

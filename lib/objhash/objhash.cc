@@ -31,20 +31,44 @@ const char* ObjKindName(ObjKind kind) {
   return "UNKNOWN";
 }
 
+// Where `id` is, or would go, in a bucket kept in kcmp order: kcmp(2)
+// orders objects by (obfuscated) kernel address, so a bucket of many
+// objects (every process's mm, say) is binary-searched, not scanned.
+absl::StatusOr<std::pair<size_t, bool>> ObjHash::Position(const std::vector<Entry*>& bucket,
+                                                         const Identity& id) const {
+  size_t lo = 0, hi = bucket.size();
+  if (id.kcmp == kKcmpNone) return std::make_pair(size_t{0}, !bucket.empty());
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    const Identity& m = bucket[mid]->id;
+    ASSIGN_OR_RETURN(int order, Kcmp(id.pid, m.pid, id.kcmp, id.idx, m.idx));
+    if (order == 0) return std::make_pair(mid, true);
+    if (order == 1) {
+      hi = mid;  // id < m
+    } else if (order == 2) {
+      lo = mid + 1;
+    } else {
+      return absl::InternalError("kcmp gave no order");
+    }
+  }
+  return std::make_pair(lo, false);
+}
+
 absl::StatusOr<ObjHash::Entry*> ObjHash::Find(ObjKind kind, const Identity& id) const {
   auto it = buckets_.find({static_cast<uint32_t>(kind), id.key_hi, id.key_lo});
   if (it == buckets_.end()) return nullptr;
-  for (Entry* e : it->second) {
-    ASSIGN_OR_RETURN(bool same, SameObject(e->id, id));
-    if (same) return e;
-  }
-  return nullptr;
+  ASSIGN_OR_RETURN(auto pos, Position(it->second, id));
+  return pos.second ? it->second[pos.first] : nullptr;
 }
 
 absl::StatusOr<ObjHash::Found> ObjHash::LookupAdd(ObjKind kind, const Identity& id,
                                                   std::any data) {
-  ASSIGN_OR_RETURN(Entry * existing, Find(kind, id));
-  if (existing != nullptr) return Found{existing->objref, false, existing};
+  std::vector<Entry*>& bucket = buckets_[{static_cast<uint32_t>(kind), id.key_hi, id.key_lo}];
+  ASSIGN_OR_RETURN(auto pos, Position(bucket, id));
+  if (pos.second) {
+    Entry* existing = bucket[pos.first];
+    return Found{existing->objref, false, existing};
+  }
   auto entry = std::make_unique<Entry>();
   entry->kind = kind;
   entry->objref = static_cast<uint32_t>(entries_.size() + 1);
@@ -52,7 +76,7 @@ absl::StatusOr<ObjHash::Found> ObjHash::LookupAdd(ObjKind kind, const Identity& 
   entry->data = std::move(data);
   Entry* raw = entry.get();
   entries_.push_back(std::move(entry));
-  buckets_[{static_cast<uint32_t>(kind), id.key_hi, id.key_lo}].push_back(raw);
+  bucket.insert(bucket.begin() + static_cast<std::ptrdiff_t>(pos.first), raw);
   return Found{raw->objref, true, raw};
 }
 

@@ -78,6 +78,8 @@ class ObjHash {
  private:
   using BucketKey = std::tuple<uint32_t, uint64_t, uint64_t>;
   absl::StatusOr<Entry*> Find(ObjKind kind, const Identity& id) const;
+  absl::StatusOr<std::pair<size_t, bool>> Position(const std::vector<Entry*>& bucket,
+                                                   const Identity& id) const;
 
   std::vector<std::unique_ptr<Entry>> entries_;
   std::map<BucketKey, std::vector<Entry*>> buckets_;
