@@ -5,6 +5,7 @@
 // know object kinds (the handler table writes the objects section).
 
 #include <signal.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -21,6 +22,7 @@
 #include "lib/base/status.h"
 #include "lib/base/trace.h"
 #include "lib/fs/fs.h"
+#include "lib/fs/ghost.h"
 #include "lib/handlers.h"
 #include "lib/image/format.h"
 #include "lib/image/writer.h"
@@ -361,7 +363,12 @@ absl::Status Dumper::Collect(TaskDump& t) {
   for (auto& [tid, th] : t.threads) RETURN_IF_ERROR(task::CaptureThreadFrozen(tid, &th.state));
   {
     Phase p("dump: collect mm");
-    ASSIGN_OR_RETURN(t.mm, mm::CollectMm(t.pid, 0, objects_));
+    mm::CollectOptions options;
+    options.register_deleted = [this](pid_t pid, const mm::Vma& v) {
+      return fs::RegisterMappedGhost(objects_, pid, v.start, v.end, v.name,
+                                     makedev(v.dev_major, v.dev_minor), v.ino);
+    };
+    ASSIGN_OR_RETURN(t.mm, mm::CollectMm(t.pid, 0, objects_, options));
   }
   uint64_t vdso = 0;
   for (const mm::VmaDump& v : t.mm.vmas) {

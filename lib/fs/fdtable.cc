@@ -18,6 +18,8 @@
 #include "lib/base/status.h"
 #include "lib/fs/file.h"
 #include "lib/fs/fs.h"
+#include "lib/fs/ghost.h"
+#include "lib/fs/pipe.h"
 
 namespace ckpt::fs {
 namespace {
@@ -75,7 +77,6 @@ absl::Status Unsupported(pid_t pid, int fd, const std::string& what) {
 
 absl::StatusOr<std::vector<FdEntry>> CollectFds(pid_t pid, objhash::ObjHash& objects,
                                                 uint32_t dump_flags) {
-  (void)dump_flags;
   std::string dir_path = absl::StrCat("/proc/", pid, "/fd");
   DIR* dir = opendir(dir_path.c_str());
   if (dir == nullptr) return ErrnoError(errno, "task ", pid, ": open ", dir_path);
@@ -99,30 +100,46 @@ absl::StatusOr<std::vector<FdEntry>> CollectFds(pid_t pid, objhash::ObjHash& obj
     file.st = st;
     file.pos = info.pos;
     file.flags = info.flags & ~static_cast<uint32_t>(O_CLOEXEC);
-    if (absl::StartsWith(target, "pipe:")) return Unsupported(pid, fd, "a pipe (" + target + ")");
+    file.path = target;
     if (absl::StartsWith(target, "socket:")) return Unsupported(pid, fd, "a socket (" + target + ")");
     if (absl::StartsWith(target, "anon_inode:")) {
       return Unsupported(pid, fd, target.substr(11) + " (" + target + ")");
     }
-    if (target.empty() || target[0] != '/') return Unsupported(pid, fd, "'" + target + "'");
-    if (absl::EndsWith(target, " (deleted)")) {
-      return Unsupported(pid, fd, "the deleted file " + target);
-    }
-    file.path = target;
-    if (S_ISREG(st.st_mode)) {
+    if (S_ISFIFO(st.st_mode)) {
+      // An anonymous pipe ("pipe:[ino]") or a FIFO (a path): the pipe is
+      // one object, this description another.
+      bool fifo = !target.empty() && target[0] == '/';
+      if (fifo && absl::EndsWith(target, " (deleted)")) {
+        return Unsupported(pid, fd, "the deleted FIFO " + target);
+      }
+      ASSIGN_OR_RETURN(file.target_ref,
+                       RegisterPipe(objects, pid, fd, st, fifo ? target : std::string()));
+      file.kind = image::kFilePipe;
+    } else if (target.empty() || target[0] != '/') {
+      return Unsupported(pid, fd, "'" + target + "'");
+    } else if (S_ISREG(st.st_mode) && absl::EndsWith(target, " (deleted)")) {
+      file.path = target.substr(0, target.size() - 10);
+      ASSIGN_OR_RETURN(file.target_ref, RegisterGhost(objects, link_path, file.path, st));
+      file.kind = image::kFileRegular;
+    } else if (absl::EndsWith(target, " (deleted)")) {
+      return Unsupported(pid, fd, "the deleted " + target);
+    } else if (S_ISREG(st.st_mode)) {
       file.kind = image::kFileRegular;
     } else if (S_ISDIR(st.st_mode)) {
       file.kind = image::kFileDirectory;
     } else if (S_ISCHR(st.st_mode) && IsPlainCharDevice(st.st_rdev)) {
       file.kind = image::kFileCharDevice;
     } else if (S_ISCHR(st.st_mode) && IsTerminal(st.st_rdev)) {
-      return Unsupported(pid, fd, "the terminal " + target);
-    } else if (S_ISFIFO(st.st_mode)) {
-      return Unsupported(pid, fd, "the FIFO " + target);
+      if (!(dump_flags & objhash::kDumpShellJob)) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "task ", pid, " fd ", fd, ": the terminal ", target,
+            " (a shell job: dump with --shell-job, and it gets the restorer's terminal)"));
+      }
+      file.kind = image::kFileTty;
     } else {
       return Unsupported(pid, fd, "the special file " + target);
     }
-    if (file.kind != image::kFileCharDevice) {
+    if (file.kind == image::kFileRegular && file.target_ref == 0) {
       struct stat named;
       if (stat(target.c_str(), &named) != 0 || named.st_dev != st.st_dev ||
           named.st_ino != st.st_ino) {
@@ -229,8 +246,13 @@ absl::Status QueueCloseObjects(task::SyscallQueue& q, int high_fd_base) {
 }
 
 absl::Status RegisterFsHandlers(objhash::HandlerTable& table) {
-  return table.Register({objhash::ObjKind::kFile, "file", image::CKPT_HDR_FILE, CheckpointFile,
-                         RestoreFile});
+  RETURN_IF_ERROR(table.Register(
+      {objhash::ObjKind::kPipe, "pipe", image::CKPT_HDR_PIPE, CheckpointPipe, RestorePipe}));
+  RETURN_IF_ERROR(table.Register(
+      {objhash::ObjKind::kGhost, "deleted file", image::CKPT_HDR_GHOST, CheckpointGhost,
+       RestoreGhost}));
+  return table.Register(
+      {objhash::ObjKind::kFile, "file", image::CKPT_HDR_FILE, CheckpointFile, RestoreFile});
 }
 
 }  // namespace ckpt::fs

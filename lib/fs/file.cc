@@ -28,8 +28,22 @@ absl::Status CheckpointFile(objhash::CheckpointContext& ctx,
   rec.mtime_ns = static_cast<uint64_t>(f.st.st_mtim.tv_sec) * 1000000000ull +
                  static_cast<uint64_t>(f.st.st_mtim.tv_nsec);
   rec.path_len = static_cast<uint32_t>(f.path.size());
+  rec.target_ref = f.target_ref;
   return ctx.writer->AppendStructWith(image::CKPT_HDR_FILE, rec, f.path.data(), f.path.size());
 }
+
+namespace {
+
+// A new description on an object the restorer holds (a pipe, a deleted
+// file): opening its /proc/self/fd link gives one with its own flags.
+absl::StatusOr<UniqueFd> Reopen(int held, uint32_t flags, const std::string& what) {
+  std::string link = absl::StrCat("/proc/self/fd/", held);
+  int fd = open(link.c_str(), static_cast<int>(flags) | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return ErrnoError(errno, "reopening ", what);
+  return UniqueFd(fd);
+}
+
+}  // namespace
 
 absl::StatusOr<objhash::RestoredObject> RestoreFile(objhash::RestoreContext& ctx,
                                                     const image::Record& rec) {
@@ -37,32 +51,58 @@ absl::StatusOr<objhash::RestoredObject> RestoreFile(objhash::RestoreContext& ctx
   image::Reader& r = *ctx.reader;
   image::ckpt_file f;
   RETURN_IF_ERROR(r.ReadStruct(&f, sizeof(f)));
-  if (f.kind != image::kFileRegular && f.kind != image::kFileDirectory &&
-      f.kind != image::kFileCharDevice) {
+  if (f.kind < image::kFileRegular || f.kind > image::kFileTty) {
     return r.FieldError("kind", f.kind, " is not a known file kind");
   }
   constexpr uint32_t kKnownFlags = O_ACCMODE | O_APPEND | O_NONBLOCK | O_DSYNC | O_SYNC |
-                                   O_DIRECT | 0100000 /* O_LARGEFILE as the kernel reports it */ | O_DIRECTORY | O_NOFOLLOW |
-                                   O_NOATIME | O_PATH | O_ASYNC;
-  if (f.flags & ~kKnownFlags) return r.FieldError("flags", absl::StrFormat("0%o", f.flags), " has unknown bits");
+                                   O_DIRECT | 0100000 /* O_LARGEFILE as the kernel reports it */ |
+                                   O_DIRECTORY | O_NOFOLLOW | O_NOATIME | O_PATH | O_ASYNC;
+  if (f.flags & ~kKnownFlags) {
+    return r.FieldError("flags", absl::StrFormat("0%o", f.flags), " has unknown bits");
+  }
   if (f.path_len == 0 || f.path_len > image::kMaxPathLen) {
     return r.FieldError("path_len", f.path_len, " is out of range");
   }
   ASSIGN_OR_RETURN(std::string path, r.ReadString(f.path_len, "path"));
-  if (path[0] != '/') return r.FieldError("path", "'", path, "' is not absolute");
+  bool on_target = f.kind == image::kFilePipe || (f.kind == image::kFileRegular && f.target_ref);
+  if (!on_target && f.target_ref != 0) return r.FieldError("target_ref", "only pipes and deleted files have one");
+  if (f.kind != image::kFilePipe && path[0] != '/') {
+    return r.FieldError("path", "'", path, "' is not absolute");
+  }
 
-  int fd = open(path.c_str(), static_cast<int>(f.flags) | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) return ErrnoError(errno, "open file ", path, " for the restore");
-  UniqueFd owned(fd);
+  UniqueFd owned;
+  if (f.kind == image::kFilePipe) {
+    ASSIGN_OR_RETURN(const objhash::RestoredObject* pipe,
+                     ctx.objects->Get(f.target_ref, objhash::ObjKind::kPipe));
+    ASSIGN_OR_RETURN(owned, Reopen(pipe->fd, f.flags, path));
+  } else if (f.target_ref != 0) {
+    ASSIGN_OR_RETURN(const objhash::RestoredObject* ghost,
+                     ctx.objects->Get(f.target_ref, objhash::ObjKind::kGhost));
+    ASSIGN_OR_RETURN(owned, Reopen(ghost->fd, f.flags, path));
+  } else if (f.kind == image::kFileTty) {
+    if (!(ctx.flags & objhash::kRestoreShellJob)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the image's tasks used the dumper's terminal (", path,
+          "): restore with --shell-job to give them this one"));
+    }
+    int fd = open("/dev/tty", static_cast<int>(f.flags) | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) return ErrnoError(errno, "--shell-job: this process's terminal (/dev/tty)");
+    owned.reset(fd);
+  } else {
+    int fd = open(path.c_str(), static_cast<int>(f.flags) | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) return ErrnoError(errno, "open file ", path, " for the restore");
+    owned.reset(fd);
+  }
+  int fd = owned.get();
   struct stat st;
   if (fstat(fd, &st) != 0) return ErrnoError(errno, "stat ", path);
-  if ((st.st_mode & S_IFMT) != (f.mode & S_IFMT)) {
+  if (f.kind != image::kFileTty && (st.st_mode & S_IFMT) != (f.mode & S_IFMT)) {
     return absl::FailedPreconditionError(
         absl::StrCat("file ", path, " changed type since the dump"));
   }
   // A file the task only reads must be as it was; one it writes may have
   // grown (a log), but not have lost what the task had written.
-  if (f.kind == image::kFileRegular) {
+  if (f.kind == image::kFileRegular && f.target_ref == 0) {
     uint64_t now = static_cast<uint64_t>(st.st_size);
     bool read_only = (f.flags & O_ACCMODE) == O_RDONLY;
     if ((read_only && now != f.size) || (!read_only && now < f.size)) {
@@ -76,8 +116,8 @@ absl::StatusOr<objhash::RestoredObject> RestoreFile(objhash::RestoreContext& ctx
         "device %s is %u:%u, the dump had %u:%u", path, major(st.st_rdev), minor(st.st_rdev),
         major(f.rdev), minor(f.rdev)));
   }
-  if (f.kind != image::kFileCharDevice && !(f.flags & O_PATH) &&
-      lseek(fd, static_cast<off_t>(f.pos), SEEK_SET) < 0) {
+  bool seekable = f.kind == image::kFileRegular || f.kind == image::kFileDirectory;
+  if (seekable && !(f.flags & O_PATH) && lseek(fd, static_cast<off_t>(f.pos), SEEK_SET) < 0) {
     return ErrnoError(errno, "seek ", path, " to ", f.pos);
   }
   int high = fcntl(fd, F_DUPFD_CLOEXEC, ctx.high_fd_base);

@@ -19,6 +19,7 @@ struct OpenFile {
   uint32_t flags = 0;  // open(2) flags, O_CLOEXEC removed
   uint64_t pos = 0;
   struct stat st {};
+  uint32_t target_ref = 0;  // the PIPE or GHOST it is on
 };
 
 absl::Status CheckpointFile(objhash::CheckpointContext& ctx, const objhash::ObjHash::Entry& entry);

@@ -77,6 +77,9 @@ enum RecordType : uint32_t {
   CKPT_HDR_OBJECTS = 30,      // ckpt_objects: count of object records
   CKPT_HDR_FILE = 31,         // ckpt_file + path: an open file description
   CKPT_HDR_MAPPED_FILE = 32,  // ckpt_file + path: a file some VMA maps
+  CKPT_HDR_PIPE = 33,         // ckpt_pipe + path + buffered bytes: a pipe or FIFO
+  CKPT_HDR_GHOST = 34,        // ckpt_ghost + path: a deleted file's inode
+  CKPT_HDR_GHOST_DATA = 35,   // the deleted file's contents, in order
 
   // per task
   CKPT_HDR_TASK = 50,       // ckpt_task: opens a task's section
@@ -177,9 +180,11 @@ struct ckpt_objects {
 static_assert(sizeof(ckpt_objects) == 8);
 
 enum FileKind : uint32_t {
-  kFileRegular = 1,
+  kFileRegular = 1,     // by path, or on a GHOST (target_ref) when deleted
   kFileDirectory = 2,
   kFileCharDevice = 3,
+  kFilePipe = 4,        // an end of the PIPE target_ref
+  kFileTty = 5,         // the dumper's terminal (--shell-job): the restorer's at restore
 };
 
 // Shared by CKPT_HDR_FILE (an open description: flags and pos matter) and
@@ -195,9 +200,40 @@ struct ckpt_file {
   uint64_t rdev;      // st_rdev of a character device
   uint64_t mtime_ns;  // st_mtime when dumped
   uint32_t path_len;
-  uint32_t reserved;
+  uint32_t target_ref;  // the PIPE of a pipe end, the GHOST of a deleted file; else 0
 };
 static_assert(sizeof(ckpt_file) == 56);
+
+enum PipeFlags : uint32_t {
+  kPipeFifo = 1u << 0,  // a FIFO: path names it
+};
+
+// A pipe (or FIFO) with the bytes it held: path (path_len bytes, FIFOs
+// only), then data_size bytes of buffered data.
+struct ckpt_pipe {
+  uint32_t objref;
+  uint32_t flags;  // PipeFlags
+  uint32_t capacity;   // F_GETPIPE_SZ
+  uint32_t data_size;  // bytes buffered, after the path
+  uint32_t path_len;
+  uint32_t reserved;
+};
+static_assert(sizeof(ckpt_pipe) == 24);
+inline constexpr uint64_t kMaxPipeData = 16ull << 20;
+
+// A file that was deleted while open or mapped: recreated at restore
+// (next to its old path), opened, and deleted again. Its contents follow
+// in GHOST_DATA records of at most kMaxPageDataLen bytes.
+struct ckpt_ghost {
+  uint32_t objref;
+  uint32_t mode;
+  uint32_t uid;
+  uint32_t gid;
+  uint64_t size;
+  uint32_t path_len;  // the path it had, without " (deleted)"
+  uint32_t reserved;
+};
+static_assert(sizeof(ckpt_ghost) == 32);
 
 // ---------------------------------------------------------------- per task
 

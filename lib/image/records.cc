@@ -75,7 +75,17 @@ constexpr FieldSpec kFileFields[] = {
     FLD(ckpt_file, flags, kOctal),     FLD(ckpt_file, mode, kOctal),
     FLD(ckpt_file, pos, kUnsigned),    FLD(ckpt_file, size, kUnsigned),
     FLD(ckpt_file, rdev, kHex),        FLD(ckpt_file, mtime_ns, kUnsigned),
-    FLD(ckpt_file, path_len, kUnsigned),
+    FLD(ckpt_file, path_len, kUnsigned), FLD(ckpt_file, target_ref, kUnsigned),
+};
+constexpr FieldSpec kPipeFields[] = {
+    FLD(ckpt_pipe, objref, kUnsigned),   FLD(ckpt_pipe, flags, kHex),
+    FLD(ckpt_pipe, capacity, kUnsigned), FLD(ckpt_pipe, data_size, kUnsigned),
+    FLD(ckpt_pipe, path_len, kUnsigned),
+};
+constexpr FieldSpec kGhostFields[] = {
+    FLD(ckpt_ghost, objref, kUnsigned), FLD(ckpt_ghost, mode, kOctal),
+    FLD(ckpt_ghost, uid, kUnsigned),    FLD(ckpt_ghost, gid, kUnsigned),
+    FLD(ckpt_ghost, size, kUnsigned),   FLD(ckpt_ghost, path_len, kUnsigned),
 };
 constexpr FieldSpec kTaskFields[] = {
     FLD(ckpt_task, pid_ref, kUnsigned),         FLD(ckpt_task, personality, kHex),
@@ -163,6 +173,9 @@ const RecordSpec kSpecs[] = {
     SPEC(CKPT_HDR_OBJECTS, "OBJECTS", ckpt_objects, kObjectsFields, 0, kNone),
     SPEC(CKPT_HDR_FILE, "FILE", ckpt_file, kFileFields, kMaxPathLen, kPaths),
     SPEC(CKPT_HDR_MAPPED_FILE, "MAPPED_FILE", ckpt_file, kFileFields, kMaxPathLen, kPaths),
+    SPEC(CKPT_HDR_PIPE, "PIPE", ckpt_pipe, kPipeFields, kMaxPathLen + kMaxPipeData, kPaths),
+    SPEC(CKPT_HDR_GHOST, "GHOST", ckpt_ghost, kGhostFields, kMaxPathLen, kPaths),
+    RecordSpec{CKPT_HDR_GHOST_DATA, "GHOST_DATA", 0, kMaxPageDataLen, {}, TailKind::kRawBytes},
     SPEC(CKPT_HDR_TASK, "TASK", ckpt_task, kTaskFields, 0, kNone),
     SPEC(CKPT_HDR_CREDS, "CREDS", ckpt_creds, kCredsFields, 4ull * kMaxGroups, kU32Array),
     SPEC(CKPT_HDR_RLIMITS, "RLIMITS", ckpt_rlimits, kRlimitsFields, 0, kNone),

@@ -16,6 +16,7 @@ struct MappedFile {
   std::string path;
   struct stat st;
   bool writable;
+  uint32_t ghost_ref;
 };
 
 uint64_t MtimeNs(const struct stat& st) {
@@ -26,7 +27,8 @@ uint64_t MtimeNs(const struct stat& st) {
 }  // namespace
 
 absl::StatusOr<uint32_t> RegisterMappedFile(objhash::ObjHash& objects, const std::string& path,
-                                            dev_t dev, uint64_t ino, bool writable) {
+                                            dev_t dev, uint64_t ino, bool writable,
+                                            uint32_t ghost_ref) {
   // A file mapped many times (every library is) is checked once.
   const objhash::Identity id = objhash::Identity::OfInode(dev, ino);
   ASSIGN_OR_RETURN(uint32_t known, objects.Lookup(objhash::ObjKind::kMappedFile, id));
@@ -36,7 +38,14 @@ absl::StatusOr<uint32_t> RegisterMappedFile(objhash::ObjHash& objects, const std
     }
     return known;
   }
-  struct stat mapped;
+  struct stat mapped {};
+  if (ghost_ref != 0) {
+    mapped.st_mode = S_IFREG;
+    ASSIGN_OR_RETURN(objhash::ObjHash::Found found,
+                     objects.LookupAdd(objhash::ObjKind::kMappedFile, id,
+                                       MappedFile{path, mapped, writable, ghost_ref}));
+    return found.objref;
+  }
   if (stat(path.c_str(), &mapped) != 0) {
     return ErrnoError(errno, "mapped file ", path, " cannot be found by its path");
   }
@@ -51,7 +60,7 @@ absl::StatusOr<uint32_t> RegisterMappedFile(objhash::ObjHash& objects, const std
   ASSIGN_OR_RETURN(objhash::ObjHash::Found found,
                    objects.LookupAdd(objhash::ObjKind::kMappedFile,
                                      objhash::Identity::OfInode(mapped.st_dev, mapped.st_ino),
-                                     MappedFile{path, mapped, writable}));
+                                     MappedFile{path, mapped, writable, 0}));
   if (!found.first && writable) {
     std::any_cast<MappedFile&>(found.entry->data).writable = true;
   }
@@ -69,6 +78,7 @@ absl::Status CheckpointMappedFile(objhash::CheckpointContext& ctx,
   rec.size = static_cast<uint64_t>(f.st.st_size);
   rec.mtime_ns = MtimeNs(f.st);
   rec.path_len = static_cast<uint32_t>(f.path.size());
+  rec.target_ref = f.ghost_ref;
   return ctx.writer->AppendStructWith(image::CKPT_HDR_MAPPED_FILE, rec, f.path.data(),
                                       f.path.size());
 }
@@ -88,6 +98,21 @@ absl::StatusOr<objhash::RestoredObject> RestoreMappedFile(objhash::RestoreContex
   ASSIGN_OR_RETURN(std::string path, r.ReadString(f.path_len, "path"));
   if (path[0] != '/') return r.FieldError("path", "'", path, "' is not absolute");
   (void)rec;
+  if (f.target_ref != 0) {
+    // A deleted file: map the copy the GHOST object recreated.
+    ASSIGN_OR_RETURN(const objhash::RestoredObject* ghost,
+                     ctx.objects->Get(f.target_ref, objhash::ObjKind::kGhost));
+    std::string link = absl::StrCat("/proc/self/fd/", ghost->fd);
+    int fd = open(link.c_str(), static_cast<int>(f.flags) | O_CLOEXEC);
+    if (fd < 0) return ErrnoError(errno, "reopening the deleted ", path);
+    UniqueFd owned(fd);
+    int high = fcntl(fd, F_DUPFD_CLOEXEC, ctx.high_fd_base);
+    if (high < 0) return ErrnoError(errno, "moving the deleted ", path, " to a high fd");
+    objhash::RestoredObject obj;
+    obj.objref = f.objref;
+    obj.fd = high;
+    return obj;
+  }
   int fd = open(path.c_str(), static_cast<int>(f.flags) | O_CLOEXEC);
   if (fd < 0) return ErrnoError(errno, "mapped file ", path, " cannot be opened");
   UniqueFd owned(fd);

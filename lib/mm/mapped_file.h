@@ -20,8 +20,11 @@ namespace ckpt::mm {
 // Registers the file at `path`, which the task has mapped as inode `ino`
 // of device `dev`, and returns its objref. A path that no longer names
 // that inode is an error naming it.
+// `ghost_ref`, when set, is the GHOST object of a deleted file: the
+// restore maps that instead of a path.
 absl::StatusOr<uint32_t> RegisterMappedFile(objhash::ObjHash& objects, const std::string& path,
-                                            dev_t dev, uint64_t ino, bool writable);
+                                            dev_t dev, uint64_t ino, bool writable,
+                                            uint32_t ghost_ref = 0);
 
 absl::Status CheckpointMappedFile(objhash::CheckpointContext& ctx,
                                   const objhash::ObjHash::Entry& entry);

@@ -19,6 +19,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,9 @@ struct MmStats {
 
 struct CollectOptions {
   bool force_pagemap_file = false;  // scan with /proc/PID/pagemap (benchmarks)
+  // Registers the GHOST object of a deleted file the task maps (files are
+  // a layer above); unset, such mappings are refused.
+  std::function<absl::StatusOr<uint32_t>(pid_t pid, const Vma& vma)> register_deleted;
 };
 
 // Reads the task's VMAs, mm fields and auxv, scans its pages, and

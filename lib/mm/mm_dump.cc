@@ -53,7 +53,8 @@ uint64_t AdviceOf(uint64_t vm_flags) {
 
 // Sets rec.kind (and for files, rec.file_ref); refuses what is not
 // supported yet, naming the mapping.
-absl::Status Classify(pid_t pid, const Vma& v, objhash::ObjHash& objects, image::ckpt_vma* rec) {
+absl::Status Classify(pid_t pid, const Vma& v, objhash::ObjHash& objects,
+                      const CollectOptions& options, image::ckpt_vma* rec) {
   if (v.vm_flags & kVmUffd) {
     return absl::UnimplementedError(
         absl::StrCat(Describe(pid, v), " is registered with userfaultfd: not supported"));
@@ -77,6 +78,16 @@ absl::Status Classify(pid_t pid, const Vma& v, objhash::ObjHash& objects, image:
     rec->kind = image::kVmaStack;
   } else if (v.name.empty() || absl::StartsWith(v.name, "[anon:")) {
     rec->kind = image::kVmaAnon;
+  } else if (v.deleted && v.is_file() && !absl::StartsWith(v.name, "/memfd:") &&
+             options.register_deleted) {
+    rec->kind = image::kVmaFile;
+    absl::StatusOr<uint32_t> ghost = options.register_deleted(pid, v);
+    if (!ghost.ok()) return Annotate(ghost.status(), Describe(pid, v));
+    bool writable = v.shared && ((v.prot & PROT_WRITE) || (v.vm_flags & kVmMayWrite));
+    absl::StatusOr<uint32_t> ref = RegisterMappedFile(
+        objects, v.name, makedev(v.dev_major, v.dev_minor), v.ino, writable, *ghost);
+    if (!ref.ok()) return Annotate(ref.status(), Describe(pid, v));
+    rec->file_ref = *ref;
   } else if (v.deleted || absl::StartsWith(v.name, "/memfd:") ||
              absl::StartsWith(v.name, "/SYSV") || v.name == "/dev/zero" ||
              absl::StartsWith(v.name, "[anon_shmem:")) {
@@ -229,7 +240,7 @@ absl::StatusOr<MmDump> CollectMm(pid_t pid, uint64_t brk, objhash::ObjHash& obje
     r.end = v.end;
     r.pgoff = v.offset;
     r.prot = v.prot;
-    RETURN_IF_ERROR(Classify(pid, v, objects, &r));
+    RETURN_IF_ERROR(Classify(pid, v, objects, options, &r));
     r.flags = v.shared ? MAP_SHARED : MAP_PRIVATE;
     if (r.kind != image::kVmaFile) r.flags |= MAP_ANONYMOUS;
     if (v.vm_flags & kVmGrowsDown) r.flags |= MAP_GROWSDOWN;

@@ -27,6 +27,8 @@ const char* ObjKindName(ObjKind kind) {
       return "SIGHAND";
     case ObjKind::kShm:
       return "SHM";
+    case ObjKind::kGhost:
+      return "GHOST";
   }
   return "UNKNOWN";
 }
@@ -93,17 +95,20 @@ const ObjHash::Entry* ObjHash::Get(uint32_t objref) const {
 RestoreTable::~RestoreTable() {
   for (auto& [objref, entry] : objects_) {
     if (entry.second.fd >= 0) ::close(entry.second.fd);
+    if (entry.second.fd2 >= 0) ::close(entry.second.fd2);
   }
 }
 
 absl::Status RestoreTable::Insert(uint32_t objref, ObjKind kind, RestoredObject obj) {
   if (objref == 0) {
     if (obj.fd >= 0) ::close(obj.fd);
+    if (obj.fd2 >= 0) ::close(obj.fd2);
     return absl::InvalidArgumentError(absl::StrCat(ObjKindName(kind), " object with objref 0"));
   }
   auto [it, inserted] = objects_.emplace(objref, std::make_pair(kind, obj));
   if (!inserted) {
     if (obj.fd >= 0) ::close(obj.fd);
+    if (obj.fd2 >= 0) ::close(obj.fd2);
     return absl::InvalidArgumentError(absl::StrCat("objref ", objref, " (",
                                                    ObjKindName(kind), ") appears twice"));
   }
@@ -128,6 +133,7 @@ std::vector<int> RestoreTable::Fds() const {
   std::vector<int> fds;
   for (const auto& [objref, entry] : objects_) {
     if (entry.second.fd >= 0) fds.push_back(entry.second.fd);
+    if (entry.second.fd2 >= 0) fds.push_back(entry.second.fd2);
   }
   return fds;
 }

@@ -41,6 +41,7 @@ enum class ObjKind : uint32_t {
   kFs = 7,          // cwd/root/umask (CLONE_FS)
   kSighand = 8,     // signal handlers (CLONE_SIGHAND)
   kShm = 9,         // a SysV shm segment, by inode
+  kGhost = 10,      // a deleted file's inode, with its contents
 };
 
 // "FILE", "MAPPED_FILE", ...
@@ -89,6 +90,7 @@ class ObjHash {
 struct RestoredObject {
   uint32_t objref = 0;  // as read from the object's record
   int fd = -1;      // an fd in the restorer (owned by the table)
+  int fd2 = -1;     // a second one (a pipe's write end), owned too
   int64_t id = -1;  // a pid, a shm id, ...
   std::any data;
 };

@@ -1,0 +1,167 @@
+#include "lib/fs/ghost.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <random>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "lib/base/buffer.h"
+#include "lib/base/fd.h"
+#include "lib/base/status.h"
+#include "lib/image/format.h"
+
+namespace ckpt::fs {
+namespace {
+
+struct GhostInfo {
+  std::string source;  // a link this process can open the file through
+  std::string path;
+  struct stat st;
+};
+
+constexpr size_t kChunk = image::kMaxPageDataLen;
+
+}  // namespace
+
+absl::StatusOr<uint32_t> RegisterGhost(objhash::ObjHash& objects, const std::string& source,
+                                       const std::string& path, const struct stat& st) {
+  if (!S_ISREG(st.st_mode)) {
+    return absl::UnimplementedError(
+        absl::StrCat("the deleted ", path, " is not a regular file: not supported"));
+  }
+  ASSIGN_OR_RETURN(objhash::ObjHash::Found f,
+                   objects.LookupAdd(objhash::ObjKind::kGhost,
+                                     objhash::Identity::OfInode(st.st_dev, st.st_ino),
+                                     GhostInfo{source, path, st}));
+  return f.objref;
+}
+
+absl::StatusOr<uint32_t> RegisterMappedGhost(objhash::ObjHash& objects, pid_t pid,
+                                             uint64_t start, uint64_t end,
+                                             const std::string& path, dev_t dev, uint64_t ino) {
+  const objhash::Identity id = objhash::Identity::OfInode(dev, ino);
+  ASSIGN_OR_RETURN(uint32_t known, objects.Lookup(objhash::ObjKind::kGhost, id));
+  if (known != 0) return known;
+  // An fd of the task on the same inode opens it; else map_files, which
+  // needs CAP_SYS_ADMIN in the initial user namespace.
+  std::string dir = absl::StrCat("/proc/", pid, "/fd");
+  DIR* d = opendir(dir.c_str());
+  if (d != nullptr) {
+    while (struct dirent* e = readdir(d)) {
+      int fd;
+      if (!absl::SimpleAtoi(e->d_name, &fd)) continue;
+      std::string link = absl::StrCat(dir, "/", fd);
+      struct stat st;
+      if (stat(link.c_str(), &st) == 0 && st.st_dev == dev && st.st_ino == ino) {
+        closedir(d);
+        return RegisterGhost(objects, link, path, st);
+      }
+    }
+    closedir(d);
+  }
+  std::string link = absl::StrFormat("/proc/%d/map_files/%x-%x", pid, start, end);
+  struct stat st;
+  if (stat(link.c_str(), &st) != 0) {
+    return absl::UnimplementedError(absl::StrCat(
+        "task ", pid, ": the deleted file ", path, " is mapped but not open, and ", link,
+        " cannot be read here (it needs CAP_SYS_ADMIN in the initial user namespace)"));
+  }
+  return RegisterGhost(objects, link, path, st);
+}
+
+absl::Status CheckpointGhost(objhash::CheckpointContext& ctx,
+                             const objhash::ObjHash::Entry& entry) {
+  const auto& g = std::any_cast<const GhostInfo&>(entry.data);
+  ASSIGN_OR_RETURN(UniqueFd in, OpenFile(g.source, O_RDONLY));
+  struct stat now;
+  if (fstat(in.get(), &now) != 0) return ErrnoError(errno, "stat ", g.source);
+  image::ckpt_ghost rec{};
+  rec.objref = entry.objref;
+  rec.mode = now.st_mode;
+  rec.uid = now.st_uid;
+  rec.gid = now.st_gid;
+  rec.size = static_cast<uint64_t>(now.st_size);
+  rec.path_len = static_cast<uint32_t>(g.path.size());
+  RETURN_IF_ERROR(ctx.writer->AppendStructWith(image::CKPT_HDR_GHOST, rec, g.path.data(),
+                                               g.path.size()));
+  Buffer buffer;
+  ASSIGN_OR_RETURN(uint8_t * buf, buffer.Get(std::min<uint64_t>(kChunk, std::max<uint64_t>(rec.size, 1))));
+  for (uint64_t at = 0; at < rec.size;) {
+    size_t want = static_cast<size_t>(std::min<uint64_t>(kChunk, rec.size - at));
+    size_t got = 0;
+    while (got < want) {
+      ssize_t n = pread(in.get(), buf + got, want - got, static_cast<off_t>(at + got));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return ErrnoError(errno, "reading the deleted ", g.path);
+      if (n == 0) {
+        // Shorter than when we looked: pad with zeros, as a truncated file reads.
+        std::fill(buf + got, buf + want, 0);
+        got = want;
+        break;
+      }
+      got += static_cast<size_t>(n);
+    }
+    RETURN_IF_ERROR(ctx.writer->Append(image::CKPT_HDR_GHOST_DATA, buf, want));
+    at += want;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<objhash::RestoredObject> RestoreGhost(objhash::RestoreContext& ctx,
+                                                     const image::Record& rec) {
+  (void)rec;
+  image::Reader& r = *ctx.reader;
+  image::ckpt_ghost g;
+  RETURN_IF_ERROR(r.ReadStruct(&g, sizeof(g)));
+  if (!S_ISREG(g.mode)) return r.FieldError("mode", absl::StrFormat("0%o", g.mode), " is not a regular file");
+  if (g.path_len == 0 || g.path_len > image::kMaxPathLen) {
+    return r.FieldError("path_len", g.path_len, " is out of range");
+  }
+  if (g.size > (1ull << 40)) return r.FieldError("size", g.size, " is larger than libckpt restores");
+  ASSIGN_OR_RETURN(std::string path, r.ReadString(g.path_len, "path"));
+  if (path[0] != '/') return r.FieldError("path", "'", path, "' is not absolute");
+  // Recreated under a fresh name next to the old one, then deleted.
+  std::mt19937_64 rng(std::random_device{}());
+  UniqueFd fd;
+  std::string name;
+  for (int tries = 0; tries < 8 && !fd.valid(); ++tries) {
+    name = absl::StrFormat("%s.ckpt-ghost-%016x", path, rng());
+    int f = open(name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (f >= 0) {
+      fd.reset(f);
+    } else if (errno != EEXIST) {
+      return ErrnoError(errno, "recreating the deleted ", path, " as ", name);
+    }
+  }
+  if (!fd.valid()) return absl::AlreadyExistsError(absl::StrCat("no free name next to ", path));
+  unlink(name.c_str());
+  Buffer buffer;
+  for (uint64_t at = 0; at < g.size;) {
+    ASSIGN_OR_RETURN(image::Record data, r.Next());
+    if (data.type != image::CKPT_HDR_GHOST_DATA || data.len == 0 || data.len > g.size - at) {
+      return absl::InvalidArgumentError(absl::StrCat(image::Reader::Where(data),
+                                                     ": expected the contents of the deleted ",
+                                                     path, " (", g.size - at, " bytes left)"));
+    }
+    ASSIGN_OR_RETURN(uint8_t * buf, buffer.Get(data.len));
+    RETURN_IF_ERROR(r.ReadPayload(buf, data.len));
+    RETURN_IF_ERROR(WriteAll(fd.get(), buf, data.len));
+    at += data.len;
+  }
+  if (fchmod(fd.get(), g.mode & 07777) != 0) return ErrnoError(errno, "chmod of the deleted ", path);
+  (void)!fchown(fd.get(), g.uid, g.gid);  // best effort: the owner may not exist here
+  int high = fcntl(fd.get(), F_DUPFD_CLOEXEC, ctx.high_fd_base);
+  if (high < 0) return ErrnoError(errno, "moving the deleted ", path, " to a high fd");
+  objhash::RestoredObject obj;
+  obj.objref = g.objref;
+  obj.fd = high;
+  return obj;
+}
+
+}  // namespace ckpt::fs

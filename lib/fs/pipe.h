@@ -1,0 +1,36 @@
+// PIPE objects: a pipe or FIFO, saved once with its capacity and the bytes
+// it holds, however many descriptions (ends, dups, reopens) refer to it.
+//
+// Dump: the bytes are copied out with tee(2) through a read side of the
+// pipe opened by this process, so the pipe keeps them (--leave-running
+// leaves it intact). Restore: the restorer makes one pipe (or opens the
+// FIFO), sets its capacity, writes the bytes back, and holds it; every
+// description (a FILE of kind pipe) is then opened on it through
+// /proc/self/fd.
+
+#ifndef LIBCKPT_LIB_FS_PIPE_H_
+#define LIBCKPT_LIB_FS_PIPE_H_
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "lib/objhash/handlers.h"
+#include "lib/objhash/objhash.h"
+
+namespace ckpt::fs {
+
+// Registers the pipe behind fd `fd` of task `pid` (inode `st`); `fifo_path`
+// is empty for an anonymous pipe. Returns its objref.
+absl::StatusOr<uint32_t> RegisterPipe(objhash::ObjHash& objects, pid_t pid, int fd,
+                                      const struct stat& st, const std::string& fifo_path);
+
+absl::Status CheckpointPipe(objhash::CheckpointContext& ctx, const objhash::ObjHash::Entry& entry);
+absl::StatusOr<objhash::RestoredObject> RestorePipe(objhash::RestoreContext& ctx,
+                                                    const image::Record& rec);
+
+}  // namespace ckpt::fs
+
+#endif  // LIBCKPT_LIB_FS_PIPE_H_
