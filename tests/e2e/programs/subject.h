@@ -25,12 +25,17 @@ __attribute__((unused)) static void subject_on_usr1(int sig) {
   errno = saved;
 }
 
-/* Installs the SIGUSR1 handler and says READY. */
-__attribute__((unused)) static void subject_ready(void) {
+/* Installs the SIGUSR1 handler (before forking, so children have it). */
+__attribute__((unused)) static void subject_install(void) {
   struct sigaction sa;
   memset(&sa, 0, sizeof(sa));
   sa.sa_handler = subject_on_usr1;
   sigaction(SIGUSR1, &sa, NULL);
+}
+
+/* Installs the SIGUSR1 handler and says READY. */
+__attribute__((unused)) static void subject_ready(void) {
+  subject_install();
   printf("READY %d\n", getpid());
   fflush(stdout);
 }

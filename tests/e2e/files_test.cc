@@ -1,0 +1,156 @@
+// End to end, files: pipes and FIFOs with bytes in them, shared and
+// duplicated descriptions, deleted files, and what is refused.
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/e2e/harness.h"
+
+namespace ckpt::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+#define ASSERT_OK(expr)           \
+  do {                            \
+    absl::Status st_ = (expr);    \
+    ASSERT_TRUE(st_.ok()) << st_; \
+  } while (0)
+
+class FilesTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { prctl(PR_SET_CHILD_SUBREAPER, 1); }
+};
+
+// The subject's PID and the PIDs on its "<tag> a b ..." line.
+std::vector<pid_t> TreePids(const Subject& s, const std::string& tag) {
+  std::vector<pid_t> pids = {s.pid};
+  std::string out = ReadOutput(s);
+  size_t at = out.find(tag + " ");
+  if (at == std::string::npos) return pids;
+  std::istringstream in(out.substr(at + tag.size(), out.find('\n', at) - at - tag.size()));
+  pid_t pid;
+  while (in >> pid) pids.push_back(pid);
+  return pids;
+}
+
+void ExpectPass(const Subject& s) {
+  ASSERT_EQ(kill(s.pid, SIGUSR1), 0);
+  absl::StatusOr<int> code = WaitExit(s.pid);
+  ASSERT_TRUE(code.ok()) << code.status();
+  std::string out = ReadOutput(s);
+  EXPECT_EQ(*code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("PASS")) << out;
+  EXPECT_THAT(out, Not(HasSubstr("FAIL"))) << out;
+}
+
+void DumpKillRestore(const Subject& s, const std::vector<pid_t>& pids, const std::string& image) {
+  ASSERT_OK(DumpToFile(s.pid, image));
+  KillAndReapAll(pids);
+  absl::StatusOr<pid_t> pid = RestoreFromFile(image);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  ASSERT_EQ(*pid, s.pid);
+}
+
+bool AllGone(const std::vector<pid_t>& pids) {
+  for (pid_t pid : pids) {
+    if (kill(pid, 0) == 0) return false;
+  }
+  return true;
+}
+
+TEST_F(FilesTest, PipeKeepsUnreadBytesAndABlockedWriterFinishes) {
+  absl::StatusOr<Subject> s = StartSubject("pipes");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  DumpKillRestore(*s, TreePids(*s, "CHILDREN"), TempPath("pipes.img"));
+  ExpectPass(*s);
+}
+
+TEST_F(FilesTest, LeaveRunningLeavesThePipeIntact) {
+  absl::StatusOr<Subject> s = StartSubject("pipes");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  std::vector<pid_t> pids = TreePids(*s, "CHILDREN");
+  std::string image = TempPath("pipes-leave.img");
+  DumpOptions leave;
+  leave.leave_running = true;
+  ASSERT_OK(DumpToFile(s->pid, image, leave));
+  ExpectPass(*s);  // the original reads every byte it had
+  KillAndReapAll(pids);
+  absl::StatusOr<pid_t> pid = RestoreFromFile(image);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  ExpectPass(*s);  // and so does the copy
+}
+
+TEST_F(FilesTest, SharedAndDuplicatedDescriptionsAppendCloexecAndGaps) {
+  absl::StatusOr<Subject> s = StartSubject("fds", {TempPath("")});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  DumpKillRestore(*s, TreePids(*s, "CHILD"), TempPath("fds.img"));
+  ExpectPass(*s);
+}
+
+TEST_F(FilesTest, DeletedFileOpenAndMappedComesBackWithItsContents) {
+  absl::StatusOr<Subject> s = StartSubject("deleted", {TempPath("")});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  DumpKillRestore(*s, {s->pid}, TempPath("deleted.img"));
+  ExpectPass(*s);
+}
+
+TEST_F(FilesTest, FifoWithBytesInFlight) {
+  absl::StatusOr<Subject> s = StartSubject("fifo", {TempPath("")});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  DumpKillRestore(*s, TreePids(*s, "CHILD"), TempPath("fifo.img"));
+  ExpectPass(*s);
+}
+
+TEST_F(FilesTest, TruncatedOrMovedFileIsNamedAndNothingStays) {
+  absl::StatusOr<Subject> s = StartSubject("fds", {TempPath("")});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  std::vector<pid_t> pids = TreePids(*s, "CHILD");
+  std::string image = TempPath("fds-bad.img");
+  ASSERT_OK(DumpToFile(s->pid, image));
+  KillAndReapAll(pids);
+  ASSERT_EQ(truncate(TempPath("shared.txt").c_str(), 3), 0);
+  absl::StatusOr<pid_t> pid = RestoreFromFile(image);
+  ASSERT_FALSE(pid.ok());
+  EXPECT_THAT(pid.status().message(), HasSubstr("shared.txt was truncated since the dump"));
+  EXPECT_TRUE(AllGone(pids));
+  ASSERT_EQ(truncate(TempPath("shared.txt").c_str(), 10), 0);
+  ASSERT_EQ(rename(TempPath("append.log").c_str(), TempPath("moved.log").c_str()), 0);
+  pid = RestoreFromFile(image);
+  ASSERT_FALSE(pid.ok());
+  EXPECT_THAT(pid.status().message(), HasSubstr("append.log"));
+  EXPECT_THAT(pid.status().message(), HasSubstr("No such file"));
+  EXPECT_TRUE(AllGone(pids));
+}
+
+TEST_F(FilesTest, UnsupportedFdIsRefusedBeforeAnythingIsWritten) {
+  absl::StatusOr<Subject> s = StartSubject("socket");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  std::string image = TempPath("socket.img");
+  absl::Status st = DumpToFile(s->pid, image);
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnimplemented) << st;
+  EXPECT_THAT(st.message(), HasSubstr(absl::StrCat("task ", s->pid, " fd 3: a socket")));
+  struct stat img;
+  ASSERT_EQ(stat(image.c_str(), &img), 0);
+  EXPECT_EQ(img.st_size, 0) << "bytes were written before the refusal";
+  ExpectPass(*s);
+}
+
+}  // namespace
+}  // namespace ckpt::testing
