@@ -5,6 +5,7 @@
  * After the restore (and SIGUSR1) the parent reads every byte, in order,
  * from both, and both children finish and exit 0.
  */
+#define _GNU_SOURCE
 #include <fcntl.h>
 #include <sys/wait.h>
 
