@@ -64,6 +64,7 @@ struct TaskDump {
   bool zombie = false;
   int exit_code = 0;
   uint32_t pid_ref = 0, parent_ref = 0, pgrp_ref = 0, session_ref = 0;
+  bool shares_parent_files = false;  // CLONE_FILES with its parent
   task::ProcStatus status;
   task::ProcStat stat;
   std::map<pid_t, ThreadDump> threads;  // seized threads by tid
@@ -89,7 +90,7 @@ class Dumper {
   absl::StatusOr<bool> FreezeTask(TaskDump& t);
   absl::Status CheckTask(const TaskDump& t);
   absl::Status RegisterPids();
-  absl::Status CheckShared(const TaskDump& t);
+  absl::Status CheckShared(TaskDump& t);
   absl::Status Collect(TaskDump& t);
   absl::Status Write(int out_fd);
   absl::Status Thaw(bool kill);
@@ -336,7 +337,7 @@ absl::Status Dumper::RegisterPids() {
 
 // Kernel objects shared between processes that this version cannot
 // recreate shared.
-absl::Status Dumper::CheckShared(const TaskDump& t) {
+absl::Status Dumper::CheckShared(TaskDump& t) {
   struct {
     objhash::ObjKind kind;
     objhash::KcmpType kcmp;
@@ -349,11 +350,21 @@ absl::Status Dumper::CheckShared(const TaskDump& t) {
   for (const auto& c : checks) {
     ASSIGN_OR_RETURN(objhash::ObjHash::Found f,
                      objects_.LookupAdd(c.kind, objhash::Identity::OfTaskResource(c.kcmp, t.pid)));
-    if (!f.first) {
-      return absl::UnimplementedError(absl::StrCat("task ", t.pid, " shares ", c.what,
-                                                   " with task ", f.entry->id.pid,
-                                                   ": not supported yet"));
+    if (f.first) continue;
+    // An fd table shared with the parent is restored shared: the child is
+    // made with CLONE_FILES.
+    pid_t owner = f.entry->id.pid;
+    if (c.kind == objhash::ObjKind::kFiles && owner == t.parent) {
+      TaskDump* parent = Find(owner);
+      if (parent != nullptr && !parent->zombie) {
+        t.shares_parent_files = true;
+        continue;
+      }
     }
+    return absl::UnimplementedError(absl::StrCat("task ", t.pid, " shares ", c.what,
+                                                 " with task ", owner,
+                                                 owner == t.parent ? "" : " (not its parent)",
+                                                 ": not supported yet"));
   }
   return absl::OkStatus();
 }
@@ -429,7 +440,10 @@ absl::Status Dumper::Collect(TaskDump& t) {
   uint32_t flags = 0;
   if (options_.shell_job) flags |= objhash::kDumpShellJob;
   if (options_.leave_running) flags |= objhash::kDumpLeaveRunning;
-  ASSIGN_OR_RETURN(t.fds, fs::CollectFds(t.pid, objects_, flags));
+  // A table shared with the parent is written once, with the parent.
+  if (!t.shares_parent_files) {
+    ASSIGN_OR_RETURN(t.fds, fs::CollectFds(t.pid, objects_, flags));
+  }
   return absl::OkStatus();
 }
 
@@ -463,6 +477,7 @@ absl::Status Dumper::Write(int out_fd) {
     e.exit_code = t->zombie ? t->exit_code : 0;
     e.nr_threads = static_cast<uint32_t>(t->threads.size());
     e.free_area = t->zombie ? 0 : t->mm.free_area;
+    if (t->shares_parent_files) e.flags |= image::kTaskSharesParentFiles;
     RETURN_IF_ERROR(w.AppendStruct(image::CKPT_HDR_TASK_ENTRY, e));
   }
 

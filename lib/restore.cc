@@ -64,6 +64,8 @@ struct TaskRestore {
   bool helper = false;
   uint32_t group_ref = 0;   // for a helper: the group it makes
   bool early = false;       // forked before its parent becomes a session leader
+  bool shares_files = false;    // its fd table is its parent's
+  bool closes_objects = true;   // the last task of its fd table closes the restorer's fds
   int node = -1;            // index in the spawn plan
   pid_t pid = 0;            // as this process sees it
   std::vector<pid_t> threads;  // every thread seized, the leader first
@@ -167,6 +169,16 @@ absl::Status RestoreRun::ReadTree(image::Reader& r) {
     }
     for (uint32_t ref : {e.pgrp_ref, e.session_ref}) {
       if (ref != 0 && !pids_.count(ref)) return r.FieldError("pgrp_ref", ref, " names no PID");
+    }
+    if (e.flags & ~static_cast<uint32_t>(image::kTaskSharesParentFiles)) {
+      return r.FieldError("flags", e.flags, " has unknown bits");
+    }
+    if (e.flags & image::kTaskSharesParentFiles) {
+      if (t->parent < 0 || tasks_[t->parent]->zombie || e.state != image::kTaskAlive) {
+        return r.FieldError("flags", "only a live task with a live parent can share its fd table");
+      }
+      t->shares_files = true;
+      tasks_[t->parent]->closes_objects = false;  // this task (or a later sharer) will
     }
     if (e.state == image::kTaskZombie) {
       t->zombie = true;
@@ -341,6 +353,7 @@ absl::Status RestoreRun::CreateTasks() {
     n.pids = t->pids;
     n.parent = t->parent >= 0 ? tasks_[t->parent]->node : -1;
     n.early = t->early;
+    n.share_files = t->shares_files;
     n.set_sid = !t->helper && !t->zombie && t->entry.session_ref == t->entry.pid_ref;
     size_t parent_depth =
         t->parent >= 0 ? tasks_[t->parent]->pids.size() : (options_.new_pidns ? 0 : 1);
@@ -502,7 +515,12 @@ absl::Status RestoreRun::RestoreTask(image::Reader& r, TaskRestore& t) {
   RETURN_IF_ERROR(fs::QueueFsRestore(q, fs));
   ASSIGN_OR_RETURN(std::vector<fs::FdEntry> fds,
                    fs::ReadFdRecords(r, core.task.nr_fds, high_fd_base_));
-  RETURN_IF_ERROR(fs::QueueFdRestore(q, fds, objects_, high_fd_base_));
+  if (t.shares_files) {
+    // The parent restored the table they share.
+    if (!fds.empty()) return r.FieldError("nr_fds", "a task sharing its parent's fd table has none");
+  } else {
+    RETURN_IF_ERROR(fs::QueueFdRestore(q, fds, objects_, high_fd_base_));
+  }
 
   mm::MmRestoreContext mctx;
   mctx.pid = t.pid;
@@ -542,7 +560,9 @@ absl::Status RestoreRun::RestoreTask(image::Reader& r, TaskRestore& t) {
   }
   RETURN_IF_ERROR(task::QueueRlimitsRestore(q, core));
   RETURN_IF_ERROR(task::QueueCredsRestore(q, core));
-  RETURN_IF_ERROR(fs::QueueCloseObjects(q, high_fd_base_));
+  // The restorer's objects stay in a shared fd table until its last
+  // sharer has mapped its files.
+  if (t.closes_objects) RETURN_IF_ERROR(fs::QueueCloseObjects(q, high_fd_base_));
   // SIGCHLD from the restore's own zombies and helpers is not the task's.
   RETURN_IF_ERROR(q.Reserve(1, 32));
   uint64_t chld = 1ull << (SIGCHLD - 1);

@@ -155,6 +155,12 @@ enum TaskState : uint32_t {
   kTaskZombie = 2,
 };
 
+enum TaskEntryFlags : uint32_t {
+  // The task shares its parent's fd table (clone with CLONE_FILES): its
+  // section has no FD records, the parent's are its own.
+  kTaskSharesParentFiles = 1u << 0,
+};
+
 // One task (thread group) of the tree, parents before their children.
 struct ckpt_task_entry {
   uint32_t pid_ref;      // objref of the task's pid (= its tgid)
@@ -164,7 +170,7 @@ struct ckpt_task_entry {
   uint32_t state;        // TaskState
   int32_t exit_code;     // wait status of a zombie
   uint32_t nr_threads;
-  uint32_t flags;
+  uint32_t flags;  // TaskEntryFlags
   // kFreeAreaSize bytes of address space no mapping of the task uses: the
   // restore maps its trampoline there.
   uint64_t free_area;

@@ -57,7 +57,7 @@ long CloneNode(const SpawnNode& n) {
   for (size_t i = 0; i < levels; ++i) set_tid[i] = n.pids[levels - 1 - i];  // innermost first
   struct clone_args args;
   std::memset(&args, 0, sizeof(args));
-  args.flags = n.new_pidns ? CLONE_NEWPID : 0;
+  args.flags = (n.new_pidns ? CLONE_NEWPID : 0) | (n.share_files ? CLONE_FILES : 0);
   args.exit_signal = SIGCHLD;
   args.set_tid = reinterpret_cast<uint64_t>(set_tid);
   args.set_tid_size = levels;

@@ -116,6 +116,14 @@ TEST_F(FilesTest, FifoWithBytesInFlight) {
   ExpectPass(*s);
 }
 
+TEST_F(FilesTest, FdTableSharedWithTheParentStaysShared) {
+  absl::StatusOr<Subject> s = StartSubject("clonefiles", {TempPath("")});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  DumpKillRestore(*s, TreePids(*s, "CHILD"), TempPath("clonefiles.img"));
+  ExpectPass(*s);
+}
+
 TEST_F(FilesTest, TruncatedOrMovedFileIsNamedAndNothingStays) {
   absl::StatusOr<Subject> s = StartSubject("fds", {TempPath("")});
   ASSERT_TRUE(s.ok()) << s.status();
