@@ -2,7 +2,7 @@
 // prints. Errors are one line on stderr and a non-zero exit status.
 //
 //   ckpt dump    --pid PID --image PATH|-  [--leave-running] [--shell-job] [--container]
-//   ckpt restore --image PATH|-            [--detach] [--pidfile PATH] [--new-pidns]
+//   ckpt restore --image PATH|-            [--detach] [--pidfile PATH] [--new-pidns] [--shell-job]
 //   ckpt show    --image PATH|-            [--json]
 //   ckpt check
 
@@ -30,7 +30,7 @@ namespace {
 constexpr char kUsage[] =
     "usage:\n"
     "  ckpt dump    --pid PID --image PATH|-  [--leave-running] [--shell-job] [--container]\n"
-    "  ckpt restore --image PATH|-            [--detach] [--pidfile PATH] [--new-pidns]\n"
+    "  ckpt restore --image PATH|-            [--detach] [--pidfile PATH] [--new-pidns] [--shell-job]\n"
     "  ckpt show    --image PATH|-            [--json]\n"
     "  ckpt check\n";
 
