@@ -26,6 +26,7 @@
 #include "lib/handlers.h"
 #include "lib/image/format.h"
 #include "lib/image/writer.h"
+#include "lib/ipc/sysv.h"
 #include "lib/mm/mm.h"
 #include "lib/objhash/objhash.h"
 #include "lib/task/core.h"
@@ -102,6 +103,7 @@ class Dumper {
   DumpStats* stats_;
   image::ckpt_image_header header_{};
   objhash::ObjHash objects_;
+  std::unique_ptr<ipc::IpcDump> ipc_;
   std::vector<std::unique_ptr<TaskDump>> tasks_;  // parents before children
   std::map<uint32_t, std::vector<pid_t>> pid_levels_;  // pid objref -> numbers
 };
@@ -481,6 +483,9 @@ absl::Status Dumper::Write(int out_fd) {
     RETURN_IF_ERROR(w.AppendStruct(image::CKPT_HDR_TASK_ENTRY, e));
   }
 
+  RETURN_IF_ERROR(ipc_->Write(w));
+  stats_->pages_written += ipc_->pages();
+
   // Every shared object, once, before any task refers to it.
   image::ckpt_objects objs{};
   std::vector<const objhash::ObjHash::Entry*> to_write;
@@ -615,6 +620,21 @@ absl::Status Dumper::Run(pid_t root, int out_fd) {
   }
   stats_->freeze_ns = NowNs() - start;
   if (st.ok()) st = RegisterPids();
+  if (st.ok()) {
+    // The IPC namespace first: the tasks' attachments refer to its
+    // segments.
+    Phase p("dump: ipc");
+    std::vector<pid_t> live;
+    for (const auto& t : tasks_) {
+      if (!t->zombie) live.push_back(t->pid);
+    }
+    absl::StatusOr<std::unique_ptr<ipc::IpcDump>> ipc = ipc::IpcDump::Collect(root, live, objects_);
+    if (ipc.ok()) {
+      ipc_ = *std::move(ipc);
+    } else {
+      st = ipc.status();
+    }
+  }
   for (auto& t : tasks_) {
     if (!st.ok()) break;
     if (t->zombie) continue;

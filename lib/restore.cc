@@ -29,6 +29,7 @@
 #include "lib/handlers.h"
 #include "lib/image/format.h"
 #include "lib/image/reader.h"
+#include "lib/ipc/sysv.h"
 #include "lib/mm/mm.h"
 #include "lib/objhash/objhash.h"
 #include "lib/task/core.h"
@@ -104,6 +105,7 @@ class RestoreRun {
   std::vector<std::unique_ptr<TaskRestore>> tasks_;  // tree order, then helpers
   std::map<uint32_t, int> by_ref_;                  // pid_ref -> index in tasks_
   objhash::RestoreTable objects_;
+  ipc::IpcRestore ipc_;  // on failure: removes its objects after KillAll()
   int high_fd_base_ = 0;
   mm::RestorerLayout layout_;
   Buffer buffer_;
@@ -597,9 +599,22 @@ absl::StatusOr<pid_t> RestoreRun::Run(int in_fd) {
   ASSIGN_OR_RETURN(image::ckpt_image_header header, r.ReadImageHeader());
   (void)header;
   {
-    Phase p("restore: tree and objects");
+    Phase p("restore: tree");
     RETURN_IF_ERROR(ReadTree(r));
     RETURN_IF_ERROR(PlanSessions());
+  }
+  {
+    // The IPC objects before anything else: entering a fresh IPC
+    // namespace on this thread makes every task created from it inherit
+    // the namespace.
+    Phase p("restore: ipc");
+    ipc::NamespaceChoice choice = ipc::NamespaceChoice::kAsDumped;
+    if (options_.ipc_ns == IpcNamespace::kNew) choice = ipc::NamespaceChoice::kNew;
+    if (options_.ipc_ns == IpcNamespace::kCurrent) choice = ipc::NamespaceChoice::kCurrent;
+    RETURN_IF_ERROR(ipc_.Read(r, choice, objects_));
+  }
+  {
+    Phase p("restore: objects");
     RETURN_IF_ERROR(ReadObjects(r));
     ASSIGN_OR_RETURN(layout_, mm::ReadRestorerLayout());
   }
@@ -620,6 +635,7 @@ absl::StatusOr<pid_t> RestoreRun::Run(int in_fd) {
     RETURN_IF_ERROR(RestoreTask(r, *t));
   }
   RETURN_IF_ERROR(r.ExpectTail());
+  RETURN_IF_ERROR(ipc_.Finish());
   stats_->image_bytes = r.offset();
   // Everything is in place: let the tasks go, children first.
   for (size_t i = tasks_.size(); i-- > 0;) {

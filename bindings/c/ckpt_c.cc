@@ -82,6 +82,12 @@ int ckpt_restore_tree(int in_fd, const struct ckpt_restore_opts* opts, pid_t* ro
   ckpt::RestoreOptions options;
   options.shell_job = o.flags & CKPT_RESTORE_SHELL_JOB;
   options.new_pidns = o.flags & CKPT_RESTORE_NEW_PIDNS;
+  if ((o.flags & CKPT_RESTORE_IPC_NS_NEW) && (o.flags & CKPT_RESTORE_IPC_NS_CURRENT)) {
+    return Fail(absl::InvalidArgumentError(
+        "CKPT_RESTORE_IPC_NS_NEW and CKPT_RESTORE_IPC_NS_CURRENT exclude each other"));
+  }
+  if (o.flags & CKPT_RESTORE_IPC_NS_NEW) options.ipc_ns = ckpt::IpcNamespace::kNew;
+  if (o.flags & CKPT_RESTORE_IPC_NS_CURRENT) options.ipc_ns = ckpt::IpcNamespace::kCurrent;
   ckpt::Restorer restorer(options);
   absl::StatusOr<pid_t> root = restorer.Restore(in_fd);
   if (o.stats != nullptr) {

@@ -43,6 +43,10 @@ extern "C" {
 /* ckpt_restore_opts.flags */
 #define CKPT_RESTORE_NEW_PIDNS (1u << 0) /* restore into a fresh pid namespace */
 #define CKPT_RESTORE_SHELL_JOB (1u << 1) /* give the restored tree the caller's terminal */
+/* SysV IPC: by default a tree that had an IPC namespace of its own gets a
+ * fresh one, and a tree in the dumper's namespace the caller's. */
+#define CKPT_RESTORE_IPC_NS_NEW (1u << 2)     /* always a fresh IPC namespace */
+#define CKPT_RESTORE_IPC_NS_CURRENT (1u << 3) /* always the caller's IPC namespace */
 
 /* Figures about one dump, filled when ckpt_dump_opts.stats is set. */
 struct ckpt_dump_stats {

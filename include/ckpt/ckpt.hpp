@@ -64,11 +64,19 @@ class Checkpointer {
   DumpStats stats_;
 };
 
+// Where a restored tree's SysV IPC objects (and the tree) go.
+enum class IpcNamespace {
+  kAsDumped,  // a fresh IPC namespace if the tree had its own, else the caller's
+  kNew,       // always a fresh one, holding exactly the image's objects
+  kCurrent,   // always the caller's (the objects' ids and keys must be free)
+};
+
 struct RestoreOptions {
   // Give the restored tree the caller's terminal.
   bool shell_job = false;
   // Restore the tree inside a fresh pid namespace.
   bool new_pidns = false;
+  IpcNamespace ipc_ns = IpcNamespace::kAsDumped;
 };
 
 struct RestoreStats {

@@ -20,6 +20,7 @@
 #include "lib/fs/fs.h"
 #include "lib/fs/ghost.h"
 #include "lib/fs/pipe.h"
+#include "lib/mm/shmem.h"
 
 namespace ckpt::fs {
 namespace {
@@ -117,6 +118,12 @@ absl::StatusOr<std::vector<FdEntry>> CollectFds(pid_t pid, objhash::ObjHash& obj
       file.kind = image::kFilePipe;
     } else if (target.empty() || target[0] != '/') {
       return Unsupported(pid, fd, "'" + target + "'");
+    } else if (S_ISREG(st.st_mode) && absl::StartsWith(target, "/memfd:")) {
+      std::string name = target.substr(7);
+      if (absl::EndsWith(name, " (deleted)")) name.resize(name.size() - 10);
+      ASSIGN_OR_RETURN(file.target_ref,
+                       mm::RegisterShmemFd(objects, pid, fd, name, st.st_dev, st.st_ino));
+      file.kind = image::kFileShmem;
     } else if (S_ISREG(st.st_mode) && absl::EndsWith(target, " (deleted)")) {
       file.path = target.substr(0, target.size() - 10);
       ASSIGN_OR_RETURN(file.target_ref, RegisterGhost(objects, link_path, file.path, st));

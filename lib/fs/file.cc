@@ -51,7 +51,7 @@ absl::StatusOr<objhash::RestoredObject> RestoreFile(objhash::RestoreContext& ctx
   image::Reader& r = *ctx.reader;
   image::ckpt_file f;
   RETURN_IF_ERROR(r.ReadStruct(&f, sizeof(f)));
-  if (f.kind < image::kFileRegular || f.kind > image::kFileTty) {
+  if (f.kind < image::kFileRegular || f.kind > image::kFileShmem) {
     return r.FieldError("kind", f.kind, " is not a known file kind");
   }
   constexpr uint32_t kKnownFlags = O_ACCMODE | O_APPEND | O_NONBLOCK | O_DSYNC | O_SYNC |
@@ -64,9 +64,10 @@ absl::StatusOr<objhash::RestoredObject> RestoreFile(objhash::RestoreContext& ctx
     return r.FieldError("path_len", f.path_len, " is out of range");
   }
   ASSIGN_OR_RETURN(std::string path, r.ReadString(f.path_len, "path"));
-  bool on_target = f.kind == image::kFilePipe || (f.kind == image::kFileRegular && f.target_ref);
+  bool on_target = f.kind == image::kFilePipe || f.kind == image::kFileShmem ||
+                   (f.kind == image::kFileRegular && f.target_ref);
   if (!on_target && f.target_ref != 0) return r.FieldError("target_ref", "only pipes and deleted files have one");
-  if (f.kind != image::kFilePipe && path[0] != '/') {
+  if (f.kind != image::kFilePipe && f.kind != image::kFileShmem && path[0] != '/') {
     return r.FieldError("path", "'", path, "' is not absolute");
   }
 
@@ -75,6 +76,10 @@ absl::StatusOr<objhash::RestoredObject> RestoreFile(objhash::RestoreContext& ctx
     ASSIGN_OR_RETURN(const objhash::RestoredObject* pipe,
                      ctx.objects->Get(f.target_ref, objhash::ObjKind::kPipe));
     ASSIGN_OR_RETURN(owned, Reopen(pipe->fd, f.flags, path));
+  } else if (f.kind == image::kFileShmem) {
+    ASSIGN_OR_RETURN(const objhash::RestoredObject* shmem,
+                     ctx.objects->Get(f.target_ref, objhash::ObjKind::kShmem));
+    ASSIGN_OR_RETURN(owned, Reopen(shmem->fd, f.flags, path));
   } else if (f.target_ref != 0) {
     ASSIGN_OR_RETURN(const objhash::RestoredObject* ghost,
                      ctx.objects->Get(f.target_ref, objhash::ObjKind::kGhost));
@@ -116,7 +121,8 @@ absl::StatusOr<objhash::RestoredObject> RestoreFile(objhash::RestoreContext& ctx
         "device %s is %u:%u, the dump had %u:%u", path, major(st.st_rdev), minor(st.st_rdev),
         major(f.rdev), minor(f.rdev)));
   }
-  bool seekable = f.kind == image::kFileRegular || f.kind == image::kFileDirectory;
+  bool seekable = f.kind == image::kFileRegular || f.kind == image::kFileDirectory ||
+                  f.kind == image::kFileShmem;
   if (seekable && !(f.flags & O_PATH) && lseek(fd, static_cast<off_t>(f.pos), SEEK_SET) < 0) {
     return ErrnoError(errno, "seek ", path, " to ", f.pos);
   }

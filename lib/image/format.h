@@ -73,6 +73,13 @@ enum RecordType : uint32_t {
   CKPT_HDR_PID = 11,         // ckpt_pid: one pid object
   CKPT_HDR_TASK_ENTRY = 12,  // ckpt_task_entry: one task of the tree
 
+  // ipc: the tree's SysV IPC namespace
+  CKPT_HDR_IPC = 20,  // ckpt_ipc: counts of what follows
+  CKPT_HDR_SHM = 21,  // ckpt_shm: a shm segment; its page arrays follow (offsets)
+  CKPT_HDR_MSQ = 22,  // ckpt_msq: a message queue; its messages follow
+  CKPT_HDR_MSG = 23,  // ckpt_msg + text: one message
+  CKPT_HDR_SEM = 24,  // ckpt_sem + u16 values[nsems]: a semaphore set
+
   // objects: shared kernel objects, each once, before any task refers to it
   CKPT_HDR_OBJECTS = 30,      // ckpt_objects: count of object records
   CKPT_HDR_FILE = 31,         // ckpt_file + path: an open file description
@@ -80,6 +87,8 @@ enum RecordType : uint32_t {
   CKPT_HDR_PIPE = 33,         // ckpt_pipe + path + buffered bytes: a pipe or FIFO
   CKPT_HDR_GHOST = 34,        // ckpt_ghost + path: a deleted file's inode
   CKPT_HDR_GHOST_DATA = 35,   // the deleted file's contents, in order
+  CKPT_HDR_SHMEM = 36,        // ckpt_shmem + name: a memfd or shared anonymous memory;
+                              // its page arrays follow (offsets)
 
   // per task
   CKPT_HDR_TASK = 50,       // ckpt_task: opens a task's section
@@ -177,6 +186,79 @@ struct ckpt_task_entry {
 };
 static_assert(sizeof(ckpt_task_entry) == 40);
 
+// ---------------------------------------------------------------- ipc
+
+enum IpcFlags : uint32_t {
+  // The tree had an IPC namespace of its own (not the dumper's).
+  kIpcOwnNamespace = 1u << 0,
+};
+
+struct ckpt_ipc {
+  uint32_t flags;  // IpcFlags
+  uint32_t nr_shm;
+  uint32_t nr_msq;
+  uint32_t nr_sem;
+  // The namespace's limits (kernel.shm*, msg*, sem sysctls), recorded for
+  // a namespace of the tree's own and set again in a fresh one; 0 when not
+  // recorded.
+  uint64_t shmmax, shmall;
+  uint32_t shmmni, shm_rmid_forced;
+  uint32_t msgmax, msgmnb, msgmni;
+  uint32_t sem[4];  // semmsl, semmns, semopm, semmni
+  uint32_t reserved;
+};
+static_assert(sizeof(ckpt_ipc) == 72);
+
+// The ownership and permissions every SysV object has (struct ipc_perm).
+struct ckpt_ipc_perm {
+  int32_t id;
+  int32_t key;
+  uint32_t uid, gid, cuid, cgid;
+  uint32_t mode;
+  uint32_t reserved;
+};
+static_assert(sizeof(ckpt_ipc_perm) == 32);
+
+enum ShmFlags : uint32_t {
+  kShmRemoved = 1u << 0,    // IPC_RMID while attached (SHM_DEST)
+  kShmLocked = 1u << 1,     // SHM_LOCK
+};
+
+struct ckpt_shm {
+  uint32_t objref;
+  uint32_t flags;  // ShmFlags
+  ckpt_ipc_perm perm;
+  uint64_t size;
+  int32_t cpid, lpid;
+  uint64_t atime, dtime, ctime;
+  uint64_t nr_pages;  // pages in the page arrays that follow (offsets in the segment)
+};
+static_assert(sizeof(ckpt_shm) == 88);
+
+struct ckpt_msq {
+  ckpt_ipc_perm perm;
+  uint64_t qbytes;
+  uint32_t nr_msgs;  // CKPT_HDR_MSG records that follow, oldest first
+  uint32_t reserved;
+};
+static_assert(sizeof(ckpt_msq) == 48);
+
+struct ckpt_msg {
+  int64_t mtype;
+  uint64_t size;  // bytes of text after the struct
+};
+static_assert(sizeof(ckpt_msg) == 16);
+inline constexpr uint64_t kMaxMsgSize = 1u << 20;
+inline constexpr uint32_t kMaxMsgs = 1u << 20;
+
+struct ckpt_sem {
+  ckpt_ipc_perm perm;
+  uint32_t nsems;  // u16 values follow
+  uint32_t reserved;
+};
+static_assert(sizeof(ckpt_sem) == 40);
+inline constexpr uint32_t kMaxSems = 32000;
+
 // ---------------------------------------------------------------- objects
 
 struct ckpt_objects {
@@ -185,12 +267,32 @@ struct ckpt_objects {
 };
 static_assert(sizeof(ckpt_objects) == 8);
 
+enum ShmemFlags : uint32_t {
+  kShmemMemfd = 1u << 0,  // made by memfd_create (name is its name)
+};
+
+// Shared memory without a file name: a memfd, or shared anonymous memory
+// (restored as a memfd). The name (name_len bytes) follows; then page
+// arrays whose runs are offsets in the object.
+struct ckpt_shmem {
+  uint32_t objref;
+  uint32_t flags;  // ShmemFlags
+  uint64_t size;
+  uint32_t seals;  // F_GET_SEALS
+  uint32_t mode;
+  uint64_t nr_pages;
+  uint32_t name_len;
+  uint32_t reserved;
+};
+static_assert(sizeof(ckpt_shmem) == 40);
+
 enum FileKind : uint32_t {
   kFileRegular = 1,     // by path, or on a GHOST (target_ref) when deleted
   kFileDirectory = 2,
   kFileCharDevice = 3,
   kFilePipe = 4,        // an end of the PIPE target_ref
   kFileTty = 5,         // the dumper's terminal (--shell-job): the restorer's at restore
+  kFileShmem = 6,       // a memfd: the SHMEM target_ref
 };
 
 // Shared by CKPT_HDR_FILE (an open description: flags and pos matter) and
@@ -321,6 +423,8 @@ enum VmaKind : uint32_t {
   kVmaVdso = 5,        // [vdso]
   kVmaVvar = 6,        // [vvar]
   kVmaVvarVclock = 7,  // [vvar_vclock]
+  kVmaSysvShm = 8,     // an attachment of the SHM segment file_ref
+  kVmaShmem = 9,       // a mapping of the SHMEM object file_ref (memfd, shared anonymous)
 };
 
 // Advice and flags that /proc/PID/smaps shows as VmFlags.
@@ -342,7 +446,7 @@ struct ckpt_vma {
   uint32_t prot;      // PROT_READ | PROT_WRITE | PROT_EXEC
   uint32_t flags;     // MAP_PRIVATE or MAP_SHARED, | MAP_GROWSDOWN, | MAP_ANONYMOUS
   uint32_t kind;      // VmaKind
-  uint32_t file_ref;  // 0 unless kind == kVmaFile
+  uint32_t file_ref;  // MAPPED_FILE, SHM or SHMEM objref; 0 for anonymous kinds
   uint64_t advice;    // VmaAdvice
   uint64_t nr_pages;  // pages of this VMA in the page arrays that follow
 };

@@ -87,6 +87,42 @@ constexpr FieldSpec kGhostFields[] = {
     FLD(ckpt_ghost, uid, kUnsigned),    FLD(ckpt_ghost, gid, kUnsigned),
     FLD(ckpt_ghost, size, kUnsigned),   FLD(ckpt_ghost, path_len, kUnsigned),
 };
+constexpr FieldSpec kIpcFields[] = {
+    FLD(ckpt_ipc, flags, kHex), FLD(ckpt_ipc, nr_shm, kUnsigned),
+    FLD(ckpt_ipc, nr_msq, kUnsigned), FLD(ckpt_ipc, nr_sem, kUnsigned),
+    FLD(ckpt_ipc, shmmax, kUnsigned), FLD(ckpt_ipc, shmall, kUnsigned),
+    FLD(ckpt_ipc, shmmni, kUnsigned), FLD(ckpt_ipc, shm_rmid_forced, kUnsigned),
+    FLD(ckpt_ipc, msgmax, kUnsigned), FLD(ckpt_ipc, msgmnb, kUnsigned),
+    FLD(ckpt_ipc, msgmni, kUnsigned), FLD(ckpt_ipc, sem, kUnsigned),
+};
+#define PERM(S)                                                                      \
+  FieldSpec{"id", offsetof(S, perm) + offsetof(ckpt_ipc_perm, id), 4, 1, FieldKind::kSigned}, \
+  FieldSpec{"key", offsetof(S, perm) + offsetof(ckpt_ipc_perm, key), 4, 1, FieldKind::kHex},  \
+  FieldSpec{"uid", offsetof(S, perm) + offsetof(ckpt_ipc_perm, uid), 4, 1, FieldKind::kUnsigned}, \
+  FieldSpec{"gid", offsetof(S, perm) + offsetof(ckpt_ipc_perm, gid), 4, 1, FieldKind::kUnsigned}, \
+  FieldSpec{"mode", offsetof(S, perm) + offsetof(ckpt_ipc_perm, mode), 4, 1, FieldKind::kOctal}
+constexpr FieldSpec kShmFields[] = {
+    FLD(ckpt_shm, objref, kUnsigned), FLD(ckpt_shm, flags, kHex), PERM(ckpt_shm),
+    FLD(ckpt_shm, size, kUnsigned),   FLD(ckpt_shm, cpid, kSigned), FLD(ckpt_shm, lpid, kSigned),
+    FLD(ckpt_shm, nr_pages, kUnsigned),
+};
+constexpr FieldSpec kMsqFields[] = {
+    PERM(ckpt_msq), FLD(ckpt_msq, qbytes, kUnsigned), FLD(ckpt_msq, nr_msgs, kUnsigned),
+};
+constexpr FieldSpec kMsgFields[] = {
+    FLD(ckpt_msg, mtype, kSigned),
+    FLD(ckpt_msg, size, kUnsigned),
+};
+constexpr FieldSpec kSemFields[] = {
+    PERM(ckpt_sem),
+    FLD(ckpt_sem, nsems, kUnsigned),
+};
+constexpr FieldSpec kShmemFields[] = {
+    FLD(ckpt_shmem, objref, kUnsigned), FLD(ckpt_shmem, flags, kHex),
+    FLD(ckpt_shmem, size, kUnsigned),   FLD(ckpt_shmem, seals, kHex),
+    FLD(ckpt_shmem, mode, kOctal),      FLD(ckpt_shmem, nr_pages, kUnsigned),
+    FLD(ckpt_shmem, name_len, kUnsigned),
+};
 constexpr FieldSpec kTaskFields[] = {
     FLD(ckpt_task, pid_ref, kUnsigned),         FLD(ckpt_task, personality, kHex),
     CHARS(ckpt_task, comm),                     FLD(ckpt_task, umask, kOctal),
@@ -170,12 +206,18 @@ const RecordSpec kSpecs[] = {
     SPEC(CKPT_HDR_TREE, "TREE", ckpt_tree, kTreeFields, 0, kNone),
     SPEC(CKPT_HDR_PID, "PID", ckpt_pid, kPidFields, 0, kNone),
     SPEC(CKPT_HDR_TASK_ENTRY, "TASK_ENTRY", ckpt_task_entry, kTaskEntryFields, 0, kNone),
+    SPEC(CKPT_HDR_IPC, "IPC", ckpt_ipc, kIpcFields, 0, kNone),
+    SPEC(CKPT_HDR_SHM, "SHM", ckpt_shm, kShmFields, 0, kNone),
+    SPEC(CKPT_HDR_MSQ, "MSQ", ckpt_msq, kMsqFields, 0, kNone),
+    SPEC(CKPT_HDR_MSG, "MSG", ckpt_msg, kMsgFields, kMaxMsgSize, kRawBytes),
+    SPEC(CKPT_HDR_SEM, "SEM", ckpt_sem, kSemFields, 2ull * kMaxSems, kU16Array),
     SPEC(CKPT_HDR_OBJECTS, "OBJECTS", ckpt_objects, kObjectsFields, 0, kNone),
     SPEC(CKPT_HDR_FILE, "FILE", ckpt_file, kFileFields, kMaxPathLen, kPaths),
     SPEC(CKPT_HDR_MAPPED_FILE, "MAPPED_FILE", ckpt_file, kFileFields, kMaxPathLen, kPaths),
     SPEC(CKPT_HDR_PIPE, "PIPE", ckpt_pipe, kPipeFields, kMaxPathLen + kMaxPipeData, kPaths),
     SPEC(CKPT_HDR_GHOST, "GHOST", ckpt_ghost, kGhostFields, kMaxPathLen, kPaths),
     RecordSpec{CKPT_HDR_GHOST_DATA, "GHOST_DATA", 0, kMaxPageDataLen, {}, TailKind::kRawBytes},
+    SPEC(CKPT_HDR_SHMEM, "SHMEM", ckpt_shmem, kShmemFields, kMaxPathLen, kPaths),
     SPEC(CKPT_HDR_TASK, "TASK", ckpt_task, kTaskFields, 0, kNone),
     SPEC(CKPT_HDR_CREDS, "CREDS", ckpt_creds, kCredsFields, 4ull * kMaxGroups, kU32Array),
     SPEC(CKPT_HDR_RLIMITS, "RLIMITS", ckpt_rlimits, kRlimitsFields, 0, kNone),
@@ -295,9 +337,10 @@ std::vector<DecodedField> DecodeRecord(const RecordSpec& spec, std::span<const u
       }
       break;
     }
+    case TailKind::kU16Array:
     case TailKind::kU32Array:
     case TailKind::kU64Array: {
-      uint32_t w = spec.tail == TailKind::kU32Array ? 4 : 8;
+      uint32_t w = spec.tail == TailKind::kU16Array ? 2 : spec.tail == TailKind::kU32Array ? 4 : 8;
       std::string list;
       for (size_t at = 0; at + w <= tail.size(); at += w) {
         absl::StrAppend(&list, at ? "," : "", LoadUnsigned(tail.data() + at, w));

@@ -36,6 +36,7 @@ enum class TailKind : uint8_t {
   kNone,       // nothing (or fields a later minor version appended)
   kText,       // UTF-8 text
   kPaths,      // strings whose lengths are fields of the struct
+  kU16Array,   // little-endian u16 values
   kU32Array,   // little-endian u32 values
   kU64Array,   // little-endian u64 values
   kPageRuns,   // ckpt_page_run[]

@@ -82,6 +82,7 @@ uint64_t ParseVmFlags(absl::string_view value) {
     else if (f == "ss") flags |= kVmShadowStack;
     else if (f == "sl") flags |= kVmSealed;
     else if (f == "mw") flags |= kVmMayWrite;
+    else if (f == "ht") flags |= kVmHugetlb;
   }
   return flags;
 }

@@ -35,6 +35,7 @@ enum VmFlag : uint64_t {
   kVmShadowStack = 1u << 13, // ss
   kVmSealed = 1u << 14,      // sl
   kVmMayWrite = 1u << 15,    // mw
+  kVmHugetlb = 1u << 16,     // ht
 };
 
 struct Vma {

@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <thread>
+#include <set>
 #include <cstring>
 
 #include "absl/strings/match.h"
@@ -19,6 +20,7 @@
 #include "lib/base/status.h"
 #include "lib/mm/mapped_file.h"
 #include "lib/mm/mm.h"
+#include "lib/mm/shmem.h"
 #include "lib/base/buffer.h"
 #include "lib/task/proc.h"
 #include "lib/task/remote.h"
@@ -51,6 +53,11 @@ uint64_t AdviceOf(uint64_t vm_flags) {
   return a;
 }
 
+// Kinds whose VMA maps an object (a file, a segment, shared memory).
+bool FileBacked(uint32_t kind) {
+  return kind == image::kVmaFile || kind == image::kVmaSysvShm || kind == image::kVmaShmem;
+}
+
 // Sets rec.kind (and for files, rec.file_ref); refuses what is not
 // supported yet, naming the mapping.
 absl::Status Classify(pid_t pid, const Vma& v, objhash::ObjHash& objects,
@@ -72,14 +79,38 @@ absl::Status Classify(pid_t pid, const Vma& v, objhash::ObjHash& objects,
   } else if (v.vm_flags & (kVmIo | kVmPfnMap)) {
     return absl::UnimplementedError(
         absl::StrCat(Describe(pid, v), " maps device memory: not supported"));
+  } else if (v.vm_flags & kVmHugetlb) {
+    return absl::UnimplementedError(absl::StrCat(
+        Describe(pid, v), " is a hugetlb mapping (MAP_HUGETLB, SHM_HUGETLB, hugetlbfs): not supported"));
   } else if (v.name == "[heap]") {
     rec->kind = image::kVmaHeap;
   } else if (v.name == "[stack]") {
     rec->kind = image::kVmaStack;
   } else if (v.name.empty() || absl::StartsWith(v.name, "[anon:")) {
     rec->kind = image::kVmaAnon;
-  } else if (v.deleted && v.is_file() && !absl::StartsWith(v.name, "/memfd:") &&
-             options.register_deleted) {
+  } else if (absl::StartsWith(v.name, "/SYSV")) {
+    // A SysV shm attachment: the segment was registered with the IPC
+    // namespace (its inode number is its id).
+    rec->kind = image::kVmaSysvShm;
+    ASSIGN_OR_RETURN(rec->file_ref, objects.Lookup(objhash::ObjKind::kShm,
+                                                   objhash::Identity::OfIpcId(static_cast<int>(v.ino))));
+    if (rec->file_ref == 0) {
+      return absl::UnavailableError(absl::StrCat(
+          Describe(pid, v), " attaches SysV segment ", v.ino,
+          ", which was not in the IPC namespace a moment ago: it changed during the dump; retry"));
+    }
+  } else if (absl::StartsWith(v.name, "/memfd:") || v.name == "/dev/zero" ||
+             absl::StartsWith(v.name, "[anon_shmem:")) {
+    bool memfd = absl::StartsWith(v.name, "/memfd:");
+    if (!memfd && !v.shared) {
+      return absl::UnimplementedError(absl::StrCat(Describe(pid, v), " is a private mapping of /dev/zero"));
+    }
+    rec->kind = image::kVmaShmem;
+    std::string name = memfd ? v.name.substr(7) : std::string();
+    ASSIGN_OR_RETURN(rec->file_ref,
+                     RegisterShmemMapping(objects, pid, v.start, v.end, v.offset, memfd, name,
+                                          makedev(v.dev_major, v.dev_minor), v.ino));
+  } else if (v.deleted && v.is_file() && options.register_deleted) {
     rec->kind = image::kVmaFile;
     absl::StatusOr<uint32_t> ghost = options.register_deleted(pid, v);
     if (!ghost.ok()) return Annotate(ghost.status(), Describe(pid, v));
@@ -88,12 +119,9 @@ absl::Status Classify(pid_t pid, const Vma& v, objhash::ObjHash& objects,
         objects, v.name, makedev(v.dev_major, v.dev_minor), v.ino, writable, *ghost);
     if (!ref.ok()) return Annotate(ref.status(), Describe(pid, v));
     rec->file_ref = *ref;
-  } else if (v.deleted || absl::StartsWith(v.name, "/memfd:") ||
-             absl::StartsWith(v.name, "/SYSV") || v.name == "/dev/zero" ||
-             absl::StartsWith(v.name, "[anon_shmem:")) {
-    return absl::UnimplementedError(absl::StrCat(
-        Describe(pid, v), v.deleted ? " (deleted)" : "",
-        " is shared memory or a deleted file: not supported yet"));
+  } else if (v.deleted) {
+    return absl::UnimplementedError(
+        absl::StrCat(Describe(pid, v), " (deleted) is not supported"));
   } else if (v.is_file()) {
     rec->kind = image::kVmaFile;
     bool writable = v.shared && ((v.prot & PROT_WRITE) || (v.vm_flags & kVmMayWrite));
@@ -105,9 +133,9 @@ absl::Status Classify(pid_t pid, const Vma& v, objhash::ObjHash& objects,
     return absl::UnimplementedError(
         absl::StrCat(Describe(pid, v), " is a special mapping libckpt does not know"));
   }
-  if (v.shared && rec->kind != image::kVmaFile) {
+  if (v.shared && !FileBacked(rec->kind)) {
     return absl::UnimplementedError(absl::StrCat(
-        Describe(pid, v), " is shared anonymous memory: not supported yet"));
+        Describe(pid, v), " is a shared mapping of a kind libckpt does not know"));
   }
   return absl::OkStatus();
 }
@@ -231,8 +259,20 @@ absl::StatusOr<MmDump> CollectMm(pid_t pid, uint64_t brk, objhash::ObjHash& obje
                    options.force_pagemap_file
                        ? PageScanner::Open(pid, PageScanner::Method::kPagemapFile)
                        : PageScanner::Open(pid));
+  std::set<uint64_t> shm_bases;  // where each SysV attachment starts
   for (const Vma& v : vmas) {
     if (v.name == "[vsyscall]") continue;  // the kernel's, at a fixed address
+    if (absl::StartsWith(v.name, "/SYSV")) {
+      // The restore attaches the whole segment where its first page was,
+      // then sets each part's protection: that first page must be there.
+      if (v.offset == 0) {
+        shm_bases.insert(v.start);
+      } else if (v.offset > v.start || !shm_bases.count(v.start - v.offset)) {
+        return absl::UnimplementedError(absl::StrCat(
+            Describe(pid, v), ": an attachment of SysV segment ", v.ino,
+            " whose first page was unmapped is not supported"));
+      }
+    }
     VmaDump d;
     d.name = v.name;
     image::ckpt_vma& r = d.rec;
@@ -242,10 +282,9 @@ absl::StatusOr<MmDump> CollectMm(pid_t pid, uint64_t brk, objhash::ObjHash& obje
     r.prot = v.prot;
     RETURN_IF_ERROR(Classify(pid, v, objects, options, &r));
     r.flags = v.shared ? MAP_SHARED : MAP_PRIVATE;
-    if (r.kind != image::kVmaFile) r.flags |= MAP_ANONYMOUS;
+    if (!FileBacked(r.kind)) r.flags |= MAP_ANONYMOUS;
     if (v.vm_flags & kVmGrowsDown) r.flags |= MAP_GROWSDOWN;
-    if (r.kind == image::kVmaFile && r.pgoff != v.offset) r.pgoff = v.offset;
-    if (r.kind != image::kVmaFile) r.pgoff = 0;
+    r.pgoff = FileBacked(r.kind) ? v.offset : 0;
     r.advice = AdviceOf(v.vm_flags);
     mm.vmas.push_back(std::move(d));
   }

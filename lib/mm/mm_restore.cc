@@ -5,12 +5,14 @@
 // protection and advice set, and the mm fields set with PR_SET_MM_MAP.
 
 #include <sys/mman.h>
+#include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
 #include <array>
 
 #include "absl/strings/str_cat.h"
@@ -19,6 +21,7 @@
 #include "lib/base/status.h"
 #include "lib/mm/mapped_file.h"
 #include "lib/mm/mm.h"
+#include "lib/mm/shmem.h"
 #include "lib/task/remote.h"
 
 namespace ckpt::mm {
@@ -84,8 +87,13 @@ absl::Status ValidateVma(image::Reader& r, const image::ckpt_vma& v, uint64_t pr
   bool anon = v.flags & MAP_ANONYMOUS;
   switch (v.kind) {
     case image::kVmaFile:
-      if (anon || v.file_ref == 0) return r.FieldError("file_ref", "a file VMA without a file");
+    case image::kVmaSysvShm:
+    case image::kVmaShmem:
+      if (anon || v.file_ref == 0) return r.FieldError("file_ref", "a VMA of an object without one");
       if (v.pgoff % kPage) return r.FieldError("pgoff", absl::Hex(v.pgoff), " is not aligned");
+      if (v.kind == image::kVmaSysvShm && !(v.flags & MAP_SHARED)) {
+        return r.FieldError("flags", "a SysV shm attachment is shared");
+      }
       break;
     case image::kVmaAnon:
     case image::kVmaHeap:
@@ -288,6 +296,48 @@ absl::StatusOr<uint64_t> FillPageArray(image::Reader& r, MmRestoreContext& ctx, 
 
 }  // namespace
 
+namespace {
+
+// One shmat() of a SysV segment, and the parts of it the image's VMAs
+// cover.
+struct ShmAttachment {
+  uint64_t size = 0;
+  std::vector<std::pair<uint64_t, uint64_t>> covered;
+};
+
+// A VMA of a SysV shm attachment: the first (at offset 0) attaches the
+// whole segment there; every VMA then gets its own protection.
+absl::Status AttachShm(image::Reader& r, MmRestoreContext& ctx, const image::ckpt_vma& v,
+                       std::map<uint64_t, ShmAttachment>& attachments) {
+  ASSIGN_OR_RETURN(const objhash::RestoredObject* shm,
+                   ctx.objects->Get(v.file_ref, objhash::ObjKind::kShm));
+  const uint64_t size = (std::any_cast<uint64_t>(shm->data) + kPage - 1) & ~(kPage - 1);
+  const uint64_t base = v.start - v.pgoff;
+  if (v.pgoff + (v.end - v.start) > size) {
+    return r.FieldError("end", "the attachment is longer than its segment (", size, " bytes)");
+  }
+  task::SyscallQueue& q = *ctx.queue;
+  auto it = attachments.find(base);
+  if (it == attachments.end()) {
+    if (v.pgoff != 0) {
+      return absl::UnimplementedError(absl::StrCat(
+          "a SysV shm attachment whose first page was unmapped (at 0x", absl::Hex(v.start),
+          ") is not supported"));
+    }
+    uint64_t flags = (v.prot & PROT_WRITE) ? 0 : SHM_RDONLY;
+    if (v.prot & PROT_EXEC) flags |= SHM_EXEC;
+    RETURN_IF_ERROR(q.Reserve(1, 0));
+    q.batch().Add(SYS_shmat, {static_cast<uint64_t>(shm->id), base, flags});
+    it = attachments.emplace(base, ShmAttachment{size, {}}).first;
+  }
+  it->second.covered.push_back({v.start, v.end});
+  RETURN_IF_ERROR(q.Reserve(1, 0));
+  q.batch().Add(SYS_mprotect, {v.start, v.end - v.start, v.prot});
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<RestorerLayout> ReadRestorerLayout() {
   ASSIGN_OR_RETURN(std::string text, ReadFile("/proc/self/maps"));
   RestorerLayout layout;
@@ -343,6 +393,7 @@ absl::Status RestoreMm(image::Reader& r, MmRestoreContext& ctx, MmStats* stats) 
   RETURN_IF_ERROR(q.Flush());
 
   uint64_t prev_end = 0;
+  std::map<uint64_t, ShmAttachment> attachments;
   for (uint32_t i = 0; i < mm.nr_vmas; ++i) {
     ASSIGN_OR_RETURN(image::ckpt_vma v, r.Expect<image::ckpt_vma>(image::CKPT_HDR_VMA));
     RETURN_IF_ERROR(ValidateVma(r, v, prev_end, ctx.free_area));
@@ -368,10 +419,16 @@ absl::Status RestoreMm(image::Reader& r, MmRestoreContext& ctx, MmStats* stats) 
       if (v.kind == image::kVmaVdso) ctx.vdso_start = v.start;
       continue;
     }
+    if (v.kind == image::kVmaSysvShm) {
+      RETURN_IF_ERROR(AttachShm(r, ctx, v, attachments));
+      continue;
+    }
     int fd = -1;
-    if (v.kind == image::kVmaFile) {
+    if (v.kind == image::kVmaFile || v.kind == image::kVmaShmem) {
       ASSIGN_OR_RETURN(const objhash::RestoredObject* file,
-                       ctx.objects->Get(v.file_ref, objhash::ObjKind::kMappedFile));
+                       ctx.objects->Get(v.file_ref, v.kind == image::kVmaFile
+                                                        ? objhash::ObjKind::kMappedFile
+                                                        : objhash::ObjKind::kShmem));
       fd = file->fd;
     }
     const bool fill = v.nr_pages > 0;
@@ -391,6 +448,23 @@ absl::Status RestoreMm(image::Reader& r, MmRestoreContext& ctx, MmStats* stats) 
     if (v.advice & image::kAdvLocked) stage.after.push_back({SYS_mlock, v.start, len, 0});
   }
   RETURN_IF_ERROR(FlushStage(ctx, stage));
+  // What an attachment covered beyond its recorded VMAs had been unmapped.
+  for (const auto& [base, a] : attachments) {
+    uint64_t at = base;
+    std::vector<std::pair<uint64_t, uint64_t>> covered = a.covered;
+    std::sort(covered.begin(), covered.end());
+    for (const auto& [lo, hi] : covered) {
+      if (lo > at) {
+        RETURN_IF_ERROR(q.Reserve(1, 0));
+        q.batch().Add(SYS_munmap, {at, lo - at});
+      }
+      at = std::max(at, hi);
+    }
+    if (at < base + a.size) {
+      RETURN_IF_ERROR(q.Reserve(1, 0));
+      q.batch().Add(SYS_munmap, {at, base + a.size - at});
+    }
+  }
   for (size_t k = 0; k < family.size(); ++k) {
     if (!placed[k]) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -430,6 +504,8 @@ absl::Status RestoreMm(image::Reader& r, MmRestoreContext& ctx, MmStats* stats) 
 }
 
 absl::Status RegisterMmHandlers(objhash::HandlerTable& table) {
+  RETURN_IF_ERROR(table.Register({objhash::ObjKind::kShmem, "shared memory",
+                                  image::CKPT_HDR_SHMEM, CheckpointShmem, RestoreShmem}));
   return table.Register({objhash::ObjKind::kMappedFile, "mapped file",
                          image::CKPT_HDR_MAPPED_FILE, CheckpointMappedFile, RestoreMappedFile});
 }

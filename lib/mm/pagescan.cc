@@ -95,10 +95,20 @@ absl::Status PageScanner::Scan(uint64_t start, uint64_t end, ScanResult* out) {
   if (start % kPage || end % kPage || end < start) {
     return absl::InvalidArgumentError(absl::StrFormat("scan of 0x%x-0x%x", start, end));
   }
-  return method_ == Method::kPagemapScan ? ScanIoctl(start, end, out) : ScanFile(start, end, out);
+  return method_ == Method::kPagemapScan ? ScanIoctl(start, end, false, out)
+                                         : ScanFile(start, end, false, out);
 }
 
-absl::Status PageScanner::ScanIoctl(uint64_t start, uint64_t end, ScanResult* out) {
+absl::Status PageScanner::ScanShared(uint64_t start, uint64_t end, ScanResult* out) {
+  if (start % kPage || end % kPage || end < start) {
+    return absl::InvalidArgumentError(absl::StrFormat("scan of 0x%x-0x%x", start, end));
+  }
+  return method_ == Method::kPagemapScan ? ScanIoctl(start, end, true, out)
+                                         : ScanFile(start, end, true, out);
+}
+
+absl::Status PageScanner::ScanIoctl(uint64_t start, uint64_t end, bool shared,
+                                    ScanResult* out) {
   static_assert(sizeof(Region) == sizeof(page_region));
   if (regions_.empty()) regions_.resize(kRegionsPerCall);
   std::vector<Region>& regions = regions_;
@@ -123,7 +133,8 @@ absl::Status PageScanner::ScanIoctl(uint64_t start, uint64_t end, ScanResult* ou
       // A clean page of a file mapping is read back from the file; the
       // zero page reads as zeros. Anything else (anonymous memory, and
       // the copy-on-write copies in a private file mapping) is saved.
-      if (r.categories & (kPageIsFile | kPageIsPfnZero)) {
+      const uint64_t skip = shared ? kPageIsPfnZero : (kPageIsFile | kPageIsPfnZero);
+      if (r.categories & skip) {
         out->skipped += pages;
       } else {
         AppendRun(&out->runs, r.start, pages);
@@ -138,7 +149,8 @@ absl::Status PageScanner::ScanIoctl(uint64_t start, uint64_t end, ScanResult* ou
   return absl::OkStatus();
 }
 
-absl::Status PageScanner::ScanFile(uint64_t start, uint64_t end, ScanResult* out) {
+absl::Status PageScanner::ScanFile(uint64_t start, uint64_t end, bool shared,
+                                   ScanResult* out) {
   if (entries_.empty()) entries_.resize(kEntriesPerRead);
   std::vector<uint64_t>& entries = entries_;
   const uint64_t zero_pfn = ZeroPfn();
@@ -157,7 +169,7 @@ absl::Status PageScanner::ScanFile(uint64_t start, uint64_t end, ScanResult* out
       uint64_t e = entries[i];
       if (!(e & (kPmPresent | kPmSwapped))) continue;
       bool zero = (e & kPmPresent) && zero_pfn != 0 && (e & kPmPfnMask) == zero_pfn;
-      if ((e & kPmFileOrShared) || zero) {
+      if ((!shared && (e & kPmFileOrShared)) || zero) {
         ++out->skipped;
       } else {
         AppendRun(&out->runs, at + i * kPage, 1);

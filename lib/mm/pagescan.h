@@ -40,6 +40,9 @@ class PageScanner {
 
   // Appends the pages of [start, end) worth saving to `out`.
   absl::Status Scan(uint64_t start, uint64_t end, ScanResult* out);
+  // Appends every page of [start, end) that is present or swapped out,
+  // file pages included: the pages of a shared memory mapping.
+  absl::Status ScanShared(uint64_t start, uint64_t end, ScanResult* out);
 
   Method method() const { return method_; }
 
@@ -49,8 +52,8 @@ class PageScanner {
   struct Region {
     uint64_t start, end, categories;
   };
-  absl::Status ScanIoctl(uint64_t start, uint64_t end, ScanResult* out);
-  absl::Status ScanFile(uint64_t start, uint64_t end, ScanResult* out);
+  absl::Status ScanIoctl(uint64_t start, uint64_t end, bool shared, ScanResult* out);
+  absl::Status ScanFile(uint64_t start, uint64_t end, bool shared, ScanResult* out);
 
   pid_t pid_;
   UniqueFd fd_;

@@ -29,6 +29,8 @@ const char* ObjKindName(ObjKind kind) {
       return "SHM";
     case ObjKind::kGhost:
       return "GHOST";
+    case ObjKind::kShmem:
+      return "SHMEM";
   }
   return "UNKNOWN";
 }

@@ -42,6 +42,7 @@ enum class ObjKind : uint32_t {
   kSighand = 8,     // signal handlers (CLONE_SIGHAND)
   kShm = 9,         // a SysV shm segment, by inode
   kGhost = 10,      // a deleted file's inode, with its contents
+  kShmem = 11,      // a memfd or shared anonymous memory, by inode
 };
 
 // "FILE", "MAPPED_FILE", ...

@@ -3,6 +3,7 @@
 //
 //   ckpt dump    --pid PID --image PATH|-  [--leave-running] [--shell-job] [--container]
 //   ckpt restore --image PATH|-            [--detach] [--pidfile PATH] [--new-pidns] [--shell-job]
+//                                          [--ipc-ns new|current]
 //   ckpt show    --image PATH|-            [--json]
 //   ckpt check
 
@@ -31,6 +32,7 @@ constexpr char kUsage[] =
     "usage:\n"
     "  ckpt dump    --pid PID --image PATH|-  [--leave-running] [--shell-job] [--container]\n"
     "  ckpt restore --image PATH|-            [--detach] [--pidfile PATH] [--new-pidns] [--shell-job]\n"
+    "                                         [--ipc-ns new|current]\n"
     "  ckpt show    --image PATH|-            [--json]\n"
     "  ckpt check\n";
 
@@ -126,11 +128,22 @@ int Dump(const std::vector<std::string>& args) {
 
 int Restore(const std::vector<std::string>& args) {
   absl::StatusOr<Flags> flags =
-      ParseFlags(args, {{"image", "pidfile"}, {"detach", "new-pidns", "shell-job"}, {"image"}});
+      ParseFlags(args, {{"image", "pidfile", "ipc-ns"}, {"detach", "new-pidns", "shell-job"}, {"image"}});
   if (!flags.ok()) return Usage("restore", flags.status());
+  RestoreOptions options;
+  if (flags->values.count("ipc-ns")) {
+    const std::string& ns = flags->Get("ipc-ns");
+    if (ns == "new") {
+      options.ipc_ns = IpcNamespace::kNew;
+    } else if (ns == "current") {
+      options.ipc_ns = IpcNamespace::kCurrent;
+    } else {
+      return Usage("restore", absl::InvalidArgumentError(
+                                  absl::StrCat("--ipc-ns '", ns, "' is neither 'new' nor 'current'")));
+    }
+  }
   absl::StatusOr<UniqueFd> in = OpenImageInput(flags->Get("image"));
   if (!in.ok()) return Fail("restore", in.status());
-  RestoreOptions options;
   options.shell_job = flags->Has("shell-job");
   options.new_pidns = flags->Has("new-pidns");
   Restorer restorer(options);

@@ -1,0 +1,170 @@
+// SysV IPC end to end: shared segments (one removed while attached), a
+// message queue and a semaphore set, in an IPC namespace of the tree's own
+// or in the dumper's. The test process first enters an IPC namespace of
+// its own (the "current" namespace below), so the host's is never touched.
+
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/shm.h>
+#include <sys/stat.h>
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "lib/image/format.h"
+#include "tests/e2e/harness.h"
+#include "tests/e2e/image_edit.h"
+
+namespace ckpt::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr uint64_t kMiB = 1 << 20;
+
+ino_t IpcNs(const std::string& proc_dir) {
+  struct stat st;
+  if (stat((proc_dir + "/ns/ipc").c_str(), &st) != 0) return 0;
+  return st.st_ino;
+}
+
+// Lines of /proc/sysvipc/shm after the header.
+int SegmentCount() {
+  std::ifstream in("/proc/sysvipc/shm");
+  std::string line;
+  int n = -1;
+  while (std::getline(in, line)) ++n;
+  return n;
+}
+
+struct Ids {
+  int shm_a = -1, shm_b = -1, msq = -1, sem = -1;
+};
+
+Ids ReadIds(const Subject& s) {
+  Ids ids;
+  std::string out = ReadOutput(s);
+  size_t at = out.find("IDS ");
+  if (at != std::string::npos) {
+    std::istringstream in(out.substr(at + 4));
+    in >> ids.shm_a >> ids.shm_b >> ids.msq >> ids.sem;
+  }
+  return ids;
+}
+
+class SysvTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    ASSERT_EQ(unshare(CLONE_NEWIPC), 0) << strerror(errno);
+  }
+
+  // Starts the subject, waits until both its processes are set, dumps
+  // (killing it) and reaps it.
+  void StartAndDump(const std::string& mode, const std::string& image, DumpStats* stats = nullptr) {
+    absl::StatusOr<Subject> s = StartSubject("sysvipc", {mode, "4096"});
+    ASSERT_TRUE(s.ok()) << s.status();
+    subject_ = *s;
+    ASSERT_TRUE(WaitForCount(subject_, "READY", 2).ok()) << ReadOutput(subject_);
+    ids_ = ReadIds(subject_);
+    ASSERT_GE(ids_.shm_a, 0) << ReadOutput(subject_);
+    absl::Status st = DumpToFile(subject_.pid, image, {}, stats);
+    ASSERT_TRUE(st.ok()) << st;
+    KillAndReapAll(ReadyPids(subject_));
+  }
+
+  void ExpectPass(pid_t root) {
+    kill(root, SIGUSR1);
+    absl::StatusOr<int> code = WaitExit(root);
+    ASSERT_TRUE(code.ok()) << code.status();
+    EXPECT_EQ(*code, 0) << ReadOutput(subject_);
+    EXPECT_THAT(ReadOutput(subject_), HasSubstr("PASS"));
+    EXPECT_THAT(ReadOutput(subject_), HasSubstr("child ok"));
+  }
+
+  Subject subject_;
+  Ids ids_;
+};
+
+TEST_F(SysvTest, OwnNamespaceComesBackWithSharingQueueAndSemaphores) {
+  std::string image = TempPath("sysv-own.img");
+  DumpStats stats;
+  ASSERT_NO_FATAL_FAILURE(StartAndDump("own", image, &stats));
+  // Segment A holds ~2 MiB of pattern and is attached three times (twice
+  // by the child): saved once.
+  EXPECT_GT(stats.image_bytes, 2 * kMiB);
+  EXPECT_LT(stats.image_bytes, 3 * kMiB) << "segment contents saved more than once?";
+  const ino_t mine = IpcNs("/proc/thread-self");
+  absl::StatusOr<pid_t> root = RestoreFromFile(image);
+  ASSERT_TRUE(root.ok()) << root.status();
+  // A fresh namespace for the tree; this thread is back in its own.
+  EXPECT_EQ(IpcNs("/proc/thread-self"), mine);
+  EXPECT_NE(IpcNs(absl::StrCat("/proc/", *root)), mine);
+  EXPECT_EQ(SegmentCount(), 0);
+  ExpectPass(*root);
+}
+
+TEST_F(SysvTest, DumpersNamespaceNeedsTheIdsFree) {
+  std::string image = TempPath("sysv-host.img");
+  ASSERT_NO_FATAL_FAILURE(StartAndDump("host", image));
+  // A outlives its processes (it was never removed); B went with them.
+  ASSERT_EQ(SegmentCount(), 1);
+  absl::StatusOr<pid_t> root = RestoreFromFile(image);
+  ASSERT_FALSE(root.ok());
+  EXPECT_EQ(root.status().code(), absl::StatusCode::kFailedPrecondition) << root.status();
+  EXPECT_THAT(root.status().message(), HasSubstr("ipcrm"));
+  // The failed restore removed what it made and left no task behind.
+  EXPECT_EQ(SegmentCount(), 1);
+  EXPECT_NE(kill(subject_.pid, 0), 0);
+
+  ASSERT_EQ(shmctl(ids_.shm_a, IPC_RMID, nullptr), 0);
+  const ino_t mine = IpcNs("/proc/thread-self");
+  root = RestoreFromFile(image);
+  ASSERT_TRUE(root.ok()) << root.status();
+  EXPECT_EQ(IpcNs(absl::StrCat("/proc/", *root)), mine);
+  ExpectPass(*root);
+  EXPECT_EQ(SegmentCount(), 0);
+}
+
+TEST_F(SysvTest, IpcNsNewOverridesTheDefault) {
+  std::string image = TempPath("sysv-host-new.img");
+  ASSERT_NO_FATAL_FAILURE(StartAndDump("host", image));
+  ASSERT_EQ(SegmentCount(), 1);  // the original A, still here
+  RestoreOptions options;
+  options.ipc_ns = IpcNamespace::kNew;
+  Restorer restorer(options);
+  int fd = open(image.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  absl::StatusOr<pid_t> root = restorer.Restore(fd);
+  close(fd);
+  ASSERT_TRUE(root.ok()) << root.status();
+  EXPECT_NE(IpcNs(absl::StrCat("/proc/", *root)), IpcNs("/proc/thread-self"));
+  ExpectPass(*root);
+  EXPECT_EQ(shmctl(ids_.shm_a, IPC_RMID, nullptr), 0);
+}
+
+TEST_F(SysvTest, CorruptSegmentRecordIsRefusedByName) {
+  std::string image = TempPath("sysv-bad.img");
+  ASSERT_NO_FATAL_FAILURE(StartAndDump("own", image));
+  std::string bad = TempPath("sysv-bad-edited.img");
+  ASSERT_TRUE(RewriteImage(image, bad, [](uint32_t type, std::string* payload) {
+                if (type != image::CKPT_HDR_SHM) return;
+                image::ckpt_shm shm;
+                std::memcpy(&shm, payload->data(), sizeof(shm));
+                shm.size = 1ull << 60;
+                std::memcpy(payload->data(), &shm, sizeof(shm));
+              }).ok());
+  absl::StatusOr<pid_t> root = RestoreFromFile(bad);
+  ASSERT_FALSE(root.ok());
+  EXPECT_THAT(root.status().message(), HasSubstr("SHM"));
+  EXPECT_THAT(root.status().message(), HasSubstr("'size'"));
+  EXPECT_EQ(SegmentCount(), 0);
+}
+
+}  // namespace
+}  // namespace ckpt::testing
