@@ -184,6 +184,85 @@ BENCHMARK(BM_Restore)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
+// Shared memory of 1 GiB, dense: 0 MAP_SHARED|MAP_ANONYMOUS, 1 a SysV
+// segment (in an IPC namespace of the subject's own). Dumped to a tmpfs
+// file with --leave-running.
+const char* SharedKind(int64_t kind) { return kind == 0 ? "shared" : "sysv"; }
+
+void BM_SharedDump(benchmark::State& state) {
+  const int mib = static_cast<int>(state.range(0));
+  const char* kind = SharedKind(state.range(1));
+  absl::StatusOr<Subject> s =
+      testing::StartProgram(BenchProgram("touch"), {absl::StrCat(mib), "1", kind});
+  if (!s.ok() || !testing::WaitForOutput(*s, "READY", 120000).ok()) {
+    return state.SkipWithError("no subject");
+  }
+  DumpOptions options;
+  options.leave_running = true;
+  uint64_t bytes = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    int fd = open(absl::StrCat(kImageDir, "/bench-shared.img").c_str(),
+                  O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    state.ResumeTiming();
+    Checkpointer dumper(options);
+    absl::Status st = dumper.Dump(s->pid, fd);
+    state.PauseTiming();
+    close(fd);
+    if (!st.ok()) return state.SkipWithError(std::string(st.message()).c_str());
+    bytes = dumper.stats().image_bytes;
+    state.ResumeTiming();
+  }
+  testing::KillAndReap(s->pid);
+  unlink(absl::StrCat(kImageDir, "/bench-shared.img").c_str());
+  state.SetBytesProcessed(state.iterations() * bytes);
+  state.SetLabel(kind);
+}
+BENCHMARK(BM_SharedDump)
+    ->ArgNames({"MiB", "kind"})
+    ->ArgsProduct({{1024}, {0, 1}})
+    ->Iterations(1)
+    ->Repetitions(5)
+    ->DisplayAggregatesOnly(true)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+void BM_SharedRestore(benchmark::State& state) {
+  const int mib = static_cast<int>(state.range(0));
+  const char* kind = SharedKind(state.range(1));
+  std::string image = absl::StrCat(kImageDir, "/bench-shared-restore.img");
+  {
+    absl::StatusOr<Subject> s =
+        testing::StartProgram(BenchProgram("touch"), {absl::StrCat(mib), "1", kind});
+    if (!s.ok() || !testing::WaitForOutput(*s, "READY", 120000).ok()) {
+      return state.SkipWithError("no subject");
+    }
+    if (!testing::DumpToFile(s->pid, image).ok()) return state.SkipWithError("dump failed");
+    testing::KillAndReap(s->pid);
+  }
+  uint64_t bytes = 0;
+  for (auto _ : state) {
+    RestoreStats stats;
+    absl::StatusOr<pid_t> pid = testing::RestoreFromFile(image, &stats);
+    state.PauseTiming();
+    if (!pid.ok()) return state.SkipWithError(std::string(pid.status().message()).c_str());
+    bytes = stats.image_bytes;
+    testing::KillAndReap(*pid);
+    state.ResumeTiming();
+  }
+  unlink(image.c_str());
+  state.SetBytesProcessed(state.iterations() * bytes);
+  state.SetLabel(kind);
+}
+BENCHMARK(BM_SharedRestore)
+    ->ArgNames({"MiB", "kind"})
+    ->ArgsProduct({{1024}, {0, 1}})
+    ->Iterations(1)
+    ->Repetitions(5)
+    ->DisplayAggregatesOnly(true)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
 // Each iteration dumps the sleeper (killing it) and restores it: the
 // restored task is this process's child and the next iteration's subject.
 void BM_SmallDumpRestore(benchmark::State& state) {
