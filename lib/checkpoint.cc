@@ -33,6 +33,7 @@
 #include "lib/task/inject.h"
 #include "lib/task/proc.h"
 #include "lib/task/ptrace.h"
+#include "lib/task/restart.h"
 #include "lib/task/signals.h"
 #include "lib/task/thread.h"
 #include "lib/task/vdso.h"
@@ -57,6 +58,7 @@ struct ThreadDump {
   task::ThreadState state;
   std::unique_ptr<task::Injector> injector;
   bool touched = false;  // its registers were changed for injection
+  int64_t sleep_expiry = -1;  // CLOCK_MONOTONIC expiry of the sleep the freeze broke
 };
 
 struct TaskDump {
@@ -74,6 +76,7 @@ struct TaskDump {
   std::vector<fs::FdEntry> fds;
   mm::MmDump mm;
   image::ckpt_sighand sighand{};
+  task::TaskSignals signals;
 
   ThreadDump& leader() { return threads.at(pid); }
 };
@@ -89,6 +92,7 @@ class Dumper {
   absl::Status Gate(pid_t root);
   absl::Status FreezeTree(pid_t root);
   absl::StatusOr<bool> FreezeTask(TaskDump& t);
+  absl::Status WaitFrozen(TaskDump& t, pid_t tid);
   absl::Status CheckTask(const TaskDump& t);
   absl::Status RegisterPids();
   absl::Status CheckShared(TaskDump& t);
@@ -102,6 +106,7 @@ class Dumper {
   const DumpOptions& options_;
   DumpStats* stats_;
   image::ckpt_image_header header_{};
+  int64_t start_ns_ = 0;  // CLOCK_MONOTONIC at the checkpoint's start
   objhash::ObjHash objects_;
   std::unique_ptr<ipc::IpcDump> ipc_;
   std::vector<std::unique_ptr<TaskDump>> tasks_;  // parents before children
@@ -157,6 +162,25 @@ absl::Status Dumper::CheckTask(const TaskDump& t) {
   return absl::OkStatus();
 }
 
+// Waits until the interrupted thread `tid` of `t` stops (forgetting it if
+// it exits).
+absl::Status Dumper::WaitFrozen(TaskDump& t, pid_t tid) {
+  for (;;) {
+    ASSIGN_OR_RETURN(task::StopInfo stop, task::WaitStop(tid));
+    if (stop.exited) {
+      t.threads.erase(tid);
+      if (tid == t.pid) {
+        return absl::AbortedError(absl::StrCat("task ", t.pid, " exited while it was being frozen"));
+      }
+      return absl::OkStatus();
+    }
+    if (stop.group_stop) return absl::OkStatus();
+    // A signal arrived before the interrupt: let it be delivered, then the
+    // interrupt stops the thread.
+    RETURN_IF_ERROR(task::Cont(tid, stop.signal));
+  }
+}
+
 // Seizes and stops every thread of `t` not yet seized, until no new one
 // appears. Returns whether anything new was frozen.
 absl::StatusOr<bool> Dumper::FreezeTask(TaskDump& t) {
@@ -167,6 +191,7 @@ absl::StatusOr<bool> Dumper::FreezeTask(TaskDump& t) {
       return absl::AbortedError(absl::StrCat("task ", t.pid, " exited while it was being frozen"));
     }
     std::vector<pid_t> fresh;
+    bool seized = false;
     for (pid_t tid : *tids) {
       if (t.threads.count(tid)) continue;
       absl::Status st = task::Seize(tid, task::kSeizeOptions);
@@ -179,28 +204,21 @@ absl::StatusOr<bool> Dumper::FreezeTask(TaskDump& t) {
         return Annotate(st, task::TaskName(t.pid, tid));
       }
       t.threads[tid].state.tid = tid;
+      // A thread in a timed sleep whose time left only the kernel's timer
+      // knows: note the timers, stop it, and see which one went away.
+      task::SleepProbe probe = task::ProbeSleep(t.pid, tid);
       RETURN_IF_ERROR(task::Interrupt(tid));
-      fresh.push_back(tid);
-    }
-    if (fresh.empty()) return changed;
-    changed = true;
-    for (pid_t tid : fresh) {
-      for (;;) {
-        ASSIGN_OR_RETURN(task::StopInfo stop, task::WaitStop(tid));
-        if (stop.exited) {
-          t.threads.erase(tid);
-          if (tid == t.pid) {
-            return absl::AbortedError(
-                absl::StrCat("task ", t.pid, " exited while it was being frozen"));
-          }
-          break;
-        }
-        if (stop.group_stop) break;
-        // A signal arrived before the interrupt: let it be delivered, then
-        // the interrupt stops the thread.
-        RETURN_IF_ERROR(task::Cont(tid, stop.signal));
+      if (probe.armed) {
+        RETURN_IF_ERROR(WaitFrozen(t, tid));
+        if (t.threads.count(tid)) t.threads[tid].sleep_expiry = task::SleepExpiry(probe);
+      } else {
+        fresh.push_back(tid);
       }
+      seized = true;
     }
+    for (pid_t tid : fresh) RETURN_IF_ERROR(WaitFrozen(t, tid));
+    if (!seized) return changed;
+    changed = true;
   }
   return absl::AbortedError(absl::StrCat("task ", t.pid, " keeps creating threads"));
 }
@@ -373,7 +391,13 @@ absl::Status Dumper::CheckShared(TaskDump& t) {
 
 absl::Status Dumper::Collect(TaskDump& t) {
   RETURN_IF_ERROR(CheckShared(t));
-  for (auto& [tid, th] : t.threads) RETURN_IF_ERROR(task::CaptureThreadFrozen(tid, &th.state));
+  for (auto& [tid, th] : t.threads) {
+    RETURN_IF_ERROR(task::CaptureThreadFrozen(tid, &th.state));
+    ASSIGN_OR_RETURN(th.state.restart,
+                     task::PlanRestart(t.pid, th.state.regs, th.sleep_expiry, start_ns_));
+    ASSIGN_OR_RETURN(th.state.pending, task::PeekPending(tid, /*shared=*/false));
+  }
+  ASSIGN_OR_RETURN(std::vector<task::ProcTimer> timers, task::ReadProcTimers(t.pid));
   {
     Phase p("dump: collect mm");
     mm::CollectOptions options;
@@ -414,10 +438,25 @@ absl::Status Dumper::Collect(TaskDump& t) {
   task::CoreQuery core_q = task::QueueCoreQuery(batch);
   task::SighandQuery sig_q = task::QueueSighandQuery(batch, t.status.sig_cgt | t.status.sig_ign);
   task::ThreadQuery thread_q = task::QueueThreadQuery(batch);
+  task::SignalsQuery signals_q = task::QueueSignalsQuery(batch, std::move(timers));
   {
     Phase p("dump: injected queries");
     RETURN_IF_ERROR(leader.injector->Run(batch));
   }
+  ASSIGN_OR_RETURN(
+      t.signals,
+      task::ReadSignalsQuery(batch, signals_q, static_cast<int64_t>(NowNs()) - start_ns_,
+                             [this](pid_t tid) -> absl::StatusOr<uint32_t> {
+                               ASSIGN_OR_RETURN(uint32_t ref,
+                                                objects_.Lookup(objhash::ObjKind::kPid,
+                                                                objhash::Identity::OfPid(tid)));
+                               if (ref == 0) {
+                                 return absl::UnimplementedError(absl::StrCat(
+                                     "a POSIX timer notifies thread ", tid, ", outside the dump"));
+                               }
+                               return ref;
+                             }));
+  ASSIGN_OR_RETURN(t.signals.pending, task::PeekPending(t.pid, /*shared=*/true));
   t.mm.rec.brk = static_cast<uint64_t>(batch.ret(brk));
   ASSIGN_OR_RETURN(t.core, task::ReadCore(t.pid, t.status, batch, core_q));
   t.sighand = task::ReadSighand(batch, sig_q);
@@ -520,6 +559,7 @@ absl::Status Dumper::Write(int out_fd) {
     stats_->pages_written += mm_stats.pages;
     stats_->pages_skipped += mm_stats.skipped_pages;
     RETURN_IF_ERROR(task::WriteSighand(t->sighand, w));
+    RETURN_IF_ERROR(task::WriteSignals(t->signals, w));
     // The leader first, then the others.
     for (pid_t tid : [&] {
            std::vector<pid_t> order = {t->pid};
@@ -608,6 +648,7 @@ absl::Status Dumper::Thaw(bool kill) {
 
 absl::Status Dumper::Run(pid_t root, int out_fd) {
   const uint64_t start = NowNs();
+  start_ns_ = static_cast<int64_t>(start);
   header_ = image::DefaultImageHeader();
   {
     Phase p("dump: gate");

@@ -36,6 +36,7 @@
 #include "lib/task/inject.h"
 #include "lib/task/proc.h"
 #include "lib/task/ptrace.h"
+#include "lib/task/restart.h"
 #include "lib/task/signals.h"
 #include "lib/task/spawn.h"
 #include "lib/task/thread.h"
@@ -93,8 +94,9 @@ class RestoreRun {
   absl::Status CreateTasks();
   absl::Status SetUpGroups();
   absl::Status RestoreTask(image::Reader& r, TaskRestore& t);
-  absl::Status AddThread(TaskRestore& t, const task::ThreadState& thread, uint32_t tid_ref,
-                         const task::TaskCore& core);
+  // Creates a thread of `t`; returns its TID as the task sees it.
+  absl::StatusOr<pid_t> AddThread(TaskRestore& t, const task::ThreadState& thread,
+                                  uint32_t tid_ref, const task::TaskCore& core);
   void KillAll();
   // The number of pid object `ref` in the pid namespace of task `t`.
   pid_t PidIn(uint32_t ref, const TaskRestore& t) const;
@@ -107,6 +109,7 @@ class RestoreRun {
   objhash::RestoreTable objects_;
   ipc::IpcRestore ipc_;  // on failure: removes its objects after KillAll()
   int high_fd_base_ = 0;
+  int64_t start_ns_ = 0;  // CLOCK_MONOTONIC at the restore's start
   mm::RestorerLayout layout_;
   Buffer buffer_;
   uint64_t vdso_syscall_ = 0;
@@ -447,8 +450,8 @@ absl::Status RestoreRun::SetUpGroups() {
   return absl::OkStatus();
 }
 
-absl::Status RestoreRun::AddThread(TaskRestore& t, const task::ThreadState& thread,
-                                   uint32_t tid_ref, const task::TaskCore& core) {
+absl::StatusOr<pid_t> RestoreRun::AddThread(TaskRestore& t, const task::ThreadState& thread,
+                                            uint32_t tid_ref, const task::TaskCore& core) {
   auto levels = pids_.find(tid_ref);
   if (levels == pids_.end() || levels->second.size() != t.pids.size()) {
     return absl::InvalidArgumentError(absl::StrCat("task ", t.pid, ": thread objref ", tid_ref,
@@ -499,7 +502,12 @@ absl::Status RestoreRun::AddThread(TaskRestore& t, const task::ThreadState& thre
   RETURN_IF_ERROR(task::QueueCredsRestore(tq, core));
   RETURN_IF_ERROR(tq.Flush());
   RETURN_IF_ERROR(task::SetXstate(tid, thread.xstate));
-  return inj.ParkWith(thread.regs, thread.sigmask);
+  user_regs_struct regs = thread.regs;
+  if (thread.restart) {
+    ASSIGN_OR_RETURN(regs, task::PrimeRestart(inj, thread.regs, *thread.restart, start_ns_));
+  }
+  RETURN_IF_ERROR(inj.ParkWith(regs, thread.sigmask));
+  return nrs.back();
 }
 
 absl::Status RestoreRun::RestoreTask(image::Reader& r, TaskRestore& t) {
@@ -546,6 +554,8 @@ absl::Status RestoreRun::RestoreTask(image::Reader& r, TaskRestore& t) {
 
   ASSIGN_OR_RETURN(image::ckpt_sighand sighand, task::ReadSighandRecord(r));
   RETURN_IF_ERROR(task::QueueSighandRestore(q, sighand));
+  ASSIGN_OR_RETURN(task::TaskSignals signals, task::ReadSignalsRecords(r));
+  std::vector<std::pair<pid_t, std::vector<image::ckpt_siginfo>>> thread_pending;
   task::ThreadState leader;
   for (uint32_t i = 0; i < t.entry.nr_threads; ++i) {
     uint32_t tid_ref = 0;
@@ -557,8 +567,9 @@ absl::Status RestoreRun::RestoreTask(image::Reader& r, TaskRestore& t) {
       continue;
     }
     if (tid_ref == t.entry.pid_ref) return r.FieldError("tid_ref", "the leader appears twice");
-    st = AddThread(t, thread, tid_ref, core);
-    if (!st.ok()) return Annotate(st, absl::StrCat("task ", t.pid));
+    absl::StatusOr<pid_t> tid = AddThread(t, thread, tid_ref, core);
+    if (!tid.ok()) return Annotate(tid.status(), absl::StrCat("task ", t.pid));
+    if (!thread.pending.empty()) thread_pending.push_back({*tid, thread.pending});
   }
   RETURN_IF_ERROR(task::QueueRlimitsRestore(q, core));
   RETURN_IF_ERROR(task::QueueCredsRestore(q, core));
@@ -571,6 +582,18 @@ absl::Status RestoreRun::RestoreTask(image::Reader& r, TaskRestore& t) {
   struct timespec zero = {0, 0};
   q.batch().Add(SYS_rt_sigtimedwait,
                 {q.batch().AddStruct(chld), 0, q.batch().AddStruct(zero), 8}, task::kMayFail);
+  // Then the task's own pending signals and its timers.
+  const pid_t tgid = PidIn(t.entry.pid_ref, t);
+  if (!leader.pending.empty()) thread_pending.push_back({tgid, leader.pending});
+  RETURN_IF_ERROR(task::QueueSignalsRestore(
+      q, tgid, signals, thread_pending, start_ns_, [&](uint32_t ref) -> absl::StatusOr<pid_t> {
+        if (!pids_.count(ref)) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("task ", t.pid, ": a POSIX timer names pid objref ", ref,
+                           ", which the image does not have"));
+        }
+        return PidIn(ref, t);
+      }));
   {
     Phase p("restore: final batch");
     st = q.Flush();
@@ -580,7 +603,14 @@ absl::Status RestoreRun::RestoreTask(image::Reader& r, TaskRestore& t) {
   RETURN_IF_ERROR(task::SetXstate(t.pid, leader.xstate));
   const image::ckpt_sigaction& trap = sighand.action[SIGTRAP - 1];
   bool trap_ignored = trap.handler == reinterpret_cast<uint64_t>(SIG_IGN);
-  st = t.injector->Finish(leader.regs, leader.sigmask, trap_ignored ? &trap : nullptr);
+  user_regs_struct regs = leader.regs;
+  if (leader.restart) {
+    absl::StatusOr<user_regs_struct> primed =
+        task::PrimeRestart(*t.injector, leader.regs, *leader.restart, start_ns_);
+    if (!primed.ok()) return Annotate(primed.status(), absl::StrCat("task ", t.pid));
+    regs = *primed;
+  }
+  st = t.injector->Finish(regs, leader.sigmask, trap_ignored ? &trap : nullptr);
   if (!st.ok()) return Annotate(st, absl::StrCat("task ", t.pid));
   return absl::OkStatus();
 }
@@ -594,6 +624,7 @@ void RestoreRun::KillAll() {
 
 absl::StatusOr<pid_t> RestoreRun::Run(int in_fd) {
   const uint64_t start = NowNs();
+  start_ns_ = static_cast<int64_t>(start);
   image::FdSource source(in_fd);
   image::Reader r(&source);
   ASSIGN_OR_RETURN(image::ckpt_image_header header, r.ReadImageHeader());

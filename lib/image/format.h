@@ -103,6 +103,10 @@ enum RecordType : uint32_t {
   CKPT_HDR_SIGHAND = 70,    // ckpt_sighand
   CKPT_HDR_THREAD = 71,     // ckpt_thread; its xstate follows
   CKPT_HDR_XSTATE = 72,     // raw NT_X86_XSTATE area (XSAVE layout)
+  CKPT_HDR_RESTART = 73,    // ckpt_restart: how the thread's interrupted syscall resumes
+  CKPT_HDR_SIGINFO = 74,    // ckpt_siginfo: one pending signal
+  CKPT_HDR_SIGNALS = 75,    // ckpt_signals: a process's interval timers and signal queue
+  CKPT_HDR_POSIX_TIMER = 76,  // ckpt_posix_timer: one timer_create() timer
 };
 
 // ---------------------------------------------------------------- framing
@@ -478,9 +482,15 @@ static_assert(sizeof(ckpt_sighand) == 2048);
 // struct user_regs_struct of x86_64, in the kernel's order.
 inline constexpr uint32_t kNrUserRegs = 27;
 
+enum ThreadFlags : uint32_t {
+  kThreadRestart = 1u << 0,  // a RESTART record follows the SIGINFO records
+};
+
+// A thread: THREAD, XSTATE, nr_pending SIGINFO records (its own signal
+// queue, oldest first), then RESTART if flags say so.
 struct ckpt_thread {
   uint32_t tid_ref;
-  uint32_t flags;
+  uint32_t flags;  // ThreadFlags
   uint64_t regs[kNrUserRegs];
   uint64_t sigmask;
   uint64_t altstack_sp;
@@ -493,8 +503,67 @@ struct ckpt_thread {
   uint64_t clear_child_tid;
   uint64_t robust_list;
   uint64_t robust_list_len;
+  uint32_t nr_pending;  // SIGINFO records after XSTATE
+  uint32_t reserved;
 };
-static_assert(sizeof(ckpt_thread) == 296);
+static_assert(sizeof(ckpt_thread) == 304);
+
+// A syscall the freeze interrupted that the kernel would resume through a
+// restart block (it returned -ERESTART_RESTARTBLOCK): nanosleep,
+// clock_nanosleep, poll, futex waits with a timeout.
+enum RestartKind : uint32_t {
+  kRestartTimeLeft = 1,  // resume with remaining_ns, counted from the restore's start
+  kRestartSameArgs = 2,  // resume with the same arguments (an absolute deadline)
+  kRestartEintr = 3,     // the time left could not be known: the call fails with EINTR
+};
+
+struct ckpt_restart {
+  uint32_t kind;  // RestartKind
+  uint32_t reserved;
+  int64_t remaining_ns;  // kRestartTimeLeft: the time left at the checkpoint's start
+  char how[16];          // "time-left", "same-args" or "eintr", for readers of `ckpt show`
+};
+static_assert(sizeof(ckpt_restart) == 32);
+
+// A queued signal, as PTRACE_PEEKSIGINFO shows it (the kernel's 128-byte
+// siginfo).
+struct ckpt_siginfo {
+  uint8_t info[128];
+};
+static_assert(sizeof(ckpt_siginfo) == 128);
+inline constexpr uint32_t kMaxPendingSignals = 65536;
+
+struct ckpt_itimer {
+  int64_t interval_ns;
+  int64_t value_ns;  // time left at the checkpoint's start; 0: disarmed
+};
+static_assert(sizeof(ckpt_itimer) == 16);
+
+// After SIGHAND: the process's interval timers (ITIMER_REAL, _VIRTUAL,
+// _PROF), then nr_pending SIGINFO records (the process-wide signal queue)
+// and nr_timers POSIX_TIMER records.
+struct ckpt_signals {
+  ckpt_itimer itimer[3];
+  uint32_t nr_pending;
+  uint32_t nr_timers;
+};
+static_assert(sizeof(ckpt_signals) == 56);
+inline constexpr uint32_t kMaxPosixTimers = 65536;
+
+struct ckpt_posix_timer {
+  int32_t id;
+  int32_t clock;   // clockid_t
+  int32_t notify;  // SIGEV_SIGNAL, SIGEV_NONE or SIGEV_THREAD_ID
+  int32_t signo;
+  int32_t tid_ref;  // SIGEV_THREAD_ID: the thread's pid objref
+  uint32_t reserved;
+  uint64_t value;  // sigev_value
+  int64_t interval_ns;
+  int64_t value_ns;  // time left at the checkpoint's start; 0: disarmed
+  int32_t overrun;
+  uint32_t reserved2;
+};
+static_assert(sizeof(ckpt_posix_timer) == 56);
 
 inline constexpr uint64_t kMaxXstateLen = 64 * 1024;
 

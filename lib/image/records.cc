@@ -87,6 +87,36 @@ constexpr FieldSpec kGhostFields[] = {
     FLD(ckpt_ghost, uid, kUnsigned),    FLD(ckpt_ghost, gid, kUnsigned),
     FLD(ckpt_ghost, size, kUnsigned),   FLD(ckpt_ghost, path_len, kUnsigned),
 };
+constexpr FieldSpec kRestartFields[] = {
+    FLD(ckpt_restart, kind, kUnsigned),
+    FLD(ckpt_restart, remaining_ns, kSigned),
+    CHARS(ckpt_restart, how),
+};
+constexpr FieldSpec kSiginfoFields[] = {
+    FieldSpec{"signo", 0, 4, 1, FieldKind::kSigned},
+    FieldSpec{"errno", 4, 4, 1, FieldKind::kSigned},
+    FieldSpec{"code", 8, 4, 1, FieldKind::kSigned},
+    FieldSpec{"pid", 16, 4, 1, FieldKind::kSigned},
+    FieldSpec{"uid", 20, 4, 1, FieldKind::kUnsigned},
+    FieldSpec{"value", 24, 8, 1, FieldKind::kHex},
+};
+constexpr FieldSpec kSignalsFields[] = {
+    FieldSpec{"real_interval_ns", 0, 8, 1, FieldKind::kSigned},
+    FieldSpec{"real_value_ns", 8, 8, 1, FieldKind::kSigned},
+    FieldSpec{"virtual_interval_ns", 16, 8, 1, FieldKind::kSigned},
+    FieldSpec{"virtual_value_ns", 24, 8, 1, FieldKind::kSigned},
+    FieldSpec{"prof_interval_ns", 32, 8, 1, FieldKind::kSigned},
+    FieldSpec{"prof_value_ns", 40, 8, 1, FieldKind::kSigned},
+    FLD(ckpt_signals, nr_pending, kUnsigned),
+    FLD(ckpt_signals, nr_timers, kUnsigned),
+};
+constexpr FieldSpec kPosixTimerFields[] = {
+    FLD(ckpt_posix_timer, id, kSigned),          FLD(ckpt_posix_timer, clock, kSigned),
+    FLD(ckpt_posix_timer, notify, kSigned),      FLD(ckpt_posix_timer, signo, kSigned),
+    FLD(ckpt_posix_timer, tid_ref, kSigned),     FLD(ckpt_posix_timer, value, kHex),
+    FLD(ckpt_posix_timer, interval_ns, kSigned), FLD(ckpt_posix_timer, value_ns, kSigned),
+    FLD(ckpt_posix_timer, overrun, kSigned),
+};
 constexpr FieldSpec kIpcFields[] = {
     FLD(ckpt_ipc, flags, kHex), FLD(ckpt_ipc, nr_shm, kUnsigned),
     FLD(ckpt_ipc, nr_msq, kUnsigned), FLD(ckpt_ipc, nr_sem, kUnsigned),
@@ -194,6 +224,7 @@ constexpr FieldSpec kThreadFields[] = {
     FLD(ckpt_thread, clear_child_tid, kHex),
     FLD(ckpt_thread, robust_list, kHex),
     FLD(ckpt_thread, robust_list_len, kUnsigned),
+    FLD(ckpt_thread, nr_pending, kUnsigned),
 };
 
 #define SPEC(type, name, S, fields, max_tail, tail) \
@@ -231,6 +262,10 @@ const RecordSpec kSpecs[] = {
     SPEC(CKPT_HDR_SIGHAND, "SIGHAND", ckpt_sighand, kSighandFields, 0, kNone),
     SPEC(CKPT_HDR_THREAD, "THREAD", ckpt_thread, kThreadFields, 0, kNone),
     RecordSpec{CKPT_HDR_XSTATE, "XSTATE", 0, kMaxXstateLen, {}, TailKind::kRawBytes},
+    SPEC(CKPT_HDR_RESTART, "RESTART", ckpt_restart, kRestartFields, 0, kNone),
+    SPEC(CKPT_HDR_SIGINFO, "SIGINFO", ckpt_siginfo, kSiginfoFields, 0, kNone),
+    SPEC(CKPT_HDR_SIGNALS, "SIGNALS", ckpt_signals, kSignalsFields, 0, kNone),
+    SPEC(CKPT_HDR_POSIX_TIMER, "POSIX_TIMER", ckpt_posix_timer, kPosixTimerFields, 0, kNone),
 };
 
 uint64_t LoadUnsigned(const uint8_t* p, uint32_t size) {

@@ -172,6 +172,48 @@ absl::StatusOr<int64_t> Injector::SyscallViaInsn(long nr, std::array<uint64_t, 6
   return static_cast<int64_t>(after.rax);
 }
 
+absl::StatusOr<int64_t> Injector::SyscallInterrupted(long nr, std::array<uint64_t, 6> args) {
+  if (syscall_insn_ == 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(TaskName(pid_, tid_), ": no syscall instruction to inject through"));
+  }
+  user_regs_struct regs = template_;
+  regs.rip = syscall_insn_;
+  regs.rax = static_cast<uint64_t>(nr);
+  regs.orig_rax = ~0ull;
+  regs.rdi = args[0];
+  regs.rsi = args[1];
+  regs.rdx = args[2];
+  regs.r10 = args[3];
+  regs.r8 = args[4];
+  regs.r9 = args[5];
+  RETURN_IF_ERROR(SetRegs(tid_, regs));
+  RETURN_IF_ERROR(StepSyscallStop("entry"));
+  // Into the syscall, and interrupted at once: a sleep that has started
+  // wakes up; one that has not yet started sees the pending interrupt and
+  // does not sleep. Either way it leaves through its restart path.
+  RETURN_IF_ERROR(ContSyscall(tid_, 0));
+  RETURN_IF_ERROR(Interrupt(tid_));
+  for (;;) {
+    ASSIGN_OR_RETURN(StopInfo stop, WaitStop(tid_));
+    if (stop.exited) {
+      return absl::AbortedError(absl::StrCat(TaskName(pid_, tid_), " died in an injected ",
+                                             SyscallName(nr)));
+    }
+    if (stop.syscall_stop) break;
+    if (stop.event == 0 && stop.signal != 0) {
+      if (IsFault(stop.signal)) {
+        return absl::InternalError(absl::StrCat(TaskName(pid_, tid_), ": signal ", stop.signal,
+                                                " in an injected ", SyscallName(nr)));
+      }
+      held_signals_.push_back(stop.signal);
+    }
+    RETURN_IF_ERROR(ContSyscall(tid_, 0));
+  }
+  ASSIGN_OR_RETURN(user_regs_struct after, GetRegs(tid_));
+  return static_cast<int64_t>(after.rax);
+}
+
 absl::StatusOr<int64_t> Injector::CheckedSyscallViaInsn(long nr, std::array<uint64_t, 6> args) {
   ASSIGN_OR_RETURN(int64_t ret, SyscallViaInsn(nr, args));
   if (IsError(ret)) {

@@ -127,6 +127,12 @@ class Injector {
   absl::StatusOr<int64_t> SyscallViaInsn(long nr, std::array<uint64_t, 6> args);
   // Same, but an error result becomes a Status naming the syscall.
   absl::StatusOr<int64_t> CheckedSyscallViaInsn(long nr, std::array<uint64_t, 6> args);
+  // A blocking syscall through the `syscall` instruction, interrupted
+  // (PTRACE_INTERRUPT) as soon as it runs: the raw result, which is
+  // -ERESTART_RESTARTBLOCK when the kernel set up a restart block for it.
+  // The interrupt stays pending: the next resume reports it as an event
+  // stop.
+  absl::StatusOr<int64_t> SyscallInterrupted(long nr, std::array<uint64_t, 6> args);
 
   // Dump: maps the trampoline anywhere in the task and copies the code in.
   absl::Status MapTrampoline();

@@ -8,6 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "lib/base/status.h"
+#include "lib/task/restart.h"
+#include "lib/task/signals.h"
 
 namespace ckpt::task {
 
@@ -69,8 +71,15 @@ absl::Status WriteThread(const ThreadState& s, uint32_t tid_ref, image::Writer& 
   t.clear_child_tid = s.clear_child_tid;
   t.robust_list = s.robust_list;
   t.robust_list_len = s.robust_list_len;
+  t.nr_pending = static_cast<uint32_t>(s.pending.size());
+  if (s.restart) t.flags |= image::kThreadRestart;
   RETURN_IF_ERROR(w.AppendStruct(image::CKPT_HDR_THREAD, t));
-  return w.Append(image::CKPT_HDR_XSTATE, s.xstate.data(), s.xstate.size());
+  RETURN_IF_ERROR(w.Append(image::CKPT_HDR_XSTATE, s.xstate.data(), s.xstate.size()));
+  for (const image::ckpt_siginfo& p : s.pending) {
+    RETURN_IF_ERROR(w.AppendStruct(image::CKPT_HDR_SIGINFO, p));
+  }
+  if (s.restart) RETURN_IF_ERROR(w.AppendStruct(image::CKPT_HDR_RESTART, *s.restart));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<ThreadState> ReadThreadRecords(image::Reader& r, uint32_t* tid_ref) {
@@ -102,6 +111,17 @@ absl::StatusOr<ThreadState> ReadThreadRecords(image::Reader& r, uint32_t* tid_re
   if (x.len < 576) return r.FieldError("len", x.len, " bytes is smaller than an XSAVE area");
   s.xstate.resize(x.len);
   RETURN_IF_ERROR(r.ReadPayload(s.xstate.data(), x.len));
+  if (t.flags & ~static_cast<uint32_t>(image::kThreadRestart)) {
+    return r.FieldError("flags", t.flags, " has unknown bits");
+  }
+  ASSIGN_OR_RETURN(s.pending, ReadSiginfoRecords(r, t.nr_pending));
+  if (t.flags & image::kThreadRestart) {
+    ASSIGN_OR_RETURN(image::ckpt_restart restart,
+                     r.Expect<image::ckpt_restart>(image::CKPT_HDR_RESTART));
+    absl::Status st = CheckRestart(restart, s.regs);
+    if (!st.ok()) return r.FieldError("kind", st.message());
+    s.restart = restart;
+  }
   return s;
 }
 

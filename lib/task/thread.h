@@ -16,7 +16,9 @@
 #include <sys/user.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "lib/image/format.h"
@@ -37,6 +39,8 @@ struct ThreadState {
   uint64_t clear_child_tid = 0;
   uint64_t robust_list = 0;
   uint64_t robust_list_len = 0;
+  std::vector<image::ckpt_siginfo> pending;       // the thread's own signal queue
+  std::optional<image::ckpt_restart> restart;     // an interrupted restart-block syscall
 };
 
 // At freeze time: registers, XSAVE area, rseq, robust list.
@@ -52,7 +56,7 @@ ThreadQuery QueueThreadQuery(SyscallBatch& batch);
 void ReadThreadQuery(const SyscallBatch& batch, const ThreadQuery& query, ThreadState* state);
 
 absl::Status WriteThread(const ThreadState& state, uint32_t tid_ref, image::Writer& writer);
-// Reads THREAD and XSTATE.
+// Reads THREAD, XSTATE, the thread's SIGINFO records and its RESTART.
 absl::StatusOr<ThreadState> ReadThreadRecords(image::Reader& reader, uint32_t* tid_ref);
 
 // Per-thread setup to run in the restored thread itself: altstack, rseq,

@@ -1,0 +1,251 @@
+#include "lib/task/restart.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "lib/base/fd.h"
+#include "lib/base/status.h"
+#include "lib/task/remote.h"
+
+namespace ckpt::task {
+namespace {
+
+constexpr int64_t kNsPerSec = 1000000000;
+constexpr uint64_t kFutexCmdMask = ~static_cast<uint64_t>(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
+
+int64_t NowMono() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * kNsPerSec + ts.tv_nsec;
+}
+
+// The hrtimer_wakeup timers of /proc/timer_list (the timers of sleeping
+// tasks), by address, with their soft expiry on CLOCK_MONOTONIC.
+std::map<std::string, SleepProbe::Timer> ReadSleepTimers() {
+  std::map<std::string, SleepProbe::Timer> timers;
+  absl::StatusOr<std::string> text = ReadFile("/proc/timer_list");
+  if (!text.ok()) return timers;
+  int64_t offset = 0;  // the current clock base's offset from CLOCK_MONOTONIC
+  std::string pending;  // the address of a hrtimer_wakeup timer, awaiting its expiry line
+  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+    absl::string_view l = absl::StripLeadingAsciiWhitespace(line);
+    if (absl::ConsumePrefix(&l, ".offset:")) {
+      l = absl::StripLeadingAsciiWhitespace(l);
+      std::vector<absl::string_view> w = absl::StrSplit(l, ' ', absl::SkipEmpty());
+      if (w.empty() || !absl::SimpleAtoi(w[0], &offset)) offset = 0;
+    } else if (absl::StartsWith(l, "# expires at ")) {
+      if (pending.empty()) continue;
+      l.remove_prefix(13);
+      std::vector<absl::string_view> range = absl::StrSplit(l, absl::ByAnyChar("- "));
+      int64_t soft = 0;
+      if (!range.empty() && absl::SimpleAtoi(range[0], &soft)) {
+        timers[pending] = {soft - offset};
+      }
+      pending.clear();
+    } else if (absl::StartsWith(l, "#")) {
+      // "#3: <00000000deadbeef>, hrtimer_wakeup, S:01"
+      std::vector<absl::string_view> parts = absl::StrSplit(l, ", ");
+      pending.clear();
+      if (parts.size() >= 2 && parts[1] == "hrtimer_wakeup") {
+        size_t lt = parts[0].find('<');
+        if (lt != absl::string_view::npos) pending = std::string(parts[0].substr(lt));
+      }
+    }
+  }
+  return timers;
+}
+
+struct BlockedSyscall {
+  long nr = -1;
+  uint64_t args[6] = {};
+};
+
+// /proc/PID/task/TID/syscall of a blocked thread: "nr a1 ... a6 sp pc".
+bool ReadBlockedSyscall(pid_t pid, pid_t tid, BlockedSyscall* out) {
+  absl::StatusOr<std::string> text =
+      ReadFile(absl::StrCat("/proc/", pid, "/task/", tid, "/syscall"));
+  if (!text.ok()) return false;
+  std::vector<absl::string_view> w =
+      absl::StrSplit(absl::StripAsciiWhitespace(*text), ' ', absl::SkipEmpty());
+  if (w.size() < 7 || !absl::SimpleAtoi(w[0], &out->nr) || out->nr < 0) return false;
+  for (int i = 0; i < 6; ++i) {
+    absl::string_view a = w[i + 1];
+    if (!absl::ConsumePrefix(&a, "0x") || !absl::SimpleHexAtoi(a, &out->args[i])) return false;
+  }
+  return true;
+}
+
+// Whether only a timer can tell the time left of this blocked call.
+bool NeedsTimer(const BlockedSyscall& s) {
+  switch (s.nr) {
+    case SYS_nanosleep:
+      return s.args[1] == 0;
+    case SYS_clock_nanosleep:
+      return !(s.args[1] & TIMER_ABSTIME) && s.args[3] == 0;
+    case SYS_poll:
+      return static_cast<int32_t>(s.args[2]) > 0;
+    case SYS_futex:
+      return (s.args[1] & kFutexCmdMask) == FUTEX_WAIT && s.args[3] != 0;
+    default:
+      return false;
+  }
+}
+
+image::ckpt_restart Make(image::RestartKind kind, int64_t remaining_ns) {
+  image::ckpt_restart r{};
+  r.kind = kind;
+  r.remaining_ns = remaining_ns < 0 ? 0 : remaining_ns;
+  const char* how = kind == image::kRestartTimeLeft   ? "time-left"
+                    : kind == image::kRestartSameArgs ? "same-args"
+                                                      : "eintr";
+  std::strncpy(r.how, how, sizeof(r.how) - 1);
+  return r;
+}
+
+bool IsRestartBlockSyscall(long nr) {
+  return nr == SYS_nanosleep || nr == SYS_clock_nanosleep || nr == SYS_poll || nr == SYS_futex;
+}
+
+}  // namespace
+
+SleepProbe ProbeSleep(pid_t pid, pid_t tid) {
+  SleepProbe probe;
+  BlockedSyscall s;
+  if (!ReadBlockedSyscall(pid, tid, &s) || !NeedsTimer(s)) return probe;
+  probe.before = ReadSleepTimers();
+  probe.armed = !probe.before.empty();
+  return probe;
+}
+
+int64_t SleepExpiry(const SleepProbe& probe) {
+  if (!probe.armed) return -1;
+  const int64_t now = NowMono();
+  std::map<std::string, SleepProbe::Timer> after = ReadSleepTimers();
+  int64_t found = -1;
+  int candidates = 0;
+  for (const auto& [addr, timer] : probe.before) {
+    if (after.count(addr)) continue;
+    // Gone because it expired on its own: another task's sleep ended.
+    if (timer.expiry_mono_ns <= now) continue;
+    found = timer.expiry_mono_ns;
+    ++candidates;
+  }
+  return candidates == 1 ? found : -1;
+}
+
+absl::StatusOr<std::optional<image::ckpt_restart>> PlanRestart(pid_t pid,
+                                                               const user_regs_struct& regs,
+                                                               int64_t expiry_mono_ns,
+                                                               int64_t start_mono_ns) {
+  if (static_cast<int64_t>(regs.rax) != -kErestartRestartblock) return std::nullopt;
+  const long nr = static_cast<long>(regs.orig_rax);
+  // What the sleep itself reported: nanosleep's and clock_nanosleep's
+  // `rem`, written when the freeze interrupted them.
+  auto reported = [&](uint64_t rem) -> std::optional<int64_t> {
+    if (rem == 0) return std::nullopt;
+    struct timespec ts;
+    if (!ReadRemote(pid, rem, &ts, sizeof(ts)).ok()) return std::nullopt;
+    return static_cast<int64_t>(ts.tv_sec) * kNsPerSec + ts.tv_nsec;
+  };
+  std::optional<int64_t> left;
+  if (expiry_mono_ns >= 0) left = expiry_mono_ns - start_mono_ns;
+  switch (nr) {
+    case SYS_nanosleep:
+      if (!left) left = reported(regs.rsi);
+      break;
+    case SYS_clock_nanosleep:
+      if (!left) left = reported(regs.r10);
+      break;
+    case SYS_poll:
+      break;
+    case SYS_futex: {
+      const uint64_t cmd = regs.rsi & kFutexCmdMask;
+      if (cmd == FUTEX_WAIT_BITSET) return Make(image::kRestartSameArgs, 0);
+      if (cmd != FUTEX_WAIT) left.reset();
+      break;
+    }
+    default:
+      left.reset();
+  }
+  if (!left) return Make(image::kRestartEintr, 0);
+  return Make(image::kRestartTimeLeft, *left);
+}
+
+absl::Status CheckRestart(const image::ckpt_restart& restart, const user_regs_struct& regs) {
+  if (restart.kind == image::kRestartEintr) return absl::OkStatus();
+  if (restart.kind != image::kRestartTimeLeft && restart.kind != image::kRestartSameArgs) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown kind ", restart.kind));
+  }
+  const long nr = static_cast<long>(regs.orig_rax);
+  if (static_cast<int64_t>(regs.rax) != -kErestartRestartblock || !IsRestartBlockSyscall(nr)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kind ", restart.kind, " for a thread not stopped in a restartable sleep"));
+  }
+  if (restart.kind == image::kRestartSameArgs &&
+      !(nr == SYS_futex && (regs.rsi & kFutexCmdMask) == FUTEX_WAIT_BITSET)) {
+    return absl::InvalidArgumentError("same-args for a call that has no absolute deadline");
+  }
+  if (restart.remaining_ns < 0 || restart.remaining_ns > 100ll * 365 * 24 * 3600 * kNsPerSec) {
+    return absl::InvalidArgumentError(absl::StrCat("remaining_ns ", restart.remaining_ns,
+                                                   " is out of range"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<user_regs_struct> PrimeRestart(Injector& inj, const user_regs_struct& regs,
+                                              const image::ckpt_restart& restart,
+                                              int64_t restore_start_mono_ns) {
+  user_regs_struct out = regs;
+  if (restart.kind == image::kRestartEintr) {
+    out.rax = static_cast<uint64_t>(-EINTR);
+    out.orig_rax = ~0ull;
+    return out;
+  }
+  RETURN_IF_ERROR(CheckRestart(restart, regs));
+  const long nr = static_cast<long>(regs.orig_rax);
+  std::array<uint64_t, 6> args = {regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9};
+  if (restart.kind == image::kRestartTimeLeft) {
+    // The relative model: the time left runs from the restore's start.
+    int64_t left = restart.remaining_ns - (NowMono() - restore_start_mono_ns);
+    if (left < 0) left = 0;
+    if (!inj.has_trampoline()) {
+      return absl::FailedPreconditionError("no trampoline to hold the time left");
+    }
+    struct timespec ts = {static_cast<time_t>(left / kNsPerSec), static_cast<long>(left % kNsPerSec)};
+    const uint64_t at = inj.layout().data();
+    RETURN_IF_ERROR(WriteRemote(inj.pid(), at, &ts, sizeof(ts)));
+    switch (nr) {
+      case SYS_nanosleep:
+        args[0] = at;
+        break;
+      case SYS_clock_nanosleep:
+        args[2] = at;
+        break;
+      case SYS_poll:
+        args[2] = static_cast<uint64_t>((left + 999999) / 1000000);
+        break;
+      case SYS_futex:
+        args[3] = at;
+        break;
+    }
+  }
+  ASSIGN_OR_RETURN(int64_t ret, inj.SyscallInterrupted(nr, args));
+  if (ret == -kErestartRestartblock) return out;  // primed: the kernel resumes it
+  // The call ended at once (the time was up, a futex word had changed, a
+  // polled fd was ready): it returns that.
+  out.rax = static_cast<uint64_t>(ret);
+  out.orig_rax = ~0ull;
+  return out;
+}
+
+}  // namespace ckpt::task

@@ -1,0 +1,80 @@
+// Syscalls the freeze interrupted that the kernel resumes through a
+// restart block: nanosleep, relative clock_nanosleep, poll with a timeout
+// and futex waits with a timeout return -ERESTART_RESTARTBLOCK, and the
+// kernel keeps their deadline in the task's restart block, where no one
+// outside can read it. Other interrupted syscalls (-ERESTARTSYS,
+// -ERESTARTNOINTR, -ERESTARTNOHAND) are restarted by the kernel from the
+// registers alone, and need nothing here.
+//
+// Dump: the time left is learned
+//  - from the sleep's own report: nanosleep and clock_nanosleep write it to
+//    their `rem` argument when interrupted, if they have one;
+//  - else from /proc/timer_list: the thread's sleep timer is the
+//    hrtimer_wakeup timer that goes away when the thread is interrupted
+//    (ProbeSleep before PTRACE_INTERRUPT, SleepExpiry once it stopped);
+//  - futex waits with an absolute deadline need no time: the same
+//    arguments give the same deadline.
+// When none works, the image says so (kRestartEintr) and the restored call
+// fails with EINTR, as it would have after a restore without this.
+//
+// Restore: PrimeRestart makes the kernel build the restart block itself,
+// in the restored thread: it injects the same call with the time left
+// (counted from the restore's start) and the thread's own pointers,
+// interrupts it at once, and leaves the thread at that
+// -ERESTART_RESTARTBLOCK exit, so that on release the thread resumes
+// through restart_syscall exactly as if it had never been checkpointed.
+
+#ifndef LIBCKPT_LIB_TASK_RESTART_H_
+#define LIBCKPT_LIB_TASK_RESTART_H_
+
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "lib/image/format.h"
+#include "lib/task/inject.h"
+
+namespace ckpt::task {
+
+inline constexpr int64_t kErestartRestartblock = 516;
+
+// What a seized (still running) thread is blocked in, and the sleep
+// timers that exist before it is interrupted.
+struct SleepProbe {
+  bool armed = false;  // blocked in a timed sleep whose time left needs the timer
+  struct Timer {
+    int64_t expiry_mono_ns;  // soft expiry, on CLOCK_MONOTONIC
+  };
+  std::map<std::string, Timer> before;  // hrtimer_wakeup timers by (hashed) address
+};
+// Before PTRACE_INTERRUPT. Never fails: an unknown state leaves it unarmed.
+SleepProbe ProbeSleep(pid_t pid, pid_t tid);
+// Once the thread has stopped: the CLOCK_MONOTONIC expiry of its sleep, if
+// exactly one timer went away; -1 otherwise.
+int64_t SleepExpiry(const SleepProbe& probe);
+
+// From the frozen thread's registers: how its syscall resumes, or nothing
+// when it was not in a restart-block syscall. `expiry_mono_ns` comes from
+// SleepExpiry (-1: unknown), `start_mono_ns` is the checkpoint's start.
+absl::StatusOr<std::optional<image::ckpt_restart>> PlanRestart(pid_t pid,
+                                                               const user_regs_struct& regs,
+                                                               int64_t expiry_mono_ns,
+                                                               int64_t start_mono_ns);
+
+// Checks a RESTART record against the thread's registers.
+absl::Status CheckRestart(const image::ckpt_restart& restart, const user_regs_struct& regs);
+
+// Restore, in the thread (its injector has the trampoline mapped): primes
+// the restart block and returns the registers to park the thread with.
+absl::StatusOr<user_regs_struct> PrimeRestart(Injector& injector, const user_regs_struct& regs,
+                                              const image::ckpt_restart& restart,
+                                              int64_t restore_start_mono_ns);
+
+}  // namespace ckpt::task
+
+#endif  // LIBCKPT_LIB_TASK_RESTART_H_
