@@ -305,7 +305,8 @@ absl::Status RestoreRun::ReadObjects(image::Reader& r) {
 
   ASSIGN_OR_RETURN(const objhash::HandlerTable* handlers, Handlers());
   objhash::RestoreContext ctx{&r, &objects_, high_fd_base_,
-                              options_.shell_job ? uint32_t{objhash::kRestoreShellJob} : 0u};
+                              options_.shell_job ? uint32_t{objhash::kRestoreShellJob} : 0u,
+                              start_ns_};
   for (uint32_t i = 0; i < objs.nr_objects; ++i) {
     ASSIGN_OR_RETURN(image::Record rec, r.Next());
     const objhash::ObjectOps* ops = handlers->ForRecord(rec.type);

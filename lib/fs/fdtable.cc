@@ -20,6 +20,7 @@
 #include "lib/fs/fs.h"
 #include "lib/fs/ghost.h"
 #include "lib/fs/pipe.h"
+#include "lib/fs/timerfd.h"
 #include "lib/mm/shmem.h"
 
 namespace ckpt::fs {
@@ -103,10 +104,12 @@ absl::StatusOr<std::vector<FdEntry>> CollectFds(pid_t pid, objhash::ObjHash& obj
     file.flags = info.flags & ~static_cast<uint32_t>(O_CLOEXEC);
     file.path = target;
     if (absl::StartsWith(target, "socket:")) return Unsupported(pid, fd, "a socket (" + target + ")");
-    if (absl::StartsWith(target, "anon_inode:")) {
+    if (target == "anon_inode:[timerfd]") {
+      ASSIGN_OR_RETURN(file.target_ref, RegisterTimerfd(objects, pid, fd, st));
+      file.kind = image::kFileTimerfd;
+    } else if (absl::StartsWith(target, "anon_inode:")) {
       return Unsupported(pid, fd, target.substr(11) + " (" + target + ")");
-    }
-    if (S_ISFIFO(st.st_mode)) {
+    } else if (S_ISFIFO(st.st_mode)) {
       // An anonymous pipe ("pipe:[ino]") or a FIFO (a path): the pipe is
       // one object, this description another.
       bool fifo = !target.empty() && target[0] == '/';
@@ -255,6 +258,8 @@ absl::Status QueueCloseObjects(task::SyscallQueue& q, int high_fd_base) {
 absl::Status RegisterFsHandlers(objhash::HandlerTable& table) {
   RETURN_IF_ERROR(table.Register(
       {objhash::ObjKind::kPipe, "pipe", image::CKPT_HDR_PIPE, CheckpointPipe, RestorePipe}));
+  RETURN_IF_ERROR(table.Register({objhash::ObjKind::kTimerfd, "timerfd", image::CKPT_HDR_TIMERFD,
+                                  CheckpointTimerfd, RestoreTimerfd}));
   RETURN_IF_ERROR(table.Register(
       {objhash::ObjKind::kGhost, "deleted file", image::CKPT_HDR_GHOST, CheckpointGhost,
        RestoreGhost}));

@@ -51,7 +51,7 @@ absl::StatusOr<objhash::RestoredObject> RestoreFile(objhash::RestoreContext& ctx
   image::Reader& r = *ctx.reader;
   image::ckpt_file f;
   RETURN_IF_ERROR(r.ReadStruct(&f, sizeof(f)));
-  if (f.kind < image::kFileRegular || f.kind > image::kFileShmem) {
+  if (f.kind < image::kFileRegular || f.kind > image::kFileTimerfd) {
     return r.FieldError("kind", f.kind, " is not a known file kind");
   }
   constexpr uint32_t kKnownFlags = O_ACCMODE | O_APPEND | O_NONBLOCK | O_DSYNC | O_SYNC |
@@ -64,15 +64,27 @@ absl::StatusOr<objhash::RestoredObject> RestoreFile(objhash::RestoreContext& ctx
     return r.FieldError("path_len", f.path_len, " is out of range");
   }
   ASSIGN_OR_RETURN(std::string path, r.ReadString(f.path_len, "path"));
-  bool on_target = f.kind == image::kFilePipe || f.kind == image::kFileShmem ||
-                   (f.kind == image::kFileRegular && f.target_ref);
+  const bool anonymous = f.kind == image::kFilePipe || f.kind == image::kFileShmem ||
+                         f.kind == image::kFileTimerfd;
+  bool on_target = anonymous || (f.kind == image::kFileRegular && f.target_ref);
   if (!on_target && f.target_ref != 0) return r.FieldError("target_ref", "only pipes and deleted files have one");
-  if (f.kind != image::kFilePipe && f.kind != image::kFileShmem && path[0] != '/') {
+  if (!anonymous && path[0] != '/') {
     return r.FieldError("path", "'", path, "' is not absolute");
   }
 
   UniqueFd owned;
-  if (f.kind == image::kFilePipe) {
+  if (f.kind == image::kFileTimerfd) {
+    // One description: the descriptors share the restorer's timerfd.
+    ASSIGN_OR_RETURN(const objhash::RestoredObject* timer,
+                     ctx.objects->Get(f.target_ref, objhash::ObjKind::kTimerfd));
+    int fd = fcntl(timer->fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) return ErrnoError(errno, "dup of a timerfd");
+    owned.reset(fd);
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, (fl & ~O_NONBLOCK) | (static_cast<int>(f.flags) & O_NONBLOCK)) != 0) {
+      return ErrnoError(errno, "setting a timerfd's flags");
+    }
+  } else if (f.kind == image::kFilePipe) {
     ASSIGN_OR_RETURN(const objhash::RestoredObject* pipe,
                      ctx.objects->Get(f.target_ref, objhash::ObjKind::kPipe));
     ASSIGN_OR_RETURN(owned, Reopen(pipe->fd, f.flags, path));

@@ -89,6 +89,7 @@ enum RecordType : uint32_t {
   CKPT_HDR_GHOST_DATA = 35,   // the deleted file's contents, in order
   CKPT_HDR_SHMEM = 36,        // ckpt_shmem + name: a memfd or shared anonymous memory;
                               // its page arrays follow (offsets)
+  CKPT_HDR_TIMERFD = 37,      // ckpt_timerfd: a timerfd
 
   // per task
   CKPT_HDR_TASK = 50,       // ckpt_task: opens a task's section
@@ -290,6 +291,20 @@ struct ckpt_shmem {
 };
 static_assert(sizeof(ckpt_shmem) == 40);
 
+// A timerfd: its clock, its timer (time left counted from the
+// checkpoint's start, relative to the restore's at restore) and the
+// expirations not yet read.
+struct ckpt_timerfd {
+  uint32_t objref;
+  int32_t clock;
+  uint32_t settime_flags;  // TFD_TIMER_ABSTIME, TFD_TIMER_CANCEL_ON_SET as set
+  uint32_t reserved;
+  uint64_t ticks;
+  int64_t interval_ns;
+  int64_t value_ns;  // 0: disarmed
+};
+static_assert(sizeof(ckpt_timerfd) == 40);
+
 enum FileKind : uint32_t {
   kFileRegular = 1,     // by path, or on a GHOST (target_ref) when deleted
   kFileDirectory = 2,
@@ -297,6 +312,7 @@ enum FileKind : uint32_t {
   kFilePipe = 4,        // an end of the PIPE target_ref
   kFileTty = 5,         // the dumper's terminal (--shell-job): the restorer's at restore
   kFileShmem = 6,       // a memfd: the SHMEM target_ref
+  kFileTimerfd = 7,     // a timerfd: the TIMERFD target_ref
 };
 
 // Shared by CKPT_HDR_FILE (an open description: flags and pos matter) and

@@ -117,6 +117,11 @@ constexpr FieldSpec kPosixTimerFields[] = {
     FLD(ckpt_posix_timer, interval_ns, kSigned), FLD(ckpt_posix_timer, value_ns, kSigned),
     FLD(ckpt_posix_timer, overrun, kSigned),
 };
+constexpr FieldSpec kTimerfdFields[] = {
+    FLD(ckpt_timerfd, objref, kUnsigned),      FLD(ckpt_timerfd, clock, kSigned),
+    FLD(ckpt_timerfd, settime_flags, kHex),    FLD(ckpt_timerfd, ticks, kUnsigned),
+    FLD(ckpt_timerfd, interval_ns, kSigned),   FLD(ckpt_timerfd, value_ns, kSigned),
+};
 constexpr FieldSpec kIpcFields[] = {
     FLD(ckpt_ipc, flags, kHex), FLD(ckpt_ipc, nr_shm, kUnsigned),
     FLD(ckpt_ipc, nr_msq, kUnsigned), FLD(ckpt_ipc, nr_sem, kUnsigned),
@@ -249,6 +254,7 @@ const RecordSpec kSpecs[] = {
     SPEC(CKPT_HDR_GHOST, "GHOST", ckpt_ghost, kGhostFields, kMaxPathLen, kPaths),
     RecordSpec{CKPT_HDR_GHOST_DATA, "GHOST_DATA", 0, kMaxPageDataLen, {}, TailKind::kRawBytes},
     SPEC(CKPT_HDR_SHMEM, "SHMEM", ckpt_shmem, kShmemFields, kMaxPathLen, kPaths),
+    SPEC(CKPT_HDR_TIMERFD, "TIMERFD", ckpt_timerfd, kTimerfdFields, 0, kNone),
     SPEC(CKPT_HDR_TASK, "TASK", ckpt_task, kTaskFields, 0, kNone),
     SPEC(CKPT_HDR_CREDS, "CREDS", ckpt_creds, kCredsFields, 4ull * kMaxGroups, kU32Array),
     SPEC(CKPT_HDR_RLIMITS, "RLIMITS", ckpt_rlimits, kRlimitsFields, 0, kNone),

@@ -45,6 +45,7 @@ struct RestoreContext {
   // the way of every fd number a task uses.
   int high_fd_base = 0;
   uint32_t flags = 0;  // RestoreFlags
+  int64_t start_mono_ns = 0;  // CLOCK_MONOTONIC at the restore's start
 };
 
 struct ObjectOps {

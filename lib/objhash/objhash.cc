@@ -31,6 +31,8 @@ const char* ObjKindName(ObjKind kind) {
       return "GHOST";
     case ObjKind::kShmem:
       return "SHMEM";
+    case ObjKind::kTimerfd:
+      return "TIMERFD";
   }
   return "UNKNOWN";
 }

@@ -43,6 +43,7 @@ enum class ObjKind : uint32_t {
   kShm = 9,         // a SysV shm segment, by inode
   kGhost = 10,      // a deleted file's inode, with its contents
   kShmem = 11,      // a memfd or shared anonymous memory, by inode
+  kTimerfd = 12,    // a timerfd, by its file description
 };
 
 // "FILE", "MAPPED_FILE", ...
