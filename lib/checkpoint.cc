@@ -205,8 +205,14 @@ absl::StatusOr<bool> Dumper::FreezeTask(TaskDump& t) {
       }
       t.threads[tid].state.tid = tid;
       // A thread in a timed sleep whose time left only the kernel's timer
-      // knows: note the timers, stop it, and see which one went away.
-      task::SleepProbe probe = task::ProbeSleep(t.pid, tid);
+      // knows: once the threads interrupted so far have stopped (their
+      // timers gone), note the timers, stop it, and see which one went.
+      task::SleepProbe probe;
+      if (task::NeedsSleepProbe(t.pid, tid)) {
+        for (pid_t f : fresh) RETURN_IF_ERROR(WaitFrozen(t, f));
+        fresh.clear();
+        probe = task::TakeSleepProbe();
+      }
       RETURN_IF_ERROR(task::Interrupt(tid));
       if (probe.armed) {
         RETURN_IF_ERROR(WaitFrozen(t, tid));

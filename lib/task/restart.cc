@@ -118,10 +118,13 @@ bool IsRestartBlockSyscall(long nr) {
 
 }  // namespace
 
-SleepProbe ProbeSleep(pid_t pid, pid_t tid) {
-  SleepProbe probe;
+bool NeedsSleepProbe(pid_t pid, pid_t tid) {
   BlockedSyscall s;
-  if (!ReadBlockedSyscall(pid, tid, &s) || !NeedsTimer(s)) return probe;
+  return ReadBlockedSyscall(pid, tid, &s) && NeedsTimer(s);
+}
+
+SleepProbe TakeSleepProbe() {
+  SleepProbe probe;
   probe.before = ReadSleepTimers();
   probe.armed = !probe.before.empty();
   return probe;

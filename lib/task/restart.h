@@ -52,8 +52,13 @@ struct SleepProbe {
   };
   std::map<std::string, Timer> before;  // hrtimer_wakeup timers by (hashed) address
 };
-// Before PTRACE_INTERRUPT. Never fails: an unknown state leaves it unarmed.
-SleepProbe ProbeSleep(pid_t pid, pid_t tid);
+// Whether the seized, still running thread is blocked in a timed sleep
+// whose time left only its timer can tell.
+bool NeedsSleepProbe(pid_t pid, pid_t tid);
+// The sleep timers now, just before PTRACE_INTERRUPT of that thread;
+// every other thread interrupted before must have stopped already (their
+// timers go away too). Never fails: unreadable timers leave it unarmed.
+SleepProbe TakeSleepProbe();
 // Once the thread has stopped: the CLOCK_MONOTONIC expiry of its sleep, if
 // exactly one timer went away; -1 otherwise.
 int64_t SleepExpiry(const SleepProbe& probe);

@@ -5,6 +5,8 @@
  *   nanosleep-norem  nanosleep(6 s, NULL)      (time left known only to the kernel's timer)
  *   clock-rel        clock_nanosleep(CLOCK_MONOTONIC, 0, 6 s, NULL)
  *   poll             poll() on an idle pipe, 5 s
+ *   ppoll            ppoll() on it, 5 s
+ *   select           select() on it, 5 s
  *   futex            FUTEX_WAIT on a word nobody changes, 6 s relative
  *   condwait         pthread_cond_timedwait, deadline 6 s ahead (CLOCK_REALTIME)
  *   clock-abs        clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, 6 s ahead)
@@ -20,6 +22,7 @@
 #define _GNU_SOURCE
 #include <linux/futex.h>
 #include <poll.h>
+#include <sys/select.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/syscall.h>
@@ -95,6 +98,16 @@ static void *run(void *arg) {
   } else if (!strcmp(w->name, "poll")) {
     struct pollfd p = {idle_pipe[0], POLLIN, 0};
     w->result = poll(&p, 1, (int)(w->length / 1000000));
+  } else if (!strcmp(w->name, "ppoll")) {
+    struct pollfd p = {idle_pipe[0], POLLIN, 0};
+    struct timespec t = ts_of(w->length);
+    w->result = ppoll(&p, 1, &t, NULL);
+  } else if (!strcmp(w->name, "select")) {
+    fd_set set;
+    FD_ZERO(&set);
+    FD_SET(idle_pipe[0], &set);
+    struct timeval t = {w->length / NS, 0};
+    w->result = select(idle_pipe[0] + 1, &set, NULL, NULL, &t);
   } else if (!strcmp(w->name, "futex")) {
     struct timespec rel = ts_of(w->length);
     w->result = syscall(SYS_futex, &futex_word, FUTEX_WAIT_PRIVATE, 0, &rel, NULL, 0);
@@ -122,6 +135,8 @@ int main(int argc, char **argv) {
       {"nanosleep-norem", 0, 6 * NS, 0, 0, 0, 0, 0, 0},
       {"clock-rel", 0, 6 * NS, 0, 0, 0, 0, 0, 0},
       {"poll", 0, 5 * NS, 0, 0, 0, 0, 0, 0},
+      {"ppoll", 0, 5 * NS, 0, 0, 0, 0, 0, 0},
+      {"select", 0, 5 * NS, 0, 0, 0, 0, 0, 0},
       {"futex", 0, 6 * NS, 0, 0, 0, 0, 0, 0},
       {"condwait", 1, 6 * NS, 0, 0, 0, 0, 0, 0},
       {"clock-abs", 1, 6 * NS, 0, 0, 0, 0, 0, 0},
