@@ -5,12 +5,16 @@
 #include <signal.h>
 #include <time.h>
 
+#include <cstddef>
+#include <cstring>
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "lib/image/format.h"
 #include "tests/e2e/harness.h"
+#include "tests/e2e/image_edit.h"
 
 namespace ckpt::testing {
 namespace {
@@ -62,6 +66,45 @@ TEST(SignalsTest, PendingSignalsAndTimersSurvive) {
   ASSERT_TRUE(code.ok()) << code.status();
   EXPECT_EQ(*code, 0) << ReadOutput(*s);
   EXPECT_THAT(ReadOutput(*s), ::testing::HasSubstr("PASS"));
+}
+
+// Hostile signal records are refused, naming the record and the field,
+// and nothing is left running.
+TEST(SignalsTest, CorruptSignalRecordsAreRefusedByName) {
+  absl::StatusOr<Subject> s = StartSubject("sigstate");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_TRUE(WaitForOutput(*s, "READY").ok()) << ReadOutput(*s);
+  std::string image = TempPath("sigstate-bad.img");
+  absl::Status st = DumpToFile(s->pid, image);
+  ASSERT_TRUE(st.ok()) << st;
+  KillAndReap(s->pid);
+  struct Case {
+    uint32_t type;
+    size_t offset;
+    int32_t value;
+    const char* record;
+    const char* field;
+  };
+  const Case cases[] = {
+      {image::CKPT_HDR_POSIX_TIMER, offsetof(image::ckpt_posix_timer, notify), 2, "POSIX_TIMER",
+       "'notify'"},
+      {image::CKPT_HDR_SIGINFO, 0, SIGKILL, "SIGINFO", "'signo'"},
+      {image::CKPT_HDR_SIGNALS, offsetof(image::ckpt_signals, nr_timers), 1 << 30, "SIGNALS",
+       "'nr_timers'"},
+  };
+  for (const Case& c : cases) {
+    std::string bad = TempPath(absl::StrCat("sigstate-bad-", c.type, ".img"));
+    ASSERT_TRUE(RewriteImage(image, bad, [&](uint32_t type, std::string* payload) {
+                  if (type == c.type && payload->size() >= c.offset + 4) {
+                    std::memcpy(payload->data() + c.offset, &c.value, 4);
+                  }
+                }).ok());
+    absl::StatusOr<pid_t> pid = RestoreFromFile(bad);
+    ASSERT_FALSE(pid.ok()) << c.record;
+    EXPECT_THAT(pid.status().message(), ::testing::HasSubstr(c.record));
+    EXPECT_THAT(pid.status().message(), ::testing::HasSubstr(c.field));
+    EXPECT_NE(kill(s->pid, 0), 0) << "a failed restore left the task running";
+  }
 }
 
 }  // namespace
