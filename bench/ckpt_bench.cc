@@ -23,6 +23,7 @@
 
 #include <cstdio>
 #include <map>
+#include <tuple>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -44,18 +45,25 @@ constexpr char kImageDir[] = "/dev/shm";
 
 std::string BenchProgram(const std::string& name) { return "bench/programs/" + name; }
 
-// One live `touch` subject per (MiB, stride), started on first use.
+// The memory a `touch` subject fills: 0 private anonymous, 1 shared
+// anonymous (MAP_SHARED|MAP_ANONYMOUS), 2 a SysV segment (in an IPC
+// namespace of the subject's own).
+const char* MemoryKind(int64_t kind) {
+  return kind == 0 ? "private" : kind == 1 ? "shared" : "sysv";
+}
+
+// One live `touch` subject per (MiB, stride, kind), started on first use.
 struct Touch {
   Subject subject;
   uint64_t start = 0, end = 0;  // its big mapping
 };
 
-Touch* GetTouch(int mib, int stride) {
-  static std::map<std::pair<int, int>, Touch*> subjects;
-  auto key = std::make_pair(mib, stride);
+Touch* GetTouch(int mib, int stride, int kind = 0) {
+  static std::map<std::tuple<int, int, int>, Touch*> subjects;
+  auto key = std::make_tuple(mib, stride, kind);
   if (subjects.count(key)) return subjects[key];
-  absl::StatusOr<Subject> s =
-      testing::StartProgram(BenchProgram("touch"), {absl::StrCat(mib), absl::StrCat(stride)});
+  absl::StatusOr<Subject> s = testing::StartProgram(
+      BenchProgram("touch"), {absl::StrCat(mib), absl::StrCat(stride), MemoryKind(kind)});
   if (!s.ok() || !testing::WaitForOutput(*s, "READY", 120000).ok()) return nullptr;
   auto* t = new Touch{*s};
   absl::StatusOr<std::vector<mm::Vma>> vmas = mm::ReadVmas(s->pid);
@@ -95,11 +103,13 @@ BENCHMARK(BM_Scan)
     ->DisplayAggregatesOnly(true)
     ->Unit(benchmark::kMillisecond);
 
-// Where a dump goes: 0 /dev/null, 1 a pipe drained by a thread, 2 a tmpfs file.
+// Where a dump goes: 0 /dev/null, 1 a pipe drained by a thread, 2 a tmpfs
+// file. What is dumped: MemoryKind.
 void BM_Dump(benchmark::State& state) {
   const int mib = static_cast<int>(state.range(0));
   const int sink = static_cast<int>(state.range(1));
-  Touch* t = GetTouch(mib, 1);
+  const int kind = static_cast<int>(state.range(2));
+  Touch* t = GetTouch(mib, 1, kind);
   if (t == nullptr) return state.SkipWithError("no subject");
   DumpOptions options;
   options.leave_running = true;
@@ -133,15 +143,18 @@ void BM_Dump(benchmark::State& state) {
     if (drain.joinable()) drain.join();
     if (drain_fd >= 0) close(drain_fd);
     if (!st.ok()) return state.SkipWithError(std::string(st.message()).c_str());
-    bytes = dumper.stats().pages_written * 4096;
+    bytes = dumper.stats().image_bytes;
     state.ResumeTiming();
   }
   state.SetBytesProcessed(state.iterations() * bytes);
-  state.SetLabel(sink == 0 ? "/dev/null" : sink == 1 ? "pipe" : "tmpfs file");
+  state.SetLabel(absl::StrCat(sink == 0 ? "/dev/null" : sink == 1 ? "pipe" : "tmpfs file", ", ",
+                              MemoryKind(kind)));
 }
 BENCHMARK(BM_Dump)
-    ->ArgNames({"MiB", "sink"})
-    ->ArgsProduct({{1024, 4096}, {0, 1, 2}})
+    ->ArgNames({"MiB", "sink", "kind"})
+    ->ArgsProduct({{1024, 4096}, {0, 1, 2}, {0}})
+    ->Args({1024, 2, 1})
+    ->Args({1024, 2, 2})
     ->Iterations(1)
     ->Repetitions(5)
     ->DisplayAggregatesOnly(true)
@@ -150,90 +163,12 @@ BENCHMARK(BM_Dump)
 
 void BM_Restore(benchmark::State& state) {
   const int mib = static_cast<int>(state.range(0));
-  std::string image = absl::StrCat(kImageDir, "/bench-restore-", mib, ".img");
+  const int kind = static_cast<int>(state.range(1));
+  std::string image = absl::StrCat(kImageDir, "/bench-restore-", mib, "-", kind, ".img");
   // The image of a subject that is then killed, so its PID is free.
   {
-    absl::StatusOr<Subject> s =
-        testing::StartProgram(BenchProgram("touch"), {absl::StrCat(mib), "1"});
-    if (!s.ok() || !testing::WaitForOutput(*s, "READY", 120000).ok()) {
-      return state.SkipWithError("no subject");
-    }
-    if (!testing::DumpToFile(s->pid, image).ok()) return state.SkipWithError("dump failed");
-    testing::KillAndReap(s->pid);
-  }
-  uint64_t bytes = 0;
-  for (auto _ : state) {
-    RestoreStats stats;
-    absl::StatusOr<pid_t> pid = testing::RestoreFromFile(image, &stats);
-    state.PauseTiming();
-    if (!pid.ok()) return state.SkipWithError(std::string(pid.status().message()).c_str());
-    bytes = stats.pages_written * 4096;
-    testing::KillAndReap(*pid);
-    state.ResumeTiming();
-  }
-  unlink(image.c_str());
-  state.SetBytesProcessed(state.iterations() * bytes);
-}
-BENCHMARK(BM_Restore)
-    ->ArgNames({"MiB"})
-    ->Arg(1024)
-    ->Arg(4096)
-    ->Iterations(1)
-    ->Repetitions(5)
-    ->DisplayAggregatesOnly(true)
-    ->UseRealTime()
-    ->Unit(benchmark::kMillisecond);
-
-// Shared memory of 1 GiB, dense: 0 MAP_SHARED|MAP_ANONYMOUS, 1 a SysV
-// segment (in an IPC namespace of the subject's own). Dumped to a tmpfs
-// file with --leave-running.
-const char* SharedKind(int64_t kind) { return kind == 0 ? "shared" : "sysv"; }
-
-void BM_SharedDump(benchmark::State& state) {
-  const int mib = static_cast<int>(state.range(0));
-  const char* kind = SharedKind(state.range(1));
-  absl::StatusOr<Subject> s =
-      testing::StartProgram(BenchProgram("touch"), {absl::StrCat(mib), "1", kind});
-  if (!s.ok() || !testing::WaitForOutput(*s, "READY", 120000).ok()) {
-    return state.SkipWithError("no subject");
-  }
-  DumpOptions options;
-  options.leave_running = true;
-  uint64_t bytes = 0;
-  for (auto _ : state) {
-    state.PauseTiming();
-    int fd = open(absl::StrCat(kImageDir, "/bench-shared.img").c_str(),
-                  O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    state.ResumeTiming();
-    Checkpointer dumper(options);
-    absl::Status st = dumper.Dump(s->pid, fd);
-    state.PauseTiming();
-    close(fd);
-    if (!st.ok()) return state.SkipWithError(std::string(st.message()).c_str());
-    bytes = dumper.stats().image_bytes;
-    state.ResumeTiming();
-  }
-  testing::KillAndReap(s->pid);
-  unlink(absl::StrCat(kImageDir, "/bench-shared.img").c_str());
-  state.SetBytesProcessed(state.iterations() * bytes);
-  state.SetLabel(kind);
-}
-BENCHMARK(BM_SharedDump)
-    ->ArgNames({"MiB", "kind"})
-    ->ArgsProduct({{1024}, {0, 1}})
-    ->Iterations(1)
-    ->Repetitions(5)
-    ->DisplayAggregatesOnly(true)
-    ->UseRealTime()
-    ->Unit(benchmark::kMillisecond);
-
-void BM_SharedRestore(benchmark::State& state) {
-  const int mib = static_cast<int>(state.range(0));
-  const char* kind = SharedKind(state.range(1));
-  std::string image = absl::StrCat(kImageDir, "/bench-shared-restore.img");
-  {
-    absl::StatusOr<Subject> s =
-        testing::StartProgram(BenchProgram("touch"), {absl::StrCat(mib), "1", kind});
+    absl::StatusOr<Subject> s = testing::StartProgram(
+        BenchProgram("touch"), {absl::StrCat(mib), "1", MemoryKind(kind)});
     if (!s.ok() || !testing::WaitForOutput(*s, "READY", 120000).ok()) {
       return state.SkipWithError("no subject");
     }
@@ -252,11 +187,14 @@ void BM_SharedRestore(benchmark::State& state) {
   }
   unlink(image.c_str());
   state.SetBytesProcessed(state.iterations() * bytes);
-  state.SetLabel(kind);
+  state.SetLabel(MemoryKind(kind));
 }
-BENCHMARK(BM_SharedRestore)
+BENCHMARK(BM_Restore)
     ->ArgNames({"MiB", "kind"})
-    ->ArgsProduct({{1024}, {0, 1}})
+    ->Args({1024, 0})
+    ->Args({4096, 0})
+    ->Args({1024, 1})
+    ->Args({1024, 2})
     ->Iterations(1)
     ->Repetitions(5)
     ->DisplayAggregatesOnly(true)

@@ -150,11 +150,7 @@ absl::Status Injector::StepSyscallStop(const char* which) {
   }
 }
 
-absl::StatusOr<int64_t> Injector::SyscallViaInsn(long nr, std::array<uint64_t, 6> args) {
-  if (syscall_insn_ == 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(TaskName(pid_, tid_), ": no syscall instruction to inject through"));
-  }
+user_regs_struct Injector::SyscallRegs(long nr, const std::array<uint64_t, 6>& args) const {
   user_regs_struct regs = template_;
   regs.rip = syscall_insn_;
   regs.rax = static_cast<uint64_t>(nr);
@@ -165,7 +161,15 @@ absl::StatusOr<int64_t> Injector::SyscallViaInsn(long nr, std::array<uint64_t, 6
   regs.r10 = args[3];
   regs.r8 = args[4];
   regs.r9 = args[5];
-  RETURN_IF_ERROR(SetRegs(tid_, regs));
+  return regs;
+}
+
+absl::StatusOr<int64_t> Injector::SyscallViaInsn(long nr, std::array<uint64_t, 6> args) {
+  if (syscall_insn_ == 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(TaskName(pid_, tid_), ": no syscall instruction to inject through"));
+  }
+  RETURN_IF_ERROR(SetRegs(tid_, SyscallRegs(nr, args)));
   RETURN_IF_ERROR(StepSyscallStop("entry"));
   RETURN_IF_ERROR(StepSyscallStop("exit"));
   ASSIGN_OR_RETURN(user_regs_struct after, GetRegs(tid_));
@@ -177,17 +181,7 @@ absl::StatusOr<int64_t> Injector::SyscallInterrupted(long nr, std::array<uint64_
     return absl::FailedPreconditionError(
         absl::StrCat(TaskName(pid_, tid_), ": no syscall instruction to inject through"));
   }
-  user_regs_struct regs = template_;
-  regs.rip = syscall_insn_;
-  regs.rax = static_cast<uint64_t>(nr);
-  regs.orig_rax = ~0ull;
-  regs.rdi = args[0];
-  regs.rsi = args[1];
-  regs.rdx = args[2];
-  regs.r10 = args[3];
-  regs.r8 = args[4];
-  regs.r9 = args[5];
-  RETURN_IF_ERROR(SetRegs(tid_, regs));
+  RETURN_IF_ERROR(SetRegs(tid_, SyscallRegs(nr, args)));
   RETURN_IF_ERROR(StepSyscallStop("entry"));
   // Into the syscall, and interrupted at once: a sleep that has started
   // wakes up; one that has not yet started sees the pending interrupt and

@@ -178,6 +178,9 @@ class Injector {
   // other signal.
   absl::Status WaitTrap();
   absl::Status StepSyscallStop(const char* which);
+  // The template registers set up to run syscall `nr` at the `syscall`
+  // instruction.
+  user_regs_struct SyscallRegs(long nr, const std::array<uint64_t, 6>& args) const;
 
   pid_t pid_;
   pid_t tid_;
