@@ -19,6 +19,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ckpt/ckpt.hpp"
+#include "lib/base/clock.h"
 #include "lib/base/status.h"
 #include "lib/base/trace.h"
 #include "lib/fs/fs.h"
@@ -40,12 +41,6 @@
 
 namespace ckpt {
 namespace {
-
-uint64_t NowNs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 // Every signal but SIGTRAP (the trampoline's int3) is held back while
 // syscalls are injected, so that none is delivered half-way.
@@ -451,7 +446,7 @@ absl::Status Dumper::Collect(TaskDump& t) {
   }
   ASSIGN_OR_RETURN(
       t.signals,
-      task::ReadSignalsQuery(batch, signals_q, static_cast<int64_t>(NowNs()) - start_ns_,
+      task::ReadSignalsQuery(batch, signals_q, MonotonicNs() - start_ns_,
                              [this](pid_t tid) -> absl::StatusOr<uint32_t> {
                                ASSIGN_OR_RETURN(uint32_t ref,
                                                 objects_.Lookup(objhash::ObjKind::kPid,
@@ -653,8 +648,8 @@ absl::Status Dumper::Thaw(bool kill) {
 }
 
 absl::Status Dumper::Run(pid_t root, int out_fd) {
-  const uint64_t start = NowNs();
-  start_ns_ = static_cast<int64_t>(start);
+  start_ns_ = MonotonicNs();
+  const uint64_t start = static_cast<uint64_t>(start_ns_);
   header_ = image::DefaultImageHeader();
   {
     Phase p("dump: gate");
@@ -665,7 +660,7 @@ absl::Status Dumper::Run(pid_t root, int out_fd) {
     Phase p("dump: freeze");
     st = FreezeTree(root);
   }
-  stats_->freeze_ns = NowNs() - start;
+  stats_->freeze_ns = static_cast<uint64_t>(MonotonicNs()) - start;
   if (st.ok()) st = RegisterPids();
   if (st.ok()) {
     // The IPC namespace first: the tasks' attachments refer to its
@@ -705,7 +700,7 @@ absl::Status Dumper::Run(pid_t root, int out_fd) {
     Phase p("dump: thaw");
     st = Thaw(!options_.leave_running);
   }
-  stats_->total_ns = NowNs() - start;
+  stats_->total_ns = static_cast<uint64_t>(MonotonicNs()) - start;
   return st;
 }
 

@@ -21,6 +21,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ckpt/ckpt.hpp"
+#include "lib/base/clock.h"
 #include "lib/base/buffer.h"
 #include "lib/base/fd.h"
 #include "lib/base/status.h"
@@ -44,12 +45,6 @@
 
 namespace ckpt {
 namespace {
-
-uint64_t NowNs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 constexpr uint64_t kInjectionMask = ~(1ull << (SIGTRAP - 1));
 constexpr unsigned long kExitKill = 0x100000;   // PTRACE_O_EXITKILL
@@ -326,7 +321,7 @@ absl::Status RestoreRun::ReadObjects(image::Reader& r) {
 // soon as its parent reaps it: wait a little for that rather than fail.
 absl::Status RestoreRun::WaitForFreePids() {
   if (options_.new_pidns) return absl::OkStatus();  // a fresh namespace has them all
-  const uint64_t deadline = NowNs() + uint64_t{kZombieWaitMs} * 1000000;
+  const uint64_t deadline = static_cast<uint64_t>(MonotonicNs()) + uint64_t{kZombieWaitMs} * 1000000;
   for (const auto& t : tasks_) {
     pid_t pid = t->pids.front();
     for (;;) {
@@ -337,7 +332,7 @@ absl::Status RestoreRun::WaitForFreePids() {
       if (state != 'Z' && state != 'X') {
         return absl::AlreadyExistsError(absl::StrCat("PID ", pid, " is taken by another process"));
       }
-      if (NowNs() > deadline) {
+      if (static_cast<uint64_t>(MonotonicNs()) > deadline) {
         return absl::AlreadyExistsError(
             absl::StrCat("PID ", pid, " is held by a zombie that nobody reaps"));
       }
@@ -624,8 +619,8 @@ void RestoreRun::KillAll() {
 }
 
 absl::StatusOr<pid_t> RestoreRun::Run(int in_fd) {
-  const uint64_t start = NowNs();
-  start_ns_ = static_cast<int64_t>(start);
+  start_ns_ = MonotonicNs();
+  const uint64_t start = static_cast<uint64_t>(start_ns_);
   image::FdSource source(in_fd);
   image::Reader r(&source);
   ASSIGN_OR_RETURN(image::ckpt_image_header header, r.ReadImageHeader());
@@ -674,7 +669,7 @@ absl::StatusOr<pid_t> RestoreRun::Run(int in_fd) {
     for (pid_t tid : tasks_[i]->threads) RETURN_IF_ERROR(task::Detach(tid, 0));
   }
   released_ = true;
-  stats_->total_ns = NowNs() - start;
+  stats_->total_ns = static_cast<uint64_t>(MonotonicNs()) - start;
   return tasks_.front()->pid;
 }
 

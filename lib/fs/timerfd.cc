@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "lib/base/clock.h"
 #include "lib/base/fd.h"
 #include "lib/base/status.h"
 #include "lib/image/format.h"
@@ -21,8 +22,6 @@
 namespace ckpt::fs {
 namespace {
 
-constexpr int64_t kNsPerSec = 1000000000;
-constexpr int64_t kMaxNs = 100ll * 365 * 24 * 3600 * kNsPerSec;
 constexpr unsigned long kSetTicks = 0x40085400;  // TFD_IOC_SET_TICKS, _IOW('T', 0, u64)
 
 // "(12, 345)" -> ns
@@ -37,16 +36,6 @@ bool ParsePair(absl::string_view s, int64_t* ns) {
   }
   *ns = sec * kNsPerSec + nsec;
   return true;
-}
-
-int64_t NowMono() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * kNsPerSec + ts.tv_nsec;
-}
-
-struct timespec Ts(int64_t ns) {
-  return {static_cast<time_t>(ns / kNsPerSec), static_cast<long>(ns % kNsPerSec)};
 }
 
 }  // namespace
@@ -126,7 +115,7 @@ absl::StatusOr<objhash::RestoredObject> RestoreTimerfd(objhash::RestoreContext& 
   if (t.settime_flags & ~static_cast<uint32_t>(TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET)) {
     return r.FieldError("settime_flags", t.settime_flags, " has unknown bits");
   }
-  if (t.interval_ns < 0 || t.interval_ns > kMaxNs || t.value_ns < 0 || t.value_ns > kMaxNs) {
+  if (t.interval_ns < 0 || t.interval_ns > image::kMaxDurationNs || t.value_ns < 0 || t.value_ns > image::kMaxDurationNs) {
     return r.FieldError("value_ns", "the timer is out of range");
   }
   int fd = timerfd_create(t.clock, TFD_CLOEXEC);
@@ -134,9 +123,9 @@ absl::StatusOr<objhash::RestoredObject> RestoreTimerfd(objhash::RestoreContext& 
   UniqueFd owned(fd);
   if (t.value_ns > 0) {
     // Relative, with the time left from the restore's start.
-    int64_t left = t.value_ns - (NowMono() - ctx.start_mono_ns);
+    int64_t left = t.value_ns - (MonotonicNs() - ctx.start_mono_ns);
     if (left < 1) left = 1;
-    struct itimerspec v = {Ts(t.interval_ns), Ts(left)};
+    struct itimerspec v = {NsToTimespec(t.interval_ns), NsToTimespec(left)};
     if (timerfd_settime(fd, 0, &v, nullptr) != 0) return ErrnoError(errno, "arming a timerfd");
   }
   if (t.ticks > 0 && ioctl(fd, kSetTicks, &t.ticks) != 0) {

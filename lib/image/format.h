@@ -60,6 +60,9 @@ inline constexpr uint64_t kMaxRecordLen = 64ull << 20;
 inline constexpr uint64_t kMaxPageDataLen = 16ull << 20;
 // Most runs in one CKPT_HDR_PAGE_RUNS record.
 inline constexpr uint64_t kMaxPageRuns = 65536;
+// Longest duration (a timer's interval or time left) a record may carry:
+// a hundred years, in nanoseconds.
+inline constexpr int64_t kMaxDurationNs = 100ll * 365 * 24 * 3600 * 1000000000;
 // Largest path carried by a record (PATH_MAX).
 inline constexpr uint32_t kMaxPathLen = 4096;
 

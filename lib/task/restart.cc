@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "lib/base/clock.h"
 #include "lib/base/fd.h"
 #include "lib/base/status.h"
 #include "lib/task/remote.h"
@@ -20,14 +21,7 @@
 namespace ckpt::task {
 namespace {
 
-constexpr int64_t kNsPerSec = 1000000000;
 constexpr uint64_t kFutexCmdMask = ~static_cast<uint64_t>(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
-
-int64_t NowMono() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * kNsPerSec + ts.tv_nsec;
-}
 
 // The hrtimer_wakeup timers of /proc/timer_list (the timers of sleeping
 // tasks), by address, with their soft expiry on CLOCK_MONOTONIC.
@@ -132,7 +126,7 @@ SleepProbe TakeSleepProbe() {
 
 int64_t SleepExpiry(const SleepProbe& probe) {
   if (!probe.armed) return -1;
-  const int64_t now = NowMono();
+  const int64_t now = MonotonicNs();
   std::map<std::string, SleepProbe::Timer> after = ReadSleepTimers();
   int64_t found = -1;
   int candidates = 0;
@@ -158,7 +152,7 @@ absl::StatusOr<std::optional<image::ckpt_restart>> PlanRestart(pid_t pid,
     if (rem == 0) return std::nullopt;
     struct timespec ts;
     if (!ReadRemote(pid, rem, &ts, sizeof(ts)).ok()) return std::nullopt;
-    return static_cast<int64_t>(ts.tv_sec) * kNsPerSec + ts.tv_nsec;
+    return TimespecToNs(ts);
   };
   std::optional<int64_t> left;
   if (expiry_mono_ns >= 0) left = expiry_mono_ns - start_mono_ns;
@@ -198,7 +192,7 @@ absl::Status CheckRestart(const image::ckpt_restart& restart, const user_regs_st
       !(nr == SYS_futex && (regs.rsi & kFutexCmdMask) == FUTEX_WAIT_BITSET)) {
     return absl::InvalidArgumentError("same-args for a call that has no absolute deadline");
   }
-  if (restart.remaining_ns < 0 || restart.remaining_ns > 100ll * 365 * 24 * 3600 * kNsPerSec) {
+  if (restart.remaining_ns < 0 || restart.remaining_ns > image::kMaxDurationNs) {
     return absl::InvalidArgumentError(absl::StrCat("remaining_ns ", restart.remaining_ns,
                                                    " is out of range"));
   }
@@ -219,12 +213,12 @@ absl::StatusOr<user_regs_struct> PrimeRestart(Injector& inj, const user_regs_str
   std::array<uint64_t, 6> args = {regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9};
   if (restart.kind == image::kRestartTimeLeft) {
     // The relative model: the time left runs from the restore's start.
-    int64_t left = restart.remaining_ns - (NowMono() - restore_start_mono_ns);
+    int64_t left = restart.remaining_ns - (MonotonicNs() - restore_start_mono_ns);
     if (left < 0) left = 0;
     if (!inj.has_trampoline()) {
       return absl::FailedPreconditionError("no trampoline to hold the time left");
     }
-    struct timespec ts = {static_cast<time_t>(left / kNsPerSec), static_cast<long>(left % kNsPerSec)};
+    struct timespec ts = NsToTimespec(left);
     const uint64_t at = inj.layout().data();
     RETURN_IF_ERROR(WriteRemote(inj.pid(), at, &ts, sizeof(ts)));
     switch (nr) {

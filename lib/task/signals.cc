@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "lib/base/clock.h"
 #include "lib/base/fd.h"
 #include "lib/base/status.h"
 #include "lib/task/ptrace.h"
@@ -28,14 +29,6 @@ constexpr uint64_t kKnownSaFlags = SA_NOCLDSTOP | SA_NOCLDWAIT | SA_SIGINFO | SA
 constexpr long kPeekSiginfo = 0x4209;
 constexpr uint32_t kPeekSiginfoShared = 1;
 constexpr int kTimerCreateRestoreIds = 77;
-constexpr int64_t kNsPerSec = 1000000000;
-constexpr int64_t kMaxNs = 100ll * 365 * 24 * 3600 * kNsPerSec;
-
-int64_t NowMono() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * kNsPerSec + ts.tv_nsec;
-}
 
 struct PeekArgs {
   uint64_t off;
@@ -52,19 +45,6 @@ struct KernelSigevent {
   int32_t pad[11];
 };
 static_assert(sizeof(KernelSigevent) == 64);
-
-int64_t TimevalNs(const struct timeval& tv) {
-  return static_cast<int64_t>(tv.tv_sec) * kNsPerSec + tv.tv_usec * 1000;
-}
-int64_t TimespecNs(const struct timespec& ts) {
-  return static_cast<int64_t>(ts.tv_sec) * kNsPerSec + ts.tv_nsec;
-}
-struct timespec NsTimespec(int64_t ns) {
-  return {static_cast<time_t>(ns / kNsPerSec), static_cast<long>(ns % kNsPerSec)};
-}
-struct timeval NsTimeval(int64_t ns) {
-  return {static_cast<time_t>(ns / kNsPerSec), static_cast<suseconds_t>((ns % kNsPerSec) / 1000)};
-}
 
 // Clocks that run while the task is frozen (wall and monotonic kinds), as
 // opposed to CPU-time clocks.
@@ -207,8 +187,8 @@ absl::StatusOr<TaskSignals> ReadSignalsQuery(
   for (int which = 0; which < 3; ++which) {
     struct itimerval v;
     std::memcpy(&v, b.Output(q.itimer_out[which]), sizeof(v));
-    s.rec.itimer[which].interval_ns = TimevalNs(v.it_interval);
-    int64_t value = TimevalNs(v.it_value);
+    s.rec.itimer[which].interval_ns = TimevalToNs(v.it_interval);
+    int64_t value = TimevalToNs(v.it_value);
     // ITIMER_REAL counted on while the task was frozen.
     if (which == ITIMER_REAL && value > 0) value += elapsed_ns;
     s.rec.itimer[which].value_ns = value;
@@ -227,8 +207,8 @@ absl::StatusOr<TaskSignals> ReadSignalsQuery(
     }
     struct itimerspec v;
     std::memcpy(&v, b.Output(q.timer_out[i]), sizeof(v));
-    rec.interval_ns = TimespecNs(v.it_interval);
-    rec.value_ns = TimespecNs(v.it_value);
+    rec.interval_ns = TimespecToNs(v.it_interval);
+    rec.value_ns = TimespecToNs(v.it_value);
     if (rec.value_ns > 0 && RunsWhileFrozen(t.clock)) rec.value_ns += elapsed_ns;
     int64_t overrun = b.ret(q.overrun_call[i]);
     rec.overrun = overrun > 0 ? static_cast<int32_t>(overrun) : 0;
@@ -271,7 +251,7 @@ absl::StatusOr<TaskSignals> ReadSignalsRecords(image::Reader& r) {
   ASSIGN_OR_RETURN(s.rec, r.Expect<image::ckpt_signals>(image::CKPT_HDR_SIGNALS));
   for (int which = 0; which < 3; ++which) {
     const image::ckpt_itimer& t = s.rec.itimer[which];
-    if (t.interval_ns < 0 || t.interval_ns > kMaxNs || t.value_ns < 0 || t.value_ns > kMaxNs) {
+    if (t.interval_ns < 0 || t.interval_ns > image::kMaxDurationNs || t.value_ns < 0 || t.value_ns > image::kMaxDurationNs) {
       return r.FieldError("itimer", "interval timer ", which, " is out of range");
     }
   }
@@ -290,7 +270,7 @@ absl::StatusOr<TaskSignals> ReadSignalsRecords(image::Reader& r) {
     if (t.notify != SIGEV_NONE && (t.signo < 1 || t.signo > 64)) {
       return r.FieldError("signo", t.signo, " is not a signal");
     }
-    if (t.interval_ns < 0 || t.interval_ns > kMaxNs || t.value_ns < 0 || t.value_ns > kMaxNs) {
+    if (t.interval_ns < 0 || t.interval_ns > image::kMaxDurationNs || t.value_ns < 0 || t.value_ns > image::kMaxDurationNs) {
       return r.FieldError("value_ns", "timer ", t.id, " is out of range");
     }
     s.timers.push_back(t);
@@ -303,7 +283,7 @@ absl::Status QueueSignalsRestore(
     const std::vector<std::pair<pid_t, std::vector<image::ckpt_siginfo>>>& per_thread,
     int64_t restore_start_mono_ns, const std::function<absl::StatusOr<pid_t>(uint32_t)>& ref_tid) {
   auto left = [&](int64_t value_ns, int64_t floor) {
-    int64_t l = value_ns - (NowMono() - restore_start_mono_ns);
+    int64_t l = value_ns - (MonotonicNs() - restore_start_mono_ns);
     return l < floor ? floor : l;
   };
   auto signo_of = [](const image::ckpt_siginfo& p) {
@@ -340,7 +320,7 @@ absl::Status QueueSignalsRestore(
       SyscallBatch& b = q.batch();
       b.Add(SYS_timer_create, {static_cast<uint64_t>(t.clock), b.AddStruct(ev), b.AddStruct(id)});
       if (t.value_ns > 0) {
-        struct itimerspec v = {NsTimespec(t.interval_ns), NsTimespec(left(t.value_ns, 1))};
+        struct itimerspec v = {NsToTimespec(t.interval_ns), NsToTimespec(left(t.value_ns, 1))};
         b.Add(SYS_timer_settime, {static_cast<uint64_t>(t.id), 0, b.AddStruct(v), 0});
       }
     }
@@ -350,7 +330,7 @@ absl::Status QueueSignalsRestore(
   for (int which = 0; which < 3; ++which) {
     const image::ckpt_itimer& t = s.rec.itimer[which];
     if (t.value_ns == 0) continue;
-    struct itimerval v = {NsTimeval(t.interval_ns), NsTimeval(left(t.value_ns, 1000))};
+    struct itimerval v = {NsToTimeval(t.interval_ns), NsToTimeval(left(t.value_ns, 1000))};
     RETURN_IF_ERROR(q.Reserve(1, sizeof(v) + 16));
     q.batch().Add(SYS_setitimer, {static_cast<uint64_t>(which), q.batch().AddStruct(v), 0});
   }

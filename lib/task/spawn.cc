@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "lib/base/clock.h"
 #include "lib/base/fd.h"
 #include "lib/base/status.h"
 #include "lib/task/inject.h"
@@ -130,11 +131,7 @@ absl::Status NodeError(const SpawnNode& n, int what, int err) {
   return absl::InternalError(absl::StrCat("task ", pid, ": bad report '", what, "'"));
 }
 
-long NowMs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+long NowMs() { return static_cast<long>(MonotonicNs() / 1000000); }
 
 char StateOf(pid_t pid) {
   absl::StatusOr<std::string> stat = ReadFile(absl::StrCat("/proc/", pid, "/stat"));

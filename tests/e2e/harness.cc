@@ -12,17 +12,14 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "lib/base/clock.h"
 #include "lib/base/fd.h"
 #include "lib/base/status.h"
 
 namespace ckpt::testing {
 namespace {
 
-long NowMs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+long NowMs() { return static_cast<long>(MonotonicNs() / 1000000); }
 
 int counter = 0;
 

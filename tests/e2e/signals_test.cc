@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "lib/base/clock.h"
 #include "lib/image/format.h"
 #include "tests/e2e/harness.h"
 #include "tests/e2e/image_edit.h"
@@ -19,24 +20,18 @@
 namespace ckpt::testing {
 namespace {
 
-int64_t NowMono() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
-}
-
 TEST(SignalsTest, SleepsKeepTheTimeTheyHadLeft) {
   std::string times = TempPath("sleeps.times");
   absl::StatusOr<Subject> s = StartSubject("sleeps", {times});
   ASSERT_TRUE(s.ok()) << s.status();
   ASSERT_TRUE(WaitForOutput(*s, "READY").ok()) << ReadOutput(*s);
   sleep(2);
-  const int64_t dump_start = NowMono();
+  const int64_t dump_start = MonotonicNs();
   std::string image = TempPath("sleeps.img");
   absl::Status st = DumpToFile(s->pid, image);
   ASSERT_TRUE(st.ok()) << st;
   KillAndReap(s->pid);
-  const int64_t restore_start = NowMono();
+  const int64_t restore_start = MonotonicNs();
   absl::StatusOr<pid_t> pid = RestoreFromFile(image);
   ASSERT_TRUE(pid.ok()) << pid.status();
   {
