@@ -17,6 +17,13 @@ absl::StatusOr<UniqueFd> OpenFile(const std::string& path, int flags, mode_t mod
   return UniqueFd(fd);
 }
 
+absl::StatusOr<UniqueFd> Reopen(int held, int flags, const std::string& what) {
+  std::string link = "/proc/self/fd/" + std::to_string(held);
+  int fd = ::open(link.c_str(), flags | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return ErrnoError(errno, "reopening ", what);
+  return UniqueFd(fd);
+}
+
 absl::StatusOr<std::string> ReadAll(int fd) {
   std::string out;
   size_t used = 0;

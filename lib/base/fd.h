@@ -43,6 +43,11 @@ class UniqueFd {
 // open(2) with O_CLOEXEC added; the error names the path.
 absl::StatusOr<UniqueFd> OpenFile(const std::string& path, int flags, mode_t mode = 0);
 
+// A new open description of the file `held` refers to (a pipe, a deleted
+// file, a memfd), with its own `flags`, through /proc/self/fd; `what`
+// names the file in errors.
+absl::StatusOr<UniqueFd> Reopen(int held, int flags, const std::string& what);
+
 // Reads until EOF (restarting on EINTR and short reads).
 absl::StatusOr<std::string> ReadAll(int fd);
 

@@ -34,14 +34,6 @@ absl::Status CheckpointFile(objhash::CheckpointContext& ctx,
 
 namespace {
 
-// A new description on an object the restorer holds (a pipe, a deleted
-// file): opening its /proc/self/fd link gives one with its own flags.
-absl::StatusOr<UniqueFd> Reopen(int held, uint32_t flags, const std::string& what) {
-  std::string link = absl::StrCat("/proc/self/fd/", held);
-  int fd = open(link.c_str(), static_cast<int>(flags) | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) return ErrnoError(errno, "reopening ", what);
-  return UniqueFd(fd);
-}
 
 }  // namespace
 
@@ -87,15 +79,15 @@ absl::StatusOr<objhash::RestoredObject> RestoreFile(objhash::RestoreContext& ctx
   } else if (f.kind == image::kFilePipe) {
     ASSIGN_OR_RETURN(const objhash::RestoredObject* pipe,
                      ctx.objects->Get(f.target_ref, objhash::ObjKind::kPipe));
-    ASSIGN_OR_RETURN(owned, Reopen(pipe->fd, f.flags, path));
+    ASSIGN_OR_RETURN(owned, Reopen(pipe->fd, static_cast<int>(f.flags), path));
   } else if (f.kind == image::kFileShmem) {
     ASSIGN_OR_RETURN(const objhash::RestoredObject* shmem,
                      ctx.objects->Get(f.target_ref, objhash::ObjKind::kShmem));
-    ASSIGN_OR_RETURN(owned, Reopen(shmem->fd, f.flags, path));
+    ASSIGN_OR_RETURN(owned, Reopen(shmem->fd, static_cast<int>(f.flags), path));
   } else if (f.target_ref != 0) {
     ASSIGN_OR_RETURN(const objhash::RestoredObject* ghost,
                      ctx.objects->Get(f.target_ref, objhash::ObjKind::kGhost));
-    ASSIGN_OR_RETURN(owned, Reopen(ghost->fd, f.flags, path));
+    ASSIGN_OR_RETURN(owned, Reopen(ghost->fd, static_cast<int>(f.flags), path));
   } else if (f.kind == image::kFileTty) {
     if (!(ctx.flags & objhash::kRestoreShellJob)) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -138,12 +130,7 @@ absl::StatusOr<objhash::RestoredObject> RestoreFile(objhash::RestoreContext& ctx
   if (seekable && !(f.flags & O_PATH) && lseek(fd, static_cast<off_t>(f.pos), SEEK_SET) < 0) {
     return ErrnoError(errno, "seek ", path, " to ", f.pos);
   }
-  int high = fcntl(fd, F_DUPFD_CLOEXEC, ctx.high_fd_base);
-  if (high < 0) return ErrnoError(errno, "moving ", path, " to fd ", ctx.high_fd_base, " or above");
-  objhash::RestoredObject obj;
-  obj.objref = f.objref;
-  obj.fd = high;
-  return obj;
+  return objhash::HoldAt(ctx, f.objref, fd, path);
 }
 
 }  // namespace ckpt::fs

@@ -156,12 +156,7 @@ absl::StatusOr<objhash::RestoredObject> RestoreGhost(objhash::RestoreContext& ct
   }
   if (fchmod(fd.get(), g.mode & 07777) != 0) return ErrnoError(errno, "chmod of the deleted ", path);
   (void)!fchown(fd.get(), g.uid, g.gid);  // best effort: the owner may not exist here
-  int high = fcntl(fd.get(), F_DUPFD_CLOEXEC, ctx.high_fd_base);
-  if (high < 0) return ErrnoError(errno, "moving the deleted ", path, " to a high fd");
-  objhash::RestoredObject obj;
-  obj.objref = g.objref;
-  obj.fd = high;
-  return obj;
+  return objhash::HoldAt(ctx, g.objref, fd.get(), absl::StrCat("the deleted ", path));
 }
 
 }  // namespace ckpt::fs

@@ -140,18 +140,14 @@ absl::StatusOr<objhash::RestoredObject> RestorePipe(objhash::RestoreContext& ctx
     if (n < 0) return ErrnoError(errno, "refilling a pipe with ", data.size(), " bytes");
     at += static_cast<size_t>(n);
   }
-  objhash::RestoredObject obj;
-  obj.objref = p.objref;
-  int high = fcntl(rd.get(), F_DUPFD_CLOEXEC, ctx.high_fd_base);
-  if (high < 0) return ErrnoError(errno, "moving a pipe to fd ", ctx.high_fd_base, " or above");
-  obj.fd = high;
+  ASSIGN_OR_RETURN(objhash::RestoredObject obj, objhash::HoldAt(ctx, p.objref, rd.get(), "a pipe"));
   if (wr.valid()) {
-    int high2 = fcntl(wr.get(), F_DUPFD_CLOEXEC, ctx.high_fd_base);
-    if (high2 < 0) {
-      close(high);
-      return ErrnoError(errno, "moving a pipe to fd ", ctx.high_fd_base, " or above");
+    absl::StatusOr<int> high2 = objhash::MoveHigh(ctx, wr.get(), "a pipe");
+    if (!high2.ok()) {
+      close(obj.fd);
+      return high2.status();
     }
-    obj.fd2 = high2;
+    obj.fd2 = *high2;
   }
   return obj;
 }

@@ -131,12 +131,7 @@ absl::StatusOr<objhash::RestoredObject> RestoreTimerfd(objhash::RestoreContext& 
   if (t.ticks > 0 && ioctl(fd, kSetTicks, &t.ticks) != 0) {
     return ErrnoError(errno, "setting a timerfd's ", t.ticks, " unread expirations");
   }
-  int high = fcntl(fd, F_DUPFD_CLOEXEC, ctx.high_fd_base);
-  if (high < 0) return ErrnoError(errno, "moving a timerfd to a high fd");
-  objhash::RestoredObject obj;
-  obj.objref = t.objref;
-  obj.fd = high;
-  return obj;
+  return objhash::HoldAt(ctx, t.objref, fd, "a timerfd");
 }
 
 }  // namespace ckpt::fs

@@ -102,16 +102,9 @@ absl::StatusOr<objhash::RestoredObject> RestoreMappedFile(objhash::RestoreContex
     // A deleted file: map the copy the GHOST object recreated.
     ASSIGN_OR_RETURN(const objhash::RestoredObject* ghost,
                      ctx.objects->Get(f.target_ref, objhash::ObjKind::kGhost));
-    std::string link = absl::StrCat("/proc/self/fd/", ghost->fd);
-    int fd = open(link.c_str(), static_cast<int>(f.flags) | O_CLOEXEC);
-    if (fd < 0) return ErrnoError(errno, "reopening the deleted ", path);
-    UniqueFd owned(fd);
-    int high = fcntl(fd, F_DUPFD_CLOEXEC, ctx.high_fd_base);
-    if (high < 0) return ErrnoError(errno, "moving the deleted ", path, " to a high fd");
-    objhash::RestoredObject obj;
-    obj.objref = f.objref;
-    obj.fd = high;
-    return obj;
+    ASSIGN_OR_RETURN(UniqueFd owned,
+                     Reopen(ghost->fd, static_cast<int>(f.flags), absl::StrCat("the deleted ", path)));
+    return objhash::HoldAt(ctx, f.objref, owned.get(), absl::StrCat("the deleted ", path));
   }
   int fd = open(path.c_str(), static_cast<int>(f.flags) | O_CLOEXEC);
   if (fd < 0) return ErrnoError(errno, "mapped file ", path, " cannot be opened");
@@ -127,12 +120,7 @@ absl::StatusOr<objhash::RestoredObject> RestoreMappedFile(objhash::RestoreContex
                                                       " changed size since the dump (was ",
                                                       f.size, " bytes, now ", st.st_size, ")"));
   }
-  int high = fcntl(fd, F_DUPFD_CLOEXEC, ctx.high_fd_base);
-  if (high < 0) return ErrnoError(errno, "moving ", path, " to fd ", ctx.high_fd_base, " or above");
-  objhash::RestoredObject obj;
-  obj.objref = f.objref;
-  obj.fd = high;
-  return obj;
+  return objhash::HoldAt(ctx, f.objref, fd, path);
 }
 
 }  // namespace ckpt::mm

@@ -212,12 +212,7 @@ absl::StatusOr<objhash::RestoredObject> RestoreShmem(objhash::RestoreContext& ct
     return ErrnoError(errno, "sealing '", name, "'");
   }
   (void)!fchmod(fd, s.mode & 07777);
-  int high = fcntl(fd, F_DUPFD_CLOEXEC, ctx.high_fd_base);
-  if (high < 0) return ErrnoError(errno, "moving '", name, "' to a high fd");
-  objhash::RestoredObject obj;
-  obj.objref = s.objref;
-  obj.fd = high;
-  return obj;
+  return objhash::HoldAt(ctx, s.objref, fd, absl::StrCat("'", name, "'"));
 }
 
 absl::StatusOr<std::vector<image::ckpt_page_run>> DataRuns(int fd, uint64_t size,

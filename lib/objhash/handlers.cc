@@ -1,8 +1,28 @@
 #include "lib/objhash/handlers.h"
 
+#include <fcntl.h>
+
+#include <cerrno>
+
 #include "absl/strings/str_cat.h"
+#include "lib/base/status.h"
 
 namespace ckpt::objhash {
+
+absl::StatusOr<int> MoveHigh(const RestoreContext& ctx, int fd, absl::string_view what) {
+  int high = fcntl(fd, F_DUPFD_CLOEXEC, ctx.high_fd_base);
+  if (high < 0) return ErrnoError(errno, "moving ", what, " to fd ", ctx.high_fd_base, " or above");
+  return high;
+}
+
+absl::StatusOr<RestoredObject> HoldAt(const RestoreContext& ctx, uint32_t objref, int fd,
+                                      absl::string_view what) {
+  ASSIGN_OR_RETURN(int high, MoveHigh(ctx, fd, what));
+  RestoredObject obj;
+  obj.objref = objref;
+  obj.fd = high;
+  return obj;
+}
 
 absl::Status HandlerTable::Register(const ObjectOps& ops) {
   if (ops.checkpoint == nullptr || ops.restore == nullptr) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "lib/image/reader.h"
 #include "lib/image/writer.h"
 #include "lib/objhash/objhash.h"
@@ -58,6 +59,13 @@ struct ObjectOps {
   // recreates the object in the restorer.
   absl::StatusOr<RestoredObject> (*restore)(RestoreContext& ctx, const image::Record& rec);
 };
+
+// Copies `fd` (the caller still owns it) to ctx.high_fd_base or above,
+// close-on-exec; `what` names the file in errors.
+absl::StatusOr<int> MoveHigh(const RestoreContext& ctx, int fd, absl::string_view what);
+// The object `objref`, held by the restorer at a high copy of `fd`.
+absl::StatusOr<RestoredObject> HoldAt(const RestoreContext& ctx, uint32_t objref, int fd,
+                                      absl::string_view what);
 
 class HandlerTable {
  public:
