@@ -177,17 +177,8 @@ absl::Status FlushStage(MmRestoreContext& ctx, Stage& stage) {
 absl::StatusOr<uint64_t> FillPageArray(image::Reader& r, MmRestoreContext& ctx, Stage& stage,
                                        const image::ckpt_vma& v, uint64_t pages_left,
                                        uint64_t* last_end, MmStats* stats) {
-  ASSIGN_OR_RETURN(image::Record rec, r.Next());
-  if (rec.type != image::CKPT_HDR_PAGE_RUNS) {
-    return absl::InvalidArgumentError(absl::StrCat(image::Reader::Where(rec),
-                                                   ": expected the PAGE_RUNS of the VMA at ",
-                                                   absl::Hex(v.start)));
-  }
-  ASSIGN_OR_RETURN(std::vector<uint8_t> raw,
-                   r.ReadArray(sizeof(image::ckpt_page_run), image::kMaxPageRuns, "runs"));
-  std::vector<image::ckpt_page_run> runs(raw.size() / sizeof(image::ckpt_page_run));
-  std::memcpy(runs.data(), raw.data(), raw.size());
-  if (runs.empty()) return r.FieldError("runs", "a page array without pages");
+  ASSIGN_OR_RETURN(std::vector<image::ckpt_page_run> runs,
+                   ReadPageRuns(r, absl::StrCat("the VMA at 0x", absl::Hex(v.start))));
   uint64_t total = 0;
   for (const image::ckpt_page_run& run : runs) {
     if (run.addr % kPage || run.nr_pages == 0 || run.addr < *last_end ||

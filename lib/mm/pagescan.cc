@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -179,6 +180,21 @@ absl::Status PageScanner::ScanFile(uint64_t start, uint64_t end, bool shared,
     at += count * kPage;
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<image::ckpt_page_run>> ReadPageRuns(image::Reader& r,
+                                                               absl::string_view what) {
+  ASSIGN_OR_RETURN(image::Record rec, r.Next());
+  if (rec.type != image::CKPT_HDR_PAGE_RUNS) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(image::Reader::Where(rec), ": expected the PAGE_RUNS of ", what));
+  }
+  ASSIGN_OR_RETURN(std::vector<uint8_t> raw,
+                   r.ReadArray(sizeof(image::ckpt_page_run), image::kMaxPageRuns, "runs"));
+  std::vector<image::ckpt_page_run> runs(raw.size() / sizeof(image::ckpt_page_run));
+  std::memcpy(runs.data(), raw.data(), raw.size());
+  if (runs.empty()) return r.FieldError("runs", "a page array without pages");
+  return runs;
 }
 
 }  // namespace ckpt::mm

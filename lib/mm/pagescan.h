@@ -18,8 +18,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "lib/base/fd.h"
 #include "lib/image/format.h"
+#include "lib/image/reader.h"
 
 namespace ckpt::mm {
 
@@ -64,6 +66,12 @@ class PageScanner {
 
 // Appends [addr, addr + n pages) to runs, merging with the last run.
 void AppendRun(std::vector<image::ckpt_page_run>* runs, uint64_t addr, uint64_t nr_pages);
+
+// Reads the next record, which must be the PAGE_RUNS of a page array of
+// `what`, and returns its runs (at least one); the caller checks them
+// against what they address.
+absl::StatusOr<std::vector<image::ckpt_page_run>> ReadPageRuns(image::Reader& r,
+                                                               absl::string_view what);
 
 }  // namespace ckpt::mm
 

@@ -289,16 +289,7 @@ absl::Status ReadObjectPages(image::Reader& r, uint64_t nr_pages, uint64_t size,
   uint64_t last_end = 0;
   const uint64_t object_pages = (size + kPage - 1) / kPage;
   while (left > 0) {
-    ASSIGN_OR_RETURN(image::Record runs_rec, r.Next());
-    if (runs_rec.type != image::CKPT_HDR_PAGE_RUNS) {
-      return absl::InvalidArgumentError(absl::StrCat(image::Reader::Where(runs_rec),
-                                                     ": expected the page runs of ", what));
-    }
-    ASSIGN_OR_RETURN(std::vector<uint8_t> raw,
-                     r.ReadArray(sizeof(image::ckpt_page_run), image::kMaxPageRuns, "runs"));
-    std::vector<image::ckpt_page_run> runs(raw.size() / sizeof(image::ckpt_page_run));
-    std::memcpy(runs.data(), raw.data(), raw.size());
-    if (runs.empty()) return r.FieldError("runs", "an empty page array");
+    ASSIGN_OR_RETURN(std::vector<image::ckpt_page_run> runs, ReadPageRuns(r, what));
     uint64_t bytes = 0;
     for (const image::ckpt_page_run& run : runs) {
       if (run.addr % kPage || run.nr_pages == 0 || run.addr < last_end ||
