@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/e2e/expect.h"
 #include "tests/e2e/harness.h"
 
 namespace ckpt::testing {
@@ -19,12 +20,6 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-#define ASSERT_OK(expr)           \
-  do {                            \
-    absl::Status st_ = (expr);    \
-    ASSERT_TRUE(st_.ok()) << st_; \
-  } while (0)
 
 class FilesTest : public ::testing::Test {
  protected:
@@ -41,24 +36,6 @@ std::vector<pid_t> TreePids(const Subject& s, const std::string& tag) {
   pid_t pid;
   while (in >> pid) pids.push_back(pid);
   return pids;
-}
-
-void ExpectPass(const Subject& s) {
-  ASSERT_EQ(kill(s.pid, SIGUSR1), 0);
-  absl::StatusOr<int> code = WaitExit(s.pid);
-  ASSERT_TRUE(code.ok()) << code.status();
-  std::string out = ReadOutput(s);
-  EXPECT_EQ(*code, 0) << out;
-  EXPECT_THAT(out, HasSubstr("PASS")) << out;
-  EXPECT_THAT(out, Not(HasSubstr("FAIL"))) << out;
-}
-
-void DumpKillRestore(const Subject& s, const std::vector<pid_t>& pids, const std::string& image) {
-  ASSERT_OK(DumpToFile(s.pid, image));
-  KillAndReapAll(pids);
-  absl::StatusOr<pid_t> pid = RestoreFromFile(image);
-  ASSERT_TRUE(pid.ok()) << pid.status();
-  ASSERT_EQ(*pid, s.pid);
 }
 
 bool AllGone(const std::vector<pid_t>& pids) {

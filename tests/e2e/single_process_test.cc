@@ -18,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lib/image/format.h"
+#include "tests/e2e/expect.h"
 #include "tests/e2e/harness.h"
 #include "tests/e2e/image_edit.h"
 
@@ -27,33 +28,13 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-#define ASSERT_OK(expr)                    \
-  do {                                     \
-    absl::Status st_ = (expr);             \
-    ASSERT_TRUE(st_.ok()) << st_;          \
-  } while (0)
-
 // Checkpoint, kill, restore: the restored task has the subject's PID.
 void CheckpointKillRestore(const Subject& s, const std::string& image, DumpStats* dump = nullptr,
                            const DumpOptions& options = {}) {
-  ASSERT_OK(DumpToFile(s.pid, image, options, dump));
-  KillAndReap(s.pid);
-  absl::StatusOr<pid_t> pid = RestoreFromFile(image);
-  ASSERT_TRUE(pid.ok()) << pid.status();
-  ASSERT_EQ(*pid, s.pid);
+  DumpKillRestore(s, {s.pid}, image, dump, options);
 }
 
 // Signals the restored subject and expects its PASS.
-void ExpectPass(const Subject& s) {
-  ASSERT_EQ(kill(s.pid, SIGUSR1), 0);
-  absl::StatusOr<int> code = WaitExit(s.pid);
-  ASSERT_TRUE(code.ok()) << code.status();
-  std::string out = ReadOutput(s);
-  EXPECT_EQ(*code, 0) << out;
-  EXPECT_THAT(out, HasSubstr("PASS")) << out;
-  EXPECT_THAT(out, Not(HasSubstr("FAIL"))) << out;
-}
-
 bool PidExists(pid_t pid) { return kill(pid, 0) == 0 || errno != ESRCH; }
 
 TEST(SingleProcessTest, HeapOf256MiBComesBackIntact) {

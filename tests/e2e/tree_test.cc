@@ -14,6 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lib/base/fd.h"
+#include "tests/e2e/expect.h"
 #include "tests/e2e/harness.h"
 
 namespace ckpt::testing {
@@ -22,39 +23,12 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-#define ASSERT_OK(expr)           \
-  do {                            \
-    absl::Status st_ = (expr);    \
-    ASSERT_TRUE(st_.ok()) << st_; \
-  } while (0)
-
 // Killed trees leave orphans: this process adopts and reaps them, so that
 // their PIDs are free for the restore.
 class TreeTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { prctl(PR_SET_CHILD_SUBREAPER, 1); }
 };
-
-// Dumps the tree of `s`, kills every task in `pids` and reaps them,
-// restores, and checks that the root came back with its PID.
-void DumpKillRestore(const Subject& s, const std::vector<pid_t>& pids, const std::string& image,
-                     DumpStats* stats = nullptr) {
-  ASSERT_OK(DumpToFile(s.pid, image, {}, stats));
-  KillAndReapAll(pids);
-  absl::StatusOr<pid_t> pid = RestoreFromFile(image);
-  ASSERT_TRUE(pid.ok()) << pid.status();
-  ASSERT_EQ(*pid, s.pid);
-}
-
-void ExpectPass(const Subject& s) {
-  ASSERT_EQ(kill(s.pid, SIGUSR1), 0);
-  absl::StatusOr<int> code = WaitExit(s.pid);
-  ASSERT_TRUE(code.ok()) << code.status();
-  std::string out = ReadOutput(s);
-  EXPECT_EQ(*code, 0) << out;
-  EXPECT_THAT(out, HasSubstr("PASS")) << out;
-  EXPECT_THAT(out, Not(HasSubstr("FAIL"))) << out;
-}
 
 TEST_F(TreeTest, ThreeLevelsTwoSessionsThreeGroupsKeepTheirIds) {
   absl::StatusOr<Subject> s = StartProgram(ProgramPath("tree"), {}, /*new_session=*/true);
