@@ -209,7 +209,7 @@ absl::StatusOr<bool> Dumper::FreezeTask(TaskDump& t) {
         probe = task::TakeSleepProbe();
       }
       RETURN_IF_ERROR(task::Interrupt(tid));
-      if (probe.armed) {
+      if (probe.armed()) {
         RETURN_IF_ERROR(WaitFrozen(t, tid));
         if (t.threads.count(tid)) t.threads[tid].sleep_expiry = task::SleepExpiry(probe);
       } else {

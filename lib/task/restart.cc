@@ -120,12 +120,11 @@ bool NeedsSleepProbe(pid_t pid, pid_t tid) {
 SleepProbe TakeSleepProbe() {
   SleepProbe probe;
   probe.before = ReadSleepTimers();
-  probe.armed = !probe.before.empty();
   return probe;
 }
 
 int64_t SleepExpiry(const SleepProbe& probe) {
-  if (!probe.armed) return -1;
+  if (!probe.armed()) return -1;
   const int64_t now = MonotonicNs();
   std::map<std::string, SleepProbe::Timer> after = ReadSleepTimers();
   int64_t found = -1;

@@ -43,14 +43,14 @@ namespace ckpt::task {
 
 inline constexpr int64_t kErestartRestartblock = 516;
 
-// What a seized (still running) thread is blocked in, and the sleep
-// timers that exist before it is interrupted.
+// The sleep timers that exist just before a thread is interrupted.
 struct SleepProbe {
-  bool armed = false;  // blocked in a timed sleep whose time left needs the timer
   struct Timer {
     int64_t expiry_mono_ns;  // soft expiry, on CLOCK_MONOTONIC
   };
   std::map<std::string, Timer> before;  // hrtimer_wakeup timers by (hashed) address
+  // Taken (and readable): SleepExpiry can tell.
+  bool armed() const { return !before.empty(); }
 };
 // Whether the seized, still running thread is blocked in a timed sleep
 // whose time left only its timer can tell.
