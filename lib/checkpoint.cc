@@ -192,6 +192,14 @@ absl::StatusOr<bool> Dumper::FreezeTask(TaskDump& t) {
       absl::Status st = task::Seize(tid, task::kSeizeOptions);
       if (!st.ok()) {
         if (absl::IsNotFound(st)) continue;  // the thread just exited
+        // The kernel refuses to seize a task that has begun to exit
+        // (EPERM, like a task one may not trace): exiting is not a refusal.
+        if (absl::IsPermissionDenied(st) && task::IsExiting(tid)) {
+          if (tid == t.pid) {
+            return absl::AbortedError(absl::StrCat("task ", t.pid, " exited while it was being frozen"));
+          }
+          continue;
+        }
         if (absl::IsPermissionDenied(st)) {
           return absl::PermissionDeniedError(absl::StrCat(
               task::TaskName(t.pid, tid), " may not be traced by this process: ", st.message()));
@@ -211,7 +219,14 @@ absl::StatusOr<bool> Dumper::FreezeTask(TaskDump& t) {
       RETURN_IF_ERROR(task::Interrupt(tid));
       if (probe.armed()) {
         RETURN_IF_ERROR(WaitFrozen(t, tid));
-        if (t.threads.count(tid)) t.threads[tid].sleep_expiry = task::SleepExpiry(probe);
+        if (t.threads.count(tid)) {
+          ASSIGN_OR_RETURN(int64_t expiry,
+                           task::ResolveSleepExpiry(t.pid, tid, probe, [&]() -> absl::Status {
+                             RETURN_IF_ERROR(task::Interrupt(tid));
+                             return WaitFrozen(t, tid);
+                           }));
+          if (t.threads.count(tid)) t.threads[tid].sleep_expiry = expiry;
+        }
       } else {
         fresh.push_back(tid);
       }

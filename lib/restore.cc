@@ -330,7 +330,8 @@ absl::Status RestoreRun::WaitForFreePids() {
       size_t close = stat->rfind(')');
       char state = close != std::string::npos && close + 2 < stat->size() ? (*stat)[close + 2] : '?';
       if (state != 'Z' && state != 'X') {
-        return absl::AlreadyExistsError(absl::StrCat("PID ", pid, " is taken by another process"));
+        return absl::AlreadyExistsError(absl::StrCat("PID ", pid, " is taken by another process",
+                                                     task::DescribePidHolder(pid)));
       }
       if (static_cast<uint64_t>(MonotonicNs()) > deadline) {
         return absl::AlreadyExistsError(
@@ -466,16 +467,25 @@ absl::StatusOr<pid_t> RestoreRun::AddThread(TaskRestore& t, const task::ThreadSt
   std::memset(&args, 0, sizeof(args));
   args.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
   args.set_tid_size = nrs.size();
-  task::SyscallBatch b = t.injector->NewBatch();
-  args.set_tid = b.AddData(set_tid, nrs.size() * sizeof(pid_t));
-  b.Add(SYS_clone3, {b.AddStruct(args), sizeof(args)});
-  absl::Status st = t.injector->Run(b);
-  if (!st.ok()) {
-    if (st.code() == absl::StatusCode::kAlreadyExists) {
-      return absl::AlreadyExistsError(absl::StrCat("thread ID ", nrs.front(), " is taken"));
+  absl::Status st;
+  // The kernel frees an exited thread's TID a moment after its process's
+  // parent has been told of the exit (release_task notifies, then frees):
+  // a TID that no task holds any more comes free within microseconds.
+  const int64_t deadline = MonotonicNs() + task::kPidReleaseWaitNs;
+  for (;;) {
+    task::SyscallBatch b = t.injector->NewBatch();
+    args.set_tid = b.AddData(set_tid, nrs.size() * sizeof(pid_t));
+    b.Add(SYS_clone3, {b.AddStruct(args), sizeof(args)});
+    st = t.injector->Run(b);
+    if (st.code() != absl::StatusCode::kAlreadyExists) break;
+    std::string holder = task::DescribePidHolder(nrs.front());
+    if (!holder.empty() || MonotonicNs() > deadline) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("thread ID ", nrs.front(), " is taken", holder));
     }
-    return Annotate(st, absl::StrCat("task ", t.pid, ": creating thread ", nrs.front()));
+    usleep(200);
   }
+  if (!st.ok()) return Annotate(st, absl::StrCat("task ", t.pid, ": creating thread ", nrs.front()));
   RETURN_IF_ERROR(task::SetOptions(t.pid, task::kSeizeOptions | kExitKill));
   // The TID as this process sees it.
   pid_t tid = nrs.front();

@@ -195,4 +195,20 @@ absl::StatusOr<std::vector<pid_t>> ListChildren(pid_t pid) {
   return children;
 }
 
+bool IsExiting(pid_t tid) {
+  absl::StatusOr<ProcStat> st = ReadProcStat(tid);
+  if (!st.ok()) return absl::IsNotFound(st.status());
+  return st->state == 'Z' || st->state == 'X' || (st->flags & kPfExiting) != 0;
+}
+
+std::string DescribePidHolder(pid_t pid) {
+  absl::StatusOr<ProcStatus> st = ReadProcStatus(pid);
+  if (!st.ok()) return "";
+  std::string who = st->tgid == pid ? absl::StrCat("task ", pid)
+                                    : absl::StrCat("thread ", pid, " of task ", st->tgid);
+  std::string traced = st->tracer_pid != 0 ? absl::StrCat(", traced by ", st->tracer_pid) : "";
+  return absl::StrCat(" (held by ", who, " '", st->name, "', state ", std::string(1, st->state),
+                      traced, ")");
+}
+
 }  // namespace ckpt::task

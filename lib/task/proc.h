@@ -56,6 +56,7 @@ struct ProcStat {
 };
 
 inline constexpr uint32_t kPfKthread = 0x00200000;
+inline constexpr uint32_t kPfExiting = 0x00000004;
 
 absl::StatusOr<ProcStat> ParseProcStat(absl::string_view text);
 absl::StatusOr<ProcStat> ReadProcStat(pid_t pid);
@@ -65,6 +66,15 @@ absl::StatusOr<std::vector<pid_t>> ListThreads(pid_t pid);
 
 // The children of every thread of `pid` (/proc/PID/task/TID/children).
 absl::StatusOr<std::vector<pid_t>> ListChildren(pid_t pid);
+
+// Whether the thread is gone or has begun to exit (a zombie, or dead but
+// not yet released): the kernel refuses to seize such a thread with EPERM.
+bool IsExiting(pid_t tid);
+
+// Who holds a PID that a restore needs, for its error message:
+// " (held by task 38 'name', state S)" or " (held by thread 38 of task 37
+// 'name', state Z, traced by 12)"; empty when /proc no longer shows it.
+std::string DescribePidHolder(pid_t pid);
 
 }  // namespace ckpt::task
 

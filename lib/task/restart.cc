@@ -5,7 +5,10 @@
 #include <sys/syscall.h>
 #include <time.h>
 
+#include <unistd.h>
+
 #include <cstring>
+#include <set>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -16,6 +19,7 @@
 #include "lib/base/clock.h"
 #include "lib/base/fd.h"
 #include "lib/base/status.h"
+#include "lib/task/ptrace.h"
 #include "lib/task/remote.h"
 
 namespace ckpt::task {
@@ -123,20 +127,77 @@ SleepProbe TakeSleepProbe() {
   return probe;
 }
 
-int64_t SleepExpiry(const SleepProbe& probe) {
-  if (!probe.armed()) return -1;
+namespace {
+
+// The expiries of the timers of `before` that are gone from `after`
+// without having expired on their own.
+std::set<int64_t> GoneTimers(const std::map<std::string, SleepProbe::Timer>& before,
+                             const std::map<std::string, SleepProbe::Timer>& after) {
   const int64_t now = MonotonicNs();
-  std::map<std::string, SleepProbe::Timer> after = ReadSleepTimers();
-  int64_t found = -1;
-  int candidates = 0;
-  for (const auto& [addr, timer] : probe.before) {
+  std::set<int64_t> gone;
+  for (const auto& [addr, timer] : before) {
     if (after.count(addr)) continue;
     // Gone because it expired on its own: another task's sleep ended.
     if (timer.expiry_mono_ns <= now) continue;
-    found = timer.expiry_mono_ns;
-    ++candidates;
+    gone.insert(timer.expiry_mono_ns);
   }
-  return candidates == 1 ? found : -1;
+  return gone;
+}
+
+// Waits (briefly) until `tid` sleeps in restart_syscall again.
+bool WaitAsleepInRestart(pid_t pid, pid_t tid) {
+  const std::string path = absl::StrCat("/proc/", pid, "/task/", tid, "/syscall");
+  const int64_t deadline = MonotonicNs() + 200 * 1000000LL;
+  while (MonotonicNs() < deadline) {
+    absl::StatusOr<std::string> text = ReadFile(path);
+    if (!text.ok()) return false;
+    long nr = -1;
+    std::vector<absl::string_view> w = absl::StrSplit(*text, ' ', absl::SkipEmpty());
+    if (!w.empty() && absl::SimpleAtoi(w[0], &nr)) {
+      if (nr == SYS_restart_syscall) return true;
+      return false;  // blocked in something else: the sleep ended
+    }
+    usleep(50);  // "running": not asleep yet
+  }
+  return false;
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> ResolveSleepExpiry(pid_t pid, pid_t tid, const SleepProbe& probe,
+                                           const std::function<absl::Status()>& refreeze) {
+  if (!probe.armed()) return -1;
+  std::map<std::string, SleepProbe::Timer> after = ReadSleepTimers();
+  std::set<int64_t> candidates = GoneTimers(probe.before, after);
+  constexpr int kRounds = 4;
+  for (int round = 0; round < kRounds && candidates.size() > 1; ++round) {
+    ASSIGN_OR_RETURN(user_regs_struct first, GetRegs(tid));
+    if (static_cast<int64_t>(first.rax) != -kErestartRestartblock) return -1;
+    RETURN_IF_ERROR(Cont(tid, 0));
+    const bool asleep = WaitAsleepInRestart(pid, tid);
+    std::map<std::string, SleepProbe::Timer> rearmed =
+        asleep ? ReadSleepTimers() : std::map<std::string, SleepProbe::Timer>{};
+    RETURN_IF_ERROR(refreeze());
+    if (!asleep) return -1;
+    absl::StatusOr<user_regs_struct> now = GetRegs(tid);
+    if (!now.ok()) return -1;  // it exited meanwhile
+    if (static_cast<int64_t>(now->rax) != -kErestartRestartblock ||
+        static_cast<long>(now->orig_rax) != SYS_restart_syscall) {
+      return -1;  // something else happened to it (its sleep ended, a signal came)
+    }
+    // The sleep it re-armed is the one new timer with a candidate's expiry.
+    std::set<int64_t> back;
+    for (const auto& [addr, timer] : rearmed) {
+      if (!after.count(addr) && candidates.count(timer.expiry_mono_ns)) {
+        back.insert(timer.expiry_mono_ns);
+      }
+    }
+    // The restart block still holds the sleep: only orig_rax changed.
+    RETURN_IF_ERROR(SetRegs(tid, first));
+    candidates = std::move(back);
+    after = std::move(rearmed);
+  }
+  return candidates.size() == 1 ? *candidates.begin() : -1;
 }
 
 absl::StatusOr<std::optional<image::ckpt_restart>> PlanRestart(pid_t pid,

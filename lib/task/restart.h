@@ -11,7 +11,8 @@
 //    their `rem` argument when interrupted, if they have one;
 //  - else from /proc/timer_list: the thread's sleep timer is the
 //    hrtimer_wakeup timer that goes away when the thread is interrupted
-//    (ProbeSleep before PTRACE_INTERRUPT, SleepExpiry once it stopped);
+//    (TakeSleepProbe before PTRACE_INTERRUPT, ResolveSleepExpiry once it
+//    stopped);
 //  - futex waits with an absolute deadline need no time: the same
 //    arguments give the same deadline.
 // When none works, the image says so (kRestartEintr) and the restored call
@@ -31,6 +32,7 @@
 #include <sys/user.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -49,7 +51,7 @@ struct SleepProbe {
     int64_t expiry_mono_ns;  // soft expiry, on CLOCK_MONOTONIC
   };
   std::map<std::string, Timer> before;  // hrtimer_wakeup timers by (hashed) address
-  // Taken (and readable): SleepExpiry can tell.
+  // Taken (and readable): ResolveSleepExpiry can tell.
   bool armed() const { return !before.empty(); }
 };
 // Whether the seized, still running thread is blocked in a timed sleep
@@ -59,13 +61,21 @@ bool NeedsSleepProbe(pid_t pid, pid_t tid);
 // every other thread interrupted before must have stopped already (their
 // timers go away too). Never fails: unreadable timers leave it unarmed.
 SleepProbe TakeSleepProbe();
-// Once the thread has stopped: the CLOCK_MONOTONIC expiry of its sleep, if
-// exactly one timer went away; -1 otherwise.
-int64_t SleepExpiry(const SleepProbe& probe);
+// Once the thread has stopped: the CLOCK_MONOTONIC expiry of its sleep,
+// the one timer that went away. Made unambiguous when other tasks' timers
+// went away in the same window (a busy machine cancels sleep timers all the time): the
+// thread, stopped at its -ERESTART_RESTARTBLOCK exit, is let go back to
+// sleep through restart_syscall (the kernel re-arms the same expiry from
+// its restart block), the timers are read again, and `refreeze` stops it
+// again; of the candidates, only its own expiry comes back. Its
+// registers are put back as the first stop left them (only orig_rax
+// differs: restart_syscall instead of the sleep's number). -1: unknown.
+absl::StatusOr<int64_t> ResolveSleepExpiry(pid_t pid, pid_t tid, const SleepProbe& probe,
+                                           const std::function<absl::Status()>& refreeze);
 
 // From the frozen thread's registers: how its syscall resumes, or nothing
 // when it was not in a restart-block syscall. `expiry_mono_ns` comes from
-// SleepExpiry (-1: unknown), `start_mono_ns` is the checkpoint's start.
+// ResolveSleepExpiry (-1: unknown), `start_mono_ns` is the checkpoint's start.
 absl::StatusOr<std::optional<image::ckpt_restart>> PlanRestart(pid_t pid,
                                                                const user_regs_struct& regs,
                                                                int64_t expiry_mono_ns,

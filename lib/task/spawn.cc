@@ -1,5 +1,6 @@
 #include "lib/task/spawn.h"
 
+
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <poll.h>
@@ -62,7 +63,14 @@ long CloneNode(const SpawnNode& n) {
   args.exit_signal = SIGCHLD;
   args.set_tid = reinterpret_cast<uint64_t>(set_tid);
   args.set_tid_size = levels;
-  return syscall(SYS_clone3, &args, sizeof(args));
+  // A PID that the restorer found free (WaitForFreePids) but the kernel
+  // has not quite released yet (see kPidReleaseWaitNs): try again.
+  const struct timespec pause = {0, 200 * 1000};
+  for (int64_t waited = 0;; waited += pause.tv_nsec) {
+    long r = syscall(SYS_clone3, &args, sizeof(args));
+    if (r >= 0 || errno != EEXIST || waited >= kPidReleaseWaitNs) return r;
+    syscall(SYS_nanosleep, &pause, nullptr);
+  }
 }
 
 [[noreturn]] void ExitWithStatus(int status) {
@@ -120,7 +128,8 @@ absl::Status NodeError(const SpawnNode& n, int what, int err) {
   switch (what) {
     case 'F':
       if (err == EEXIST) {
-        return absl::AlreadyExistsError(absl::StrCat("PID ", pid, " is taken by another process"));
+        return absl::AlreadyExistsError(absl::StrCat("PID ", pid, " is taken by another process",
+                                                     DescribePidHolder(pid)));
       }
       return ErrnoError(err, "task ", pid, ": clone3 with its PID");
     case 'S':

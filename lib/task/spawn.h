@@ -20,6 +20,12 @@
 
 namespace ckpt::task {
 
+// How long a PID (or TID) that no task holds any more may still be taken:
+// the kernel tells a parent its child has exited (release_task notifies)
+// a moment before it frees the child's and its threads' PIDs, so a restore
+// that follows the reap at once can meet EEXIST for a PID nobody holds.
+inline constexpr int64_t kPidReleaseWaitNs = 1000 * 1000000LL;
+
 struct SpawnNode {
   // The PID at each pid-namespace level, outermost (the restorer's) first.
   std::vector<pid_t> pids;

@@ -160,8 +160,13 @@ pid_t StartNamespaces(Subject* s) {
   EXPECT_TRUE(started.ok()) << started.status();
   if (!started.ok()) return 0;
   *s = *started;
+  // Four tasks up, and the outer process's report of the root (it may come
+  // after the tasks' own lines).
   absl::Status st = WaitForCount(*s, "UP ", 4);
   EXPECT_TRUE(st.ok()) << st;
+  st = WaitForOutput(*s, "ROOT ");
+  EXPECT_TRUE(st.ok()) << st;
+  if (!st.ok()) return 0;
   std::string out = ReadOutput(*s);
   return static_cast<pid_t>(strtol(out.c_str() + out.find("ROOT ") + 5, nullptr, 10));
 }
