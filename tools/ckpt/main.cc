@@ -150,12 +150,21 @@ int Restore(const std::vector<std::string>& args) {
   absl::StatusOr<pid_t> root = restorer.Restore(in->get());
   if (!root.ok()) return Fail("restore", root.status());
   if (flags->values.count("pidfile")) {
+    // Written under a temporary name and renamed: whoever waits for the
+    // pidfile never reads it half-written.
+    const std::string& path = flags->Get("pidfile");
+    const std::string tmp = absl::StrCat(path, ".tmp.", getpid());
     std::string text = absl::StrCat(*root, "\n");
-    absl::StatusOr<UniqueFd> pidfile =
-        OpenFile(flags->Get("pidfile"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    absl::StatusOr<UniqueFd> pidfile = OpenFile(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     absl::Status st = pidfile.ok() ? WriteAll(pidfile->get(), text.data(), text.size())
                                    : pidfile.status();
-    if (!st.ok()) return Fail("restore", st);
+    if (st.ok() && rename(tmp.c_str(), path.c_str()) != 0) {
+      st = ErrnoError(errno, "rename ", tmp, " to ", path);
+    }
+    if (!st.ok()) {
+      unlink(tmp.c_str());
+      return Fail("restore", st);
+    }
   }
   if (flags->Has("detach")) return 0;
   // Wait for the restored root and exit as it did.
