@@ -5,6 +5,7 @@
 // know object kinds (the handler table writes the objects section).
 
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -34,6 +35,7 @@
 #include "lib/task/inject.h"
 #include "lib/task/proc.h"
 #include "lib/task/ptrace.h"
+#include "lib/task/recovery.h"
 #include "lib/task/restart.h"
 #include "lib/task/signals.h"
 #include "lib/task/thread.h"
@@ -42,9 +44,6 @@
 namespace ckpt {
 namespace {
 
-// Every signal but SIGTRAP (the trampoline's int3) is held back while
-// syscalls are injected, so that none is delivered half-way.
-constexpr uint64_t kInjectionMask = ~(1ull << (SIGTRAP - 1));
 // Rounds of "freeze what is new, look again" before a tree that keeps
 // changing is given up on.
 constexpr int kMaxFreezeRounds = 16;
@@ -81,7 +80,7 @@ class Dumper {
   Dumper(const DumpOptions& options, DumpStats* stats) : options_(options), stats_(stats) {}
   ~Dumper() { Thaw(/*kill=*/false).IgnoreError(); }
 
-  absl::Status Run(pid_t root, int out_fd);
+  absl::Status Run(pid_t root, ImageOutput& out);
 
  private:
   absl::Status Gate(pid_t root);
@@ -92,9 +91,11 @@ class Dumper {
   absl::Status RegisterPids();
   absl::Status CheckShared(TaskDump& t);
   absl::Status Collect(TaskDump& t);
-  absl::Status Write(int out_fd);
+  absl::Status Write(ImageOutput& out);
+  absl::Status Cancelled() const;
   absl::Status Thaw(bool kill);
   absl::Status ThawTask(TaskDump& t, bool kill);
+  absl::Status EndInjection(TaskDump& t);
   TaskDump* Find(pid_t pid);
   absl::StatusOr<uint32_t> PidRef(pid_t nr, const std::vector<pid_t>& levels);
 
@@ -106,6 +107,39 @@ class Dumper {
   std::unique_ptr<ipc::IpcDump> ipc_;
   std::vector<std::unique_ptr<TaskDump>> tasks_;  // parents before children
   std::map<uint32_t, std::vector<pid_t>> pid_levels_;  // pid objref -> numbers
+};
+
+// The task's executable file mappings, the C library's first: where its
+// rt_sigreturn restorer is looked for.
+std::vector<task::CodeRange> CodeRanges(const mm::MmDump& mm) {
+  std::vector<task::CodeRange> ranges;
+  for (const mm::VmaDump& v : mm.vmas) {
+    if (!(v.rec.prot & PROT_EXEC) || v.name.empty() || v.name[0] != '/') continue;
+    ranges.push_back({v.rec.start, v.rec.end,
+                      absl::StrCat(v.name, ":", v.rec.pgoff, ":", v.rec.end - v.rec.start)});
+  }
+  std::stable_partition(ranges.begin(), ranges.end(), [](const task::CodeRange& r) {
+    return r.key.find("/libc.") != std::string::npos || r.key.find("/libc-") != std::string::npos;
+  });
+  return ranges;
+}
+
+// The Writer's sink over the caller's output: a write interrupted by a
+// signal is tried again unless the dump was cancelled.
+class OutputSink : public image::ByteSink {
+ public:
+  OutputSink(ImageOutput& out, const volatile sig_atomic_t* cancel) : out_(out), cancel_(cancel) {}
+  absl::StatusOr<size_t> WriteV(const struct iovec* iov, int iovcnt) override {
+    for (;;) {
+      if (cancel_ != nullptr && *cancel_) return absl::CancelledError("the dump was cancelled");
+      ASSIGN_OR_RETURN(size_t n, out_.WriteV(iov, iovcnt));
+      if (n > 0) return n;
+    }
+  }
+
+ private:
+  ImageOutput& out_;
+  const volatile sig_atomic_t* cancel_;
 };
 
 TaskDump* Dumper::Find(pid_t pid) {
@@ -433,21 +467,33 @@ absl::Status Dumper::Collect(TaskDump& t) {
         "through the vdso's syscall instruction)"));
   }
   ASSIGN_OR_RETURN(uint64_t syscall_off, task::VdsoSyscallOffset());
+  // If this process dies while syscalls are injected, each thread comes
+  // back to its own state by itself (lib/task/recovery.h).
+  const uint64_t sigreturn = task::FindSigreturnGadget(t.pid, CodeRanges(t.mm));
+  auto begin = [&](ThreadDump& th, pid_t tid) -> absl::Status {
+    th.injector = std::make_unique<task::Injector>(t.pid, tid);
+    RETURN_IF_ERROR(th.injector->Begin(vdso + syscall_off));
+    ASSIGN_OR_RETURN(uint64_t mask, task::GetSigmask(tid));
+    th.touched = true;
+    return th.injector->EnableRecovery(th.state.regs, th.state.xstate, mask, vdso, sigreturn);
+  };
+  // The first resume puts back any mask sigsuspend() and the like had
+  // saved: read the mask after it, then hold every signal back.
+  auto hold_signals = [&](ThreadDump& th, pid_t tid) -> absl::Status {
+    ASSIGN_OR_RETURN(th.state.sigmask, task::GetSigmask(tid));
+    RETURN_IF_ERROR(th.injector->SetRecoveryMask(th.state.sigmask));
+    return task::SetSigmask(tid, task::kDumpInjectionMask);
+  };
 
   // The leader maps the trampoline and answers the process-wide queries;
   // every other thread then answers its own through the same trampoline.
   ThreadDump& leader = t.leader();
-  leader.injector = std::make_unique<task::Injector>(t.pid, t.pid);
-  RETURN_IF_ERROR(leader.injector->Begin(vdso + syscall_off));
-  leader.touched = true;
+  RETURN_IF_ERROR(begin(leader, t.pid));
   {
     Phase p("dump: map trampoline");
-    RETURN_IF_ERROR(leader.injector->MapTrampoline());
+    RETURN_IF_ERROR(leader.injector->MapTrampoline(t.threads.size()));
   }
-  // The first resume put back any mask sigsuspend() and the like had
-  // saved: read the mask now.
-  ASSIGN_OR_RETURN(leader.state.sigmask, task::GetSigmask(t.pid));
-  RETURN_IF_ERROR(task::SetSigmask(t.pid, kInjectionMask));
+  RETURN_IF_ERROR(hold_signals(leader, t.pid));
 
   task::SyscallBatch batch = leader.injector->NewBatch();
   size_t brk = batch.Add(SYS_brk, {0});
@@ -478,19 +524,22 @@ absl::Status Dumper::Collect(TaskDump& t) {
   t.sighand = task::ReadSighand(batch, sig_q);
   task::ReadThreadQuery(batch, thread_q, &leader.state);
 
+  uint64_t frame = 1;
   for (auto& [tid, th] : t.threads) {
     if (tid == t.pid) continue;
-    th.injector = std::make_unique<task::Injector>(t.pid, tid);
-    RETURN_IF_ERROR(th.injector->Begin(vdso + syscall_off));
-    th.injector->AdoptTrampoline(leader.injector->layout().base);
-    th.touched = true;
+    RETURN_IF_ERROR(begin(th, tid));
+    RETURN_IF_ERROR(th.injector->AdoptTrampoline(leader.injector->layout(), frame++));
+    RETURN_IF_ERROR(th.injector->CheckedSyscallViaInsn(SYS_getpid, {}).status());  // the first resume
+    RETURN_IF_ERROR(hold_signals(th, tid));
     task::SyscallBatch tb = th.injector->NewBatch();
     task::ThreadQuery q = task::QueueThreadQuery(tb);
     RETURN_IF_ERROR(th.injector->Run(tb));
     task::ReadThreadQuery(tb, q, &th.state);
-    ASSIGN_OR_RETURN(th.state.sigmask, task::GetSigmask(tid));
-    RETURN_IF_ERROR(task::SetSigmask(tid, kInjectionMask));
   }
+  // Nothing more is injected: every thread goes back to its own registers
+  // and mask now, and the trampoline goes away, before the long part of
+  // the dump (writing) begins.
+  RETURN_IF_ERROR(EndInjection(t));
 
   Phase p("dump: collect fs and fds");
   ASSIGN_OR_RETURN(t.fs, fs::CollectFs(t.pid));
@@ -504,9 +553,16 @@ absl::Status Dumper::Collect(TaskDump& t) {
   return absl::OkStatus();
 }
 
-absl::Status Dumper::Write(int out_fd) {
+absl::Status Dumper::Cancelled() const {
+  if (options_.cancel != nullptr && *options_.cancel) {
+    return absl::CancelledError("the dump was cancelled");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Dumper::Write(ImageOutput& out) {
   ASSIGN_OR_RETURN(const objhash::HandlerTable* handlers, Handlers());
-  image::FdSink sink(out_fd);
+  OutputSink sink(out, options_.cancel);
   image::Writer w(&sink);
   if (options_.leave_running) header_.flags |= image::kImageLeftRunning;
   RETURN_IF_ERROR(w.WriteImageHeader(header_));
@@ -596,6 +652,27 @@ absl::Status Dumper::Write(int out_fd) {
   return absl::OkStatus();
 }
 
+absl::Status Dumper::EndInjection(TaskDump& t) {
+  absl::Status result;
+  auto keep = [&](absl::Status st) {
+    if (result.ok() && !st.ok()) result = st;
+  };
+  // Every thread but the leader first: they leave the trampoline the
+  // leader then unmaps.
+  for (auto& [tid, th] : t.threads) {
+    if (tid == t.pid || !th.touched) continue;
+    keep(th.injector->ParkWith(th.state.regs, th.state.sigmask));
+    th.touched = false;
+  }
+  auto it = t.threads.find(t.pid);
+  if (it != t.threads.end() && it->second.touched) {
+    ThreadDump& leader = it->second;
+    keep(leader.injector->Finish(leader.state.regs, leader.state.sigmask));
+    leader.touched = false;
+  }
+  return result;
+}
+
 absl::Status Dumper::ThawTask(TaskDump& t, bool kill) {
   if (t.threads.empty()) return absl::OkStatus();
   if (kill) {
@@ -620,25 +697,10 @@ absl::Status Dumper::ThawTask(TaskDump& t, bool kill) {
     t.threads.clear();
     return absl::OkStatus();
   }
-  absl::Status result;
+  absl::Status result = EndInjection(t);
   auto keep = [&](absl::Status st) {
     if (result.ok() && !st.ok()) result = st;
   };
-  // Every thread but the leader first: they leave the trampoline the
-  // leader then unmaps.
-  for (auto& [tid, th] : t.threads) {
-    if (tid == t.pid || !th.touched) continue;
-    keep(th.injector->ParkWith(th.state.regs, th.state.sigmask));
-  }
-  auto it = t.threads.find(t.pid);
-  if (it != t.threads.end() && it->second.touched) {
-    ThreadDump& leader = it->second;
-    // An ignored SIGTRAP was reset by the trampoline's int3: set it back.
-    const image::ckpt_sigaction& trap = t.sighand.action[SIGTRAP - 1];
-    bool trap_ignored = trap.handler == reinterpret_cast<uint64_t>(SIG_IGN);
-    keep(leader.injector->Finish(leader.state.regs, leader.state.sigmask,
-                                 trap_ignored ? &trap : nullptr));
-  }
   std::vector<int> held;
   for (auto& [tid, th] : t.threads) {
     keep(task::Detach(tid, 0));
@@ -662,7 +724,7 @@ absl::Status Dumper::Thaw(bool kill) {
   return result;
 }
 
-absl::Status Dumper::Run(pid_t root, int out_fd) {
+absl::Status Dumper::Run(pid_t root, ImageOutput& out) {
   start_ns_ = MonotonicNs();
   const uint64_t start = static_cast<uint64_t>(start_ns_);
   header_ = image::DefaultImageHeader();
@@ -676,6 +738,7 @@ absl::Status Dumper::Run(pid_t root, int out_fd) {
     st = FreezeTree(root);
   }
   stats_->freeze_ns = static_cast<uint64_t>(MonotonicNs()) - start;
+  if (st.ok()) st = Cancelled();
   if (st.ok()) st = RegisterPids();
   if (st.ok()) {
     // The IPC namespace first: the tasks' attachments refer to its
@@ -697,19 +760,29 @@ absl::Status Dumper::Run(pid_t root, int out_fd) {
     if (t->zombie) continue;
     Phase p("dump: collect");
     st = Collect(*t);
+    if (st.ok()) st = Cancelled();
   }
   if (st.ok()) {
     Phase p("dump: write");
-    st = Write(out_fd);
+    st = Write(out);
+  }
+  // Durable before destructive: the tree is killed only once the image is
+  // complete, synced and in place.
+  if (st.ok()) st = Cancelled();
+  if (st.ok()) {
+    Phase p("dump: commit");
+    st = out.Commit();
   }
   if (!st.ok()) {
     // A failed dump leaves the tree as it was.
+    out.Abort();
+    bool frozen = false;
+    for (const auto& t : tasks_) frozen |= !t->threads.empty();
     absl::Status thaw = Thaw(false);
-    if (!thaw.ok()) {
-      st = absl::Status(st.code(), absl::StrCat(st.message(), " (and resuming the tree failed: ",
-                                                 thaw.message(), ")"));
-    }
-    return st;
+    std::string what = !thaw.ok() ? absl::StrCat(" (and resuming the tree failed: ", thaw.message(), ")")
+                       : frozen   ? "; the tree was resumed as it was"
+                                  : "";
+    return absl::Status(st.code(), absl::StrCat(st.message(), what));
   }
   {
     Phase p("dump: thaw");
@@ -722,9 +795,14 @@ absl::Status Dumper::Run(pid_t root, int out_fd) {
 }  // namespace
 
 absl::Status Checkpointer::Dump(pid_t root, int out_fd) {
+  std::unique_ptr<ImageOutput> out = NewFdImageOutput(out_fd);
+  return Dump(root, *out);
+}
+
+absl::Status Checkpointer::Dump(pid_t root, ImageOutput& out) {
   stats_ = DumpStats{};
   Dumper dumper(options_, &stats_);
-  return dumper.Run(root, out_fd);
+  return dumper.Run(root, out);
 }
 
 }  // namespace ckpt

@@ -46,7 +46,6 @@
 namespace ckpt {
 namespace {
 
-constexpr uint64_t kInjectionMask = ~(1ull << (SIGTRAP - 1));
 constexpr unsigned long kExitKill = 0x100000;   // PTRACE_O_EXITKILL
 constexpr unsigned long kTraceClone = 0x8;      // PTRACE_O_TRACECLONE
 constexpr int kZombieWaitMs = 10000;
@@ -377,7 +376,7 @@ absl::Status RestoreRun::CreateTasks() {
     t->pid = pids[t->node];
     if (t->zombie) continue;
     t->threads = {t->pid};
-    RETURN_IF_ERROR(task::SetSigmask(t->pid, kInjectionMask));
+    RETURN_IF_ERROR(task::SetSigmask(t->pid, task::kRestoreInjectionMask));
     t->injector = std::make_unique<task::Injector>(t->pid, t->pid);
     RETURN_IF_ERROR(t->injector->Begin(vdso_syscall_));
     t->injector->AdoptTrampoline(t->entry.free_area);
@@ -499,7 +498,7 @@ absl::StatusOr<pid_t> RestoreRun::AddThread(TaskRestore& t, const task::ThreadSt
     if (stop.group_stop) break;
     RETURN_IF_ERROR(task::Cont(tid, 0));
   }
-  RETURN_IF_ERROR(task::SetSigmask(tid, kInjectionMask));
+  RETURN_IF_ERROR(task::SetSigmask(tid, task::kRestoreInjectionMask));
   task::Injector inj(t.pid, tid);
   RETURN_IF_ERROR(inj.Begin(t.injector->syscall_insn()));
   inj.AdoptTrampoline(t.injector->layout().base);

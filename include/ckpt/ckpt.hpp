@@ -15,9 +15,13 @@
 #ifndef LIBCKPT_INCLUDE_CKPT_CKPT_HPP_
 #define LIBCKPT_INCLUDE_CKPT_CKPT_HPP_
 
+#include <signal.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -25,6 +29,43 @@
 #include "absl/status/statusor.h"
 
 namespace ckpt {
+
+// Where a dump's image goes: the seam under the output, as SQLite's VFS is
+// under its files. A dump writes the whole image through WriteV, then
+// calls Commit; only once Commit has succeeded is the tree killed (unless
+// leave_running). If anything fails before, the tree is resumed untouched
+// and Abort is called. Tests give a dump an output that fails at will.
+class ImageOutput {
+ public:
+  virtual ~ImageOutput() = default;
+  // Writes the start of `iov`; returns how many bytes it wrote (fewer than
+  // asked is fine), 0 when a signal interrupted it before any byte, or an
+  // error.
+  virtual absl::StatusOr<size_t> WriteV(const struct iovec* iov, int iovcnt) = 0;
+  // Makes what was written durable and puts it in place (fsync, link).
+  virtual absl::Status Commit() = 0;
+  // The dump failed: leave nothing of it behind.
+  virtual void Abort() {}
+};
+
+// The system calls the outputs below make, replaceable to make them fail.
+struct OutputOps {
+  std::function<ssize_t(int fd, const struct iovec* iov, int iovcnt)> writev;
+  std::function<int(int fd)> fsync;
+};
+// The real ones.
+OutputOps SystemOutputOps();
+
+// An image written to an open fd (file, pipe, socket): Commit fsyncs it
+// when it is a regular file.
+std::unique_ptr<ImageOutput> NewFdImageOutput(int fd, OutputOps ops = SystemOutputOps());
+// An image written to `path`: into an unnamed file in its directory
+// (O_TMPFILE; where the filesystem has none, a hidden temporary name that
+// every error removes), fsync'd and linked in under `path` by Commit, the
+// directory fsync'd. A path that exists and is not a regular file (a FIFO,
+// a device) is written in place. Nothing partial is ever left under `path`.
+absl::StatusOr<std::unique_ptr<ImageOutput>> NewFileImageOutput(
+    const std::string& path, OutputOps ops = SystemOutputOps());
 
 struct DumpOptions {
   // Resume the tree after the dump; by default it is killed.
@@ -36,6 +77,11 @@ struct DumpOptions {
   // default (subtree mode) groups and sessions led from outside the tree
   // are not saved, and the restored tasks join the restorer's.
   bool container = false;
+  // When set, polled during the dump: once it is non-zero the dump stops,
+  // resumes the tree untouched and fails with kCancelled. A signal handler
+  // may set it (a write blocked on a full pipe is interrupted by the
+  // signal when its handler was installed without SA_RESTART).
+  const volatile sig_atomic_t* cancel = nullptr;
 };
 
 struct DumpStats {
@@ -53,9 +99,13 @@ class Checkpointer {
  public:
   explicit Checkpointer(DumpOptions options = {}) : options_(options) {}
 
-  // Dumps the tree rooted at `root` into `out_fd` (written front to back).
-  // On failure the tree is resumed as it was.
+  // Dumps the tree rooted at `root` into `out_fd` (written front to back;
+  // fsync'd before the tree is killed when it is a regular file). On
+  // failure the tree is resumed as it was.
   absl::Status Dump(pid_t root, int out_fd);
+  // The same into any output: the tree is killed only after
+  // `out.Commit()` succeeded.
+  absl::Status Dump(pid_t root, ImageOutput& out);
 
   const DumpStats& stats() const { return stats_; }
 

@@ -4,17 +4,23 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "lib/base/status.h"
+#include "lib/task/proc.h"
 #include "lib/task/ptrace.h"
+#include "lib/task/recovery.h"
 #include "lib/task/remote.h"
 
 extern "C" const uint8_t ckpt_trampoline_code[];
 extern "C" const uint8_t ckpt_trampoline_trap[];
+extern "C" const uint8_t ckpt_trampoline_done[];
+extern "C" const uint8_t ckpt_trampoline_done_unblocked[];
+extern "C" const uint8_t ckpt_trampoline_single[];
 extern "C" const uint8_t ckpt_trampoline_code_end[];
 
 namespace ckpt::task {
@@ -25,9 +31,8 @@ constexpr int64_t kNotRun = INT64_MIN;
 
 bool IsError(int64_t ret) { return ret < 0 && ret >= -4095; }
 
-uint64_t TrapOffset() {
-  return static_cast<uint64_t>(ckpt_trampoline_trap - ckpt_trampoline_code);
-}
+// Offsets of the trampoline's labels from its start.
+uint64_t Offset(const uint8_t* label) { return static_cast<uint64_t>(label - ckpt_trampoline_code); }
 
 bool IsFault(int sig) {
   return sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE;
@@ -150,9 +155,62 @@ absl::Status Injector::StepSyscallStop(const char* which) {
   }
 }
 
-user_regs_struct Injector::SyscallRegs(long nr, const std::array<uint64_t, 6>& args) const {
+absl::Status Injector::EnableRecovery(const user_regs_struct& regs, const std::string& xstate,
+                                      uint64_t sigmask, uint64_t vdso_start,
+                                      uint64_t sigreturn_gadget) {
+  recovery_.enabled = true;
+  recovery_.regs = regs;
+  recovery_.xstate = xstate;
+  recovery_.sigmask = sigmask;
+  const uint64_t off = VdsoSyscallRetOffset();
+  recovery_.vdso_gadget = off != 0 && vdso_start != 0 ? vdso_start + off : 0;
+  recovery_.sigreturn_gadget = sigreturn_gadget;
+  return WriteRecoveryFrames();
+}
+
+absl::Status Injector::SetRecoveryMask(uint64_t sigmask) {
+  if (!recovery_.enabled) return absl::OkStatus();
+  recovery_.sigmask = sigmask;
+  return WriteRecoveryFrames();
+}
+
+absl::Status Injector::WriteRecoveryFrames() {
+  const size_t size = RecoveryFrameSize(recovery_.xstate.size());
+  // On the stack, below the red zone, for syscalls run at the [vdso]: the
+  // `ret` after the syscall takes the frame's first word, the rt_sigreturn
+  // gadget, which loads the frame. Where the stack has no room, those few
+  // syscalls go without.
+  recovery_.stack_frame = 0;
+  if (recovery_.vdso_gadget != 0 && recovery_.sigreturn_gadget != 0) {
+    const uint64_t at = StackFrameAddress(recovery_.regs.rsp, size);
+    absl::StatusOr<std::string> frame = BuildRecoveryFrame(
+        at, recovery_.regs, recovery_.xstate, recovery_.sigmask, recovery_.sigreturn_gadget);
+    if (frame.ok() && WriteRemote(pid_, at, frame->data(), frame->size()).ok()) {
+      recovery_.stack_frame = at;
+    }
+  }
+  if (recovery_.frame != 0) {
+    ASSIGN_OR_RETURN(std::string frame, BuildRecoveryFrame(recovery_.frame, recovery_.regs,
+                                                           recovery_.xstate, recovery_.sigmask, 0));
+    RETURN_IF_ERROR(WriteRemote(pid_, recovery_.frame, frame.data(), frame.size()));
+  }
+  return absl::OkStatus();
+}
+
+user_regs_struct Injector::SyscallRegs(long nr, const std::array<uint64_t, 6>& args,
+                                       bool at_vdso) const {
   user_regs_struct regs = template_;
-  regs.rip = syscall_insn_;
+  if (!at_vdso && has_trampoline() && recovery_.frame != 0) {
+    // The trampoline's `syscall; jmp recover`.
+    regs.rip = layout_.code() + Offset(ckpt_trampoline_single);
+    regs.r13 = recovery_.frame;
+  } else if (recovery_.stack_frame != 0) {
+    // The [vdso]'s `syscall ... ret`, returning into rt_sigreturn.
+    regs.rip = recovery_.vdso_gadget;
+    regs.rsp = recovery_.stack_frame;
+  } else {
+    regs.rip = syscall_insn_;
+  }
   regs.rax = static_cast<uint64_t>(nr);
   regs.orig_rax = ~0ull;  // not in a syscall: no restart fix-up on resume
   regs.rdi = args[0];
@@ -165,11 +223,16 @@ user_regs_struct Injector::SyscallRegs(long nr, const std::array<uint64_t, 6>& a
 }
 
 absl::StatusOr<int64_t> Injector::SyscallViaInsn(long nr, std::array<uint64_t, 6> args) {
+  return StepSyscall(SyscallRegs(nr, args), nr);
+}
+
+absl::StatusOr<int64_t> Injector::StepSyscall(const user_regs_struct& regs, long nr) {
   if (syscall_insn_ == 0) {
     return absl::FailedPreconditionError(
         absl::StrCat(TaskName(pid_, tid_), ": no syscall instruction to inject through"));
   }
-  RETURN_IF_ERROR(SetRegs(tid_, SyscallRegs(nr, args)));
+  (void)nr;
+  RETURN_IF_ERROR(SetRegs(tid_, regs));
   RETURN_IF_ERROR(StepSyscallStop("entry"));
   RETURN_IF_ERROR(StepSyscallStop("exit"));
   ASSIGN_OR_RETURN(user_regs_struct after, GetRegs(tid_));
@@ -217,17 +280,37 @@ absl::StatusOr<int64_t> Injector::CheckedSyscallViaInsn(long nr, std::array<uint
   return ret;
 }
 
-absl::Status Injector::MapTrampoline() {
+absl::Status Injector::MapTrampoline(uint64_t nr_frames) {
+  TrampolineLayout layout;
+  if (recovery_.enabled) {
+    layout.frame_size = RecoveryFrameSize(recovery_.xstate.size());
+    layout.nr_frames = std::max<uint64_t>(nr_frames, 1);
+  }
   ASSIGN_OR_RETURN(int64_t addr,
-                   CheckedSyscallViaInsn(SYS_mmap, {0, TrampolineLayout::kSize,
+                   CheckedSyscallViaInsn(SYS_mmap, {0, layout.mapped_size(),
                                                     PROT_READ | PROT_WRITE | PROT_EXEC,
                                                     MAP_PRIVATE | MAP_ANONYMOUS, ~0ull, 0}));
-  layout_.base = static_cast<uint64_t>(addr);
+  layout.base = static_cast<uint64_t>(addr);
+  layout_ = layout;
   std::span<const uint8_t> code = TrampolineCode();
-  return WriteRemote(pid_, layout_.code(), code.data(), code.size());
+  RETURN_IF_ERROR(WriteRemote(pid_, layout_.code(), code.data(), code.size()));
+  if (!recovery_.enabled) return absl::OkStatus();
+  recovery_.frame = layout_.frame(0);
+  return WriteRecoveryFrames();
 }
 
 void Injector::AdoptTrampoline(uint64_t base) { layout_.base = base; }
+
+absl::Status Injector::AdoptTrampoline(const TrampolineLayout& layout, uint64_t frame) {
+  layout_ = layout;
+  if (!recovery_.enabled) return absl::OkStatus();
+  if (frame >= layout.nr_frames) {
+    return absl::InternalError(absl::StrCat(TaskName(pid_, tid_), ": no recovery frame ", frame,
+                                            " in a trampoline of ", layout.nr_frames));
+  }
+  recovery_.frame = layout_.frame(frame);
+  return WriteRecoveryFrames();
+}
 
 absl::Status Injector::WriteBatch(const SyscallBatch& batch) {
   struct iovec local[2] = {
@@ -239,8 +322,28 @@ absl::Status Injector::WriteBatch(const SyscallBatch& batch) {
                       batch.data_.empty() ? 1 : 2);
 }
 
+absl::StatusOr<bool> Injector::IsBatchEnd(int sig) {
+  const bool marked = recovery_.frame != 0;
+  if (sig != (marked ? SIGURG : SIGTRAP)) return false;
+  ASSIGN_OR_RETURN(user_regs_struct regs, GetRegs(tid_));
+  if (!marked) return regs.rip == layout_.code() + Offset(ckpt_trampoline_trap) + 1;
+  if (regs.rip != layout_.code() + Offset(ckpt_trampoline_done) &&
+      regs.rip != layout_.code() + Offset(ckpt_trampoline_done_unblocked)) {
+    return false;
+  }
+  // The SIGURG this thread sent itself, unless one was pending already
+  // (standard signals do not queue): that one is held, like any other.
+  ASSIGN_OR_RETURN(siginfo_t info, GetSiginfo(tid_));
+  if (own_tgid_ == 0) {
+    // si_pid is the sender as the receiver's pid namespace numbers it.
+    ASSIGN_OR_RETURN(ProcStatus st, ReadProcStatus(tid_));
+    own_tgid_ = st.nstgid.empty() ? st.tgid : st.nstgid.back();
+  }
+  if (info.si_code != SI_TKILL || info.si_pid != own_tgid_) held_signals_.push_back(SIGURG);
+  return true;
+}
+
 absl::Status Injector::WaitTrap() {
-  const uint64_t trap_end = layout_.code() + TrapOffset() + 1;
   for (;;) {
     ASSIGN_OR_RETURN(StopInfo stop, WaitStop(tid_));
     if (stop.exited) {
@@ -248,11 +351,9 @@ absl::Status Injector::WaitTrap() {
                                              " died while injected syscalls ran (status ",
                                              stop.status, ")"));
     }
-    if (stop.event == 0 && stop.signal == SIGTRAP) {
-      ASSIGN_OR_RETURN(user_regs_struct regs, GetRegs(tid_));
-      if (regs.rip == trap_end) return absl::OkStatus();
-      held_signals_.push_back(SIGTRAP);
-    } else if (stop.event == 0 && stop.signal != 0 && !stop.syscall_stop) {
+    if (stop.event == 0 && stop.signal != 0 && !stop.syscall_stop) {
+      ASSIGN_OR_RETURN(bool end, IsBatchEnd(stop.signal));
+      if (end) return absl::OkStatus();
       if (IsFault(stop.signal)) {
         ASSIGN_OR_RETURN(user_regs_struct regs, GetRegs(tid_));
         return absl::InternalError(absl::StrFormat(
@@ -286,6 +387,7 @@ absl::Status Injector::Start(SyscallBatch& batch) {
   regs.rip = layout_.code();
   regs.rbx = layout_.table();
   regs.r12 = layout_.table() + batch.calls_.size() * sizeof(InjectedCall);
+  regs.r13 = recovery_.frame;  // 0 (a restore): the batch ends on int3
   regs.orig_rax = ~0ull;
   regs.rax = 0;
   RETURN_IF_ERROR(SetRegs(tid_, regs));
@@ -351,10 +453,24 @@ absl::Status Injector::Finish(const user_regs_struct& regs, uint64_t sigmask,
         CheckedSyscallViaInsn(SYS_rt_sigaction, {SIGTRAP, layout_.data(), 0, 8, 0, 0}).status());
   }
   if (has_trampoline()) {
-    RETURN_IF_ERROR(CheckedSyscallViaInsn(SYS_munmap, {layout_.base, TrampolineLayout::kSize,
-                                                       0, 0, 0, 0})
-                        .status());
-    layout_.base = 0;
+    // From the [vdso]: the trampoline goes away under this very syscall. A
+    // thread let go in the middle comes back to `regs` from its stack.
+    if (recovery_.enabled) {
+      recovery_.regs = regs;
+      recovery_.sigmask = sigmask;
+      recovery_.frame = 0;
+      RETURN_IF_ERROR(WriteRecoveryFrames());
+    }
+    ASSIGN_OR_RETURN(int64_t ret, StepSyscall(SyscallRegs(SYS_munmap, {layout_.base,
+                                                                        layout_.mapped_size(), 0,
+                                                                        0, 0, 0},
+                                                           /*at_vdso=*/true),
+                                              SYS_munmap));
+    if (IsError(ret)) {
+      return ErrnoError(static_cast<int>(-ret), TaskName(pid_, tid_),
+                        ": injected munmap of the trampoline failed");
+    }
+    layout_ = TrampolineLayout{};
   }
   return ParkWith(regs, sigmask);
 }

@@ -55,7 +55,14 @@ static_assert(sizeof(InjectedCall) == 64);
 // InjectedCall::flags
 inline constexpr uint32_t kMayFail = 1u << 0;  // an error does not stop the batch
 
-// Where the trampoline lives in a task: code, call table, data area.
+// The signals held back while syscalls are injected. A dump leaves SIGURG
+// through (its batches end on a SIGURG the thread sends itself, see
+// trampoline.S), a restore SIGTRAP (its batches end on int3).
+inline constexpr uint64_t kDumpInjectionMask = ~(1ull << (23 /* SIGURG */ - 1));
+inline constexpr uint64_t kRestoreInjectionMask = ~(1ull << (5 /* SIGTRAP */ - 1));
+
+// Where the trampoline lives in a task: code, call table, data area, and
+// in a dump one recovery frame per thread (recovery.h).
 struct TrampolineLayout {
   static constexpr uint64_t kCodeSize = 4096;
   static constexpr uint64_t kTableSize = 64 * 1024;  // 1024 calls
@@ -64,10 +71,14 @@ struct TrampolineLayout {
   static constexpr uint64_t kMaxCalls = kTableSize / sizeof(InjectedCall);
 
   uint64_t base = 0;
+  uint64_t frame_size = 0;  // bytes per recovery frame
+  uint64_t nr_frames = 0;
   uint64_t code() const { return base; }
   uint64_t table() const { return base + kCodeSize; }
   uint64_t data() const { return base + kCodeSize + kTableSize; }
-  uint64_t end() const { return base + kSize; }
+  uint64_t frame(uint64_t i) const { return base + kSize + i * frame_size; }
+  uint64_t mapped_size() const { return kSize + nr_frames * frame_size; }
+  uint64_t end() const { return base + mapped_size(); }
 };
 
 // The trampoline's machine code, to be copied at TrampolineLayout::code().
@@ -134,10 +145,26 @@ class Injector {
   // stop.
   absl::StatusOr<int64_t> SyscallInterrupted(long nr, std::array<uint64_t, 6> args);
 
-  // Dump: maps the trampoline anywhere in the task and copies the code in.
-  absl::Status MapTrampoline();
+  // Dump: from here on, every place this thread's registers point at
+  // during an injection leads back to `regs`, `xstate` and `sigmask` if
+  // the tracer vanishes (recovery.h). `vdso_start` is the task's [vdso],
+  // `sigreturn_gadget` an rt_sigreturn in its code (0: none known, and
+  // then syscalls at the [vdso] are not covered). Call before any
+  // injection; `regs` are normally the thread's registers at the freeze.
+  absl::Status EnableRecovery(const user_regs_struct& regs, const std::string& xstate,
+                              uint64_t sigmask, uint64_t vdso_start, uint64_t sigreturn_gadget);
+  // The signal mask the recovery frames put back, once the real one is
+  // known (a thread in sigsuspend shows its temporary mask until resumed).
+  absl::Status SetRecoveryMask(uint64_t sigmask);
+  bool recovery() const { return recovery_.enabled; }
+
+  // Dump: maps the trampoline anywhere in the task and copies the code in,
+  // with room for `nr_frames` recovery frames; this thread takes frame 0.
+  absl::Status MapTrampoline(uint64_t nr_frames = 1);
   // Restore: the task mapped it itself at `base` (code already copied).
   void AdoptTrampoline(uint64_t base);
+  // Dump: another thread's trampoline; this thread takes frame `frame`.
+  absl::Status AdoptTrampoline(const TrampolineLayout& layout, uint64_t frame);
   const TrampolineLayout& layout() const { return layout_; }
   bool has_trampoline() const { return layout_.base != 0; }
 
@@ -157,8 +184,8 @@ class Injector {
   // and `sigmask`, and parks the thread in a PTRACE_EVENT_STOP on the
   // signal path. PTRACE_DETACH then resumes it as the kernel would.
   //
-  // The trampoline's int3 resets an ignored SIGTRAP to SIG_DFL (the kernel
-  // does so for forced signals); pass the task's SIGTRAP action (a 32-byte
+  // A restore's int3 resets an ignored SIGTRAP to SIG_DFL (the kernel does
+  // so for forced signals); pass the task's SIGTRAP action (a 32-byte
   // kernel sigaction) to have it set again after the last int3.
   absl::Status Finish(const user_regs_struct& regs, uint64_t sigmask,
                       const void* sigtrap_action = nullptr);
@@ -178,9 +205,28 @@ class Injector {
   // other signal.
   absl::Status WaitTrap();
   absl::Status StepSyscallStop(const char* which);
-  // The template registers set up to run syscall `nr` at the `syscall`
-  // instruction.
-  user_regs_struct SyscallRegs(long nr, const std::array<uint64_t, 6>& args) const;
+  // The template registers set up to run syscall `nr`: at the trampoline's
+  // own `syscall` when it is mapped (unless `at_vdso`), else at the
+  // [vdso]'s.
+  user_regs_struct SyscallRegs(long nr, const std::array<uint64_t, 6>& args,
+                               bool at_vdso = false) const;
+  absl::StatusOr<int64_t> StepSyscall(const user_regs_struct& regs, long nr);
+  // (Re)writes this thread's recovery frames: in the trampoline, and on
+  // its stack for syscalls run at the [vdso].
+  absl::Status WriteRecoveryFrames();
+  // Whether a stop of `tid_` at `rip` for `sig` is the end of a batch.
+  absl::StatusOr<bool> IsBatchEnd(int sig);
+
+  struct Recovery {
+    bool enabled = false;
+    user_regs_struct regs{};
+    std::string xstate;
+    uint64_t sigmask = 0;
+    uint64_t vdso_gadget = 0;       // [vdso] `syscall ... ret`, 0: none
+    uint64_t sigreturn_gadget = 0;  // `mov $15, %rax; syscall`, 0: none
+    uint64_t stack_frame = 0;       // on the thread's stack, 0: none written
+    uint64_t frame = 0;             // in the trampoline, 0: none
+  };
 
   pid_t pid_;
   pid_t tid_;
@@ -189,6 +235,8 @@ class Injector {
   TrampolineLayout layout_{};
   std::vector<int> held_signals_;
   bool running_ = false;
+  Recovery recovery_;
+  pid_t own_tgid_ = 0;  // the thread group id in its own pid namespace, once read
 };
 
 // Syscalls queued for one task and run in as few batches as fit: a caller

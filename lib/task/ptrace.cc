@@ -88,6 +88,14 @@ absl::StatusOr<StopInfo> WaitStop(pid_t tid) {
   return info;
 }
 
+absl::StatusOr<siginfo_t> GetSiginfo(pid_t tid) {
+  siginfo_t info;
+  if (Ptrace(PTRACE_GETSIGINFO, tid, 0, &info) != 0) {
+    return ErrnoError(errno, "ptrace(GETSIGINFO) of thread ", tid);
+  }
+  return info;
+}
+
 absl::StatusOr<user_regs_struct> GetRegs(pid_t tid) {
   user_regs_struct regs;
   if (Ptrace(PTRACE_GETREGS, tid, 0, &regs) != 0) {

@@ -46,6 +46,8 @@ absl::Status SetRegs(pid_t tid, const user_regs_struct& regs);
 absl::StatusOr<std::string> GetXstate(pid_t tid);
 absl::Status SetXstate(pid_t tid, const std::string& xstate);
 absl::StatusOr<uint64_t> GetSigmask(pid_t tid);
+// The siginfo of the signal that caused the current signal-delivery stop.
+absl::StatusOr<siginfo_t> GetSiginfo(pid_t tid);
 absl::Status SetSigmask(pid_t tid, uint64_t mask);
 
 struct RseqConfig {

@@ -8,11 +8,14 @@
 //   ckpt check
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
+#include <memory>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -48,56 +51,23 @@ int Fail(const std::string& command, const absl::Status& status) {
   return kExitFailure;
 }
 
+volatile sig_atomic_t g_cancel_signal = 0;
+
+void OnCancelSignal(int sig) { g_cancel_signal = sig; }
+
+void CatchCancelSignals() {
+  struct sigaction sa = {};
+  sa.sa_handler = OnCancelSignal;  // no SA_RESTART: a blocked write returns EINTR
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+}
+
 int Usage(const std::string& command, const absl::Status& status) {
   std::fprintf(stderr, "ckpt %s: %s\n%s", command.c_str(), std::string(status.message()).c_str(),
                kUsage);
   return kExitUsage;
 }
-
-// An image given as a path is written next to its final name and renamed
-// into place once complete, so a failed dump never leaves a half image
-// where a good one was. Paths that are not regular files (a FIFO, a
-// device) are written in place.
-class ImageOutput {
- public:
-  absl::Status Open(const std::string& path) {
-    if (path == "-") {
-      fd_ = STDOUT_FILENO;
-      return absl::OkStatus();
-    }
-    struct stat st;
-    if (stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
-      ASSIGN_OR_RETURN(owned_, OpenFile(path, O_WRONLY));
-      fd_ = owned_.get();
-      return absl::OkStatus();
-    }
-    final_ = path;
-    temp_ = absl::StrCat(path, ".partial.", getpid());
-    ASSIGN_OR_RETURN(owned_, OpenFile(temp_, O_WRONLY | O_CREAT | O_TRUNC | O_EXCL, 0600));
-    fd_ = owned_.get();
-    return absl::OkStatus();
-  }
-  int fd() const { return fd_; }
-  absl::Status Commit() {
-    if (temp_.empty()) return absl::OkStatus();
-    if (fsync(fd_) != 0 && errno != EINVAL) return ErrnoError(errno, "fsync ", temp_);
-    owned_.reset();
-    if (rename(temp_.c_str(), final_.c_str()) != 0) {
-      return ErrnoError(errno, "rename ", temp_, " to ", final_);
-    }
-    temp_.clear();
-    return absl::OkStatus();
-  }
-  ~ImageOutput() {
-    if (!temp_.empty()) unlink(temp_.c_str());
-  }
-
- private:
-  int fd_ = -1;
-  UniqueFd owned_;
-  std::string final_;
-  std::string temp_;
-};
 
 absl::StatusOr<UniqueFd> OpenImageInput(const std::string& path) {
   if (path == "-") return UniqueFd(dup(STDIN_FILENO));
@@ -113,17 +83,33 @@ int Dump(const std::vector<std::string>& args) {
     return Usage("dump", absl::InvalidArgumentError(
                              absl::StrCat("--pid '", flags->Get("pid"), "' is not a PID")));
   }
-  ImageOutput out;
-  absl::Status st = out.Open(flags->Get("image"));
-  if (!st.ok()) return Fail("dump", st);
+  const std::string& image = flags->Get("image");
+  std::unique_ptr<ImageOutput> out;
+  if (image == "-") {
+    out = NewFdImageOutput(STDOUT_FILENO);
+  } else {
+    absl::StatusOr<std::unique_ptr<ImageOutput>> file = NewFileImageOutput(image);
+    if (!file.ok()) return Fail("dump", file.status());
+    out = *std::move(file);
+  }
   DumpOptions options;
   options.leave_running = flags->Has("leave-running");
   options.shell_job = flags->Has("shell-job");
   options.container = flags->Has("container");
+  options.cancel = &g_cancel_signal;
+  // SIGINT, SIGTERM and SIGHUP cancel the dump (the tree is resumed); a
+  // reader that goes away is an EPIPE error, not a SIGPIPE death.
+  CatchCancelSignals();
   Checkpointer dumper(options);
-  st = dumper.Dump(pid, out.fd());
-  if (st.ok()) st = out.Commit();
-  return st.ok() ? 0 : Fail("dump", st);
+  absl::Status st = dumper.Dump(pid, *out);
+  if (st.ok()) return 0;
+  if (g_cancel_signal != 0) {
+    return Fail("dump", absl::CancelledError(absl::StrCat(
+                            "interrupted by ", sigabbrev_np(g_cancel_signal) ? "SIG" : "",
+                            sigabbrev_np(g_cancel_signal) ? sigabbrev_np(g_cancel_signal) : "a signal",
+                            ": ", st.message())));
+  }
+  return Fail("dump", st);
 }
 
 int Restore(const std::vector<std::string>& args) {
