@@ -767,8 +767,20 @@ absl::Status Dumper::Run(pid_t root, ImageOutput& out) {
     st = Write(out);
   }
   // Durable before destructive: the tree is killed only once the image is
-  // complete, synced and in place.
+  // complete, synced and in place. A tree left running need not wait for
+  // the sync.
   if (st.ok()) st = Cancelled();
+  if (st.ok() && options_.leave_running) {
+    Phase p("dump: thaw");
+    st = Thaw(false);
+    if (st.ok()) {
+      Phase c("dump: commit");
+      st = out.Commit();
+      if (!st.ok()) out.Abort();
+    }
+    stats_->total_ns = static_cast<uint64_t>(MonotonicNs()) - start;
+    return st;
+  }
   if (st.ok()) {
     Phase p("dump: commit");
     st = out.Commit();

@@ -5,6 +5,7 @@
 #include <sys/uio.h>
 #include <sys/wait.h>
 
+#include <atomic>
 #include <cerrno>
 
 #include "absl/strings/str_cat.h"
@@ -13,11 +14,28 @@
 namespace ckpt::task {
 namespace {
 
+std::atomic<void (*)(long)> g_hook{nullptr};
+
 long Ptrace(int request, pid_t tid, unsigned long addr, void* data) {
+  switch (request) {
+    case PTRACE_CONT:
+    case PTRACE_SYSCALL:
+    case PTRACE_DETACH:
+    case PTRACE_INTERRUPT:
+    case PTRACE_SETREGS:
+    case PTRACE_SETREGSET:
+    case PTRACE_SETSIGMASK:
+      if (void (*hook)(long) = g_hook.load(std::memory_order_relaxed)) hook(request);
+      break;
+    default:
+      break;
+  }
   return ptrace(static_cast<__ptrace_request>(request), tid, addr, data);
 }
 
 }  // namespace
+
+void SetPtraceHookForTesting(void (*hook)(long request)) { g_hook.store(hook); }
 
 std::string TaskName(pid_t pid, pid_t tid) {
   if (tid == 0 || tid == pid) return absl::StrCat("task ", pid);

@@ -62,6 +62,11 @@ absl::StatusOr<RseqConfig> GetRseqConfig(pid_t tid);
 // and children traced automatically.
 inline constexpr unsigned long kSeizeOptions = 0x1 /* TRACESYSGOOD */;
 
+// Tests only: `hook` runs before every ptrace request that changes a
+// tracee (resume, detach, interrupt, registers, mask), so that a test can
+// kill the tracer at each of those moments. nullptr removes it.
+void SetPtraceHookForTesting(void (*hook)(long request));
+
 // "task 1234" or "task 1234 (thread 1240)".
 std::string TaskName(pid_t pid, pid_t tid = 0);
 
