@@ -77,6 +77,11 @@ struct DumpOptions {
   // default (subtree mode) groups and sessions led from outside the tree
   // are not saved, and the restored tasks join the restorer's.
   bool container = false;
+  // Objects the tree shares with processes outside it, by name as /proc
+  // shows them ("pipe:[12345]"): recorded in the image as external
+  // instead of refused; the restore must be given a replacement for each
+  // (RestoreOptions::inherit_fds).
+  std::vector<std::string> external;
   // When set, polled during the dump: once it is non-zero the dump stops,
   // resumes the tree untouched and fails with kCancelled. A signal handler
   // may set it (a write blocked on a full pipe is interrupted by the
@@ -121,12 +126,27 @@ enum class IpcNamespace {
   kCurrent,   // always the caller's (the objects' ids and keys must be free)
 };
 
+// An fd of the caller that takes the place of an external object of the
+// image (DumpOptions::external), at every fd number that held it.
+struct InheritFd {
+  int fd = -1;
+  std::string name;  // "pipe:[12345]", as the dump recorded it
+};
+
 struct RestoreOptions {
   // Give the restored tree the caller's terminal.
   bool shell_job = false;
   // Restore the tree inside a fresh pid namespace.
   bool new_pidns = false;
   IpcNamespace ipc_ns = IpcNamespace::kAsDumped;
+  // Replacements for the image's external objects; an image with an
+  // external object that has none is refused, naming it.
+  std::vector<InheritFd> inherit_fds;
+  // Restore even when a file the image depends on (opened, mapped, the
+  // executable) has changed since the dump: a different size, mtime or
+  // ELF build-id. The tree then sees the file as it is now, which for a
+  // mapped file means code or data other than it had.
+  bool allow_changed_files = false;
 };
 
 struct RestoreStats {
