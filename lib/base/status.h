@@ -18,19 +18,38 @@
 
 namespace ckpt {
 
+// The payload type URL under which a Status carries the errno it came
+// from, as decimal text ("32" for EPIPE). The canonical code alone cannot
+// say which errno it was: EPIPE, EBUSY and ENOSPC all map to codes that
+// other errnos share.
+inline constexpr absl::string_view kErrnoPayloadUrl = "type.libckpt/errno";
+
 // A Status whose code follows errno (ENOENT -> NotFound, EPERM ->
-// PermissionDenied, ...) and whose message ends with strerror's text, so a
-// CLI user sees "open /x: No such file or directory".
+// PermissionDenied, ...), whose message ends with strerror's text, so a
+// CLI user sees "open /x: No such file or directory", and which carries
+// `err` itself (kErrnoPayloadUrl) for StatusToErrno.
+absl::Status ErrnoStatus(int err, absl::string_view message);
+
 template <typename... Args>
 absl::Status ErrnoError(int err, const Args&... what) {
-  return absl::ErrnoToStatus(err, absl::StrCat(what...));
+  return ErrnoStatus(err, absl::StrCat(what...));
 }
 
-// Adds context in front of a Status's message, keeping its code.
+// `status` (any code) marked as having come from errno `err`: for a caller
+// that picks its own code but wants the C ABI to return the real errno.
+absl::Status WithErrno(absl::Status status, int err);
+
+// Adds context in front of a Status's message, keeping its code and its
+// payloads (the errno among them).
 absl::Status Annotate(const absl::Status& status, absl::string_view context);
 
-// The errno a Status came from, or EIO when it did not come from one. The C
-// ABI returns its negation.
+// `status` with its message replaced, keeping its code and its payloads.
+// Rebuilding a Status as absl::Status(code, text) loses the errno.
+absl::Status WithMessage(const absl::Status& status, absl::string_view message);
+
+// The errno a Status came from: its kErrnoPayloadUrl payload when it has
+// one, else the errno its code usually stands for (EIO when none does).
+// The C ABI returns its negation.
 int StatusToErrno(const absl::Status& status);
 
 }  // namespace ckpt
