@@ -25,6 +25,7 @@
 #include "lib/base/trace.h"
 #include "lib/fs/fs.h"
 #include "lib/fs/ghost.h"
+#include "lib/fs/pipe.h"
 #include "lib/handlers.h"
 #include "lib/image/format.h"
 #include "lib/image/writer.h"
@@ -761,6 +762,12 @@ absl::Status Dumper::Run(pid_t root, ImageOutput& out) {
     Phase p("dump: collect");
     st = Collect(*t);
     if (st.ok()) st = Cancelled();
+  }
+  if (st.ok()) {
+    // Pipes shared with processes outside the tree: refused, or external.
+    std::set<pid_t> tree;
+    for (const auto& t : tasks_) tree.insert(t->pid);
+    st = fs::ResolveExternalPipes(objects_, tree, options_.external);
   }
   if (st.ok()) {
     Phase p("dump: write");

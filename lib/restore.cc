@@ -5,6 +5,7 @@
 // Every task is held in a ptrace stop until the whole image has been read
 // and its checksum verified; on any failure every task created is killed.
 
+#include <fcntl.h>
 #include <signal.h>
 #include <linux/sched.h>
 #include <sys/prctl.h>
@@ -16,6 +17,7 @@
 
 #include <cstring>
 #include <map>
+#include <set>
 #include <memory>
 #include <vector>
 
@@ -298,9 +300,20 @@ absl::Status RestoreRun::ReadObjects(image::Reader& r) {
   }
 
   ASSIGN_OR_RETURN(const objhash::HandlerTable* handlers, Handlers());
+  std::map<std::string, int> inherited;
+  for (const InheritFd& in : options_.inherit_fds) {
+    if (in.fd < 0 || fcntl(in.fd, F_GETFD) < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--inherit-fd ", in.fd, ":", in.name, ": fd ", in.fd, " is not open"));
+    }
+    if (!inherited.emplace(in.name, in.fd).second) {
+      return absl::InvalidArgumentError(absl::StrCat("--inherit-fd names ", in.name, " twice"));
+    }
+  }
+  std::set<std::string> inherited_used;
   objhash::RestoreContext ctx{&r, &objects_, high_fd_base_,
                               options_.shell_job ? uint32_t{objhash::kRestoreShellJob} : 0u,
-                              start_ns_};
+                              start_ns_, &inherited, &inherited_used};
   for (uint32_t i = 0; i < objs.nr_objects; ++i) {
     ASSIGN_OR_RETURN(image::Record rec, r.Next());
     const objhash::ObjectOps* ops = handlers->ForRecord(rec.type);
@@ -312,6 +325,12 @@ absl::Status RestoreRun::ReadObjects(image::Reader& r) {
     absl::StatusOr<objhash::RestoredObject> obj = ops->restore(ctx, rec);
     if (!obj.ok()) return obj.status();
     RETURN_IF_ERROR(objects_.Insert(obj->objref, ops->kind, *obj));
+  }
+  for (const auto& [name, fd] : inherited) {
+    if (!inherited_used.count(name)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--inherit-fd ", fd, ":", name, ": the image has no external object ", name));
+    }
   }
   return absl::OkStatus();
 }

@@ -11,6 +11,7 @@
 #include "lib/base/fd.h"
 #include "lib/base/status.h"
 #include "lib/fs/file.h"
+#include "lib/fs/pipe.h"
 
 namespace ckpt::fs {
 
@@ -65,6 +66,7 @@ absl::StatusOr<objhash::RestoredObject> RestoreFile(objhash::RestoreContext& ctx
   }
 
   UniqueFd owned;
+  bool inherited = false;  // the caller's fd, for an external object: any kind of file
   if (f.kind == image::kFileTimerfd) {
     // One description: the descriptors share the restorer's timerfd.
     ASSIGN_OR_RETURN(const objhash::RestoredObject* timer,
@@ -79,7 +81,16 @@ absl::StatusOr<objhash::RestoredObject> RestoreFile(objhash::RestoreContext& ctx
   } else if (f.kind == image::kFilePipe) {
     ASSIGN_OR_RETURN(const objhash::RestoredObject* pipe,
                      ctx.objects->Get(f.target_ref, objhash::ObjKind::kPipe));
-    ASSIGN_OR_RETURN(owned, Reopen(pipe->fd, static_cast<int>(f.flags), path));
+    const auto* restored = std::any_cast<RestoredPipe>(&pipe->data);
+    if (restored != nullptr && restored->external) {
+      // The caller's fd itself, at every number that held an end of it.
+      int fd = fcntl(pipe->fd, F_DUPFD_CLOEXEC, 0);
+      if (fd < 0) return ErrnoError(errno, "dup of the fd given for ", path);
+      owned.reset(fd);
+      inherited = true;
+    } else {
+      ASSIGN_OR_RETURN(owned, Reopen(pipe->fd, static_cast<int>(f.flags), path));
+    }
   } else if (f.kind == image::kFileShmem) {
     ASSIGN_OR_RETURN(const objhash::RestoredObject* shmem,
                      ctx.objects->Get(f.target_ref, objhash::ObjKind::kShmem));
@@ -105,7 +116,7 @@ absl::StatusOr<objhash::RestoredObject> RestoreFile(objhash::RestoreContext& ctx
   int fd = owned.get();
   struct stat st;
   if (fstat(fd, &st) != 0) return ErrnoError(errno, "stat ", path);
-  if (f.kind != image::kFileTty && (st.st_mode & S_IFMT) != (f.mode & S_IFMT)) {
+  if (f.kind != image::kFileTty && !inherited && (st.st_mode & S_IFMT) != (f.mode & S_IFMT)) {
     return absl::FailedPreconditionError(
         absl::StrCat("file ", path, " changed type since the dump"));
   }

@@ -1,13 +1,19 @@
 #include "lib/fs/pipe.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <map>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "lib/base/fd.h"
 #include "lib/base/status.h"
 #include "lib/image/format.h"
@@ -19,7 +25,58 @@ struct PipeInfo {
   pid_t pid;
   int fd;
   std::string fifo_path;
+  uint64_t ino = 0;
+  bool external = false;
 };
+
+std::string PipeName(uint64_t ino) { return absl::StrCat("pipe:[", ino, "]"); }
+
+// "pipe:[123]" -> 123.
+bool ParsePipeName(absl::string_view name, uint64_t* ino) {
+  return absl::ConsumePrefix(&name, "pipe:[") && absl::ConsumeSuffix(&name, "]") &&
+         !name.empty() && absl::SimpleAtoi(name, ino);
+}
+
+struct Holder {
+  pid_t pid;
+  int fd;
+};
+
+// Every process but those in `skip` that has one of `inos` (pipes) open:
+// /proc/PID/fd of every process, since no other interface lists a pipe's
+// holders.
+std::map<uint64_t, std::vector<Holder>> PipeHolders(const std::set<uint64_t>& inos,
+                                                   const std::set<pid_t>& skip) {
+  std::map<uint64_t, std::vector<Holder>> holders;
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return holders;
+  while (struct dirent* e = readdir(proc)) {
+    pid_t pid;
+    if (!absl::SimpleAtoi(e->d_name, &pid) || skip.count(pid)) continue;
+    std::string dir_path = absl::StrCat("/proc/", pid, "/fd");
+    DIR* dir = opendir(dir_path.c_str());
+    if (dir == nullptr) continue;  // gone, or a kernel thread
+    while (struct dirent* f = readdir(dir)) {
+      int fd;
+      if (!absl::SimpleAtoi(f->d_name, &fd)) continue;
+      char buf[64];
+      ssize_t n = readlinkat(dirfd(dir), f->d_name, buf, sizeof(buf));
+      uint64_t ino;
+      if (n > 0 && ParsePipeName(absl::string_view(buf, static_cast<size_t>(n)), &ino) &&
+          inos.count(ino)) {
+        holders[ino].push_back({pid, fd});
+      }
+    }
+    closedir(dir);
+  }
+  closedir(proc);
+  return holders;
+}
+
+std::string Comm(pid_t pid) {
+  absl::StatusOr<std::string> comm = ReadFile(absl::StrCat("/proc/", pid, "/comm"));
+  return comm.ok() ? std::string(absl::StripTrailingAsciiWhitespace(*comm)) : "?";
+}
 
 // The bytes a pipe holds, without taking them out of it.
 absl::StatusOr<std::string> PeekPipe(const PipeInfo& p, uint32_t* capacity) {
@@ -69,8 +126,60 @@ absl::StatusOr<uint32_t> RegisterPipe(objhash::ObjHash& objects, pid_t pid, int 
   ASSIGN_OR_RETURN(objhash::ObjHash::Found f,
                    objects.LookupAdd(objhash::ObjKind::kPipe,
                                      objhash::Identity::OfInode(st.st_dev, st.st_ino),
-                                     PipeInfo{pid, fd, fifo_path}));
+                                     PipeInfo{pid, fd, fifo_path, st.st_ino}));
   return f.objref;
+}
+
+absl::Status ResolveExternalPipes(objhash::ObjHash& objects, const std::set<pid_t>& tree,
+                                  const std::vector<std::string>& external) {
+  // A FIFO is found again by its path at restore, by whoever holds it
+  // then: only anonymous pipes can be cut off from the outside.
+  std::map<uint64_t, PipeInfo*> pipes;
+  for (const auto& e : objects.entries()) {
+    if (e->kind != objhash::ObjKind::kPipe) continue;
+    auto* p = std::any_cast<PipeInfo>(&e->data);
+    if (p != nullptr && p->fifo_path.empty()) pipes[p->ino] = p;
+  }
+  std::set<uint64_t> named;
+  for (const std::string& name : external) {
+    uint64_t ino;
+    if (!ParsePipeName(name, &ino)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "external object '", name, "' is not a pipe name such as pipe:[12345]"));
+    }
+    if (!pipes.count(ino)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("external object ", name, " is not a pipe of the tree"));
+    }
+    named.insert(ino);
+  }
+  if (pipes.empty()) return absl::OkStatus();
+  std::set<uint64_t> inos;
+  for (const auto& [ino, p] : pipes) inos.insert(ino);
+  std::map<uint64_t, std::vector<Holder>> holders = PipeHolders(inos, tree);
+  std::vector<std::string> problems;
+  for (auto& [ino, list] : holders) {
+    PipeInfo* p = pipes[ino];
+    if (named.count(ino)) {
+      p->external = true;
+      continue;
+    }
+    std::vector<std::string> who;
+    for (const Holder& h : list) {
+      if (who.size() == 3) {
+        who.push_back("...");
+        break;
+      }
+      who.push_back(absl::StrCat("process ", h.pid, " (", Comm(h.pid), ") fd ", h.fd));
+    }
+    problems.push_back(absl::StrCat(
+        "task ", p->pid, " fd ", p->fd, ": ", PipeName(ino), " is also open in ",
+        absl::StrJoin(who, ", "), ", outside the tree; dump it with --external ", PipeName(ino),
+        " and restore with --inherit-fd FD:", PipeName(ino)));
+  }
+  // A pipe named external that only the tree holds is saved as usual.
+  if (problems.empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrJoin(problems, "; "));
 }
 
 absl::Status CheckpointPipe(objhash::CheckpointContext& ctx,
@@ -78,15 +187,52 @@ absl::Status CheckpointPipe(objhash::CheckpointContext& ctx,
   const auto& p = std::any_cast<const PipeInfo&>(entry.data);
   image::ckpt_pipe rec{};
   rec.objref = entry.objref;
-  rec.flags = p.fifo_path.empty() ? 0u : static_cast<uint32_t>(image::kPipeFifo);
-  ASSIGN_OR_RETURN(std::string data, PeekPipe(p, &rec.capacity));
+  std::string path = p.fifo_path;
+  std::string data;
+  if (p.external) {
+    // Its bytes stay in the pipe, with the process outside.
+    rec.flags = image::kPipeExternal;
+    path = PipeName(p.ino);
+  } else {
+    rec.flags = p.fifo_path.empty() ? 0u : static_cast<uint32_t>(image::kPipeFifo);
+    ASSIGN_OR_RETURN(data, PeekPipe(p, &rec.capacity));
+  }
   rec.data_size = static_cast<uint32_t>(data.size());
-  rec.path_len = static_cast<uint32_t>(p.fifo_path.size());
+  rec.path_len = static_cast<uint32_t>(path.size());
   struct iovec parts[3] = {{&rec, sizeof(rec)},
-                           {const_cast<char*>(p.fifo_path.data()), p.fifo_path.size()},
+                           {path.data(), path.size()},
                            {data.data(), data.size()}};
   return ctx.writer->AppendV(image::CKPT_HDR_PIPE, parts, 3);
 }
+
+namespace {
+
+// An external pipe: the caller's fd given for it, by name.
+absl::StatusOr<objhash::RestoredObject> RestoreExternalPipe(objhash::RestoreContext& ctx,
+                                                            const image::ckpt_pipe& p) {
+  image::Reader& r = *ctx.reader;
+  if (p.path_len == 0 || p.path_len > 64 || p.data_size != 0 ||
+      uint64_t{p.path_len} != r.payload_remaining()) {
+    return r.FieldError("path_len", p.path_len, " does not fit an external pipe");
+  }
+  ASSIGN_OR_RETURN(std::string name, r.ReadString(p.path_len, "path"));
+  uint64_t ino;
+  if (!ParsePipeName(name, &ino)) return r.FieldError("path", "'", name, "' is not a pipe's name");
+  const bool given = ctx.inherited != nullptr && ctx.inherited->count(name) != 0;
+  if (!given) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the image's ", name, " was shared with a process outside the tree when it was dumped: "
+        "give the restore an fd in its place (--inherit-fd FD:", name, ")"));
+  }
+  if (ctx.inherited_used != nullptr) ctx.inherited_used->insert(name);
+  const int fd = ctx.inherited->at(name);
+  ASSIGN_OR_RETURN(objhash::RestoredObject obj,
+                   objhash::HoldAt(ctx, p.objref, fd, absl::StrCat("--inherit-fd ", fd, ":", name)));
+  obj.data = RestoredPipe{true};
+  return obj;
+}
+
+}  // namespace
 
 absl::StatusOr<objhash::RestoredObject> RestorePipe(objhash::RestoreContext& ctx,
                                                     const image::Record& rec) {
@@ -94,7 +240,11 @@ absl::StatusOr<objhash::RestoredObject> RestorePipe(objhash::RestoreContext& ctx
   image::Reader& r = *ctx.reader;
   image::ckpt_pipe p;
   RETURN_IF_ERROR(r.ReadStruct(&p, sizeof(p)));
-  if (p.flags & ~static_cast<uint32_t>(image::kPipeFifo)) return r.FieldError("flags", p.flags);
+  if (p.flags & ~static_cast<uint32_t>(image::kPipeFifo | image::kPipeExternal) ||
+      p.flags == (image::kPipeFifo | image::kPipeExternal)) {
+    return r.FieldError("flags", p.flags);
+  }
+  if (p.flags & image::kPipeExternal) return RestoreExternalPipe(ctx, p);
   bool fifo = p.flags & image::kPipeFifo;
   if ((fifo && (p.path_len == 0 || p.path_len > image::kMaxPathLen)) || (!fifo && p.path_len)) {
     return r.FieldError("path_len", p.path_len, " does not fit the pipe's kind");

@@ -14,7 +14,9 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <set>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "lib/objhash/handlers.h"
@@ -26,6 +28,20 @@ namespace ckpt::fs {
 // is empty for an anonymous pipe. Returns its objref.
 absl::StatusOr<uint32_t> RegisterPipe(objhash::ObjHash& objects, pid_t pid, int fd,
                                       const struct stat& st, const std::string& fifo_path);
+
+// The anonymous pipes of `objects` that a process outside `tree` (PIDs as
+// this process sees them) also holds: each one named in `external` is
+// marked external (saved by name, its bytes left where they are); every
+// other one is an error, all of them in one message, naming the task, the
+// fd, the pipe and the process outside that holds it.
+absl::Status ResolveExternalPipes(objhash::ObjHash& objects, const std::set<pid_t>& tree,
+                                  const std::vector<std::string>& external);
+
+// RestoredObject::data of a PIPE: whether the fd is the caller's, given for
+// an external pipe (its ends are then dups of it, not new opens).
+struct RestoredPipe {
+  bool external = false;
+};
 
 absl::Status CheckpointPipe(objhash::CheckpointContext& ctx, const objhash::ObjHash::Entry& entry);
 absl::StatusOr<objhash::RestoredObject> RestorePipe(objhash::RestoreContext& ctx,

@@ -336,11 +336,14 @@ struct ckpt_file {
 static_assert(sizeof(ckpt_file) == 56);
 
 enum PipeFlags : uint32_t {
-  kPipeFifo = 1u << 0,  // a FIFO: path names it
+  kPipeFifo = 1u << 0,      // a FIFO: path names it
+  kPipeExternal = 1u << 1,  // shared with a process outside the tree: path is its
+                            // name ("pipe:[ino]"), no data; the restore is given
+                            // an fd to put in its place (--inherit-fd)
 };
 
 // A pipe (or FIFO) with the bytes it held: path (path_len bytes, FIFOs
-// only), then data_size bytes of buffered data.
+// and external pipes only), then data_size bytes of buffered data.
 struct ckpt_pipe {
   uint32_t objref;
   uint32_t flags;  // PipeFlags

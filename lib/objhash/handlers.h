@@ -12,6 +12,9 @@
 #define LIBCKPT_LIB_OBJHASH_HANDLERS_H_
 
 #include <cstdint>
+#include <map>
+#include <set>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -47,6 +50,11 @@ struct RestoreContext {
   int high_fd_base = 0;
   uint32_t flags = 0;  // RestoreFlags
   int64_t start_mono_ns = 0;  // CLOCK_MONOTONIC at the restore's start
+  // The caller's fds that take the place of the image's external objects,
+  // by name ("pipe:[12345]"); a handler that uses one adds its name to
+  // `inherited_used`.
+  const std::map<std::string, int>* inherited = nullptr;
+  std::set<std::string>* inherited_used = nullptr;
 };
 
 struct ObjectOps {

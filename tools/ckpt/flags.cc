@@ -30,7 +30,11 @@ absl::StatusOr<Flags> ParseFlags(const std::vector<std::string>& args, const Fla
         value = args[++i];
       }
       if (value.empty()) return absl::InvalidArgumentError(absl::StrCat("--", name, " is empty"));
+      if (flags.values.count(name) && !spec.repeated.count(name)) {
+        return absl::InvalidArgumentError(absl::StrCat("--", name, " is given twice"));
+      }
       flags.values[name] = value;
+      flags.lists[name].push_back(value);
     } else {
       return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name));
     }

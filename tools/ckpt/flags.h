@@ -17,16 +17,22 @@ struct FlagSpec {
   std::set<std::string> values;    // flags that take a value
   std::set<std::string> switches;  // flags that do not
   std::set<std::string> required;  // value flags that must be given
+  std::set<std::string> repeated;  // value flags that may be given more than once
 };
 
 struct Flags {
-  std::map<std::string, std::string> values;
+  std::map<std::string, std::string> values;  // the last value of each
+  std::map<std::string, std::vector<std::string>> lists;  // every value, in order
   std::set<std::string> switches;
 
   bool Has(const std::string& name) const { return switches.count(name) != 0; }
   std::string Get(const std::string& name) const {
     auto it = values.find(name);
     return it == values.end() ? "" : it->second;
+  }
+  std::vector<std::string> All(const std::string& name) const {
+    auto it = lists.find(name);
+    return it == lists.end() ? std::vector<std::string>{} : it->second;
   }
 };
 

@@ -2,8 +2,10 @@
 // prints. Errors are one line on stderr and a non-zero exit status.
 //
 //   ckpt dump    --pid PID --image PATH|-  [--leave-running] [--shell-job] [--container]
+//                                          [--external NAME]...
 //   ckpt restore --image PATH|-            [--detach] [--pidfile PATH] [--new-pidns] [--shell-job]
-//                                          [--ipc-ns new|current]
+//                                          [--ipc-ns new|current] [--inherit-fd FD:NAME]...
+//                                          [--allow-changed-files]
 //   ckpt show    --image PATH|-            [--json]
 //   ckpt check
 
@@ -34,8 +36,10 @@ namespace {
 constexpr char kUsage[] =
     "usage:\n"
     "  ckpt dump    --pid PID --image PATH|-  [--leave-running] [--shell-job] [--container]\n"
+    "                                         [--external NAME]...\n"
     "  ckpt restore --image PATH|-            [--detach] [--pidfile PATH] [--new-pidns] [--shell-job]\n"
-    "                                         [--ipc-ns new|current]\n"
+    "                                         [--ipc-ns new|current] [--inherit-fd FD:NAME]...\n"
+    "                                         [--allow-changed-files]\n"
     "  ckpt show    --image PATH|-            [--json]\n"
     "  ckpt check\n";
 
@@ -76,7 +80,10 @@ absl::StatusOr<UniqueFd> OpenImageInput(const std::string& path) {
 
 int Dump(const std::vector<std::string>& args) {
   absl::StatusOr<Flags> flags =
-      ParseFlags(args, {{"pid", "image"}, {"leave-running", "shell-job", "container"}, {"pid", "image"}});
+      ParseFlags(args, {{"pid", "image", "external"},
+                        {"leave-running", "shell-job", "container"},
+                        {"pid", "image"},
+                        {"external"}});
   if (!flags.ok()) return Usage("dump", flags.status());
   int pid = 0;
   if (!absl::SimpleAtoi(flags->Get("pid"), &pid) || pid <= 0) {
@@ -96,6 +103,7 @@ int Dump(const std::vector<std::string>& args) {
   options.leave_running = flags->Has("leave-running");
   options.shell_job = flags->Has("shell-job");
   options.container = flags->Has("container");
+  options.external = flags->All("external");
   options.cancel = &g_cancel_signal;
   // SIGINT, SIGTERM and SIGHUP cancel the dump (the tree is resumed); a
   // reader that goes away is an EPIPE error, not a SIGPIPE death.
@@ -114,9 +122,25 @@ int Dump(const std::vector<std::string>& args) {
 
 int Restore(const std::vector<std::string>& args) {
   absl::StatusOr<Flags> flags =
-      ParseFlags(args, {{"image", "pidfile", "ipc-ns"}, {"detach", "new-pidns", "shell-job"}, {"image"}});
+      ParseFlags(args, {{"image", "pidfile", "ipc-ns", "inherit-fd"},
+                        {"detach", "new-pidns", "shell-job", "allow-changed-files"},
+                        {"image"},
+                        {"inherit-fd"}});
   if (!flags.ok()) return Usage("restore", flags.status());
   RestoreOptions options;
+  for (const std::string& spec : flags->All("inherit-fd")) {
+    // FD:NAME, NAME as the dump named the external object (pipe:[12345]).
+    size_t colon = spec.find(':');
+    InheritFd in;
+    if (colon == std::string::npos || !absl::SimpleAtoi(spec.substr(0, colon), &in.fd) ||
+        in.fd < 0 || colon + 1 == spec.size()) {
+      return Usage("restore", absl::InvalidArgumentError(absl::StrCat(
+                                  "--inherit-fd '", spec, "' is not FD:NAME (e.g. 3:pipe:[12345])")));
+    }
+    in.name = spec.substr(colon + 1);
+    options.inherit_fds.push_back(std::move(in));
+  }
+  options.allow_changed_files = flags->Has("allow-changed-files");
   if (flags->values.count("ipc-ns")) {
     const std::string& ns = flags->Get("ipc-ns");
     if (ns == "new") {
