@@ -311,9 +311,11 @@ absl::Status RestoreRun::ReadObjects(image::Reader& r) {
     }
   }
   std::set<std::string> inherited_used;
-  objhash::RestoreContext ctx{&r, &objects_, high_fd_base_,
-                              options_.shell_job ? uint32_t{objhash::kRestoreShellJob} : 0u,
-                              start_ns_, &inherited, &inherited_used};
+  uint32_t flags = 0;
+  if (options_.shell_job) flags |= objhash::kRestoreShellJob;
+  if (options_.allow_changed_files) flags |= objhash::kRestoreAllowChangedFiles;
+  objhash::RestoreContext ctx{&r, &objects_, high_fd_base_, flags, start_ns_, &inherited,
+                              &inherited_used};
   for (uint32_t i = 0; i < objs.nr_objects; ++i) {
     ASSIGN_OR_RETURN(image::Record rec, r.Next());
     const objhash::ObjectOps* ops = handlers->ForRecord(rec.type);

@@ -12,6 +12,7 @@
 #include "lib/base/status.h"
 #include "lib/fs/file.h"
 #include "lib/fs/pipe.h"
+#include "lib/mm/mapped_file.h"
 
 namespace ckpt::fs {
 
@@ -120,16 +121,15 @@ absl::StatusOr<objhash::RestoredObject> RestoreFile(objhash::RestoreContext& ctx
     return absl::FailedPreconditionError(
         absl::StrCat("file ", path, " changed type since the dump"));
   }
-  // A file the task only reads must be as it was; one it writes may have
-  // grown (a log), but not have lost what the task had written.
-  if (f.kind == image::kFileRegular && f.target_ref == 0) {
-    uint64_t now = static_cast<uint64_t>(st.st_size);
-    bool read_only = (f.flags & O_ACCMODE) == O_RDONLY;
-    if ((read_only && now != f.size) || (!read_only && now < f.size)) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "file ", path, read_only ? " changed size" : " was truncated", " since the dump (was ",
-          f.size, " bytes, now ", now, ")"));
+  // A file must be as it was; one the task appends to (O_APPEND, a log)
+  // may have grown, but not have lost what the task had written.
+  if (f.kind == image::kFileRegular && f.target_ref == 0 && !(f.flags & O_PATH)) {
+    mm::FileExpectation expect;
+    if ((f.flags & O_ACCMODE) != O_RDONLY && (f.flags & O_APPEND)) {
+      expect.grown_ok = true;
+      expect.mtime = false;
     }
+    RETURN_IF_ERROR(mm::CheckUnchanged(f, path, fd, expect, ctx.flags));
   }
   if (f.kind == image::kFileCharDevice && st.st_rdev != f.rdev) {
     return absl::FailedPreconditionError(absl::StrFormat(

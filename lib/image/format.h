@@ -29,7 +29,7 @@ static_assert(std::endian::native == std::endian::little,
 inline constexpr char kMagic[8] = {'L', 'I', 'B', 'C', 'K', 'P', 'T', '\0'};
 // A reader refuses another major; a higher minor only appends fields and
 // skippable records.
-inline constexpr uint16_t kFormatMajor = 1;
+inline constexpr uint16_t kFormatMajor = 2;
 inline constexpr uint16_t kFormatMinor = 0;
 inline constexpr uint16_t kArchX86_64 = 1;
 inline constexpr uint32_t kChecksumXxh3 = 1;
@@ -332,8 +332,14 @@ struct ckpt_file {
   uint64_t mtime_ns;  // st_mtime when dumped
   uint32_t path_len;
   uint32_t target_ref;  // the PIPE of a pipe end, the GHOST of a deleted file; else 0
+  // The ELF build-id (NT_GNU_BUILD_ID) of a mapped file that has one, in
+  // its first build_id_size bytes; checked at restore with size and mtime.
+  uint32_t build_id_size;
+  uint32_t reserved;
+  uint64_t build_id[4];
 };
-static_assert(sizeof(ckpt_file) == 56);
+static_assert(sizeof(ckpt_file) == 96);
+inline constexpr uint32_t kMaxBuildId = 32;
 
 enum PipeFlags : uint32_t {
   kPipeFifo = 1u << 0,      // a FIFO: path names it

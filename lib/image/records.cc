@@ -76,6 +76,7 @@ constexpr FieldSpec kFileFields[] = {
     FLD(ckpt_file, pos, kUnsigned),    FLD(ckpt_file, size, kUnsigned),
     FLD(ckpt_file, rdev, kHex),        FLD(ckpt_file, mtime_ns, kUnsigned),
     FLD(ckpt_file, path_len, kUnsigned), FLD(ckpt_file, target_ref, kUnsigned),
+    FLD(ckpt_file, build_id_size, kUnsigned), FLD(ckpt_file, build_id, kHex),
 };
 constexpr FieldSpec kPipeFields[] = {
     FLD(ckpt_pipe, objref, kUnsigned),   FLD(ckpt_pipe, flags, kHex),

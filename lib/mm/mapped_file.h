@@ -26,6 +26,25 @@ absl::StatusOr<uint32_t> RegisterMappedFile(objhash::ObjHash& objects, const std
                                             dev_t dev, uint64_t ino, bool writable,
                                             uint32_t ghost_ref = 0);
 
+// The ELF build-id (NT_GNU_BUILD_ID) of the file open at `fd`; empty if it
+// is no ELF file or has none.
+std::string ReadBuildId(int fd);
+
+// What the restore checks of a file the image depends on.
+struct FileExpectation {
+  bool size = true;      // st_size equals the image's
+  bool grown_ok = false; // ... or is larger (a file appended to)
+  bool mtime = true;     // st_mtime equals the image's
+  bool build_id = false; // the ELF build-id equals the image's
+};
+
+// Checks the file open at `fd` (`path`) against what `rec` recorded; a
+// difference is FailedPrecondition naming the path, the field, the
+// image's value and the file's, unless the restore allows changed files
+// (kRestoreAllowChangedFiles in `restore_flags`).
+absl::Status CheckUnchanged(const image::ckpt_file& rec, const std::string& path, int fd,
+                            const FileExpectation& expect, uint32_t restore_flags);
+
 absl::Status CheckpointMappedFile(objhash::CheckpointContext& ctx,
                                   const objhash::ObjHash::Entry& entry);
 absl::StatusOr<objhash::RestoredObject> RestoreMappedFile(objhash::RestoreContext& ctx,

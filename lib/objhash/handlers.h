@@ -34,6 +34,7 @@ enum DumpFlags : uint32_t {
 // Restore options a handler may need to look at.
 enum RestoreFlags : uint32_t {
   kRestoreShellJob = 1u << 0,
+  kRestoreAllowChangedFiles = 1u << 1,  // files that changed since the dump are used as they are
 };
 
 struct CheckpointContext {

@@ -1,6 +1,7 @@
 // End to end, files: pipes and FIFOs with bytes in them, shared and
 // duplicated descriptions, deleted files, and what is refused.
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -109,12 +110,22 @@ TEST_F(FilesTest, TruncatedOrMovedFileIsNamedAndNothingStays) {
   std::string image = TempPath("fds-bad.img");
   ASSERT_OK(DumpToFile(s->pid, image));
   KillAndReapAll(pids);
+  struct stat before;
+  ASSERT_EQ(stat(TempPath("shared.txt").c_str(), &before), 0);
   ASSERT_EQ(truncate(TempPath("shared.txt").c_str(), 3), 0);
   absl::StatusOr<pid_t> pid = RestoreFromFile(image);
   ASSERT_FALSE(pid.ok());
-  EXPECT_THAT(pid.status().message(), HasSubstr("shared.txt was truncated since the dump"));
+  EXPECT_THAT(pid.status().message(),
+              HasSubstr("shared.txt changed since the dump: its size was 10 bytes, it is now 3"));
   EXPECT_TRUE(AllGone(pids));
+  // Its size back but not its mtime: still refused, naming the mtime.
   ASSERT_EQ(truncate(TempPath("shared.txt").c_str(), 10), 0);
+  pid = RestoreFromFile(image);
+  ASSERT_FALSE(pid.ok());
+  EXPECT_THAT(pid.status().message(), HasSubstr("shared.txt changed since the dump: its mtime"));
+  EXPECT_TRUE(AllGone(pids));
+  struct timespec times[2] = {before.st_atim, before.st_mtim};
+  ASSERT_EQ(utimensat(AT_FDCWD, TempPath("shared.txt").c_str(), times, 0), 0);
   ASSERT_EQ(rename(TempPath("append.log").c_str(), TempPath("moved.log").c_str()), 0);
   pid = RestoreFromFile(image);
   ASSERT_FALSE(pid.ok());

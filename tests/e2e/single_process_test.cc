@@ -197,7 +197,8 @@ TEST(SingleProcessTest, RestoreRefusesAMappedFileThatChangedSize) {
   }
   absl::StatusOr<pid_t> pid = RestoreFromFile(image);
   ASSERT_FALSE(pid.ok());
-  EXPECT_THAT(pid.status().message(), HasSubstr("readonly.dat changed size since the dump"));
+  EXPECT_THAT(pid.status().message(),
+              HasSubstr("readonly.dat changed since the dump: its size was"));
   EXPECT_FALSE(PidExists(s->pid));
 }
 
