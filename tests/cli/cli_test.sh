@@ -5,6 +5,7 @@
 set -uo pipefail
 ckpt="$1"
 make_image="$2"
+check="$3"  # show_output_check.py
 tmp="${TEST_TMPDIR:-/tmp}"
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
@@ -31,6 +32,7 @@ assert recs[5]["fields"]["path"] == "/var/log/sample.log"
 assert recs[1]["fields"]["text"] == 'hand-built "sample"'
 assert recs[-1]["fields"]["nr_records"] == 9
 PY
+python3 "$check" document "$tmp/sample.json" || fail "show --json is not strict JSON"
 
 # A corrupt image: one line on stderr that names the problem, exit 1.
 cp "$tmp/sample.img" "$tmp/bad.img"
@@ -41,6 +43,11 @@ rc=$?
 [ "$(wc -l <"$tmp/err")" = 1 ] || fail "corrupt image: stderr is not one line: $(cat "$tmp/err")"
 grep -q "ckpt show: image record" "$tmp/err" || grep -q "checksum" "$tmp/err" ||
   fail "corrupt image: unclear error: $(cat "$tmp/err")"
+# As JSON: the records before the bad one, a whole document, with "error".
+"$ckpt" show --image "$tmp/bad.img" --json >"$tmp/bad.json" 2>/dev/null
+rc=$?
+[ "$rc" = 1 ] || fail "corrupt image, --json: exit $rc, want 1"
+python3 "$check" document "$tmp/bad.json" error || fail "corrupt image, --json: $(cat "$tmp/bad.json")"
 
 "$ckpt" show --image "$tmp/missing.img" 2>"$tmp/err"; rc=$?
 [ "$rc" = 1 ] && grep -q "No such file" "$tmp/err" || fail "missing image: exit $rc $(cat "$tmp/err")"
