@@ -109,6 +109,7 @@ class RestoreRun {
   mm::RestorerLayout layout_;
   Buffer buffer_;
   uint64_t vdso_syscall_ = 0;
+  task::SpawnedTree spawned_;  // what CreateTasks made, with a pidfd each
   bool released_ = false;
   bool subreaper_set_ = false;
   int old_subreaper_ = 0;
@@ -186,6 +187,16 @@ absl::Status RestoreRun::ReadTree(image::Reader& r) {
       if (e.nr_threads != 0 && e.nr_threads != 1) {
         return r.FieldError("nr_threads", "a zombie has no threads");
       }
+      // A wait status: an exit code (0-255) << 8, or a signal (1-64) with
+      // perhaps the core-dump bit.
+      const int code = e.exit_code;
+      const bool exited = (code & 0x7f) == 0 && (code & ~0xff00) == 0;
+      const bool signaled = (code & 0x7f) >= 1 && (code & 0x7f) <= 64 && (code & ~0xff) == 0 &&
+                            (code & 0x7f) != 0x7f;
+      if (!exited && !signaled) {
+        return r.FieldError("exit_code", code, " is not a wait status");
+      }
+      if (e.free_area != 0) return r.FieldError("free_area", "a zombie has no memory");
     } else if (e.state == image::kTaskAlive) {
       if (e.nr_threads == 0 || e.nr_threads > 65536) {
         return r.FieldError("nr_threads", e.nr_threads, " is out of range");
@@ -388,7 +399,8 @@ absl::Status RestoreRun::CreateTasks() {
     t->node = static_cast<int>(plan.size());
     plan.push_back(std::move(n));
   }
-  ASSIGN_OR_RETURN(std::vector<pid_t> pids, task::SpawnTree(plan, !options_.new_pidns));
+  ASSIGN_OR_RETURN(spawned_, task::SpawnTree(plan, !options_.new_pidns));
+  const std::vector<pid_t>& pids = spawned_.pids;
   ASSIGN_OR_RETURN(uint64_t syscall_off, task::VdsoSyscallOffset());
   for (const mm::Vma& v : layout_.vdso_family) {
     if (v.name == "[vdso]") vdso_syscall_ = v.start + syscall_off;
@@ -451,7 +463,7 @@ absl::Status RestoreRun::SetUpGroups() {
   }
   for (auto& h : tasks_) {
     if (!h->helper) continue;
-    kill(h->pid, SIGKILL);
+    task::KillByPidfd(spawned_.pidfds[h->node].get());
     int status;
     while (waitpid(h->pid, &status, __WALL) < 0 && errno == EINTR) {
     }
@@ -642,9 +654,15 @@ absl::Status RestoreRun::RestoreTask(image::Reader& r, TaskRestore& t) {
 }
 
 void RestoreRun::KillAll() {
-  std::vector<pid_t> pids;
-  for (auto& t : tasks_) pids.push_back(t->pid);
-  task::KillTree(pids);
+  // Through the pidfds of the tasks this restore made, and nothing else;
+  // every thread it made is reaped too, so that no zombie stays behind.
+  std::vector<pid_t> tids;
+  for (auto& t : tasks_) {
+    for (pid_t tid : t->threads) {
+      if (tid != t->pid) tids.push_back(tid);
+    }
+  }
+  task::KillTree(spawned_, tids);
   for (auto& t : tasks_) t->pid = 0;
 }
 

@@ -53,7 +53,7 @@ void Report(const ChildEnv& env, int node, int what, int err) {
   syscall(SYS_write, env.ready_fd, &m, sizeof(m));
 }
 
-long CloneNode(const SpawnNode& n) {
+long CloneNode(const SpawnNode& n, int* pidfd = nullptr) {
   pid_t set_tid[32];
   size_t levels = n.pids.size();
   for (size_t i = 0; i < levels; ++i) set_tid[i] = n.pids[levels - 1 - i];  // innermost first
@@ -63,6 +63,10 @@ long CloneNode(const SpawnNode& n) {
   args.exit_signal = SIGCHLD;
   args.set_tid = reinterpret_cast<uint64_t>(set_tid);
   args.set_tid_size = levels;
+  if (pidfd != nullptr) {
+    args.flags |= CLONE_PIDFD;
+    args.pidfd = reinterpret_cast<uint64_t>(pidfd);
+  }
   // A PID that the restorer found free (WaitForFreePids) but the kernel
   // has not quite released yet (see kPidReleaseWaitNs): try again.
   const struct timespec pause = {0, 200 * 1000};
@@ -151,26 +155,49 @@ char StateOf(pid_t pid) {
 
 }  // namespace
 
-void KillTree(const std::vector<pid_t>& pids) {
-  // Children first; each is reaped by whoever can: this process as parent
-  // or tracer, or as the subreaper the restorer makes itself.
-  for (size_t i = pids.size(); i-- > 0;) {
-    if (pids[i] > 0) kill(pids[i], SIGKILL);
+void KillByPidfd(int pidfd) {
+  if (pidfd >= 0) syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+}
+
+void KillTree(const SpawnedTree& tree, const std::vector<pid_t>& tids) {
+  for (size_t i = tree.pidfds.size(); i-- > 0;) KillByPidfd(tree.pidfds[i].get());
+  // Reap: this process is the nodes' tracer (and the root's parent, and the
+  // subreaper of the others), and every traced thread of a killed process
+  // stays a zombie until its tracer reaps it; the PIDs waited for are
+  // held by those zombies until then, so they cannot be anyone else's.
+  std::vector<pid_t> left = tids;
+  for (size_t i = tree.pids.size(); i-- > 0;) {
+    if (tree.pids[i] > 0 && tree.pidfds[i].valid()) left.push_back(tree.pids[i]);
   }
-  for (size_t i = pids.size(); i-- > 0;) {
-    if (pids[i] <= 0) continue;
-    int status;
-    for (int tries = 0; tries < 1000; ++tries) {
-      pid_t r = waitpid(pids[i], &status, __WALL | WNOHANG);
-      if (r == pids[i]) {
-        if (WIFEXITED(status) || WIFSIGNALED(status)) break;
-        continue;
-      }
-      if (r < 0 && errno != EINTR) break;
-      usleep(1000);
+  const long deadline = NowMs() + 10000;
+  while (!left.empty() && NowMs() < deadline) {
+    std::vector<pid_t> still;
+    for (pid_t pid : left) {
+      int status;
+      pid_t r = waitpid(pid, &status, __WALL | WNOHANG);
+      if (r == pid && !(WIFEXITED(status) || WIFSIGNALED(status))) r = 0;  // a stop: again
+      if (r == 0 || (r < 0 && errno == EINTR)) still.push_back(pid);
+      // ECHILD: reaped already (a thread with its process), or not ours.
     }
+    if (still.size() == left.size()) usleep(1000);
+    left.swap(still);
   }
 }
+
+namespace {
+
+// A pidfd for `pid` if it is the child of `parent` (both as this process
+// sees them); the pidfd pins the task, so the check cannot go stale.
+UniqueFd PidfdIfChildOf(pid_t pid, pid_t parent) {
+  int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) return UniqueFd();
+  UniqueFd pidfd(fd);
+  absl::StatusOr<ProcStat> st = ReadProcStat(pid);
+  if (!st.ok() || st->ppid != parent) return UniqueFd();
+  return pidfd;
+}
+
+}  // namespace
 
 // Innermost PID of a task this process sees as `pid` (NSpid's last number).
 absl::StatusOr<pid_t> InnerPid(pid_t pid) {
@@ -193,8 +220,7 @@ absl::StatusOr<pid_t> OuterTid(pid_t pid, pid_t inner) {
   return absl::NotFoundError(absl::StrCat("task ", pid, " has no thread ", inner));
 }
 
-absl::StatusOr<std::vector<pid_t>> SpawnTree(const std::vector<SpawnNode>& plan,
-                                             bool caller_level) {
+absl::StatusOr<SpawnedTree> SpawnTree(const std::vector<SpawnNode>& plan, bool caller_level) {
   for (size_t i = 0; i < plan.size(); ++i) {
     if (plan[i].pids.empty() || plan[i].pids.size() > 32 || plan[i].parent >= static_cast<int>(i)) {
       return absl::InvalidArgumentError("a spawn plan lists parents before children, 1-32 levels");
@@ -206,15 +232,34 @@ absl::StatusOr<std::vector<pid_t>> SpawnTree(const std::vector<SpawnNode>& plan,
   std::span<const uint8_t> code = TrampolineCode();
   ChildEnv env{&plan, ready_w.get(), code.data(), code.size()};
 
-  std::vector<pid_t> pids(plan.size(), 0);
-  if (caller_level) {
-    for (size_t i = 0; i < plan.size(); ++i) pids[i] = plan[i].pids.front();
-  }
-  std::vector<bool> created(plan.size(), false);
+  // A node is ours once this process made it (the roots: clone3 gave a
+  // pidfd) or found it as the child of a node that is ours; only those are
+  // ever signalled. A node below one that dies dies too (PDEATHSIG) and is
+  // reparented to this process, the subreaper; it is reaped below only if
+  // it is known to be ours.
+  SpawnedTree tree;
+  tree.pids.assign(plan.size(), 0);
+  tree.pidfds.resize(plan.size());
+  std::vector<pid_t>& pids = tree.pids;
+  auto planned = [&](size_t i) { return caller_level ? plan[i].pids.front() : 0; };
+  // Every node whose PID is known and whose parent is ours gets its pidfd.
+  auto claim = [&]() {
+    for (size_t i = 0; i < plan.size(); ++i) {
+      if (tree.pidfds[i].valid() || plan[i].parent < 0) continue;
+      const size_t parent = static_cast<size_t>(plan[i].parent);
+      if (!tree.pidfds[parent].valid()) continue;
+      pid_t pid = pids[i] != 0 ? pids[i] : planned(i);
+      if (pid == 0) continue;
+      tree.pidfds[i] = PidfdIfChildOf(pid, pids[parent]);
+      if (tree.pidfds[i].valid()) pids[i] = pid;
+    }
+  };
   auto fail = [&](absl::Status st) -> absl::Status {
-    std::vector<pid_t> existing;
-    for (size_t i = 0; i < plan.size(); ++i) existing.push_back(created[i] ? pids[i] : 0);
-    KillTree(existing);
+    claim();
+    for (size_t i = 0; i < plan.size(); ++i) {
+      if (!tree.pidfds[i].valid()) pids[i] = 0;
+    }
+    KillTree(tree);
     return st;
   };
 
@@ -226,14 +271,15 @@ absl::StatusOr<std::vector<pid_t>> SpawnTree(const std::vector<SpawnNode>& plan,
   absl::Status st;
   for (size_t i = 0; i < plan.size(); ++i) {
     if (plan[i].parent != -1) continue;
-    long r = CloneNode(plan[i]);
+    int pidfd = -1;
+    long r = CloneNode(plan[i], &pidfd);
     if (r == 0) RunNode(env, static_cast<int>(i));
     if (r < 0) {
       st = NodeError(plan[i], 'F', errno);
       break;
     }
     pids[i] = static_cast<pid_t>(r);
-    created[i] = true;
+    tree.pidfds[i] = UniqueFd(pidfd);
   }
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   ready_w.reset();
@@ -248,19 +294,13 @@ absl::StatusOr<std::vector<pid_t>> SpawnTree(const std::vector<SpawnNode>& plan,
     int n = poll(&pfd, 1, static_cast<int>(std::max(0l, deadline - NowMs())));
     ReadyMessage m;
     if (n <= 0 || read(ready_r.get(), &m, sizeof(m)) != sizeof(m)) {
-      for (size_t i = 0; i < plan.size(); ++i) created[i] = true;
       return fail(absl::DeadlineExceededError(
           absl::StrCat("the new tasks did not all report ready (", seen, " of ", live, ")")));
     }
     if (m.node < 0 || static_cast<size_t>(m.node) >= plan.size()) continue;
-    if (m.what != 'R') {
-      for (size_t i = 0; i < plan.size(); ++i) created[i] = true;
-      return fail(NodeError(plan[m.node], m.what, m.err));
-    }
-    created[m.node] = true;
+    if (m.what != 'R') return fail(NodeError(plan[m.node], m.what, m.err));
     ++seen;
   }
-  for (size_t i = 0; i < plan.size(); ++i) created[i] = true;
   if (!caller_level) {
     // Find each task among its parent's children by its innermost PID.
     for (size_t i = 0; i < plan.size(); ++i) {
@@ -275,6 +315,13 @@ absl::StatusOr<std::vector<pid_t>> SpawnTree(const std::vector<SpawnNode>& plan,
         return fail(absl::InternalError(
             absl::StrCat("task ", plan[i].pids.back(), " of the new pid namespace was not found")));
       }
+    }
+  }
+  claim();
+  for (size_t i = 0; i < plan.size(); ++i) {
+    if (!tree.pidfds[i].valid()) {
+      return fail(absl::InternalError(absl::StrCat(
+          "task ", pids[i] != 0 ? pids[i] : planned(i), " was made but is not the child of its parent")));
     }
   }
   // Zombies exited at once; wait until the kernel shows them so.
@@ -310,7 +357,7 @@ absl::StatusOr<std::vector<pid_t>> SpawnTree(const std::vector<SpawnNode>& plan,
       if (!st.ok()) return fail(st);
     }
   }
-  return pids;
+  return tree;
 }
 
 }  // namespace ckpt::task

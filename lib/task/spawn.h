@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "lib/base/fd.h"
 
 namespace ckpt::task {
 
@@ -41,24 +42,38 @@ struct SpawnNode {
   uint64_t trampoline = 0;  // where a live task maps the trampoline
 };
 
+// What SpawnTree made: each node's PID as the caller sees it, and a pidfd
+// that is known to refer to that very task (it was made by this process,
+// or found as the child of a node known to be ours). Signals go through
+// the pidfds only: a PID number can belong to another process by the time
+// it is used.
+struct SpawnedTree {
+  std::vector<pid_t> pids;       // 0 for a node not (known to be) made
+  std::vector<UniqueFd> pidfds;  // -1 likewise
+};
+
 // Creates every node, waits until the live ones are ready, seizes them
 // (PTRACE_O_EXITKILL: they die if the restorer does) and stops them.
-// Returns each node's PID as the caller sees it. On failure, kills what it
-// created. A PID that is taken is an AlreadyExists error naming it.
+// On failure, kills what it created, and only that. A PID that is taken is
+// an AlreadyExists error naming it.
 //
 // With `caller_level` false, the nodes' `pids` start one level below the
 // caller's pid namespace (the root is the init of a new one): the kernel
 // picks their PIDs in the caller's namespace, and SpawnTree finds them.
-absl::StatusOr<std::vector<pid_t>> SpawnTree(const std::vector<SpawnNode>& plan,
-                                             bool caller_level = true);
+absl::StatusOr<SpawnedTree> SpawnTree(const std::vector<SpawnNode>& plan,
+                                      bool caller_level = true);
 
 // The TID, as this process sees it, of the thread of `pid` whose TID is
 // `inner` in its own pid namespace.
 absl::StatusOr<pid_t> OuterTid(pid_t pid, pid_t inner);
 
-// Kills and reaps what SpawnTree created (`pids` as it returned them, 0
-// for nodes never created).
-void KillTree(const std::vector<pid_t>& pids);
+// SIGKILL through the pidfds of `tree`, then reaps every node and every
+// thread of `tids` (threads this process traces, which it must reap
+// itself), children before parents; waits until none is left.
+void KillTree(const SpawnedTree& tree, const std::vector<pid_t>& tids = {});
+
+// SIGKILL to one task through its pidfd.
+void KillByPidfd(int pidfd);
 
 }  // namespace ckpt::task
 
