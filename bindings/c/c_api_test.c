@@ -3,6 +3,7 @@
  * flag bits, reserved fields, struct tails), the versioned structs, and
  * the calling process left as it was. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -391,14 +392,25 @@ static void finish_child(pid_t child) {
 
 /* What a call may change in the calling process and must put back. */
 struct process_state {
+  int fds; /* open, /proc/self/fd's own aside */
   int subreaper;
   struct rlimit nofile;
   sigset_t mask;
   char ipc_ns[64];
 };
 
+static int count_fds(void) {
+  DIR *d = opendir("/proc/self/fd");
+  int n = 0;
+  if (d == NULL) return -1;
+  for (struct dirent *e; (e = readdir(d)) != NULL;) n += e->d_name[0] != '.';
+  closedir(d);
+  return n;
+}
+
 static void take_state(struct process_state *s) {
   memset(s, 0, sizeof(*s));
+  s->fds = count_fds();
   CHECK(prctl(PR_GET_CHILD_SUBREAPER, &s->subreaper, 0, 0, 0) == 0);
   CHECK(getrlimit(RLIMIT_NOFILE, &s->nofile) == 0);
   CHECK(pthread_sigmask(SIG_SETMASK, NULL, &s->mask) == 0);
@@ -412,11 +424,12 @@ static void check_state_unchanged(const struct process_state *before, const char
   for (int sig = 1; sig < 65; sig++) {
     same_mask &= sigismember(&now.mask, sig) == sigismember(&before->mask, sig);
   }
-  if (now.subreaper != before->subreaper || now.nofile.rlim_cur != before->nofile.rlim_cur ||
+  if (now.fds != before->fds || now.subreaper != before->subreaper || now.nofile.rlim_cur != before->nofile.rlim_cur ||
       now.nofile.rlim_max != before->nofile.rlim_max || !same_mask ||
       strcmp(now.ipc_ns, before->ipc_ns) != 0) {
-    fprintf(stderr, "FAIL: %s changed the caller: subreaper %d -> %d, NOFILE %lu -> %lu, "
-            "mask %s, ipc %s -> %s\n", call, before->subreaper, now.subreaper,
+    fprintf(stderr, "FAIL: %s changed the caller: fds %d -> %d, subreaper %d -> %d, "
+            "NOFILE %lu -> %lu, mask %s, ipc %s -> %s\n", call, before->fds, now.fds,
+            before->subreaper, now.subreaper,
             (unsigned long)before->nofile.rlim_cur, (unsigned long)now.nofile.rlim_cur,
             same_mask ? "same" : "changed", before->ipc_ns, now.ipc_ns);
     failures++;

@@ -2,7 +2,6 @@
  * libckpt C API: checkpoint a live Linux process tree into one byte stream
  * and restore it into running processes again.
  *
- *   signal(SIGPIPE, SIG_IGN);  // only if other threads write to pipes too
  *   struct ckpt_dump_opts opts = { .size = sizeof(opts) };
  *   int err = ckpt_checkpoint_tree(pid, fd, &opts);
  *   if (err < 0) fprintf(stderr, "dump: %s\n", ckpt_last_error());
@@ -13,7 +12,9 @@
  *   ...
  *   waitpid(root, &status, 0);  // the restored root is the caller's child
  *
- * Link with `pkg-config --cflags --libs libckpt` (libckpt.so.1).
+ * Build with `cc prog.c $(pkg-config --cflags --libs libckpt)` once
+ * `./run install PREFIX` has put ckpt.h, libckpt.so.1 and libckpt.pc under
+ * PREFIX.
  *
  * Every function returns 0 or a positive value on success and a negative
  * errno-style code on failure: the errno of the system call that failed
@@ -74,8 +75,9 @@
  * - ckpt_restore_tree may raise the caller's soft RLIMIT_NOFILE up to its
  *   hard limit, to hold the restored objects above every fd in use; the
  *   C API puts the soft limit back before returning (unless another
- *   thread changed it meanwhile). It opens those objects as fds of the
- *   caller above its highest fd and closes them before returning.
+ *   thread changed it meanwhile). The fds it opens in the caller (the
+ *   restored objects, above the caller's highest fd, and a pidfd for each
+ *   task it makes) are all closed before it returns.
  * - The calling thread's IPC namespace: a restore into a fresh IPC
  *   namespace (CKPT_RESTORE_IPC_NS_NEW, or the image's own) unshares it on
  *   the calling thread and enters the old one again before returning; no
@@ -124,9 +126,10 @@ extern "C" {
 #define CKPT_RESTORE_IPC_NS_NEW (1u << 2)     /* always a fresh IPC namespace */
 #define CKPT_RESTORE_IPC_NS_CURRENT (1u << 3) /* always the caller's IPC namespace */
 /* Restore even when a file the image depends on (opened, mapped, the
- * executable) changed since the dump: another size, mtime or ELF build-id.
- * The tree then sees the file as it is now, which for a mapped file means
- * other code or data than it had. By default such an image is refused. */
+ * executable) changed since the dump: another size, mtime or ELF build-id
+ * (RestoreOptions::allow_changed_files in ckpt.hpp). The tree then sees
+ * the file as it is now, which for a mapped file means other code or data
+ * than it had. By default such an image is refused. */
 #define CKPT_RESTORE_ALLOW_CHANGED_FILES (1u << 4)
 
 /* Figures about one dump, filled when ckpt_dump_opts.stats is set (also
@@ -148,19 +151,21 @@ struct ckpt_dump_opts {
   uint32_t flags; /* CKPT_DUMP_* */
   uint32_t reserved; /* 0 */
   struct ckpt_dump_stats *stats; /* optional */
-  /* ABI 2. Objects the tree shares with processes outside it, by the name
-   * /proc/PID/fd shows ("pipe:[12345]"): recorded in the image as
-   * external instead of refused; the restore must be given a replacement
-   * for each (ckpt_restore_opts.inherit_fds). `nr_external` names,
-   * none NULL or empty; `external` may be NULL only when nr_external is 0.
-   * The library copies them; they need to live only during the call. */
+  /* ABI 2 (DumpOptions::external in ckpt.hpp). Objects the tree shares
+   * with processes outside it, by the name /proc/PID/fd shows
+   * ("pipe:[12345]"): recorded in the image as external instead of
+   * refused; the restore must be given a replacement for each
+   * (ckpt_restore_opts.inherit_fds). `nr_external` names, none NULL or
+   * empty; `external` may be NULL only when nr_external is 0. The library
+   * copies them; they need to live only during the call. */
   const char *const *external;
   size_t nr_external;
-  /* ABI 2. Optional: polled during the dump; once *cancel is non-zero the
-   * dump stops, resumes the tree untouched and fails with -ECANCELED. A
-   * signal handler may set it (a volatile sig_atomic_t, which is an int
-   * here); a write blocked on a full pipe is interrupted by the signal
-   * when its handler was installed without SA_RESTART. */
+  /* ABI 2 (DumpOptions::cancel). Optional: polled during the dump; once
+   * *cancel is non-zero the dump stops, resumes the tree untouched and
+   * fails with -ECANCELED. A signal handler may set it (a volatile
+   * sig_atomic_t, which is an int here); a write blocked on a full pipe is
+   * interrupted by the signal when its handler was installed without
+   * SA_RESTART. */
   const volatile int *cancel;
 };
 
@@ -190,9 +195,10 @@ struct ckpt_restore_opts {
   uint32_t flags; /* CKPT_RESTORE_* */
   uint32_t reserved; /* 0 */
   struct ckpt_restore_stats *stats; /* optional */
-  /* ABI 2. Replacements for the image's external objects; an image with
-   * an external object that has none is refused, naming it. `inherit_fds`
-   * may be NULL only when nr_inherit_fds is 0. */
+  /* ABI 2 (RestoreOptions::inherit_fds). Replacements for the image's
+   * external objects; an image with an external object that has none is
+   * refused, naming it. `inherit_fds` may be NULL only when
+   * nr_inherit_fds is 0. The names need to live only during the call. */
   const struct ckpt_inherit_fd *inherit_fds;
   size_t nr_inherit_fds;
 };
