@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "ckpt/ckpt.hpp"
 #include "lib/base/clock.h"
 #include "lib/base/status.h"
@@ -32,6 +33,7 @@
 #include "lib/ipc/sysv.h"
 #include "lib/mm/mm.h"
 #include "lib/objhash/objhash.h"
+#include "lib/preflight.h"
 #include "lib/task/core.h"
 #include "lib/task/inject.h"
 #include "lib/task/proc.h"
@@ -150,47 +152,23 @@ TaskDump* Dumper::Find(pid_t pid) {
   return nullptr;
 }
 
+// The pre-flight: every problem the tree has, reported at once, before
+// anything is frozen.
 absl::Status Dumper::Gate(pid_t root) {
-  if (root <= 0) return absl::InvalidArgumentError(absl::StrCat("bad PID ", root));
-  if (root == getpid()) {
-    return absl::InvalidArgumentError("the dumping process cannot dump itself");
-  }
-  absl::StatusOr<task::ProcStatus> st = task::ReadProcStatus(root);
-  if (!st.ok()) {
-    if (absl::IsNotFound(st.status())) {
-      return absl::NotFoundError(absl::StrCat("task ", root, " does not exist"));
-    }
-    return st.status();
-  }
-  if (st->tgid != root) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("task ", root, " is a thread of process ", st->tgid, "; dump the process"));
-  }
-  if (st->state == 'Z' || st->state == 'X') {
-    return absl::FailedPreconditionError(absl::StrCat("task ", root, " is a zombie"));
-  }
-  return absl::OkStatus();
+  ASSIGN_OR_RETURN(TreeReport report, Preflight(root, options_));
+  if (report.problems.empty()) return absl::OkStatus();
+  std::vector<std::string> lines;
+  for (const absl::Status& p : report.problems) lines.emplace_back(p.message());
+  const std::string all = absl::StrJoin(lines, "; ");
+  return absl::Status(report.problems.front().code(),
+                      report.problems.size() == 1
+                          ? all
+                          : absl::StrCat(report.problems.size(), " problems: ", all));
 }
 
-// Refusals that do not depend on the rest of the tree.
-absl::Status Dumper::CheckTask(const TaskDump& t) {
-  if (t.stat.flags & task::kPfKthread) {
-    return absl::FailedPreconditionError(absl::StrCat("task ", t.pid, " is a kernel thread"));
-  }
-  if (t.zombie) return absl::OkStatus();
-  if (t.status.state == 'T') {
-    return absl::FailedPreconditionError(
-        absl::StrCat("task ", t.pid, " is stopped by job control; continue it first"));
-  }
-  if (t.status.tracer_pid != 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("task ", t.pid, " is already traced by process ", t.status.tracer_pid));
-  }
-  if (t.pid == getpid() || t.status.tgid == getpid()) {
-    return absl::InvalidArgumentError("the tree contains the dumping process");
-  }
-  return absl::OkStatus();
-}
+// Refusals that do not depend on the rest of the tree (the pre-flight
+// made them too; tasks may have changed since).
+absl::Status Dumper::CheckTask(const TaskDump& t) { return CheckTaskState(t.pid, t.status, t.stat); }
 
 // Waits until the interrupted thread `tid` of `t` stops (forgetting it if
 // it exits).
@@ -409,35 +387,9 @@ absl::Status Dumper::RegisterPids() {
 // Kernel objects shared between processes that this version cannot
 // recreate shared.
 absl::Status Dumper::CheckShared(TaskDump& t) {
-  struct {
-    objhash::ObjKind kind;
-    objhash::KcmpType kcmp;
-    const char* what;
-  } const checks[] = {
-      {objhash::ObjKind::kMm, objhash::kKcmpVm, "its address space (CLONE_VM or vfork)"},
-      {objhash::ObjKind::kFiles, objhash::kKcmpFiles, "its fd table (CLONE_FILES)"},
-      {objhash::ObjKind::kFs, objhash::kKcmpFs, "its cwd and root (CLONE_FS)"},
-  };
-  for (const auto& c : checks) {
-    ASSIGN_OR_RETURN(objhash::ObjHash::Found f,
-                     objects_.LookupAdd(c.kind, objhash::Identity::OfTaskResource(c.kcmp, t.pid)));
-    if (f.first) continue;
-    // An fd table shared with the parent is restored shared: the child is
-    // made with CLONE_FILES.
-    pid_t owner = f.entry->id.pid;
-    if (c.kind == objhash::ObjKind::kFiles && owner == t.parent) {
-      TaskDump* parent = Find(owner);
-      if (parent != nullptr && !parent->zombie) {
-        t.shares_parent_files = true;
-        continue;
-      }
-    }
-    return absl::UnimplementedError(absl::StrCat("task ", t.pid, " shares ", c.what,
-                                                 " with task ", owner,
-                                                 owner == t.parent ? "" : " (not its parent)",
-                                                 ": not supported yet"));
-  }
-  return absl::OkStatus();
+  TaskDump* parent = t.parent != 0 ? Find(t.parent) : nullptr;
+  return CheckSharedResources(objects_, t.pid, t.parent, parent != nullptr && !parent->zombie,
+                              &t.shares_parent_files);
 }
 
 absl::Status Dumper::Collect(TaskDump& t) {
@@ -812,6 +764,8 @@ absl::Status Dumper::Run(pid_t root, ImageOutput& out) {
 }
 
 }  // namespace
+
+absl::StatusOr<TreeReport> Checkpointer::Check(pid_t root) const { return Preflight(root, options_); }
 
 absl::Status Checkpointer::Dump(pid_t root, int out_fd) {
   std::unique_ptr<ImageOutput> out = NewFdImageOutput(out_fd);

@@ -100,9 +100,22 @@ struct DumpStats {
   uint64_t total_ns = 0;
 };
 
+// What a dump of a tree would meet, found while it runs (nothing is
+// frozen): its size, and every problem that would make the dump refuse,
+// each naming the task and the object (fd, mapping, pipe).
+struct TreeReport {
+  uint64_t tasks = 0;
+  uint64_t threads = 0;
+  std::vector<absl::Status> problems;  // empty: the tree would dump
+};
+
 class Checkpointer {
  public:
   explicit Checkpointer(DumpOptions options = {}) : options_(options) {}
+
+  // The pre-flight check that every dump runs first (`ckpt check --pid`):
+  // an error only when the tree cannot be looked at.
+  absl::StatusOr<TreeReport> Check(pid_t root) const;
 
   // Dumps the tree rooted at `root` into `out_fd` (written front to back;
   // fsync'd before the tree is killed when it is a regular file). On

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 
+#include "absl/strings/str_cat.h"
 #include "lib/base/status.h"
 
 namespace ckpt {
@@ -74,6 +75,14 @@ absl::StatusOr<int> MaxOpenFd() {
   }
   closedir(dir);
   return max;
+}
+
+absl::StatusOr<std::string> ReadLink(const std::string& path) {
+  char buf[4096];
+  ssize_t n = readlink(path.c_str(), buf, sizeof(buf));
+  if (n < 0) return ErrnoError(errno, "readlink ", path);
+  if (n == sizeof(buf)) return absl::OutOfRangeError(absl::StrCat("readlink ", path, ": too long"));
+  return std::string(buf, static_cast<size_t>(n));
 }
 
 }  // namespace ckpt

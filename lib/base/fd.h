@@ -51,6 +51,9 @@ absl::StatusOr<UniqueFd> Reopen(int held, int flags, const std::string& what);
 // Reads until EOF (restarting on EINTR and short reads).
 absl::StatusOr<std::string> ReadAll(int fd);
 
+// readlink(2) into a string; the error names the path.
+absl::StatusOr<std::string> ReadLink(const std::string& path);
+
 // Reads a whole (usually /proc) file; the error names the path.
 absl::StatusOr<std::string> ReadFile(const std::string& path);
 

@@ -26,14 +26,6 @@
 namespace ckpt::fs {
 namespace {
 
-absl::StatusOr<std::string> ReadLink(const std::string& path) {
-  char buf[4096];
-  ssize_t n = readlink(path.c_str(), buf, sizeof(buf));
-  if (n < 0) return ErrnoError(errno, "readlink ", path);
-  if (n == sizeof(buf)) return absl::OutOfRangeError(absl::StrCat("readlink ", path, ": too long"));
-  return std::string(buf, static_cast<size_t>(n));
-}
-
 struct FdInfo {
   uint64_t pos = 0;
   uint32_t flags = 0;
@@ -77,8 +69,7 @@ absl::Status Unsupported(pid_t pid, int fd, const std::string& what) {
 
 }  // namespace
 
-absl::StatusOr<std::vector<FdEntry>> CollectFds(pid_t pid, objhash::ObjHash& objects,
-                                                uint32_t dump_flags) {
+absl::StatusOr<std::vector<int>> ListFds(pid_t pid) {
   std::string dir_path = absl::StrCat("/proc/", pid, "/fd");
   DIR* dir = opendir(dir_path.c_str());
   if (dir == nullptr) return ErrnoError(errno, "task ", pid, ": open ", dir_path);
@@ -89,80 +80,117 @@ absl::StatusOr<std::vector<FdEntry>> CollectFds(pid_t pid, objhash::ObjHash& obj
   }
   closedir(dir);
   std::sort(fds.begin(), fds.end());
+  return fds;
+}
 
+absl::StatusOr<ClassifiedFd> ClassifyFd(pid_t pid, int fd, uint32_t dump_flags) {
+  const std::string link_path = absl::StrCat("/proc/", pid, "/fd/", fd);
+  ASSIGN_OR_RETURN(std::string target, ReadLink(link_path));
+  struct stat st;
+  if (stat(link_path.c_str(), &st) != 0) return ErrnoError(errno, "task ", pid, " fd ", fd);
+  ASSIGN_OR_RETURN(FdInfo info, ReadFdInfo(pid, fd));
+
+  ClassifiedFd c;
+  c.fd = fd;
+  c.link_path = link_path;
+  c.cloexec = info.flags & O_CLOEXEC;
+  OpenFile& file = c.file;
+  file.st = st;
+  file.pos = info.pos;
+  file.flags = info.flags & ~static_cast<uint32_t>(O_CLOEXEC);
+  file.path = target;
+  if (absl::StartsWith(target, "socket:")) return Unsupported(pid, fd, "a socket (" + target + ")");
+  if (target == "anon_inode:[timerfd]") {
+    c.object = ClassifiedFd::kTimerfd;
+    file.kind = image::kFileTimerfd;
+  } else if (absl::StartsWith(target, "anon_inode:")) {
+    return Unsupported(pid, fd, target.substr(11) + " (" + target + ")");
+  } else if (S_ISFIFO(st.st_mode)) {
+    // An anonymous pipe ("pipe:[ino]") or a FIFO (a path): the pipe is
+    // one object, this description another.
+    bool fifo = !target.empty() && target[0] == '/';
+    if (fifo && absl::EndsWith(target, " (deleted)")) {
+      return Unsupported(pid, fd, "the deleted FIFO " + target);
+    }
+    c.object = fifo ? ClassifiedFd::kFifo : ClassifiedFd::kPipe;
+    file.kind = image::kFilePipe;
+  } else if (target.empty() || target[0] != '/') {
+    return Unsupported(pid, fd, "'" + target + "'");
+  } else if (S_ISREG(st.st_mode) && absl::StartsWith(target, "/memfd:")) {
+    c.object = ClassifiedFd::kShmem;
+    file.kind = image::kFileShmem;
+  } else if (S_ISREG(st.st_mode) && absl::EndsWith(target, " (deleted)")) {
+    file.path = target.substr(0, target.size() - 10);
+    c.object = ClassifiedFd::kGhost;
+    file.kind = image::kFileRegular;
+  } else if (absl::EndsWith(target, " (deleted)")) {
+    return Unsupported(pid, fd, "the deleted " + target);
+  } else if (S_ISREG(st.st_mode)) {
+    file.kind = image::kFileRegular;
+  } else if (S_ISDIR(st.st_mode)) {
+    file.kind = image::kFileDirectory;
+  } else if (S_ISCHR(st.st_mode) && IsPlainCharDevice(st.st_rdev)) {
+    file.kind = image::kFileCharDevice;
+  } else if (S_ISCHR(st.st_mode) && IsTerminal(st.st_rdev)) {
+    if (!(dump_flags & objhash::kDumpShellJob)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "task ", pid, " fd ", fd, ": the terminal ", target,
+          " (a shell job: dump with --shell-job, and it gets the restorer's terminal)"));
+    }
+    file.kind = image::kFileTty;
+  } else {
+    return Unsupported(pid, fd, "the special file " + target);
+  }
+  if (file.kind == image::kFileRegular && c.object == ClassifiedFd::kNone) {
+    struct stat named;
+    if (stat(target.c_str(), &named) != 0 || named.st_dev != st.st_dev ||
+        named.st_ino != st.st_ino) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "task ", pid, " fd ", fd, ": ", target, " no longer names the file it has open"));
+    }
+  }
+  return c;
+}
+
+absl::StatusOr<std::vector<FdEntry>> CollectFds(pid_t pid, objhash::ObjHash& objects,
+                                                uint32_t dump_flags) {
+  ASSIGN_OR_RETURN(std::vector<int> fds, ListFds(pid));
   std::vector<FdEntry> out;
   for (int fd : fds) {
-    std::string link_path = absl::StrCat(dir_path, "/", fd);
-    ASSIGN_OR_RETURN(std::string target, ReadLink(link_path));
-    struct stat st;
-    if (stat(link_path.c_str(), &st) != 0) return ErrnoError(errno, "task ", pid, " fd ", fd);
-    ASSIGN_OR_RETURN(FdInfo info, ReadFdInfo(pid, fd));
-
-    OpenFile file;
-    file.st = st;
-    file.pos = info.pos;
-    file.flags = info.flags & ~static_cast<uint32_t>(O_CLOEXEC);
-    file.path = target;
-    if (absl::StartsWith(target, "socket:")) return Unsupported(pid, fd, "a socket (" + target + ")");
-    if (target == "anon_inode:[timerfd]") {
-      ASSIGN_OR_RETURN(file.target_ref, RegisterTimerfd(objects, pid, fd, st));
-      file.kind = image::kFileTimerfd;
-    } else if (absl::StartsWith(target, "anon_inode:")) {
-      return Unsupported(pid, fd, target.substr(11) + " (" + target + ")");
-    } else if (S_ISFIFO(st.st_mode)) {
-      // An anonymous pipe ("pipe:[ino]") or a FIFO (a path): the pipe is
-      // one object, this description another.
-      bool fifo = !target.empty() && target[0] == '/';
-      if (fifo && absl::EndsWith(target, " (deleted)")) {
-        return Unsupported(pid, fd, "the deleted FIFO " + target);
+    ASSIGN_OR_RETURN(ClassifiedFd c, ClassifyFd(pid, fd, dump_flags));
+    OpenFile& file = c.file;
+    const struct stat& st = file.st;
+    switch (c.object) {
+      case ClassifiedFd::kNone:
+        break;
+      case ClassifiedFd::kTimerfd: {
+        ASSIGN_OR_RETURN(file.target_ref, RegisterTimerfd(objects, pid, fd, st));
+        break;
       }
-      ASSIGN_OR_RETURN(file.target_ref,
-                       RegisterPipe(objects, pid, fd, st, fifo ? target : std::string()));
-      file.kind = image::kFilePipe;
-    } else if (target.empty() || target[0] != '/') {
-      return Unsupported(pid, fd, "'" + target + "'");
-    } else if (S_ISREG(st.st_mode) && absl::StartsWith(target, "/memfd:")) {
-      std::string name = target.substr(7);
-      if (absl::EndsWith(name, " (deleted)")) name.resize(name.size() - 10);
-      ASSIGN_OR_RETURN(file.target_ref,
-                       mm::RegisterShmemFd(objects, pid, fd, name, st.st_dev, st.st_ino));
-      file.kind = image::kFileShmem;
-    } else if (S_ISREG(st.st_mode) && absl::EndsWith(target, " (deleted)")) {
-      file.path = target.substr(0, target.size() - 10);
-      ASSIGN_OR_RETURN(file.target_ref, RegisterGhost(objects, link_path, file.path, st));
-      file.kind = image::kFileRegular;
-    } else if (absl::EndsWith(target, " (deleted)")) {
-      return Unsupported(pid, fd, "the deleted " + target);
-    } else if (S_ISREG(st.st_mode)) {
-      file.kind = image::kFileRegular;
-    } else if (S_ISDIR(st.st_mode)) {
-      file.kind = image::kFileDirectory;
-    } else if (S_ISCHR(st.st_mode) && IsPlainCharDevice(st.st_rdev)) {
-      file.kind = image::kFileCharDevice;
-    } else if (S_ISCHR(st.st_mode) && IsTerminal(st.st_rdev)) {
-      if (!(dump_flags & objhash::kDumpShellJob)) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "task ", pid, " fd ", fd, ": the terminal ", target,
-            " (a shell job: dump with --shell-job, and it gets the restorer's terminal)"));
+      case ClassifiedFd::kPipe:
+      case ClassifiedFd::kFifo: {
+        ASSIGN_OR_RETURN(file.target_ref,
+                         RegisterPipe(objects, pid, fd, st,
+                                      c.object == ClassifiedFd::kFifo ? file.path : std::string()));
+        break;
       }
-      file.kind = image::kFileTty;
-    } else {
-      return Unsupported(pid, fd, "the special file " + target);
-    }
-    if (file.kind == image::kFileRegular && file.target_ref == 0) {
-      struct stat named;
-      if (stat(target.c_str(), &named) != 0 || named.st_dev != st.st_dev ||
-          named.st_ino != st.st_ino) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "task ", pid, " fd ", fd, ": ", target, " no longer names the file it has open"));
+      case ClassifiedFd::kShmem: {
+        std::string name = file.path.substr(7);
+        if (absl::EndsWith(name, " (deleted)")) name.resize(name.size() - 10);
+        ASSIGN_OR_RETURN(file.target_ref,
+                         mm::RegisterShmemFd(objects, pid, fd, name, st.st_dev, st.st_ino));
+        break;
+      }
+      case ClassifiedFd::kGhost: {
+        ASSIGN_OR_RETURN(file.target_ref, RegisterGhost(objects, c.link_path, file.path, st));
+        break;
       }
     }
     ASSIGN_OR_RETURN(objhash::ObjHash::Found found,
                      objects.LookupAdd(objhash::ObjKind::kFile,
                                        objhash::Identity::OfFile(pid, fd, st.st_dev, st.st_ino),
                                        file));
-    out.push_back({fd, (info.flags & O_CLOEXEC) ? static_cast<uint32_t>(FD_CLOEXEC) : 0u,
-                   found.objref});
+    out.push_back({fd, c.cloexec ? static_cast<uint32_t>(FD_CLOEXEC) : 0u, found.objref});
   }
   return out;
 }

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "lib/fs/file.h"
 #include "lib/image/format.h"
 #include "lib/image/reader.h"
 #include "lib/image/writer.h"
@@ -36,6 +37,22 @@ struct FsState {
   std::string cwd;
   std::string root;
 };
+
+// The fd numbers of a task, ascending.
+absl::StatusOr<std::vector<int>> ListFds(pid_t pid);
+
+// What /proc says of one fd: the description, and the object it is on.
+// Refuses, naming the task, the fd and its kind, what cannot be dumped
+// yet. Reads only: the task may be running (the dump's pre-flight).
+struct ClassifiedFd {
+  enum Object { kNone, kPipe, kFifo, kTimerfd, kShmem, kGhost };
+  int fd = -1;
+  bool cloexec = false;
+  std::string link_path;  // /proc/PID/fd/N
+  OpenFile file;
+  Object object = kNone;
+};
+absl::StatusOr<ClassifiedFd> ClassifyFd(pid_t pid, int fd, uint32_t dump_flags);
 
 // Lists the task's fds and registers their descriptions as FILE objects.
 // Refuses, naming the fd and its kind, what cannot be dumped yet.

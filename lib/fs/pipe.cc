@@ -130,16 +130,9 @@ absl::StatusOr<uint32_t> RegisterPipe(objhash::ObjHash& objects, pid_t pid, int 
   return f.objref;
 }
 
-absl::Status ResolveExternalPipes(objhash::ObjHash& objects, const std::set<pid_t>& tree,
-                                  const std::vector<std::string>& external) {
-  // A FIFO is found again by its path at restore, by whoever holds it
-  // then: only anonymous pipes can be cut off from the outside.
-  std::map<uint64_t, PipeInfo*> pipes;
-  for (const auto& e : objects.entries()) {
-    if (e->kind != objhash::ObjKind::kPipe) continue;
-    auto* p = std::any_cast<PipeInfo>(&e->data);
-    if (p != nullptr && p->fifo_path.empty()) pipes[p->ino] = p;
-  }
+absl::StatusOr<std::vector<std::string>> ExternalPipeProblems(
+    const std::map<uint64_t, PipeEnd>& pipes, const std::set<pid_t>& tree,
+    const std::vector<std::string>& external, std::set<uint64_t>* external_inos) {
   std::set<uint64_t> named;
   for (const std::string& name : external) {
     uint64_t ino;
@@ -153,15 +146,13 @@ absl::Status ResolveExternalPipes(objhash::ObjHash& objects, const std::set<pid_
     }
     named.insert(ino);
   }
-  if (pipes.empty()) return absl::OkStatus();
-  std::set<uint64_t> inos;
-  for (const auto& [ino, p] : pipes) inos.insert(ino);
-  std::map<uint64_t, std::vector<Holder>> holders = PipeHolders(inos, tree);
   std::vector<std::string> problems;
-  for (auto& [ino, list] : holders) {
-    PipeInfo* p = pipes[ino];
+  if (pipes.empty()) return problems;
+  std::set<uint64_t> inos;
+  for (const auto& [ino, end] : pipes) inos.insert(ino);
+  for (const auto& [ino, list] : PipeHolders(inos, tree)) {
     if (named.count(ino)) {
-      p->external = true;
+      external_inos->insert(ino);
       continue;
     }
     std::vector<std::string> who;
@@ -172,12 +163,33 @@ absl::Status ResolveExternalPipes(objhash::ObjHash& objects, const std::set<pid_
       }
       who.push_back(absl::StrCat("process ", h.pid, " (", Comm(h.pid), ") fd ", h.fd));
     }
+    const PipeEnd& end = pipes.at(ino);
     problems.push_back(absl::StrCat(
-        "task ", p->pid, " fd ", p->fd, ": ", PipeName(ino), " is also open in ",
+        "task ", end.pid, " fd ", end.fd, ": ", PipeName(ino), " is also open in ",
         absl::StrJoin(who, ", "), ", outside the tree; dump it with --external ", PipeName(ino),
         " and restore with --inherit-fd FD:", PipeName(ino)));
   }
   // A pipe named external that only the tree holds is saved as usual.
+  return problems;
+}
+
+absl::Status ResolveExternalPipes(objhash::ObjHash& objects, const std::set<pid_t>& tree,
+                                  const std::vector<std::string>& external) {
+  // A FIFO is found again by its path at restore, by whoever holds it
+  // then: only anonymous pipes can be cut off from the outside.
+  std::map<uint64_t, PipeInfo*> infos;
+  std::map<uint64_t, PipeEnd> pipes;
+  for (const auto& e : objects.entries()) {
+    if (e->kind != objhash::ObjKind::kPipe) continue;
+    auto* p = std::any_cast<PipeInfo>(&e->data);
+    if (p == nullptr || !p->fifo_path.empty()) continue;
+    infos[p->ino] = p;
+    pipes[p->ino] = {p->pid, p->fd};
+  }
+  std::set<uint64_t> external_inos;
+  ASSIGN_OR_RETURN(std::vector<std::string> problems,
+                   ExternalPipeProblems(pipes, tree, external, &external_inos));
+  for (uint64_t ino : external_inos) infos[ino]->external = true;
   if (problems.empty()) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrJoin(problems, "; "));
 }

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -28,6 +29,20 @@ namespace ckpt::fs {
 // is empty for an anonymous pipe. Returns its objref.
 absl::StatusOr<uint32_t> RegisterPipe(objhash::ObjHash& objects, pid_t pid, int fd,
                                       const struct stat& st, const std::string& fifo_path);
+
+// One end of an anonymous pipe in the tree: where it was first met.
+struct PipeEnd {
+  pid_t pid = 0;
+  int fd = -1;
+};
+
+// Of `pipes` (by inode), those that a process outside `tree` also holds:
+// the ones named in `external` go into `external_inos`, every other one
+// is a problem naming the task, the fd, the pipe and who holds it outside.
+// An error for an `external` name that is no pipe of the tree.
+absl::StatusOr<std::vector<std::string>> ExternalPipeProblems(
+    const std::map<uint64_t, PipeEnd>& pipes, const std::set<pid_t>& tree,
+    const std::vector<std::string>& external, std::set<uint64_t>* external_inos);
 
 // The anonymous pipes of `objects` that a process outside `tree` (PIDs as
 // this process sees them) also holds: each one named in `external` is

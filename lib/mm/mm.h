@@ -82,6 +82,11 @@ struct CollectOptions {
 absl::StatusOr<MmDump> CollectMm(pid_t pid, uint64_t brk, objhash::ObjHash& objects,
                                  const CollectOptions& options = {});
 
+// Why a VMA cannot be dumped yet (naming the task and the mapping), or OK.
+// `deleted_files_ok`: a deleted file's mapping can be saved (its contents go
+// into the image). Reads nothing: the task may be running (pre-flight).
+absl::Status RefuseVma(pid_t pid, const Vma& v, bool deleted_files_ok);
+
 // Writes MM, then each VMA with its page arrays; page contents are copied
 // out of the (still frozen) task.
 absl::Status WriteMm(pid_t pid, const MmDump& mm, image::Writer& writer, MmStats* stats);

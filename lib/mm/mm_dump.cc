@@ -58,10 +58,18 @@ bool FileBacked(uint32_t kind) {
   return kind == image::kVmaFile || kind == image::kVmaSysvShm || kind == image::kVmaShmem;
 }
 
-// Sets rec.kind (and for files, rec.file_ref); refuses what is not
-// supported yet, naming the mapping.
-absl::Status Classify(pid_t pid, const Vma& v, objhash::ObjHash& objects,
-                      const CollectOptions& options, image::ckpt_vma* rec) {
+bool IsAnonName(const std::string& name) {
+  return name.empty() || absl::StartsWith(name, "[anon:") || name == "[heap]" || name == "[stack]";
+}
+
+bool IsShmemName(const std::string& name) {
+  return absl::StartsWith(name, "/memfd:") || name == "/dev/zero" ||
+         absl::StartsWith(name, "[anon_shmem:");
+}
+
+}  // namespace
+
+absl::Status RefuseVma(pid_t pid, const Vma& v, bool deleted_files_ok) {
   if (v.vm_flags & kVmUffd) {
     return absl::UnimplementedError(
         absl::StrCat(Describe(pid, v), " is registered with userfaultfd: not supported"));
@@ -70,23 +78,57 @@ absl::Status Classify(pid_t pid, const Vma& v, objhash::ObjHash& objects,
     return absl::UnimplementedError(
         absl::StrCat(Describe(pid, v), " is a shadow stack: not supported"));
   }
+  if (v.name == "[vdso]" || v.name == "[vvar]" || v.name == "[vvar_vclock]") return absl::OkStatus();
+  if (v.vm_flags & (kVmIo | kVmPfnMap)) {
+    return absl::UnimplementedError(
+        absl::StrCat(Describe(pid, v), " maps device memory: not supported"));
+  }
+  if (v.vm_flags & kVmHugetlb) {
+    return absl::UnimplementedError(absl::StrCat(
+        Describe(pid, v), " is a hugetlb mapping (MAP_HUGETLB, SHM_HUGETLB, hugetlbfs): not supported"));
+  }
+  if (IsAnonName(v.name)) {
+    if (v.shared) {
+      return absl::UnimplementedError(absl::StrCat(
+          Describe(pid, v), " is a shared mapping of a kind libckpt does not know"));
+    }
+    return absl::OkStatus();
+  }
+  if (absl::StartsWith(v.name, "/SYSV")) return absl::OkStatus();
+  if (IsShmemName(v.name)) {
+    if (!absl::StartsWith(v.name, "/memfd:") && !v.shared) {
+      return absl::UnimplementedError(absl::StrCat(Describe(pid, v), " is a private mapping of /dev/zero"));
+    }
+    return absl::OkStatus();
+  }
+  if (v.deleted && !(v.is_file() && deleted_files_ok)) {
+    return absl::UnimplementedError(absl::StrCat(Describe(pid, v), " (deleted) is not supported"));
+  }
+  if (!v.is_file()) {
+    return absl::UnimplementedError(
+        absl::StrCat(Describe(pid, v), " is a special mapping libckpt does not know"));
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+// Sets rec.kind (and for files, rec.file_ref) of a VMA RefuseVma let
+// through.
+absl::Status Classify(pid_t pid, const Vma& v, objhash::ObjHash& objects,
+                      const CollectOptions& options, image::ckpt_vma* rec) {
+  RETURN_IF_ERROR(RefuseVma(pid, v, static_cast<bool>(options.register_deleted)));
   if (v.name == "[vdso]") {
     rec->kind = image::kVmaVdso;
   } else if (v.name == "[vvar]") {
     rec->kind = image::kVmaVvar;
   } else if (v.name == "[vvar_vclock]") {
     rec->kind = image::kVmaVvarVclock;
-  } else if (v.vm_flags & (kVmIo | kVmPfnMap)) {
-    return absl::UnimplementedError(
-        absl::StrCat(Describe(pid, v), " maps device memory: not supported"));
-  } else if (v.vm_flags & kVmHugetlb) {
-    return absl::UnimplementedError(absl::StrCat(
-        Describe(pid, v), " is a hugetlb mapping (MAP_HUGETLB, SHM_HUGETLB, hugetlbfs): not supported"));
   } else if (v.name == "[heap]") {
     rec->kind = image::kVmaHeap;
   } else if (v.name == "[stack]") {
     rec->kind = image::kVmaStack;
-  } else if (v.name.empty() || absl::StartsWith(v.name, "[anon:")) {
+  } else if (IsAnonName(v.name)) {
     rec->kind = image::kVmaAnon;
   } else if (absl::StartsWith(v.name, "/SYSV")) {
     // A SysV shm attachment: the segment was registered with the IPC
@@ -99,39 +141,28 @@ absl::Status Classify(pid_t pid, const Vma& v, objhash::ObjHash& objects,
           Describe(pid, v), " attaches SysV segment ", v.ino,
           ", which was not in the IPC namespace a moment ago: it changed during the dump; retry"));
     }
-  } else if (absl::StartsWith(v.name, "/memfd:") || v.name == "/dev/zero" ||
-             absl::StartsWith(v.name, "[anon_shmem:")) {
+  } else if (IsShmemName(v.name)) {
     bool memfd = absl::StartsWith(v.name, "/memfd:");
-    if (!memfd && !v.shared) {
-      return absl::UnimplementedError(absl::StrCat(Describe(pid, v), " is a private mapping of /dev/zero"));
-    }
     rec->kind = image::kVmaShmem;
     std::string name = memfd ? v.name.substr(7) : std::string();
     ASSIGN_OR_RETURN(rec->file_ref,
                      RegisterShmemMapping(objects, pid, v.start, v.end, v.offset, memfd, name,
                                           makedev(v.dev_major, v.dev_minor), v.ino));
-  } else if (v.deleted && v.is_file() && options.register_deleted) {
-    rec->kind = image::kVmaFile;
-    absl::StatusOr<uint32_t> ghost = options.register_deleted(pid, v);
-    if (!ghost.ok()) return Annotate(ghost.status(), Describe(pid, v));
-    bool writable = v.shared && ((v.prot & PROT_WRITE) || (v.vm_flags & kVmMayWrite));
-    absl::StatusOr<uint32_t> ref = RegisterMappedFile(
-        objects, v.name, makedev(v.dev_major, v.dev_minor), v.ino, writable, *ghost);
-    if (!ref.ok()) return Annotate(ref.status(), Describe(pid, v));
-    rec->file_ref = *ref;
-  } else if (v.deleted) {
-    return absl::UnimplementedError(
-        absl::StrCat(Describe(pid, v), " (deleted) is not supported"));
-  } else if (v.is_file()) {
-    rec->kind = image::kVmaFile;
-    bool writable = v.shared && ((v.prot & PROT_WRITE) || (v.vm_flags & kVmMayWrite));
-    absl::StatusOr<uint32_t> ref = RegisterMappedFile(
-        objects, v.name, makedev(v.dev_major, v.dev_minor), v.ino, writable);
-    if (!ref.ok()) return Annotate(ref.status(), Describe(pid, v));
-    rec->file_ref = *ref;
   } else {
-    return absl::UnimplementedError(
-        absl::StrCat(Describe(pid, v), " is a special mapping libckpt does not know"));
+    // A file, or a deleted one (RefuseVma let it through only when it can
+    // be saved).
+    rec->kind = image::kVmaFile;
+    uint32_t ghost = 0;
+    if (v.deleted) {
+      absl::StatusOr<uint32_t> g = options.register_deleted(pid, v);
+      if (!g.ok()) return Annotate(g.status(), Describe(pid, v));
+      ghost = *g;
+    }
+    bool writable = v.shared && ((v.prot & PROT_WRITE) || (v.vm_flags & kVmMayWrite));
+    absl::StatusOr<uint32_t> ref = RegisterMappedFile(
+        objects, v.name, makedev(v.dev_major, v.dev_minor), v.ino, writable, ghost);
+    if (!ref.ok()) return Annotate(ref.status(), Describe(pid, v));
+    rec->file_ref = *ref;
   }
   if (v.shared && !FileBacked(rec->kind)) {
     return absl::UnimplementedError(absl::StrCat(

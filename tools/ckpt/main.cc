@@ -7,7 +7,7 @@
 //                                          [--ipc-ns new|current] [--inherit-fd FD:NAME]...
 //                                          [--allow-changed-files]
 //   ckpt show    --image PATH|-            [--json]
-//   ckpt check
+//   ckpt check   [--pid PID [--shell-job] [--container] [--external NAME]...]
 
 #include <fcntl.h>
 #include <signal.h>
@@ -41,7 +41,7 @@ constexpr char kUsage[] =
     "                                         [--ipc-ns new|current] [--inherit-fd FD:NAME]...\n"
     "                                         [--allow-changed-files]\n"
     "  ckpt show    --image PATH|-            [--json]\n"
-    "  ckpt check\n";
+    "  ckpt check   [--pid PID [--shell-job] [--container] [--external NAME]...]\n";
 
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
@@ -196,9 +196,39 @@ int Show(const std::vector<std::string>& args) {
   return st.ok() ? 0 : Fail("show", st);
 }
 
+// `ckpt check --pid PID`: the dump's pre-flight, on a live tree, nothing
+// frozen. One line per problem, then a summary; exit 0 when it would dump.
+int CheckTree(const Flags& flags) {
+  int pid = 0;
+  if (!absl::SimpleAtoi(flags.Get("pid"), &pid) || pid <= 0) {
+    return Usage("check", absl::InvalidArgumentError(
+                              absl::StrCat("--pid '", flags.Get("pid"), "' is not a PID")));
+  }
+  DumpOptions options;
+  options.shell_job = flags.Has("shell-job");
+  options.container = flags.Has("container");
+  options.external = flags.All("external");
+  absl::StatusOr<TreeReport> report = Checkpointer(options).Check(pid);
+  if (!report.ok()) return Fail("check", report.status());
+  for (const absl::Status& p : report->problems) {
+    std::printf("cannot dump: %s\n", std::string(p.message()).c_str());
+  }
+  if (report->problems.empty()) {
+    std::printf("ckpt check: the tree of task %d would dump: %llu tasks, %llu threads\n", pid,
+                static_cast<unsigned long long>(report->tasks),
+                static_cast<unsigned long long>(report->threads));
+    return 0;
+  }
+  std::fprintf(stderr, "ckpt check: the tree of task %d cannot be dumped: %zu problems\n", pid,
+               report->problems.size());
+  return kExitFailure;
+}
+
 int Check(const std::vector<std::string>& args) {
-  absl::StatusOr<Flags> flags = ParseFlags(args, {});
+  absl::StatusOr<Flags> flags =
+      ParseFlags(args, {{"pid", "external"}, {"shell-job", "container"}, {}, {"external"}});
   if (!flags.ok()) return Usage("check", flags.status());
+  if (flags->values.count("pid")) return CheckTree(*flags);
   bool ok = true;
   for (const KernelFeature& f : ProbeKernelFeatures()) {
     std::printf("%-8s %-42s %s%s\n", f.present ? "present" : "missing", f.name.c_str(),

@@ -1,0 +1,169 @@
+#include "lib/preflight.h"
+
+#include <unistd.h>
+
+#include <map>
+#include <set>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "lib/base/fd.h"
+#include "lib/base/status.h"
+#include "lib/fs/fs.h"
+#include "lib/fs/pipe.h"
+#include "lib/mm/maps.h"
+#include "lib/mm/mm.h"
+#include "lib/objhash/identity.h"
+#include "lib/task/proc.h"
+
+namespace ckpt {
+
+absl::Status CheckSharedResources(objhash::ObjHash& objects, pid_t pid, pid_t parent,
+                                  bool parent_alive, bool* shares_parent_files) {
+  struct {
+    objhash::ObjKind kind;
+    objhash::KcmpType kcmp;
+    const char* what;
+  } const checks[] = {
+      {objhash::ObjKind::kMm, objhash::kKcmpVm, "its address space (CLONE_VM or vfork)"},
+      {objhash::ObjKind::kFiles, objhash::kKcmpFiles, "its fd table (CLONE_FILES)"},
+      {objhash::ObjKind::kFs, objhash::kKcmpFs, "its cwd and root (CLONE_FS)"},
+  };
+  *shares_parent_files = false;
+  for (const auto& c : checks) {
+    ASSIGN_OR_RETURN(objhash::ObjHash::Found f,
+                     objects.LookupAdd(c.kind, objhash::Identity::OfTaskResource(c.kcmp, pid)));
+    if (f.first) continue;
+    // An fd table shared with the parent is restored shared: the child is
+    // made with CLONE_FILES.
+    pid_t owner = f.entry->id.pid;
+    if (c.kind == objhash::ObjKind::kFiles && owner == parent && parent_alive) {
+      *shares_parent_files = true;
+      continue;
+    }
+    return absl::UnimplementedError(absl::StrCat("task ", pid, " shares ", c.what, " with task ",
+                                                 owner, owner == parent ? "" : " (not its parent)",
+                                                 ": not supported yet"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckTaskState(pid_t pid, const task::ProcStatus& st, const task::ProcStat& stat) {
+  if (stat.flags & task::kPfKthread) {
+    return absl::FailedPreconditionError(absl::StrCat("task ", pid, " is a kernel thread"));
+  }
+  if (st.state == 'Z' || st.state == 'X') return absl::OkStatus();
+  if (st.state == 'T') {
+    return absl::FailedPreconditionError(
+        absl::StrCat("task ", pid, " is stopped by job control; continue it first"));
+  }
+  if (st.tracer_pid != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("task ", pid, " is already traced by process ", st.tracer_pid));
+  }
+  if (pid == getpid() || st.tgid == getpid()) {
+    return absl::InvalidArgumentError("the tree contains the dumping process");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<TreeReport> Preflight(pid_t root, const DumpOptions& options) {
+  if (root <= 0) return absl::InvalidArgumentError(absl::StrCat("bad PID ", root));
+  if (root == getpid()) {
+    return absl::InvalidArgumentError("the dumping process cannot dump itself");
+  }
+  absl::StatusOr<task::ProcStatus> root_st = task::ReadProcStatus(root);
+  if (!root_st.ok()) {
+    if (absl::IsNotFound(root_st.status())) {
+      return absl::NotFoundError(absl::StrCat("task ", root, " does not exist"));
+    }
+    return root_st.status();
+  }
+  if (root_st->tgid != root) {
+    return absl::InvalidArgumentError(absl::StrCat("task ", root, " is a thread of process ",
+                                                   root_st->tgid, "; dump the process"));
+  }
+  if (root_st->state == 'Z' || root_st->state == 'X') {
+    return absl::FailedPreconditionError(absl::StrCat("task ", root, " is a zombie"));
+  }
+
+  TreeReport report;
+  const uint32_t dump_flags = options.shell_job ? objhash::kDumpShellJob : 0u;
+  objhash::ObjHash shared;
+  std::map<uint64_t, fs::PipeEnd> pipes;
+  std::set<pid_t> tree;
+  std::map<pid_t, bool> alive;  // pid -> a live task of the tree
+  std::vector<std::pair<pid_t, pid_t>> queue = {{root, 0}};
+  for (size_t qi = 0; qi < queue.size(); ++qi) {
+    auto [pid, parent] = queue[qi];
+    absl::StatusOr<task::ProcStatus> st = task::ReadProcStatus(pid);
+    absl::StatusOr<task::ProcStat> stat = task::ReadProcStat(pid);
+    if (!st.ok() || !stat.ok()) continue;  // gone since its parent listed it
+    tree.insert(pid);
+    ++report.tasks;
+    const bool zombie = st->state == 'Z' || st->state == 'X';
+    alive[pid] = !zombie;
+    absl::Status state = CheckTaskState(pid, *st, *stat);
+    if (!state.ok()) report.problems.push_back(state);
+    if (zombie) continue;
+    report.threads += static_cast<uint64_t>(std::max(st->threads, 1));
+
+    bool shares_parent_files = false;
+    absl::Status sharing = CheckSharedResources(shared, pid, parent, parent != 0 && alive[parent],
+                                                &shares_parent_files);
+    if (!sharing.ok()) report.problems.push_back(sharing);
+
+    if (!shares_parent_files) {
+      absl::StatusOr<std::vector<int>> fds = fs::ListFds(pid);
+      if (!fds.ok()) {
+        report.problems.push_back(fds.status());
+      } else {
+        for (int fd : *fds) {
+          absl::StatusOr<fs::ClassifiedFd> c = fs::ClassifyFd(pid, fd, dump_flags);
+          if (!c.ok()) {
+            if (!absl::IsNotFound(c.status())) report.problems.push_back(c.status());
+            continue;
+          }
+          if (c->object == fs::ClassifiedFd::kPipe) {
+            pipes.emplace(c->file.st.st_ino, fs::PipeEnd{pid, fd});
+          }
+        }
+      }
+    }
+    absl::StatusOr<std::vector<mm::Vma>> vmas = mm::ReadVmas(pid);
+    if (!vmas.ok()) {
+      report.problems.push_back(vmas.status());
+    } else {
+      for (const mm::Vma& v : *vmas) {
+        if (v.name == "[vsyscall]") continue;
+        absl::Status refused = mm::RefuseVma(pid, v, /*deleted_files_ok=*/true);
+        if (!refused.ok()) report.problems.push_back(refused);
+      }
+    }
+    absl::StatusOr<std::string> exe = ReadLink(absl::StrCat("/proc/", pid, "/exe"));
+    if (exe.ok() && absl::EndsWith(*exe, " (deleted)")) {
+      report.problems.push_back(absl::UnimplementedError(absl::StrCat(
+          "task ", pid, ": its executable ", *exe, " was deleted: not supported yet")));
+    }
+
+    absl::StatusOr<std::vector<pid_t>> children = task::ListChildren(pid);
+    if (children.ok()) {
+      for (pid_t c : *children) queue.push_back({c, pid});
+    }
+  }
+
+  std::set<uint64_t> external;
+  absl::StatusOr<std::vector<std::string>> outside =
+      fs::ExternalPipeProblems(pipes, tree, options.external, &external);
+  if (!outside.ok()) {
+    report.problems.push_back(outside.status());
+  } else {
+    for (const std::string& p : *outside) {
+      report.problems.push_back(absl::FailedPreconditionError(p));
+    }
+  }
+  return report;
+}
+
+}  // namespace ckpt

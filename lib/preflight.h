@@ -1,0 +1,44 @@
+// The dump's pre-flight: everything a dump of a tree would refuse, found
+// from /proc (and kcmp) while the tree runs, before anything is frozen, so
+// that one try tells the user every problem at once: each unsupported fd
+// and mapping, each task state the dump cannot take, each pipe shared with
+// a process outside the tree. `ckpt check --pid` prints it.
+//
+//   ASSIGN_OR_RETURN(TreeReport report, Preflight(root, options));
+//   for (const absl::Status& p : report.problems) ...
+
+#ifndef LIBCKPT_LIB_PREFLIGHT_H_
+#define LIBCKPT_LIB_PREFLIGHT_H_
+
+#include <sys/types.h>
+
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "ckpt/ckpt.hpp"
+#include "lib/objhash/objhash.h"
+#include "lib/task/proc.h"
+
+namespace ckpt {
+
+// Kernel objects the task `pid` shares with another task of the tree that
+// this version cannot recreate shared (an address space, cwd and root, or
+// an fd table with a task other than its parent), found through kcmp.
+// `objects` collects the tree's resources as tasks are checked, parents
+// first; `parent_alive` says whether `parent` is a live task of the tree.
+// Sets *shares_parent_files when the fd table is its parent's (restored
+// shared).
+absl::Status CheckSharedResources(objhash::ObjHash& objects, pid_t pid, pid_t parent,
+                                  bool parent_alive, bool* shares_parent_files);
+
+// What the dump refuses of one task whatever the rest of the tree is (a
+// kernel thread, a task stopped by job control or traced, the dumper).
+absl::Status CheckTaskState(pid_t pid, const task::ProcStatus& st, const task::ProcStat& stat);
+
+// The pre-flight report of the tree rooted at `root`. An error only when
+// the tree cannot be looked at (the root does not exist, is a thread).
+absl::StatusOr<TreeReport> Preflight(pid_t root, const DumpOptions& options);
+
+}  // namespace ckpt
+
+#endif  // LIBCKPT_LIB_PREFLIGHT_H_

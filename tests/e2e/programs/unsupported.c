@@ -1,0 +1,43 @@
+/*
+ * A tree with several things the dump does not support yet, in two
+ * tasks: a socket pair and an eventfd in the parent, a signalfd in its
+ * child. The pre-flight must name every one of them at once. Prints
+ * "READY <pid>" for both; on SIGUSR1 both exit 0.
+ */
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include "subject.h"
+
+int main(void) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv)) return 2;
+  int efd = eventfd(0, 0);
+  if (efd < 0) return 2;
+  subject_install();
+  pid_t child = fork();
+  if (child == 0) {
+    close(sv[0]);
+    close(sv[1]);
+    close(efd);
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGUSR2);
+    if (signalfd(-1, &mask, 0) < 0) _exit(2);
+    printf("READY %d\n", getpid());
+    fflush(stdout);
+    subject_wait();
+    _exit(0);
+  }
+  printf("READY %d\n", getpid());
+  fflush(stdout);
+  subject_wait();
+  kill(child, SIGUSR1);
+  int status;
+  waitpid(child, &status, 0);
+  SUBJECT_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child failed");
+  return subject_verdict();
+}
