@@ -4,6 +4,7 @@
 // It walks the tree and calls each layer in a fixed order; it does not
 // know object kinds (the handler table writes the objects section).
 
+#include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/sysmacros.h>
@@ -753,7 +754,7 @@ absl::Status Dumper::Run(pid_t root, ImageOutput& out) {
     std::string what = !thaw.ok() ? absl::StrCat(" (and resuming the tree failed: ", thaw.message(), ")")
                        : frozen   ? "; the tree was resumed as it was"
                                   : "";
-    return absl::Status(st.code(), absl::StrCat(st.message(), what));
+    return WithMessage(st, absl::StrCat(st.message(), what));
   }
   {
     Phase p("dump: thaw");
@@ -772,7 +773,43 @@ absl::Status Checkpointer::Dump(pid_t root, int out_fd) {
   return Dump(root, *out);
 }
 
+namespace {
+
+// A write to a pipe or socket whose reader has gone raises SIGPIPE at the
+// writing thread, and its default action ends the whole process: while a
+// dump runs, SIGPIPE is blocked on the calling thread (the write fails with
+// EPIPE instead), and one that became pending meanwhile is taken back
+// before the caller's mask returns.
+class SigpipeHeld {
+ public:
+  SigpipeHeld() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_, &old_mask_);
+    sigset_t pending;
+    sigpending(&pending);
+    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
+  }
+  ~SigpipeHeld() {
+    if (!was_pending_) {
+      const struct timespec zero = {0, 0};
+      while (sigtimedwait(&pipe_, nullptr, &zero) == SIGPIPE) {
+      }
+    }
+    pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr);
+  }
+  SigpipeHeld(const SigpipeHeld&) = delete;
+  SigpipeHeld& operator=(const SigpipeHeld&) = delete;
+
+ private:
+  sigset_t pipe_, old_mask_;
+  bool was_pending_ = false;
+};
+
+}  // namespace
+
 absl::Status Checkpointer::Dump(pid_t root, ImageOutput& out) {
+  SigpipeHeld sigpipe;
   stats_ = DumpStats{};
   Dumper dumper(options_, &stats_);
   return dumper.Run(root, out);

@@ -24,8 +24,10 @@ absl::StatusOr<size_t> WriteVia(const OutputOps& ops, int fd, const struct iovec
   if (n >= 0) return static_cast<size_t>(n);
   if (errno == EINTR) return 0;
   if (errno == EPIPE) {
-    return absl::UnavailableError(
-        absl::StrCat("writing the image to ", what, ": its reader went away (", strerror(EPIPE), ")"));
+    return WithErrno(absl::UnavailableError(absl::StrCat(
+                         "writing the image to ", what, ": its reader went away (",
+                         strerror(EPIPE), ")")),
+                     EPIPE);
   }
   return ErrnoError(errno, "writing the image to ", what);
 }

@@ -721,9 +721,32 @@ absl::StatusOr<pid_t> RestoreRun::Run(int in_fd) {
   return tasks_.front()->pid;
 }
 
+// The restore raises the soft RLIMIT_NOFILE when the restored objects
+// need more fds (the restored tasks set their own limits); the caller's is
+// put back afterwards, unless something else changed the limits meanwhile.
+class NofileLimitKept {
+ public:
+  NofileLimitKept() { saved_ = getrlimit(RLIMIT_NOFILE, &before_) == 0; }
+  ~NofileLimitKept() {
+    struct rlimit now;
+    if (!saved_ || getrlimit(RLIMIT_NOFILE, &now) != 0) return;
+    if (now.rlim_max == before_.rlim_max && now.rlim_cur == now.rlim_max &&
+        now.rlim_cur != before_.rlim_cur) {
+      setrlimit(RLIMIT_NOFILE, &before_);
+    }
+  }
+  NofileLimitKept(const NofileLimitKept&) = delete;
+  NofileLimitKept& operator=(const NofileLimitKept&) = delete;
+
+ private:
+  struct rlimit before_ {};
+  bool saved_ = false;
+};
+
 }  // namespace
 
 absl::StatusOr<pid_t> Restorer::Restore(int in_fd) {
+  NofileLimitKept nofile;
   stats_ = RestoreStats{};
   RestoreRun run(options_, &stats_);
   return run.Run(in_fd);

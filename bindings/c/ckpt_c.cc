@@ -273,100 +273,12 @@ absl::StatusOr<ckpt::RestoreOptions> ToRestoreOptions(const ckpt_restore_opts& o
 
 // ------------------------------------------------------ the calling process
 
-// A write to a pipe or socket whose reader has gone raises SIGPIPE at the
-// writing thread; its default action ends the caller's whole process. For
-// the life of this object SIGPIPE is blocked on the calling thread (the
-// write then fails with EPIPE), and a SIGPIPE that became pending meanwhile
-// is taken back before the caller's mask returns.
-class SigpipeHeld {
- public:
-  SigpipeHeld() {
-    sigemptyset(&pipe_);
-    sigaddset(&pipe_, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe_, &old_mask_);
-    sigset_t pending;
-    sigpending(&pending);
-    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
-  }
-  ~SigpipeHeld() {
-    if (!was_pending_) {
-      const struct timespec zero = {0, 0};
-      while (sigtimedwait(&pipe_, nullptr, &zero) == SIGPIPE) {
-      }
-    }
-    pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr);
-  }
-  SigpipeHeld(const SigpipeHeld&) = delete;
-  SigpipeHeld& operator=(const SigpipeHeld&) = delete;
-
- private:
-  sigset_t pipe_, old_mask_;
-  bool was_pending_ = false;
-};
-
-// lib/restore.cc raises the soft RLIMIT_NOFILE to the hard limit when the
-// restored objects need more fds, and leaves it there. This puts the
-// caller's soft limit back, unless something else (another thread)
-// changed the limits otherwise meanwhile.
-class NofileLimitKept {
- public:
-  NofileLimitKept() { saved_ = getrlimit(RLIMIT_NOFILE, &before_) == 0; }
-  ~NofileLimitKept() {
-    struct rlimit now;
-    if (!saved_ || getrlimit(RLIMIT_NOFILE, &now) != 0) return;
-    if (now.rlim_max == before_.rlim_max && now.rlim_cur == now.rlim_max &&
-        now.rlim_cur != before_.rlim_cur) {
-      setrlimit(RLIMIT_NOFILE, &before_);
-    }
-  }
-  NofileLimitKept(const NofileLimitKept&) = delete;
-  NofileLimitKept& operator=(const NofileLimitKept&) = delete;
-
- private:
-  struct rlimit before_ {};
-  bool saved_ = false;
-};
-
-// The image output over the caller's fd, keeping the errno of the first
-// write or fsync that failed (EINTR aside): lib/output.cc reports EPIPE as
-// Unavailable without its errno, and a failed dump's message is rebuilt
-// without payloads (lib/checkpoint.cc), so the C ABI keeps its own note.
-class FdOutputWithErrno {
- public:
-  explicit FdOutputWithErrno(int fd) {
-    ckpt::OutputOps ops;
-    ops.writev = [this](int f, const struct iovec* iov, int iovcnt) {
-      return Note(::writev(f, iov, iovcnt));
-    };
-    ops.fsync = [this](int f) { return static_cast<int>(Note(::fsync(f))); };
-    out_ = ckpt::NewFdImageOutput(fd, std::move(ops));
-  }
-  ckpt::ImageOutput& output() { return *out_; }
-  // `status` (a failed dump) marked with the errno of the failed system
-  // call that caused it, unless it already carries one.
-  absl::Status WithOutputErrno(absl::Status status) const {
-    if (status.ok() || err_ == 0 || status.GetPayload(ckpt::kErrnoPayloadUrl).has_value()) {
-      return status;
-    }
-    return ckpt::WithErrno(std::move(status), err_);
-  }
-
- private:
-  ssize_t Note(ssize_t r) {
-    if (r < 0 && errno != EINTR && err_ == 0) err_ = errno;
-    return r;
-  }
-  std::unique_ptr<ckpt::ImageOutput> out_;
-  int err_ = 0;
-};
-
 absl::Status CheckpointTree(pid_t root, int out_fd, const ckpt_dump_opts* opts) {
   ASSIGN_OR_RETURN(ckpt_dump_opts o, ReadVersioned(opts));
   ASSIGN_OR_RETURN(ckpt::DumpOptions options, ToDumpOptions(o));
-  SigpipeHeld sigpipe;
-  FdOutputWithErrno out(out_fd);
+  // The library holds SIGPIPE back and keeps every errno (EPIPE too).
   ckpt::Checkpointer dumper(options);
-  absl::Status st = out.WithOutputErrno(dumper.Dump(root, out.output()));
+  absl::Status st = dumper.Dump(root, out_fd);
   if (o.stats != nullptr) {
     const ckpt::DumpStats& s = dumper.stats();
     ckpt_dump_stats stats{};
@@ -387,7 +299,6 @@ absl::Status CheckpointTree(pid_t root, int out_fd, const ckpt_dump_opts* opts) 
 absl::Status RestoreTree(int in_fd, const ckpt_restore_opts* opts, pid_t* root_out) {
   ASSIGN_OR_RETURN(ckpt_restore_opts o, ReadVersioned(opts));
   ASSIGN_OR_RETURN(ckpt::RestoreOptions options, ToRestoreOptions(o));
-  NofileLimitKept nofile;
   ckpt::Restorer restorer(options);
   absl::StatusOr<pid_t> root = restorer.Restore(in_fd);
   if (o.stats != nullptr) {
