@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "ckpt/ckpt.hpp"
 #include "lib/base/clock.h"
 #include "lib/base/buffer.h"
@@ -114,6 +115,38 @@ class RestoreRun {
   bool subreaper_set_ = false;
   int old_subreaper_ = 0;
 };
+
+// The trust model: a restored task gets its credentials by asking the
+// kernel for them from inside, with the restorer's own privileges, so an
+// image can never give a task more than the restorer has. This says so
+// up front, naming what is missing, rather than as a failed setresuid.
+absl::Status CheckCredentialsGrantable(pid_t pid, const task::TaskCore& core) {
+  ASSIGN_OR_RETURN(task::ProcStatus self, task::ReadProcStatus(getpid()));
+  const image::ckpt_creds& c = core.creds;
+  const bool same_ids = self.uid[0] == c.uid && self.uid[1] == c.euid && self.uid[2] == c.suid &&
+                        self.uid[3] == c.fsuid && self.gid[0] == c.gid && self.gid[1] == c.egid &&
+                        self.gid[2] == c.sgid && self.gid[3] == c.fsgid &&
+                        self.groups == core.groups;
+  constexpr uint64_t kSetgid = 1ull << 6, kSetuid = 1ull << 7, kSetpcap = 1ull << 8;
+  std::vector<std::string> missing;
+  if (!same_ids && !(self.cap_eff & kSetuid)) missing.push_back("CAP_SETUID");
+  if (!same_ids && !(self.cap_eff & kSetgid)) missing.push_back("CAP_SETGID");
+  // Capabilities the task had that the restorer does not hold cannot be
+  // given, and changing the sets needs CAP_SETPCAP.
+  const uint64_t more = ((c.cap_permitted | c.cap_effective | c.cap_inheritable) & ~self.cap_prm) |
+                        (c.cap_bounding & ~self.cap_bnd);
+  const bool caps_differ = c.cap_permitted != self.cap_prm || c.cap_effective != self.cap_eff ||
+                           c.cap_inheritable != self.cap_inh || c.cap_bounding != self.cap_bnd;
+  if (caps_differ && !(self.cap_eff & kSetpcap)) missing.push_back("CAP_SETPCAP");
+  if (missing.empty() && more == 0) return absl::OkStatus();
+  return absl::PermissionDeniedError(absl::StrCat(
+      "task ", pid, " ran as uid ", c.uid, " gid ", c.gid, " with capabilities 0x",
+      absl::Hex(c.cap_effective), ", which this restorer (uid ", self.uid[0], ", capabilities 0x",
+      absl::Hex(self.cap_eff), ") cannot give it",
+      more != 0 ? absl::StrCat(": it does not hold capabilities 0x", absl::Hex(more)) : "",
+      missing.empty() ? "" : absl::StrCat(": it lacks ", absl::StrJoin(missing, ", ")),
+      " (an image never grants more than its restorer has)"));
+}
 
 pid_t RestoreRun::PidIn(uint32_t ref, const TaskRestore& t) const {
   const std::vector<pid_t>& levels = pids_.at(ref);
@@ -551,6 +584,7 @@ absl::StatusOr<pid_t> RestoreRun::AddThread(TaskRestore& t, const task::ThreadSt
 absl::Status RestoreRun::RestoreTask(image::Reader& r, TaskRestore& t) {
   task::SyscallQueue& q = *t.queue;
   ASSIGN_OR_RETURN(task::TaskCore core, task::ReadCoreRecords(r));
+  RETURN_IF_ERROR(CheckCredentialsGrantable(t.pid, core));
   if (core.task.pid_ref != t.entry.pid_ref) {
     return r.FieldError("pid_ref", "the task sections are not in tree order");
   }

@@ -3,18 +3,26 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <grp.h>
+#include <linux/capability.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <signal.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "lib/base/fd.h"
 #include "tests/e2e/harness.h"
 
 namespace ckpt::testing {
@@ -71,6 +79,95 @@ TEST(HostTest, CredentialsAndCapabilitiesSurvive) {
   ASSERT_TRUE(code.ok()) << code.status();
   EXPECT_EQ(*code, 0) << ReadOutput(*s);
   EXPECT_THAT(ReadOutput(*s), ::testing::HasSubstr("PASS"));
+}
+
+// The trust model: an image never grants more than its restorer has. A
+// restorer that may checkpoint and restore (CAP_CHECKPOINT_RESTORE,
+// CAP_SYS_PTRACE) but runs as nobody, restoring an image of a root
+// process, is refused, naming what it lacks, and no task of it ever runs
+// as root. Outside the sandbox: its user namespace maps no uid but root.
+TEST(HostTest, RestorerWithoutRootCannotGainTheImagesCredentials) {
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  // The subject runs from a world-readable directory, so that nobody can
+  // open what the image names.
+  char dir_template[] = "/tmp/libckpt-trust.XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  const std::string dir = dir_template;
+  ASSERT_EQ(chmod(dir.c_str(), 0755), 0);
+  const std::string prog = dir + "/counter";
+  {
+    std::ifstream in(ProgramPath("counter"), std::ios::binary);
+    std::ofstream out(prog, std::ios::binary);
+    out << in.rdbuf();
+  }
+  ASSERT_EQ(chmod(prog.c_str(), 0755), 0);
+  pid_t subject = fork();
+  if (subject == 0) {
+    int null = open("/dev/null", O_RDWR);
+    dup2(null, 0);
+    dup2(null, 1);
+    dup2(null, 2);
+    syscall(SYS_close_range, 3, ~0u, 0);
+    if (chdir(dir.c_str()) != 0) _exit(127);
+    execl(prog.c_str(), prog.c_str(), nullptr);
+    _exit(127);
+  }
+  usleep(200000);
+  const std::string image = dir + "/root.img";
+  ASSERT_TRUE(DumpToFile(subject, image).ok());
+  KillAndReap(subject);
+
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  pid_t restorer = fork();
+  if (restorer == 0) {
+    // nobody, keeping only what checkpoint/restore needs; the image (0600,
+    // root's) is opened first and handed over as an fd.
+    int image_fd = open(image.c_str(), O_RDONLY | O_CLOEXEC);
+    prctl(PR_SET_KEEPCAPS, 1);
+    std::string msg;
+    if (setgroups(0, nullptr) != 0 || setresgid(65534, 65534, 65534) != 0 ||
+        setresuid(65534, 65534, 65534) != 0) {
+      msg = "SETUP setresuid";
+    } else {
+      struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+      const uint64_t keep = (1ull << CAP_SYS_PTRACE) | (1ull << 40 /* CAP_CHECKPOINT_RESTORE */);
+      struct __user_cap_data_struct data[2] = {
+          {static_cast<uint32_t>(keep), static_cast<uint32_t>(keep), 0},
+          {static_cast<uint32_t>(keep >> 32), static_cast<uint32_t>(keep >> 32), 0}};
+      if (syscall(SYS_capset, &hdr, data) != 0) {
+        msg = "SETUP capset";
+      } else {
+        Restorer restorer;
+        absl::StatusOr<pid_t> pid = restorer.Restore(image_fd);
+        if (pid.ok()) {
+          absl::StatusOr<std::string> st = ReadFile(absl::StrCat("/proc/", *pid, "/status"));
+          msg = absl::StrCat("RESTORED ", st.ok() ? *st : "");
+          kill(*pid, SIGKILL);
+        } else {
+          msg = std::string(pid.status().message());
+        }
+      }
+    }
+    (void)!write(p[1], msg.data(), msg.size());
+    _exit(0);
+  }
+  close(p[1]);
+  std::string msg;
+  char buf[4096];
+  for (ssize_t r; (r = read(p[0], buf, sizeof(buf))) > 0;) msg.append(buf, static_cast<size_t>(r));
+  close(p[0]);
+  int status;
+  waitpid(restorer, &status, 0);
+  ASSERT_FALSE(absl::StartsWith(msg, "SETUP")) << msg;
+  ASSERT_FALSE(absl::StartsWith(msg, "RESTORED")) << "restored with the image's credentials: " << msg;
+  EXPECT_THAT(msg, ::testing::HasSubstr("cannot give it")) << msg;
+  EXPECT_THAT(msg, ::testing::HasSubstr("CAP_SETUID")) << msg;
+  EXPECT_THAT(msg, ::testing::HasSubstr("an image never grants more than its restorer has")) << msg;
+  // Nothing of it runs: its PID is free again once reaped.
+  for (int i = 0; i < 2000 && kill(subject, 0) == 0; ++i) usleep(1000);
+  EXPECT_NE(kill(subject, 0), 0) << "a restored task was left behind";
+  std::filesystem::remove_all(dir);
 }
 
 // map_files works outside the sandbox: a deleted file that is mapped but
