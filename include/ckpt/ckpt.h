@@ -89,6 +89,19 @@
  * - The calling thread's signal mask is as it was when a call returns;
  *   signal dispositions are not changed.
  *
+ * Trust model: an image is code. Restoring one runs its memory as
+ * programs with the credentials, capabilities and files it records, so a
+ * caller restores only images it would run. The library never grants more
+ * than the caller has: every restored task asks the kernel for its own
+ * state from inside (setresuid, capset, open, mmap, ...) with the caller's
+ * privileges, and a restore that needs more is refused up front, naming
+ * what the caller lacks ("an image never grants more than its restorer
+ * has"). A caller that is not root needs CAP_CHECKPOINT_RESTORE (PIDs by
+ * clone3 set_tid, PR_SET_MM_MAP) and CAP_SYS_PTRACE, and can then restore
+ * only images whose tasks ran with its own ids and no capability beyond
+ * its own; files are opened with its own access rights. An image is
+ * written 0600: it holds the tasks' memory, secrets included.
+ *
  * Not supported yet: see README.md ("What is not supported yet").
  */
 #ifndef LIBCKPT_INCLUDE_CKPT_CKPT_H_

@@ -476,7 +476,7 @@ struct ckpt_vma {
   uint64_t start, end;
   uint64_t pgoff;     // byte offset into file_ref
   uint32_t prot;      // PROT_READ | PROT_WRITE | PROT_EXEC
-  uint32_t flags;     // MAP_PRIVATE or MAP_SHARED, | MAP_GROWSDOWN, | MAP_ANONYMOUS
+  uint32_t flags;     // MAP_PRIVATE or MAP_SHARED, | MAP_GROWSDOWN, | MAP_ANONYMOUS, | MAP_NORESERVE
   uint32_t kind;      // VmaKind
   uint32_t file_ref;  // MAPPED_FILE, SHM or SHMEM objref; 0 for anonymous kinds
   uint64_t advice;    // VmaAdvice

@@ -83,6 +83,7 @@ uint64_t ParseVmFlags(absl::string_view value) {
     else if (f == "sl") flags |= kVmSealed;
     else if (f == "mw") flags |= kVmMayWrite;
     else if (f == "ht") flags |= kVmHugetlb;
+    else if (f == "nr") flags |= kVmNoReserve;
   }
   return flags;
 }

@@ -36,6 +36,7 @@ enum VmFlag : uint64_t {
   kVmSealed = 1u << 14,      // sl
   kVmMayWrite = 1u << 15,    // mw
   kVmHugetlb = 1u << 16,     // ht
+  kVmNoReserve = 1u << 17,   // nr (MAP_NORESERVE: no swap space reserved)
 };
 
 struct Vma {

@@ -315,6 +315,10 @@ absl::StatusOr<MmDump> CollectMm(pid_t pid, uint64_t brk, objhash::ObjHash& obje
     r.flags = v.shared ? MAP_SHARED : MAP_PRIVATE;
     if (!FileBacked(r.kind)) r.flags |= MAP_ANONYMOUS;
     if (v.vm_flags & kVmGrowsDown) r.flags |= MAP_GROWSDOWN;
+    // Reserved without swap (huge address-space reservations: sanitizer
+    // shadows, language runtimes' arenas): mapped so again, or the restore
+    // runs into the overcommit limit.
+    if ((v.vm_flags & kVmNoReserve) && !v.shared) r.flags |= MAP_NORESERVE;
     r.pgoff = FileBacked(r.kind) ? v.offset : 0;
     r.advice = AdviceOf(v.vm_flags);
     mm.vmas.push_back(std::move(d));

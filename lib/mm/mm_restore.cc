@@ -80,7 +80,7 @@ absl::Status ValidateVma(image::Reader& r, const image::ckpt_vma& v, uint64_t pr
   if (v.prot & ~static_cast<uint32_t>(PROT_READ | PROT_WRITE | PROT_EXEC)) {
     return r.FieldError("prot", absl::Hex(v.prot), " has unknown bits");
   }
-  const uint32_t known = MAP_SHARED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN;
+  const uint32_t known = MAP_SHARED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN | MAP_NORESERVE;
   if ((v.flags & ~known) || !(v.flags & MAP_SHARED) == !(v.flags & MAP_PRIVATE)) {
     return r.FieldError("flags", absl::Hex(v.flags), " is not a valid mapping type");
   }
