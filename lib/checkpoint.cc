@@ -111,6 +111,7 @@ class Dumper {
   std::unique_ptr<ipc::IpcDump> ipc_;
   std::vector<std::unique_ptr<TaskDump>> tasks_;  // parents before children
   std::map<uint32_t, std::vector<pid_t>> pid_levels_;  // pid objref -> numbers
+  PipeCheck pipe_check_;  // what the pre-flight found of pipes held outside
 };
 
 // The task's executable file mappings, the C library's first: where its
@@ -156,7 +157,8 @@ TaskDump* Dumper::Find(pid_t pid) {
 // The pre-flight: every problem the tree has, reported at once, before
 // anything is frozen.
 absl::Status Dumper::Gate(pid_t root) {
-  ASSIGN_OR_RETURN(TreeReport report, Preflight(root, options_));
+  ASSIGN_OR_RETURN(TreeReport report,
+                   Preflight(root, options_, PreflightDepth::kQuick, &pipe_check_));
   if (report.problems.empty()) return absl::OkStatus();
   std::vector<std::string> lines;
   for (const absl::Status& p : report.problems) lines.emplace_back(p.message());
@@ -720,7 +722,8 @@ absl::Status Dumper::Run(pid_t root, ImageOutput& out) {
     // Pipes shared with processes outside the tree: refused, or external.
     std::set<pid_t> tree;
     for (const auto& t : tasks_) tree.insert(t->pid);
-    st = fs::ResolveExternalPipes(objects_, tree, options_.external);
+    st = fs::ResolveExternalPipes(objects_, tree, options_.external, pipe_check_.checked,
+                                  pipe_check_.external);
   }
   if (st.ok()) {
     Phase p("dump: write");

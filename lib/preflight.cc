@@ -68,7 +68,8 @@ absl::Status CheckTaskState(pid_t pid, const task::ProcStatus& st, const task::P
   return absl::OkStatus();
 }
 
-absl::StatusOr<TreeReport> Preflight(pid_t root, const DumpOptions& options) {
+absl::StatusOr<TreeReport> Preflight(pid_t root, const DumpOptions& options,
+                                     PreflightDepth depth, PipeCheck* pipe_check) {
   if (root <= 0) return absl::InvalidArgumentError(absl::StrCat("bad PID ", root));
   if (root == getpid()) {
     return absl::InvalidArgumentError("the dumping process cannot dump itself");
@@ -131,7 +132,13 @@ absl::StatusOr<TreeReport> Preflight(pid_t root, const DumpOptions& options) {
         }
       }
     }
-    absl::StatusOr<std::vector<mm::Vma>> vmas = mm::ReadVmas(pid);
+    absl::StatusOr<std::vector<mm::Vma>> vmas =
+        depth == PreflightDepth::kThorough
+            ? mm::ReadVmas(pid)
+            : [&]() -> absl::StatusOr<std::vector<mm::Vma>> {
+                ASSIGN_OR_RETURN(std::string text, ReadFile(absl::StrCat("/proc/", pid, "/maps")));
+                return mm::ParseMaps(text);
+              }();
     if (!vmas.ok()) {
       report.problems.push_back(vmas.status());
     } else {
@@ -156,6 +163,10 @@ absl::StatusOr<TreeReport> Preflight(pid_t root, const DumpOptions& options) {
   std::set<uint64_t> external;
   absl::StatusOr<std::vector<std::string>> outside =
       fs::ExternalPipeProblems(pipes, tree, options.external, &external);
+  if (pipe_check != nullptr && outside.ok()) {
+    for (const auto& [ino, end] : pipes) pipe_check->checked.insert(ino);
+    pipe_check->external = external;
+  }
   if (!outside.ok()) {
     report.problems.push_back(outside.status());
   } else {

@@ -12,6 +12,7 @@
 
 #include <sys/types.h>
 
+#include <set>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -35,9 +36,24 @@ absl::Status CheckSharedResources(objhash::ObjHash& objects, pid_t pid, pid_t pa
 // kernel thread, a task stopped by job control or traced, the dumper).
 absl::Status CheckTaskState(pid_t pid, const task::ProcStatus& st, const task::ProcStat& stat);
 
+// How far the pre-flight looks at mappings: kThorough reads each task's
+// smaps (its VmFlags tell userfaultfd, device and hugetlb mappings);
+// kQuick reads /proc/PID/maps, a third of the cost, and leaves what only
+// VmFlags tell to the dump itself (which then refuses one at a time).
+enum class PreflightDepth { kQuick, kThorough };
+
+// The pipes of the tree that processes outside it hold, as the pre-flight
+// found them: the dump then looks again only at pipes made since.
+struct PipeCheck {
+  std::set<uint64_t> checked;   // inodes looked at
+  std::set<uint64_t> external;  // of those, the ones named external and held outside
+};
+
 // The pre-flight report of the tree rooted at `root`. An error only when
 // the tree cannot be looked at (the root does not exist, is a thread).
-absl::StatusOr<TreeReport> Preflight(pid_t root, const DumpOptions& options);
+absl::StatusOr<TreeReport> Preflight(pid_t root, const DumpOptions& options,
+                                     PreflightDepth depth = PreflightDepth::kThorough,
+                                     PipeCheck* pipes = nullptr);
 
 }  // namespace ckpt
 

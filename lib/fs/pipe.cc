@@ -174,7 +174,9 @@ absl::StatusOr<std::vector<std::string>> ExternalPipeProblems(
 }
 
 absl::Status ResolveExternalPipes(objhash::ObjHash& objects, const std::set<pid_t>& tree,
-                                  const std::vector<std::string>& external) {
+                                  const std::vector<std::string>& external,
+                                  const std::set<uint64_t>& checked,
+                                  const std::set<uint64_t>& known_external) {
   // A FIFO is found again by its path at restore, by whoever holds it
   // then: only anonymous pipes can be cut off from the outside.
   std::map<uint64_t, PipeInfo*> infos;
@@ -184,11 +186,22 @@ absl::Status ResolveExternalPipes(objhash::ObjHash& objects, const std::set<pid_
     auto* p = std::any_cast<PipeInfo>(&e->data);
     if (p == nullptr || !p->fifo_path.empty()) continue;
     infos[p->ino] = p;
-    pipes[p->ino] = {p->pid, p->fd};
+    if (known_external.count(p->ino)) p->external = true;
+    if (!checked.count(p->ino)) pipes[p->ino] = {p->pid, p->fd};
+  }
+  // The names must still be pipes of the tree: check them against all.
+  std::vector<std::string> names;
+  for (const std::string& name : external) {
+    uint64_t ino;
+    if (!ParsePipeName(name, &ino) || !infos.count(ino)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("external object ", name, " is not a pipe of the tree"));
+    }
+    if (pipes.count(ino)) names.push_back(name);
   }
   std::set<uint64_t> external_inos;
   ASSIGN_OR_RETURN(std::vector<std::string> problems,
-                   ExternalPipeProblems(pipes, tree, external, &external_inos));
+                   ExternalPipeProblems(pipes, tree, names, &external_inos));
   for (uint64_t ino : external_inos) infos[ino]->external = true;
   if (problems.empty()) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrJoin(problems, "; "));

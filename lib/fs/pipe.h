@@ -49,8 +49,13 @@ absl::StatusOr<std::vector<std::string>> ExternalPipeProblems(
 // marked external (saved by name, its bytes left where they are); every
 // other one is an error, all of them in one message, naming the task, the
 // fd, the pipe and the process outside that holds it.
+// `checked` and `known_external`: pipes a pre-flight already looked at
+// (and which of them it found external), so that only newer ones cost a
+// scan of every process's fds.
 absl::Status ResolveExternalPipes(objhash::ObjHash& objects, const std::set<pid_t>& tree,
-                                  const std::vector<std::string>& external);
+                                  const std::vector<std::string>& external,
+                                  const std::set<uint64_t>& checked = {},
+                                  const std::set<uint64_t>& known_external = {});
 
 // RestoredObject::data of a PIPE: whether the fd is the caller's, given for
 // an external pipe (its ends are then dups of it, not new opens).

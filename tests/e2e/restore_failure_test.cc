@@ -74,6 +74,9 @@ pid_t SleeperWithPid(pid_t pid) {
   if (r == 0) {
     for (;;) pause();
   }
+  // Asleep in pause() before the test goes on, so that its state tells
+  // whether anything touched it.
+  for (int i = 0; i < 5000 && r > 0 && TaskState(static_cast<pid_t>(r)) != 'S'; ++i) usleep(1000);
   return static_cast<pid_t>(r);
 }
 
