@@ -61,7 +61,13 @@ if [ -e "/proc/$pid" ]; then fail "process $pid is still there after the dump"; 
 echo "the workload is gone: /proc/$pid does not exist"
 before=$(ticks)
 echo "what the image holds (ckpt show, first records):"
-"$ckpt" show --image "$work/workload.img" | cut -c1-150 | head -12 || true
+# (each record's number, type and first fields; a file's record ends with
+# its path, which is what matters there)
+"$ckpt" show --image "$work/workload.img" | head -12 |
+  awk '{ line = $0; p = index(line, " path=");
+         if (p > 0) { print substr(line, 1, 45) " ... " substr(line, p + 1) }
+         else if (length(line) > 120) { print substr(line, 1, 117) "..." }
+         else { print line } }' || true
 echo "   ..."
 
 say "ckpt restore --image $work/workload.img --pidfile $work/restored.pid"
