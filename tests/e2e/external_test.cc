@@ -35,26 +35,6 @@ class ExternalTest : public ::testing::Test {
   static void SetUpTestSuite() { prctl(PR_SET_CHILD_SUBREAPER, 1); }
 };
 
-// Forks `argv` with stdin `in`, stdout `out` and stderr `err` (-1: the
-// null device) and nothing else open.
-pid_t Spawn(const std::vector<std::string>& args, int in, int out, int err) {
-  std::vector<std::string> copy = args;
-  std::vector<char*> argv;
-  for (std::string& a : copy) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = fork();
-  if (pid == 0) {
-    int null = open("/dev/null", O_RDWR);
-    dup2(in >= 0 ? in : null, 0);
-    dup2(out >= 0 ? out : null, 1);
-    dup2(err >= 0 ? err : null, 2);
-    syscall(SYS_close_range, 3, ~0u, 0);
-    execvp(argv[0], argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
 std::string PipeName(int fd) {
   struct stat st;
   fstat(fd, &st);

@@ -180,4 +180,39 @@ long BlockedSyscall(pid_t pid) {
   return strtol(text->c_str(), nullptr, 10);
 }
 
+std::string CkptPath() {
+  return absl::StrCat(getenv("TEST_SRCDIR"), "/", getenv("TEST_WORKSPACE"), "/tools/ckpt/ckpt");
+}
+
+pid_t Spawn(const std::vector<std::string>& args, int in, int out, int err) {
+  std::vector<std::string> copy = args;
+  std::vector<char*> argv;
+  for (std::string& a : copy) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int null = open("/dev/null", O_RDWR);
+    dup2(in >= 0 ? in : null, 0);
+    dup2(out >= 0 ? out : null, 1);
+    dup2(err >= 0 ? err : null, 2);
+    syscall(SYS_close_range, 3, ~0u, 0);
+    for (int sig = 1; sig < NSIG; ++sig) signal(sig, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    execvp(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+std::string ReadToEof(int fd) {
+  std::string out;
+  char buf[4096];
+  for (ssize_t r; (r = read(fd, buf, sizeof(buf))) > 0 || (r < 0 && errno == EINTR);) {
+    if (r > 0) out.append(buf, static_cast<size_t>(r));
+  }
+  return out;
+}
+
 }  // namespace ckpt::testing

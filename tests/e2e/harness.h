@@ -65,6 +65,15 @@ void KillAndReap(pid_t pid);
 // Waits for a child to exit; its exit status, or 128+signal.
 absl::StatusOr<int> WaitExit(pid_t pid, int timeout_ms = 60000);
 
+// The ckpt CLI (runfiles; the test needs //tools/ckpt in its data).
+std::string CkptPath();
+// Forks and execs `args` (args[0] looked up in PATH) with stdin `in`,
+// stdout `out` and stderr `err` (-1: /dev/null), default signal handling
+// and no other fd open; returns its PID.
+pid_t Spawn(const std::vector<std::string>& args, int in, int out, int err);
+// Everything `fd` gives until EOF.
+std::string ReadToEof(int fd);
+
 // The task's state letter from /proc (R, S, T, Z...) or '?' if gone.
 char TaskState(pid_t pid);
 // The syscall number the task is blocked in (/proc/PID/syscall), -1 if

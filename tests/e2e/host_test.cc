@@ -153,9 +153,7 @@ TEST(HostTest, RestorerWithoutRootCannotGainTheImagesCredentials) {
     _exit(0);
   }
   close(p[1]);
-  std::string msg;
-  char buf[4096];
-  for (ssize_t r; (r = read(p[0], buf, sizeof(buf))) > 0;) msg.append(buf, static_cast<size_t>(r));
+  std::string msg = ReadToEof(p[0]);
   close(p[0]);
   int status;
   waitpid(restorer, &status, 0);
@@ -224,8 +222,7 @@ TEST(HostTest, ShellJobGetsTheRestorersTerminal) {
   close(master);
   // ckpt restore, in a pty of its own, waits for the task and exits with
   // its status; script passes that on.
-  std::string ckpt = absl::StrCat(getenv("TEST_SRCDIR"), "/", getenv("TEST_WORKSPACE"),
-                                  "/tools/ckpt/ckpt");
+  std::string ckpt = CkptPath();
   std::string command = absl::StrCat(ckpt, " restore --shell-job --image ", image);
   pid_t script = fork();
   if (script == 0) {

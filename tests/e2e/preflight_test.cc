@@ -37,10 +37,6 @@ int RunCommand(const std::string& command, std::string* out) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-std::string Ckpt() {
-  return absl::StrCat(getenv("TEST_SRCDIR"), "/", getenv("TEST_WORKSPACE"), "/tools/ckpt/ckpt");
-}
-
 TEST_F(PreflightTest, EveryProblemOfTheTreeIsNamedAtOnce) {
   absl::StatusOr<Subject> s = StartSubject("unsupported");
   ASSERT_TRUE(s.ok()) << s.status();
@@ -76,7 +72,7 @@ TEST_F(PreflightTest, EveryProblemOfTheTreeIsNamedAtOnce) {
 
   // ckpt check --pid: one line per problem, exit 1.
   std::string out;
-  EXPECT_EQ(RunCommand(absl::StrCat(Ckpt(), " check --pid ", parent, " 2>/dev/null"), &out), 1);
+  EXPECT_EQ(RunCommand(absl::StrCat(CkptPath(), " check --pid ", parent, " 2>/dev/null"), &out), 1);
   for (const std::string& w : want) EXPECT_THAT(out, HasSubstr(w)) << out;
   ExpectPass(*s);
 }
@@ -86,7 +82,7 @@ TEST_F(PreflightTest, CheckOfADumpableTreeSaysSoAndExitsZero) {
   ASSERT_TRUE(s.ok()) << s.status();
   ASSERT_OK(WaitForOutput(*s, "READY"));
   std::string out;
-  EXPECT_EQ(RunCommand(absl::StrCat(Ckpt(), " check --pid ", s->pid), &out), 0) << out;
+  EXPECT_EQ(RunCommand(absl::StrCat(CkptPath(), " check --pid ", s->pid), &out), 0) << out;
   EXPECT_THAT(out, HasSubstr("would dump: 1 tasks, 8 threads")) << out;
   // Nothing was frozen: it runs on and checks itself.
   ExpectPass(*s);

@@ -34,33 +34,13 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::string CkptPath() {
-  return absl::StrCat(getenv("TEST_SRCDIR"), "/", getenv("TEST_WORKSPACE"), "/tools/ckpt/ckpt");
-}
-
 // Starts `ckpt ARGS` with stdout on `out_fd` (-1: /dev/null) and stderr
 // into `err_path`.
 pid_t StartCkpt(const std::vector<std::string>& args, int out_fd, const std::string& err_path) {
-  std::vector<std::string> argv_s = {CkptPath()};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (std::string& a : argv_s) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = fork();
-  if (pid == 0) {
-    int null = open("/dev/null", O_RDWR);
-    int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(null, 0);
-    dup2(out_fd >= 0 ? out_fd : null, 1);
-    dup2(err, 2);
-    syscall(SYS_close_range, 3, ~0u, 0);
-    // The test blocks nothing, but be explicit: ckpt starts with default
-    // signal handling.
-    signal(SIGPIPE, SIG_DFL);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  return pid;
+  std::vector<std::string> argv = {CkptPath()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  UniqueFd err(open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  return Spawn(argv, -1, out_fd, err.get());
 }
 
 int WaitStatus(pid_t pid) {
@@ -393,9 +373,7 @@ TEST(SafetyTest, DumpIntoAFullFilesystemFailsAndLeavesTheSubjectRunning) {
     _exit(0);
   }
   close(p[1]);
-  std::string msg;
-  char buf[512];
-  for (ssize_t r; (r = read(p[0], buf, sizeof(buf))) > 0;) msg.append(buf, static_cast<size_t>(r));
+  std::string msg = ReadToEof(p[0]);
   close(p[0]);
   WaitStatus(c);
   ASSERT_FALSE(absl::StartsWith(msg, "SETUP")) << msg;
