@@ -100,7 +100,9 @@ absl::StatusOr<TaskCore> ReadCoreRecords(image::Reader& r) {
   }
   ASSIGN_OR_RETURN(std::vector<uint8_t> groups, r.ReadArray(4, image::kMaxGroups, "groups"));
   core.groups.resize(groups.size() / 4);
-  std::memcpy(core.groups.data(), groups.data(), groups.size());
+  // No supplementary groups: both vectors are empty and their data() may
+  // be null, which memcpy must not be given even for 0 bytes.
+  if (!groups.empty()) std::memcpy(core.groups.data(), groups.data(), groups.size());
   ASSIGN_OR_RETURN(core.rlimits, r.Expect<image::ckpt_rlimits>(image::CKPT_HDR_RLIMITS));
   for (uint32_t i = 0; i < image::kNrRlimits; ++i) {
     if (core.rlimits.cur[i] > core.rlimits.max[i]) {
