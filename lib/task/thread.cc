@@ -14,6 +14,8 @@
 namespace ckpt::task {
 
 constexpr uint32_t kSsAutoDisarm = 1u << 31;
+constexpr uint64_t kUserCs = 0x33;  // __USER_CS
+constexpr uint64_t kUserSs = 0x2b;  // __USER_DS
 
 static_assert(sizeof(user_regs_struct) == image::kNrUserRegs * 8);
 
@@ -87,10 +89,17 @@ absl::StatusOr<ThreadState> ReadThreadRecords(image::Reader& r, uint32_t* tid_re
   ThreadState s;
   *tid_ref = t.tid_ref;
   s.regs = RegsFromRecord(t.regs);
-  // Only user code and data segments of a 64-bit task, as the kernel
-  // would check on SETREGS anyway; say which field is wrong.
-  if ((s.regs.cs & 3) != 3 || (s.regs.ss & 3) != 3) {
-    return r.FieldError("cs", "segment selectors are not user mode");
+  // Only the user code and stack segments of a 64-bit task. The kernel
+  // checks no more than the privilege level on SETREGS: any other user
+  // selector is taken, and the task dies of SIGSEGV on its first return
+  // to user space.
+  if (s.regs.cs != kUserCs) {
+    return r.FieldError("cs", absl::Hex(s.regs.cs), " is not the 64-bit user code segment (0x",
+                        absl::Hex(kUserCs), ")");
+  }
+  if (s.regs.ss != kUserSs) {
+    return r.FieldError("ss", absl::Hex(s.regs.ss), " is not the user stack segment (0x",
+                        absl::Hex(kUserSs), ")");
   }
   s.sigmask = t.sigmask;
   s.altstack.ss_sp = reinterpret_cast<void*>(t.altstack_sp);
