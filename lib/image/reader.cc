@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "lib/base/status.h"
 
@@ -178,9 +179,39 @@ absl::StatusOr<ckpt_image_header> Reader::ReadImageHeader() {
   return h;
 }
 
+namespace {
+
+// The fields of `spec` that say how long its variable part is: the
+// lengths of its strings (and a pipe's data_size), a message's size.
+std::string LengthFields(const RecordSpec& spec) {
+  std::string out;
+  for (const FieldSpec& f : spec.fields) {
+    absl::string_view n = f.name;
+    bool length = spec.tail == TailKind::kPaths ? absl::EndsWith(n, "_len") || n == "data_size"
+                                                : spec.tail == TailKind::kRawBytes && n == "size";
+    if (length) absl::StrAppend(&out, out.empty() ? "" : "/", n);
+  }
+  return out.empty() ? "len" : out;
+}
+
+}  // namespace
+
+absl::Status Reader::LeftOver() const {
+  // A record with a variable part (a path, an array, contents) whose
+  // reader stopped short of its end: a length field says less than the
+  // payload holds. Fields a later minor version appends can only follow
+  // structs that have no variable part, so this is corruption.
+  return FieldError(LengthFields(*current_.spec), remaining_, " of the payload's ", current_.len,
+                    " bytes are left over after the fields and what they describe");
+}
+
 absl::StatusOr<Record> Reader::Next() {
   if (!header_read_) return absl::FailedPreconditionError("read the image header first");
   if (finished_) return absl::FailedPreconditionError("read past the image tail");
+  if (remaining_ > 0 && remaining_ < current_.len && current_.spec != nullptr &&
+      current_.spec->tail != TailKind::kNone) {
+    return LeftOver();
+  }
   for (;;) {
     RETURN_IF_ERROR(Discard(remaining_, false, "a record's payload"));
     remaining_ = 0;

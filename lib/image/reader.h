@@ -109,6 +109,7 @@ class Reader {
 
  private:
   absl::Status WrongType(const Record& rec, uint32_t expected) const;
+  absl::Status LeftOver() const;
   // Exactly `len` bytes from the stream, or DataLoss naming `what`.
   absl::Status Consume(void* dst, size_t len, bool hash, absl::string_view what);
   absl::Status ConsumeV(struct iovec* iov, int iovcnt, absl::string_view what);
