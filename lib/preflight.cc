@@ -126,7 +126,7 @@ absl::StatusOr<TreeReport> Preflight(pid_t root, const DumpOptions& options,
             if (!absl::IsNotFound(c.status())) report.problems.push_back(c.status());
             continue;
           }
-          if (c->object == fs::ClassifiedFd::kPipe) {
+          if (absl::StartsWith(c->file.path, "pipe:[")) {  // an anonymous pipe
             pipes.emplace(c->file.st.st_ino, fs::PipeEnd{pid, fd});
           }
         }

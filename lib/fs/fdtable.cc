@@ -16,12 +16,9 @@
 #include "absl/strings/strip.h"
 #include "lib/base/fd.h"
 #include "lib/base/status.h"
+#include "lib/fs/fdkind.h"
 #include "lib/fs/file.h"
 #include "lib/fs/fs.h"
-#include "lib/fs/ghost.h"
-#include "lib/fs/pipe.h"
-#include "lib/fs/timerfd.h"
-#include "lib/mm/shmem.h"
 
 namespace ckpt::fs {
 namespace {
@@ -50,18 +47,6 @@ absl::StatusOr<FdInfo> ReadFdInfo(pid_t pid, int fd) {
   return info;
 }
 
-bool IsPlainCharDevice(dev_t rdev) {
-  // /dev/null, /dev/zero, /dev/full, /dev/random, /dev/urandom
-  return major(rdev) == 1 &&
-         (minor(rdev) == 3 || minor(rdev) == 5 || minor(rdev) == 7 || minor(rdev) == 8 ||
-          minor(rdev) == 9);
-}
-
-bool IsTerminal(dev_t rdev) {
-  unsigned m = major(rdev);
-  return m == 4 || m == 5 || (m >= 136 && m <= 143);
-}
-
 absl::Status Unsupported(pid_t pid, int fd, const std::string& what) {
   return absl::UnimplementedError(
       absl::StrCat("task ", pid, " fd ", fd, ": ", what, " is not supported yet"));
@@ -84,72 +69,38 @@ absl::StatusOr<std::vector<int>> ListFds(pid_t pid) {
 }
 
 absl::StatusOr<ClassifiedFd> ClassifyFd(pid_t pid, int fd, uint32_t dump_flags) {
-  const std::string link_path = absl::StrCat("/proc/", pid, "/fd/", fd);
-  ASSIGN_OR_RETURN(std::string target, ReadLink(link_path));
-  struct stat st;
-  if (stat(link_path.c_str(), &st) != 0) return ErrnoError(errno, "task ", pid, " fd ", fd);
+  RETURN_IF_ERROR(FdKindsStatus());
+  ClassifiedFd c;
+  FdProbe& p = c.probe;
+  p.pid = pid;
+  p.fd = fd;
+  p.dump_flags = dump_flags;
+  p.link_path = absl::StrCat("/proc/", pid, "/fd/", fd);
+  ASSIGN_OR_RETURN(p.target, ReadLink(p.link_path));
+  if (stat(p.link_path.c_str(), &p.st) != 0) return ErrnoError(errno, "task ", pid, " fd ", fd);
   ASSIGN_OR_RETURN(FdInfo info, ReadFdInfo(pid, fd));
 
-  ClassifiedFd c;
   c.fd = fd;
-  c.link_path = link_path;
   c.cloexec = info.flags & O_CLOEXEC;
-  OpenFile& file = c.file;
-  file.st = st;
+  Description& file = c.file;
+  file.st = p.st;
   file.pos = info.pos;
   file.flags = info.flags & ~static_cast<uint32_t>(O_CLOEXEC);
-  file.path = target;
-  if (absl::StartsWith(target, "socket:")) return Unsupported(pid, fd, "a socket (" + target + ")");
-  if (target == "anon_inode:[timerfd]") {
-    c.object = ClassifiedFd::kTimerfd;
-    file.kind = image::kFileTimerfd;
-  } else if (absl::StartsWith(target, "anon_inode:")) {
-    return Unsupported(pid, fd, target.substr(11) + " (" + target + ")");
-  } else if (S_ISFIFO(st.st_mode)) {
-    // An anonymous pipe ("pipe:[ino]") or a FIFO (a path): the pipe is
-    // one object, this description another.
-    bool fifo = !target.empty() && target[0] == '/';
-    if (fifo && absl::EndsWith(target, " (deleted)")) {
-      return Unsupported(pid, fd, "the deleted FIFO " + target);
-    }
-    c.object = fifo ? ClassifiedFd::kFifo : ClassifiedFd::kPipe;
-    file.kind = image::kFilePipe;
-  } else if (target.empty() || target[0] != '/') {
-    return Unsupported(pid, fd, "'" + target + "'");
-  } else if (S_ISREG(st.st_mode) && absl::StartsWith(target, "/memfd:")) {
-    c.object = ClassifiedFd::kShmem;
-    file.kind = image::kFileShmem;
-  } else if (S_ISREG(st.st_mode) && absl::EndsWith(target, " (deleted)")) {
-    file.path = target.substr(0, target.size() - 10);
-    c.object = ClassifiedFd::kGhost;
-    file.kind = image::kFileRegular;
-  } else if (absl::EndsWith(target, " (deleted)")) {
-    return Unsupported(pid, fd, "the deleted " + target);
-  } else if (S_ISREG(st.st_mode)) {
-    file.kind = image::kFileRegular;
-  } else if (S_ISDIR(st.st_mode)) {
-    file.kind = image::kFileDirectory;
-  } else if (S_ISCHR(st.st_mode) && IsPlainCharDevice(st.st_rdev)) {
-    file.kind = image::kFileCharDevice;
-  } else if (S_ISCHR(st.st_mode) && IsTerminal(st.st_rdev)) {
-    if (!(dump_flags & objhash::kDumpShellJob)) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "task ", pid, " fd ", fd, ": the terminal ", target,
-          " (a shell job: dump with --shell-job, and it gets the restorer's terminal)"));
-    }
-    file.kind = image::kFileTty;
-  } else {
-    return Unsupported(pid, fd, "the special file " + target);
+  file.path = p.target;
+  for (const FdKindOps* kind : FdKinds()) {
+    if (!kind->claims(p)) continue;
+    c.kind = kind;
+    file.kind = kind->file_kind;
+    if (kind->describe != nullptr) RETURN_IF_ERROR(kind->describe(p, &file));
+    return c;
   }
-  if (file.kind == image::kFileRegular && c.object == ClassifiedFd::kNone) {
-    struct stat named;
-    if (stat(target.c_str(), &named) != 0 || named.st_dev != st.st_dev ||
-        named.st_ino != st.st_ino) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "task ", pid, " fd ", fd, ": ", target, " no longer names the file it has open"));
-    }
-  }
-  return c;
+  // No kind claims it: not supported yet.
+  const std::string& t = p.target;
+  if (absl::StartsWith(t, "socket:")) return Unsupported(pid, fd, "a socket (" + t + ")");
+  if (absl::StartsWith(t, "anon_inode:")) return Unsupported(pid, fd, t.substr(11) + " (" + t + ")");
+  if (t.empty() || t[0] != '/') return Unsupported(pid, fd, "'" + t + "'");
+  if (absl::EndsWith(t, " (deleted)")) return Unsupported(pid, fd, "the deleted " + t);
+  return Unsupported(pid, fd, "the special file " + t);
 }
 
 absl::StatusOr<std::vector<FdEntry>> CollectFds(pid_t pid, objhash::ObjHash& objects,
@@ -158,38 +109,14 @@ absl::StatusOr<std::vector<FdEntry>> CollectFds(pid_t pid, objhash::ObjHash& obj
   std::vector<FdEntry> out;
   for (int fd : fds) {
     ASSIGN_OR_RETURN(ClassifiedFd c, ClassifyFd(pid, fd, dump_flags));
-    OpenFile& file = c.file;
-    const struct stat& st = file.st;
-    switch (c.object) {
-      case ClassifiedFd::kNone:
-        break;
-      case ClassifiedFd::kTimerfd: {
-        ASSIGN_OR_RETURN(file.target_ref, RegisterTimerfd(objects, pid, fd, st));
-        break;
-      }
-      case ClassifiedFd::kPipe:
-      case ClassifiedFd::kFifo: {
-        ASSIGN_OR_RETURN(file.target_ref,
-                         RegisterPipe(objects, pid, fd, st,
-                                      c.object == ClassifiedFd::kFifo ? file.path : std::string()));
-        break;
-      }
-      case ClassifiedFd::kShmem: {
-        std::string name = file.path.substr(7);
-        if (absl::EndsWith(name, " (deleted)")) name.resize(name.size() - 10);
-        ASSIGN_OR_RETURN(file.target_ref,
-                         mm::RegisterShmemFd(objects, pid, fd, name, st.st_dev, st.st_ino));
-        break;
-      }
-      case ClassifiedFd::kGhost: {
-        ASSIGN_OR_RETURN(file.target_ref, RegisterGhost(objects, c.link_path, file.path, st));
-        break;
-      }
+    if (c.kind->register_target != nullptr) {
+      ASSIGN_OR_RETURN(c.file.target_ref, c.kind->register_target(objects, c.probe, c.file));
     }
+    const struct stat& st = c.file.st;
     ASSIGN_OR_RETURN(objhash::ObjHash::Found found,
                      objects.LookupAdd(objhash::ObjKind::kFile,
                                        objhash::Identity::OfFile(pid, fd, st.st_dev, st.st_ino),
-                                       file));
+                                       c.file));
     out.push_back({fd, c.cloexec ? static_cast<uint32_t>(FD_CLOEXEC) : 0u, found.objref});
   }
   return out;
@@ -281,18 +208,6 @@ absl::Status QueueCloseObjects(task::SyscallQueue& q, int high_fd_base) {
   RETURN_IF_ERROR(q.Reserve(1, 0));
   q.batch().Add(SYS_close_range, {static_cast<uint64_t>(high_fd_base), ~0u, 0});
   return absl::OkStatus();
-}
-
-absl::Status RegisterFsHandlers(objhash::HandlerTable& table) {
-  RETURN_IF_ERROR(table.Register(
-      {objhash::ObjKind::kPipe, "pipe", image::CKPT_HDR_PIPE, CheckpointPipe, RestorePipe}));
-  RETURN_IF_ERROR(table.Register({objhash::ObjKind::kTimerfd, "timerfd", image::CKPT_HDR_TIMERFD,
-                                  CheckpointTimerfd, RestoreTimerfd}));
-  RETURN_IF_ERROR(table.Register(
-      {objhash::ObjKind::kGhost, "deleted file", image::CKPT_HDR_GHOST, CheckpointGhost,
-       RestoreGhost}));
-  return table.Register(
-      {objhash::ObjKind::kFile, "file", image::CKPT_HDR_FILE, CheckpointFile, RestoreFile});
 }
 
 }  // namespace ckpt::fs

@@ -1,24 +1,27 @@
-// FILE objects: one open file description of a regular file, a directory
-// or a character device.
+// FILE objects (an open file description of any fd kind: the record, its
+// checks and the loop over the kinds), and the kinds opened by path:
+// regular files, directories and the plain character devices.
+
+#include "lib/fs/file.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "lib/base/fd.h"
 #include "lib/base/status.h"
-#include "lib/fs/file.h"
-#include "lib/fs/pipe.h"
+#include "lib/fs/fdkind.h"
 #include "lib/mm/mapped_file.h"
 
 namespace ckpt::fs {
 
 absl::Status CheckpointFile(objhash::CheckpointContext& ctx,
                             const objhash::ObjHash::Entry& entry) {
-  const auto& f = std::any_cast<const OpenFile&>(entry.data);
+  const auto& f = std::any_cast<const Description&>(entry.data);
   image::ckpt_file rec{};
   rec.objref = entry.objref;
   rec.kind = f.kind;
@@ -34,20 +37,15 @@ absl::Status CheckpointFile(objhash::CheckpointContext& ctx,
   return ctx.writer->AppendStructWith(image::CKPT_HDR_FILE, rec, f.path.data(), f.path.size());
 }
 
-namespace {
-
-
-}  // namespace
-
 absl::StatusOr<objhash::RestoredObject> RestoreFile(objhash::RestoreContext& ctx,
                                                     const image::Record& rec) {
   (void)rec;
+  RETURN_IF_ERROR(FdKindsStatus());
   image::Reader& r = *ctx.reader;
   image::ckpt_file f;
   RETURN_IF_ERROR(r.ReadStruct(&f, sizeof(f)));
-  if (f.kind < image::kFileRegular || f.kind > image::kFileTimerfd) {
-    return r.FieldError("kind", f.kind, " is not a known file kind");
-  }
+  const FdKindOps* kind = FdKindOfFile(f.kind);
+  if (kind == nullptr) return r.FieldError("kind", f.kind, " is not a known file kind");
   constexpr uint32_t kKnownFlags = O_ACCMODE | O_APPEND | O_NONBLOCK | O_DSYNC | O_SYNC |
                                    O_DIRECT | 0100000 /* O_LARGEFILE as the kernel reports it */ |
                                    O_DIRECTORY | O_NOFOLLOW | O_NOATIME | O_PATH | O_ASYNC;
@@ -58,90 +56,147 @@ absl::StatusOr<objhash::RestoredObject> RestoreFile(objhash::RestoreContext& ctx
     return r.FieldError("path_len", f.path_len, " is out of range");
   }
   ASSIGN_OR_RETURN(std::string path, r.ReadString(f.path_len, "path"));
-  const bool anonymous = f.kind == image::kFilePipe || f.kind == image::kFileShmem ||
-                         f.kind == image::kFileTimerfd;
-  bool on_target = anonymous || (f.kind == image::kFileRegular && f.target_ref);
-  if (!on_target && f.target_ref != 0) return r.FieldError("target_ref", "only pipes and deleted files have one");
-  if (!anonymous && path[0] != '/') {
-    return r.FieldError("path", "'", path, "' is not absolute");
+  if (kind->has_target != (f.target_ref != 0)) {
+    return r.FieldError("target_ref", f.target_ref, kind->has_target ? " is missing for a " : " for a ",
+                        kind->name);
   }
+  if (kind->by_path && path[0] != '/') return r.FieldError("path", "'", path, "' is not absolute");
 
-  UniqueFd owned;
-  bool inherited = false;  // the caller's fd, for an external object: any kind of file
-  if (f.kind == image::kFileTimerfd) {
-    // One description: the descriptors share the restorer's timerfd.
-    ASSIGN_OR_RETURN(const objhash::RestoredObject* timer,
-                     ctx.objects->Get(f.target_ref, objhash::ObjKind::kTimerfd));
-    int fd = fcntl(timer->fd, F_DUPFD_CLOEXEC, 0);
-    if (fd < 0) return ErrnoError(errno, "dup of a timerfd");
-    owned.reset(fd);
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, (fl & ~O_NONBLOCK) | (static_cast<int>(f.flags) & O_NONBLOCK)) != 0) {
-      return ErrnoError(errno, "setting a timerfd's flags");
-    }
-  } else if (f.kind == image::kFilePipe) {
-    ASSIGN_OR_RETURN(const objhash::RestoredObject* pipe,
-                     ctx.objects->Get(f.target_ref, objhash::ObjKind::kPipe));
-    const auto* restored = std::any_cast<RestoredPipe>(&pipe->data);
-    if (restored != nullptr && restored->external) {
-      // The caller's fd itself, at every number that held an end of it.
-      int fd = fcntl(pipe->fd, F_DUPFD_CLOEXEC, 0);
-      if (fd < 0) return ErrnoError(errno, "dup of the fd given for ", path);
-      owned.reset(fd);
-      inherited = true;
-    } else {
-      ASSIGN_OR_RETURN(owned, Reopen(pipe->fd, static_cast<int>(f.flags), path));
-    }
-  } else if (f.kind == image::kFileShmem) {
-    ASSIGN_OR_RETURN(const objhash::RestoredObject* shmem,
-                     ctx.objects->Get(f.target_ref, objhash::ObjKind::kShmem));
-    ASSIGN_OR_RETURN(owned, Reopen(shmem->fd, static_cast<int>(f.flags), path));
-  } else if (f.target_ref != 0) {
-    ASSIGN_OR_RETURN(const objhash::RestoredObject* ghost,
-                     ctx.objects->Get(f.target_ref, objhash::ObjKind::kGhost));
-    ASSIGN_OR_RETURN(owned, Reopen(ghost->fd, static_cast<int>(f.flags), path));
-  } else if (f.kind == image::kFileTty) {
-    if (!(ctx.flags & objhash::kRestoreShellJob)) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "the image's tasks used the dumper's terminal (", path,
-          "): restore with --shell-job to give them this one"));
-    }
-    int fd = open("/dev/tty", static_cast<int>(f.flags) | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) return ErrnoError(errno, "--shell-job: this process's terminal (/dev/tty)");
-    owned.reset(fd);
-  } else {
-    int fd = open(path.c_str(), static_cast<int>(f.flags) | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) return ErrnoError(errno, "open file ", path, " for the restore");
-    owned.reset(fd);
+  const objhash::RestoredObject* target = nullptr;
+  if (kind->has_target) {
+    ASSIGN_OR_RETURN(target, ctx.objects->Get(f.target_ref, kind->target_kind));
   }
-  int fd = owned.get();
+  ASSIGN_OR_RETURN(UniqueFd owned, kind->open(ctx, f, path, target));
   struct stat st;
-  if (fstat(fd, &st) != 0) return ErrnoError(errno, "stat ", path);
-  if (f.kind != image::kFileTty && !inherited && (st.st_mode & S_IFMT) != (f.mode & S_IFMT)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("file ", path, " changed type since the dump"));
-  }
-  // A file must be as it was; one the task appends to (O_APPEND, a log)
-  // may have grown, but not have lost what the task had written.
-  if (f.kind == image::kFileRegular && f.target_ref == 0 && !(f.flags & O_PATH)) {
-    mm::FileExpectation expect;
-    if ((f.flags & O_ACCMODE) != O_RDONLY && (f.flags & O_APPEND)) {
-      expect.grown_ok = true;
-      expect.mtime = false;
-    }
-    RETURN_IF_ERROR(mm::CheckUnchanged(f, path, fd, expect, ctx.flags));
-  }
-  if (f.kind == image::kFileCharDevice && st.st_rdev != f.rdev) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "device %s is %u:%u, the dump had %u:%u", path, major(st.st_rdev), minor(st.st_rdev),
-        major(f.rdev), minor(f.rdev)));
-  }
-  bool seekable = f.kind == image::kFileRegular || f.kind == image::kFileDirectory ||
-                  f.kind == image::kFileShmem;
-  if (seekable && !(f.flags & O_PATH) && lseek(fd, static_cast<off_t>(f.pos), SEEK_SET) < 0) {
+  if (fstat(owned.get(), &st) != 0) return ErrnoError(errno, "stat ", path);
+  if (kind->check != nullptr) RETURN_IF_ERROR(kind->check(ctx, f, path, owned.get(), st));
+  if (kind->seekable && !(f.flags & O_PATH) &&
+      lseek(owned.get(), static_cast<off_t>(f.pos), SEEK_SET) < 0) {
     return ErrnoError(errno, "seek ", path, " to ", f.pos);
   }
-  return objhash::HoldAt(ctx, f.objref, fd, path);
+  return objhash::HoldAt(ctx, f.objref, owned.get(), path);
 }
 
+namespace {
+
+bool NamedByPath(const FdProbe& p) {
+  return !p.target.empty() && p.target[0] == '/' && !absl::EndsWith(p.target, " (deleted)");
+}
+
+absl::StatusOr<UniqueFd> OpenByPath(objhash::RestoreContext&, const image::ckpt_file& rec,
+                                    const std::string& path, const objhash::RestoredObject*) {
+  int fd = open(path.c_str(), static_cast<int>(rec.flags) | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return ErrnoError(errno, "open file ", path, " for the restore");
+  return UniqueFd(fd);
+}
+
+// ----------------------------------------------------------- regular files
+
+bool ClaimsRegular(const FdProbe& p) { return S_ISREG(p.st.st_mode) && NamedByPath(p); }
+
+absl::Status DescribeRegular(const FdProbe& p, Description*) {
+  struct stat named;
+  if (stat(p.target.c_str(), &named) != 0 || named.st_dev != p.st.st_dev ||
+      named.st_ino != p.st.st_ino) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "task ", p.pid, " fd ", p.fd, ": ", p.target, " no longer names the file it has open"));
+  }
+  return absl::OkStatus();
+}
+
+// A file must be as it was; one the task appends to (O_APPEND, a log) may
+// have grown, but not have lost what the task had written.
+absl::Status CheckRegular(objhash::RestoreContext& ctx, const image::ckpt_file& rec,
+                          const std::string& path, int fd, const struct stat& st) {
+  RETURN_IF_ERROR(CheckFileType(rec, path, st));
+  if (rec.flags & O_PATH) return absl::OkStatus();
+  mm::FileExpectation expect;
+  if ((rec.flags & O_ACCMODE) != O_RDONLY && (rec.flags & O_APPEND)) {
+    expect.grown_ok = true;
+    expect.mtime = false;
+  }
+  return mm::CheckUnchanged(rec, path, fd, expect, ctx.flags);
+}
+
+const FdKindOps kRegular = {
+    .name = "regular file",
+    .file_kind = image::kFileRegular,
+    .order = 50,
+    .seekable = true,
+    .by_path = true,
+    .has_target = false,
+    .target_kind = objhash::ObjKind{0},
+    .claims = ClaimsRegular,
+    .describe = DescribeRegular,
+    .register_target = nullptr,
+    .open = OpenByPath,
+    .check = CheckRegular,
+};
+
+// ------------------------------------------------------------- directories
+
+bool ClaimsDirectory(const FdProbe& p) { return S_ISDIR(p.st.st_mode) && NamedByPath(p); }
+
+absl::Status CheckDirectory(objhash::RestoreContext&, const image::ckpt_file& rec,
+                            const std::string& path, int, const struct stat& st) {
+  return CheckFileType(rec, path, st);
+}
+
+const FdKindOps kDirectory = {
+    .name = "directory",
+    .file_kind = image::kFileDirectory,
+    .order = 51,
+    .seekable = true,
+    .by_path = true,
+    .has_target = false,
+    .target_kind = objhash::ObjKind{0},
+    .claims = ClaimsDirectory,
+    .describe = nullptr,
+    .register_target = nullptr,
+    .open = OpenByPath,
+    .check = CheckDirectory,
+};
+
+// -------------------------------- /dev/null, zero, full, random, urandom
+
+bool ClaimsCharDevice(const FdProbe& p) {
+  const dev_t rdev = p.st.st_rdev;
+  return S_ISCHR(p.st.st_mode) && NamedByPath(p) && major(rdev) == 1 &&
+         (minor(rdev) == 3 || minor(rdev) == 5 || minor(rdev) == 7 || minor(rdev) == 8 ||
+          minor(rdev) == 9);
+}
+
+absl::Status CheckCharDevice(objhash::RestoreContext&, const image::ckpt_file& rec,
+                             const std::string& path, int, const struct stat& st) {
+  RETURN_IF_ERROR(CheckFileType(rec, path, st));
+  if (st.st_rdev != rec.rdev) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "device %s is %u:%u, the dump had %u:%u", path, major(st.st_rdev), minor(st.st_rdev),
+        major(rec.rdev), minor(rec.rdev)));
+  }
+  return absl::OkStatus();
+}
+
+const FdKindOps kCharDevice = {
+    .name = "character device",
+    .file_kind = image::kFileCharDevice,
+    .order = 52,
+    .seekable = false,
+    .by_path = true,
+    .has_target = false,
+    .target_kind = objhash::ObjKind{0},
+    .claims = ClaimsCharDevice,
+    .describe = nullptr,
+    .register_target = nullptr,
+    .open = OpenByPath,
+    .check = CheckCharDevice,
+};
+
+[[maybe_unused]] const bool kRegistered = RegisterFdKind(&kRegular) && RegisterFdKind(&kDirectory) &&
+                         RegisterFdKind(&kCharDevice) &&
+                         objhash::RegisterHandler({objhash::ObjKind::kFile, "FILE",
+                                                   image::CKPT_HDR_FILE, CheckpointFile,
+                                                   RestoreFile});
+
+}  // namespace
 }  // namespace ckpt::fs

@@ -13,7 +13,7 @@
 namespace ckpt::fs {
 
 // What the dump knows of an open file description (ObjHash entry data).
-struct OpenFile {
+struct Description {
   std::string path;
   uint32_t kind = 0;   // image::FileKind
   uint32_t flags = 0;  // open(2) flags, O_CLOEXEC removed

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "lib/fs/fdkind.h"
 #include "lib/fs/file.h"
 #include "lib/image/format.h"
 #include "lib/image/reader.h"
@@ -41,16 +42,16 @@ struct FsState {
 // The fd numbers of a task, ascending.
 absl::StatusOr<std::vector<int>> ListFds(pid_t pid);
 
-// What /proc says of one fd: the description, and the object it is on.
-// Refuses, naming the task, the fd and its kind, what cannot be dumped
-// yet. Reads only: the task may be running (the dump's pre-flight).
+// What /proc says of one fd: the description, and the kind that claimed
+// it (lib/fs/fdkind.h). Refuses, naming the task, the fd and its kind,
+// what cannot be dumped yet. Reads only: the task may be running (the
+// dump's pre-flight).
 struct ClassifiedFd {
-  enum Object { kNone, kPipe, kFifo, kTimerfd, kShmem, kGhost };
   int fd = -1;
   bool cloexec = false;
-  std::string link_path;  // /proc/PID/fd/N
-  OpenFile file;
-  Object object = kNone;
+  FdProbe probe;
+  Description file;
+  const FdKindOps* kind = nullptr;
 };
 absl::StatusOr<ClassifiedFd> ClassifyFd(pid_t pid, int fd, uint32_t dump_flags);
 
@@ -74,9 +75,6 @@ absl::Status QueueFdRestore(task::SyscallQueue& queue, const std::vector<FdEntry
                             const objhash::RestoreTable& objects, int high_fd_base);
 // Closes the restorer's objects (everything from `high_fd_base` up).
 absl::Status QueueCloseObjects(task::SyscallQueue& queue, int high_fd_base);
-
-// The FILE object handler.
-absl::Status RegisterFsHandlers(objhash::HandlerTable& table);
 
 }  // namespace ckpt::fs
 

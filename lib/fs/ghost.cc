@@ -8,12 +8,15 @@
 #include <cerrno>
 #include <random>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "lib/base/buffer.h"
 #include "lib/base/fd.h"
 #include "lib/base/status.h"
+#include "lib/fs/fdkind.h"
+#include "lib/fs/fs.h"
 #include "lib/image/format.h"
 
 namespace ckpt::fs {
@@ -50,20 +53,13 @@ absl::StatusOr<uint32_t> RegisterMappedGhost(objhash::ObjHash& objects, pid_t pi
   if (known != 0) return known;
   // An fd of the task on the same inode opens it; else map_files, which
   // needs CAP_SYS_ADMIN in the initial user namespace.
-  std::string dir = absl::StrCat("/proc/", pid, "/fd");
-  DIR* d = opendir(dir.c_str());
-  if (d != nullptr) {
-    while (struct dirent* e = readdir(d)) {
-      int fd;
-      if (!absl::SimpleAtoi(e->d_name, &fd)) continue;
-      std::string link = absl::StrCat(dir, "/", fd);
-      struct stat st;
-      if (stat(link.c_str(), &st) == 0 && st.st_dev == dev && st.st_ino == ino) {
-        closedir(d);
-        return RegisterGhost(objects, link, path, st);
-      }
+  absl::StatusOr<std::vector<int>> fds = ListFds(pid);
+  for (int fd : fds.ok() ? *fds : std::vector<int>{}) {
+    std::string link = absl::StrCat("/proc/", pid, "/fd/", fd);
+    struct stat st;
+    if (stat(link.c_str(), &st) == 0 && st.st_dev == dev && st.st_ino == ino) {
+      return RegisterGhost(objects, link, path, st);
     }
-    closedir(d);
   }
   std::string link = absl::StrFormat("/proc/%d/map_files/%x-%x", pid, start, end);
   struct stat st;
@@ -159,4 +155,54 @@ absl::StatusOr<objhash::RestoredObject> RestoreGhost(objhash::RestoreContext& ct
   return objhash::HoldAt(ctx, g.objref, fd.get(), absl::StrCat("the deleted ", path));
 }
 
+// ------------------------------------------ the fd kind: a deleted file
+
+namespace {
+
+bool ClaimsDeleted(const FdProbe& p) {
+  return S_ISREG(p.st.st_mode) && !p.target.empty() && p.target[0] == '/' &&
+         absl::EndsWith(p.target, " (deleted)");
+}
+
+absl::Status DescribeDeleted(const FdProbe& p, Description* file) {
+  file->path = p.target.substr(0, p.target.size() - 10);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint32_t> RegisterDeleted(objhash::ObjHash& objects, const FdProbe& p,
+                                         const Description& file) {
+  return RegisterGhost(objects, p.link_path, file.path, p.st);
+}
+
+absl::StatusOr<UniqueFd> OpenDeleted(objhash::RestoreContext&, const image::ckpt_file& rec,
+                                     const std::string& path, const objhash::RestoredObject* ghost) {
+  return Reopen(ghost->fd, static_cast<int>(rec.flags), path);
+}
+
+absl::Status CheckDeleted(objhash::RestoreContext&, const image::ckpt_file& rec,
+                          const std::string& path, int, const struct stat& st) {
+  return CheckFileType(rec, path, st);
+}
+
+const FdKindOps kDeletedKind = {
+    .name = "deleted file",
+    .file_kind = image::kFileDeleted,
+    .order = 40,
+    .seekable = true,
+    .by_path = true,
+    .has_target = true,
+    .target_kind = objhash::ObjKind::kGhost,
+    .claims = ClaimsDeleted,
+    .describe = DescribeDeleted,
+    .register_target = RegisterDeleted,
+    .open = OpenDeleted,
+    .check = CheckDeleted,
+};
+
+[[maybe_unused]] const bool kRegistered =
+    RegisterFdKind(&kDeletedKind) &&
+    objhash::RegisterHandler({objhash::ObjKind::kGhost, "GHOST", image::CKPT_HDR_GHOST,
+                              CheckpointGhost, RestoreGhost});
+
+}  // namespace
 }  // namespace ckpt::fs

@@ -16,6 +16,7 @@
 #include "absl/strings/strip.h"
 #include "lib/base/fd.h"
 #include "lib/base/status.h"
+#include "lib/fs/fdkind.h"
 #include "lib/image/format.h"
 
 namespace ckpt::fs {
@@ -124,7 +125,7 @@ absl::StatusOr<std::string> PeekPipe(const PipeInfo& p, uint32_t* capacity) {
 absl::StatusOr<uint32_t> RegisterPipe(objhash::ObjHash& objects, pid_t pid, int fd,
                                       const struct stat& st, const std::string& fifo_path) {
   ASSIGN_OR_RETURN(objhash::ObjHash::Found f,
-                   objects.LookupAdd(objhash::ObjKind::kPipe,
+                   objects.LookupAdd(kObjPipe,
                                      objhash::Identity::OfInode(st.st_dev, st.st_ino),
                                      PipeInfo{pid, fd, fifo_path, st.st_ino}));
   return f.objref;
@@ -182,7 +183,7 @@ absl::Status ResolveExternalPipes(objhash::ObjHash& objects, const std::set<pid_
   std::map<uint64_t, PipeInfo*> infos;
   std::map<uint64_t, PipeEnd> pipes;
   for (const auto& e : objects.entries()) {
-    if (e->kind != objhash::ObjKind::kPipe) continue;
+    if (e->kind != kObjPipe) continue;
     auto* p = std::any_cast<PipeInfo>(&e->data);
     if (p == nullptr || !p->fifo_path.empty()) continue;
     infos[p->ino] = p;
@@ -327,4 +328,69 @@ absl::StatusOr<objhash::RestoredObject> RestorePipe(objhash::RestoreContext& ctx
   return obj;
 }
 
+// ------------------------------------------------- pipe and FIFO fd kind
+
+namespace {
+
+bool ClaimsPipe(const FdProbe& p) { return S_ISFIFO(p.st.st_mode); }
+
+bool IsFifoPath(const std::string& target) { return !target.empty() && target[0] == '/'; }
+
+absl::Status DescribePipe(const FdProbe& p, Description*) {
+  if (IsFifoPath(p.target) && absl::EndsWith(p.target, " (deleted)")) {
+    return absl::UnimplementedError(absl::StrCat("task ", p.pid, " fd ", p.fd, ": the deleted FIFO ",
+                                                 p.target, " is not supported yet"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint32_t> RegisterPipeTarget(objhash::ObjHash& objects, const FdProbe& p,
+                                            const Description&) {
+  return RegisterPipe(objects, p.pid, p.fd, p.st, IsFifoPath(p.target) ? p.target : std::string());
+}
+
+bool IsInherited(const objhash::RestoredObject* pipe) {
+  const auto* restored = std::any_cast<RestoredPipe>(&pipe->data);
+  return restored != nullptr && restored->external;
+}
+
+absl::StatusOr<UniqueFd> OpenPipe(objhash::RestoreContext&, const image::ckpt_file& rec,
+                                  const std::string& path, const objhash::RestoredObject* pipe) {
+  if (IsInherited(pipe)) {
+    // The caller's fd itself, at every number that held an end of it.
+    int fd = fcntl(pipe->fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) return ErrnoError(errno, "dup of the fd given for ", path);
+    return UniqueFd(fd);
+  }
+  return Reopen(pipe->fd, static_cast<int>(rec.flags), path);
+}
+
+absl::Status CheckPipe(objhash::RestoreContext& ctx, const image::ckpt_file& rec,
+                       const std::string& path, int, const struct stat& st) {
+  // The caller's fd given for an external pipe may be any kind of file.
+  ASSIGN_OR_RETURN(const objhash::RestoredObject* pipe, ctx.objects->Get(rec.target_ref, kObjPipe));
+  if (IsInherited(pipe)) return absl::OkStatus();
+  return CheckFileType(rec, path, st);
+}
+
+const FdKindOps kPipeKind = {
+    .name = "pipe",
+    .file_kind = image::kFilePipe,
+    .order = 20,
+    .seekable = false,
+    .by_path = false,
+    .has_target = true,
+    .target_kind = kObjPipe,
+    .claims = ClaimsPipe,
+    .describe = DescribePipe,
+    .register_target = RegisterPipeTarget,
+    .open = OpenPipe,
+    .check = CheckPipe,
+};
+
+[[maybe_unused]] const bool kRegistered =
+    RegisterFdKind(&kPipeKind) &&
+    objhash::RegisterHandler({kObjPipe, "PIPE", image::CKPT_HDR_PIPE, CheckpointPipe, RestorePipe});
+
+}  // namespace
 }  // namespace ckpt::fs

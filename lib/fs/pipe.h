@@ -25,6 +25,8 @@
 
 namespace ckpt::fs {
 
+inline constexpr objhash::ObjKind kObjPipe{3};
+
 // Registers the pipe behind fd `fd` of task `pid` (inode `st`); `fifo_path`
 // is empty for an anonymous pipe. Returns its objref.
 absl::StatusOr<uint32_t> RegisterPipe(objhash::ObjHash& objects, pid_t pid, int fd,

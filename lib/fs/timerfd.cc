@@ -17,6 +17,7 @@
 #include "lib/base/clock.h"
 #include "lib/base/fd.h"
 #include "lib/base/status.h"
+#include "lib/fs/fdkind.h"
 #include "lib/image/format.h"
 
 namespace ckpt::fs {
@@ -90,7 +91,7 @@ absl::StatusOr<uint32_t> RegisterTimerfd(objhash::ObjHash& objects, pid_t pid, i
                                             ": fdinfo does not describe a timerfd"));
   }
   ASSIGN_OR_RETURN(objhash::ObjHash::Found f,
-                   objects.LookupAdd(objhash::ObjKind::kTimerfd,
+                   objects.LookupAdd(kObjTimerfd,
                                      objhash::Identity::OfFile(pid, fd, st.st_dev, st.st_ino), t));
   return f.objref;
 }
@@ -134,4 +135,54 @@ absl::StatusOr<objhash::RestoredObject> RestoreTimerfd(objhash::RestoreContext& 
   return objhash::HoldAt(ctx, t.objref, fd, "a timerfd");
 }
 
+// --------------------------------------------------------- the fd kind
+
+namespace {
+
+bool ClaimsTimerfd(const FdProbe& p) { return p.target == "anon_inode:[timerfd]"; }
+
+absl::StatusOr<uint32_t> RegisterTimerfdTarget(objhash::ObjHash& objects, const FdProbe& p,
+                                               const Description&) {
+  return RegisterTimerfd(objects, p.pid, p.fd, p.st);
+}
+
+// One description: the descriptors share the restorer's timerfd.
+absl::StatusOr<UniqueFd> OpenTimerfd(objhash::RestoreContext&, const image::ckpt_file& rec,
+                                     const std::string&, const objhash::RestoredObject* timer) {
+  int fd = fcntl(timer->fd, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return ErrnoError(errno, "dup of a timerfd");
+  UniqueFd owned(fd);
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, (fl & ~O_NONBLOCK) | (static_cast<int>(rec.flags) & O_NONBLOCK)) != 0) {
+    return ErrnoError(errno, "setting a timerfd's flags");
+  }
+  return owned;
+}
+
+absl::Status CheckTimerfd(objhash::RestoreContext&, const image::ckpt_file& rec,
+                          const std::string& path, int, const struct stat& st) {
+  return CheckFileType(rec, path, st);
+}
+
+const FdKindOps kTimerfdKind = {
+    .name = "timerfd",
+    .file_kind = image::kFileTimerfd,
+    .order = 10,
+    .seekable = false,
+    .by_path = false,
+    .has_target = true,
+    .target_kind = kObjTimerfd,
+    .claims = ClaimsTimerfd,
+    .describe = nullptr,
+    .register_target = RegisterTimerfdTarget,
+    .open = OpenTimerfd,
+    .check = CheckTimerfd,
+};
+
+[[maybe_unused]] const bool kRegistered =
+    RegisterFdKind(&kTimerfdKind) &&
+    objhash::RegisterHandler({kObjTimerfd, "TIMERFD", image::CKPT_HDR_TIMERFD, CheckpointTimerfd,
+                              RestoreTimerfd});
+
+}  // namespace
 }  // namespace ckpt::fs

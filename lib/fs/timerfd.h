@@ -19,6 +19,8 @@
 
 namespace ckpt::fs {
 
+inline constexpr objhash::ObjKind kObjTimerfd{12};
+
 // Registers the timerfd behind fd `fd` of task `pid`. Returns its objref.
 absl::StatusOr<uint32_t> RegisterTimerfd(objhash::ObjHash& objects, pid_t pid, int fd,
                                          const struct stat& st);

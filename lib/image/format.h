@@ -309,13 +309,14 @@ struct ckpt_timerfd {
 static_assert(sizeof(ckpt_timerfd) == 40);
 
 enum FileKind : uint32_t {
-  kFileRegular = 1,     // by path, or on a GHOST (target_ref) when deleted
+  kFileRegular = 1,     // by path (MAPPED_FILE: on a GHOST target_ref when deleted)
   kFileDirectory = 2,
   kFileCharDevice = 3,
   kFilePipe = 4,        // an end of the PIPE target_ref
   kFileTty = 5,         // the dumper's terminal (--shell-job): the restorer's at restore
   kFileShmem = 6,       // a memfd: the SHMEM target_ref
   kFileTimerfd = 7,     // a timerfd: the TIMERFD target_ref
+  kFileDeleted = 8,     // a regular file deleted while open: the GHOST target_ref
 };
 
 // Shared by CKPT_HDR_FILE (an open description: flags and pos matter) and

@@ -121,9 +121,6 @@ struct MmRestoreContext {
 // before the MM record) and rebuilds the task's memory.
 absl::Status RestoreMm(image::Reader& reader, MmRestoreContext& ctx, MmStats* stats);
 
-// The MAPPED_FILE object handler.
-absl::Status RegisterMmHandlers(objhash::HandlerTable& table);
-
 }  // namespace ckpt::mm
 
 #endif  // LIBCKPT_LIB_MM_MM_H_

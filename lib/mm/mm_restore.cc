@@ -419,7 +419,7 @@ absl::Status RestoreMm(image::Reader& r, MmRestoreContext& ctx, MmStats* stats) 
       ASSIGN_OR_RETURN(const objhash::RestoredObject* file,
                        ctx.objects->Get(v.file_ref, v.kind == image::kVmaFile
                                                         ? objhash::ObjKind::kMappedFile
-                                                        : objhash::ObjKind::kShmem));
+                                                        : kObjShmem));
       fd = file->fd;
     }
     const bool fill = v.nr_pages > 0;
@@ -494,11 +494,15 @@ absl::Status RestoreMm(image::Reader& r, MmRestoreContext& ctx, MmStats* stats) 
   return absl::OkStatus();
 }
 
-absl::Status RegisterMmHandlers(objhash::HandlerTable& table) {
-  RETURN_IF_ERROR(table.Register({objhash::ObjKind::kShmem, "shared memory",
-                                  image::CKPT_HDR_SHMEM, CheckpointShmem, RestoreShmem}));
-  return table.Register({objhash::ObjKind::kMappedFile, "mapped file",
-                         image::CKPT_HDR_MAPPED_FILE, CheckpointMappedFile, RestoreMappedFile});
-}
+namespace {
+
+[[maybe_unused]] const bool kRegistered =
+    objhash::RegisterHandler({kObjShmem, "SHMEM", image::CKPT_HDR_SHMEM, CheckpointShmem,
+                              RestoreShmem}) &&
+    objhash::RegisterHandler({objhash::ObjKind::kMappedFile, "MAPPED_FILE",
+                              image::CKPT_HDR_MAPPED_FILE, CheckpointMappedFile,
+                              RestoreMappedFile});
+
+}  // namespace
 
 }  // namespace ckpt::mm

@@ -41,7 +41,7 @@ struct ShmemInfo {
 absl::StatusOr<ShmemInfo*> Register(objhash::ObjHash& objects, dev_t dev, uint64_t ino,
                                     bool memfd, const std::string& name, uint32_t* objref) {
   ASSIGN_OR_RETURN(objhash::ObjHash::Found f,
-                   objects.LookupAdd(objhash::ObjKind::kShmem,
+                   objects.LookupAdd(kObjShmem,
                                      objhash::Identity::OfInode(dev, ino), ShmemInfo{name, memfd}));
   *objref = f.objref;
   return &std::any_cast<ShmemInfo&>(f.entry->data);

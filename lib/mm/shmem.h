@@ -28,6 +28,9 @@
 
 namespace ckpt::mm {
 
+inline constexpr objhash::ObjKind kObjShmem{11};
+
+
 // A task's fd on a memfd: registers the memfd (name as its link shows it,
 // without "/memfd:" and " (deleted)").
 absl::StatusOr<uint32_t> RegisterShmemFd(objhash::ObjHash& objects, pid_t pid, int fd,

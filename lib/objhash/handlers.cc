@@ -52,4 +52,32 @@ const ObjectOps* HandlerTable::ForRecord(uint32_t record_type) const {
   return nullptr;
 }
 
+namespace {
+
+struct Registry {
+  HandlerTable table;
+  absl::Status error;
+};
+
+Registry& TheRegistry() {
+  static Registry* r = new Registry;
+  return *r;
+}
+
+}  // namespace
+
+bool RegisterHandler(const ObjectOps& ops) {
+  Registry& r = TheRegistry();
+  absl::Status st = r.table.Register(ops);
+  if (!st.ok() && r.error.ok()) r.error = st;
+  RegisterObjKindName(ops.kind, ops.name);
+  return st.ok();
+}
+
+absl::StatusOr<const HandlerTable*> GlobalHandlers() {
+  Registry& r = TheRegistry();
+  if (!r.error.ok()) return r.error;
+  return &r.table;
+}
+
 }  // namespace ckpt::objhash

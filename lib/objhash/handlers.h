@@ -88,6 +88,17 @@ class HandlerTable {
   std::vector<ObjectOps> ops_;
 };
 
+// The one table of the process: every object kind registers its handler
+// from its own file, at static initialisation,
+//
+//   const bool kRegistered = objhash::RegisterHandler({kObjPipe, "pipe", ...});
+//
+// (the library that holds such a file is linked whole: alwayslink). A
+// clash (two handlers for one kind or record type) is kept and reported
+// by GlobalHandlers().
+bool RegisterHandler(const ObjectOps& ops);
+absl::StatusOr<const HandlerTable*> GlobalHandlers();
+
 }  // namespace ckpt::objhash
 
 #endif  // LIBCKPT_LIB_OBJHASH_HANDLERS_H_

@@ -2,39 +2,35 @@
 
 #include <unistd.h>
 
+#include <map>
+#include <string>
+
 #include "absl/strings/str_cat.h"
 #include "lib/base/status.h"
 
 namespace ckpt::objhash {
 
-const char* ObjKindName(ObjKind kind) {
-  switch (kind) {
-    case ObjKind::kFile:
-      return "FILE";
-    case ObjKind::kMappedFile:
-      return "MAPPED_FILE";
-    case ObjKind::kPipe:
-      return "PIPE";
-    case ObjKind::kPid:
-      return "PID";
-    case ObjKind::kMm:
-      return "MM";
-    case ObjKind::kFiles:
-      return "FILES";
-    case ObjKind::kFs:
-      return "FS";
-    case ObjKind::kSighand:
-      return "SIGHAND";
-    case ObjKind::kShm:
-      return "SHM";
-    case ObjKind::kGhost:
-      return "GHOST";
-    case ObjKind::kShmem:
-      return "SHMEM";
-    case ObjKind::kTimerfd:
-      return "TIMERFD";
-  }
-  return "UNKNOWN";
+namespace {
+
+std::map<uint32_t, std::string>& KindNames() {
+  static auto* names = new std::map<uint32_t, std::string>{
+      {static_cast<uint32_t>(ObjKind::kPid), "PID"},   {static_cast<uint32_t>(ObjKind::kMm), "MM"},
+      {static_cast<uint32_t>(ObjKind::kFiles), "FILES"}, {static_cast<uint32_t>(ObjKind::kFs), "FS"},
+      {static_cast<uint32_t>(ObjKind::kSighand), "SIGHAND"},
+      {static_cast<uint32_t>(ObjKind::kShm), "SHM"}};
+  return *names;
+}
+
+}  // namespace
+
+void RegisterObjKindName(ObjKind kind, const char* name) {
+  KindNames()[static_cast<uint32_t>(kind)] = name;
+}
+
+std::string ObjKindName(ObjKind kind) {
+  auto it = KindNames().find(static_cast<uint32_t>(kind));
+  if (it != KindNames().end()) return it->second;
+  return absl::StrCat("kind ", static_cast<uint32_t>(kind));
 }
 
 // Where `id` is, or would go, in a bucket kept in kcmp order: kcmp(2)

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -31,23 +32,25 @@
 
 namespace ckpt::objhash {
 
+// The kind of an object. The drivers' own kinds are here; every other
+// kind defines its value in its own file (ObjKind{N}, N from 100 up) and
+// registers its name with its handler; a clash is an error at start-up.
 enum class ObjKind : uint32_t {
   kFile = 1,        // an open file description
   kMappedFile = 2,  // a file that backs mappings, by inode
-  kPipe = 3,        // a pipe, by inode
   kPid = 4,         // a pid
   kMm = 5,          // an address space (CLONE_VM)
   kFiles = 6,       // an fd table (CLONE_FILES)
   kFs = 7,          // cwd/root/umask (CLONE_FS)
   kSighand = 8,     // signal handlers (CLONE_SIGHAND)
   kShm = 9,         // a SysV shm segment, by inode
-  kGhost = 10,      // a deleted file's inode, with its contents
-  kShmem = 11,      // a memfd or shared anonymous memory, by inode
-  kTimerfd = 12,    // a timerfd, by its file description
+  kGhost = 10,      // a deleted file's inode, with its contents (fs and mm both use it)
 };
 
-// "FILE", "MAPPED_FILE", ...
-const char* ObjKindName(ObjKind kind);
+// "FILE", "PIPE", ...: the name its handler registered, or "kind N".
+std::string ObjKindName(ObjKind kind);
+// Called by RegisterHandler.
+void RegisterObjKindName(ObjKind kind, const char* name);
 
 class ObjHash {
  public:
