@@ -14,6 +14,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "lib/base/clock.h"
@@ -161,10 +162,16 @@ void KillByPidfd(int pidfd) {
 
 void KillTree(const SpawnedTree& tree, const std::vector<pid_t>& tids) {
   for (size_t i = tree.pidfds.size(); i-- > 0;) KillByPidfd(tree.pidfds[i].get());
-  // Reap: this process is the nodes' tracer (and the root's parent, and the
-  // subreaper of the others), and every traced thread of a killed process
-  // stays a zombie until its tracer reaps it; the PIDs waited for are
-  // held by those zombies until then, so they cannot be anyone else's.
+  // Reap: this process is the nodes' tracer, the root's parent and the
+  // subreaper of the others. A traced task that dies is reported to its
+  // tracer first and stays a zombie for its parent; once its parent (a
+  // node) is gone it is this process's child and is reported again. So a
+  // task is done only when /proc no longer shows it (or shows a task that
+  // is neither dead nor a child of this restore, its PID taken since).
+  std::set<pid_t> ours = {getpid()};
+  for (size_t i = 0; i < tree.pids.size(); ++i) {
+    if (tree.pids[i] > 0 && tree.pidfds[i].valid()) ours.insert(tree.pids[i]);
+  }
   std::vector<pid_t> left = tids;
   for (size_t i = tree.pids.size(); i-- > 0;) {
     if (tree.pids[i] > 0 && tree.pidfds[i].valid()) left.push_back(tree.pids[i]);
@@ -174,12 +181,14 @@ void KillTree(const SpawnedTree& tree, const std::vector<pid_t>& tids) {
     std::vector<pid_t> still;
     for (pid_t pid : left) {
       int status;
-      pid_t r = waitpid(pid, &status, __WALL | WNOHANG);
-      if (r == pid && !(WIFEXITED(status) || WIFSIGNALED(status))) r = 0;  // a stop: again
-      if (r == 0 || (r < 0 && errno == EINTR)) still.push_back(pid);
-      // ECHILD: reaped already (a thread with its process), or not ours.
+      while (waitpid(pid, &status, __WALL | WNOHANG) == pid) {
+      }
+      absl::StatusOr<ProcStat> st = ReadProcStat(pid);
+      const bool gone = !st.ok() || (st->state != 'Z' && st->state != 'X' && !ours.count(st->ppid) &&
+                                     !(st->flags & kPfExiting));
+      if (!gone) still.push_back(pid);
     }
-    if (still.size() == left.size()) usleep(1000);
+    if (!still.empty()) usleep(1000);
     left.swap(still);
   }
 }
