@@ -96,6 +96,11 @@ absl::StatusOr<TreeReport> Preflight(pid_t root, const DumpOptions& options,
   std::set<pid_t> tree;
   std::map<pid_t, bool> alive;  // pid -> a live task of the tree
   std::vector<std::pair<pid_t, pid_t>> queue = {{root, 0}};
+  // A task that exits meanwhile (the tree may be busy) is not a problem:
+  // whatever of it was read is dropped.
+  auto problem = [&](const absl::Status& st) {
+    if (!absl::IsNotFound(st)) report.problems.push_back(st);
+  };
   for (size_t qi = 0; qi < queue.size(); ++qi) {
     auto [pid, parent] = queue[qi];
     absl::StatusOr<task::ProcStatus> st = task::ReadProcStatus(pid);
@@ -106,24 +111,24 @@ absl::StatusOr<TreeReport> Preflight(pid_t root, const DumpOptions& options,
     const bool zombie = st->state == 'Z' || st->state == 'X';
     alive[pid] = !zombie;
     absl::Status state = CheckTaskState(pid, *st, *stat);
-    if (!state.ok()) report.problems.push_back(state);
+    if (!state.ok()) problem(state);
     if (zombie) continue;
     report.threads += static_cast<uint64_t>(std::max(st->threads, 1));
 
     bool shares_parent_files = false;
     absl::Status sharing = CheckSharedResources(shared, pid, parent, parent != 0 && alive[parent],
                                                 &shares_parent_files);
-    if (!sharing.ok()) report.problems.push_back(sharing);
+    if (!sharing.ok()) problem(sharing);
 
     if (!shares_parent_files) {
       absl::StatusOr<std::vector<int>> fds = fs::ListFds(pid);
       if (!fds.ok()) {
-        report.problems.push_back(fds.status());
+        problem(fds.status());
       } else {
         for (int fd : *fds) {
           absl::StatusOr<fs::ClassifiedFd> c = fs::ClassifyFd(pid, fd, dump_flags);
           if (!c.ok()) {
-            if (!absl::IsNotFound(c.status())) report.problems.push_back(c.status());
+            problem(c.status());
             continue;
           }
           if (absl::StartsWith(c->file.path, "pipe:[")) {  // an anonymous pipe
@@ -140,7 +145,7 @@ absl::StatusOr<TreeReport> Preflight(pid_t root, const DumpOptions& options,
                 return mm::ParseMaps(text);
               }();
     if (!vmas.ok()) {
-      report.problems.push_back(vmas.status());
+      problem(vmas.status());
     } else {
       for (const mm::Vma& v : *vmas) {
         if (v.name == "[vsyscall]") continue;

@@ -164,6 +164,7 @@ absl::Status RestoreRun::ReadTree(image::Reader& r) {
   if (tree.flags & ~static_cast<uint32_t>(image::kTreeContainer)) {
     return r.FieldError("flags", tree.flags, " has unknown bits");
   }
+  std::map<pid_t, uint32_t> outer_pids;  // number in the outermost namespace -> objref
   for (uint32_t i = 0; i < tree.nr_pids; ++i) {
     ASSIGN_OR_RETURN(image::ckpt_pid pid, r.Expect<image::ckpt_pid>(image::CKPT_HDR_PID));
     if (pid.objref == 0 || pids_.count(pid.objref)) {
@@ -175,6 +176,12 @@ absl::Status RestoreRun::ReadTree(image::Reader& r) {
     std::vector<pid_t> nrs(pid.nr, pid.nr + pid.nr_levels);
     for (pid_t nr : nrs) {
       if (nr <= 0 || nr > (1 << 22)) return r.FieldError("nr", nr, " is not a PID");
+    }
+    // Every pid is in the outermost namespace: its number there is its own.
+    auto [other, fresh] = outer_pids.emplace(nrs.front(), pid.objref);
+    if (!fresh) {
+      return r.FieldError("nr", nrs.front(), " is the number of two pids (objrefs ", other->second,
+                          " and ", pid.objref, ")");
     }
     pids_[pid.objref] = nrs;
   }

@@ -25,7 +25,7 @@ namespace ckpt::task {
 // the kernel tells a parent its child has exited (release_task notifies)
 // a moment before it frees the child's and its threads' PIDs, so a restore
 // that follows the reap at once can meet EEXIST for a PID nobody holds.
-inline constexpr int64_t kPidReleaseWaitNs = 1000 * 1000000LL;
+inline constexpr int64_t kPidReleaseWaitNs = 250 * 1000000LL;
 
 struct SpawnNode {
   // The PID at each pid-namespace level, outermost (the restorer's) first.
