@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -35,7 +36,12 @@ absl::StatusOr<TaskCore> ReadCore(pid_t pid, const ProcStatus& st, const Syscall
   TaskCore core;
   image::ckpt_task& t = core.task;
   t.pid_ref = 0;  // set by the driver
-  std::strncpy(t.comm, st.name.c_str(), sizeof(t.comm) - 1);
+  // /proc/PID/comm has the name's bytes as they are (status's Name: line
+  // escapes '\n' and '\\', and its parser trims blanks): only the newline
+  // the file adds goes.
+  ASSIGN_OR_RETURN(std::string comm, ReadFile(absl::StrCat("/proc/", pid, "/comm")));
+  if (!comm.empty() && comm.back() == '\n') comm.pop_back();
+  std::memcpy(t.comm, comm.data(), std::min(comm.size(), sizeof(t.comm) - 1));
   ASSIGN_OR_RETURN(std::string persona, ReadFile(absl::StrCat("/proc/", pid, "/personality")));
   t.personality = static_cast<uint32_t>(std::stoul(persona, nullptr, 16));
   t.umask = st.umask;

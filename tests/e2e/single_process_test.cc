@@ -107,6 +107,16 @@ long LastCount(const std::string& out) {
   return at == std::string::npos ? 0 : std::stol(out.substr(at + 6));
 }
 
+// comm comes back byte for byte, even the bytes /proc/PID/status escapes
+// (newline, backslash) or trims (blanks at either end).
+TEST(SingleProcessTest, NameWithBlanksNewlineAndBackslashSurvives) {
+  absl::StatusOr<Subject> s = StartSubject("comm");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  DumpKillRestore(*s, {s->pid}, TempPath("comm.img"));
+  ExpectPass(*s);
+}
+
 TEST(SingleProcessTest, TimeBasedCounterContinues) {
   absl::StatusOr<Subject> s = StartSubject("counter");
   ASSERT_TRUE(s.ok()) << s.status();
