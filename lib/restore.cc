@@ -396,11 +396,9 @@ absl::Status RestoreRun::WaitForFreePids() {
   for (const auto& t : tasks_) {
     pid_t pid = t->pids.front();
     for (;;) {
-      absl::StatusOr<std::string> stat = ReadFile(absl::StrCat("/proc/", pid, "/stat"));
+      absl::StatusOr<task::ProcStat> stat = task::ReadProcStat(pid);
       if (!stat.ok()) break;  // free
-      size_t close = stat->rfind(')');
-      char state = close != std::string::npos && close + 2 < stat->size() ? (*stat)[close + 2] : '?';
-      if (state != 'Z' && state != 'X') {
+      if (stat->state != 'Z' && stat->state != 'X') {
         return absl::AlreadyExistsError(absl::StrCat("PID ", pid, " is taken by another process",
                                                      task::DescribePidHolder(pid)));
       }

@@ -57,6 +57,10 @@ absl::StatusOr<std::string> ReadLink(const std::string& path);
 // Reads a whole (usually /proc) file; the error names the path.
 absl::StatusOr<std::string> ReadFile(const std::string& path);
 
+// Reads `len` bytes at `offset`, restarting on EINTR and short reads;
+// returns how many it read, fewer only at end of file.
+absl::StatusOr<size_t> PreadFull(int fd, void* buf, size_t len, uint64_t offset);
+
 // Writes every byte, restarting on EINTR and short writes.
 absl::Status WriteAll(int fd, const void* data, size_t len);
 

@@ -90,19 +90,10 @@ absl::Status CheckpointGhost(objhash::CheckpointContext& ctx,
   ASSIGN_OR_RETURN(uint8_t * buf, buffer.Get(std::min<uint64_t>(kChunk, std::max<uint64_t>(rec.size, 1))));
   for (uint64_t at = 0; at < rec.size;) {
     size_t want = static_cast<size_t>(std::min<uint64_t>(kChunk, rec.size - at));
-    size_t got = 0;
-    while (got < want) {
-      ssize_t n = pread(in.get(), buf + got, want - got, static_cast<off_t>(at + got));
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return ErrnoError(errno, "reading the deleted ", g.path);
-      if (n == 0) {
-        // Shorter than when we looked: pad with zeros, as a truncated file reads.
-        std::fill(buf + got, buf + want, 0);
-        got = want;
-        break;
-      }
-      got += static_cast<size_t>(n);
-    }
+    absl::StatusOr<size_t> got = PreadFull(in.get(), buf, want, at);
+    if (!got.ok()) return Annotate(got.status(), absl::StrCat("reading the deleted ", g.path));
+    // Shorter than when we looked: pad with zeros, as a truncated file reads.
+    std::fill(buf + *got, buf + want, 0);
     RETURN_IF_ERROR(ctx.writer->Append(image::CKPT_HDR_GHOST_DATA, buf, want));
     at += want;
   }

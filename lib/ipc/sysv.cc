@@ -450,12 +450,10 @@ absl::Status IpcDump::Write(image::Writer& w) {
         w, s.runs, s.rec.nr_pages, [&](uint64_t offset, uint64_t len, uint8_t* buf) -> absl::Status {
           const uint64_t avail = std::min(len, s.rec.size - offset);
           if (s.fd.valid()) {
-            uint64_t got = 0;
-            while (got < avail) {
-              ssize_t n = pread(s.fd.get(), buf + got, avail - got, static_cast<off_t>(offset + got));
-              if (n < 0 && errno == EINTR) continue;
-              if (n <= 0) return ErrnoError(n < 0 ? errno : EIO, "reading SysV segment ", s.rec.perm.id);
-              got += static_cast<uint64_t>(n);
+            absl::StatusOr<size_t> got = PreadFull(s.fd.get(), buf, avail, offset);
+            if (!got.ok() || *got < avail) {
+              return got.ok() ? ErrnoError(EIO, "reading SysV segment ", s.rec.perm.id, ": it ended early")
+                              : Annotate(got.status(), absl::StrCat("reading SysV segment ", s.rec.perm.id));
             }
           } else {
             std::memcpy(buf, s.addr + offset, avail);

@@ -221,17 +221,11 @@ absl::Status ReadPages(pid_t pid, bool readable, UniqueFd* mem,
   }
   uint64_t at = 0;
   for (const struct iovec& r : remote) {
-    uint64_t done = 0;
-    while (done < r.iov_len) {
-      ssize_t n = pread(mem->get(), buf + at + done, r.iov_len - done,
-                        static_cast<off_t>(reinterpret_cast<uint64_t>(r.iov_base) + done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        return ErrnoError(n < 0 ? errno : EIO,
-                          absl::StrFormat("reading /proc/%d/mem at 0x%x", pid,
-                                          reinterpret_cast<uint64_t>(r.iov_base) + done));
-      }
-      done += static_cast<uint64_t>(n);
+    const uint64_t addr = reinterpret_cast<uint64_t>(r.iov_base);
+    absl::StatusOr<size_t> done = PreadFull(mem->get(), buf + at, r.iov_len, addr);
+    if (!done.ok() || *done < r.iov_len) {
+      const std::string where = absl::StrFormat("reading /proc/%d/mem at 0x%x", pid, addr);
+      return done.ok() ? ErrnoError(EIO, where, ": it ended early") : Annotate(done.status(), where);
     }
     at += r.iov_len;
   }

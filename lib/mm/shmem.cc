@@ -97,13 +97,8 @@ absl::Status PlanFromMappings(const ShmemInfo& info, Plan* plan) {
 absl::Status ReadRange(const ShmemInfo& info, const Plan& plan, uint64_t offset, uint64_t len,
                        uint8_t* buf) {
   if (plan.fd.valid()) {
-    uint64_t got = 0;
-    while (got < len) {
-      ssize_t n = pread(plan.fd.get(), buf + got, len - got, static_cast<off_t>(offset + got));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return ErrnoError(n < 0 ? errno : EIO, "reading shared memory");
-      got += static_cast<uint64_t>(n);
-    }
+    ASSIGN_OR_RETURN(size_t got, PreadFull(plan.fd.get(), buf, len, offset));
+    if (got < len) return ErrnoError(EIO, "reading shared memory: it ended at ", offset + got);
     return absl::OkStatus();
   }
   // Through mappings, page range by page range.

@@ -148,10 +148,8 @@ absl::Status NodeError(const SpawnNode& n, int what, int err) {
 long NowMs() { return static_cast<long>(MonotonicNs() / 1000000); }
 
 char StateOf(pid_t pid) {
-  absl::StatusOr<std::string> stat = ReadFile(absl::StrCat("/proc/", pid, "/stat"));
-  if (!stat.ok()) return '?';
-  size_t close = stat->rfind(')');
-  return close == std::string::npos || close + 2 >= stat->size() ? '?' : (*stat)[close + 2];
+  absl::StatusOr<ProcStat> stat = ReadProcStat(pid);
+  return stat.ok() ? stat->state : '?';
 }
 
 }  // namespace
