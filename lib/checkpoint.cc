@@ -35,6 +35,7 @@
 #include "lib/mm/mm.h"
 #include "lib/objhash/objhash.h"
 #include "lib/preflight.h"
+#include "lib/sections.h"
 #include "lib/task/core.h"
 #include "lib/task/inject.h"
 #include "lib/task/proc.h"
@@ -51,33 +52,6 @@ namespace {
 // Rounds of "freeze what is new, look again" before a tree that keeps
 // changing is given up on.
 constexpr int kMaxFreezeRounds = 16;
-
-struct ThreadDump {
-  task::ThreadState state;
-  std::unique_ptr<task::Injector> injector;
-  bool touched = false;  // its registers were changed for injection
-  int64_t sleep_expiry = -1;  // CLOCK_MONOTONIC expiry of the sleep the freeze broke
-};
-
-struct TaskDump {
-  pid_t pid = 0;
-  pid_t parent = 0;  // the parent task's pid; 0 for the root
-  bool zombie = false;
-  int exit_code = 0;
-  uint32_t pid_ref = 0, parent_ref = 0, pgrp_ref = 0, session_ref = 0;
-  bool shares_parent_files = false;  // CLONE_FILES with its parent
-  task::ProcStatus status;
-  task::ProcStat stat;
-  std::map<pid_t, ThreadDump> threads;  // seized threads by tid
-  task::TaskCore core;
-  fs::FsState fs;
-  std::vector<fs::FdEntry> fds;
-  mm::MmDump mm;
-  image::ckpt_sighand sighand{};
-  task::TaskSignals signals;
-
-  ThreadDump& leader() { return threads.at(pid); }
-};
 
 class Dumper {
  public:
@@ -571,37 +545,13 @@ absl::Status Dumper::Write(ImageOutput& out) {
     RETURN_IF_ERROR(handlers->ForKind(e->kind)->checkpoint(ctx, *e));
   }
 
-  // Each live task's own section, in tree order.
+  // Each live task's own sections, in tree order, in the sections' order.
+  SectionWriteContext sctx{&w, &objects_, stats_};
   for (const auto& t : tasks_) {
     if (t->zombie) continue;
-    task::TaskCore core = t->core;
-    core.task.pid_ref = t->pid_ref;
-    core.task.nr_threads = static_cast<uint32_t>(t->threads.size());
-    core.task.nr_fds = static_cast<uint32_t>(t->fds.size());
-    RETURN_IF_ERROR(task::WriteCore(core, w));
-    RETURN_IF_ERROR(fs::WriteFs(t->fs, w));
-    RETURN_IF_ERROR(fs::WriteFds(t->fds, w));
-    mm::MmStats mm_stats;
-    RETURN_IF_ERROR(mm::WriteMm(t->pid, t->mm, w, &mm_stats));
-    stats_->vmas += mm_stats.vmas;
-    stats_->pages_written += mm_stats.pages;
-    stats_->pages_skipped += mm_stats.skipped_pages;
-    RETURN_IF_ERROR(task::WriteSighand(t->sighand, w));
-    RETURN_IF_ERROR(task::WriteSignals(t->signals, w));
-    // The leader first, then the others.
-    for (pid_t tid : [&] {
-           std::vector<pid_t> order = {t->pid};
-           for (const auto& [id, th] : t->threads) {
-             if (id != t->pid) order.push_back(id);
-           }
-           return order;
-         }()) {
-      ASSIGN_OR_RETURN(uint32_t tid_ref,
-                       objects_.Lookup(objhash::ObjKind::kPid, objhash::Identity::OfPid(tid)));
-      RETURN_IF_ERROR(task::WriteThread(t->threads.at(tid).state, tid_ref, w));
+    for (const TaskSectionOps& section : TaskSections()) {
+      RETURN_IF_ERROR(section.write(*t, sctx));
     }
-    ++stats_->tasks;
-    stats_->threads += t->threads.size();
   }
   RETURN_IF_ERROR(w.Finish());
   stats_->image_bytes = w.bytes();

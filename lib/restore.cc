@@ -36,6 +36,7 @@
 #include "lib/ipc/sysv.h"
 #include "lib/mm/mm.h"
 #include "lib/objhash/objhash.h"
+#include "lib/sections.h"
 #include "lib/task/core.h"
 #include "lib/task/inject.h"
 #include "lib/task/proc.h"
@@ -52,25 +53,6 @@ namespace {
 constexpr unsigned long kExitKill = 0x100000;   // PTRACE_O_EXITKILL
 constexpr unsigned long kTraceClone = 0x8;      // PTRACE_O_TRACECLONE
 constexpr int kZombieWaitMs = 10000;
-
-// A task being restored: one TASK_ENTRY, or a helper that recreates the
-// process group of a leader that had exited.
-struct TaskRestore {
-  image::ckpt_task_entry entry{};
-  std::vector<pid_t> pids;  // at every pid-namespace level, outermost first
-  int parent = -1;          // index in tasks_, -1 for the root
-  bool zombie = false;
-  bool helper = false;
-  uint32_t group_ref = 0;   // for a helper: the group it makes
-  bool early = false;       // forked before its parent becomes a session leader
-  bool shares_files = false;    // its fd table is its parent's
-  bool closes_objects = true;   // the last task of its fd table closes the restorer's fds
-  int node = -1;            // index in the spawn plan
-  pid_t pid = 0;            // as this process sees it
-  std::vector<pid_t> threads;  // every thread seized, the leader first
-  std::unique_ptr<task::Injector> injector;
-  std::unique_ptr<task::SyscallQueue> queue;
-};
 
 class RestoreRun {
  public:
@@ -588,66 +570,28 @@ absl::StatusOr<pid_t> RestoreRun::AddThread(TaskRestore& t, const task::ThreadSt
 
 absl::Status RestoreRun::RestoreTask(image::Reader& r, TaskRestore& t) {
   task::SyscallQueue& q = *t.queue;
-  ASSIGN_OR_RETURN(task::TaskCore core, task::ReadCoreRecords(r));
-  RETURN_IF_ERROR(CheckCredentialsGrantable(t.pid, core));
-  if (core.task.pid_ref != t.entry.pid_ref) {
-    return r.FieldError("pid_ref", "the task sections are not in tree order");
-  }
-  if (core.task.nr_threads != t.entry.nr_threads) {
-    return r.FieldError("nr_threads", core.task.nr_threads, " differs from the tree's ",
-                        t.entry.nr_threads);
-  }
-  RETURN_IF_ERROR(task::QueueCoreRestore(q, core));
-  ASSIGN_OR_RETURN(fs::FsState fs, fs::ReadFsRecord(r));
-  RETURN_IF_ERROR(fs::QueueFsRestore(q, fs));
-  ASSIGN_OR_RETURN(std::vector<fs::FdEntry> fds,
-                   fs::ReadFdRecords(r, core.task.nr_fds, high_fd_base_));
-  if (t.shares_files) {
-    // The parent restored the table they share.
-    if (!fds.empty()) return r.FieldError("nr_fds", "a task sharing its parent's fd table has none");
-  } else {
-    RETURN_IF_ERROR(fs::QueueFdRestore(q, fds, objects_, high_fd_base_));
-  }
-
-  mm::MmRestoreContext mctx;
-  mctx.pid = t.pid;
-  mctx.free_area = t.entry.free_area;
-  mctx.layout = &layout_;
-  mctx.objects = &objects_;
-  mctx.queue = &q;
-  mctx.buffer = &buffer_;
-  mm::MmStats mstats;
+  SectionRestoreContext ctx;
+  ctx.reader = &r;
+  ctx.task = &t;
+  ctx.objects = &objects_;
+  ctx.high_fd_base = high_fd_base_;
+  ctx.layout = &layout_;
+  ctx.buffer = &buffer_;
+  ctx.stats = stats_;
+  ctx.add_thread = [&](const task::ThreadState& thread, uint32_t tid_ref,
+                       const task::TaskCore& core) { return AddThread(t, thread, tid_ref, core); };
+  ctx.check_credentials = [&](const task::TaskCore& core) {
+    return CheckCredentialsGrantable(t.pid, core);
+  };
+  for (const TaskSectionOps& section : TaskSections()) RETURN_IF_ERROR(section.restore(ctx));
+  const task::TaskCore& core = ctx.core;
+  const task::ThreadState& leader = ctx.leader;
+  const image::ckpt_sighand& sighand = ctx.sighand;
+  auto& thread_pending = ctx.thread_pending;
   absl::Status st;
-  {
-    Phase p("restore: mm");
-    st = mm::RestoreMm(r, mctx, &mstats);
-  }
-  stats_->pages_written += mstats.pages;
-  if (!st.ok()) return Annotate(st, absl::StrCat("task ", t.pid));
-  // From here on the task's own vdso carries the injections that need no
-  // trampoline.
-  ASSIGN_OR_RETURN(uint64_t syscall_off, task::VdsoSyscallOffset());
-  t.injector->set_syscall_insn(mctx.vdso_start + syscall_off);
 
-  ASSIGN_OR_RETURN(image::ckpt_sighand sighand, task::ReadSighandRecord(r));
-  RETURN_IF_ERROR(task::QueueSighandRestore(q, sighand));
-  ASSIGN_OR_RETURN(task::TaskSignals signals, task::ReadSignalsRecords(r));
-  std::vector<std::pair<pid_t, std::vector<image::ckpt_siginfo>>> thread_pending;
-  task::ThreadState leader;
-  for (uint32_t i = 0; i < t.entry.nr_threads; ++i) {
-    uint32_t tid_ref = 0;
-    ASSIGN_OR_RETURN(task::ThreadState thread, task::ReadThreadRecords(r, &tid_ref));
-    if (i == 0) {
-      if (tid_ref != t.entry.pid_ref) return r.FieldError("tid_ref", "the leader comes first");
-      leader = std::move(thread);
-      RETURN_IF_ERROR(task::QueueThreadRestore(q, leader));
-      continue;
-    }
-    if (tid_ref == t.entry.pid_ref) return r.FieldError("tid_ref", "the leader appears twice");
-    absl::StatusOr<pid_t> tid = AddThread(t, thread, tid_ref, core);
-    if (!tid.ok()) return Annotate(tid.status(), absl::StrCat("task ", t.pid));
-    if (!thread.pending.empty()) thread_pending.push_back({*tid, thread.pending});
-  }
+  // Last, what must come after every thread exists: limits, credentials,
+  // the restorer's objects closed, pending signals and timers, registers.
   RETURN_IF_ERROR(task::QueueRlimitsRestore(q, core));
   RETURN_IF_ERROR(task::QueueCredsRestore(q, core));
   // The restorer's objects stay in a shared fd table until its last
@@ -663,7 +607,7 @@ absl::Status RestoreRun::RestoreTask(image::Reader& r, TaskRestore& t) {
   const pid_t tgid = PidIn(t.entry.pid_ref, t);
   if (!leader.pending.empty()) thread_pending.push_back({tgid, leader.pending});
   RETURN_IF_ERROR(task::QueueSignalsRestore(
-      q, tgid, signals, thread_pending, start_ns_, [&](uint32_t ref) -> absl::StatusOr<pid_t> {
+      q, tgid, ctx.signals, thread_pending, start_ns_, [&](uint32_t ref) -> absl::StatusOr<pid_t> {
         if (!pids_.count(ref)) {
           return absl::InvalidArgumentError(
               absl::StrCat("task ", t.pid, ": a POSIX timer names pid objref ", ref,

@@ -45,9 +45,10 @@ std::map<std::string, SleepProbe::Timer> ReadSleepTimers() {
       if (pending.empty()) continue;
       l.remove_prefix(13);
       std::vector<absl::string_view> range = absl::StrSplit(l, absl::ByAnyChar("- "));
-      int64_t soft = 0;
-      if (!range.empty() && absl::SimpleAtoi(range[0], &soft)) {
-        timers[pending] = {soft - offset};
+      int64_t soft = 0, hard = 0;
+      if (range.size() >= 2 && absl::SimpleAtoi(range[0], &soft) &&
+          absl::SimpleAtoi(range[1], &hard)) {
+        timers[pending] = {soft - offset, hard - offset};
       }
       pending.clear();
     } else if (absl::StartsWith(l, "#")) {
@@ -129,17 +130,17 @@ SleepProbe TakeSleepProbe() {
 
 namespace {
 
-// The expiries of the timers of `before` that are gone from `after`
-// without having expired on their own.
-std::set<int64_t> GoneTimers(const std::map<std::string, SleepProbe::Timer>& before,
-                             const std::map<std::string, SleepProbe::Timer>& after) {
+// The timers of `before` that are gone from `after` without having
+// expired on their own: soft expiry by hard expiry.
+std::map<int64_t, int64_t> GoneTimers(const std::map<std::string, SleepProbe::Timer>& before,
+                                      const std::map<std::string, SleepProbe::Timer>& after) {
   const int64_t now = MonotonicNs();
-  std::set<int64_t> gone;
+  std::map<int64_t, int64_t> gone;
   for (const auto& [addr, timer] : before) {
     if (after.count(addr)) continue;
     // Gone because it expired on its own: another task's sleep ended.
-    if (timer.expiry_mono_ns <= now) continue;
-    gone.insert(timer.expiry_mono_ns);
+    if (timer.soft_mono_ns <= now) continue;
+    gone[timer.hard_mono_ns] = timer.soft_mono_ns;
   }
   return gone;
 }
@@ -147,7 +148,7 @@ std::set<int64_t> GoneTimers(const std::map<std::string, SleepProbe::Timer>& bef
 // Waits (briefly) until `tid` sleeps in restart_syscall again.
 bool WaitAsleepInRestart(pid_t pid, pid_t tid) {
   const std::string path = absl::StrCat("/proc/", pid, "/task/", tid, "/syscall");
-  const int64_t deadline = MonotonicNs() + 200 * 1000000LL;
+  const int64_t deadline = MonotonicNs() + 1000 * 1000000LL;
   while (MonotonicNs() < deadline) {
     absl::StatusOr<std::string> text = ReadFile(path);
     if (!text.ok()) return false;
@@ -168,8 +169,8 @@ absl::StatusOr<int64_t> ResolveSleepExpiry(pid_t pid, pid_t tid, const SleepProb
                                            const std::function<absl::Status()>& refreeze) {
   if (!probe.armed()) return -1;
   std::map<std::string, SleepProbe::Timer> after = ReadSleepTimers();
-  std::set<int64_t> candidates = GoneTimers(probe.before, after);
-  constexpr int kRounds = 4;
+  std::map<int64_t, int64_t> candidates = GoneTimers(probe.before, after);
+  constexpr int kRounds = 8;
   for (int round = 0; round < kRounds && candidates.size() > 1; ++round) {
     ASSIGN_OR_RETURN(user_regs_struct first, GetRegs(tid));
     if (static_cast<int64_t>(first.rax) != -kErestartRestartblock) return -1;
@@ -185,11 +186,16 @@ absl::StatusOr<int64_t> ResolveSleepExpiry(pid_t pid, pid_t tid, const SleepProb
         static_cast<long>(now->orig_rax) != SYS_restart_syscall) {
       return -1;  // something else happened to it (its sleep ended, a signal came)
     }
-    // The sleep it re-armed is the one new timer with a candidate's expiry.
-    std::set<int64_t> back;
+    // restart_syscall re-arms the sleep from its restart block: nanosleep's
+    // kept the hard expiry (the new timer's soft and hard are both it),
+    // futex's and poll's the soft one. Its own candidate is always among
+    // those that come back; a stranger's only if it re-armed the very same
+    // expiry, which leaves the choice ambiguous, never wrong.
+    std::map<int64_t, int64_t> back;
     for (const auto& [addr, timer] : rearmed) {
-      if (!after.count(addr) && candidates.count(timer.expiry_mono_ns)) {
-        back.insert(timer.expiry_mono_ns);
+      for (const auto& [hard, soft] : candidates) {
+        const bool from_hard = timer.soft_mono_ns == hard && timer.hard_mono_ns == hard;
+        if (from_hard || timer.soft_mono_ns == soft) back.emplace(hard, soft);
       }
     }
     // The restart block still holds the sleep: only orig_rax changed.
@@ -197,7 +203,7 @@ absl::StatusOr<int64_t> ResolveSleepExpiry(pid_t pid, pid_t tid, const SleepProb
     candidates = std::move(back);
     after = std::move(rearmed);
   }
-  return candidates.size() == 1 ? *candidates.begin() : -1;
+  return candidates.size() == 1 ? candidates.begin()->second : -1;
 }
 
 absl::StatusOr<std::optional<image::ckpt_restart>> PlanRestart(pid_t pid,

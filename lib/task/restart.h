@@ -48,7 +48,8 @@ inline constexpr int64_t kErestartRestartblock = 516;
 // The sleep timers that exist just before a thread is interrupted.
 struct SleepProbe {
   struct Timer {
-    int64_t expiry_mono_ns;  // soft expiry, on CLOCK_MONOTONIC
+    int64_t soft_mono_ns;  // soft expiry, on CLOCK_MONOTONIC
+    int64_t hard_mono_ns;  // hard expiry (soft + the task's timer slack)
   };
   std::map<std::string, Timer> before;  // hrtimer_wakeup timers by (hashed) address
   // Taken (and readable): ResolveSleepExpiry can tell.

@@ -1,0 +1,174 @@
+#include "lib/sections.h"
+
+#include "absl/strings/str_cat.h"
+#include "lib/base/status.h"
+#include "lib/base/trace.h"
+#include "lib/objhash/identity.h"
+#include "lib/task/vdso.h"
+
+namespace ckpt {
+namespace {
+
+// ------------------------------------------------ core: comm, creds, rlimits
+
+absl::Status WriteCoreSection(const TaskDump& t, SectionWriteContext& ctx) {
+  task::TaskCore core = t.core;
+  core.task.pid_ref = t.pid_ref;
+  core.task.nr_threads = static_cast<uint32_t>(t.threads.size());
+  core.task.nr_fds = static_cast<uint32_t>(t.fds.size());
+  return task::WriteCore(core, *ctx.writer);
+}
+
+absl::Status RestoreCoreSection(SectionRestoreContext& ctx) {
+  image::Reader& r = *ctx.reader;
+  TaskRestore& t = *ctx.task;
+  ASSIGN_OR_RETURN(ctx.core, task::ReadCoreRecords(r));
+  RETURN_IF_ERROR(ctx.check_credentials(ctx.core));
+  if (ctx.core.task.pid_ref != t.entry.pid_ref) {
+    return r.FieldError("pid_ref", "the task sections are not in tree order");
+  }
+  if (ctx.core.task.nr_threads != t.entry.nr_threads) {
+    return r.FieldError("nr_threads", ctx.core.task.nr_threads, " differs from the tree's ",
+                        t.entry.nr_threads);
+  }
+  return task::QueueCoreRestore(*t.queue, ctx.core);
+}
+
+// ---------------------------------------------------------- fs: cwd, root
+
+absl::Status WriteFsSection(const TaskDump& t, SectionWriteContext& ctx) {
+  return fs::WriteFs(t.fs, *ctx.writer);
+}
+
+absl::Status RestoreFsSection(SectionRestoreContext& ctx) {
+  ASSIGN_OR_RETURN(fs::FsState fs, fs::ReadFsRecord(*ctx.reader));
+  return fs::QueueFsRestore(*ctx.task->queue, fs);
+}
+
+// ------------------------------------------------------------------- fds
+
+absl::Status WriteFdsSection(const TaskDump& t, SectionWriteContext& ctx) {
+  return fs::WriteFds(t.fds, *ctx.writer);
+}
+
+absl::Status RestoreFdsSection(SectionRestoreContext& ctx) {
+  image::Reader& r = *ctx.reader;
+  ASSIGN_OR_RETURN(std::vector<fs::FdEntry> fds,
+                   fs::ReadFdRecords(r, ctx.core.task.nr_fds, ctx.high_fd_base));
+  if (ctx.task->shares_files) {
+    // The parent restored the table they share.
+    if (!fds.empty()) return r.FieldError("nr_fds", "a task sharing its parent's fd table has none");
+    return absl::OkStatus();
+  }
+  return fs::QueueFdRestore(*ctx.task->queue, fds, *ctx.objects, ctx.high_fd_base);
+}
+
+// -------------------------------------------------- mm: the VMAs and pages
+
+absl::Status WriteMmSection(const TaskDump& t, SectionWriteContext& ctx) {
+  mm::MmStats mm_stats;
+  RETURN_IF_ERROR(mm::WriteMm(t.pid, t.mm, *ctx.writer, &mm_stats));
+  ctx.stats->vmas += mm_stats.vmas;
+  ctx.stats->pages_written += mm_stats.pages;
+  ctx.stats->pages_skipped += mm_stats.skipped_pages;
+  return absl::OkStatus();
+}
+
+absl::Status RestoreMmSection(SectionRestoreContext& ctx) {
+  TaskRestore& t = *ctx.task;
+  mm::MmRestoreContext mctx;
+  mctx.pid = t.pid;
+  mctx.free_area = t.entry.free_area;
+  mctx.layout = ctx.layout;
+  mctx.objects = ctx.objects;
+  mctx.queue = t.queue.get();
+  mctx.buffer = ctx.buffer;
+  mm::MmStats mstats;
+  absl::Status st;
+  {
+    Phase p("restore: mm");
+    st = mm::RestoreMm(*ctx.reader, mctx, &mstats);
+  }
+  ctx.stats->pages_written += mstats.pages;
+  if (!st.ok()) return Annotate(st, absl::StrCat("task ", t.pid));
+  // From here on the task's own vdso carries the injections that need no
+  // trampoline.
+  ASSIGN_OR_RETURN(uint64_t syscall_off, task::VdsoSyscallOffset());
+  t.injector->set_syscall_insn(mctx.vdso_start + syscall_off);
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------- sighand: signal actions
+
+absl::Status WriteSighandSection(const TaskDump& t, SectionWriteContext& ctx) {
+  return task::WriteSighand(t.sighand, *ctx.writer);
+}
+
+absl::Status RestoreSighandSection(SectionRestoreContext& ctx) {
+  ASSIGN_OR_RETURN(ctx.sighand, task::ReadSighandRecord(*ctx.reader));
+  return task::QueueSighandRestore(*ctx.task->queue, ctx.sighand);
+}
+
+// ------------------------ signals: pending, itimers, POSIX timers (queued last)
+
+absl::Status WriteSignalsSection(const TaskDump& t, SectionWriteContext& ctx) {
+  return task::WriteSignals(t.signals, *ctx.writer);
+}
+
+absl::Status RestoreSignalsSection(SectionRestoreContext& ctx) {
+  ASSIGN_OR_RETURN(ctx.signals, task::ReadSignalsRecords(*ctx.reader));
+  return absl::OkStatus();
+}
+
+// ------------------------------------- threads: the leader first, then others
+
+absl::Status WriteThreadsSection(const TaskDump& t, SectionWriteContext& ctx) {
+  std::vector<pid_t> order = {t.pid};
+  for (const auto& [id, th] : t.threads) {
+    if (id != t.pid) order.push_back(id);
+  }
+  for (pid_t tid : order) {
+    ASSIGN_OR_RETURN(uint32_t tid_ref,
+                     ctx.objects->Lookup(objhash::ObjKind::kPid, objhash::Identity::OfPid(tid)));
+    RETURN_IF_ERROR(task::WriteThread(t.threads.at(tid).state, tid_ref, *ctx.writer));
+  }
+  ++ctx.stats->tasks;
+  ctx.stats->threads += t.threads.size();
+  return absl::OkStatus();
+}
+
+absl::Status RestoreThreadsSection(SectionRestoreContext& ctx) {
+  image::Reader& r = *ctx.reader;
+  TaskRestore& t = *ctx.task;
+  for (uint32_t i = 0; i < t.entry.nr_threads; ++i) {
+    uint32_t tid_ref = 0;
+    ASSIGN_OR_RETURN(task::ThreadState thread, task::ReadThreadRecords(r, &tid_ref));
+    if (i == 0) {
+      if (tid_ref != t.entry.pid_ref) return r.FieldError("tid_ref", "the leader comes first");
+      ctx.leader = std::move(thread);
+      RETURN_IF_ERROR(task::QueueThreadRestore(*t.queue, ctx.leader));
+      continue;
+    }
+    if (tid_ref == t.entry.pid_ref) return r.FieldError("tid_ref", "the leader appears twice");
+    absl::StatusOr<pid_t> tid = ctx.add_thread(thread, tid_ref, ctx.core);
+    if (!tid.ok()) return Annotate(tid.status(), absl::StrCat("task ", t.pid));
+    if (!thread.pending.empty()) ctx.thread_pending.push_back({*tid, thread.pending});
+  }
+  return absl::OkStatus();
+}
+
+constexpr TaskSectionOps kSections[] = {
+    {"core", WriteCoreSection, RestoreCoreSection},
+    {"fs", WriteFsSection, RestoreFsSection},
+    {"fds", WriteFdsSection, RestoreFdsSection},
+    {"mm", WriteMmSection, RestoreMmSection},
+    {"sighand", WriteSighandSection, RestoreSighandSection},
+    {"signals", WriteSignalsSection, RestoreSignalsSection},
+    {"threads", WriteThreadsSection, RestoreThreadsSection},
+};
+
+}  // namespace
+
+std::span<const TaskSectionOps> TaskSections() { return kSections; }
+
+}  // namespace ckpt

@@ -1,0 +1,143 @@
+// The sections of each task in the image, in one declared order, each with
+// its write (dump) and its restore side by side: core (comm, creds,
+// rlimits), fs (cwd, root), fds, mm, sighand, signals, threads. Neither
+// driver writes the order out: both walk kTaskSections. A new per-task
+// section (namespaces, cgroup, controlling terminal, seccomp, scheduling)
+// is one more entry here and its two functions; what it collects during
+// the dump goes into TaskDump::extra under its name.
+//
+// The drivers' per-task state (TaskDump, TaskRestore) lives here too, for
+// the sections to read and fill.
+
+#ifndef LIBCKPT_LIB_SECTIONS_H_
+#define LIBCKPT_LIB_SECTIONS_H_
+
+#include <sys/types.h>
+
+#include <any>
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "ckpt/ckpt.hpp"
+#include "lib/base/buffer.h"
+#include "lib/fs/fs.h"
+#include "lib/image/format.h"
+#include "lib/image/reader.h"
+#include "lib/image/writer.h"
+#include "lib/mm/mm.h"
+#include "lib/objhash/objhash.h"
+#include "lib/task/core.h"
+#include "lib/task/inject.h"
+#include "lib/task/proc.h"
+#include "lib/task/signals.h"
+#include "lib/task/thread.h"
+
+namespace ckpt {
+
+// ------------------------------------------------------------------ dump
+
+struct ThreadDump {
+  task::ThreadState state;
+  std::unique_ptr<task::Injector> injector;
+  bool touched = false;  // its registers were changed for injection
+  int64_t sleep_expiry = -1;  // CLOCK_MONOTONIC expiry of the sleep the freeze broke
+};
+
+struct TaskDump {
+  pid_t pid = 0;
+  pid_t parent = 0;  // the parent task's pid; 0 for the root
+  bool zombie = false;
+  int exit_code = 0;
+  uint32_t pid_ref = 0, parent_ref = 0, pgrp_ref = 0, session_ref = 0;
+  bool shares_parent_files = false;  // CLONE_FILES with its parent
+  task::ProcStatus status;
+  task::ProcStat stat;
+  std::map<pid_t, ThreadDump> threads;  // seized threads by tid
+  task::TaskCore core;
+  fs::FsState fs;
+  std::vector<fs::FdEntry> fds;
+  mm::MmDump mm;
+  image::ckpt_sighand sighand{};
+  task::TaskSignals signals;
+  std::map<std::string, std::any> extra;  // what later sections collect, by section name
+
+  ThreadDump& leader() { return threads.at(pid); }
+  const ThreadDump& leader() const { return threads.at(pid); }
+};
+
+struct SectionWriteContext {
+  image::Writer* writer = nullptr;
+  const objhash::ObjHash* objects = nullptr;
+  DumpStats* stats = nullptr;
+};
+
+// --------------------------------------------------------------- restore
+
+// A task being restored: one TASK_ENTRY, or a helper that recreates the
+// process group of a leader that had exited.
+struct TaskRestore {
+  image::ckpt_task_entry entry{};
+  std::vector<pid_t> pids;  // at every pid-namespace level, outermost first
+  int parent = -1;          // index in the driver's tasks, -1 for the root
+  bool zombie = false;
+  bool helper = false;
+  uint32_t group_ref = 0;   // for a helper: the group it makes
+  bool early = false;       // forked before its parent becomes a session leader
+  bool shares_files = false;    // its fd table is its parent's
+  bool closes_objects = true;   // the last task of its fd table closes the restorer's fds
+  int node = -1;            // index in the spawn plan
+  pid_t pid = 0;            // as this process sees it
+  std::vector<pid_t> threads;  // every thread seized, the leader first
+  std::unique_ptr<task::Injector> injector;
+  std::unique_ptr<task::SyscallQueue> queue;
+};
+
+// What the sections of one task read and leave for the ones after them
+// (and for the driver, which finishes the task once all are read).
+struct SectionRestoreContext {
+  // Given by the driver.
+  image::Reader* reader = nullptr;
+  TaskRestore* task = nullptr;
+  const objhash::RestoreTable* objects = nullptr;
+  int high_fd_base = 0;
+  const mm::RestorerLayout* layout = nullptr;
+  Buffer* buffer = nullptr;
+  RestoreStats* stats = nullptr;
+  // Creates another thread of the task (the threads section); returns its
+  // TID as this process sees it.
+  std::function<absl::StatusOr<pid_t>(const task::ThreadState& thread, uint32_t tid_ref,
+                                      const task::TaskCore& core)>
+      add_thread;
+  // The credentials check of the trust model, before anything of the task
+  // is restored.
+  std::function<absl::Status(const task::TaskCore& core)> check_credentials;
+
+  // Filled by the sections.
+  task::TaskCore core;
+  image::ckpt_sighand sighand{};
+  task::TaskSignals signals;
+  task::ThreadState leader;
+  std::vector<std::pair<pid_t, std::vector<image::ckpt_siginfo>>> thread_pending;
+  std::map<std::string, std::any> extra;
+};
+
+// ---------------------------------------------------------------- table
+
+struct TaskSectionOps {
+  const char* name;
+  absl::Status (*write)(const TaskDump& t, SectionWriteContext& ctx);
+  absl::Status (*restore)(SectionRestoreContext& ctx);
+};
+
+// Every section, in the order the image holds them.
+std::span<const TaskSectionOps> TaskSections();
+
+}  // namespace ckpt
+
+#endif  // LIBCKPT_LIB_SECTIONS_H_
