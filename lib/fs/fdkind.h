@@ -45,6 +45,7 @@ struct FdKindOps {
   const char* name;       // "pipe", for messages
   uint32_t file_kind;     // image::FileKind of its FILE records
   int order;              // kinds are asked in this order, lowest first
+  mode_t file_type;       // S_IFREG, S_IFDIR, ... that its files have; 0: any
   bool seekable;          // the restore seeks a description to its recorded pos
   bool by_path;           // its FILE records' path is a path to open (else a name)
   bool has_target;        // its FILE records name the object it is on (target_ref)

@@ -61,6 +61,10 @@ absl::StatusOr<objhash::RestoredObject> RestoreFile(objhash::RestoreContext& ctx
                         kind->name);
   }
   if (kind->by_path && path[0] != '/') return r.FieldError("path", "'", path, "' is not absolute");
+  if (kind->file_type != 0 && (f.mode & S_IFMT) != kind->file_type) {
+    return r.FieldError("kind", f.kind, " (", kind->name, ") does not fit its mode 0",
+                        absl::StrFormat("%o", f.mode));
+  }
 
   const objhash::RestoredObject* target = nullptr;
   if (kind->has_target) {
@@ -122,6 +126,7 @@ const FdKindOps kRegular = {
     .name = "regular file",
     .file_kind = image::kFileRegular,
     .order = 50,
+    .file_type = S_IFREG,
     .seekable = true,
     .by_path = true,
     .has_target = false,
@@ -146,6 +151,7 @@ const FdKindOps kDirectory = {
     .name = "directory",
     .file_kind = image::kFileDirectory,
     .order = 51,
+    .file_type = S_IFDIR,
     .seekable = true,
     .by_path = true,
     .has_target = false,
@@ -181,6 +187,7 @@ const FdKindOps kCharDevice = {
     .name = "character device",
     .file_kind = image::kFileCharDevice,
     .order = 52,
+    .file_type = S_IFCHR,
     .seekable = false,
     .by_path = true,
     .has_target = false,

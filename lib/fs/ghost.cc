@@ -179,6 +179,7 @@ const FdKindOps kDeletedKind = {
     .name = "deleted file",
     .file_kind = image::kFileDeleted,
     .order = 40,
+    .file_type = S_IFREG,
     .seekable = true,
     .by_path = true,
     .has_target = true,

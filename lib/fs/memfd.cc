@@ -37,6 +37,7 @@ const FdKindOps kMemfd = {
     .name = "memfd",
     .file_kind = image::kFileShmem,
     .order = 30,
+    .file_type = S_IFREG,
     .seekable = true,
     .by_path = false,
     .has_target = true,

@@ -377,6 +377,7 @@ const FdKindOps kPipeKind = {
     .name = "pipe",
     .file_kind = image::kFilePipe,
     .order = 20,
+    .file_type = S_IFIFO,
     .seekable = false,
     .by_path = false,
     .has_target = true,

@@ -168,6 +168,7 @@ const FdKindOps kTimerfdKind = {
     .name = "timerfd",
     .file_kind = image::kFileTimerfd,
     .order = 10,
+    .file_type = 0,
     .seekable = false,
     .by_path = false,
     .has_target = true,

@@ -43,6 +43,7 @@ const FdKindOps kTty = {
     .name = "terminal",
     .file_kind = image::kFileTty,
     .order = 60,
+    .file_type = S_IFCHR,
     .seekable = false,
     .by_path = true,
     .has_target = false,

@@ -176,10 +176,14 @@ bool IsVdsoFamily(uint32_t kind) {
 }
 
 uint64_t ChooseFreeArea(const std::vector<Vma>& vmas) {
-  // High, round addresses first: far from the heap, libraries and stack.
-  for (uint64_t addr = 0x100000000000ull; addr < kUserSpaceEnd; addr += 0x100000000000ull) {
+  // High, round addresses first: far from the heap, libraries and stack,
+  // from 32 TiB up (16 TiB lies inside AddressSanitizer's shadow, which a
+  // restorer built with it holds), then 16 TiB.
+  constexpr uint64_t kStep = 0x100000000000ull;
+  for (uint64_t addr = 2 * kStep; addr < kUserSpaceEnd; addr += kStep) {
     if (IsFreeArea(vmas, addr)) return addr;
   }
+  if (IsFreeArea(vmas, kStep)) return kStep;
   // Otherwise the first gap from the top that is large enough.
   for (size_t i = vmas.size(); i-- > 0;) {
     uint64_t gap_end = i + 1 < vmas.size() ? vmas[i + 1].start : kUserSpaceEnd;

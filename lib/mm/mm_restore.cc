@@ -360,6 +360,11 @@ absl::Status RestoreMm(image::Reader& r, MmRestoreContext& ctx, MmStats* stats) 
   ASSIGN_OR_RETURN(const objhash::RestoredObject* exe,
                    ctx.objects->Get(mm.exe_ref, objhash::ObjKind::kMappedFile));
   task::SyscallQueue& q = *ctx.queue;
+  // The sum of the VMAs' page counts (checked against them below): it
+  // sizes the staging buffer, so it is bounded before use.
+  if (mm.nr_pages > kUserSpaceEnd / kPage) {
+    return r.FieldError("nr_pages", mm.nr_pages, " is more pages than an address space holds");
+  }
   Stage stage;
   stage.capacity = std::min<uint64_t>(kStageBytes, mm.nr_pages * kPage);
   if (stage.capacity > 0) {
@@ -385,6 +390,7 @@ absl::Status RestoreMm(image::Reader& r, MmRestoreContext& ctx, MmStats* stats) 
 
   uint64_t prev_end = 0;
   std::map<uint64_t, ShmAttachment> attachments;
+  uint64_t vma_pages = 0;
   for (uint32_t i = 0; i < mm.nr_vmas; ++i) {
     ASSIGN_OR_RETURN(image::ckpt_vma v, r.Expect<image::ckpt_vma>(image::CKPT_HDR_VMA));
     RETURN_IF_ERROR(ValidateVma(r, v, prev_end, ctx.free_area));
@@ -423,6 +429,7 @@ absl::Status RestoreMm(image::Reader& r, MmRestoreContext& ctx, MmStats* stats) 
       fd = file->fd;
     }
     const bool fill = v.nr_pages > 0;
+    vma_pages += v.nr_pages;
     const uint32_t prot = fill ? (v.prot | PROT_READ | PROT_WRITE) : v.prot;
     RETURN_IF_ERROR(q.Reserve(12, 0));
     q.batch().Add(SYS_mmap, {v.start, len, prot, v.flags | MAP_FIXED,
@@ -437,6 +444,11 @@ absl::Status RestoreMm(image::Reader& r, MmRestoreContext& ctx, MmStats* stats) 
     }
     if (prot != v.prot) stage.after.push_back({SYS_mprotect, v.start, len, v.prot});
     if (v.advice & image::kAdvLocked) stage.after.push_back({SYS_mlock, v.start, len, 0});
+  }
+  if (vma_pages != mm.nr_pages) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "image record MM: field 'nr_pages': ", mm.nr_pages, " differs from the ", vma_pages,
+        " pages its VMAs carry"));
   }
   RETURN_IF_ERROR(FlushStage(ctx, stage));
   // What an attachment covered beyond its recorded VMAs had been unmapped.
