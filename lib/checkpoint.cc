@@ -527,13 +527,12 @@ absl::Status Dumper::Write(ImageOutput& out) {
   RETURN_IF_ERROR(ipc_->Write(w));
   stats_->pages_written += ipc_->pages();
 
-  // Every shared object, once, before any task refers to it.
+  // Every shared object, once, each after the objects it needs, then
+  // their links.
+  objhash::ObjectWriter objects_out(*handlers, objects_);
   image::ckpt_objects objs{};
-  std::vector<const objhash::ObjHash::Entry*> to_write;
-  for (const auto& e : objects_.entries()) {
-    if (handlers->ForKind(e->kind) != nullptr) to_write.push_back(e.get());
-  }
-  objs.nr_objects = static_cast<uint32_t>(to_write.size());
+  objs.nr_objects = objects_out.nr_objects();
+  objs.nr_links = objects_out.nr_links();
   for (const auto& t : tasks_) {
     for (const fs::FdEntry& f : t->fds) {
       objs.fd_limit = std::max(objs.fd_limit, static_cast<uint32_t>(f.fd) + 1);
@@ -541,9 +540,7 @@ absl::Status Dumper::Write(ImageOutput& out) {
   }
   RETURN_IF_ERROR(w.AppendStruct(image::CKPT_HDR_OBJECTS, objs));
   objhash::CheckpointContext ctx{&w, &objects_, 0};
-  for (const objhash::ObjHash::Entry* e : to_write) {
-    RETURN_IF_ERROR(handlers->ForKind(e->kind)->checkpoint(ctx, *e));
-  }
+  RETURN_IF_ERROR(objects_out.Write(ctx));
 
   // Each live task's own sections, in tree order, in the sections' order.
   SectionWriteContext sctx{&w, &objects_, stats_};

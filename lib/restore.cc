@@ -72,7 +72,13 @@ class RestoreRun {
   absl::Status WaitForFreePids();
   absl::Status CreateTasks();
   absl::Status SetUpGroups();
+  // Reads and queues the sections of `t`.
   absl::Status RestoreTask(image::Reader& r, TaskRestore& t);
+  // The steps handlers left for when every task has its fds.
+  absl::Status RunLateSteps();
+  // What comes last in `t`: limits, credentials, the restorer's objects
+  // closed, signals, registers.
+  absl::Status FinishTask(TaskRestore& t);
   // Creates a thread of `t`; returns its TID as the task sees it.
   absl::StatusOr<pid_t> AddThread(TaskRestore& t, const task::ThreadState& thread,
                                   uint32_t tid_ref, const task::TaskCore& core);
@@ -86,6 +92,7 @@ class RestoreRun {
   std::vector<std::unique_ptr<TaskRestore>> tasks_;  // tree order, then helpers
   std::map<uint32_t, int> by_ref_;                  // pid_ref -> index in tasks_
   objhash::RestoreTable objects_;
+  std::vector<objhash::LateStep> late_;  // left by object handlers
   ipc::IpcRestore ipc_;  // on failure: removes its objects after KillAll()
   int high_fd_base_ = 0;
   int64_t start_ns_ = 0;  // CLOCK_MONOTONIC at the restore's start
@@ -349,18 +356,12 @@ absl::Status RestoreRun::ReadObjects(image::Reader& r) {
   if (options_.allow_changed_files) flags |= objhash::kRestoreAllowChangedFiles;
   objhash::RestoreContext ctx{&r, &objects_, high_fd_base_, flags, start_ns_, &inherited,
                               &inherited_used};
-  for (uint32_t i = 0; i < objs.nr_objects; ++i) {
-    ASSIGN_OR_RETURN(image::Record rec, r.Next());
-    const objhash::ObjectOps* ops = handlers->ForRecord(rec.type);
-    if (ops == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(image::Reader::Where(rec),
-                                                     ": not an object record (", i, " of ",
-                                                     objs.nr_objects, " objects read)"));
-    }
-    absl::StatusOr<objhash::RestoredObject> obj = ops->restore(ctx, rec);
-    if (!obj.ok()) return obj.status();
-    RETURN_IF_ERROR(objects_.Insert(obj->objref, ops->kind, *obj));
+  if (objs.reserved != 0) return r.FieldError("reserved", objs.reserved, " is not zero");
+  if (objs.nr_links > objs.nr_objects) {
+    return r.FieldError("nr_links", objs.nr_links, " is more than the ", objs.nr_objects, " objects");
   }
+  ctx.late = &late_;
+  RETURN_IF_ERROR(objhash::ReadObjects(ctx, *handlers, objs.nr_objects, objs.nr_links));
   for (const auto& [name, fd] : inherited) {
     if (!inherited_used.count(name)) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -569,8 +570,8 @@ absl::StatusOr<pid_t> RestoreRun::AddThread(TaskRestore& t, const task::ThreadSt
 }
 
 absl::Status RestoreRun::RestoreTask(image::Reader& r, TaskRestore& t) {
-  task::SyscallQueue& q = *t.queue;
-  SectionRestoreContext ctx;
+  t.sections = std::make_unique<SectionRestoreContext>();
+  SectionRestoreContext& ctx = *t.sections;
   ctx.reader = &r;
   ctx.task = &t;
   ctx.objects = &objects_;
@@ -584,6 +585,56 @@ absl::Status RestoreRun::RestoreTask(image::Reader& r, TaskRestore& t) {
     return CheckCredentialsGrantable(t.pid, core);
   };
   for (const TaskSectionOps& section : TaskSections()) RETURN_IF_ERROR(section.restore(ctx));
+  if (t.shares_files && t.parent >= 0) t.fd_of = tasks_[t.parent]->fd_of;
+  return absl::OkStatus();
+}
+
+namespace {
+
+// A restored task as the late pass sees it: its fd numbers, and syscalls
+// run through its trampoline after what its sections queued.
+class LateTaskImpl : public objhash::LateTask {
+ public:
+  explicit LateTaskImpl(TaskRestore& t) : t_(t) {}
+  pid_t pid() const override { return t_.pid; }
+  int FdOf(uint32_t objref) const override {
+    auto it = t_.fd_of.find(objref);
+    return it == t_.fd_of.end() ? -1 : it->second;
+  }
+  absl::StatusOr<int64_t> Syscall(long nr, std::array<uint64_t, 6> args,
+                                  std::span<const uint8_t> data, int data_arg) override {
+    RETURN_IF_ERROR(t_.queue->Flush());
+    task::SyscallBatch b = t_.injector->NewBatch();
+    if (data_arg >= 0 && data_arg < 6) args[data_arg] = b.AddData(data.data(), data.size());
+    size_t i = b.Add(nr, {args[0], args[1], args[2], args[3], args[4], args[5]}, task::kMayFail);
+    RETURN_IF_ERROR(t_.injector->Run(b));
+    return b.ret(i);
+  }
+
+ private:
+  TaskRestore& t_;
+};
+
+}  // namespace
+
+absl::Status RestoreRun::RunLateSteps() {
+  if (late_.empty()) return absl::OkStatus();
+  Phase p("restore: late steps");
+  std::vector<std::unique_ptr<LateTaskImpl>> impls;
+  objhash::LateContext ctx;
+  ctx.objects = &objects_;
+  for (auto& t : tasks_) {
+    if (t->zombie || t->helper) continue;
+    impls.push_back(std::make_unique<LateTaskImpl>(*t));
+    ctx.tasks.push_back(impls.back().get());
+  }
+  for (objhash::LateStep& step : late_) RETURN_IF_ERROR(step(ctx));
+  return absl::OkStatus();
+}
+
+absl::Status RestoreRun::FinishTask(TaskRestore& t) {
+  task::SyscallQueue& q = *t.queue;
+  SectionRestoreContext& ctx = *t.sections;
   const task::TaskCore& core = ctx.core;
   const task::ThreadState& leader = ctx.leader;
   const image::ckpt_sighand& sighand = ctx.sighand;
@@ -693,6 +744,11 @@ absl::StatusOr<pid_t> RestoreRun::Run(int in_fd) {
     RETURN_IF_ERROR(RestoreTask(r, *t));
   }
   RETURN_IF_ERROR(r.ExpectTail());
+  RETURN_IF_ERROR(RunLateSteps());
+  for (auto& t : tasks_) {
+    if (t->zombie || t->helper) continue;
+    RETURN_IF_ERROR(FinishTask(*t));
+  }
   RETURN_IF_ERROR(ipc_.Finish());
   stats_->image_bytes = r.offset();
   // Everything is in place: let the tasks go, children first.

@@ -60,6 +60,7 @@ absl::Status RestoreFdsSection(SectionRestoreContext& ctx) {
     if (!fds.empty()) return r.FieldError("nr_fds", "a task sharing its parent's fd table has none");
     return absl::OkStatus();
   }
+  for (const fs::FdEntry& f : fds) ctx.task->fd_of.emplace(f.file_ref, f.fd);
   return fs::QueueFdRestore(*ctx.task->queue, fds, *ctx.objects, ctx.high_fd_base);
 }
 

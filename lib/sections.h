@@ -79,6 +79,8 @@ struct SectionWriteContext {
 
 // --------------------------------------------------------------- restore
 
+struct SectionRestoreContext;
+
 // A task being restored: one TASK_ENTRY, or a helper that recreates the
 // process group of a leader that had exited.
 struct TaskRestore {
@@ -96,6 +98,11 @@ struct TaskRestore {
   std::vector<pid_t> threads;  // every thread seized, the leader first
   std::unique_ptr<task::Injector> injector;
   std::unique_ptr<task::SyscallQueue> queue;
+  // Each FILE object's lowest fd number in the task's table (a task that
+  // shares its parent's table: the parent's), for the late pass.
+  std::map<uint32_t, int> fd_of;
+  // What its sections read, kept until the driver finishes the task.
+  std::unique_ptr<SectionRestoreContext> sections;
 };
 
 // What the sections of one task read and leave for the ones after them

@@ -22,6 +22,9 @@ namespace ckpt::fs {
 absl::Status CheckpointFile(objhash::CheckpointContext& ctx,
                             const objhash::ObjHash::Entry& entry) {
   const auto& f = std::any_cast<const Description&>(entry.data);
+  // The object it is on (a pipe, a memfd's memory, a deleted inode) is
+  // made first at restore.
+  if (f.target_ref != 0) RETURN_IF_ERROR(ctx.Ensure(f.target_ref));
   image::ckpt_file rec{};
   rec.objref = entry.objref;
   rec.kind = f.kind;

@@ -18,9 +18,20 @@
 #include "lib/fs/fdkind.h"
 #include "lib/fs/fs.h"
 #include "lib/image/format.h"
+#include "lib/image/records.h"
 
 namespace ckpt::fs {
 namespace {
+
+// GHOST: a deleted file's inode, then its path; GHOST_DATA: its bytes.
+constexpr image::FieldSpec kGhostFields[] = {
+    CKPT_FIELD(image::ckpt_ghost, objref, kUnsigned), CKPT_FIELD(image::ckpt_ghost, mode, kOctal),
+    CKPT_FIELD(image::ckpt_ghost, uid, kUnsigned),    CKPT_FIELD(image::ckpt_ghost, gid, kUnsigned),
+    CKPT_FIELD(image::ckpt_ghost, size, kUnsigned),   CKPT_FIELD(image::ckpt_ghost, path_len, kUnsigned),
+};
+CKPT_RECORD(image::CKPT_HDR_GHOST, "GHOST", image::ckpt_ghost, kGhostFields, image::kMaxPathLen,
+            kPaths);
+CKPT_RECORD_TAIL(image::CKPT_HDR_GHOST_DATA, "GHOST_DATA", image::kMaxPageDataLen, kRawBytes);
 
 struct GhostInfo {
   std::string source;  // a link this process can open the file through

@@ -18,9 +18,20 @@
 #include "lib/base/status.h"
 #include "lib/fs/fdkind.h"
 #include "lib/image/format.h"
+#include "lib/image/records.h"
 
 namespace ckpt::fs {
 namespace {
+
+// PIPE: the pipe's flags, capacity and queued bytes, then a FIFO's path
+// and the data.
+constexpr image::FieldSpec kPipeFields[] = {
+    CKPT_FIELD(image::ckpt_pipe, objref, kUnsigned),   CKPT_FIELD(image::ckpt_pipe, flags, kHex),
+    CKPT_FIELD(image::ckpt_pipe, capacity, kUnsigned), CKPT_FIELD(image::ckpt_pipe, data_size, kUnsigned),
+    CKPT_FIELD(image::ckpt_pipe, path_len, kUnsigned),
+};
+CKPT_RECORD(image::CKPT_HDR_PIPE, "PIPE", image::ckpt_pipe, kPipeFields,
+            image::kMaxPathLen + image::kMaxPipeData, kPaths);
 
 struct PipeInfo {
   pid_t pid;

@@ -19,9 +19,17 @@
 #include "lib/base/status.h"
 #include "lib/fs/fdkind.h"
 #include "lib/image/format.h"
+#include "lib/image/records.h"
 
 namespace ckpt::fs {
 namespace {
+
+constexpr image::FieldSpec kTimerfdFields[] = {
+    CKPT_FIELD(image::ckpt_timerfd, objref, kUnsigned),    CKPT_FIELD(image::ckpt_timerfd, clock, kSigned),
+    CKPT_FIELD(image::ckpt_timerfd, settime_flags, kHex),  CKPT_FIELD(image::ckpt_timerfd, ticks, kUnsigned),
+    CKPT_FIELD(image::ckpt_timerfd, interval_ns, kSigned), CKPT_FIELD(image::ckpt_timerfd, value_ns, kSigned),
+};
+CKPT_RECORD(image::CKPT_HDR_TIMERFD, "TIMERFD", image::ckpt_timerfd, kTimerfdFields, 0, kNone);
 
 constexpr unsigned long kSetTicks = 0x40085400;  // TFD_IOC_SET_TICKS, _IOW('T', 0, u64)
 

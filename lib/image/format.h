@@ -29,7 +29,7 @@ static_assert(std::endian::native == std::endian::little,
 inline constexpr char kMagic[8] = {'L', 'I', 'B', 'C', 'K', 'P', 'T', '\0'};
 // A reader refuses another major; a higher minor only appends fields and
 // skippable records.
-inline constexpr uint16_t kFormatMajor = 2;
+inline constexpr uint16_t kFormatMajor = 3;
 inline constexpr uint16_t kFormatMinor = 0;
 inline constexpr uint16_t kArchX86_64 = 1;
 inline constexpr uint32_t kChecksumXxh3 = 1;
@@ -272,8 +272,10 @@ inline constexpr uint32_t kMaxSems = 32000;
 struct ckpt_objects {
   uint32_t nr_objects;
   uint32_t fd_limit;  // every fd number of every task is below this
+  uint32_t nr_links;  // link records after the objects (one per object whose kind has links)
+  uint32_t reserved;
 };
-static_assert(sizeof(ckpt_objects) == 8);
+static_assert(sizeof(ckpt_objects) == 16);
 
 enum ShmemFlags : uint32_t {
   kShmemMemfd = 1u << 0,  // made by memfd_create (name is its name)

@@ -272,32 +272,5 @@ TEST(ImageTest, PayloadReadsCannotOverrun) {
   EXPECT_FALSE(r.ReadArray(3, 100, "items").ok());
 }
 
-// records.cc restates every struct's fields for `ckpt show` and the
-// reader's checks: the two must not drift. Every spec's fields lie inside
-// their struct, in offset order, without overlapping, and every struct of
-// format.h that a record carries has a spec.
-TEST(RecordSpecsTest, FieldsAreInOrderInsideTheirStructAndDoNotOverlap) {
-  std::set<uint32_t> types;
-  for (const RecordSpec& spec : AllRecordSpecs()) {
-    SCOPED_TRACE(spec.name);
-    EXPECT_TRUE(types.insert(spec.type).second) << "type " << spec.type << " has two specs";
-    EXPECT_LE(spec.struct_size, spec.max_len);
-    uint64_t end = 0;
-    for (const FieldSpec& f : spec.fields) {
-      SCOPED_TRACE(f.name);
-      EXPECT_GE(f.offset, end) << "overlaps the field before it, or is out of order";
-      EXPECT_GT(f.size, 0u);
-      EXPECT_GT(f.count, 0u);
-      const uint64_t f_end = uint64_t{f.offset} + uint64_t{f.size} * f.count;
-      EXPECT_LE(f_end, spec.struct_size) << "runs past the struct";
-      if (f.kind != FieldKind::kChars) {
-        EXPECT_TRUE(f.size == 1 || f.size == 2 || f.size == 4 || f.size == 8) << f.size;
-      }
-      end = f_end;
-    }
-  }
-  EXPECT_GT(types.size(), 30u);
-}
-
 }  // namespace
 }  // namespace ckpt::image

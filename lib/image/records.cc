@@ -1,7 +1,10 @@
 #include "lib/image/records.h"
 
 #include <cstddef>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <type_traits>
 
 #include "absl/strings/str_cat.h"
@@ -11,25 +14,8 @@
 namespace ckpt::image {
 namespace {
 
-// Bytes a later minor version may append to a fixed struct.
-constexpr uint64_t kGrowth = 1024;
-
-template <typename M>
-constexpr uint32_t ElemSize() {
-  return sizeof(std::remove_extent_t<M>);
-}
-template <typename M>
-constexpr uint32_t ElemCount() {
-  return sizeof(M) / sizeof(std::remove_extent_t<M>);
-}
-
-#define FLD(S, f, k)                                                                  \
-  FieldSpec {                                                                         \
-    #f, static_cast<uint32_t>(offsetof(S, f)), ElemSize<decltype(S::f)>(),            \
-        ElemCount<decltype(S::f)>(), FieldKind::k                                     \
-  }
-#define CHARS(S, f) \
-  FieldSpec { #f, static_cast<uint32_t>(offsetof(S, f)), sizeof(S::f), 1, FieldKind::kChars }
+#define FLD(S, f, k) CKPT_FIELD(S, f, k)
+#define CHARS(S, f) CKPT_CHARS(S, f)
 #define REG(i, name) \
   FieldSpec { name, static_cast<uint32_t>(offsetof(ckpt_thread, regs) + 8 * (i)), 8, 1, FieldKind::kHex }
 
@@ -69,6 +55,8 @@ constexpr FieldSpec kTaskEntryFields[] = {
 constexpr FieldSpec kObjectsFields[] = {
     FLD(ckpt_objects, nr_objects, kUnsigned),
     FLD(ckpt_objects, fd_limit, kUnsigned),
+    FLD(ckpt_objects, nr_links, kUnsigned),
+    FLD(ckpt_objects, reserved, kHex),
 };
 constexpr FieldSpec kFileFields[] = {
     FLD(ckpt_file, objref, kUnsigned), FLD(ckpt_file, kind, kUnsigned),
@@ -77,16 +65,6 @@ constexpr FieldSpec kFileFields[] = {
     FLD(ckpt_file, rdev, kHex),        FLD(ckpt_file, mtime_ns, kUnsigned),
     FLD(ckpt_file, path_len, kUnsigned), FLD(ckpt_file, target_ref, kUnsigned),
     FLD(ckpt_file, build_id_size, kUnsigned), FLD(ckpt_file, build_id, kHex),
-};
-constexpr FieldSpec kPipeFields[] = {
-    FLD(ckpt_pipe, objref, kUnsigned),   FLD(ckpt_pipe, flags, kHex),
-    FLD(ckpt_pipe, capacity, kUnsigned), FLD(ckpt_pipe, data_size, kUnsigned),
-    FLD(ckpt_pipe, path_len, kUnsigned),
-};
-constexpr FieldSpec kGhostFields[] = {
-    FLD(ckpt_ghost, objref, kUnsigned), FLD(ckpt_ghost, mode, kOctal),
-    FLD(ckpt_ghost, uid, kUnsigned),    FLD(ckpt_ghost, gid, kUnsigned),
-    FLD(ckpt_ghost, size, kUnsigned),   FLD(ckpt_ghost, path_len, kUnsigned),
 };
 constexpr FieldSpec kRestartFields[] = {
     FLD(ckpt_restart, kind, kUnsigned),
@@ -118,11 +96,6 @@ constexpr FieldSpec kPosixTimerFields[] = {
     FLD(ckpt_posix_timer, interval_ns, kSigned), FLD(ckpt_posix_timer, value_ns, kSigned),
     FLD(ckpt_posix_timer, overrun, kSigned),
 };
-constexpr FieldSpec kTimerfdFields[] = {
-    FLD(ckpt_timerfd, objref, kUnsigned),      FLD(ckpt_timerfd, clock, kSigned),
-    FLD(ckpt_timerfd, settime_flags, kHex),    FLD(ckpt_timerfd, ticks, kUnsigned),
-    FLD(ckpt_timerfd, interval_ns, kSigned),   FLD(ckpt_timerfd, value_ns, kSigned),
-};
 constexpr FieldSpec kIpcFields[] = {
     FLD(ckpt_ipc, flags, kHex), FLD(ckpt_ipc, nr_shm, kUnsigned),
     FLD(ckpt_ipc, nr_msq, kUnsigned), FLD(ckpt_ipc, nr_sem, kUnsigned),
@@ -152,12 +125,6 @@ constexpr FieldSpec kMsgFields[] = {
 constexpr FieldSpec kSemFields[] = {
     PERM(ckpt_sem),
     FLD(ckpt_sem, nsems, kUnsigned),
-};
-constexpr FieldSpec kShmemFields[] = {
-    FLD(ckpt_shmem, objref, kUnsigned), FLD(ckpt_shmem, flags, kHex),
-    FLD(ckpt_shmem, size, kUnsigned),   FLD(ckpt_shmem, seals, kHex),
-    FLD(ckpt_shmem, mode, kOctal),      FLD(ckpt_shmem, nr_pages, kUnsigned),
-    FLD(ckpt_shmem, name_len, kUnsigned),
 };
 constexpr FieldSpec kTaskFields[] = {
     FLD(ckpt_task, pid_ref, kUnsigned),         FLD(ckpt_task, personality, kHex),
@@ -234,8 +201,9 @@ constexpr FieldSpec kThreadFields[] = {
 };
 
 #define SPEC(type, name, S, fields, max_tail, tail) \
-  RecordSpec { type, name, sizeof(S), sizeof(S) + kGrowth + (max_tail), fields, TailKind::tail }
+  CKPT_RECORD_SPEC(type, name, S, fields, max_tail, tail)
 
+// The stream's own records; the kinds register theirs from their files.
 const RecordSpec kSpecs[] = {
     SPEC(CKPT_HDR_IMAGE, "IMAGE", ckpt_image_header, kImageFields, 0, kNone),
     SPEC(CKPT_HDR_TAIL, "TAIL", ckpt_tail, kTailFields, 0, kNone),
@@ -251,11 +219,6 @@ const RecordSpec kSpecs[] = {
     SPEC(CKPT_HDR_OBJECTS, "OBJECTS", ckpt_objects, kObjectsFields, 0, kNone),
     SPEC(CKPT_HDR_FILE, "FILE", ckpt_file, kFileFields, kMaxPathLen, kPaths),
     SPEC(CKPT_HDR_MAPPED_FILE, "MAPPED_FILE", ckpt_file, kFileFields, kMaxPathLen, kPaths),
-    SPEC(CKPT_HDR_PIPE, "PIPE", ckpt_pipe, kPipeFields, kMaxPathLen + kMaxPipeData, kPaths),
-    SPEC(CKPT_HDR_GHOST, "GHOST", ckpt_ghost, kGhostFields, kMaxPathLen, kPaths),
-    RecordSpec{CKPT_HDR_GHOST_DATA, "GHOST_DATA", 0, kMaxPageDataLen, {}, TailKind::kRawBytes},
-    SPEC(CKPT_HDR_SHMEM, "SHMEM", ckpt_shmem, kShmemFields, kMaxPathLen, kPaths),
-    SPEC(CKPT_HDR_TIMERFD, "TIMERFD", ckpt_timerfd, kTimerfdFields, 0, kNone),
     SPEC(CKPT_HDR_TASK, "TASK", ckpt_task, kTaskFields, 0, kNone),
     SPEC(CKPT_HDR_CREDS, "CREDS", ckpt_creds, kCredsFields, 4ull * kMaxGroups, kU32Array),
     SPEC(CKPT_HDR_RLIMITS, "RLIMITS", ckpt_rlimits, kRlimitsFields, 0, kNone),
@@ -317,14 +280,35 @@ std::string Printable(std::span<const uint8_t> bytes) {
 
 }  // namespace
 
+namespace {
+
+std::vector<RecordSpec>& Registry() {
+  static std::vector<RecordSpec>* specs = new std::vector<RecordSpec>(std::begin(kSpecs), std::end(kSpecs));
+  return *specs;
+}
+
+}  // namespace
+
+bool RegisterRecordSpec(const RecordSpec& spec) {
+  for (const RecordSpec& s : Registry()) {
+    if (s.type == spec.type) {
+      std::fprintf(stderr, "libckpt: record type %u registered twice (%s, %s)\n", spec.type,
+                   s.name, spec.name);
+      std::abort();
+    }
+  }
+  Registry().push_back(spec);
+  return true;
+}
+
 const RecordSpec* FindRecordSpec(uint32_t type) {
-  for (const RecordSpec& s : kSpecs) {
+  for (const RecordSpec& s : Registry()) {
     if (s.type == type) return &s;
   }
   return nullptr;
 }
 
-std::span<const RecordSpec> AllRecordSpecs() { return kSpecs; }
+std::span<const RecordSpec> AllRecordSpecs() { return Registry(); }
 
 std::string RecordName(uint32_t type) {
   const RecordSpec* s = FindRecordSpec(type);

@@ -170,6 +170,7 @@ absl::StatusOr<uint32_t> RegisterMappedFile(objhash::ObjHash& objects, const std
 absl::Status CheckpointMappedFile(objhash::CheckpointContext& ctx,
                                   const objhash::ObjHash::Entry& entry) {
   const auto& f = std::any_cast<const MappedFile&>(entry.data);
+  if (f.ghost_ref != 0) RETURN_IF_ERROR(ctx.Ensure(f.ghost_ref));  // the deleted inode first
   image::ckpt_file rec{};
   rec.objref = entry.objref;
   rec.kind = image::kFileRegular;

@@ -17,11 +17,22 @@
 #include "lib/base/fd.h"
 #include "lib/base/status.h"
 #include "lib/image/format.h"
+#include "lib/image/records.h"
 #include "lib/mm/pagescan.h"
 #include "lib/task/remote.h"
 
 namespace ckpt::mm {
 namespace {
+
+// SHMEM: a memfd's or shared mapping's inode, its name, then its pages.
+constexpr image::FieldSpec kShmemFields[] = {
+    CKPT_FIELD(image::ckpt_shmem, objref, kUnsigned), CKPT_FIELD(image::ckpt_shmem, flags, kHex),
+    CKPT_FIELD(image::ckpt_shmem, size, kUnsigned),   CKPT_FIELD(image::ckpt_shmem, seals, kHex),
+    CKPT_FIELD(image::ckpt_shmem, mode, kOctal),      CKPT_FIELD(image::ckpt_shmem, nr_pages, kUnsigned),
+    CKPT_FIELD(image::ckpt_shmem, name_len, kUnsigned),
+};
+CKPT_RECORD(image::CKPT_HDR_SHMEM, "SHMEM", image::ckpt_shmem, kShmemFields, image::kMaxPathLen,
+            kPaths);
 
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kChunk = image::kMaxPageDataLen;

@@ -11,9 +11,14 @@
 #ifndef LIBCKPT_LIB_OBJHASH_HANDLERS_H_
 #define LIBCKPT_LIB_OBJHASH_HANDLERS_H_
 
+#include <sys/types.h>
+
+#include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -37,10 +42,27 @@ enum RestoreFlags : uint32_t {
   kRestoreAllowChangedFiles = 1u << 1,  // files that changed since the dump are used as they are
 };
 
+class HandlerTable;
+class ObjectWriter;
+struct LateContext;
+// A step of the late pass (below).
+using LateStep = std::function<absl::Status(LateContext&)>;
+// A step of the late pass (below).
+
 struct CheckpointContext {
   image::Writer* writer = nullptr;
   ObjHash* objects = nullptr;
   uint32_t flags = 0;  // DumpFlags
+  ObjectWriter* object_writer = nullptr;  // set while the objects section is written
+
+  // Makes sure the object `objref` is in the image before the record the
+  // caller is about to write: a handler calls it for every object its
+  // record names that the restore must have made first (a pipe end's
+  // pipe, a memfd's memory). Order then follows from references, not from
+  // the order objects were met. Two objects that each need the other
+  // first are an error naming both; references that may form cycles (two
+  // sockets, each other's peer) are links instead (ObjectOps::links).
+  absl::Status Ensure(uint32_t objref);
 };
 
 struct RestoreContext {
@@ -56,18 +78,91 @@ struct RestoreContext {
   // `inherited_used`.
   const std::map<std::string, int>* inherited = nullptr;
   std::set<std::string>* inherited_used = nullptr;
+  // Steps for the late pass, in the order they were left.
+  std::vector<LateStep>* late = nullptr;
+  absl::Status Later(LateStep step);
+};
+
+// References between objects that may form cycles: written after every
+// object of the image, one record per object of the kind, so that the
+// restore has made both ends before it joins them.
+struct LinkOps {
+  uint32_t record_type = 0;  // 0: the kind has no links
+  // Writes exactly one record of `record_type` for `entry`.
+  absl::Status (*checkpoint)(CheckpointContext& ctx, const ObjHash::Entry& entry) = nullptr;
+  // Called with the reader positioned in the link record `rec`; every
+  // object of the image is in ctx.objects by then.
+  absl::Status (*restore)(RestoreContext& ctx, const image::Record& rec) = nullptr;
 };
 
 struct ObjectOps {
   ObjKind kind;
   const char* name;
   uint32_t record_type;  // the record that carries one object of this kind
-  // Writes the object's record(s); called once per object, objref first.
+  // Writes the object's record(s); called once per object, after the
+  // objects it Ensure()d.
   absl::Status (*checkpoint)(CheckpointContext& ctx, const ObjHash::Entry& entry);
   // Called with the reader positioned in the object's record `rec`;
   // recreates the object in the restorer.
   absl::StatusOr<RestoredObject> (*restore)(RestoreContext& ctx, const image::Record& rec);
+  LinkOps links = {};
 };
+
+// Writes the objects section: every object of `objects` whose kind has a
+// handler, each after the objects it needs (CheckpointContext::Ensure),
+// then the links of those that have them. `ctx` names the writer.
+class ObjectWriter {
+ public:
+  ObjectWriter(const HandlerTable& handlers, const ObjHash& objects)
+      : handlers_(handlers), objects_(objects) {}
+  // How many objects and link records Write() will write (for the
+  // section's header, written first).
+  uint32_t nr_objects() const;
+  uint32_t nr_links() const;
+  absl::Status Write(CheckpointContext& ctx);
+  absl::Status Ensure(CheckpointContext& ctx, uint32_t objref);
+
+ private:
+  enum class State : uint8_t { kPending, kWriting, kWritten };
+  const HandlerTable& handlers_;
+  const ObjHash& objects_;
+  std::map<uint32_t, State> state_;
+  std::vector<uint32_t> writing_;  // the chain of Ensure()s, for the cycle message
+};
+
+// Reads what ObjectWriter wrote: `nr_objects` object records into
+// ctx.objects, then `nr_links` link records.
+absl::Status ReadObjects(RestoreContext& ctx, const HandlerTable& handlers, uint32_t nr_objects,
+                         uint32_t nr_links);
+
+// ----------------------------------------------------------- late pass
+//
+// Some links can only be made inside a task, with its own fd numbers
+// (epoll_ctl on its epoll fd, connect, putting fds into a queue): a
+// restore handler leaves them as late steps (RestoreContext::Later). They
+// run once every task of the tree has its fds at their numbers (and the
+// restorer's objects are still open in it), before credentials are
+// dropped and before any task runs.
+class LateTask {
+ public:
+  virtual ~LateTask() = default;
+  virtual pid_t pid() const = 0;
+  // The fd number at which this task holds the object `objref` (a FILE),
+  // or -1.
+  virtual int FdOf(uint32_t objref) const = 0;
+  // Runs syscall `nr` inside the task; `data` is copied into it first and
+  // its address replaces args[data_arg] (data_arg < 0: no data). Returns
+  // what the syscall returned (a negative errno too).
+  virtual absl::StatusOr<int64_t> Syscall(long nr, std::array<uint64_t, 6> args,
+                                          std::span<const uint8_t> data = {},
+                                          int data_arg = -1) = 0;
+};
+
+struct LateContext {
+  std::vector<LateTask*> tasks;  // every live restored task, parents first
+  const RestoreTable* objects = nullptr;
+};
+
 
 // Copies `fd` (the caller still owns it) to ctx.high_fd_base or above,
 // close-on-exec; `what` names the file in errors.
@@ -82,6 +177,8 @@ class HandlerTable {
   absl::Status Register(const ObjectOps& ops);
   const ObjectOps* ForKind(ObjKind kind) const;
   const ObjectOps* ForRecord(uint32_t record_type) const;
+  // The kind whose links are records of `record_type`.
+  const ObjectOps* ForLinkRecord(uint32_t record_type) const;
   const std::vector<ObjectOps>& all() const { return ops_; }
 
  private:
