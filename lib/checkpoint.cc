@@ -66,7 +66,7 @@ class Dumper {
   absl::StatusOr<bool> FreezeTask(TaskDump& t);
   absl::Status WaitFrozen(TaskDump& t, pid_t tid);
   absl::Status CheckTask(const TaskDump& t);
-  absl::Status RegisterPids();
+  std::vector<task::TreeTask*> TreeTasks() const;
   absl::Status CheckShared(TaskDump& t);
   absl::Status Collect(TaskDump& t);
   absl::Status Write(ImageOutput& out);
@@ -75,7 +75,6 @@ class Dumper {
   absl::Status ThawTask(TaskDump& t, bool kill);
   absl::Status EndInjection(TaskDump& t);
   TaskDump* Find(pid_t pid);
-  absl::StatusOr<uint32_t> PidRef(pid_t nr, const std::vector<pid_t>& levels);
 
   const DumpOptions& options_;
   DumpStats* stats_;
@@ -84,7 +83,7 @@ class Dumper {
   objhash::ObjHash objects_;
   std::unique_ptr<ipc::IpcDump> ipc_;
   std::vector<std::unique_ptr<TaskDump>> tasks_;  // parents before children
-  std::map<uint32_t, std::vector<pid_t>> pid_levels_;  // pid objref -> numbers
+  task::TreeDump tree_;  // pid objects, task entries, sessions, groups
   PipeCheck pipe_check_;  // what the pre-flight found of pipes held outside
 };
 
@@ -120,6 +119,12 @@ class OutputSink : public image::ByteSink {
   ImageOutput& out_;
   const volatile sig_atomic_t* cancel_;
 };
+
+std::vector<task::TreeTask*> Dumper::TreeTasks() const {
+  std::vector<task::TreeTask*> v;
+  for (const auto& t : tasks_) v.push_back(t.get());
+  return v;
+}
 
 TaskDump* Dumper::Find(pid_t pid) {
   for (auto& t : tasks_) {
@@ -282,85 +287,6 @@ absl::Status Dumper::FreezeTree(pid_t root) {
   return absl::AbortedError("the tree keeps changing while it is being frozen");
 }
 
-absl::StatusOr<uint32_t> Dumper::PidRef(pid_t nr, const std::vector<pid_t>& levels) {
-  ASSIGN_OR_RETURN(objhash::ObjHash::Found f,
-                   objects_.LookupAdd(objhash::ObjKind::kPid, objhash::Identity::OfPid(nr)));
-  if (f.first) pid_levels_[f.objref] = levels;
-  return f.objref;
-}
-
-// Pid objects for every task and thread, and for the groups and sessions
-// that belong to the dump (see DumpOptions::container for the rule).
-absl::Status Dumper::RegisterPids() {
-  std::set<pid_t> in_tree;
-  for (const auto& t : tasks_) in_tree.insert(t->pid);
-  for (auto& t : tasks_) {
-    std::vector<pid_t> levels = t->status.nspid;
-    if (levels.empty() || levels.front() != t->pid) levels = {t->pid};
-    ASSIGN_OR_RETURN(t->pid_ref, PidRef(t->pid, levels));
-    for (auto& [tid, th] : t->threads) {
-      if (tid == t->pid) continue;
-      ASSIGN_OR_RETURN(task::ProcStatus ts,
-                       task::ReadProcStatus(tid));  // /proc/TID/status works for threads
-      ASSIGN_OR_RETURN(uint32_t ref, PidRef(tid, ts.nspid.empty() ? std::vector<pid_t>{tid} : ts.nspid));
-      (void)ref;
-    }
-  }
-  for (auto& t : tasks_) {
-    if (t->parent != 0) {
-      TaskDump* p = Find(t->parent);
-      t->parent_ref = p != nullptr ? p->pid_ref : 0;
-      // A task in a deeper pid namespace than its parent is that
-      // namespace's init; anything else cannot be recreated.
-      size_t mine = std::max<size_t>(1, t->status.nspid.size());
-      size_t theirs = std::max<size_t>(1, p->status.nspid.size());
-      if (mine != theirs && !(mine == theirs + 1 && t->status.nspid.back() == 1)) {
-        return absl::UnimplementedError(absl::StrCat(
-            "task ", t->pid, " is pid ", t->status.nspid.back(),
-            " of a pid namespace whose init is not its parent: not supported"));
-      }
-    } else if (t->status.nspid.size() > 1 && t->status.nspid.back() != 1) {
-      return absl::UnimplementedError(absl::StrCat(
-          "task ", t->pid, " is pid ", t->status.nspid.back(),
-          " of a pid namespace whose init is outside the dump: dump the init"));
-    }
-  }
-  // Sessions: saved when their leader is in the tree.
-  for (auto& t : tasks_) {
-    pid_t sid = t->stat.session;
-    if (in_tree.count(sid)) {
-      std::vector<pid_t> levels = t->status.nssid;
-      if (levels.empty() || levels.front() != sid) levels = {sid};
-      ASSIGN_OR_RETURN(t->session_ref, PidRef(sid, levels));
-    } else if (options_.container) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "task ", t->pid, " is in session ", sid, ", whose leader is outside the tree "
-          "(container mode requires every pid inside it)"));
-    }
-  }
-  // Groups: saved when their leader is in the tree, or when the leader has
-  // exited and the group's session is saved (the restore recreates such a
-  // group with a helper task).
-  for (auto& t : tasks_) {
-    pid_t pgrp = t->stat.pgrp;
-    bool leader_alive = in_tree.count(pgrp) || kill(pgrp, 0) == 0 || errno != ESRCH;
-    bool saved = in_tree.count(pgrp) || (!leader_alive && t->session_ref != 0);
-    if (saved) {
-      if (t->zombie && !in_tree.count(pgrp)) continue;  // a zombie's group is not restored
-      std::vector<pid_t> levels = t->status.nspgid;
-      if (levels.empty() || levels.front() != pgrp) levels = {pgrp};
-      ASSIGN_OR_RETURN(t->pgrp_ref, PidRef(pgrp, levels));
-    } else if (options_.container || t->session_ref != 0) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "task ", t->pid, " is in process group ", pgrp,
-          options_.container ? ", whose leader is outside the tree (container mode requires "
-                               "every pid inside it)"
-                             : ", whose leader lives outside the tree but in its session"));
-    }
-  }
-  return absl::OkStatus();
-}
-
 // Kernel objects shared between processes that this version cannot
 // recreate shared.
 absl::Status Dumper::CheckShared(TaskDump& t) {
@@ -497,32 +423,7 @@ absl::Status Dumper::Write(ImageOutput& out) {
   if (options_.leave_running) header_.flags |= image::kImageLeftRunning;
   RETURN_IF_ERROR(w.WriteImageHeader(header_));
 
-  // The tree: pid objects, then the tasks, parents first.
-  image::ckpt_tree tree{};
-  tree.nr_tasks = static_cast<uint32_t>(tasks_.size());
-  tree.nr_pids = static_cast<uint32_t>(pid_levels_.size());
-  if (options_.container) tree.flags |= image::kTreeContainer;
-  RETURN_IF_ERROR(w.AppendStruct(image::CKPT_HDR_TREE, tree));
-  for (const auto& [objref, levels] : pid_levels_) {
-    image::ckpt_pid pid{};
-    pid.objref = objref;
-    pid.nr_levels = static_cast<uint32_t>(std::min<size_t>(levels.size(), image::kMaxPidLevels));
-    for (uint32_t i = 0; i < pid.nr_levels; ++i) pid.nr[i] = levels[i];
-    RETURN_IF_ERROR(w.AppendStruct(image::CKPT_HDR_PID, pid));
-  }
-  for (const auto& t : tasks_) {
-    image::ckpt_task_entry e{};
-    e.pid_ref = t->pid_ref;
-    e.parent_ref = t->parent_ref;
-    e.pgrp_ref = t->pgrp_ref;
-    e.session_ref = t->session_ref;
-    e.state = t->zombie ? image::kTaskZombie : image::kTaskAlive;
-    e.exit_code = t->zombie ? t->exit_code : 0;
-    e.nr_threads = static_cast<uint32_t>(t->threads.size());
-    e.free_area = t->zombie ? 0 : t->mm.free_area;
-    if (t->shares_parent_files) e.flags |= image::kTaskSharesParentFiles;
-    RETURN_IF_ERROR(w.AppendStruct(image::CKPT_HDR_TASK_ENTRY, e));
-  }
+  RETURN_IF_ERROR(tree_.Write(w, TreeTasks(), options_.container));
 
   RETURN_IF_ERROR(ipc_->Write(w));
   stats_->pages_written += ipc_->pages();
@@ -642,7 +543,7 @@ absl::Status Dumper::Run(pid_t root, ImageOutput& out) {
   }
   stats_->freeze_ns = static_cast<uint64_t>(MonotonicNs()) - start;
   if (st.ok()) st = Cancelled();
-  if (st.ok()) st = RegisterPids();
+  if (st.ok()) st = tree_.RegisterPids(TreeTasks(), objects_, options_.container);
   if (st.ok()) {
     // The IPC namespace first: the tasks' attachments refer to its
     // segments.

@@ -66,8 +66,6 @@ class RestoreRun {
   absl::StatusOr<pid_t> Run(int in_fd);
 
  private:
-  absl::Status ReadTree(image::Reader& r);
-  absl::Status PlanSessions();
   absl::Status ReadObjects(image::Reader& r);
   absl::Status WaitForFreePids();
   absl::Status CreateTasks();
@@ -84,13 +82,16 @@ class RestoreRun {
                                   uint32_t tid_ref, const task::TaskCore& core);
   void KillAll();
   // The number of pid object `ref` in the pid namespace of task `t`.
-  pid_t PidIn(uint32_t ref, const TaskRestore& t) const;
+  pid_t PidIn(uint32_t ref, const TaskRestore& t) const { return tree_.PidIn(ref, t); }
 
   const RestoreOptions& options_;
   RestoreStats* stats_;
-  std::map<uint32_t, std::vector<pid_t>> pids_;  // pid objref -> numbers
   std::vector<std::unique_ptr<TaskRestore>> tasks_;  // tree order, then helpers
-  std::map<uint32_t, int> by_ref_;                  // pid_ref -> index in tasks_
+  // Its nodes are tasks_, in order.
+  task::TreeRestore tree_{[this]() -> task::TreeNode& {
+    tasks_.push_back(std::make_unique<TaskRestore>());
+    return *tasks_.back();
+  }};
   objhash::RestoreTable objects_;
   std::vector<objhash::LateStep> late_;  // left by object handlers
   ipc::IpcRestore ipc_;  // on failure: removes its objects after KillAll()
@@ -135,188 +136,6 @@ absl::Status CheckCredentialsGrantable(pid_t pid, const task::TaskCore& core) {
       more != 0 ? absl::StrCat(": it does not hold capabilities 0x", absl::Hex(more)) : "",
       missing.empty() ? "" : absl::StrCat(": it lacks ", absl::StrJoin(missing, ", ")),
       " (an image never grants more than its restorer has)"));
-}
-
-pid_t RestoreRun::PidIn(uint32_t ref, const TaskRestore& t) const {
-  const std::vector<pid_t>& levels = pids_.at(ref);
-  size_t depth = t.pids.size() - 1;
-  return depth < levels.size() ? levels[depth] : levels.back();
-}
-
-absl::Status RestoreRun::ReadTree(image::Reader& r) {
-  ASSIGN_OR_RETURN(image::ckpt_tree tree, r.Expect<image::ckpt_tree>(image::CKPT_HDR_TREE));
-  if (tree.nr_tasks == 0) return r.FieldError("nr_tasks", "the image has no task");
-  if (tree.nr_tasks > (1u << 20) || tree.nr_pids > (1u << 22)) {
-    return r.FieldError("nr_tasks", tree.nr_tasks, " tasks and ", tree.nr_pids,
-                        " pids are more than a tree can hold");
-  }
-  if (tree.flags & ~static_cast<uint32_t>(image::kTreeContainer)) {
-    return r.FieldError("flags", tree.flags, " has unknown bits");
-  }
-  std::map<pid_t, uint32_t> outer_pids;  // number in the outermost namespace -> objref
-  for (uint32_t i = 0; i < tree.nr_pids; ++i) {
-    ASSIGN_OR_RETURN(image::ckpt_pid pid, r.Expect<image::ckpt_pid>(image::CKPT_HDR_PID));
-    if (pid.objref == 0 || pids_.count(pid.objref)) {
-      return r.FieldError("objref", pid.objref, " is zero or repeated");
-    }
-    if (pid.nr_levels == 0 || pid.nr_levels > image::kMaxPidLevels) {
-      return r.FieldError("nr_levels", pid.nr_levels, " is out of range");
-    }
-    std::vector<pid_t> nrs(pid.nr, pid.nr + pid.nr_levels);
-    for (pid_t nr : nrs) {
-      if (nr <= 0 || nr > (1 << 22)) return r.FieldError("nr", nr, " is not a PID");
-    }
-    // Every pid is in the outermost namespace: its number there is its own.
-    auto [other, fresh] = outer_pids.emplace(nrs.front(), pid.objref);
-    if (!fresh) {
-      return r.FieldError("nr", nrs.front(), " is the number of two pids (objrefs ", other->second,
-                          " and ", pid.objref, ")");
-    }
-    pids_[pid.objref] = nrs;
-  }
-  for (uint32_t i = 0; i < tree.nr_tasks; ++i) {
-    auto t = std::make_unique<TaskRestore>();
-    ASSIGN_OR_RETURN(t->entry, r.Expect<image::ckpt_task_entry>(image::CKPT_HDR_TASK_ENTRY));
-    const image::ckpt_task_entry& e = t->entry;
-    auto it = pids_.find(e.pid_ref);
-    if (it == pids_.end()) return r.FieldError("pid_ref", e.pid_ref, " names no PID record");
-    if (by_ref_.count(e.pid_ref)) return r.FieldError("pid_ref", e.pid_ref, " is repeated");
-    t->pids = it->second;
-    if (e.parent_ref == 0) {
-      if (i != 0) return r.FieldError("parent_ref", "only the first task is the root");
-    } else {
-      auto p = by_ref_.find(e.parent_ref);
-      if (p == by_ref_.end()) {
-        return r.FieldError("parent_ref", e.parent_ref, " names no earlier task");
-      }
-      t->parent = p->second;
-      const TaskRestore& parent = *tasks_[p->second];
-      if (parent.zombie) return r.FieldError("parent_ref", "a zombie has no children");
-      size_t mine = t->pids.size(), theirs = parent.pids.size();
-      if (mine != theirs && !(mine == theirs + 1 && t->pids.back() == 1)) {
-        return r.FieldError("pid_ref", "task ", t->pids.front(),
-                            " is neither in its parent's pid namespace nor the init of a new one");
-      }
-    }
-    for (uint32_t ref : {e.pgrp_ref, e.session_ref}) {
-      if (ref != 0 && !pids_.count(ref)) return r.FieldError("pgrp_ref", ref, " names no PID");
-    }
-    if (e.flags & ~static_cast<uint32_t>(image::kTaskSharesParentFiles)) {
-      return r.FieldError("flags", e.flags, " has unknown bits");
-    }
-    if (e.flags & image::kTaskSharesParentFiles) {
-      if (t->parent < 0 || tasks_[t->parent]->zombie || e.state != image::kTaskAlive) {
-        return r.FieldError("flags", "only a live task with a live parent can share its fd table");
-      }
-      t->shares_files = true;
-      tasks_[t->parent]->closes_objects = false;  // this task (or a later sharer) will
-    }
-    if (e.state == image::kTaskZombie) {
-      t->zombie = true;
-      if (e.nr_threads != 0 && e.nr_threads != 1) {
-        return r.FieldError("nr_threads", "a zombie has no threads");
-      }
-      // A wait status: an exit code (0-255) << 8, or a signal (1-64) with
-      // perhaps the core-dump bit.
-      const int code = e.exit_code;
-      const bool exited = (code & 0x7f) == 0 && (code & ~0xff00) == 0;
-      const bool signaled = (code & 0x7f) >= 1 && (code & 0x7f) <= 64 && (code & ~0xff) == 0 &&
-                            (code & 0x7f) != 0x7f;
-      if (!exited && !signaled) {
-        return r.FieldError("exit_code", code, " is not a wait status");
-      }
-      if (e.free_area != 0) return r.FieldError("free_area", "a zombie has no memory");
-    } else if (e.state == image::kTaskAlive) {
-      if (e.nr_threads == 0 || e.nr_threads > 65536) {
-        return r.FieldError("nr_threads", e.nr_threads, " is out of range");
-      }
-      if (e.free_area % 4096 || e.free_area == 0 ||
-          e.free_area > mm::kUserSpaceEnd - mm::kFreeAreaSize) {
-        return r.FieldError("free_area", absl::Hex(e.free_area), " is not a usable address");
-      }
-    } else {
-      return r.FieldError("state", e.state, " is not a task state");
-    }
-    by_ref_[e.pid_ref] = static_cast<int>(tasks_.size());
-    tasks_.push_back(std::move(t));
-  }
-  if (tasks_.front()->zombie) return absl::InvalidArgumentError("the image's root is a zombie");
-  size_t depth = tasks_.front()->pids.size();
-  if (depth > 1 && tasks_.front()->pids.back() != 1) {
-    return absl::InvalidArgumentError("the image's root is in a pid namespace without its init");
-  }
-  if (options_.new_pidns) {
-    // The tree goes into a fresh pid namespace that plays the part of its
-    // root's: the dumper's level of every PID is dropped, and the kernel
-    // picks the tasks' PIDs in this process's namespace.
-    const TaskRestore& root = *tasks_.front();
-    if (root.pids.size() != 2 || root.pids.back() != 1) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "--new-pidns restores a tree whose root was pid 1 of its own pid namespace; task ",
-          root.pids.front(), " was pid ", root.pids.back(), " at level ", root.pids.size() - 1));
-    }
-    for (auto& [ref, levels] : pids_) {
-      if (levels.size() < 2) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "PID ", levels.front(), " is outside the root's pid namespace"));
-      }
-      levels.erase(levels.begin());
-    }
-    for (auto& t : tasks_) t->pids.erase(t->pids.begin());
-  }
-  return absl::OkStatus();
-}
-
-// Sessions can only be entered by forking inside them: a child whose
-// session is not its parent's new one is forked before the parent calls
-// setsid. Groups whose leader had exited get a helper task that makes
-// them. Checks that the result matches the image.
-absl::Status RestoreRun::PlanSessions() {
-  std::vector<uint32_t> before(tasks_.size(), 0), after(tasks_.size(), 0);
-  for (size_t i = 0; i < tasks_.size(); ++i) {
-    TaskRestore& t = *tasks_[i];
-    const image::ckpt_task_entry& e = t.entry;
-    bool set_sid = !t.zombie && e.session_ref == e.pid_ref;
-    uint32_t inherited = 0;  // 0: the restorer's session
-    if (t.parent >= 0) {
-      const TaskRestore& p = *tasks_[t.parent];
-      bool parent_sets_sid = p.entry.session_ref == p.entry.pid_ref;
-      // Forked before the parent's setsid when it belongs elsewhere.
-      bool early = parent_sets_sid && e.session_ref != p.entry.pid_ref && !set_sid;
-      t.early = early;
-      inherited = early ? before[t.parent] : after[t.parent];
-    }
-    before[i] = inherited;
-    after[i] = set_sid ? e.pid_ref : inherited;
-    if (!t.zombie && after[i] != e.session_ref) {
-      return absl::UnimplementedError(absl::StrCat(
-          "task ", t.pids.front(), ": its session (",
-          e.session_ref ? pids_[e.session_ref].front() : 0,
-          ") cannot be recreated from the tree (its leader is not an ancestor)"));
-    }
-  }
-  // Helpers for groups whose leader is not a task of the image.
-  std::map<uint32_t, int> helpers;
-  size_t nr_tasks = tasks_.size();
-  for (size_t i = 0; i < nr_tasks; ++i) {
-    TaskRestore& t = *tasks_[i];
-    uint32_t g = t.entry.pgrp_ref;
-    if (t.zombie || g == 0 || by_ref_.count(g) || helpers.count(g)) continue;
-    auto h = std::make_unique<TaskRestore>();
-    h->helper = true;
-    h->group_ref = g;
-    h->pids = pids_[g];
-    if (h->pids.size() != t.pids.size()) {
-      return absl::InvalidArgumentError(absl::StrCat("process group ", h->pids.front(),
-                                                     " is not in its members' pid namespace"));
-    }
-    h->parent = static_cast<int>(i);
-    h->entry.free_area = t.entry.free_area;
-    h->entry.session_ref = t.entry.session_ref;
-    helpers[g] = static_cast<int>(tasks_.size());
-    tasks_.push_back(std::move(h));
-  }
-  return absl::OkStatus();
 }
 
 absl::Status RestoreRun::ReadObjects(image::Reader& r) {
@@ -396,30 +215,14 @@ absl::Status RestoreRun::WaitForFreePids() {
 }
 
 absl::Status RestoreRun::CreateTasks() {
-  std::vector<task::SpawnNode> plan;
   for (auto& t : tasks_) {
     if (!t->zombie && !mm::IsFreeArea(layout_.all, t->entry.free_area)) {
       return absl::FailedPreconditionError(absl::StrCat(
           "task ", t->pids.front(), ": its free area at 0x", absl::Hex(t->entry.free_area),
           " is used by the restoring process"));
     }
-    task::SpawnNode n;
-    n.pids = t->pids;
-    n.parent = t->parent >= 0 ? tasks_[t->parent]->node : -1;
-    n.early = t->early;
-    n.share_files = t->shares_files;
-    n.set_sid = !t->helper && !t->zombie && t->entry.session_ref == t->entry.pid_ref;
-    size_t parent_depth =
-        t->parent >= 0 ? tasks_[t->parent]->pids.size() : (options_.new_pidns ? 0 : 1);
-    n.new_pidns = t->pids.size() > parent_depth;
-    n.zombie_status = t->zombie ? t->entry.exit_code : -1;
-    // A zombie that led its group makes it before it exits: the group then
-    // lives on with it, as it did.
-    n.set_pgid = t->zombie && t->entry.pgrp_ref == t->entry.pid_ref;
-    n.trampoline = t->entry.free_area;
-    t->node = static_cast<int>(plan.size());
-    plan.push_back(std::move(n));
   }
+  std::vector<task::SpawnNode> plan = tree_.SpawnPlan(options_.new_pidns);
   ASSIGN_OR_RETURN(spawned_, task::SpawnTree(plan, !options_.new_pidns));
   const std::vector<pid_t>& pids = spawned_.pids;
   ASSIGN_OR_RETURN(uint64_t syscall_off, task::VdsoSyscallOffset());
@@ -447,63 +250,29 @@ absl::Status RestoreRun::CreateTasks() {
   return absl::OkStatus();
 }
 
-// Process groups: leaders (and helpers) make them, then members join;
-// helpers then exit and their parents reap them.
 absl::Status RestoreRun::SetUpGroups() {
-  const pid_t own_group = getpgrp();
-  auto run_now = [](TaskRestore& t, long nr, std::initializer_list<uint64_t> args) {
+  auto run = [](task::TreeNode& node, long nr, std::initializer_list<uint64_t> args) {
+    TaskRestore& t = static_cast<TaskRestore&>(node);
     task::SyscallBatch b = t.injector->NewBatch();
     b.Add(nr, args);
     return t.injector->Run(b);
   };
-  for (auto& t : tasks_) {
-    if (t->zombie) continue;
-    bool makes_group = t->helper || (t->entry.pgrp_ref == t->entry.pid_ref &&
-                                     t->entry.session_ref != t->entry.pid_ref);
-    if (makes_group) {
-      absl::Status st = run_now(*t, SYS_setpgid, {0, 0});
-      if (!st.ok()) return Annotate(st, absl::StrCat("task ", t->pid, ": making its process group"));
-    }
-  }
-  for (auto& t : tasks_) {
-    if (t->zombie || t->helper) continue;
-    uint32_t g = t->entry.pgrp_ref;
-    if (g == t->entry.pid_ref) continue;
-    if (g == 0) {
-      // A group outside the dump: the task stays in (or joins) the
-      // restorer's, which it inherited unless its parent made another.
-      if (options_.new_pidns || t->entry.session_ref != 0) continue;
-      absl::StatusOr<task::ProcStat> stat = task::ReadProcStat(t->pid);
-      if (stat.ok() && stat->pgrp == own_group) continue;
-    }
-    pid_t target = g != 0 ? PidIn(g, *t) : own_group;
-    absl::Status st = run_now(*t, SYS_setpgid, {0, static_cast<uint64_t>(target)});
-    if (!st.ok()) {
-      return Annotate(st, absl::StrCat("task ", t->pid, ": joining process group ", target));
-    }
-  }
-  for (auto& h : tasks_) {
-    if (!h->helper) continue;
-    task::KillByPidfd(spawned_.pidfds[h->node].get());
+  auto end_helper = [this](task::TreeNode& node) {
+    TaskRestore& h = static_cast<TaskRestore&>(node);
+    task::KillByPidfd(spawned_.pidfds[h.node].get());
     int status;
-    while (waitpid(h->pid, &status, __WALL) < 0 && errno == EINTR) {
+    while (waitpid(h.pid, &status, __WALL) < 0 && errno == EINTR) {
     }
-    TaskRestore& parent = *tasks_[h->parent];
-    absl::Status st = run_now(parent, SYS_wait4, {static_cast<uint64_t>(h->pids.back()), 0,
-                                                  static_cast<uint64_t>(__WALL), 0});
-    if (!st.ok()) return Annotate(st, absl::StrCat("task ", parent.pid, ": reaping its helper"));
-    h->injector.reset();
-    h->threads.clear();
-    h->pid = 0;
-    h->zombie = true;  // gone: nothing more to do with it
-  }
-  return absl::OkStatus();
+    h.injector.reset();
+    h.threads.clear();
+  };
+  return tree_.SetUpGroups(options_.new_pidns, run, end_helper);
 }
 
 absl::StatusOr<pid_t> RestoreRun::AddThread(TaskRestore& t, const task::ThreadState& thread,
                                             uint32_t tid_ref, const task::TaskCore& core) {
-  auto levels = pids_.find(tid_ref);
-  if (levels == pids_.end() || levels->second.size() != t.pids.size()) {
+  auto levels = tree_.pids().find(tid_ref);
+  if (levels == tree_.pids().end() || levels->second.size() != t.pids.size()) {
     return absl::InvalidArgumentError(absl::StrCat("task ", t.pid, ": thread objref ", tid_ref,
                                                    " names no PID of its namespace"));
   }
@@ -659,7 +428,7 @@ absl::Status RestoreRun::FinishTask(TaskRestore& t) {
   if (!leader.pending.empty()) thread_pending.push_back({tgid, leader.pending});
   RETURN_IF_ERROR(task::QueueSignalsRestore(
       q, tgid, ctx.signals, thread_pending, start_ns_, [&](uint32_t ref) -> absl::StatusOr<pid_t> {
-        if (!pids_.count(ref)) {
+        if (!tree_.pids().count(ref)) {
           return absl::InvalidArgumentError(
               absl::StrCat("task ", t.pid, ": a POSIX timer names pid objref ", ref,
                            ", which the image does not have"));
@@ -709,8 +478,8 @@ absl::StatusOr<pid_t> RestoreRun::Run(int in_fd) {
   (void)header;
   {
     Phase p("restore: tree");
-    RETURN_IF_ERROR(ReadTree(r));
-    RETURN_IF_ERROR(PlanSessions());
+    RETURN_IF_ERROR(tree_.Read(r, options_.new_pidns, mm::kUserSpaceEnd - mm::kFreeAreaSize));
+    RETURN_IF_ERROR(tree_.PlanSessions());
   }
   {
     // The IPC objects before anything else: entering a fresh IPC

@@ -37,6 +37,7 @@
 #include "lib/task/proc.h"
 #include "lib/task/signals.h"
 #include "lib/task/thread.h"
+#include "lib/task/tree.h"
 
 namespace ckpt {
 
@@ -49,15 +50,16 @@ struct ThreadDump {
   int64_t sleep_expiry = -1;  // CLOCK_MONOTONIC expiry of the sleep the freeze broke
 };
 
-struct TaskDump {
-  pid_t pid = 0;
-  pid_t parent = 0;  // the parent task's pid; 0 for the root
-  bool zombie = false;
-  int exit_code = 0;
-  uint32_t pid_ref = 0, parent_ref = 0, pgrp_ref = 0, session_ref = 0;
-  bool shares_parent_files = false;  // CLONE_FILES with its parent
-  task::ProcStatus status;
-  task::ProcStat stat;
+// A task of the dump; what the tree needs of it (pid, parent, zombie,
+// status, stat, pid objects) is in task::TreeTask.
+struct TaskDump : task::TreeTask {
+  std::vector<pid_t> Tids() const override {
+    std::vector<pid_t> tids;
+    for (const auto& [tid, th] : threads) tids.push_back(tid);
+    return tids;
+  }
+  uint64_t FreeArea() const override { return mm.free_area; }
+
   std::map<pid_t, ThreadDump> threads;  // seized threads by tid
   task::TaskCore core;
   fs::FsState fs;
@@ -81,20 +83,9 @@ struct SectionWriteContext {
 
 struct SectionRestoreContext;
 
-// A task being restored: one TASK_ENTRY, or a helper that recreates the
-// process group of a leader that had exited.
-struct TaskRestore {
-  image::ckpt_task_entry entry{};
-  std::vector<pid_t> pids;  // at every pid-namespace level, outermost first
-  int parent = -1;          // index in the driver's tasks, -1 for the root
-  bool zombie = false;
-  bool helper = false;
-  uint32_t group_ref = 0;   // for a helper: the group it makes
-  bool early = false;       // forked before its parent becomes a session leader
-  bool shares_files = false;    // its fd table is its parent's
-  bool closes_objects = true;   // the last task of its fd table closes the restorer's fds
-  int node = -1;            // index in the spawn plan
-  pid_t pid = 0;            // as this process sees it
+// A task being restored (its place in the tree is task::TreeNode; parent
+// is an index in the driver's tasks, which are the tree's nodes in order).
+struct TaskRestore : task::TreeNode {
   std::vector<pid_t> threads;  // every thread seized, the leader first
   std::unique_ptr<task::Injector> injector;
   std::unique_ptr<task::SyscallQueue> queue;

@@ -1,0 +1,140 @@
+// The tree: pid objects (every number of every pid at every pid-namespace
+// level), task entries, sessions and process groups. Dump and restore side
+// by side.
+//
+// Dump: the driver's tasks derive from TreeTask; once they are frozen,
+// TreeDump::RegisterPids gives every task, thread, group and session that
+// belongs to the dump its pid object, and Write writes the TREE, PID and
+// TASK_ENTRY records.
+//
+//   TreeDump tree;
+//   RETURN_IF_ERROR(tree.RegisterPids(tasks, objects, container));
+//   ...
+//   RETURN_IF_ERROR(tree.Write(writer, tasks, container));
+//
+// Restore: the driver's tasks derive from TreeNode; TreeRestore::Read
+// checks every field and count of the tree, PlanSessions decides who forks
+// whom before which setsid (and adds helper tasks for groups whose leader
+// had exited), SpawnPlan says how SpawnTree creates them, and SetUpGroups
+// makes the groups once they exist.
+
+#ifndef LIBCKPT_LIB_TASK_TREE_H_
+#define LIBCKPT_LIB_TASK_TREE_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <map>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "lib/image/format.h"
+#include "lib/image/reader.h"
+#include "lib/image/writer.h"
+#include "lib/objhash/objhash.h"
+#include "lib/task/proc.h"
+#include "lib/task/spawn.h"
+
+namespace ckpt::task {
+
+// ------------------------------------------------------------------ dump
+
+struct TreeTask {
+  virtual ~TreeTask() = default;
+  // Its threads (the leader's TID included) and where its restore maps
+  // the trampoline; asked for when they are known.
+  virtual std::vector<pid_t> Tids() const = 0;
+  virtual uint64_t FreeArea() const = 0;
+
+  pid_t pid = 0;
+  pid_t parent = 0;  // the parent task's pid; 0 for the root
+  bool zombie = false;
+  int exit_code = 0;
+  bool shares_parent_files = false;  // CLONE_FILES with its parent
+  ProcStatus status;
+  ProcStat stat;
+  // Filled by TreeDump::RegisterPids.
+  uint32_t pid_ref = 0, parent_ref = 0, pgrp_ref = 0, session_ref = 0;
+};
+
+class TreeDump {
+ public:
+  // Pid objects for every task and thread of `tasks` (parents first), and
+  // for the groups and sessions that belong to the dump: a session whose
+  // leader is in the tree; a group whose leader is, or whose leader has
+  // exited inside a saved session. With `container`, every session and
+  // group must belong. Refuses a pid namespace whose init is not dumped or
+  // not its tasks' parent.
+  absl::Status RegisterPids(const std::vector<TreeTask*>& tasks, objhash::ObjHash& objects,
+                            bool container);
+  absl::Status Write(image::Writer& w, const std::vector<TreeTask*>& tasks, bool container) const;
+
+ private:
+  absl::StatusOr<uint32_t> PidRef(objhash::ObjHash& objects, pid_t nr,
+                                  const std::vector<pid_t>& levels);
+  std::map<uint32_t, std::vector<pid_t>> pid_levels_;  // pid objref -> numbers
+};
+
+// --------------------------------------------------------------- restore
+
+// A task being restored: one TASK_ENTRY, or a helper that recreates the
+// process group of a leader that had exited.
+struct TreeNode {
+  virtual ~TreeNode() = default;
+  image::ckpt_task_entry entry{};
+  std::vector<pid_t> pids;  // at every pid-namespace level, outermost first
+  int parent = -1;          // index in the tree's nodes, -1 for the root
+  bool zombie = false;
+  bool helper = false;
+  uint32_t group_ref = 0;   // for a helper: the group it makes
+  bool early = false;       // forked before its parent becomes a session leader
+  bool shares_files = false;    // its fd table is its parent's
+  bool closes_objects = true;   // the last task of its fd table closes the restorer's fds
+  int node = -1;            // index in the spawn plan
+  pid_t pid = 0;            // as this process sees it, once created
+};
+
+class TreeRestore {
+ public:
+  // Makes a node (the caller keeps it, in the order made) and returns it.
+  using MakeNode = std::function<TreeNode&()>;
+  explicit TreeRestore(MakeNode make) : make_(std::move(make)) {}
+
+  // Reads TREE, PID* and TASK_ENTRY*, checking every count, reference and
+  // state; a live task's free area must lie below `free_area_limit`. With
+  // `new_pidns`, the dumper's level of every PID is dropped (the tree goes
+  // into a fresh pid namespace that plays its root's).
+  absl::Status Read(image::Reader& r, bool new_pidns, uint64_t free_area_limit);
+  // Sessions can only be entered by forking inside them: a child whose
+  // session is not its parent's new one is forked before the parent calls
+  // setsid. Groups whose leader had exited get a helper node that makes
+  // them. Refuses what cannot be recreated.
+  absl::Status PlanSessions();
+  // How SpawnTree creates the nodes (each node's `node` is set).
+  std::vector<SpawnNode> SpawnPlan(bool new_pidns);
+  // Once created: leaders (and helpers) make their groups, members join,
+  // then helpers end (`end_helper`) and their parents reap them. `run`
+  // runs one syscall inside a node.
+  using RunIn = std::function<absl::Status(TreeNode& t, long nr, std::initializer_list<uint64_t> args)>;
+  absl::Status SetUpGroups(bool new_pidns, const RunIn& run,
+                           const std::function<void(TreeNode& helper)>& end_helper);
+
+  // The number of pid object `ref` in the pid namespace of `t`.
+  pid_t PidIn(uint32_t ref, const TreeNode& t) const;
+  // pid objref -> its numbers, outermost first.
+  const std::map<uint32_t, std::vector<pid_t>>& pids() const { return pids_; }
+  const std::vector<TreeNode*>& nodes() const { return nodes_; }
+
+ private:
+  TreeNode& Add();
+  MakeNode make_;
+  std::vector<TreeNode*> nodes_;
+  std::map<uint32_t, std::vector<pid_t>> pids_;
+  std::map<uint32_t, int> by_ref_;  // pid_ref -> index in nodes_
+};
+
+}  // namespace ckpt::task
+
+#endif  // LIBCKPT_LIB_TASK_TREE_H_
