@@ -81,7 +81,7 @@ class Dumper {
   image::ckpt_image_header header_{};
   int64_t start_ns_ = 0;  // CLOCK_MONOTONIC at the checkpoint's start
   objhash::ObjHash objects_;
-  std::unique_ptr<ipc::IpcDump> ipc_;
+  uint64_t ipc_pages_ = 0;  // what the IPC namespaces' segments write
   std::vector<std::unique_ptr<TaskDump>> tasks_;  // parents before children
   task::TreeDump tree_;  // pid objects, task entries, sessions, groups
   PipeCheck pipe_check_;  // what the pre-flight found of pipes held outside
@@ -425,8 +425,6 @@ absl::Status Dumper::Write(ImageOutput& out) {
 
   RETURN_IF_ERROR(tree_.Write(w, TreeTasks(), options_.container));
 
-  RETURN_IF_ERROR(ipc_->Write(w));
-  stats_->pages_written += ipc_->pages();
 
   // Every shared object, once, each after the objects it needs, then
   // their links.
@@ -442,6 +440,7 @@ absl::Status Dumper::Write(ImageOutput& out) {
   RETURN_IF_ERROR(w.AppendStruct(image::CKPT_HDR_OBJECTS, objs));
   objhash::CheckpointContext ctx{&w, &objects_, 0};
   RETURN_IF_ERROR(objects_out.Write(ctx));
+  stats_->pages_written += ipc_pages_;
 
   // Each live task's own sections, in tree order, in the sections' order.
   SectionWriteContext sctx{&w, &objects_, stats_};
@@ -545,18 +544,21 @@ absl::Status Dumper::Run(pid_t root, ImageOutput& out) {
   if (st.ok()) st = Cancelled();
   if (st.ok()) st = tree_.RegisterPids(TreeTasks(), objects_, options_.container);
   if (st.ok()) {
-    // The IPC namespace first: the tasks' attachments refer to its
+    // The IPC namespaces first: the tasks' attachments refer to their
     // segments.
     Phase p("dump: ipc");
     std::vector<pid_t> live;
     for (const auto& t : tasks_) {
       if (!t->zombie) live.push_back(t->pid);
     }
-    absl::StatusOr<std::unique_ptr<ipc::IpcDump>> ipc = ipc::IpcDump::Collect(root, live, objects_);
-    if (ipc.ok()) {
-      ipc_ = *std::move(ipc);
+    absl::StatusOr<std::map<pid_t, uint32_t>> ns =
+        ipc::CollectIpcNamespaces(live, objects_, &ipc_pages_);
+    if (ns.ok()) {
+      for (auto& t : tasks_) {
+        if (!t->zombie) t->ipc_ns_ref = ns->at(t->pid);
+      }
     } else {
-      st = ipc.status();
+      st = ns.status();
     }
   }
   for (auto& t : tasks_) {

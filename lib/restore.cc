@@ -94,7 +94,6 @@ class RestoreRun {
   }};
   objhash::RestoreTable objects_;
   std::vector<objhash::LateStep> late_;  // left by object handlers
-  ipc::IpcRestore ipc_;  // on failure: removes its objects after KillAll()
   int high_fd_base_ = 0;
   int64_t start_ns_ = 0;  // CLOCK_MONOTONIC at the restore's start
   mm::RestorerLayout layout_;
@@ -173,6 +172,8 @@ absl::Status RestoreRun::ReadObjects(image::Reader& r) {
   uint32_t flags = 0;
   if (options_.shell_job) flags |= objhash::kRestoreShellJob;
   if (options_.allow_changed_files) flags |= objhash::kRestoreAllowChangedFiles;
+  if (options_.ipc_ns == IpcNamespace::kNew) flags |= objhash::kRestoreIpcNew;
+  if (options_.ipc_ns == IpcNamespace::kCurrent) flags |= objhash::kRestoreIpcCurrent;
   objhash::RestoreContext ctx{&r, &objects_, high_fd_base_, flags, start_ns_, &inherited,
                               &inherited_used};
   if (objs.reserved != 0) return r.FieldError("reserved", objs.reserved, " is not zero");
@@ -223,6 +224,20 @@ absl::Status RestoreRun::CreateTasks() {
     }
   }
   std::vector<task::SpawnNode> plan = tree_.SpawnPlan(options_.new_pidns);
+  // Each task enters its IPC namespace as it is made, when it is not the
+  // one it inherits (its parent's; for the root, this process's).
+  for (auto& t : tasks_) {
+    if (t->zombie || t->helper) continue;
+    absl::StatusOr<const objhash::RestoredObject*> ns =
+        objects_.Get(t->entry.ipc_ns_ref, ipc::kObjIpcNs);
+    if (!ns.ok()) {
+      return Annotate(ns.status(), absl::StrCat("image record TASK_ENTRY of task ", t->pids.front(),
+                                                ": field 'ipc_ns_ref'"));
+    }
+    const bool enters = t->parent >= 0 ? tasks_[t->parent]->entry.ipc_ns_ref != t->entry.ipc_ns_ref
+                                       : (*ns)->id == 1;  // a fresh namespace
+    if (enters) plan[t->node].ipc_ns_fd = (*ns)->fd;
+  }
   ASSIGN_OR_RETURN(spawned_, task::SpawnTree(plan, !options_.new_pidns));
   const std::vector<pid_t>& pids = spawned_.pids;
   ASSIGN_OR_RETURN(uint64_t syscall_off, task::VdsoSyscallOffset());
@@ -482,16 +497,6 @@ absl::StatusOr<pid_t> RestoreRun::Run(int in_fd) {
     RETURN_IF_ERROR(tree_.PlanSessions());
   }
   {
-    // The IPC objects before anything else: entering a fresh IPC
-    // namespace on this thread makes every task created from it inherit
-    // the namespace.
-    Phase p("restore: ipc");
-    ipc::NamespaceChoice choice = ipc::NamespaceChoice::kAsDumped;
-    if (options_.ipc_ns == IpcNamespace::kNew) choice = ipc::NamespaceChoice::kNew;
-    if (options_.ipc_ns == IpcNamespace::kCurrent) choice = ipc::NamespaceChoice::kCurrent;
-    RETURN_IF_ERROR(ipc_.Read(r, choice, objects_));
-  }
-  {
     Phase p("restore: objects");
     RETURN_IF_ERROR(ReadObjects(r));
     ASSIGN_OR_RETURN(layout_, mm::ReadRestorerLayout());
@@ -518,7 +523,6 @@ absl::StatusOr<pid_t> RestoreRun::Run(int in_fd) {
     if (t->zombie || t->helper) continue;
     RETURN_IF_ERROR(FinishTask(*t));
   }
-  RETURN_IF_ERROR(ipc_.Finish());
   stats_->image_bytes = r.offset();
   // Everything is in place: let the tasks go, children first.
   for (size_t i = tasks_.size(); i-- > 0;) {

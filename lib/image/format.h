@@ -191,16 +191,20 @@ struct ckpt_task_entry {
   // kFreeAreaSize bytes of address space no mapping of the task uses: the
   // restore maps its trampoline there.
   uint64_t free_area;
+  uint32_t ipc_ns_ref;  // objref of its IPC namespace (an IPC object); 0 for a zombie
+  uint32_t reserved;
 };
-static_assert(sizeof(ckpt_task_entry) == 40);
+static_assert(sizeof(ckpt_task_entry) == 48);
 
 // ---------------------------------------------------------------- ipc
 
 enum IpcFlags : uint32_t {
-  // The tree had an IPC namespace of its own (not the dumper's).
+  // A namespace of the tree's own (not the dumper's).
   kIpcOwnNamespace = 1u << 0,
 };
 
+// One IPC namespace that tasks of the tree are in: an object of the
+// objects section, referred to by ckpt_task_entry::ipc_ns_ref.
 struct ckpt_ipc {
   uint32_t flags;  // IpcFlags
   uint32_t nr_shm;
@@ -213,9 +217,11 @@ struct ckpt_ipc {
   uint32_t shmmni, shm_rmid_forced;
   uint32_t msgmax, msgmnb, msgmni;
   uint32_t sem[4];  // semmsl, semmns, semopm, semmni
+  uint32_t objref;
+  uint32_t nr_namespaces;  // IPC records in the image (the same in each)
   uint32_t reserved;
 };
-static_assert(sizeof(ckpt_ipc) == 72);
+static_assert(sizeof(ckpt_ipc) == 80);
 
 // The ownership and permissions every SysV object has (struct ipc_perm).
 struct ckpt_ipc_perm {

@@ -50,7 +50,8 @@ constexpr FieldSpec kTaskEntryFields[] = {
     FLD(ckpt_task_entry, pgrp_ref, kUnsigned),    FLD(ckpt_task_entry, session_ref, kUnsigned),
     FLD(ckpt_task_entry, state, kUnsigned),       FLD(ckpt_task_entry, exit_code, kSigned),
     FLD(ckpt_task_entry, nr_threads, kUnsigned),  FLD(ckpt_task_entry, flags, kHex),
-    FLD(ckpt_task_entry, free_area, kHex),
+    FLD(ckpt_task_entry, free_area, kHex),       FLD(ckpt_task_entry, ipc_ns_ref, kUnsigned),
+    FLD(ckpt_task_entry, reserved, kHex),
 };
 constexpr FieldSpec kObjectsFields[] = {
     FLD(ckpt_objects, nr_objects, kUnsigned),
@@ -95,36 +96,6 @@ constexpr FieldSpec kPosixTimerFields[] = {
     FLD(ckpt_posix_timer, tid_ref, kSigned),     FLD(ckpt_posix_timer, value, kHex),
     FLD(ckpt_posix_timer, interval_ns, kSigned), FLD(ckpt_posix_timer, value_ns, kSigned),
     FLD(ckpt_posix_timer, overrun, kSigned),
-};
-constexpr FieldSpec kIpcFields[] = {
-    FLD(ckpt_ipc, flags, kHex), FLD(ckpt_ipc, nr_shm, kUnsigned),
-    FLD(ckpt_ipc, nr_msq, kUnsigned), FLD(ckpt_ipc, nr_sem, kUnsigned),
-    FLD(ckpt_ipc, shmmax, kUnsigned), FLD(ckpt_ipc, shmall, kUnsigned),
-    FLD(ckpt_ipc, shmmni, kUnsigned), FLD(ckpt_ipc, shm_rmid_forced, kUnsigned),
-    FLD(ckpt_ipc, msgmax, kUnsigned), FLD(ckpt_ipc, msgmnb, kUnsigned),
-    FLD(ckpt_ipc, msgmni, kUnsigned), FLD(ckpt_ipc, sem, kUnsigned),
-};
-#define PERM(S)                                                                      \
-  FieldSpec{"id", offsetof(S, perm) + offsetof(ckpt_ipc_perm, id), 4, 1, FieldKind::kSigned}, \
-  FieldSpec{"key", offsetof(S, perm) + offsetof(ckpt_ipc_perm, key), 4, 1, FieldKind::kHex},  \
-  FieldSpec{"uid", offsetof(S, perm) + offsetof(ckpt_ipc_perm, uid), 4, 1, FieldKind::kUnsigned}, \
-  FieldSpec{"gid", offsetof(S, perm) + offsetof(ckpt_ipc_perm, gid), 4, 1, FieldKind::kUnsigned}, \
-  FieldSpec{"mode", offsetof(S, perm) + offsetof(ckpt_ipc_perm, mode), 4, 1, FieldKind::kOctal}
-constexpr FieldSpec kShmFields[] = {
-    FLD(ckpt_shm, objref, kUnsigned), FLD(ckpt_shm, flags, kHex), PERM(ckpt_shm),
-    FLD(ckpt_shm, size, kUnsigned),   FLD(ckpt_shm, cpid, kSigned), FLD(ckpt_shm, lpid, kSigned),
-    FLD(ckpt_shm, nr_pages, kUnsigned),
-};
-constexpr FieldSpec kMsqFields[] = {
-    PERM(ckpt_msq), FLD(ckpt_msq, qbytes, kUnsigned), FLD(ckpt_msq, nr_msgs, kUnsigned),
-};
-constexpr FieldSpec kMsgFields[] = {
-    FLD(ckpt_msg, mtype, kSigned),
-    FLD(ckpt_msg, size, kUnsigned),
-};
-constexpr FieldSpec kSemFields[] = {
-    PERM(ckpt_sem),
-    FLD(ckpt_sem, nsems, kUnsigned),
 };
 constexpr FieldSpec kTaskFields[] = {
     FLD(ckpt_task, pid_ref, kUnsigned),         FLD(ckpt_task, personality, kHex),
@@ -211,11 +182,6 @@ const RecordSpec kSpecs[] = {
     SPEC(CKPT_HDR_TREE, "TREE", ckpt_tree, kTreeFields, 0, kNone),
     SPEC(CKPT_HDR_PID, "PID", ckpt_pid, kPidFields, 0, kNone),
     SPEC(CKPT_HDR_TASK_ENTRY, "TASK_ENTRY", ckpt_task_entry, kTaskEntryFields, 0, kNone),
-    SPEC(CKPT_HDR_IPC, "IPC", ckpt_ipc, kIpcFields, 0, kNone),
-    SPEC(CKPT_HDR_SHM, "SHM", ckpt_shm, kShmFields, 0, kNone),
-    SPEC(CKPT_HDR_MSQ, "MSQ", ckpt_msq, kMsqFields, 0, kNone),
-    SPEC(CKPT_HDR_MSG, "MSG", ckpt_msg, kMsgFields, kMaxMsgSize, kRawBytes),
-    SPEC(CKPT_HDR_SEM, "SEM", ckpt_sem, kSemFields, 2ull * kMaxSems, kU16Array),
     SPEC(CKPT_HDR_OBJECTS, "OBJECTS", ckpt_objects, kObjectsFields, 0, kNone),
     SPEC(CKPT_HDR_FILE, "FILE", ckpt_file, kFileFields, kMaxPathLen, kPaths),
     SPEC(CKPT_HDR_MAPPED_FILE, "MAPPED_FILE", ckpt_file, kFileFields, kMaxPathLen, kPaths),

@@ -12,7 +12,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <map>
 #include <thread>
 
@@ -24,6 +27,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "lib/base/status.h"
+#include "lib/image/records.h"
+#include "lib/objhash/handlers.h"
 #include "lib/mm/maps.h"
 #include "lib/mm/pagescan.h"
 #include "lib/mm/shmem.h"
@@ -65,6 +70,49 @@ struct IpcDump::SemSet {
 };
 
 namespace {
+
+constexpr image::FieldSpec kIpcFields[] = {
+    CKPT_FIELD(image::ckpt_ipc, flags, kHex), CKPT_FIELD(image::ckpt_ipc, nr_shm, kUnsigned),
+    CKPT_FIELD(image::ckpt_ipc, nr_msq, kUnsigned), CKPT_FIELD(image::ckpt_ipc, nr_sem, kUnsigned),
+    CKPT_FIELD(image::ckpt_ipc, shmmax, kUnsigned), CKPT_FIELD(image::ckpt_ipc, shmall, kUnsigned),
+    CKPT_FIELD(image::ckpt_ipc, shmmni, kUnsigned), CKPT_FIELD(image::ckpt_ipc, shm_rmid_forced, kUnsigned),
+    CKPT_FIELD(image::ckpt_ipc, msgmax, kUnsigned), CKPT_FIELD(image::ckpt_ipc, msgmnb, kUnsigned),
+    CKPT_FIELD(image::ckpt_ipc, msgmni, kUnsigned), CKPT_FIELD(image::ckpt_ipc, sem, kUnsigned),
+    CKPT_FIELD(image::ckpt_ipc, objref, kUnsigned), CKPT_FIELD(image::ckpt_ipc, nr_namespaces, kUnsigned),
+    CKPT_FIELD(image::ckpt_ipc, reserved, kHex),
+};
+#define PERM_FIELD(S, f, k)                                                                   \
+  image::FieldSpec {                                                                          \
+    #f, static_cast<uint32_t>(offsetof(S, perm) + offsetof(image::ckpt_ipc_perm, f)), 4, 1,   \
+        image::FieldKind::k                                                                   \
+  }
+#define PERM(S)                                                                    \
+  PERM_FIELD(S, id, kSigned), PERM_FIELD(S, key, kHex), PERM_FIELD(S, uid, kUnsigned), \
+      PERM_FIELD(S, gid, kUnsigned), PERM_FIELD(S, mode, kOctal)
+constexpr image::FieldSpec kShmFields[] = {
+    CKPT_FIELD(image::ckpt_shm, objref, kUnsigned), CKPT_FIELD(image::ckpt_shm, flags, kHex), PERM(image::ckpt_shm),
+    CKPT_FIELD(image::ckpt_shm, size, kUnsigned),   CKPT_FIELD(image::ckpt_shm, cpid, kSigned), CKPT_FIELD(image::ckpt_shm, lpid, kSigned),
+    CKPT_FIELD(image::ckpt_shm, nr_pages, kUnsigned),
+};
+constexpr image::FieldSpec kMsqFields[] = {
+    PERM(image::ckpt_msq), CKPT_FIELD(image::ckpt_msq, qbytes, kUnsigned), CKPT_FIELD(image::ckpt_msq, nr_msgs, kUnsigned),
+};
+constexpr image::FieldSpec kMsgFields[] = {
+    CKPT_FIELD(image::ckpt_msg, mtype, kSigned),
+    CKPT_FIELD(image::ckpt_msg, size, kUnsigned),
+};
+constexpr image::FieldSpec kSemFields[] = {
+    PERM(image::ckpt_sem),
+    CKPT_FIELD(image::ckpt_sem, nsems, kUnsigned),
+};
+#undef PERM
+#undef PERM_FIELD
+CKPT_RECORD(image::CKPT_HDR_IPC, "IPC", image::ckpt_ipc, kIpcFields, 0, kNone);
+CKPT_RECORD(image::CKPT_HDR_SHM, "SHM", image::ckpt_shm, kShmFields, 0, kNone);
+CKPT_RECORD(image::CKPT_HDR_MSQ, "MSQ", image::ckpt_msq, kMsqFields, 0, kNone);
+CKPT_RECORD(image::CKPT_HDR_MSG, "MSG", image::ckpt_msg, kMsgFields, image::kMaxMsgSize, kRawBytes);
+CKPT_RECORD(image::CKPT_HDR_SEM, "SEM", image::ckpt_sem, kSemFields, 2ull * image::kMaxSems, kU16Array);
+
 
 constexpr uint64_t kPage = 4096;
 // IPCMNI: no namespace holds more objects of one kind.
@@ -205,21 +253,12 @@ uint64_t IpcDump::pages() const {
   return n;
 }
 
-absl::StatusOr<std::unique_ptr<IpcDump>> IpcDump::Collect(pid_t root,
-                                                          const std::vector<pid_t>& tasks,
+absl::StatusOr<std::unique_ptr<IpcDump>> IpcDump::Collect(const std::vector<pid_t>& tasks,
+                                                          uint64_t ns_ino, bool mine,
                                                           objhash::ObjHash& objects) {
-  ASSIGN_OR_RETURN(struct stat root_ns, StatNs(absl::StrCat("/proc/", root, "/ns/ipc")));
-  for (pid_t pid : tasks) {
-    ASSIGN_OR_RETURN(struct stat ns, StatNs(absl::StrCat("/proc/", pid, "/ns/ipc")));
-    if (ns.st_ino != root_ns.st_ino || ns.st_dev != root_ns.st_dev) {
-      return absl::UnimplementedError(absl::StrCat(
-          "task ", pid, " is in another IPC namespace than the root task ", root,
-          ": trees spanning IPC namespaces are not supported"));
-    }
-  }
-  ASSIGN_OR_RETURN(bool same, SameIpcNamespace(root));
   std::unique_ptr<IpcDump> dump(new IpcDump);
-  if (same) {
+  dump->ns_ino_ = ns_ino;
+  if (mine) {
     // The dumper's namespace: only the segments the tree attaches.
     std::vector<int> wanted;
     for (pid_t pid : tasks) {
@@ -235,9 +274,44 @@ absl::StatusOr<std::unique_ptr<IpcDump>> IpcDump::Collect(pid_t root,
   } else {
     dump->header_.flags |= image::kIpcOwnNamespace;
     IpcDump* d = dump.get();
-    RETURN_IF_ERROR(InNamespaceOf(root, [&] { return d->CollectHere(nullptr, objects); }));
+    RETURN_IF_ERROR(InNamespaceOf(tasks.front(), [&] { return d->CollectHere(nullptr, objects); }));
   }
   return dump;
+}
+
+absl::StatusOr<std::map<pid_t, uint32_t>> CollectIpcNamespaces(const std::vector<pid_t>& tasks,
+                                                               objhash::ObjHash& objects,
+                                                               uint64_t* pages) {
+  ASSIGN_OR_RETURN(struct stat mine, StatNs("/proc/thread-self/ns/ipc"));
+  // The tasks of each namespace, in the order met.
+  std::vector<std::pair<struct stat, std::vector<pid_t>>> spaces;
+  std::map<pid_t, size_t> space_of;
+  for (pid_t pid : tasks) {
+    ASSIGN_OR_RETURN(struct stat ns, StatNs(absl::StrCat("/proc/", pid, "/ns/ipc")));
+    size_t i = 0;
+    while (i < spaces.size() &&
+           !(spaces[i].first.st_dev == ns.st_dev && spaces[i].first.st_ino == ns.st_ino)) {
+      ++i;
+    }
+    if (i == spaces.size()) spaces.push_back({ns, {}});
+    spaces[i].second.push_back(pid);
+    space_of[pid] = i;
+  }
+  std::vector<uint32_t> refs;
+  for (const auto& [ns, members] : spaces) {
+    const bool is_mine = ns.st_dev == mine.st_dev && ns.st_ino == mine.st_ino;
+    ASSIGN_OR_RETURN(std::unique_ptr<IpcDump> dump,
+                     IpcDump::Collect(members, ns.st_ino, is_mine, objects));
+    *pages += dump->pages();
+    dump->nr_namespaces = static_cast<uint32_t>(spaces.size());
+    ASSIGN_OR_RETURN(objhash::ObjHash::Found f,
+                     objects.LookupAdd(kObjIpcNs, objhash::Identity::OfInode(ns.st_dev, ns.st_ino),
+                                       std::shared_ptr<IpcDump>(std::move(dump))));
+    refs.push_back(f.objref);
+  }
+  std::map<pid_t, uint32_t> out;
+  for (const auto& [pid, i] : space_of) out[pid] = refs[i];
+  return out;
 }
 
 absl::Status IpcDump::CollectHere(const std::vector<int>* wanted_shm, objhash::ObjHash& objects) {
@@ -361,7 +435,7 @@ absl::Status IpcDump::CollectSegment(int id, bool swapped, objhash::ObjHash& obj
   }
   rec.nr_pages = pages;
   ASSIGN_OR_RETURN(objhash::ObjHash::Found f,
-                   objects.LookupAdd(objhash::ObjKind::kShm, objhash::Identity::OfIpcId(id)));
+                   objects.LookupAdd(objhash::ObjKind::kShm, objhash::Identity::OfIpcId(ns_ino_, id)));
   rec.objref = f.objref;
   return absl::OkStatus();
 }
@@ -431,7 +505,9 @@ absl::Status IpcDump::CollectSemSet(int id) {
   return absl::OkStatus();
 }
 
-absl::Status IpcDump::Write(image::Writer& w) {
+absl::Status IpcDump::Write(image::Writer& w, uint32_t objref) {
+  header_.objref = objref;
+  header_.nr_namespaces = nr_namespaces;
   header_.nr_shm = static_cast<uint32_t>(segments_.size());
   header_.nr_msq = static_cast<uint32_t>(queues_.size());
   header_.nr_sem = static_cast<uint32_t>(sems_.size());
@@ -482,40 +558,77 @@ absl::Status IpcDump::Write(image::Writer& w) {
 
 IpcRestore::~IpcRestore() {
   for (void* a : attached_) shmdt(a);
-  if (!finished_) {
-    for (auto it = created_.rbegin(); it != created_.rend(); ++it) {
-      switch (it->kind) {
-        case 's': shmctl(it->id, IPC_RMID, nullptr); break;
-        case 'q': msgctl(it->id, IPC_RMID, nullptr); break;
-        case 'm': semctl(it->id, 0, IPC_RMID); break;
+  if (!finished_ && !created_.empty() && ns_.valid()) {
+    (void)InNamespace([&] {
+      for (auto it = created_.rbegin(); it != created_.rend(); ++it) {
+        switch (it->kind) {
+          case 's': shmctl(it->id, IPC_RMID, nullptr); break;
+          case 'q': msgctl(it->id, IPC_RMID, nullptr); break;
+          case 'm': semctl(it->id, 0, IPC_RMID); break;
+        }
       }
-    }
+      return absl::OkStatus();
+    });
   }
-  if (saved_ns_.valid()) (void)setns(saved_ns_.get(), CLONE_NEWIPC);
 }
 
-absl::Status IpcRestore::Read(image::Reader& r, NamespaceChoice choice,
+absl::Status IpcRestore::InNamespace(const std::function<absl::Status()>& fn) {
+  // The caller's own namespace: no setns (which needs CAP_SYS_ADMIN even
+  // into the namespace one is in).
+  if (!fresh_) return fn();
+  ASSIGN_OR_RETURN(UniqueFd saved, OpenFile("/proc/thread-self/ns/ipc", O_RDONLY));
+  if (setns(ns_.get(), CLONE_NEWIPC) != 0) return ErrnoError(errno, "entering a restored IPC namespace");
+  absl::Status st = fn();
+  if (setns(saved.get(), CLONE_NEWIPC) != 0) {
+    // This thread must not stay elsewhere: nothing after could be trusted.
+    std::fprintf(stderr, "libckpt: cannot return to the caller's IPC namespace: %s\n",
+                 std::strerror(errno));
+    std::abort();
+  }
+  return st;
+}
+
+absl::Status IpcRestore::Read(image::Reader& r, const image::ckpt_ipc& ipc, NamespaceChoice choice,
                               objhash::RestoreTable& objects) {
-  ASSIGN_OR_RETURN(image::ckpt_ipc ipc, r.Expect<image::ckpt_ipc>(image::CKPT_HDR_IPC));
   if (ipc.flags & ~static_cast<uint32_t>(image::kIpcOwnNamespace)) {
     return r.FieldError("flags", absl::Hex(ipc.flags), " has unknown bits");
   }
+  if (ipc.reserved != 0) return r.FieldError("reserved", ipc.reserved, " is not zero");
   if (ipc.nr_shm > kMaxObjects) return r.FieldError("nr_shm", ipc.nr_shm, " is too many");
   if (ipc.nr_msq > kMaxObjects) return r.FieldError("nr_msq", ipc.nr_msq, " is too many");
   if (ipc.nr_sem > kMaxObjects) return r.FieldError("nr_sem", ipc.nr_sem, " is too many");
-  const bool own = ipc.flags & image::kIpcOwnNamespace;
-  const bool fresh = choice == NamespaceChoice::kNew || (choice == NamespaceChoice::kAsDumped && own);
-  if (fresh) {
-    ASSIGN_OR_RETURN(UniqueFd saved, OpenFile("/proc/thread-self/ns/ipc", O_RDONLY));
-    if (unshare(CLONE_NEWIPC) != 0) return ErrnoError(errno, "creating an IPC namespace");
-    saved_ns_ = std::move(saved);
-    if (own) RETURN_IF_ERROR(SetLimits(ipc));
-    rmid_forced_ = own && ipc.shm_rmid_forced != 0;
+  if (ipc.nr_namespaces == 0 || ipc.nr_namespaces > (1u << 16)) {
+    return r.FieldError("nr_namespaces", ipc.nr_namespaces, " is out of range");
   }
-  for (uint32_t i = 0; i < ipc.nr_shm; ++i) RETURN_IF_ERROR(RestoreSegment(r, objects));
-  for (uint32_t i = 0; i < ipc.nr_msq; ++i) RETURN_IF_ERROR(RestoreQueue(r));
-  for (uint32_t i = 0; i < ipc.nr_sem; ++i) RETURN_IF_ERROR(RestoreSemSet(r));
-  return absl::OkStatus();
+  const bool own = ipc.flags & image::kIpcOwnNamespace;
+  if (choice == NamespaceChoice::kCurrent && ipc.nr_namespaces > 1) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the image holds ", ipc.nr_namespaces, " IPC namespaces: --ipc-ns current would merge "
+        "them into one (restore as dumped, or with --ipc-ns new)"));
+  }
+  fresh_ = choice == NamespaceChoice::kNew || (choice == NamespaceChoice::kAsDumped && own);
+  ASSIGN_OR_RETURN(UniqueFd saved, OpenFile("/proc/thread-self/ns/ipc", O_RDONLY));
+  if (!fresh_) {
+    ns_ = std::move(saved);
+  } else {
+    if (unshare(CLONE_NEWIPC) != 0) return ErrnoError(errno, "creating an IPC namespace");
+    absl::StatusOr<UniqueFd> fresh = OpenFile("/proc/thread-self/ns/ipc", O_RDONLY);
+    if (setns(saved.get(), CLONE_NEWIPC) != 0) {
+      std::fprintf(stderr, "libckpt: cannot return to the caller's IPC namespace: %s\n",
+                   std::strerror(errno));
+      std::abort();
+    }
+    if (!fresh.ok()) return fresh.status();
+    ns_ = *std::move(fresh);
+  }
+  return InNamespace([&]() -> absl::Status {
+    if (fresh_ && own) RETURN_IF_ERROR(SetLimits(ipc));
+    rmid_forced_ = fresh_ && own && ipc.shm_rmid_forced != 0;
+    for (uint32_t i = 0; i < ipc.nr_shm; ++i) RETURN_IF_ERROR(RestoreSegment(r, objects));
+    for (uint32_t i = 0; i < ipc.nr_msq; ++i) RETURN_IF_ERROR(RestoreQueue(r));
+    for (uint32_t i = 0; i < ipc.nr_sem; ++i) RETURN_IF_ERROR(RestoreSemSet(r));
+    return absl::OkStatus();
+  });
 }
 
 absl::Status IpcRestore::SetLimits(const image::ckpt_ipc& ipc) {
@@ -704,16 +817,52 @@ absl::Status IpcRestore::RestoreSemSet(image::Reader& r) {
 }
 
 absl::Status IpcRestore::Finish() {
-  for (const Created& c : created_) {
-    if (c.remove_at_finish && shmctl(c.id, IPC_RMID, nullptr) != 0) {
-      return ErrnoError(errno, "removing SysV segment ", c.id, " again (IPC_RMID)");
+  RETURN_IF_ERROR(InNamespace([&]() -> absl::Status {
+    for (const Created& c : created_) {
+      if (c.remove_at_finish && shmctl(c.id, IPC_RMID, nullptr) != 0) {
+        return ErrnoError(errno, "removing SysV segment ", c.id, " again (IPC_RMID)");
+      }
     }
-  }
+    if (rmid_forced_) RETURN_IF_ERROR(WriteSysctl("shm_rmid_forced", "1"));
+    return absl::OkStatus();
+  }));
   for (void* a : attached_) shmdt(a);
   attached_.clear();
-  if (rmid_forced_) RETURN_IF_ERROR(WriteSysctl("shm_rmid_forced", "1"));
   finished_ = true;
   return absl::OkStatus();
 }
+
+// ---------------------------------------------------------------- handler
+
+namespace {
+
+absl::Status CheckpointIpcNs(objhash::CheckpointContext& ctx, const objhash::ObjHash::Entry& e) {
+  const auto& dump = std::any_cast<const std::shared_ptr<IpcDump>&>(e.data);
+  return dump->Write(*ctx.writer, e.objref);
+}
+
+absl::StatusOr<objhash::RestoredObject> RestoreIpcNs(objhash::RestoreContext& ctx,
+                                                     const image::Record&) {
+  image::Reader& r = *ctx.reader;
+  image::ckpt_ipc ipc;
+  RETURN_IF_ERROR(r.ReadStruct(&ipc, sizeof(ipc)));
+  NamespaceChoice choice = NamespaceChoice::kAsDumped;
+  if (ctx.flags & objhash::kRestoreIpcNew) choice = NamespaceChoice::kNew;
+  if (ctx.flags & objhash::kRestoreIpcCurrent) choice = NamespaceChoice::kCurrent;
+  auto restore = std::make_shared<IpcRestore>();
+  RETURN_IF_ERROR(restore->Read(r, ipc, choice, *ctx.objects));
+  ASSIGN_OR_RETURN(objhash::RestoredObject obj,
+                   objhash::HoldAt(ctx, ipc.objref, restore->ns_fd(), "an IPC namespace"));
+  obj.id = restore->fresh_namespace() ? 1 : 0;
+  // Segments removed while attached go once the tasks have attached them.
+  RETURN_IF_ERROR(ctx.Later([restore](objhash::LateContext&) { return restore->Finish(); }));
+  obj.data = restore;
+  return obj;
+}
+
+[[maybe_unused]] const bool kRegistered = objhash::RegisterHandler(
+    {kObjIpcNs, "IPC", image::CKPT_HDR_IPC, CheckpointIpcNs, RestoreIpcNs});
+
+}  // namespace
 
 }  // namespace ckpt::ipc

@@ -134,8 +134,12 @@ absl::Status Classify(pid_t pid, const Vma& v, objhash::ObjHash& objects,
     // A SysV shm attachment: the segment was registered with the IPC
     // namespace (its inode number is its id).
     rec->kind = image::kVmaSysvShm;
-    ASSIGN_OR_RETURN(rec->file_ref, objects.Lookup(objhash::ObjKind::kShm,
-                                                   objhash::Identity::OfIpcId(static_cast<int>(v.ino))));
+    struct stat ns;
+    const std::string ns_path = absl::StrCat("/proc/", pid, "/ns/ipc");
+    if (stat(ns_path.c_str(), &ns) != 0) return ErrnoError(errno, "stat ", ns_path);
+    ASSIGN_OR_RETURN(rec->file_ref,
+                     objects.Lookup(objhash::ObjKind::kShm,
+                                    objhash::Identity::OfIpcId(ns.st_ino, static_cast<int>(v.ino))));
     if (rec->file_ref == 0) {
       return absl::UnavailableError(absl::StrCat(
           Describe(pid, v), " attaches SysV segment ", v.ino,

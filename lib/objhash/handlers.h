@@ -40,6 +40,8 @@ enum DumpFlags : uint32_t {
 enum RestoreFlags : uint32_t {
   kRestoreShellJob = 1u << 0,
   kRestoreAllowChangedFiles = 1u << 1,  // files that changed since the dump are used as they are
+  kRestoreIpcNew = 1u << 2,      // every IPC namespace into a fresh one
+  kRestoreIpcCurrent = 1u << 3,  // every IPC object into the caller's namespace
 };
 
 class HandlerTable;

@@ -52,8 +52,11 @@ struct Identity {
   }
   // A pid number in the dumper's namespace.
   static Identity OfPid(pid_t nr) { return {0, static_cast<uint64_t>(nr), kKcmpNone, 0, 0}; }
-  // A SysV IPC object by its id (a shm segment's inode number is its id).
-  static Identity OfIpcId(int id) { return {1, static_cast<uint64_t>(id), kKcmpNone, 0, 0}; }
+  // A SysV IPC object by its IPC namespace (the inode of /proc/PID/ns/ipc)
+  // and its id (a shm segment's inode number is its id).
+  static Identity OfIpcId(uint64_t ns_ino, int id) {
+    return {ns_ino, static_cast<uint64_t>(id), kKcmpNone, 0, 0};
+  }
 };
 
 // Whether a and b name the same kernel object. Errors when kcmp fails (a

@@ -99,6 +99,9 @@ void ForkChildren(const ChildEnv& env, int me, bool early);
   const SpawnNode& n = (*env.plan)[me];
   // If the task that forked us dies before the restore is done, die too.
   syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  if (n.ipc_ns_fd >= 0 && syscall(SYS_setns, n.ipc_ns_fd, CLONE_NEWIPC) != 0) {
+    Report(env, me, 'N', errno);
+  }
   ForkChildren(env, me, /*early=*/true);
   if (n.set_sid && syscall(SYS_setsid) < 0) Report(env, me, 'S', errno);
   ForkChildren(env, me, /*early=*/false);
@@ -139,6 +142,8 @@ absl::Status NodeError(const SpawnNode& n, int what, int err) {
       return ErrnoError(err, "task ", pid, ": clone3 with its PID");
     case 'S':
       return ErrnoError(err, "task ", pid, ": setsid");
+    case 'N':
+      return ErrnoError(err, "task ", pid, ": entering its IPC namespace (setns)");
     case 'M':
       return ErrnoError(err, "task ", pid, ": mapping the trampoline in its free area");
   }

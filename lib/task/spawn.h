@@ -40,6 +40,9 @@ struct SpawnNode {
   int zombie_status = -1;   // >= 0: exits at once with this wait status
   bool set_pgid = false;    // a zombie: becomes a group leader before it exits
   uint64_t trampoline = 0;  // where a live task maps the trampoline
+  // >= 0: an fd of the caller's on an IPC namespace that the task enters
+  // (setns) before it makes its children.
+  int ipc_ns_fd = -1;
 };
 
 // What SpawnTree made: each node's PID as the caller sees it, and a pidfd

@@ -128,6 +128,7 @@ absl::Status TreeDump::Write(image::Writer& w, const std::vector<TreeTask*>& tas
     e.exit_code = t->zombie ? t->exit_code : 0;
     e.nr_threads = static_cast<uint32_t>(t->Tids().size());
     e.free_area = t->zombie ? 0 : t->FreeArea();
+    e.ipc_ns_ref = t->zombie ? 0 : t->ipc_ns_ref;
     if (t->shares_parent_files) e.flags |= image::kTaskSharesParentFiles;
     RETURN_IF_ERROR(w.AppendStruct(image::CKPT_HDR_TASK_ENTRY, e));
   }
@@ -205,6 +206,11 @@ absl::Status TreeRestore::Read(image::Reader& r, bool new_pidns, uint64_t free_a
     }
     for (uint32_t ref : {e.pgrp_ref, e.session_ref}) {
       if (ref != 0 && !pids_.count(ref)) return r.FieldError("pgrp_ref", ref, " names no PID");
+    }
+    if (e.reserved != 0) return r.FieldError("reserved", e.reserved, " is not zero");
+    if ((e.ipc_ns_ref == 0) != (e.state == image::kTaskZombie)) {
+      return r.FieldError("ipc_ns_ref", e.ipc_ns_ref,
+                          e.ipc_ns_ref == 0 ? ": a live task is in an IPC namespace" : ": a zombie is in none");
     }
     if (e.flags & ~static_cast<uint32_t>(image::kTaskSharesParentFiles)) {
       return r.FieldError("flags", e.flags, " has unknown bits");

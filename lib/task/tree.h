@@ -57,6 +57,7 @@ struct TreeTask {
   ProcStat stat;
   // Filled by TreeDump::RegisterPids.
   uint32_t pid_ref = 0, parent_ref = 0, pgrp_ref = 0, session_ref = 0;
+  uint32_t ipc_ns_ref = 0;  // its IPC namespace object (a live task)
 };
 
 class TreeDump {

@@ -1,6 +1,6 @@
 // SysV IPC end to end: shared segments (one removed while attached), a
 // message queue and a semaphore set, in an IPC namespace of the tree's own
-// or in the dumper's. The test process first enters an IPC namespace of
+// or in the dumper's, and a tree that spans two IPC namespaces. The test process first enters an IPC namespace of
 // its own (the "current" namespace below), so the host's is never touched.
 
 #include <fcntl.h>
@@ -55,6 +55,17 @@ Ids ReadIds(const Subject& s) {
     in >> ids.shm_a >> ids.shm_b >> ids.msq >> ids.sem;
   }
   return ids;
+}
+
+absl::StatusOr<pid_t> RestoreWithIpcNs(const std::string& image, IpcNamespace ns) {
+  RestoreOptions options;
+  options.ipc_ns = ns;
+  Restorer restorer(options);
+  int fd = open(image.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return absl::NotFoundError(image);
+  absl::StatusOr<pid_t> root = restorer.Restore(fd);
+  close(fd);
+  return root;
 }
 
 class SysvTest : public ::testing::Test {
@@ -135,13 +146,7 @@ TEST_F(SysvTest, IpcNsNewOverridesTheDefault) {
   std::string image = TempPath("sysv-host-new.img");
   ASSERT_NO_FATAL_FAILURE(StartAndDump("host", image));
   ASSERT_EQ(SegmentCount(), 1);  // the original A, still here
-  RestoreOptions options;
-  options.ipc_ns = IpcNamespace::kNew;
-  Restorer restorer(options);
-  int fd = open(image.c_str(), O_RDONLY | O_CLOEXEC);
-  ASSERT_GE(fd, 0);
-  absl::StatusOr<pid_t> root = restorer.Restore(fd);
-  close(fd);
+  absl::StatusOr<pid_t> root = RestoreWithIpcNs(image, IpcNamespace::kNew);
   ASSERT_TRUE(root.ok()) << root.status();
   EXPECT_NE(IpcNs(absl::StrCat("/proc/", *root)), IpcNs("/proc/thread-self"));
   ExpectPass(*root);
@@ -164,6 +169,76 @@ TEST_F(SysvTest, CorruptSegmentRecordIsRefusedByName) {
   EXPECT_THAT(root.status().message(), HasSubstr("SHM"));
   EXPECT_THAT(root.status().message(), HasSubstr("'size'"));
   EXPECT_EQ(SegmentCount(), 0);
+}
+
+// Two IPC namespaces in one tree (tests/e2e/programs/ipcns.c): each an
+// object of the image, each restored fresh with its own objects under the
+// same keys and ids, each task back in its own.
+class IpcNsTest : public SysvTest {
+ protected:
+  struct Pids {
+    pid_t root = 0, stay = 0, moved = 0, grand = 0;
+  };
+  // Starts ipcns, waits for its four processes, dumps and kills it.
+  void StartAndDump(const std::string& image) {
+    absl::StatusOr<Subject> s = StartSubject("ipcns", {});
+    ASSERT_TRUE(s.ok()) << s.status();
+    subject_ = *s;
+    ASSERT_TRUE(WaitForCount(subject_, "READY", 4).ok()) << ReadOutput(subject_);
+    std::string out = ReadOutput(subject_);
+    size_t at = out.find("NS ");
+    ASSERT_NE(at, std::string::npos) << out;
+    std::istringstream in(out.substr(at + 3));
+    in >> pids_.root >> pids_.stay >> pids_.moved >> pids_.grand;
+    ASSERT_EQ(pids_.root, subject_.pid) << out;
+    // As built: two namespaces, neither the dumper's.
+    const ino_t a = IpcNs(absl::StrCat("/proc/", pids_.root));
+    const ino_t b = IpcNs(absl::StrCat("/proc/", pids_.moved));
+    ASSERT_NE(a, b);
+    ASSERT_NE(a, IpcNs("/proc/thread-self"));
+    ASSERT_EQ(IpcNs(absl::StrCat("/proc/", pids_.grand)), b);
+    absl::Status st = DumpToFile(subject_.pid, image);
+    ASSERT_TRUE(st.ok()) << st;
+    KillAndReapAll(ReadyPids(subject_));
+  }
+  Pids pids_;
+};
+
+TEST_F(IpcNsTest, TwoIpcNamespacesInOneTreeComeBackEachWithItsObjects) {
+  std::string image = TempPath("ipcns.img");
+  ASSERT_NO_FATAL_FAILURE(StartAndDump(image));
+  const ino_t mine = IpcNs("/proc/thread-self");
+  absl::StatusOr<pid_t> root = RestoreFromFile(image);
+  ASSERT_TRUE(root.ok()) << root.status();
+  ASSERT_EQ(*root, pids_.root);
+  EXPECT_EQ(IpcNs("/proc/thread-self"), mine);
+  EXPECT_EQ(SegmentCount(), 0) << "the restore left its objects in this namespace";
+  const ino_t a = IpcNs(absl::StrCat("/proc/", pids_.root));
+  const ino_t b = IpcNs(absl::StrCat("/proc/", pids_.moved));
+  EXPECT_NE(a, mine);
+  EXPECT_NE(b, mine);
+  EXPECT_NE(a, b);
+  EXPECT_EQ(IpcNs(absl::StrCat("/proc/", pids_.stay)), a);
+  EXPECT_EQ(IpcNs(absl::StrCat("/proc/", pids_.grand)), b);
+  kill(*root, SIGUSR1);
+  absl::StatusOr<int> code = WaitExit(*root);
+  ASSERT_TRUE(code.ok()) << code.status();
+  const std::string out = ReadOutput(subject_);
+  EXPECT_EQ(*code, 0) << out;
+  EXPECT_THAT(out, ::testing::Not(HasSubstr("FAIL"))) << out;
+  size_t passes = 0;
+  for (size_t at = out.find("PASS"); at != std::string::npos; at = out.find("PASS", at + 1)) ++passes;
+  EXPECT_EQ(passes, 4u) << out;
+}
+
+TEST_F(IpcNsTest, IntoTheCurrentNamespaceIsRefusedRatherThanMerged) {
+  std::string image = TempPath("ipcns-current.img");
+  ASSERT_NO_FATAL_FAILURE(StartAndDump(image));
+  absl::StatusOr<pid_t> root = RestoreWithIpcNs(image, IpcNamespace::kCurrent);
+  ASSERT_FALSE(root.ok());
+  EXPECT_THAT(root.status().message(), HasSubstr("2 IPC namespaces")) << root.status();
+  EXPECT_EQ(SegmentCount(), 0);
+  EXPECT_NE(kill(pids_.root, 0), 0);
 }
 
 }  // namespace
