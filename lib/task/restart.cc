@@ -180,6 +180,8 @@ absl::StatusOr<int64_t> ResolveSleepExpiry(pid_t pid, pid_t tid, const SleepProb
         asleep ? ReadSleepTimers() : std::map<std::string, SleepProbe::Timer>{};
     RETURN_IF_ERROR(refreeze());
     if (!asleep) return -1;
+    // Stopped again, its timer is gone again.
+    std::map<std::string, SleepProbe::Timer> frozen = ReadSleepTimers();
     absl::StatusOr<user_regs_struct> now = GetRegs(tid);
     if (!now.ok()) return -1;  // it exited meanwhile
     if (static_cast<int64_t>(now->rax) != -kErestartRestartblock ||
@@ -189,19 +191,26 @@ absl::StatusOr<int64_t> ResolveSleepExpiry(pid_t pid, pid_t tid, const SleepProb
     // restart_syscall re-arms the sleep from its restart block: nanosleep's
     // kept the hard expiry (the new timer's soft and hard are both it),
     // futex's and poll's the soft one. Its own candidate is always among
-    // those that come back; a stranger's only if it re-armed the very same
-    // expiry, which leaves the choice ambiguous, never wrong.
-    std::map<int64_t, int64_t> back;
-    for (const auto& [addr, timer] : rearmed) {
-      for (const auto& [hard, soft] : candidates) {
+    // those that come back while it sleeps and go again once it is stopped;
+    // a stranger's only if it came and went with the very same expiry in
+    // step with it, which leaves the choice ambiguous, never wrong. (A
+    // stranger that sleeps on with an expiry equal to a candidate's, after
+    // its timer moved, comes back every time but never goes.)
+    auto holds = [](const std::map<std::string, SleepProbe::Timer>& timers, int64_t hard,
+                    int64_t soft) {
+      for (const auto& [addr, timer] : timers) {
         const bool from_hard = timer.soft_mono_ns == hard && timer.hard_mono_ns == hard;
-        if (from_hard || timer.soft_mono_ns == soft) back.emplace(hard, soft);
+        if (from_hard || timer.soft_mono_ns == soft) return true;
       }
+      return false;
+    };
+    std::map<int64_t, int64_t> back;
+    for (const auto& [hard, soft] : candidates) {
+      if (holds(rearmed, hard, soft) && !holds(frozen, hard, soft)) back.emplace(hard, soft);
     }
     // The restart block still holds the sleep: only orig_rax changed.
     RETURN_IF_ERROR(SetRegs(tid, first));
     candidates = std::move(back);
-    after = std::move(rearmed);
   }
   return candidates.size() == 1 ? candidates.begin()->second : -1;
 }
