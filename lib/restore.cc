@@ -15,9 +15,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <any>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <set>
+#include <string>
 #include <memory>
 #include <vector>
 
@@ -94,6 +97,8 @@ class RestoreRun {
   }};
   objhash::RestoreTable objects_;
   std::vector<objhash::LateStep> late_;  // left by object handlers
+  std::vector<std::function<void()>> commits_;  // likewise, run once released
+  std::map<std::string, std::any> kind_state_;  // the kinds' own, for this restore
   int high_fd_base_ = 0;
   int64_t start_ns_ = 0;  // CLOCK_MONOTONIC at the restore's start
   mm::RestorerLayout layout_;
@@ -181,6 +186,8 @@ absl::Status RestoreRun::ReadObjects(image::Reader& r) {
     return r.FieldError("nr_links", objs.nr_links, " is more than the ", objs.nr_objects, " objects");
   }
   ctx.late = &late_;
+  ctx.commits = &commits_;
+  ctx.kind_state = &kind_state_;
   RETURN_IF_ERROR(objhash::ReadObjects(ctx, *handlers, objs.nr_objects, objs.nr_links));
   for (const auto& [name, fd] : inherited) {
     if (!inherited_used.count(name)) {
@@ -389,7 +396,10 @@ class LateTaskImpl : public objhash::LateTask {
                                   std::span<const uint8_t> data, int data_arg) override {
     RETURN_IF_ERROR(t_.queue->Flush());
     task::SyscallBatch b = t_.injector->NewBatch();
-    if (data_arg >= 0 && data_arg < 6) args[data_arg] = b.AddData(data.data(), data.size());
+    if (data_arg >= 6 || (data_arg < 0 && !data.empty())) {
+      return absl::InternalError(absl::StrCat("a late syscall's data for argument ", data_arg));
+    }
+    if (data_arg >= 0) args[data_arg] = b.AddData(data.data(), data.size());
     size_t i = b.Add(nr, {args[0], args[1], args[2], args[3], args[4], args[5]}, task::kMayFail);
     RETURN_IF_ERROR(t_.injector->Run(b));
     return b.ret(i);
@@ -529,6 +539,7 @@ absl::StatusOr<pid_t> RestoreRun::Run(int in_fd) {
     for (pid_t tid : tasks_[i]->threads) RETURN_IF_ERROR(task::Detach(tid, 0));
   }
   released_ = true;
+  for (const auto& commit : commits_) commit();
   stats_->total_ns = static_cast<uint64_t>(MonotonicNs()) - start;
   return tasks_.front()->pid;
 }

@@ -82,6 +82,7 @@ absl::Status RestoreMmSection(SectionRestoreContext& ctx) {
   mctx.free_area = t.entry.free_area;
   mctx.layout = ctx.layout;
   mctx.objects = ctx.objects;
+  mctx.ipc_ns_ref = t.entry.ipc_ns_ref;
   mctx.queue = t.queue.get();
   mctx.buffer = ctx.buffer;
   mm::MmStats mstats;

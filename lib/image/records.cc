@@ -1,6 +1,7 @@
 #include "lib/image/records.h"
 
 #include <cstddef>
+#include <deque>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -248,9 +249,16 @@ std::string Printable(std::span<const uint8_t> bytes) {
 
 namespace {
 
-std::vector<RecordSpec>& Registry() {
-  static std::vector<RecordSpec>* specs = new std::vector<RecordSpec>(std::begin(kSpecs), std::end(kSpecs));
+// A deque: a spec's address stays the same as others are added.
+std::deque<RecordSpec>& Registry() {
+  static std::deque<RecordSpec>* specs = new std::deque<RecordSpec>(std::begin(kSpecs), std::end(kSpecs));
   return *specs;
+}
+
+// AllRecordSpecs' view, rebuilt when a spec was added since.
+std::vector<RecordSpec>& Flat() {
+  static std::vector<RecordSpec>* flat = new std::vector<RecordSpec>;
+  return *flat;
 }
 
 }  // namespace
@@ -274,7 +282,11 @@ const RecordSpec* FindRecordSpec(uint32_t type) {
   return nullptr;
 }
 
-std::span<const RecordSpec> AllRecordSpecs() { return Registry(); }
+std::span<const RecordSpec> AllRecordSpecs() {
+  std::vector<RecordSpec>& flat = Flat();
+  if (flat.size() != Registry().size()) flat.assign(Registry().begin(), Registry().end());
+  return flat;
+}
 
 std::string RecordName(uint32_t type) {
   const RecordSpec* s = FindRecordSpec(type);

@@ -558,7 +558,7 @@ absl::Status IpcDump::Write(image::Writer& w, uint32_t objref) {
 
 IpcRestore::~IpcRestore() {
   for (void* a : attached_) shmdt(a);
-  if (!finished_ && !created_.empty() && ns_.valid()) {
+  if (!committed_ && !created_.empty() && ns_.valid()) {
     (void)InNamespace([&] {
       for (auto it = created_.rbegin(); it != created_.rend(); ++it) {
         switch (it->kind) {
@@ -573,18 +573,22 @@ IpcRestore::~IpcRestore() {
 }
 
 absl::Status IpcRestore::InNamespace(const std::function<absl::Status()>& fn) {
-  // The caller's own namespace: no setns (which needs CAP_SYS_ADMIN even
-  // into the namespace one is in).
+  // The caller's own namespace: here, on this thread (setns needs
+  // CAP_SYS_ADMIN even into the namespace one is in).
   if (!fresh_) return fn();
-  ASSIGN_OR_RETURN(UniqueFd saved, OpenFile("/proc/thread-self/ns/ipc", O_RDONLY));
-  if (setns(ns_.get(), CLONE_NEWIPC) != 0) return ErrnoError(errno, "entering a restored IPC namespace");
-  absl::Status st = fn();
-  if (setns(saved.get(), CLONE_NEWIPC) != 0) {
-    // This thread must not stay elsewhere: nothing after could be trusted.
-    std::fprintf(stderr, "libckpt: cannot return to the caller's IPC namespace: %s\n",
-                 std::strerror(errno));
-    std::abort();
-  }
+  // Another one: on a thread of its own that enters it and then ends, so
+  // that this thread never leaves its namespace (it could not always come
+  // back: a restorer in a user namespace that does not own its IPC
+  // namespace may leave it but not return).
+  absl::Status st;
+  std::thread worker([&] {
+    if (setns(ns_.get(), CLONE_NEWIPC) != 0) {
+      st = ErrnoError(errno, "entering a restored IPC namespace");
+      return;
+    }
+    st = fn();
+  });
+  worker.join();
   return st;
 }
 
@@ -594,6 +598,7 @@ absl::Status IpcRestore::Read(image::Reader& r, const image::ckpt_ipc& ipc, Name
     return r.FieldError("flags", absl::Hex(ipc.flags), " has unknown bits");
   }
   if (ipc.reserved != 0) return r.FieldError("reserved", ipc.reserved, " is not zero");
+  if (ipc.objref == 0) return r.FieldError("objref", 0);
   if (ipc.nr_shm > kMaxObjects) return r.FieldError("nr_shm", ipc.nr_shm, " is too many");
   if (ipc.nr_msq > kMaxObjects) return r.FieldError("nr_msq", ipc.nr_msq, " is too many");
   if (ipc.nr_sem > kMaxObjects) return r.FieldError("nr_sem", ipc.nr_sem, " is too many");
@@ -606,20 +611,24 @@ absl::Status IpcRestore::Read(image::Reader& r, const image::ckpt_ipc& ipc, Name
         "the image holds ", ipc.nr_namespaces, " IPC namespaces: --ipc-ns current would merge "
         "them into one (restore as dumped, or with --ipc-ns new)"));
   }
+  ns_ref_ = ipc.objref;
   fresh_ = choice == NamespaceChoice::kNew || (choice == NamespaceChoice::kAsDumped && own);
-  ASSIGN_OR_RETURN(UniqueFd saved, OpenFile("/proc/thread-self/ns/ipc", O_RDONLY));
   if (!fresh_) {
-    ns_ = std::move(saved);
+    ASSIGN_OR_RETURN(ns_, OpenFile("/proc/thread-self/ns/ipc", O_RDONLY));
   } else {
-    if (unshare(CLONE_NEWIPC) != 0) return ErrnoError(errno, "creating an IPC namespace");
-    absl::StatusOr<UniqueFd> fresh = OpenFile("/proc/thread-self/ns/ipc", O_RDONLY);
-    if (setns(saved.get(), CLONE_NEWIPC) != 0) {
-      std::fprintf(stderr, "libckpt: cannot return to the caller's IPC namespace: %s\n",
-                   std::strerror(errno));
-      std::abort();
-    }
-    if (!fresh.ok()) return fresh.status();
-    ns_ = *std::move(fresh);
+    // Made by a thread that ends once it holds an fd on it.
+    absl::Status st;
+    std::thread worker([&] {
+      if (unshare(CLONE_NEWIPC) != 0) {
+        st = ErrnoError(errno, "creating an IPC namespace");
+        return;
+      }
+      absl::StatusOr<UniqueFd> fd = OpenFile("/proc/thread-self/ns/ipc", O_RDONLY);
+      if (fd.ok()) ns_ = *std::move(fd);
+      st = fd.status();
+    });
+    worker.join();
+    RETURN_IF_ERROR(st);
   }
   return InNamespace([&]() -> absl::Status {
     if (fresh_ && own) RETURN_IF_ERROR(SetLimits(ipc));
@@ -731,6 +740,7 @@ absl::Status IpcRestore::RestoreSegment(image::Reader& r, objhash::RestoreTable&
   objhash::RestoredObject obj;
   obj.objref = s.objref;
   obj.id = id;
+  obj.owner_ref = ns_ref_;
   obj.data = s.size;
   return objects.Insert(s.objref, objhash::ObjKind::kShm, std::move(obj));
 }
@@ -817,7 +827,11 @@ absl::Status IpcRestore::RestoreSemSet(image::Reader& r) {
 }
 
 absl::Status IpcRestore::Finish() {
-  RETURN_IF_ERROR(InNamespace([&]() -> absl::Status {
+  // This process's attachments go first, as they did before the tasks
+  // had theirs; then the segments removed while attached go again.
+  for (void* a : attached_) shmdt(a);
+  attached_.clear();
+  return InNamespace([&]() -> absl::Status {
     for (const Created& c : created_) {
       if (c.remove_at_finish && shmctl(c.id, IPC_RMID, nullptr) != 0) {
         return ErrnoError(errno, "removing SysV segment ", c.id, " again (IPC_RMID)");
@@ -825,11 +839,7 @@ absl::Status IpcRestore::Finish() {
     }
     if (rmid_forced_) RETURN_IF_ERROR(WriteSysctl("shm_rmid_forced", "1"));
     return absl::OkStatus();
-  }));
-  for (void* a : attached_) shmdt(a);
-  attached_.clear();
-  finished_ = true;
-  return absl::OkStatus();
+  });
 }
 
 // ---------------------------------------------------------------- handler
@@ -841,11 +851,44 @@ absl::Status CheckpointIpcNs(objhash::CheckpointContext& ctx, const objhash::Obj
   return dump->Write(*ctx.writer, e.objref);
 }
 
+// Counted across the image's IPC records: as many as each says, at most
+// one of them the dumper's namespace.
+struct IpcRecordsSeen {
+  uint32_t records = 0;
+  uint32_t nr_namespaces = 0;
+  uint32_t not_own = 0;
+};
+
 absl::StatusOr<objhash::RestoredObject> RestoreIpcNs(objhash::RestoreContext& ctx,
                                                      const image::Record&) {
   image::Reader& r = *ctx.reader;
   image::ckpt_ipc ipc;
   RETURN_IF_ERROR(r.ReadStruct(&ipc, sizeof(ipc)));
+  if (ctx.kind_state == nullptr) return absl::InternalError("an IPC record outside a restore");
+  std::any& state = (*ctx.kind_state)["IPC"];
+  if (!state.has_value()) {
+    state = std::make_shared<IpcRecordsSeen>();
+    std::shared_ptr<IpcRecordsSeen> seen = std::any_cast<std::shared_ptr<IpcRecordsSeen>>(state);
+    seen->nr_namespaces = ipc.nr_namespaces;
+    RETURN_IF_ERROR(ctx.Later([seen](objhash::LateContext&) -> absl::Status {
+      if (seen->records != seen->nr_namespaces) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "image record IPC: field 'nr_namespaces': ", seen->nr_namespaces,
+            " namespaces, but the image holds ", seen->records, " IPC records"));
+      }
+      return absl::OkStatus();
+    }));
+  }
+  auto seen = std::any_cast<std::shared_ptr<IpcRecordsSeen>>(state);
+  ++seen->records;
+  if (ipc.nr_namespaces != seen->nr_namespaces || seen->records > seen->nr_namespaces) {
+    return r.FieldError("nr_namespaces", ipc.nr_namespaces, " in IPC record ", seen->records,
+                        ", after IPC records that said ", seen->nr_namespaces);
+  }
+  if (!(ipc.flags & image::kIpcOwnNamespace) && ++seen->not_own > 1) {
+    return r.FieldError("flags", absl::Hex(ipc.flags),
+                        ": a second IPC namespace that is the dumper's");
+  }
   NamespaceChoice choice = NamespaceChoice::kAsDumped;
   if (ctx.flags & objhash::kRestoreIpcNew) choice = NamespaceChoice::kNew;
   if (ctx.flags & objhash::kRestoreIpcCurrent) choice = NamespaceChoice::kCurrent;
@@ -854,8 +897,10 @@ absl::StatusOr<objhash::RestoredObject> RestoreIpcNs(objhash::RestoreContext& ct
   ASSIGN_OR_RETURN(objhash::RestoredObject obj,
                    objhash::HoldAt(ctx, ipc.objref, restore->ns_fd(), "an IPC namespace"));
   obj.id = restore->fresh_namespace() ? 1 : 0;
-  // Segments removed while attached go once the tasks have attached them.
+  // Segments removed while attached go once the tasks have attached them;
+  // what the restore made stays only if it succeeds.
   RETURN_IF_ERROR(ctx.Later([restore](objhash::LateContext&) { return restore->Finish(); }));
+  RETURN_IF_ERROR(ctx.AtCommit([restore] { restore->Commit(); }));
   obj.data = restore;
   return obj;
 }

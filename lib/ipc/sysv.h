@@ -18,10 +18,11 @@
 //   ... collect the tasks (their /SYSV mappings look the segments up) ...
 //   ... the objects section writes each namespace (IPC, SHM + pages, MSQ + MSGs, SEM) ...
 //
-// Restore: the IPC handler enters a fresh IPC namespace when asked (or
-// when the namespace was the tree's own), recreates every object there
+// Restore: the IPC handler makes a fresh IPC namespace when asked (or
+// when the namespace was the tree's own) and recreates every object there
 // with its id (through /proc/sys/kernel/{shm,msg,sem}_next_id) and key,
-// and goes back; it holds an fd on the namespace, which the tasks in it
+// on a helper thread that enters it (the restorer's own threads never
+// change namespace); it holds an fd on the namespace, which the tasks in it
 // enter (setns) as they are created. A late step removes the segments
 // that had been removed while attached, once the tasks have attached them
 // again.
@@ -103,8 +104,7 @@ enum class NamespaceChoice {
 class IpcRestore {
  public:
   IpcRestore() = default;
-  // Removes what it created (inside its namespace) unless Finish()
-  // succeeded.
+  // Removes what it created (inside its namespace) unless committed.
   ~IpcRestore();
   IpcRestore(const IpcRestore&) = delete;
   IpcRestore& operator=(const IpcRestore&) = delete;
@@ -118,6 +118,8 @@ class IpcRestore {
   // Once every task has attached its segments: removes those that had
   // been removed (IPC_RMID) while attached.
   absl::Status Finish();
+  // The restore succeeded: what it made stays.
+  void Commit() { committed_ = true; }
 
   // The namespace (fresh or the caller's), once Read succeeded.
   int ns_fd() const { return ns_.get(); }
@@ -133,7 +135,8 @@ class IpcRestore {
   // error says how to free a taken id or key.
   absl::StatusOr<int> CreateWithId(char kind, const image::ckpt_ipc_perm& perm,
                                    bool remove_at_finish, const std::function<int()>& create);
-  // Runs `fn` with the calling thread in the namespace, then back.
+  // Runs `fn` in the namespace: here if it is the caller's, else on a
+  // thread that enters it.
   absl::Status InNamespace(const std::function<absl::Status()>& fn);
 
   struct Created {
@@ -145,8 +148,9 @@ class IpcRestore {
   std::vector<void*> attached_;  // this process's attachments, until Finish()
   bool rmid_forced_ = false;     // kernel.shm_rmid_forced to set at Finish()
   UniqueFd ns_;                  // the namespace the objects are in
+  uint32_t ns_ref_ = 0;          // its objref
   bool fresh_ = false;
-  bool finished_ = false;
+  bool committed_ = false;
 };
 
 }  // namespace ckpt::ipc

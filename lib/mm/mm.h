@@ -107,6 +107,7 @@ struct MmRestoreContext {
   uint64_t free_area = 0;
   const RestorerLayout* layout = nullptr;
   const objhash::RestoreTable* objects = nullptr;
+  uint32_t ipc_ns_ref = 0;  // the task's IPC namespace: its SysV segments must be in it
   task::SyscallQueue* queue = nullptr;
   Buffer* buffer = nullptr;  // staging for page contents
   // Fill pages after MADV_POPULATE_WRITE (fewer faults) rather than

@@ -302,6 +302,12 @@ absl::Status AttachShm(image::Reader& r, MmRestoreContext& ctx, const image::ckp
                        std::map<uint64_t, ShmAttachment>& attachments) {
   ASSIGN_OR_RETURN(const objhash::RestoredObject* shm,
                    ctx.objects->Get(v.file_ref, objhash::ObjKind::kShm));
+  if (shm->owner_ref != ctx.ipc_ns_ref) {
+    // shmat takes an id of the task's own namespace: another namespace's
+    // segment would be some other segment with that id.
+    return r.FieldError("file_ref", v.file_ref, " is a SysV segment of IPC namespace ",
+                        shm->owner_ref, ", not of the task's (", ctx.ipc_ns_ref, ")");
+  }
   const uint64_t size = (std::any_cast<uint64_t>(shm->data) + kPage - 1) & ~(kPage - 1);
   const uint64_t base = v.start - v.pgoff;
   if (v.pgoff + (v.end - v.start) > size) {

@@ -40,6 +40,12 @@ absl::Status RestoreContext::Later(LateStep step) {
   return absl::OkStatus();
 }
 
+absl::Status RestoreContext::AtCommit(std::function<void()> fn) {
+  if (commits == nullptr) return absl::InternalError("a commit step left outside a restore");
+  commits->push_back(std::move(fn));
+  return absl::OkStatus();
+}
+
 absl::Status HandlerTable::Register(const ObjectOps& ops) {
   if (ops.checkpoint == nullptr || ops.restore == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("handler '", ops.name, "' lacks a function"));
@@ -140,6 +146,7 @@ absl::Status ObjectWriter::Write(CheckpointContext& ctx) {
 absl::Status ReadObjects(RestoreContext& ctx, const HandlerTable& handlers, uint32_t nr_objects,
                          uint32_t nr_links) {
   image::Reader& r = *ctx.reader;
+  uint32_t with_links = 0;
   for (uint32_t i = 0; i < nr_objects; ++i) {
     ASSIGN_OR_RETURN(image::Record rec, r.Next());
     const ObjectOps* ops = handlers.ForRecord(rec.type);
@@ -148,9 +155,19 @@ absl::Status ReadObjects(RestoreContext& ctx, const HandlerTable& handlers, uint
                                                      ": not an object record (", i, " of ",
                                                      nr_objects, " objects read)"));
     }
+    with_links += ops->links.record_type != 0;
     absl::StatusOr<RestoredObject> obj = ops->restore(ctx, rec);
     if (!obj.ok()) return obj.status();
-    RETURN_IF_ERROR(ctx.objects->Insert(obj->objref, ops->kind, *obj));
+    absl::Status st = ctx.objects->Insert(obj->objref, ops->kind, *obj);
+    if (!st.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(image::Reader::Where(rec), ": field 'objref': ", st.message()));
+    }
+  }
+  if (with_links != nr_links) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "image record OBJECTS: field 'nr_links': ", nr_links, " link records for ", with_links,
+        " objects whose kind has links"));
   }
   for (uint32_t i = 0; i < nr_links; ++i) {
     ASSIGN_OR_RETURN(image::Record rec, r.Next());

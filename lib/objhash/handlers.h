@@ -13,6 +13,7 @@
 
 #include <sys/types.h>
 
+#include <any>
 #include <array>
 #include <cstdint>
 #include <functional>
@@ -83,6 +84,13 @@ struct RestoreContext {
   // Steps for the late pass, in the order they were left.
   std::vector<LateStep>* late = nullptr;
   absl::Status Later(LateStep step);
+  // Run once the restore has succeeded and let the tasks go (never after
+  // a failed one): what a handler must undo on failure until then.
+  std::vector<std::function<void()>>* commits = nullptr;
+  absl::Status AtCommit(std::function<void()> fn);
+  // State a kind keeps across its objects within one restore, by kind
+  // name (e.g. counting its records against a total).
+  std::map<std::string, std::any>* kind_state = nullptr;
 };
 
 // References between objects that may form cycles: written after every

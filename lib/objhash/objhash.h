@@ -97,6 +97,7 @@ struct RestoredObject {
   int fd = -1;      // an fd in the restorer (owned by the table)
   int fd2 = -1;     // a second one (a pipe's write end), owned too
   int64_t id = -1;  // a pid, a shm id, ...
+  uint32_t owner_ref = 0;  // the object it lives in (a SysV segment: its IPC namespace)
   std::any data;
 };
 

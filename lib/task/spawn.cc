@@ -33,7 +33,8 @@ constexpr int kReadyTimeoutMs = 20000;
 // What a new task reports on the ready pipe.
 struct ReadyMessage {
   int32_t node;
-  int32_t what;  // 'R' ready, 'F' a child could not be created, 'S' setsid, 'M' mmap
+  int32_t what;  // 'R' ready, 'F' a child could not be created, 'S' setsid, 'M' mmap,
+                 // 'N' setns into its IPC namespace
   int32_t err;   // errno for 'F'
   int32_t pad;
 };

@@ -208,6 +208,9 @@ absl::Status TreeRestore::Read(image::Reader& r, bool new_pidns, uint64_t free_a
       if (ref != 0 && !pids_.count(ref)) return r.FieldError("pgrp_ref", ref, " names no PID");
     }
     if (e.reserved != 0) return r.FieldError("reserved", e.reserved, " is not zero");
+    if (e.state != image::kTaskZombie && e.state != image::kTaskAlive) {
+      return r.FieldError("state", e.state, " is not a task state");
+    }
     if ((e.ipc_ns_ref == 0) != (e.state == image::kTaskZombie)) {
       return r.FieldError("ipc_ns_ref", e.ipc_ns_ref,
                           e.ipc_ns_ref == 0 ? ": a live task is in an IPC namespace" : ": a zombie is in none");

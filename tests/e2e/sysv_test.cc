@@ -241,5 +241,56 @@ TEST_F(IpcNsTest, IntoTheCurrentNamespaceIsRefusedRatherThanMerged) {
   EXPECT_NE(kill(pids_.root, 0), 0);
 }
 
+// A SysV attachment whose segment is another namespace's: shmat would take
+// that id in the task's own namespace, a different segment; refused.
+TEST_F(IpcNsTest, AnAttachmentOfAnotherNamespacesSegmentIsRefused) {
+  std::string image = TempPath("ipcns-cross.img");
+  ASSERT_NO_FATAL_FAILURE(StartAndDump(image));
+  std::string bad = TempPath("ipcns-cross-edited.img");
+  uint32_t first_shm = 0;
+  ASSERT_TRUE(RewriteImage(image, bad, [&](uint32_t type, std::string* payload) {
+                if (type == image::CKPT_HDR_SHM && first_shm == 0) {
+                  image::ckpt_shm shm;
+                  std::memcpy(&shm, payload->data(), sizeof(shm));
+                  first_shm = shm.objref;
+                }
+                if (type != image::CKPT_HDR_VMA) return;
+                image::ckpt_vma v;
+                std::memcpy(&v, payload->data(), sizeof(v));
+                if (v.kind != image::kVmaSysvShm) return;
+                v.file_ref = first_shm;  // every attachment names namespace A's segment
+                std::memcpy(payload->data(), &v, sizeof(v));
+              }).ok());
+  ASSERT_NE(first_shm, 0u);
+  absl::StatusOr<pid_t> root = RestoreFromFile(bad);
+  ASSERT_FALSE(root.ok());
+  EXPECT_THAT(root.status().message(), HasSubstr("'file_ref'")) << root.status();
+  EXPECT_THAT(root.status().message(), HasSubstr("IPC namespace")) << root.status();
+  EXPECT_EQ(SegmentCount(), 0);
+  EXPECT_NE(kill(pids_.root, 0), 0);
+}
+
+// An image that says it holds one IPC namespace in each of its two IPC
+// records: refused (else --ipc-ns current would merge them).
+TEST_F(IpcNsTest, ANamespaceCountThatDoesNotMatchItsRecordsIsRefused) {
+  std::string image = TempPath("ipcns-count.img");
+  ASSERT_NO_FATAL_FAILURE(StartAndDump(image));
+  std::string bad = TempPath("ipcns-count-edited.img");
+  ASSERT_TRUE(RewriteImage(image, bad, [](uint32_t type, std::string* payload) {
+                if (type != image::CKPT_HDR_IPC) return;
+                image::ckpt_ipc ipc;
+                std::memcpy(&ipc, payload->data(), sizeof(ipc));
+                ipc.nr_namespaces = 1;
+                std::memcpy(payload->data(), &ipc, sizeof(ipc));
+              }).ok());
+  for (IpcNamespace ns : {IpcNamespace::kAsDumped, IpcNamespace::kCurrent}) {
+    absl::StatusOr<pid_t> root = RestoreWithIpcNs(bad, ns);
+    ASSERT_FALSE(root.ok());
+    EXPECT_THAT(root.status().message(), HasSubstr("IPC")) << root.status();
+    EXPECT_THAT(root.status().message(), HasSubstr("'nr_namespaces'")) << root.status();
+    EXPECT_EQ(SegmentCount(), 0);
+  }
+}
+
 }  // namespace
 }  // namespace ckpt::testing
