@@ -478,6 +478,7 @@ absl::Status RestoreRun::FinishTask(TaskRestore& t) {
   }
   st = t.injector->Finish(regs, leader.sigmask, trap_ignored ? &trap : nullptr);
   if (!st.ok()) return Annotate(st, absl::StrCat("task ", t.pid));
+  for (const auto& step : ctx.before_release) RETURN_IF_ERROR(step());
   return absl::OkStatus();
 }
 

@@ -4,6 +4,7 @@
 #include "lib/base/status.h"
 #include "lib/base/trace.h"
 #include "lib/objhash/identity.h"
+#include "lib/task/sched.h"
 #include "lib/task/vdso.h"
 
 namespace ckpt {
@@ -124,14 +125,25 @@ absl::Status RestoreSignalsSection(SectionRestoreContext& ctx) {
 
 // ------------------------------------- threads: the leader first, then others
 
-absl::Status WriteThreadsSection(const TaskDump& t, SectionWriteContext& ctx) {
+// The task's threads, the leader first, each with its pid objref.
+absl::StatusOr<std::vector<std::pair<pid_t, uint32_t>>> ThreadOrder(const TaskDump& t,
+                                                                     const SectionWriteContext& ctx) {
   std::vector<pid_t> order = {t.pid};
   for (const auto& [id, th] : t.threads) {
     if (id != t.pid) order.push_back(id);
   }
+  std::vector<std::pair<pid_t, uint32_t>> out;
   for (pid_t tid : order) {
     ASSIGN_OR_RETURN(uint32_t tid_ref,
                      ctx.objects->Lookup(objhash::ObjKind::kPid, objhash::Identity::OfPid(tid)));
+    out.push_back({tid, tid_ref});
+  }
+  return out;
+}
+
+absl::Status WriteThreadsSection(const TaskDump& t, SectionWriteContext& ctx) {
+  ASSIGN_OR_RETURN(auto order, ThreadOrder(t, ctx));
+  for (const auto& [tid, tid_ref] : order) {
     RETURN_IF_ERROR(task::WriteThread(t.threads.at(tid).state, tid_ref, *ctx.writer));
   }
   ++ctx.stats->tasks;
@@ -147,6 +159,7 @@ absl::Status RestoreThreadsSection(SectionRestoreContext& ctx) {
     ASSIGN_OR_RETURN(task::ThreadState thread, task::ReadThreadRecords(r, &tid_ref));
     if (i == 0) {
       if (tid_ref != t.entry.pid_ref) return r.FieldError("tid_ref", "the leader comes first");
+      ctx.tids[tid_ref] = t.pid;
       ctx.leader = std::move(thread);
       RETURN_IF_ERROR(task::QueueThreadRestore(*t.queue, ctx.leader));
       continue;
@@ -154,8 +167,29 @@ absl::Status RestoreThreadsSection(SectionRestoreContext& ctx) {
     if (tid_ref == t.entry.pid_ref) return r.FieldError("tid_ref", "the leader appears twice");
     absl::StatusOr<pid_t> tid = ctx.add_thread(thread, tid_ref, ctx.core);
     if (!tid.ok()) return Annotate(tid.status(), absl::StrCat("task ", t.pid));
+    ctx.tids[tid_ref] = *tid;
     if (!thread.pending.empty()) ctx.thread_pending.push_back({*tid, thread.pending});
   }
+  return absl::OkStatus();
+}
+
+// --------------------------- sched: policy, nice, affinity, oom_score_adj
+
+absl::Status WriteSchedSection(const TaskDump& t, SectionWriteContext& ctx) {
+  ASSIGN_OR_RETURN(auto threads, ThreadOrder(t, ctx));  // the threads section's order
+  return task::WriteSched(t.pid, threads, *ctx.writer);
+}
+
+absl::Status RestoreSchedSection(SectionRestoreContext& ctx) {
+  TaskRestore& t = *ctx.task;
+  ASSIGN_OR_RETURN(task::TaskSched s, task::ReadSched(*ctx.reader, t.entry.nr_threads));
+  // Set once nothing more runs in the task for the restore.
+  ctx.before_release.push_back([&ctx, &t, s = std::move(s)]() {
+    return task::ApplySched(t.pid, s, [&](uint32_t ref) -> pid_t {
+      auto it = ctx.tids.find(ref);
+      return it == ctx.tids.end() ? 0 : it->second;
+    });
+  });
   return absl::OkStatus();
 }
 
@@ -167,6 +201,7 @@ constexpr TaskSectionOps kSections[] = {
     {"sighand", WriteSighandSection, RestoreSighandSection},
     {"signals", WriteSignalsSection, RestoreSignalsSection},
     {"threads", WriteThreadsSection, RestoreThreadsSection},
+    {"sched", WriteSchedSection, RestoreSchedSection},
 };
 
 }  // namespace

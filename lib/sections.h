@@ -1,6 +1,7 @@
 // The sections of each task in the image, in one declared order, each with
 // its write (dump) and its restore side by side: core (comm, creds,
-// rlimits), fs (cwd, root), fds, mm, sighand, signals, threads. Neither
+// rlimits), fs (cwd, root), fds, mm, sighand, signals, threads, sched
+// (policy, nice, CPU affinity of each thread; oom_score_adj). Neither
 // driver writes the order out: both walk kTaskSections. A new per-task
 // section (namespaces, cgroup, controlling terminal, seccomp, scheduling)
 // is one more entry here and its two functions; what it collects during
@@ -122,6 +123,11 @@ struct SectionRestoreContext {
   task::TaskSignals signals;
   task::ThreadState leader;
   std::vector<std::pair<pid_t, std::vector<image::ckpt_siginfo>>> thread_pending;
+  std::map<uint32_t, pid_t> tids;  // each thread's pid objref -> its TID here (threads section)
+  // Run by the driver once nothing more is injected into the task, just
+  // before it is let go (what would slow the restore down if done
+  // earlier: a SCHED_IDLE thread barely runs on a busy machine).
+  std::vector<std::function<absl::Status()>> before_release;
   std::map<std::string, std::any> extra;
 };
 

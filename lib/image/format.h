@@ -111,6 +111,9 @@ enum RecordType : uint32_t {
   CKPT_HDR_SIGINFO = 74,    // ckpt_siginfo: one pending signal
   CKPT_HDR_SIGNALS = 75,    // ckpt_signals: a process's interval timers and signal queue
   CKPT_HDR_POSIX_TIMER = 76,  // ckpt_posix_timer: one timer_create() timer
+  CKPT_HDR_SCHED = 80,         // ckpt_sched: a process's oom_score_adj; its threads' follow
+  CKPT_HDR_SCHED_THREAD = 81,  // ckpt_sched_thread + u64 cpus[nr_cpu_words]: one thread's
+                               // scheduling policy, priority, nice and CPU affinity
 };
 
 // ---------------------------------------------------------------- framing
@@ -601,6 +604,30 @@ struct ckpt_posix_timer {
   uint32_t reserved2;
 };
 static_assert(sizeof(ckpt_posix_timer) == 56);
+
+// ---------------------------------------------------------------- sched
+
+// CPUs an affinity mask names at most (bits of cpus[]).
+inline constexpr uint32_t kMaxCpuWords = 128;  // 8192 CPUs
+
+struct ckpt_sched {
+  int32_t oom_score_adj;  // -1000..1000
+  uint32_t nr_threads;    // SCHED_THREAD records that follow
+};
+static_assert(sizeof(ckpt_sched) == 8);
+
+// struct sched_attr of one thread, and its CPU affinity.
+struct ckpt_sched_thread {
+  uint32_t tid_ref;      // pid objref of the thread
+  uint32_t policy;       // SCHED_OTHER 0, FIFO 1, RR 2, BATCH 3, IDLE 5, DEADLINE 6
+  uint64_t flags;        // SCHED_FLAG_RESET_ON_FORK (1) and the like
+  int32_t nice;          // -20..19 (OTHER, BATCH)
+  uint32_t priority;     // 1..99 (FIFO, RR)
+  uint64_t runtime_ns, deadline_ns, period_ns;  // DEADLINE
+  uint32_t nr_cpu_words;  // u64 words of the affinity mask that follow
+  uint32_t reserved;
+};
+static_assert(sizeof(ckpt_sched_thread) == 56);
 
 inline constexpr uint64_t kMaxXstateLen = 64 * 1024;
 

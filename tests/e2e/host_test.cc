@@ -62,12 +62,14 @@ TEST(HostTest, DumpOfAKernelThreadIsRefused) {
   EXPECT_THAT(st.message(), ::testing::HasSubstr("is a kernel thread"));
 }
 
-TEST(HostTest, CredentialsAndCapabilitiesSurvive) {
-  absl::StatusOr<Subject> s = StartSubject("creds");
+// Starts subject `name`, dumps, kills, restores it, and lets it check
+// itself.
+void DumpRestoreAndExpectPass(const std::string& name) {
+  absl::StatusOr<Subject> s = StartSubject(name);
   ASSERT_TRUE(s.ok()) << s.status();
   absl::Status st = WaitForOutput(*s, "READY");
-  ASSERT_TRUE(st.ok()) << st;
-  std::string image = TempPath("creds.img");
+  ASSERT_TRUE(st.ok()) << st << ReadOutput(*s);
+  std::string image = TempPath(name + ".img");
   st = DumpToFile(s->pid, image);
   ASSERT_TRUE(st.ok()) << st;
   KillAndReap(s->pid);
@@ -79,7 +81,16 @@ TEST(HostTest, CredentialsAndCapabilitiesSurvive) {
   ASSERT_TRUE(code.ok()) << code.status();
   EXPECT_EQ(*code, 0) << ReadOutput(*s);
   EXPECT_THAT(ReadOutput(*s), ::testing::HasSubstr("PASS"));
+  EXPECT_THAT(ReadOutput(*s), ::testing::Not(::testing::HasSubstr("FAIL")));
 }
+
+TEST(HostTest, CredentialsAndCapabilitiesSurvive) { DumpRestoreAndExpectPass("creds"); }
+
+// Each thread's scheduling policy, priority, nice and CPU affinity, and
+// the process's oom_score_adj (tests/e2e/programs/schedattr.c). Outside
+// the sandbox: SCHED_FIFO needs CAP_SYS_NICE in the initial user
+// namespace.
+TEST(HostTest, SchedulingPolicyNiceAffinityAndOomScoreSurvive) { DumpRestoreAndExpectPass("schedattr"); }
 
 // The trust model: an image never grants more than its restorer has. A
 // restorer that may checkpoint and restore (CAP_CHECKPOINT_RESTORE,
