@@ -170,8 +170,15 @@ absl::StatusOr<int64_t> ResolveSleepExpiry(pid_t pid, pid_t tid, const SleepProb
   if (!probe.armed()) return -1;
   std::map<std::string, SleepProbe::Timer> after = ReadSleepTimers();
   std::map<int64_t, int64_t> candidates = GoneTimers(probe.before, after);
+  // At least one round even for a single candidate: the thread's own timer
+  // may not be among those gone (a short sleep that ended and began again
+  // between the two reads) while a stranger's was cancelled meanwhile; a
+  // lone candidate is taken only once it has come back and gone with the
+  // thread (else EINTR, never a stranger's expiry: a 2 ms sleep restored
+  // with a sleep that never ended was seen on a loaded machine).
   constexpr int kRounds = 8;
-  for (int round = 0; round < kRounds && candidates.size() > 1; ++round) {
+  for (int round = 0; round < kRounds && !candidates.empty() && (round == 0 || candidates.size() > 1);
+       ++round) {
     ASSIGN_OR_RETURN(user_regs_struct first, GetRegs(tid));
     if (static_cast<int64_t>(first.rax) != -kErestartRestartblock) return -1;
     RETURN_IF_ERROR(Cont(tid, 0));
@@ -229,26 +236,41 @@ absl::StatusOr<std::optional<image::ckpt_restart>> PlanRestart(pid_t pid,
     if (!ReadRemote(pid, rem, &ts, sizeof(ts)).ok()) return std::nullopt;
     return TimespecToNs(ts);
   };
+  // What the call asked for: the time left can never be more.
+  auto asked = [&](uint64_t ts_addr) -> std::optional<int64_t> {
+    struct timespec ts;
+    if (ts_addr == 0 || !ReadRemote(pid, ts_addr, &ts, sizeof(ts)).ok()) return std::nullopt;
+    return TimespecToNs(ts);
+  };
   std::optional<int64_t> left;
+  std::optional<int64_t> requested;
   if (expiry_mono_ns >= 0) left = expiry_mono_ns - start_mono_ns;
   switch (nr) {
     case SYS_nanosleep:
       if (!left) left = reported(regs.rsi);
+      requested = asked(regs.rdi);
       break;
     case SYS_clock_nanosleep:
       if (!left) left = reported(regs.r10);
+      requested = asked(regs.rdx);
       break;
     case SYS_poll:
+      requested = static_cast<int64_t>(static_cast<int32_t>(regs.rdx)) * 1000000;
       break;
     case SYS_futex: {
       const uint64_t cmd = regs.rsi & kFutexCmdMask;
       if (cmd == FUTEX_WAIT_BITSET) return Make(image::kRestartSameArgs, 0);
       if (cmd != FUTEX_WAIT) left.reset();
+      requested = asked(regs.r10);
       break;
     }
     default:
       left.reset();
   }
+  // A time left beyond what was asked (plus the timer slack) is not this
+  // call's: EINTR rather than a sleep of someone else's length.
+  constexpr int64_t kSlackNs = 100 * 1000000LL;
+  if (left && requested && *requested >= 0 && *left > *requested + kSlackNs) left.reset();
   if (!left) return Make(image::kRestartEintr, 0);
   return Make(image::kRestartTimeLeft, *left);
 }
