@@ -209,20 +209,28 @@ absl::Status Vanished(const char* what, int id) {
       "SysV ", what, " ", id, " went away during the dump (the IPC namespace changed); retry"));
 }
 
-// Runs `fn` on a thread that has entered the IPC namespace of `pid`.
-template <typename Fn>
-absl::Status InNamespaceOf(pid_t pid, Fn fn) {
-  ASSIGN_OR_RETURN(UniqueFd ns, OpenFile(absl::StrCat("/proc/", pid, "/ns/ipc"), O_RDONLY));
+// Runs `fn` on a thread of its own that enters the IPC namespace `ns_fd`
+// and then ends: the caller's threads never change namespace (one could
+// not always come back: a process in a user namespace that does not own
+// its IPC namespace may leave it but not return). `what` names it.
+absl::Status InIpcNamespace(int ns_fd, const std::function<absl::Status()>& fn,
+                            absl::string_view what) {
   absl::Status st;
   std::thread worker([&] {
-    if (setns(ns.get(), CLONE_NEWIPC) != 0) {
-      st = ErrnoError(errno, "entering the IPC namespace of task ", pid);
+    if (setns(ns_fd, CLONE_NEWIPC) != 0) {
+      st = ErrnoError(errno, "entering ", what);
       return;
     }
     st = fn();
   });
   worker.join();
   return st;
+}
+
+// Runs `fn` in the IPC namespace of task `pid`, as above.
+absl::Status InNamespaceOf(pid_t pid, const std::function<absl::Status()>& fn) {
+  ASSIGN_OR_RETURN(UniqueFd ns, OpenFile(absl::StrCat("/proc/", pid, "/ns/ipc"), O_RDONLY));
+  return InIpcNamespace(ns.get(), fn, absl::StrCat("the IPC namespace of task ", pid));
 }
 
 absl::Status CheckPerm(image::Reader& r, const image::ckpt_ipc_perm& p) {
@@ -576,20 +584,7 @@ absl::Status IpcRestore::InNamespace(const std::function<absl::Status()>& fn) {
   // The caller's own namespace: here, on this thread (setns needs
   // CAP_SYS_ADMIN even into the namespace one is in).
   if (!fresh_) return fn();
-  // Another one: on a thread of its own that enters it and then ends, so
-  // that this thread never leaves its namespace (it could not always come
-  // back: a restorer in a user namespace that does not own its IPC
-  // namespace may leave it but not return).
-  absl::Status st;
-  std::thread worker([&] {
-    if (setns(ns_.get(), CLONE_NEWIPC) != 0) {
-      st = ErrnoError(errno, "entering a restored IPC namespace");
-      return;
-    }
-    st = fn();
-  });
-  worker.join();
-  return st;
+  return InIpcNamespace(ns_.get(), fn, "a restored IPC namespace");
 }
 
 absl::Status IpcRestore::Read(image::Reader& r, const image::ckpt_ipc& ipc, NamespaceChoice choice,

@@ -30,12 +30,7 @@ class FilesTest : public ::testing::Test {
 // The subject's PID and the PIDs on its "<tag> a b ..." line.
 std::vector<pid_t> TreePids(const Subject& s, const std::string& tag) {
   std::vector<pid_t> pids = {s.pid};
-  std::string out = ReadOutput(s);
-  size_t at = out.find(tag + " ");
-  if (at == std::string::npos) return pids;
-  std::istringstream in(out.substr(at + tag.size(), out.find('\n', at) - at - tag.size()));
-  pid_t pid;
-  while (in >> pid) pids.push_back(pid);
+  for (pid_t pid : LinePids(s, tag)) pids.push_back(pid);
   return pids;
 }
 

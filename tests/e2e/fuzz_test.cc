@@ -167,18 +167,6 @@ void MoveFreeAreasOutOfTheRestorersWay(HeldImage* image) {
   }
 }
 
-// The PIDs on the subject's "<tag> a b ..." line.
-std::vector<pid_t> LinePids(const Subject& s, const std::string& tag) {
-  std::vector<pid_t> pids;
-  std::string out = ReadOutput(s);
-  size_t at = out.find(tag + " ");
-  if (at == std::string::npos) return pids;
-  std::istringstream in(out.substr(at + tag.size(), out.find('\n', at) - at - tag.size()));
-  pid_t pid;
-  while (in >> pid) pids.push_back(pid);
-  return pids;
-}
-
 class FuzzTest : public ::testing::Test {
  protected:
   // Killed and failed trees leave orphans: this process adopts them and

@@ -111,6 +111,17 @@ std::vector<pid_t> ReadyPids(const Subject& s) {
   return pids;
 }
 
+std::vector<pid_t> LinePids(const Subject& s, const std::string& tag) {
+  std::vector<pid_t> pids;
+  std::string out = ReadOutput(s);
+  size_t at = out.find(tag + " ");
+  if (at == std::string::npos) return pids;
+  std::istringstream in(out.substr(at + tag.size(), out.find('\n', at) - at - tag.size()));
+  pid_t pid;
+  while (in >> pid) pids.push_back(pid);
+  return pids;
+}
+
 void KillAndReapAll(const std::vector<pid_t>& pids) {
   for (pid_t pid : pids) kill(pid, SIGKILL);
   for (pid_t pid : pids) {

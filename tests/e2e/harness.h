@@ -52,6 +52,8 @@ absl::Status WaitForCount(const Subject& s, const std::string& text, int count,
                           int timeout_ms = 20000);
 // The PIDs of the "READY <pid>" lines, in order.
 std::vector<pid_t> ReadyPids(const Subject& s);
+// The PIDs on the subject's first "<tag> a b ..." line (none without one).
+std::vector<pid_t> LinePids(const Subject& s, const std::string& tag);
 // SIGKILL to every PID, then reaps each (the test must be their parent or
 // a child subreaper): the PIDs are free again when this returns.
 void KillAndReapAll(const std::vector<pid_t>& pids);

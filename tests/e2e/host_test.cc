@@ -23,6 +23,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lib/base/fd.h"
+#include "tests/e2e/expect.h"
 #include "tests/e2e/harness.h"
 
 namespace ckpt::testing {
@@ -67,21 +68,9 @@ TEST(HostTest, DumpOfAKernelThreadIsRefused) {
 void DumpRestoreAndExpectPass(const std::string& name) {
   absl::StatusOr<Subject> s = StartSubject(name);
   ASSERT_TRUE(s.ok()) << s.status();
-  absl::Status st = WaitForOutput(*s, "READY");
-  ASSERT_TRUE(st.ok()) << st << ReadOutput(*s);
-  std::string image = TempPath(name + ".img");
-  st = DumpToFile(s->pid, image);
-  ASSERT_TRUE(st.ok()) << st;
-  KillAndReap(s->pid);
-  absl::StatusOr<pid_t> pid = RestoreFromFile(image);
-  ASSERT_TRUE(pid.ok()) << pid.status();
-  ASSERT_EQ(*pid, s->pid);
-  kill(s->pid, SIGUSR1);
-  absl::StatusOr<int> code = WaitExit(s->pid);
-  ASSERT_TRUE(code.ok()) << code.status();
-  EXPECT_EQ(*code, 0) << ReadOutput(*s);
-  EXPECT_THAT(ReadOutput(*s), ::testing::HasSubstr("PASS"));
-  EXPECT_THAT(ReadOutput(*s), ::testing::Not(::testing::HasSubstr("FAIL")));
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  DumpKillRestore(*s, {s->pid}, TempPath(name + ".img"));
+  ExpectPass(*s);
 }
 
 TEST(HostTest, CredentialsAndCapabilitiesSurvive) { DumpRestoreAndExpectPass("creds"); }

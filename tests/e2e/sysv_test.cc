@@ -185,12 +185,10 @@ class IpcNsTest : public SysvTest {
     ASSERT_TRUE(s.ok()) << s.status();
     subject_ = *s;
     ASSERT_TRUE(WaitForCount(subject_, "READY", 4).ok()) << ReadOutput(subject_);
-    std::string out = ReadOutput(subject_);
-    size_t at = out.find("NS ");
-    ASSERT_NE(at, std::string::npos) << out;
-    std::istringstream in(out.substr(at + 3));
-    in >> pids_.root >> pids_.stay >> pids_.moved >> pids_.grand;
-    ASSERT_EQ(pids_.root, subject_.pid) << out;
+    std::vector<pid_t> ns = LinePids(subject_, "NS");
+    ASSERT_EQ(ns.size(), 4u) << ReadOutput(subject_);
+    pids_ = {ns[0], ns[1], ns[2], ns[3]};
+    ASSERT_EQ(pids_.root, subject_.pid) << ReadOutput(subject_);
     // As built: two namespaces, neither the dumper's.
     const ino_t a = IpcNs(absl::StrCat("/proc/", pids_.root));
     const ino_t b = IpcNs(absl::StrCat("/proc/", pids_.moved));
