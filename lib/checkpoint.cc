@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <set>
@@ -38,6 +39,7 @@
 #include "lib/sections.h"
 #include "lib/task/core.h"
 #include "lib/task/inject.h"
+#include "lib/task/jobstop.h"
 #include "lib/task/proc.h"
 #include "lib/task/ptrace.h"
 #include "lib/task/recovery.h"
@@ -65,6 +67,7 @@ class Dumper {
   absl::Status FreezeTree(pid_t root);
   absl::StatusOr<bool> FreezeTask(TaskDump& t);
   absl::Status WaitFrozen(TaskDump& t, pid_t tid);
+  absl::Status HoldSignals(ThreadDump& th, pid_t tid);
   absl::Status CheckTask(const TaskDump& t);
   std::vector<task::TreeTask*> TreeTasks() const;
   absl::Status CheckShared(TaskDump& t);
@@ -164,11 +167,26 @@ absl::Status Dumper::WaitFrozen(TaskDump& t, pid_t tid) {
       }
       return absl::OkStatus();
     }
-    if (stop.group_stop) return absl::OkStatus();
+    if (stop.group_stop) {
+      // In (or on its way into) a group stop of job control: the event
+      // stop reports the signal that stopped the group.
+      if (task::IsStopSignal(stop.signal)) t.stop_signo = stop.signal;
+      if (t.stop_signo != 0) return HoldSignals(t.threads[tid], tid);
+      return absl::OkStatus();
+    }
     // A signal arrived before the interrupt: let it be delivered, then the
     // interrupt stops the thread.
     RETURN_IF_ERROR(task::Cont(tid, stop.signal));
   }
+}
+
+// A thread of a stopped task takes no signal while the dump resumes it.
+absl::Status Dumper::HoldSignals(ThreadDump& th, pid_t tid) {
+  if (th.signals_held) return absl::OkStatus();
+  ASSIGN_OR_RETURN(th.mask_before_hold, task::GetSigmask(tid));
+  RETURN_IF_ERROR(task::SetSigmask(tid, task::kAllSignalsHeld));
+  th.signals_held = true;
+  return absl::OkStatus();
 }
 
 // Seizes and stops every thread of `t` not yet seized, until no new one
@@ -202,6 +220,20 @@ absl::StatusOr<bool> Dumper::FreezeTask(TaskDump& t) {
         return Annotate(st, task::TaskName(t.pid, tid));
       }
       t.threads[tid].state.tid = tid;
+      seized = true;
+      // A thread in a group stop is seized into a trap already (the
+      // kernel waits for it before the seize returns; an interrupt would
+      // only stop it once more the next time it is let go). Its sleep, if
+      // it was stopped in one, kept a deadline only its restart block
+      // knows.
+      absl::StatusOr<task::ProcStat> seized_stat = task::ReadProcStat(tid);
+      if (seized_stat.ok() && seized_stat->state == 't') {
+        RETURN_IF_ERROR(WaitFrozen(t, tid));
+        if (!t.threads.count(tid)) continue;
+        ASSIGN_OR_RETURN(int64_t expiry, task::ResolveStoppedSleep(t.pid, tid));
+        t.threads[tid].sleep_expiry = expiry;
+        continue;
+      }
       // A thread in a timed sleep whose time left only the kernel's timer
       // knows: once the threads interrupted so far have stopped (their
       // timers gone), note the timers, stop it, and see which one went.
@@ -279,6 +311,9 @@ absl::Status Dumper::FreezeTree(pid_t root) {
         return grew.status();
       }
       changed |= *grew;
+      if (t->stop_signo != 0) {
+        for (auto& [tid, th] : t->threads) RETURN_IF_ERROR(HoldSignals(th, tid));
+      }
       ASSIGN_OR_RETURN(std::vector<pid_t> children, task::ListChildren(pid));
       for (pid_t c : children) queue.push_back({c, pid});
     }
@@ -337,6 +372,11 @@ absl::Status Dumper::Collect(TaskDump& t) {
   // saved: read the mask after it, then hold every signal back.
   auto hold_signals = [&](ThreadDump& th, pid_t tid) -> absl::Status {
     ASSIGN_OR_RETURN(th.state.sigmask, task::GetSigmask(tid));
+    if (th.signals_held) {
+      ASSIGN_OR_RETURN(th.state.sigmask, task::MaskAfterHold(t.pid, th.state.regs,
+                                                             th.mask_before_hold,
+                                                             th.state.sigmask));
+    }
     RETURN_IF_ERROR(th.injector->SetRecoveryMask(th.state.sigmask));
     return task::SetSigmask(tid, task::kDumpInjectionMask);
   };
@@ -357,6 +397,27 @@ absl::Status Dumper::Collect(TaskDump& t) {
   task::SighandQuery sig_q = task::QueueSighandQuery(batch, t.status.sig_cgt | t.status.sig_ign);
   task::ThreadQuery thread_q = task::QueueThreadQuery(batch);
   task::SignalsQuery signals_q = task::QueueSignalsQuery(batch, std::move(timers));
+  // Whether this task has waited (WUNTRACED) for each stopped child: a
+  // report still there is looked at, not taken (WNOWAIT).
+  struct StopQuery {
+    TaskDump* child;
+    pid_t nr;
+    size_t call;
+    uint64_t info;
+  };
+  std::vector<StopQuery> stop_q;
+  for (auto& c : tasks_) {
+    if (c->parent != t.pid || c->zombie || c->stop_signo == 0) continue;
+    const size_t level = t.status.nstgid.size();
+    if (level == 0 || level > c->status.nstgid.size()) {
+      return absl::InternalError(absl::StrCat("task ", c->pid, ": no PID in its parent's namespace"));
+    }
+    StopQuery q{c.get(), c->status.nstgid[level - 1], 0, batch.Reserve(sizeof(siginfo_t))};
+    q.call = batch.Add(SYS_waitid, {P_PID, static_cast<uint64_t>(q.nr), q.info,
+                                    WSTOPPED | WNOWAIT | WNOHANG | __WALL, 0},
+                       task::kMayFail);
+    stop_q.push_back(q);
+  }
   {
     Phase p("dump: injected queries");
     RETURN_IF_ERROR(leader.injector->Run(batch));
@@ -379,6 +440,15 @@ absl::Status Dumper::Collect(TaskDump& t) {
   ASSIGN_OR_RETURN(t.core, task::ReadCore(t.pid, t.status, batch, core_q));
   t.sighand = task::ReadSighand(batch, sig_q);
   task::ReadThreadQuery(batch, thread_q, &leader.state);
+  for (const StopQuery& q : stop_q) {
+    if (batch.ret(q.call) != 0) {
+      return ErrnoError(static_cast<int>(-batch.ret(q.call)), "task ", t.pid,
+                        ": waitid for its stopped child ", q.child->pid);
+    }
+    siginfo_t info;
+    std::memcpy(&info, batch.Output(q.info), sizeof(info));
+    q.child->stop_reported = info.si_pid != q.nr;
+  }
 
   uint64_t frame = 1;
   for (auto& [tid, th] : t.threads) {
@@ -466,12 +536,14 @@ absl::Status Dumper::EndInjection(TaskDump& t) {
     if (tid == t.pid || !th.touched) continue;
     keep(th.injector->ParkWith(th.state.regs, th.state.sigmask));
     th.touched = false;
+    th.signals_held = false;  // its own mask is back
   }
   auto it = t.threads.find(t.pid);
   if (it != t.threads.end() && it->second.touched) {
     ThreadDump& leader = it->second;
     keep(leader.injector->Finish(leader.state.regs, leader.state.sigmask));
     leader.touched = false;
+    leader.signals_held = false;
   }
   return result;
 }
@@ -506,6 +578,15 @@ absl::Status Dumper::ThawTask(TaskDump& t, bool kill) {
   };
   std::vector<int> held;
   for (auto& [tid, th] : t.threads) {
+    if (th.signals_held) {
+      // Held but never given its mask back (the dump stopped before its
+      // injection): the mask it had, unless a resume put back a saved one.
+      absl::StatusOr<uint64_t> now = task::GetSigmask(tid);
+      if (now.ok() && *now == task::kAllSignalsHeld) {
+        keep(task::SetSigmask(tid, th.mask_before_hold));
+      }
+      th.signals_held = false;
+    }
     keep(task::Detach(tid, 0));
     if (th.injector != nullptr) {
       for (int sig : th.injector->held_signals()) held.push_back(sig);

@@ -54,10 +54,6 @@ absl::Status CheckTaskState(pid_t pid, const task::ProcStatus& st, const task::P
     return absl::FailedPreconditionError(absl::StrCat("task ", pid, " is a kernel thread"));
   }
   if (st.state == 'Z' || st.state == 'X') return absl::OkStatus();
-  if (st.state == 'T') {
-    return absl::FailedPreconditionError(
-        absl::StrCat("task ", pid, " is stopped by job control; continue it first"));
-  }
   if (st.tracer_pid != 0) {
     return absl::FailedPreconditionError(
         absl::StrCat("task ", pid, " is already traced by process ", st.tracer_pid));

@@ -42,6 +42,7 @@
 #include "lib/sections.h"
 #include "lib/task/core.h"
 #include "lib/task/inject.h"
+#include "lib/task/jobstop.h"
 #include "lib/task/proc.h"
 #include "lib/task/ptrace.h"
 #include "lib/task/restart.h"
@@ -77,6 +78,8 @@ class RestoreRun {
   absl::Status RestoreTask(image::Reader& r, TaskRestore& t);
   // The steps handlers left for when every task has its fds.
   absl::Status RunLateSteps();
+  absl::Status EnterStops();
+  void WaitStopped();
   // What comes last in `t`: limits, credentials, the restorer's objects
   // closed, signals, registers.
   absl::Status FinishTask(TaskRestore& t);
@@ -426,6 +429,49 @@ absl::Status RestoreRun::RunLateSteps() {
   return absl::OkStatus();
 }
 
+// Tasks stopped by job control enter their group stop now, before any
+// parent's last batch: the SIGCHLD the stop sends a parent is then
+// discarded with the restore's own, and a parent that had already waited
+// for the stop takes the report again (FinishTask).
+absl::Status RestoreRun::EnterStops() {
+  for (auto& t : tasks_) {
+    if (t->zombie || t->helper || t->stop_signo == 0) continue;
+    Phase p("restore: job-control stops");
+    const int signo = t->stop_signo;
+    const image::ckpt_sigaction& action = t->sections->sighand.action[signo - 1];
+    if (signo != SIGSTOP && action.handler != reinterpret_cast<uint64_t>(SIG_DFL)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "task ", t->pid, ": TASK_ENTRY stop_signo ", signo,
+          " stopped it, but its action for that signal is not the default one"));
+    }
+    RETURN_IF_ERROR(t->queue->Flush());
+    absl::StatusOr<int> sig =
+        task::EnterGroupStop(t->pid, t->threads, signo, task::kRestoreInjectionMask);
+    if (!sig.ok()) return Annotate(sig.status(), "restoring a job-control stop");
+    t->stop_signo = *sig;
+  }
+  return absl::OkStatus();
+}
+
+// Let go, a stopped task's threads enter their group stop by themselves
+// (the kernel puts a detached tracee back into a group stop in effect):
+// the restore returns once every one of them is there (or 2 s have gone
+// by: the stop is the kernel's to finish), so that whoever looks at the
+// restored tree finds it stopped.
+void RestoreRun::WaitStopped() {
+  const int64_t deadline = MonotonicNs() + 2000 * 1000000LL;
+  for (auto& t : tasks_) {
+    if (t->zombie || t->helper || t->stop_signo == 0) continue;
+    for (pid_t tid : t->threads) {
+      for (;;) {
+        absl::StatusOr<task::ProcStat> stat = task::ReadProcStat(tid);
+        if (!stat.ok() || stat->state == 'T' || MonotonicNs() > deadline) break;
+        usleep(100);
+      }
+    }
+  }
+}
+
 absl::Status RestoreRun::FinishTask(TaskRestore& t) {
   task::SyscallQueue& q = *t.queue;
   SectionRestoreContext& ctx = *t.sections;
@@ -448,6 +494,18 @@ absl::Status RestoreRun::FinishTask(TaskRestore& t) {
   struct timespec zero = {0, 0};
   q.batch().Add(SYS_rt_sigtimedwait,
                 {q.batch().AddStruct(chld), 0, q.batch().AddStruct(zero), 8}, task::kMayFail);
+  // A stopped child whose stop this task had already waited for: the
+  // report the restored stop made is taken again.
+  for (auto& c : tasks_) {
+    if (c->parent < 0 || tasks_[c->parent].get() != &t || c->stop_signo == 0 ||
+        !c->stop_reported) {
+      continue;
+    }
+    RETURN_IF_ERROR(q.Reserve(1, sizeof(siginfo_t)));
+    q.batch().Add(SYS_waitid,
+                  {P_PID, static_cast<uint64_t>(PidIn(c->entry.pid_ref, t)),
+                   q.batch().Reserve(sizeof(siginfo_t)), WSTOPPED | WNOHANG | __WALL, 0});
+  }
   // Then the task's own pending signals and its timers.
   const pid_t tgid = PidIn(t.entry.pid_ref, t);
   if (!leader.pending.empty()) thread_pending.push_back({tgid, leader.pending});
@@ -530,6 +588,7 @@ absl::StatusOr<pid_t> RestoreRun::Run(int in_fd) {
   }
   RETURN_IF_ERROR(r.ExpectTail());
   RETURN_IF_ERROR(RunLateSteps());
+  RETURN_IF_ERROR(EnterStops());
   for (auto& t : tasks_) {
     if (t->zombie || t->helper) continue;
     RETURN_IF_ERROR(FinishTask(*t));
@@ -540,6 +599,7 @@ absl::StatusOr<pid_t> RestoreRun::Run(int in_fd) {
     for (pid_t tid : tasks_[i]->threads) RETURN_IF_ERROR(task::Detach(tid, 0));
   }
   released_ = true;
+  WaitStopped();
   for (const auto& commit : commits_) commit();
   stats_->total_ns = static_cast<uint64_t>(MonotonicNs()) - start;
   return tasks_.front()->pid;

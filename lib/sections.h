@@ -49,6 +49,11 @@ struct ThreadDump {
   std::unique_ptr<task::Injector> injector;
   bool touched = false;  // its registers were changed for injection
   int64_t sleep_expiry = -1;  // CLOCK_MONOTONIC expiry of the sleep the freeze broke
+  // A thread of a task stopped by job control holds every signal from its
+  // first trap on (task::kAllSignalsHeld), so that none is taken off its
+  // queue; this was its mask before.
+  bool signals_held = false;
+  uint64_t mask_before_hold = 0;
 };
 
 // A task of the dump; what the tree needs of it (pid, parent, zombie,

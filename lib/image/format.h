@@ -179,6 +179,9 @@ enum TaskEntryFlags : uint32_t {
   // The task shares its parent's fd table (clone with CLONE_FILES): its
   // section has no FD records, the parent's are its own.
   kTaskSharesParentFiles = 1u << 0,
+  // Stopped by job control (stop_signo), and its parent has already
+  // waited for that stop (WUNTRACED): it is not reported again.
+  kTaskStopReported = 1u << 1,
 };
 
 // One task (thread group) of the tree, parents before their children.
@@ -195,7 +198,9 @@ struct ckpt_task_entry {
   // restore maps its trampoline there.
   uint64_t free_area;
   uint32_t ipc_ns_ref;  // objref of its IPC namespace (an IPC object); 0 for a zombie
-  uint32_t reserved;
+  // A live task stopped by job control: the signal that stopped it
+  // (SIGSTOP, SIGTSTP, SIGTTIN or SIGTTOU); 0 for a task that runs.
+  uint32_t stop_signo;
 };
 static_assert(sizeof(ckpt_task_entry) == 48);
 

@@ -52,7 +52,7 @@ constexpr FieldSpec kTaskEntryFields[] = {
     FLD(ckpt_task_entry, state, kUnsigned),       FLD(ckpt_task_entry, exit_code, kSigned),
     FLD(ckpt_task_entry, nr_threads, kUnsigned),  FLD(ckpt_task_entry, flags, kHex),
     FLD(ckpt_task_entry, free_area, kHex),       FLD(ckpt_task_entry, ipc_ns_ref, kUnsigned),
-    FLD(ckpt_task_entry, reserved, kHex),
+    FLD(ckpt_task_entry, stop_signo, kUnsigned),
 };
 constexpr FieldSpec kObjectsFields[] = {
     FLD(ckpt_objects, nr_objects, kUnsigned),

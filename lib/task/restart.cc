@@ -5,6 +5,7 @@
 #include <sys/syscall.h>
 #include <time.h>
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -19,6 +20,7 @@
 #include "lib/base/clock.h"
 #include "lib/base/fd.h"
 #include "lib/base/status.h"
+#include "lib/task/proc.h"
 #include "lib/task/ptrace.h"
 #include "lib/task/remote.h"
 
@@ -145,6 +147,16 @@ std::map<int64_t, int64_t> GoneTimers(const std::map<std::string, SleepProbe::Ti
   return gone;
 }
 
+// Whether `timers` hold a sleep re-armed from a restart block that kept
+// `hard` (nanosleep) or `soft` (futex, poll).
+bool Holds(const std::map<std::string, SleepProbe::Timer>& timers, int64_t hard, int64_t soft) {
+  for (const auto& [addr, timer] : timers) {
+    const bool from_hard = timer.soft_mono_ns == hard && timer.hard_mono_ns == hard;
+    if (from_hard || timer.soft_mono_ns == soft) return true;
+  }
+  return false;
+}
+
 // Waits (briefly) until `tid` sleeps in restart_syscall again.
 bool WaitAsleepInRestart(pid_t pid, pid_t tid) {
   const std::string path = absl::StrCat("/proc/", pid, "/task/", tid, "/syscall");
@@ -203,21 +215,126 @@ absl::StatusOr<int64_t> ResolveSleepExpiry(pid_t pid, pid_t tid, const SleepProb
     // step with it, which leaves the choice ambiguous, never wrong. (A
     // stranger that sleeps on with an expiry equal to a candidate's, after
     // its timer moved, comes back every time but never goes.)
-    auto holds = [](const std::map<std::string, SleepProbe::Timer>& timers, int64_t hard,
-                    int64_t soft) {
-      for (const auto& [addr, timer] : timers) {
-        const bool from_hard = timer.soft_mono_ns == hard && timer.hard_mono_ns == hard;
-        if (from_hard || timer.soft_mono_ns == soft) return true;
-      }
-      return false;
-    };
     std::map<int64_t, int64_t> back;
     for (const auto& [hard, soft] : candidates) {
-      if (holds(rearmed, hard, soft) && !holds(frozen, hard, soft)) back.emplace(hard, soft);
+      if (Holds(rearmed, hard, soft) && !Holds(frozen, hard, soft)) back.emplace(hard, soft);
     }
     // The restart block still holds the sleep: only orig_rax changed.
     RETURN_IF_ERROR(SetRegs(tid, first));
     candidates = std::move(back);
+  }
+  return candidates.size() == 1 ? candidates.begin()->second : -1;
+}
+
+namespace {
+
+// The next stop of `tid` that is not an event stop on the way.
+absl::StatusOr<StopInfo> NextStopOf(pid_t pid, pid_t tid) {
+  ASSIGN_OR_RETURN(StopInfo stop, WaitStop(tid));
+  if (stop.exited) {
+    return absl::AbortedError(absl::StrCat(TaskName(pid, tid), " exited while its sleep was probed"));
+  }
+  return stop;
+}
+
+// From a syscall stop of `tid`: into an event stop on its way back to
+// user space, before it runs an instruction there.
+absl::Status ParkAfterSyscall(pid_t pid, pid_t tid) {
+  RETURN_IF_ERROR(Interrupt(tid));
+  RETURN_IF_ERROR(Cont(tid, 0));
+  for (;;) {
+    ASSIGN_OR_RETURN(StopInfo stop, NextStopOf(pid, tid));
+    if (stop.group_stop) return absl::OkStatus();
+    if (!stop.syscall_stop && stop.signal != 0) {
+      return absl::InternalError(absl::StrCat(TaskName(pid, tid), ": signal ", stop.signal,
+                                              " while its sleep was probed"));
+    }
+    RETURN_IF_ERROR(Cont(tid, 0));
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> ResolveStoppedSleep(pid_t pid, pid_t tid) {
+  constexpr int kRounds = 8;
+  std::map<int64_t, int64_t> candidates;  // hard expiry -> soft
+  for (int round = 0; round < kRounds && (round < 2 || candidates.size() > 1); ++round) {
+    ASSIGN_OR_RETURN(user_regs_struct first, GetRegs(tid));
+    if (static_cast<int64_t>(first.rax) != -kErestartRestartblock) return -1;
+    // Into restart_syscall, one syscall stop at a time: if the sleep is
+    // over it returns, and the thread is parked again before it runs
+    // anything of its own.
+    RETURN_IF_ERROR(ContSyscall(tid, 0));
+    for (;;) {
+      ASSIGN_OR_RETURN(StopInfo stop, NextStopOf(pid, tid));
+      if (stop.syscall_stop) break;  // the entry of restart_syscall
+      if (!stop.group_stop && stop.signal != 0) {
+        return absl::InternalError(absl::StrCat(TaskName(pid, tid), ": signal ", stop.signal,
+                                                " while its sleep was probed"));
+      }
+      RETURN_IF_ERROR(ContSyscall(tid, 0));
+    }
+    RETURN_IF_ERROR(ContSyscall(tid, 0));
+    bool ended = false, asleep = false;
+    const std::string syscall_path = absl::StrCat("/proc/", pid, "/task/", tid, "/syscall");
+    for (const int64_t deadline = MonotonicNs() + 1000 * 1000000LL; MonotonicNs() < deadline;) {
+      int status = 0;
+      if (waitpid(tid, &status, WNOHANG | __WALL) == tid) {
+        if (!WIFSTOPPED(status)) {
+          return absl::AbortedError(
+              absl::StrCat(TaskName(pid, tid), " exited while its sleep was probed"));
+        }
+        ended = true;  // the exit of restart_syscall: its time was up
+        break;
+      }
+      absl::StatusOr<ProcStat> stat = ReadProcStat(tid);
+      absl::StatusOr<std::string> text = ReadFile(syscall_path);
+      long nr = -1;
+      if (stat.ok() && stat->state == 'S' && text.ok()) {
+        std::vector<absl::string_view> w = absl::StrSplit(*text, ' ', absl::SkipEmpty());
+        if (!w.empty() && absl::SimpleAtoi(w[0], &nr) && nr == SYS_restart_syscall) {
+          asleep = true;
+          break;
+        }
+      }
+      usleep(50);
+    }
+    if (ended) {
+      // The call is over (its result in rax): the thread keeps that.
+      RETURN_IF_ERROR(ParkAfterSyscall(pid, tid));
+      return -1;
+    }
+    std::map<std::string, SleepProbe::Timer> rearmed =
+        asleep ? ReadSleepTimers() : std::map<std::string, SleepProbe::Timer>{};
+    // Interrupted, the sleep comes out at its syscall exit.
+    RETURN_IF_ERROR(Interrupt(tid));
+    for (;;) {
+      ASSIGN_OR_RETURN(StopInfo stop, NextStopOf(pid, tid));
+      if (stop.syscall_stop) break;
+      if (!stop.group_stop && stop.signal != 0) {
+        return absl::InternalError(absl::StrCat(TaskName(pid, tid), ": signal ", stop.signal,
+                                                " while its sleep was probed"));
+      }
+      RETURN_IF_ERROR(ContSyscall(tid, 0));
+    }
+    RETURN_IF_ERROR(ParkAfterSyscall(pid, tid));
+    std::map<std::string, SleepProbe::Timer> frozen = ReadSleepTimers();
+    ASSIGN_OR_RETURN(user_regs_struct now, GetRegs(tid));
+    if (static_cast<int64_t>(now.rax) != -kErestartRestartblock) return -1;  // it ended meanwhile
+    if (!asleep) {
+      RETURN_IF_ERROR(SetRegs(tid, first));
+      return -1;
+    }
+    std::map<int64_t, int64_t> back;
+    for (const auto& [addr, timer] : rearmed) {
+      if (Holds(frozen, timer.hard_mono_ns, timer.soft_mono_ns)) continue;
+      if (round == 0 || candidates.count(timer.hard_mono_ns)) {
+        back.emplace(timer.hard_mono_ns, timer.soft_mono_ns);
+      }
+    }
+    RETURN_IF_ERROR(SetRegs(tid, first));
+    candidates = std::move(back);
+    if (candidates.empty()) return -1;
   }
   return candidates.size() == 1 ? candidates.begin()->second : -1;
 }

@@ -74,6 +74,16 @@ SleepProbe TakeSleepProbe();
 absl::StatusOr<int64_t> ResolveSleepExpiry(pid_t pid, pid_t tid, const SleepProbe& probe,
                                            const std::function<absl::Status()>& refreeze);
 
+// The same for a thread of a task stopped by job control, traced and in
+// its group stop, with every signal held: it had no timer to lose. It is
+// let into restart_syscall one syscall stop at a time, so that it never
+// runs an instruction of its own: its candidates are the timers that come
+// with it and go when it is interrupted, in two rounds at least. A sleep
+// whose time is already up returns at once: the thread is left parked
+// with the call's result (0), as SIGCONT would have found it, and the
+// answer is -1 (nothing to restart).
+absl::StatusOr<int64_t> ResolveStoppedSleep(pid_t pid, pid_t tid);
+
 // From the frozen thread's registers: how its syscall resumes, or nothing
 // when it was not in a restart-block syscall. `expiry_mono_ns` comes from
 // ResolveSleepExpiry (-1: unknown), `start_mono_ns` is the checkpoint's start.

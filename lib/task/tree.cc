@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "lib/base/status.h"
+#include "lib/task/jobstop.h"
 
 namespace ckpt::task {
 
@@ -130,6 +131,10 @@ absl::Status TreeDump::Write(image::Writer& w, const std::vector<TreeTask*>& tas
     e.free_area = t->zombie ? 0 : t->FreeArea();
     e.ipc_ns_ref = t->zombie ? 0 : t->ipc_ns_ref;
     if (t->shares_parent_files) e.flags |= image::kTaskSharesParentFiles;
+    if (!t->zombie && t->stop_signo != 0) {
+      e.stop_signo = static_cast<uint32_t>(t->stop_signo);
+      if (t->stop_reported) e.flags |= image::kTaskStopReported;
+    }
     RETURN_IF_ERROR(w.AppendStruct(image::CKPT_HDR_TASK_ENTRY, e));
   }
   return absl::OkStatus();
@@ -207,7 +212,19 @@ absl::Status TreeRestore::Read(image::Reader& r, bool new_pidns, uint64_t free_a
     for (uint32_t ref : {e.pgrp_ref, e.session_ref}) {
       if (ref != 0 && !pids_.count(ref)) return r.FieldError("pgrp_ref", ref, " names no PID");
     }
-    if (e.reserved != 0) return r.FieldError("reserved", e.reserved, " is not zero");
+    if (e.stop_signo != 0) {
+      if (!IsStopSignal(static_cast<int>(e.stop_signo))) {
+        return r.FieldError("stop_signo", e.stop_signo, " is not a stop signal");
+      }
+      if (e.state != image::kTaskAlive) {
+        return r.FieldError("stop_signo", "only a live task is stopped");
+      }
+      t->stop_signo = static_cast<int>(e.stop_signo);
+    }
+    if ((e.flags & image::kTaskStopReported) && e.stop_signo == 0) {
+      return r.FieldError("flags", "a stop is reported, but the task is not stopped");
+    }
+    t->stop_reported = (e.flags & image::kTaskStopReported) != 0;
     if (e.state != image::kTaskZombie && e.state != image::kTaskAlive) {
       return r.FieldError("state", e.state, " is not a task state");
     }
@@ -215,7 +232,7 @@ absl::Status TreeRestore::Read(image::Reader& r, bool new_pidns, uint64_t free_a
       return r.FieldError("ipc_ns_ref", e.ipc_ns_ref,
                           e.ipc_ns_ref == 0 ? ": a live task is in an IPC namespace" : ": a zombie is in none");
     }
-    if (e.flags & ~static_cast<uint32_t>(image::kTaskSharesParentFiles)) {
+    if (e.flags & ~static_cast<uint32_t>(image::kTaskSharesParentFiles | image::kTaskStopReported)) {
       return r.FieldError("flags", e.flags, " has unknown bits");
     }
     if (e.flags & image::kTaskSharesParentFiles) {

@@ -53,6 +53,10 @@ struct TreeTask {
   bool zombie = false;
   int exit_code = 0;
   bool shares_parent_files = false;  // CLONE_FILES with its parent
+  // Stopped by job control: the signal that stopped it, and whether its
+  // parent has already waited for the stop.
+  int stop_signo = 0;
+  bool stop_reported = false;
   ProcStatus status;
   ProcStat stat;
   // Filled by TreeDump::RegisterPids.
@@ -93,6 +97,8 @@ struct TreeNode {
   bool early = false;       // forked before its parent becomes a session leader
   bool shares_files = false;    // its fd table is its parent's
   bool closes_objects = true;   // the last task of its fd table closes the restorer's fds
+  int stop_signo = 0;           // stopped by job control (entry.stop_signo)
+  bool stop_reported = false;   // ... and its parent has waited for the stop
   int node = -1;            // index in the spawn plan
   pid_t pid = 0;            // as this process sees it, once created
 };

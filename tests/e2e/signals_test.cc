@@ -3,6 +3,7 @@
 // payload; interval and POSIX timers keep firing.
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <time.h>
 
 #include <cstddef>
@@ -14,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "lib/base/clock.h"
 #include "lib/image/format.h"
+#include "tests/e2e/expect.h"
 #include "tests/e2e/harness.h"
 #include "tests/e2e/image_edit.h"
 
@@ -61,6 +63,35 @@ TEST(SignalsTest, PendingSignalsAndTimersSurvive) {
   ASSERT_TRUE(code.ok()) << code.status();
   EXPECT_EQ(*code, 0) << ReadOutput(*s);
   EXPECT_THAT(ReadOutput(*s), ::testing::HasSubstr("PASS"));
+}
+
+// Job control: children stopped by SIGTSTP (waited for by their parent,
+// with signals sent while stopped), by SIGSTOP through one thread, and in
+// the middle of a sleep come back stopped, every thread, without running
+// an instruction; their parent sees the same wait reports and no new
+// SIGCHLD; SIGCONT resumes each with its pending signals and its sleep.
+TEST(SignalsTest, JobControlStopsComeBackStopped) {
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  absl::StatusOr<Subject> s = StartSubject("jobstop");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_TRUE(WaitForOutput(*s, "READY").ok()) << ReadOutput(*s);
+  std::vector<pid_t> pids = LinePids(*s, "READY");
+  ASSERT_EQ(pids.size(), 4u) << ReadOutput(*s);
+  ASSERT_NO_FATAL_FAILURE(DumpKillRestore(*s, pids, TempPath("jobstop.img")));
+  ExpectPass(*s);
+}
+
+// A dump that leaves the tree running leaves stopped tasks stopped, and
+// takes no wait report from their parent.
+TEST(SignalsTest, JobControlStopsStayAfterADumpThatLeavesTheTreeRunning) {
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  absl::StatusOr<Subject> s = StartSubject("jobstop");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_TRUE(WaitForOutput(*s, "READY").ok()) << ReadOutput(*s);
+  DumpOptions options;
+  options.leave_running = true;
+  ASSERT_OK(DumpToFile(s->pid, TempPath("jobstop-left.img"), options));
+  ExpectPass(*s);
 }
 
 // Hostile signal records are refused, naming the record and the field,
