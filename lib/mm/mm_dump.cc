@@ -95,12 +95,7 @@ absl::Status RefuseVma(pid_t pid, const Vma& v, bool deleted_files_ok) {
     return absl::OkStatus();
   }
   if (absl::StartsWith(v.name, "/SYSV")) return absl::OkStatus();
-  if (IsShmemName(v.name)) {
-    if (!absl::StartsWith(v.name, "/memfd:") && !v.shared) {
-      return absl::UnimplementedError(absl::StrCat(Describe(pid, v), " is a private mapping of /dev/zero"));
-    }
-    return absl::OkStatus();
-  }
+  if (IsShmemName(v.name)) return absl::OkStatus();
   if (v.deleted && !(v.is_file() && deleted_files_ok)) {
     return absl::UnimplementedError(absl::StrCat(Describe(pid, v), " (deleted) is not supported"));
   }
@@ -128,7 +123,9 @@ absl::Status Classify(pid_t pid, const Vma& v, objhash::ObjHash& objects,
     rec->kind = image::kVmaHeap;
   } else if (v.name == "[stack]") {
     rec->kind = image::kVmaStack;
-  } else if (IsAnonName(v.name)) {
+  } else if (IsAnonName(v.name) || (v.name == "/dev/zero" && !v.shared)) {
+    // A private mapping of /dev/zero is anonymous memory to the kernel
+    // (it comes back without the name).
     rec->kind = image::kVmaAnon;
   } else if (absl::StartsWith(v.name, "/SYSV")) {
     // A SysV shm attachment: the segment was registered with the IPC
@@ -150,7 +147,7 @@ absl::Status Classify(pid_t pid, const Vma& v, objhash::ObjHash& objects,
     rec->kind = image::kVmaShmem;
     std::string name = memfd ? v.name.substr(7) : std::string();
     ASSIGN_OR_RETURN(rec->file_ref,
-                     RegisterShmemMapping(objects, pid, v.start, v.end, v.offset, memfd, name,
+                     RegisterShmemMapping(objects, pid, v.start, v.end, v.offset, v.shared, memfd, name,
                                           makedev(v.dev_major, v.dev_minor), v.ino));
   } else {
     // A file, or a deleted one (RefuseVma let it through only when it can

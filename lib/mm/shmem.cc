@@ -40,6 +40,7 @@ constexpr uint64_t kChunk = image::kMaxPageDataLen;
 struct Mapping {
   pid_t pid;
   uint64_t start, end, pgoff;
+  bool shared;  // a private one holds copies of its own, not the object's pages
 };
 
 struct ShmemInfo {
@@ -83,6 +84,7 @@ absl::Status PlanFromFd(Plan* plan) {
 absl::Status PlanFromMappings(const ShmemInfo& info, Plan* plan) {
   std::map<uint64_t, uint64_t> present;  // offset -> end offset, merged below
   for (const Mapping& m : info.mappings) {
+    if (!m.shared) continue;
     plan->size = std::max(plan->size, m.pgoff + (m.end - m.start));
     ASSIGN_OR_RETURN(PageScanner scanner, PageScanner::Open(m.pid));
     ScanResult r;
@@ -109,7 +111,13 @@ absl::Status ReadRange(const ShmemInfo& info, const Plan& plan, uint64_t offset,
                        uint8_t* buf) {
   if (plan.fd.valid()) {
     ASSIGN_OR_RETURN(size_t got, PreadFull(plan.fd.get(), buf, len, offset));
-    if (got < len) return ErrnoError(EIO, "reading shared memory: it ended at ", offset + got);
+    // The last page of an object whose size is not a multiple of pages
+    // ends early: the rest of that page is zeros.
+    if (got < len && offset + got < plan.size) {
+      return ErrnoError(EIO, "reading shared memory: it ended at ", offset + got, " of ",
+                        plan.size, " bytes");
+    }
+    std::memset(buf + got, 0, len - got);
     return absl::OkStatus();
   }
   // Through mappings, page range by page range.
@@ -118,7 +126,7 @@ absl::Status ReadRange(const ShmemInfo& info, const Plan& plan, uint64_t offset,
     uint64_t off = offset + done;
     const Mapping* m = nullptr;
     for (const Mapping& c : info.mappings) {
-      if (c.pgoff <= off && off < c.pgoff + (c.end - c.start)) m = &c;
+      if (c.shared && c.pgoff <= off && off < c.pgoff + (c.end - c.start)) m = &c;
     }
     if (m == nullptr) return absl::InternalError("a shared memory page no mapping covers");
     uint64_t take = std::min(len - done, m->pgoff + (m->end - m->start) - off);
@@ -140,11 +148,11 @@ absl::StatusOr<uint32_t> RegisterShmemFd(objhash::ObjHash& objects, pid_t pid, i
 
 absl::StatusOr<uint32_t> RegisterShmemMapping(objhash::ObjHash& objects, pid_t pid,
                                               uint64_t start, uint64_t end, uint64_t pgoff,
-                                              bool memfd, const std::string& name, dev_t dev,
+                                              bool shared, bool memfd, const std::string& name, dev_t dev,
                                               uint64_t ino) {
   uint32_t objref = 0;
   ASSIGN_OR_RETURN(ShmemInfo * info, Register(objects, dev, ino, memfd, name, &objref));
-  info->mappings.push_back({pid, start, end, pgoff});
+  info->mappings.push_back({pid, start, end, pgoff, shared});
   return objref;
 }
 
@@ -167,6 +175,11 @@ absl::Status CheckpointShmem(objhash::CheckpointContext& ctx,
   }
   if (plan.fd.valid()) {
     RETURN_IF_ERROR(PlanFromFd(&plan));
+  } else if (std::none_of(info.mappings.begin(), info.mappings.end(),
+                          [](const Mapping& m) { return m.shared; })) {
+    return absl::UnimplementedError(absl::StrCat(
+        "shared memory '", info.name, "' is only mapped privately, and /proc/PID/map_files "
+        "cannot be read (it needs CAP_SYS_ADMIN): its own pages cannot be told from the copies"));
   } else {
     RETURN_IF_ERROR(PlanFromMappings(info, &plan));
   }
@@ -200,7 +213,9 @@ absl::StatusOr<objhash::RestoredObject> RestoreShmem(objhash::RestoreContext& ct
   }
   ASSIGN_OR_RETURN(std::string name, r.ReadString(s.name_len, "name"));
   if (name.empty()) name = "ckpt-shared-anonymous";
-  int fd = memfd_create(name.c_str(), MFD_CLOEXEC | (s.seals ? MFD_ALLOW_SEALING : 0));
+  // Sealable always: a memfd made without MFD_ALLOW_SEALING has F_SEAL_SEAL
+  // among its seals, which are added back below.
+  int fd = memfd_create(name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) return ErrnoError(errno, "memfd_create(", name, ")");
   UniqueFd owned(fd);
   if (ftruncate(fd, static_cast<off_t>(s.size)) != 0) {
@@ -214,10 +229,13 @@ absl::StatusOr<objhash::RestoredObject> RestoreShmem(objhash::RestoreContext& ct
         }
         return absl::OkStatus();
       }));
-  if (s.seals && fcntl(fd, F_ADD_SEALS, s.seals) != 0) {
-    return ErrnoError(errno, "sealing '", name, "'");
+  // The mode before the seals: F_SEAL_EXEC forbids changing its x bits.
+  if (fchmod(fd, s.mode & 07777) != 0) {
+    return ErrnoError(errno, "setting the mode of '", name, "' to 0", absl::StrFormat("%o", s.mode & 07777));
   }
-  (void)!fchmod(fd, s.mode & 07777);
+  if (s.seals && fcntl(fd, F_ADD_SEALS, s.seals) != 0) {
+    return ErrnoError(errno, "sealing '", name, "' with 0x", absl::Hex(s.seals));
+  }
   return objhash::HoldAt(ctx, s.objref, fd, absl::StrCat("'", name, "'"));
 }
 

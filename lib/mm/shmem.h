@@ -39,7 +39,7 @@ absl::StatusOr<uint32_t> RegisterShmemFd(objhash::ObjHash& objects, pid_t pid, i
 // shared anonymous memory.
 absl::StatusOr<uint32_t> RegisterShmemMapping(objhash::ObjHash& objects, pid_t pid,
                                               uint64_t start, uint64_t end, uint64_t pgoff,
-                                              bool memfd, const std::string& name, dev_t dev,
+                                              bool shared, bool memfd, const std::string& name, dev_t dev,
                                               uint64_t ino);
 
 // Object contents as page arrays whose runs are offsets in the object;

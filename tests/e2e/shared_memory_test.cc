@@ -8,6 +8,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/e2e/expect.h"
 #include "tests/e2e/harness.h"
 
 namespace ckpt::testing {
@@ -40,6 +41,21 @@ TEST(SharedMemoryTest, AnonymousAndMemfdStaySharedAndAreSavedOnce) {
   EXPECT_THAT(ReadOutput(*s), ::testing::HasSubstr("PASS"));
   EXPECT_THAT(ReadOutput(*s), ::testing::HasSubstr("child 1 ok"));
   EXPECT_THAT(ReadOutput(*s), ::testing::HasSubstr("child 2 ok"));
+}
+
+// memfds as programs use them: open and never mapped (a size that is
+// not a multiple of pages, mode, offset, O_APPEND), sealed, sealable or
+// not, MFD_NOEXEC_SEAL, mapped privately, opened again by a child through
+// /proc/PID/fd; and a private mapping of /dev/zero.
+TEST(SharedMemoryTest, MemfdsKeepContentsSealsModeAndOffsets) {
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  absl::StatusOr<Subject> s = StartSubject("memfd");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_TRUE(WaitForOutput(*s, "READY").ok()) << ReadOutput(*s);
+  std::vector<pid_t> pids = LinePids(*s, "READY");
+  ASSERT_EQ(pids.size(), 2u) << ReadOutput(*s);
+  ASSERT_NO_FATAL_FAILURE(DumpKillRestore(*s, pids, TempPath("memfd.img")));
+  ExpectPass(*s);
 }
 
 }  // namespace

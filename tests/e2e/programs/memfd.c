@@ -1,7 +1,7 @@
 /*
  * memfds, and memory like them:
  *  - "plain": 100 bytes, never mapped, mode 0640, offset 37, O_APPEND;
- *  - "sealed": MFD_ALLOW_SEALING, 5000 bytes, sealed against shrinking and
+ *  - "sealed": MFD_ALLOW_SEALING|MFD_CLOEXEC, 5000 bytes, sealed against shrinking and
  *    growing;
  *  - "unsealed": MFD_ALLOW_SEALING and no seal yet: still sealable;
  *  - "nosealing": made without MFD_ALLOW_SEALING: never sealable;
@@ -66,7 +66,7 @@ int main(void) {
   lseek(plain, 37, SEEK_SET);
   fcntl(plain, F_SETFL, O_APPEND);
 
-  int sealed = make("sealed", MFD_ALLOW_SEALING);
+  int sealed = make("sealed", MFD_ALLOW_SEALING | MFD_CLOEXEC);
   fill(sealed, 5000, 'b');
   if (fcntl(sealed, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0) return 1;
 
@@ -124,6 +124,17 @@ int main(void) {
   SUBJECT_CHECK(lseek(plain, 0, SEEK_CUR) == 37, "plain: offset %ld", (long)lseek(plain, 0, SEEK_CUR));
   SUBJECT_CHECK(fcntl(plain, F_GETFL) & O_APPEND, "plain: O_APPEND lost");
   SUBJECT_CHECK(same(sealed, 5000, 'b') && size_of(sealed) == 5000, "sealed: contents or size");
+  SUBJECT_CHECK(fcntl(sealed, F_GETFD) == FD_CLOEXEC && fcntl(plain, F_GETFD) == 0,
+                "MFD_CLOEXEC: %d and %d", fcntl(sealed, F_GETFD), fcntl(plain, F_GETFD));
+  const struct { int fd; const char *name; } names[] = {{plain, "plain"}, {sealed, "sealed"}, {noexec, "noexec"}};
+  for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+    char link[64], target[128], want[128];
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", names[i].fd);
+    ssize_t n = readlink(link, target, sizeof(target) - 1);
+    target[n > 0 ? n : 0] = 0;
+    snprintf(want, sizeof(want), "/memfd:%s (deleted)", names[i].name);
+    SUBJECT_CHECK(strcmp(target, want) == 0, "name: %s, not %s", target, want);
+  }
   SUBJECT_CHECK(fcntl(sealed, F_GET_SEALS) == (F_SEAL_SHRINK | F_SEAL_GROW), "sealed: seals 0x%x",
                 fcntl(sealed, F_GET_SEALS));
   SUBJECT_CHECK(ftruncate(sealed, 10) != 0 && errno == EPERM, "sealed: it shrank");
