@@ -19,19 +19,21 @@
 #include "lib/fs/fs.h"
 #include "lib/image/format.h"
 #include "lib/image/records.h"
+#include "lib/mm/shmem.h"
 
 namespace ckpt::fs {
 namespace {
 
-// GHOST: a deleted file's inode, then its path; GHOST_DATA: its bytes.
+// GHOST: a deleted file's inode, then its path; its data follow as page
+// arrays.
 constexpr image::FieldSpec kGhostFields[] = {
     CKPT_FIELD(image::ckpt_ghost, objref, kUnsigned), CKPT_FIELD(image::ckpt_ghost, mode, kOctal),
     CKPT_FIELD(image::ckpt_ghost, uid, kUnsigned),    CKPT_FIELD(image::ckpt_ghost, gid, kUnsigned),
     CKPT_FIELD(image::ckpt_ghost, size, kUnsigned),   CKPT_FIELD(image::ckpt_ghost, path_len, kUnsigned),
+    CKPT_FIELD(image::ckpt_ghost, nr_pages, kUnsigned),
 };
 CKPT_RECORD(image::CKPT_HDR_GHOST, "GHOST", image::ckpt_ghost, kGhostFields, image::kMaxPathLen,
             kPaths);
-CKPT_RECORD_TAIL(image::CKPT_HDR_GHOST_DATA, "GHOST_DATA", image::kMaxPageDataLen, kRawBytes);
 
 struct GhostInfo {
   std::string source;  // a link this process can open the file through
@@ -39,7 +41,9 @@ struct GhostInfo {
   struct stat st;
 };
 
-constexpr size_t kChunk = image::kMaxPageDataLen;
+constexpr uint64_t kPage = 4096;
+// Larger files than this are not restored (their data would be saved).
+constexpr uint64_t kMaxGhostSize = 1ull << 40;
 
 }  // namespace
 
@@ -95,20 +99,25 @@ absl::Status CheckpointGhost(objhash::CheckpointContext& ctx,
   rec.gid = now.st_gid;
   rec.size = static_cast<uint64_t>(now.st_size);
   rec.path_len = static_cast<uint32_t>(g.path.size());
+  if (rec.size > kMaxGhostSize) {
+    return absl::UnimplementedError(absl::StrCat("the deleted ", g.path, " is ", rec.size,
+                                                 " bytes long: more than libckpt restores"));
+  }
+  // Only its data: SEEK_DATA/SEEK_HOLE, page by page.
+  uint64_t pages = 0;
+  ASSIGN_OR_RETURN(std::vector<image::ckpt_page_run> runs, mm::DataRuns(in.get(), rec.size, &pages));
+  rec.nr_pages = static_cast<uint32_t>(pages);
   RETURN_IF_ERROR(ctx.writer->AppendStructWith(image::CKPT_HDR_GHOST, rec, g.path.data(),
                                                g.path.size()));
-  Buffer buffer;
-  ASSIGN_OR_RETURN(uint8_t * buf, buffer.Get(std::min<uint64_t>(kChunk, std::max<uint64_t>(rec.size, 1))));
-  for (uint64_t at = 0; at < rec.size;) {
-    size_t want = static_cast<size_t>(std::min<uint64_t>(kChunk, rec.size - at));
-    absl::StatusOr<size_t> got = PreadFull(in.get(), buf, want, at);
-    if (!got.ok()) return Annotate(got.status(), absl::StrCat("reading the deleted ", g.path));
-    // Shorter than when we looked: pad with zeros, as a truncated file reads.
-    std::fill(buf + *got, buf + want, 0);
-    RETURN_IF_ERROR(ctx.writer->Append(image::CKPT_HDR_GHOST_DATA, buf, want));
-    at += want;
-  }
-  return absl::OkStatus();
+  return mm::WriteObjectPages(
+      *ctx.writer, runs, pages, [&](uint64_t offset, uint64_t len, uint8_t* buf) -> absl::Status {
+        absl::StatusOr<size_t> got = PreadFull(in.get(), buf, len, offset);
+        if (!got.ok()) return Annotate(got.status(), absl::StrCat("reading the deleted ", g.path));
+        // Past the size (the last page), or shorter than when we looked:
+        // zeros, as a truncated file reads.
+        std::fill(buf + *got, buf + len, 0);
+        return absl::OkStatus();
+      });
 }
 
 absl::StatusOr<objhash::RestoredObject> RestoreGhost(objhash::RestoreContext& ctx,
@@ -121,7 +130,10 @@ absl::StatusOr<objhash::RestoredObject> RestoreGhost(objhash::RestoreContext& ct
   if (g.path_len == 0 || g.path_len > image::kMaxPathLen) {
     return r.FieldError("path_len", g.path_len, " is out of range");
   }
-  if (g.size > (1ull << 40)) return r.FieldError("size", g.size, " is larger than libckpt restores");
+  if (g.size > kMaxGhostSize) return r.FieldError("size", g.size, " is larger than libckpt restores");
+  if (g.nr_pages > (g.size + kPage - 1) / kPage) {
+    return r.FieldError("nr_pages", g.nr_pages, " exceeds the file's ", g.size, " bytes");
+  }
   ASSIGN_OR_RETURN(std::string path, r.ReadString(g.path_len, "path"));
   if (path[0] != '/') return r.FieldError("path", "'", path, "' is not absolute");
   // Recreated under a fresh name next to the old one, then deleted.
@@ -139,19 +151,18 @@ absl::StatusOr<objhash::RestoredObject> RestoreGhost(objhash::RestoreContext& ct
   }
   if (!fd.valid()) return absl::AlreadyExistsError(absl::StrCat("no free name next to ", path));
   unlink(name.c_str());
-  Buffer buffer;
-  for (uint64_t at = 0; at < g.size;) {
-    ASSIGN_OR_RETURN(image::Record data, r.Next());
-    if (data.type != image::CKPT_HDR_GHOST_DATA || data.len == 0 || data.len > g.size - at) {
-      return absl::InvalidArgumentError(absl::StrCat(image::Reader::Where(data),
-                                                     ": expected the contents of the deleted ",
-                                                     path, " (", g.size - at, " bytes left)"));
-    }
-    ASSIGN_OR_RETURN(uint8_t * buf, buffer.Get(data.len));
-    RETURN_IF_ERROR(r.ReadPayload(buf, data.len));
-    RETURN_IF_ERROR(WriteAll(fd.get(), buf, data.len));
-    at += data.len;
+  // Sized first: what no page array fills stays a hole.
+  if (ftruncate(fd.get(), static_cast<off_t>(g.size)) != 0) {
+    return ErrnoError(errno, "sizing the deleted ", path, " to ", g.size, " bytes");
   }
+  RETURN_IF_ERROR(mm::ReadObjectPages(
+      r, g.nr_pages, g.size, absl::StrCat("the deleted ", path),
+      [&](uint64_t offset, const uint8_t* data, uint64_t len) -> absl::Status {
+        if (pwrite(fd.get(), data, len, static_cast<off_t>(offset)) != static_cast<ssize_t>(len)) {
+          return ErrnoError(errno, "writing the deleted ", path);
+        }
+        return absl::OkStatus();
+      }));
   if (fchmod(fd.get(), g.mode & 07777) != 0) return ErrnoError(errno, "chmod of the deleted ", path);
   (void)!fchown(fd.get(), g.uid, g.gid);  // best effort: the owner may not exist here
   return objhash::HoldAt(ctx, g.objref, fd.get(), absl::StrCat("the deleted ", path));

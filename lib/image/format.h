@@ -29,7 +29,7 @@ static_assert(std::endian::native == std::endian::little,
 inline constexpr char kMagic[8] = {'L', 'I', 'B', 'C', 'K', 'P', 'T', '\0'};
 // A reader refuses another major; a higher minor only appends fields and
 // skippable records.
-inline constexpr uint16_t kFormatMajor = 3;
+inline constexpr uint16_t kFormatMajor = 4;
 inline constexpr uint16_t kFormatMinor = 0;
 inline constexpr uint16_t kArchX86_64 = 1;
 inline constexpr uint32_t kChecksumXxh3 = 1;
@@ -89,7 +89,7 @@ enum RecordType : uint32_t {
   CKPT_HDR_MAPPED_FILE = 32,  // ckpt_file + path: a file some VMA maps
   CKPT_HDR_PIPE = 33,         // ckpt_pipe + path + buffered bytes: a pipe or FIFO
   CKPT_HDR_GHOST = 34,        // ckpt_ghost + path: a deleted file's inode
-  CKPT_HDR_GHOST_DATA = 35,   // the deleted file's contents, in order
+  // 35 was GHOST_DATA (formats 1-3): a GHOST's contents are page arrays now.
   CKPT_HDR_SHMEM = 36,        // ckpt_shmem + name: a memfd or shared anonymous memory;
                               // its page arrays follow (offsets)
   CKPT_HDR_TIMERFD = 37,      // ckpt_timerfd: a timerfd
@@ -379,8 +379,11 @@ static_assert(sizeof(ckpt_pipe) == 24);
 inline constexpr uint64_t kMaxPipeData = 16ull << 20;
 
 // A file that was deleted while open or mapped: recreated at restore
-// (next to its old path), opened, and deleted again. Its contents follow
-// in GHOST_DATA records of at most kMaxPageDataLen bytes.
+// (next to its old path), opened, and deleted again. Its data follow as
+// page arrays (PAGE_RUNS whose runs are offsets in the file, PAGE_DATA),
+// nr_pages pages in all; what no run covers is a hole (a sparse file
+// stays sparse). The last page of a size that is not a multiple of pages
+// is cut at the size.
 struct ckpt_ghost {
   uint32_t objref;
   uint32_t mode;
@@ -388,7 +391,7 @@ struct ckpt_ghost {
   uint32_t gid;
   uint64_t size;
   uint32_t path_len;  // the path it had, without " (deleted)"
-  uint32_t reserved;
+  uint32_t nr_pages;
 };
 static_assert(sizeof(ckpt_ghost) == 32);
 

@@ -81,6 +81,18 @@ TEST_F(FilesTest, DeletedFileOpenAndMappedComesBackWithItsContents) {
   ExpectPass(*s);
 }
 
+// A 1 GiB deleted sparse file with a few bytes in it: neither the image
+// nor the restored file holds the gigabyte.
+TEST_F(FilesTest, DeletedSparseFileKeepsItsHolesSizeModeAndOwner) {
+  absl::StatusOr<Subject> s = StartSubject("sparse", {TempPath("")});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  DumpStats stats;
+  DumpKillRestore(*s, {s->pid}, TempPath("sparse.img"), &stats);
+  EXPECT_LT(stats.image_bytes, 16u << 20) << "the holes were saved";
+  ExpectPass(*s);
+}
+
 TEST_F(FilesTest, FifoWithBytesInFlight) {
   absl::StatusOr<Subject> s = StartSubject("fifo", {TempPath("")});
   ASSERT_TRUE(s.ok()) << s.status();

@@ -405,7 +405,8 @@ TEST_F(FuzzTest, DeletedFileImage) {
   fs.args = {fs.watch_dir};
   fs.plan.selectors = {
       Sel{image::CKPT_HDR_GHOST},
-      Sel{image::CKPT_HDR_GHOST_DATA},
+      Sel{image::CKPT_HDR_PAGE_RUNS},
+      Sel{image::CKPT_HDR_PAGE_DATA},
       Sel{image::CKPT_HDR_FILE, Section::kHeader, 2},
       Sel{image::CKPT_HDR_MAPPED_FILE, Section::kHeader, 2},
   };

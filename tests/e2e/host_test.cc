@@ -65,8 +65,8 @@ TEST(HostTest, DumpOfAKernelThreadIsRefused) {
 
 // Starts subject `name`, dumps, kills, restores it, and lets it check
 // itself.
-void DumpRestoreAndExpectPass(const std::string& name) {
-  absl::StatusOr<Subject> s = StartSubject(name);
+void DumpRestoreAndExpectPass(const std::string& name, const std::vector<std::string>& args = {}) {
+  absl::StatusOr<Subject> s = StartSubject(name, args);
   ASSERT_TRUE(s.ok()) << s.status();
   ASSERT_OK(WaitForOutput(*s, "READY"));
   DumpKillRestore(*s, {s->pid}, TempPath(name + ".img"));
@@ -74,6 +74,12 @@ void DumpRestoreAndExpectPass(const std::string& name) {
 }
 
 TEST(HostTest, CredentialsAndCapabilitiesSurvive) { DumpRestoreAndExpectPass("creds"); }
+
+// A deleted sparse file keeps its owner (1234:5678): outside the sandbox,
+// whose user namespace maps no such uid.
+TEST(HostTest, DeletedSparseFileKeepsItsOwner) {
+  DumpRestoreAndExpectPass("sparse", {TempPath(""), "owner"});
+}
 
 // Each thread's scheduling policy, priority, nice and CPU affinity, and
 // the process's oom_score_adj (tests/e2e/programs/schedattr.c). Outside
