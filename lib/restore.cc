@@ -33,6 +33,7 @@
 #include "lib/base/status.h"
 #include "lib/base/trace.h"
 #include "lib/fs/fs.h"
+#include "lib/fs/locks.h"
 #include "lib/handlers.h"
 #include "lib/image/format.h"
 #include "lib/image/reader.h"
@@ -80,6 +81,7 @@ class RestoreRun {
   absl::Status RunLateSteps();
   absl::Status EnterStops();
   void WaitStopped();
+  const TaskRestore* TableRoot(const TaskRestore& t) const;
   // What comes last in `t`: limits, credentials, the restorer's objects
   // closed, signals, registers.
   absl::Status FinishTask(TaskRestore& t);
@@ -472,6 +474,13 @@ void RestoreRun::WaitStopped() {
   }
 }
 
+// The task whose fd table `t` uses (itself unless it shares its parent's).
+const TaskRestore* RestoreRun::TableRoot(const TaskRestore& t) const {
+  const TaskRestore* r = &t;
+  while (r->shares_files && r->parent >= 0) r = tasks_[r->parent].get();
+  return r;
+}
+
 absl::Status RestoreRun::FinishTask(TaskRestore& t) {
   task::SyscallQueue& q = *t.queue;
   SectionRestoreContext& ctx = *t.sections;
@@ -487,7 +496,17 @@ absl::Status RestoreRun::FinishTask(TaskRestore& t) {
   RETURN_IF_ERROR(task::QueueCredsRestore(q, core));
   // The restorer's objects stay in a shared fd table until its last
   // sharer has mapped its files.
-  if (t.closes_objects) RETURN_IF_ERROR(fs::QueueCloseObjects(q, high_fd_base_));
+  if (t.closes_objects) {
+    RETURN_IF_ERROR(fs::QueueCloseObjects(q, high_fd_base_));
+    // Then the POSIX locks of its table (which the closes would have
+    // dropped), those the table's first owner held.
+    for (auto& u : tasks_) {
+      if (u->zombie || u->helper || u->sections == nullptr || u->sections->posix_locks.empty()) continue;
+      if (TableRoot(*u) != TableRoot(t)) continue;
+      RETURN_IF_ERROR(q.Flush());
+      RETURN_IF_ERROR(fs::TakeLocks(*t.injector, t.pid, u->sections->posix_locks));
+    }
+  }
   // SIGCHLD from the restore's own zombies and helpers is not the task's.
   RETURN_IF_ERROR(q.Reserve(1, 32));
   uint64_t chld = 1ull << (SIGCHLD - 1);

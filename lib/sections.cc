@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "lib/base/status.h"
 #include "lib/base/trace.h"
+#include "lib/fs/locks.h"
 #include "lib/objhash/identity.h"
 #include "lib/task/sched.h"
 #include "lib/task/vdso.h"
@@ -61,8 +62,33 @@ absl::Status RestoreFdsSection(SectionRestoreContext& ctx) {
     if (!fds.empty()) return r.FieldError("nr_fds", "a task sharing its parent's fd table has none");
     return absl::OkStatus();
   }
-  for (const fs::FdEntry& f : fds) ctx.task->fd_of.emplace(f.file_ref, f.fd);
+  for (const fs::FdEntry& f : fds) {
+    ctx.task->fd_of.emplace(f.file_ref, f.fd);
+    ctx.fds.insert(f.fd);
+  }
   return fs::QueueFdRestore(*ctx.task->queue, fds, *ctx.objects, ctx.high_fd_base);
+}
+
+// ------------------------------------ locks: flock, POSIX and OFD locks held
+
+absl::Status WriteLocksSection(const TaskDump& t, SectionWriteContext& ctx) {
+  ASSIGN_OR_RETURN(std::vector<image::ckpt_lock> locks, fs::CollectLocks(t.pid, t.fds));
+  return fs::WriteLocks(locks, *ctx.writer);
+}
+
+absl::Status RestoreLocksSection(SectionRestoreContext& ctx) {
+  TaskRestore& t = *ctx.task;
+  ASSIGN_OR_RETURN(std::vector<image::ckpt_lock> locks,
+                   fs::ReadLocks(*ctx.reader, [&](int fd) { return ctx.fds.count(fd) > 0; }));
+  // flock and OFD locks belong to the description: taken now. POSIX
+  // ones once the restorer's fds on the same files are closed (FinishTask).
+  std::vector<image::ckpt_lock> now;
+  for (const image::ckpt_lock& l : locks) {
+    (l.kind == image::kLockPosix ? ctx.posix_locks : now).push_back(l);
+  }
+  if (now.empty()) return absl::OkStatus();
+  RETURN_IF_ERROR(t.queue->Flush());  // its fds are in place
+  return fs::TakeLocks(*t.injector, t.pid, now);
 }
 
 // -------------------------------------------------- mm: the VMAs and pages
@@ -197,6 +223,7 @@ constexpr TaskSectionOps kSections[] = {
     {"core", WriteCoreSection, RestoreCoreSection},
     {"fs", WriteFsSection, RestoreFsSection},
     {"fds", WriteFdsSection, RestoreFdsSection},
+    {"locks", WriteLocksSection, RestoreLocksSection},
     {"mm", WriteMmSection, RestoreMmSection},
     {"sighand", WriteSighandSection, RestoreSighandSection},
     {"signals", WriteSignalsSection, RestoreSignalsSection},

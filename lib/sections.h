@@ -18,6 +18,7 @@
 #include <any>
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <span>
 #include <string>
@@ -124,6 +125,10 @@ struct SectionRestoreContext {
 
   // Filled by the sections.
   task::TaskCore core;
+  std::set<int> fds;  // the fd numbers of its own table (none if it shares its parent's)
+  // POSIX locks belong to the fd table, and any close of a file drops the
+  // table's locks on it: taken once the restorer's fds are closed.
+  std::vector<image::ckpt_lock> posix_locks;
   image::ckpt_sighand sighand{};
   task::TaskSignals signals;
   task::ThreadState leader;

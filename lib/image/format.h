@@ -100,6 +100,8 @@ enum RecordType : uint32_t {
   CKPT_HDR_RLIMITS = 52,    // ckpt_rlimits
   CKPT_HDR_FS = 53,         // ckpt_fs + cwd + root
   CKPT_HDR_FD = 54,         // ckpt_fd: one fd table entry
+  CKPT_HDR_LOCKS = 55,      // ckpt_locks: how many LOCK records follow
+  CKPT_HDR_LOCK = 56,       // ckpt_lock: one advisory lock a task holds
   CKPT_HDR_MM = 60,         // ckpt_mm + u64 auxv[nr_auxv]
   CKPT_HDR_VMA = 61,        // ckpt_vma; its page arrays follow
   CKPT_HDR_PAGE_RUNS = 62,  // ckpt_page_run[]: addresses of a page array
@@ -447,6 +449,34 @@ struct ckpt_fd {
   uint32_t reserved;
 };
 static_assert(sizeof(ckpt_fd) == 16);
+
+// ---------------------------------------------------------------- locks
+
+// The advisory locks a task holds (its section's "locks" part): flock()
+// and OFD locks belong to an open file description, POSIX locks to the
+// task's fd table; each is taken again through one of the task's fds.
+struct ckpt_locks {
+  uint32_t nr_locks;
+  uint32_t reserved;
+};
+static_assert(sizeof(ckpt_locks) == 8);
+inline constexpr uint32_t kMaxLocks = 65536;
+
+enum LockKind : uint32_t {
+  kLockFlock = 1,  // flock()
+  kLockPosix = 2,  // fcntl(F_SETLK)
+  kLockOfd = 3,    // fcntl(F_OFD_SETLK)
+};
+
+struct ckpt_lock {
+  int32_t fd;     // an fd of the task on the locked description
+  uint32_t kind;  // LockKind
+  uint32_t type;  // F_RDLCK 0 or F_WRLCK 1 (flock: LOCK_SH or LOCK_EX)
+  uint32_t reserved;
+  int64_t start;  // byte range (0 and 0 for flock)
+  int64_t len;    // 0: to the end of the file
+};
+static_assert(sizeof(ckpt_lock) == 32);
 
 // Mirrors struct prctl_mm_map's addresses; auxv (nr_auxv u64 words)
 // follows the struct.

@@ -2,6 +2,7 @@
 // duplicated descriptions, deleted files, and what is refused.
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -90,6 +91,43 @@ TEST_F(FilesTest, DeletedSparseFileKeepsItsHolesSizeModeAndOwner) {
   DumpStats stats;
   DumpKillRestore(*s, {s->pid}, TempPath("sparse.img"), &stats);
   EXPECT_LT(stats.image_bytes, 16u << 20) << "the holes were saved";
+  ExpectPass(*s);
+}
+
+// flock, POSIX and OFD locks are held again after the restore, by the
+// same owners, and no more than them.
+TEST_F(FilesTest, AdvisoryLocksAreHeldAgain) {
+  absl::StatusOr<Subject> s = StartSubject("locks", {TempPath("")});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  std::vector<pid_t> pids = LinePids(*s, "READY");
+  ASSERT_EQ(pids.size(), 2u) << ReadOutput(*s);
+  DumpKillRestore(*s, pids, TempPath("locks.img"));
+  ExpectPass(*s);
+}
+
+// A lock someone else took meanwhile fails the restore, naming the lock,
+// and nothing of the restore stays; once it is free the restore works.
+TEST_F(FilesTest, ALockTakenMeanwhileFailsTheRestoreByName) {
+  absl::StatusOr<Subject> s = StartSubject("locks", {TempPath("")});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  std::vector<pid_t> pids = LinePids(*s, "READY");
+  ASSERT_EQ(pids.size(), 2u) << ReadOutput(*s);
+  const std::string image = TempPath("locks-taken.img");
+  ASSERT_OK(DumpToFile(s->pid, image));
+  KillAndReapAll(pids);
+  int a = open(TempPath("a").c_str(), O_RDWR);
+  ASSERT_GE(a, 0);
+  ASSERT_EQ(flock(a, LOCK_SH), 0);
+  absl::StatusOr<pid_t> pid = RestoreFromFile(image);
+  ASSERT_FALSE(pid.ok());
+  EXPECT_THAT(std::string(pid.status().message()), ::testing::HasSubstr("flock write lock"));
+  EXPECT_THAT(std::string(pid.status().message()), ::testing::HasSubstr("is held by another process"));
+  for (pid_t p : pids) EXPECT_NE(kill(p, 0), 0) << "task " << p << " of the failed restore stays";
+  close(a);
+  pid = RestoreFromFile(image);
+  ASSERT_TRUE(pid.ok()) << pid.status();
   ExpectPass(*s);
 }
 
