@@ -391,7 +391,10 @@ namespace {
 // run through its trampoline after what its sections queued.
 class LateTaskImpl : public objhash::LateTask {
  public:
-  explicit LateTaskImpl(TaskRestore& t) : t_(t) {}
+  LateTaskImpl(TaskRestore& t, const task::TreeRestore& tree) : t_(t), tree_(tree) {}
+  pid_t PidOf(uint32_t pid_ref) const override {
+    return tree_.pids().count(pid_ref) ? tree_.PidIn(pid_ref, t_) : 0;
+  }
   pid_t pid() const override { return t_.pid; }
   int FdOf(uint32_t objref) const override {
     auto it = t_.fd_of.find(objref);
@@ -412,6 +415,7 @@ class LateTaskImpl : public objhash::LateTask {
 
  private:
   TaskRestore& t_;
+  const task::TreeRestore& tree_;
 };
 
 }  // namespace
@@ -424,7 +428,7 @@ absl::Status RestoreRun::RunLateSteps() {
   ctx.objects = &objects_;
   for (auto& t : tasks_) {
     if (t->zombie || t->helper) continue;
-    impls.push_back(std::make_unique<LateTaskImpl>(*t));
+    impls.push_back(std::make_unique<LateTaskImpl>(*t, tree_));
     ctx.tasks.push_back(impls.back().get());
   }
   for (objhash::LateStep& step : late_) RETURN_IF_ERROR(step(ctx));

@@ -85,7 +85,12 @@ absl::StatusOr<ClassifiedFd> ClassifyFd(pid_t pid, int fd, uint32_t dump_flags) 
   Description& file = c.file;
   file.st = p.st;
   file.pos = info.pos;
-  file.flags = info.flags & ~static_cast<uint32_t>(O_CLOEXEC);
+  // What open() was told but the description does not keep as a state:
+  // O_CLOEXEC is the fd's, O_TMPFILE (and the O_DIRECTORY bit it carries)
+  // made a file that is an unlinked regular file now.
+  constexpr uint32_t kTmpfileBit = 020000000;  // __O_TMPFILE
+  file.flags = info.flags & ~static_cast<uint32_t>(O_CLOEXEC | kTmpfileBit);
+  if (!S_ISDIR(p.st.st_mode)) file.flags &= ~static_cast<uint32_t>(O_DIRECTORY);
   file.path = p.target;
   for (const FdKindOps* kind : FdKinds()) {
     if (!kind->claims(p)) continue;
@@ -103,12 +108,36 @@ absl::StatusOr<ClassifiedFd> ClassifyFd(pid_t pid, int fd, uint32_t dump_flags) 
   return Unsupported(pid, fd, "the special file " + t);
 }
 
+// The description's SIGIO owner and signal, through a copy of it.
+absl::Status ReadOwner(int pidfd, pid_t pid, int fd, Description* file) {
+  if (file->flags & O_PATH) return absl::OkStatus();
+  UniqueFd copy(static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, fd, 0)));
+  if (!copy.valid()) return ErrnoError(errno, "task ", pid, " fd ", fd, ": pidfd_getfd");
+  struct f_owner_ex owner {};
+  if (fcntl(copy.get(), F_GETOWN_EX, &owner) != 0) {
+    return ErrnoError(errno, "task ", pid, " fd ", fd, ": F_GETOWN_EX");
+  }
+  int sig = fcntl(copy.get(), F_GETSIG);
+  if (sig < 0) return ErrnoError(errno, "task ", pid, " fd ", fd, ": F_GETSIG");
+  file->owner_sig = static_cast<uint32_t>(sig);
+  if (owner.pid != 0) {
+    file->owner_pid = owner.pid;
+    file->owner_type = owner.type == F_OWNER_TID    ? image::kOwnerTid
+                       : owner.type == F_OWNER_PGRP ? image::kOwnerPgrp
+                                                    : image::kOwnerPid;
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<FdEntry>> CollectFds(pid_t pid, objhash::ObjHash& objects,
                                                 uint32_t dump_flags) {
   ASSIGN_OR_RETURN(std::vector<int> fds, ListFds(pid));
   std::vector<FdEntry> out;
+  UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd.valid() && !fds.empty()) return ErrnoError(errno, "pidfd_open of task ", pid);
   for (int fd : fds) {
     ASSIGN_OR_RETURN(ClassifiedFd c, ClassifyFd(pid, fd, dump_flags));
+    RETURN_IF_ERROR(ReadOwner(pidfd.get(), pid, fd, &c.file));
     if (c.kind->register_target != nullptr) {
       ASSIGN_OR_RETURN(c.file.target_ref, c.kind->register_target(objects, c.probe, c.file));
     }

@@ -37,8 +37,77 @@ absl::Status CheckpointFile(objhash::CheckpointContext& ctx,
                  static_cast<uint64_t>(f.st.st_mtim.tv_nsec);
   rec.path_len = static_cast<uint32_t>(f.path.size());
   rec.target_ref = f.target_ref;
+  rec.owner_sig = f.owner_sig;
+  if (f.owner_type != image::kOwnerNone) {
+    ASSIGN_OR_RETURN(uint32_t owner, ctx.objects->Lookup(objhash::ObjKind::kPid,
+                                                         objhash::Identity::OfPid(f.owner_pid)));
+    if (owner == 0) {
+      return absl::UnimplementedError(absl::StrCat(
+          f.path, ": its SIGIO owner (F_SETOWN), ",
+          f.owner_type == image::kOwnerPgrp ? "process group " : "task ", f.owner_pid,
+          ", is outside the tree: not supported"));
+    }
+    rec.owner_type = f.owner_type;
+    rec.owner_ref = owner;
+  }
   return ctx.writer->AppendStructWith(image::CKPT_HDR_FILE, rec, f.path.data(), f.path.size());
 }
+
+namespace {
+
+// F_SETSIG; then, once every task exists (the late pass), in a task that
+// holds the description: O_ASYNC (set through the task's own fd, which the
+// signal's si_fd names; open() takes the flag without arming it) and the
+// F_SETOWN_EX owner, which names a task by its number in that namespace.
+absl::Status RestoreAsync(objhash::RestoreContext& ctx, const image::ckpt_file& f,
+                          const std::string& path, int fd) {
+  if (f.owner_sig != 0 && fcntl(fd, F_SETSIG, static_cast<int>(f.owner_sig)) != 0) {
+    return ErrnoError(errno, "F_SETSIG ", f.owner_sig, " on ", path);
+  }
+  const bool async = f.flags & O_ASYNC;
+  if (f.owner_type == image::kOwnerNone && !async) return absl::OkStatus();
+  const uint32_t objref = f.objref, owner_ref = f.owner_ref;
+  const int type = f.owner_type == image::kOwnerNone   ? -1
+                   : f.owner_type == image::kOwnerTid  ? F_OWNER_TID
+                   : f.owner_type == image::kOwnerPgrp ? F_OWNER_PGRP
+                                                       : F_OWNER_PID;
+  return ctx.Later([objref, owner_ref, type, async, path](objhash::LateContext& lc) -> absl::Status {
+    for (objhash::LateTask* t : lc.tasks) {
+      const int at = t->FdOf(objref);
+      if (at < 0) continue;
+      const uint64_t fd = static_cast<uint64_t>(at);
+      if (type >= 0) {
+        struct f_owner_ex owner {};
+        owner.type = static_cast<__pid_type>(type);
+        owner.pid = t->PidOf(owner_ref);
+        if (owner.pid == 0) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "FILE ", objref, " (", path, "): owner_ref ", owner_ref, " names no pid of the image"));
+        }
+        const auto* bytes = reinterpret_cast<const uint8_t*>(&owner);
+        ASSIGN_OR_RETURN(int64_t ret, t->Syscall(SYS_fcntl, {fd, F_SETOWN_EX, 0, 0, 0, 0},
+                                                 std::span<const uint8_t>(bytes, sizeof(owner)), 2));
+        if (ret != 0) {
+          return ErrnoError(static_cast<int>(-ret), "task ", t->pid(), ": F_SETOWN_EX of ", path,
+                            " to ", owner.pid);
+        }
+      }
+      if (async) {
+        ASSIGN_OR_RETURN(int64_t fl, t->Syscall(SYS_fcntl, {fd, F_GETFL, 0, 0, 0, 0}));
+        if (fl < 0) return ErrnoError(static_cast<int>(-fl), "task ", t->pid(), ": F_GETFL of ", path);
+        ASSIGN_OR_RETURN(int64_t ret,
+                         t->Syscall(SYS_fcntl, {fd, F_SETFL, static_cast<uint64_t>(fl) | O_ASYNC, 0, 0, 0}));
+        if (ret != 0) {
+          return ErrnoError(static_cast<int>(-ret), "task ", t->pid(), ": setting O_ASYNC on ", path);
+        }
+      }
+      return absl::OkStatus();
+    }
+    return absl::OkStatus();  // no task holds it: no one to signal
+  });
+}
+
+}  // namespace
 
 absl::StatusOr<objhash::RestoredObject> RestoreFile(objhash::RestoreContext& ctx,
                                                     const image::Record& rec) {
@@ -73,7 +142,14 @@ absl::StatusOr<objhash::RestoredObject> RestoreFile(objhash::RestoreContext& ctx
   if (kind->has_target) {
     ASSIGN_OR_RETURN(target, ctx.objects->Get(f.target_ref, kind->target_kind));
   }
-  ASSIGN_OR_RETURN(UniqueFd owned, kind->open(ctx, f, path, target));
+  if (f.owner_type > image::kOwnerPgrp) return r.FieldError("owner_type", f.owner_type, " is not an owner type");
+  if ((f.owner_type == image::kOwnerNone) != (f.owner_ref == 0)) {
+    return r.FieldError("owner_ref", f.owner_ref, " does not fit owner_type ", f.owner_type);
+  }
+  if (f.owner_sig > image::kNrSignals) return r.FieldError("owner_sig", f.owner_sig, " is not a signal");
+  image::ckpt_file opened = f;
+  opened.flags &= ~static_cast<uint32_t>(O_ASYNC);  // armed later, in a task (RestoreAsync)
+  ASSIGN_OR_RETURN(UniqueFd owned, kind->open(ctx, opened, path, target));
   struct stat st;
   if (fstat(owned.get(), &st) != 0) return ErrnoError(errno, "stat ", path);
   if (kind->check != nullptr) RETURN_IF_ERROR(kind->check(ctx, f, path, owned.get(), st));
@@ -81,6 +157,7 @@ absl::StatusOr<objhash::RestoredObject> RestoreFile(objhash::RestoreContext& ctx
       lseek(owned.get(), static_cast<off_t>(f.pos), SEEK_SET) < 0) {
     return ErrnoError(errno, "seek ", path, " to ", f.pos);
   }
+  RETURN_IF_ERROR(RestoreAsync(ctx, f, path, owned.get()));
   return objhash::HoldAt(ctx, f.objref, owned.get(), path);
 }
 

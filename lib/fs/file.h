@@ -20,6 +20,11 @@ struct Description {
   uint64_t pos = 0;
   struct stat st {};
   uint32_t target_ref = 0;  // the PIPE or GHOST it is on
+  // Its F_SETOWN_EX owner (image::FileOwnerType; the pid as this process
+  // sees it) and F_SETSIG signal.
+  uint32_t owner_type = 0;
+  pid_t owner_pid = 0;
+  uint32_t owner_sig = 0;
 };
 
 absl::Status CheckpointFile(objhash::CheckpointContext& ctx, const objhash::ObjHash::Entry& entry);

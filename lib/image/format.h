@@ -356,8 +356,21 @@ struct ckpt_file {
   uint32_t build_id_size;
   uint32_t reserved;
   uint64_t build_id[4];
+  // Who gets SIGIO/SIGURG for it (F_SETOWN_EX), and with which signal
+  // (F_SETSIG; 0: SIGIO).
+  uint32_t owner_type;  // FileOwnerType
+  uint32_t owner_ref;   // the owner's pid objref (a thread, process or group)
+  uint32_t owner_sig;
+  uint32_t reserved2;
 };
-static_assert(sizeof(ckpt_file) == 96);
+static_assert(sizeof(ckpt_file) == 112);
+
+enum FileOwnerType : uint32_t {
+  kOwnerNone = 0,
+  kOwnerTid = 1,   // F_OWNER_TID
+  kOwnerPid = 2,   // F_OWNER_PID
+  kOwnerPgrp = 3,  // F_OWNER_PGRP
+};
 inline constexpr uint32_t kMaxBuildId = 32;
 
 enum PipeFlags : uint32_t {

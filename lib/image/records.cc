@@ -67,6 +67,8 @@ constexpr FieldSpec kFileFields[] = {
     FLD(ckpt_file, rdev, kHex),        FLD(ckpt_file, mtime_ns, kUnsigned),
     FLD(ckpt_file, path_len, kUnsigned), FLD(ckpt_file, target_ref, kUnsigned),
     FLD(ckpt_file, build_id_size, kUnsigned), FLD(ckpt_file, build_id, kHex),
+    FLD(ckpt_file, owner_type, kUnsigned), FLD(ckpt_file, owner_ref, kUnsigned),
+    FLD(ckpt_file, owner_sig, kUnsigned),
 };
 constexpr FieldSpec kRestartFields[] = {
     FLD(ckpt_restart, kind, kUnsigned),

@@ -166,6 +166,9 @@ class LateTask {
   virtual absl::StatusOr<int64_t> Syscall(long nr, std::array<uint64_t, 6> args,
                                           std::span<const uint8_t> data = {},
                                           int data_arg = -1) = 0;
+  // The number of the pid object `pid_ref` in this task's pid namespace;
+  // 0 if the image has no such pid.
+  virtual pid_t PidOf(uint32_t pid_ref) const = 0;
 };
 
 struct LateContext {

@@ -94,6 +94,16 @@ TEST_F(FilesTest, DeletedSparseFileKeepsItsHolesSizeModeAndOwner) {
   ExpectPass(*s);
 }
 
+// Every open flag the kernel reports (O_TMPFILE's among them) comes back:
+// the restore never refuses an image libckpt wrote itself.
+TEST_F(FilesTest, OpenFlagsTheKernelReportsRoundTrip) {
+  absl::StatusOr<Subject> s = StartSubject("openflags", {TempPath("")});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  DumpKillRestore(*s, {s->pid}, TempPath("openflags.img"));
+  ExpectPass(*s);
+}
+
 // flock, POSIX and OFD locks are held again after the restore, by the
 // same owners, and no more than them.
 TEST_F(FilesTest, AdvisoryLocksAreHeldAgain) {

@@ -94,6 +94,20 @@ TEST(SignalsTest, JobControlStopsStayAfterADumpThatLeavesTheTreeRunning) {
   ExpectPass(*s);
 }
 
+// Signal-driven I/O: O_ASYNC, F_SETOWN (a process, and one thread with
+// F_SETOWN_EX) and F_SETSIG come back, and a write to the pipes signals
+// their owners with the fd.
+TEST(SignalsTest, SignalDrivenIoOwnersAndSignalsSurvive) {
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  absl::StatusOr<Subject> s = StartSubject("sigio");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_TRUE(WaitForOutput(*s, "READY").ok()) << ReadOutput(*s);
+  std::vector<pid_t> pids = LinePids(*s, "READY");
+  ASSERT_EQ(pids.size(), 2u) << ReadOutput(*s);
+  ASSERT_NO_FATAL_FAILURE(DumpKillRestore(*s, pids, TempPath("sigio.img")));
+  ExpectPass(*s);
+}
+
 // Hostile signal records are refused, naming the record and the field,
 // and nothing is left running.
 TEST(SignalsTest, CorruptSignalRecordsAreRefusedByName) {

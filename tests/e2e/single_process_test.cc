@@ -62,6 +62,17 @@ TEST(SingleProcessTest, MappingsKeepProtectionsAndCopyOnWritePages) {
   ExpectPass(*s);
 }
 
+// madvise advice and mapping flags keep their effect: the same VmFlags
+// in smaps, and a fork after the restore still wipes a WIPEONFORK region
+// and leaves a DONTFORK one out.
+TEST(SingleProcessTest, MemoryAdviceAndFlagsKeepTheirEffect) {
+  absl::StatusOr<Subject> s = StartSubject("madvise");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  CheckpointKillRestore(*s, TempPath("madvise.img"));
+  ExpectPass(*s);
+}
+
 TEST(SingleProcessTest, AvxSseAndX87RegistersSurvive) {
   absl::StatusOr<Subject> s = StartSubject("fpu");
   ASSERT_TRUE(s.ok()) << s.status();
