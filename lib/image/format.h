@@ -424,8 +424,21 @@ struct ckpt_task {
   uint32_t thp_disable;
   uint32_t nr_threads;  // CKPT_HDR_THREAD records in this section
   uint32_t nr_fds;      // CKPT_HDR_FD records in this section
+  uint32_t membarrier;  // MembarrierFlags: the process's membarrier() registrations
+  uint32_t reserved;
 };
-static_assert(sizeof(ckpt_task) == 56);
+static_assert(sizeof(ckpt_task) == 64);
+
+// membarrier() registrations a process has (each probed at dump with its
+// command, which fails with EPERM unless registered). The global
+// expedited one cannot be seen from outside: every restored process is
+// registered for it, which only makes it take part in other processes'
+// global barriers.
+enum MembarrierFlags : uint32_t {
+  kMembarrierPrivateExpedited = 1u << 0,
+  kMembarrierSyncCore = 1u << 1,
+  kMembarrierRseq = 1u << 2,
+};
 
 struct ckpt_creds {
   uint32_t uid, euid, suid, fsuid;

@@ -106,7 +106,8 @@ constexpr FieldSpec kTaskFields[] = {
     FLD(ckpt_task, pdeath_signal, kUnsigned),   FLD(ckpt_task, dumpable, kUnsigned),
     FLD(ckpt_task, child_subreaper, kUnsigned), FLD(ckpt_task, no_new_privs, kUnsigned),
     FLD(ckpt_task, thp_disable, kUnsigned),     FLD(ckpt_task, nr_threads, kUnsigned),
-    FLD(ckpt_task, nr_fds, kUnsigned),
+    FLD(ckpt_task, nr_fds, kUnsigned),          FLD(ckpt_task, membarrier, kHex),
+    FLD(ckpt_task, reserved, kHex),
 };
 constexpr FieldSpec kCredsFields[] = {
     FLD(ckpt_creds, uid, kUnsigned),           FLD(ckpt_creds, euid, kUnsigned),

@@ -1,6 +1,7 @@
 #include "lib/task/core.h"
 
 #include <linux/capability.h>
+#include <linux/membarrier.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -24,6 +25,12 @@ CoreQuery QueueCoreQuery(SyscallBatch& b) {
   q.dumpable = b.Add(SYS_prctl, {PR_GET_DUMPABLE});
   q.thp_disable = b.Add(SYS_prctl, {PR_GET_THP_DISABLE});
   q.securebits = b.Add(SYS_prctl, {PR_GET_SECUREBITS});
+  // Each private expedited command succeeds only in a registered process
+  // (else EPERM; EINVAL where the kernel lacks it).
+  q.mb_private = b.Add(SYS_membarrier, {MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0}, kMayFail);
+  q.mb_sync_core =
+      b.Add(SYS_membarrier, {MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0}, kMayFail);
+  q.mb_rseq = b.Add(SYS_membarrier, {MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0}, kMayFail);
   q.rlimits_out = b.Reserve(image::kNrRlimits * sizeof(struct rlimit));
   for (uint64_t r = 0; r < image::kNrRlimits; ++r) {
     b.Add(SYS_prlimit64, {0, r, 0, q.rlimits_out + r * sizeof(struct rlimit)});
@@ -53,6 +60,9 @@ absl::StatusOr<TaskCore> ReadCore(pid_t pid, const ProcStatus& st, const Syscall
   t.dumpable = static_cast<uint32_t>(b.ret(q.dumpable));
   t.thp_disable = static_cast<uint32_t>(b.ret(q.thp_disable));
   t.no_new_privs = static_cast<uint32_t>(st.no_new_privs);
+  if (b.ret(q.mb_private) == 0) t.membarrier |= image::kMembarrierPrivateExpedited;
+  if (b.ret(q.mb_sync_core) == 0) t.membarrier |= image::kMembarrierSyncCore;
+  if (b.ret(q.mb_rseq) == 0) t.membarrier |= image::kMembarrierRseq;
 
   image::ckpt_creds& c = core.creds;
   c.uid = st.uid[0];
@@ -99,6 +109,12 @@ absl::StatusOr<TaskCore> ReadCoreRecords(image::Reader& r) {
     return r.FieldError("pdeath_signal", core.task.pdeath_signal, " is not a signal");
   }
   if (core.task.dumpable > 2) return r.FieldError("dumpable", core.task.dumpable);
+  constexpr uint32_t kMembarrierKnown =
+      image::kMembarrierPrivateExpedited | image::kMembarrierSyncCore | image::kMembarrierRseq;
+  if (core.task.membarrier & ~kMembarrierKnown) {
+    return r.FieldError("membarrier", core.task.membarrier, " has unknown bits");
+  }
+  if (core.task.reserved != 0) return r.FieldError("reserved", core.task.reserved, " is not zero");
   ASSIGN_OR_RETURN(core.creds, r.Expect<image::ckpt_creds>(image::CKPT_HDR_CREDS));
   if (core.creds.nr_groups * uint64_t{4} != r.payload_remaining()) {
     return r.FieldError("nr_groups", core.creds.nr_groups, " does not match ",
@@ -132,6 +148,18 @@ absl::Status QueueCoreRestore(SyscallQueue& q, const TaskCore& core) {
   // no_new_privs can be set but never cleared; the restorer's own is
   // inherited.
   if (t.no_new_privs) b.Add(SYS_prctl, {PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0});
+  RETURN_IF_ERROR(q.Reserve(4, 0));
+  SyscallBatch& mb = q.batch();
+  if (t.membarrier & image::kMembarrierPrivateExpedited) {
+    mb.Add(SYS_membarrier, {MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0});
+  }
+  if (t.membarrier & image::kMembarrierSyncCore) {
+    mb.Add(SYS_membarrier, {MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0});
+  }
+  if (t.membarrier & image::kMembarrierRseq) {
+    mb.Add(SYS_membarrier, {MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0});
+  }
+  mb.Add(SYS_membarrier, {MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0}, kMayFail);
   return absl::OkStatus();
 }
 

@@ -35,6 +35,7 @@ struct TaskCore {
 
 struct CoreQuery {
   size_t dumpable = 0, thp_disable = 0, securebits = 0;
+  size_t mb_private = 0, mb_sync_core = 0, mb_rseq = 0;  // membarrier probes
   uint64_t pdeath_out = 0, subreaper_out = 0;
   uint64_t rlimits_out = 0;  // kNrRlimits struct rlimit, read by the task itself
 };

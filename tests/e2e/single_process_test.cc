@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -70,6 +71,20 @@ TEST(SingleProcessTest, MemoryAdviceAndFlagsKeepTheirEffect) {
   ASSERT_TRUE(s.ok()) << s.status();
   ASSERT_OK(WaitForOutput(*s, "READY"));
   CheckpointKillRestore(*s, TempPath("madvise.img"));
+  ExpectPass(*s);
+}
+
+// membarrier() registrations (private expedited, sync-core, rseq) are
+// made again, and only where they were: the child that had none still
+// gets EPERM.
+TEST(SingleProcessTest, MembarrierRegistrationsSurvive) {
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  absl::StatusOr<Subject> s = StartSubject("membarrier");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  std::vector<pid_t> pids = LinePids(*s, "READY");
+  ASSERT_EQ(pids.size(), 2u) << ReadOutput(*s);
+  ASSERT_NO_FATAL_FAILURE(DumpKillRestore(*s, pids, TempPath("membarrier.img")));
   ExpectPass(*s);
 }
 

@@ -29,6 +29,11 @@ static void on_io(int sig, siginfo_t *si, void *uc) {
 
 static void *worker(void *arg) {
   (void)arg;
+  /* SIGUSR1 is for the main thread's sigsuspend. */
+  sigset_t usr1;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, &usr1, NULL);
   worker_tid = (pid_t)syscall(SYS_gettid);
   for (;;) pause();
   return NULL;
