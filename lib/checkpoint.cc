@@ -334,6 +334,7 @@ absl::Status Dumper::Collect(TaskDump& t) {
   RETURN_IF_ERROR(CheckShared(t));
   for (auto& [tid, th] : t.threads) {
     RETURN_IF_ERROR(task::CaptureThreadFrozen(tid, &th.state));
+    ASSIGN_OR_RETURN(th.state.seccomp, task::ReadSeccomp(t.pid, tid));
     ASSIGN_OR_RETURN(th.state.restart,
                      task::PlanRestart(t.pid, th.state.regs, th.sleep_expiry, start_ns_));
     ASSIGN_OR_RETURN(th.state.pending, task::PeekPending(tid, /*shared=*/false));

@@ -49,7 +49,7 @@ TEST(RecordSpecsTest, EveryTypeOfFormatHHasASpec) {
                         CKPT_HDR_CREDS, CKPT_HDR_RLIMITS, CKPT_HDR_FS, CKPT_HDR_FD, CKPT_HDR_LOCKS, CKPT_HDR_LOCK, CKPT_HDR_MM,
                         CKPT_HDR_VMA, CKPT_HDR_PAGE_RUNS, CKPT_HDR_PAGE_DATA, CKPT_HDR_SIGHAND,
                         CKPT_HDR_THREAD, CKPT_HDR_XSTATE, CKPT_HDR_RESTART, CKPT_HDR_SIGINFO,
-                        CKPT_HDR_SIGNALS, CKPT_HDR_POSIX_TIMER, CKPT_HDR_SCHED,
+                        CKPT_HDR_SIGNALS, CKPT_HDR_POSIX_TIMER, CKPT_HDR_SECCOMP, CKPT_HDR_SECCOMP_FILTER, CKPT_HDR_SCHED,
                         CKPT_HDR_SCHED_THREAD}) {
     EXPECT_NE(FindRecordSpec(type), nullptr) << "type " << type;
   }

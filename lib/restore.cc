@@ -354,6 +354,9 @@ absl::StatusOr<pid_t> RestoreRun::AddThread(TaskRestore& t, const task::ThreadSt
   inj.AdoptTrampoline(t.injector->layout().base);
   task::SyscallQueue tq(&inj);
   RETURN_IF_ERROR(task::QueueThreadRestore(tq, thread));
+  // Its seccomp filters before its credentials: installing one needs
+  // no_new_privs or CAP_SYS_ADMIN, which the credentials may drop.
+  RETURN_IF_ERROR(task::QueueSeccompFilters(tq, thread.seccomp));
   RETURN_IF_ERROR(task::QueueCredsRestore(tq, core));
   RETURN_IF_ERROR(tq.Flush());
   RETURN_IF_ERROR(task::SetXstate(tid, thread.xstate));
@@ -497,6 +500,9 @@ absl::Status RestoreRun::FinishTask(TaskRestore& t) {
   // Last, what must come after every thread exists: limits, credentials,
   // the restorer's objects closed, pending signals and timers, registers.
   RETURN_IF_ERROR(task::QueueRlimitsRestore(q, core));
+  // Seccomp filters before the credentials (see AddThread); every call
+  // injected after them passes through them, as the task's own did.
+  RETURN_IF_ERROR(task::QueueSeccompFilters(q, leader.seccomp));
   RETURN_IF_ERROR(task::QueueCredsRestore(q, core));
   // The restorer's objects stay in a shared fd table until its last
   // sharer has mapped its files.

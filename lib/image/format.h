@@ -113,6 +113,8 @@ enum RecordType : uint32_t {
   CKPT_HDR_SIGINFO = 74,    // ckpt_siginfo: one pending signal
   CKPT_HDR_SIGNALS = 75,    // ckpt_signals: a process's interval timers and signal queue
   CKPT_HDR_POSIX_TIMER = 76,  // ckpt_posix_timer: one timer_create() timer
+  CKPT_HDR_SECCOMP = 77,      // ckpt_seccomp: a thread's seccomp mode; its filters follow
+  CKPT_HDR_SECCOMP_FILTER = 78,  // ckpt_seccomp_filter + struct sock_filter[nr_insns]
   CKPT_HDR_SCHED = 80,         // ckpt_sched: a process's oom_score_adj; its threads' follow
   CKPT_HDR_SCHED_THREAD = 81,  // ckpt_sched_thread + u64 cpus[nr_cpu_words]: one thread's
                                // scheduling policy, priority, nice and CPU affinity
@@ -588,7 +590,24 @@ inline constexpr uint32_t kNrUserRegs = 27;
 
 enum ThreadFlags : uint32_t {
   kThreadRestart = 1u << 0,  // a RESTART record follows the SIGINFO records
+  kThreadSeccomp = 1u << 1,  // then SECCOMP and its SECCOMP_FILTER records
 };
+
+// A thread's seccomp filters (filter mode; strict mode is refused at
+// dump), oldest first, each installed again in that order.
+struct ckpt_seccomp {
+  uint32_t mode;        // SECCOMP_MODE_FILTER 2
+  uint32_t nr_filters;  // SECCOMP_FILTER records that follow
+};
+static_assert(sizeof(ckpt_seccomp) == 8);
+inline constexpr uint32_t kMaxSeccompFilters = 512;
+inline constexpr uint32_t kMaxSeccompInsns = 4096;  // BPF_MAXINSNS
+
+struct ckpt_seccomp_filter {
+  uint32_t flags;     // SECCOMP_FILTER_FLAG_LOG (2), as the kernel reports it
+  uint32_t nr_insns;  // struct sock_filter (8 bytes each) that follow
+};
+static_assert(sizeof(ckpt_seccomp_filter) == 8);
 
 // A thread: THREAD, XSTATE, nr_pending SIGINFO records (its own signal
 // queue, oldest first), then RESTART if flags say so.

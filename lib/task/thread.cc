@@ -75,12 +75,14 @@ absl::Status WriteThread(const ThreadState& s, uint32_t tid_ref, image::Writer& 
   t.robust_list_len = s.robust_list_len;
   t.nr_pending = static_cast<uint32_t>(s.pending.size());
   if (s.restart) t.flags |= image::kThreadRestart;
+  if (s.seccomp.mode != 0) t.flags |= image::kThreadSeccomp;
   RETURN_IF_ERROR(w.AppendStruct(image::CKPT_HDR_THREAD, t));
   RETURN_IF_ERROR(w.Append(image::CKPT_HDR_XSTATE, s.xstate.data(), s.xstate.size()));
   for (const image::ckpt_siginfo& p : s.pending) {
     RETURN_IF_ERROR(w.AppendStruct(image::CKPT_HDR_SIGINFO, p));
   }
   if (s.restart) RETURN_IF_ERROR(w.AppendStruct(image::CKPT_HDR_RESTART, *s.restart));
+  if (s.seccomp.mode != 0) RETURN_IF_ERROR(WriteSeccomp(s.seccomp, w));
   return absl::OkStatus();
 }
 
@@ -120,7 +122,7 @@ absl::StatusOr<ThreadState> ReadThreadRecords(image::Reader& r, uint32_t* tid_re
   if (x.len < 576) return r.FieldError("len", x.len, " bytes is smaller than an XSAVE area");
   s.xstate.resize(x.len);
   RETURN_IF_ERROR(r.ReadPayload(s.xstate.data(), x.len));
-  if (t.flags & ~static_cast<uint32_t>(image::kThreadRestart)) {
+  if (t.flags & ~static_cast<uint32_t>(image::kThreadRestart | image::kThreadSeccomp)) {
     return r.FieldError("flags", t.flags, " has unknown bits");
   }
   ASSIGN_OR_RETURN(s.pending, ReadSiginfoRecords(r, t.nr_pending));
@@ -130,6 +132,9 @@ absl::StatusOr<ThreadState> ReadThreadRecords(image::Reader& r, uint32_t* tid_re
     absl::Status st = CheckRestart(restart, s.regs);
     if (!st.ok()) return r.FieldError("kind", st.message());
     s.restart = restart;
+  }
+  if (t.flags & image::kThreadSeccomp) {
+    ASSIGN_OR_RETURN(s.seccomp, ReadSeccompRecords(r));
   }
   return s;
 }

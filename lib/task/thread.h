@@ -26,6 +26,7 @@
 #include "lib/image/writer.h"
 #include "lib/task/inject.h"
 #include "lib/task/ptrace.h"
+#include "lib/task/seccomp.h"
 
 namespace ckpt::task {
 
@@ -41,6 +42,7 @@ struct ThreadState {
   uint64_t robust_list_len = 0;
   std::vector<image::ckpt_siginfo> pending;       // the thread's own signal queue
   std::optional<image::ckpt_restart> restart;     // an interrupted restart-block syscall
+  SeccompState seccomp;
 };
 
 // At freeze time: registers, XSAVE area, rseq, robust list.

@@ -75,6 +75,20 @@ void DumpRestoreAndExpectPass(const std::string& name, const std::vector<std::st
 
 TEST(HostTest, CredentialsAndCapabilitiesSurvive) { DumpRestoreAndExpectPass("creds"); }
 
+// seccomp filters of each thread (and of a child) are installed again.
+// Outside the sandbox: reading them (PTRACE_SECCOMP_GET_FILTER) needs
+// CAP_SYS_ADMIN in the initial user namespace.
+TEST(HostTest, SeccompFiltersOfEachThreadSurvive) {
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  absl::StatusOr<Subject> s = StartSubject("seccomp");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  std::vector<pid_t> pids = LinePids(*s, "READY");
+  ASSERT_EQ(pids.size(), 2u) << ReadOutput(*s);
+  ASSERT_NO_FATAL_FAILURE(DumpKillRestore(*s, pids, TempPath("seccomp.img")));
+  ExpectPass(*s);
+}
+
 // A deleted sparse file keeps its owner (1234:5678): outside the sandbox,
 // whose user namespace maps no such uid.
 TEST(HostTest, DeletedSparseFileKeepsItsOwner) {

@@ -108,6 +108,30 @@ TEST(SignalsTest, SignalDrivenIoOwnersAndSignalsSurvive) {
   ExpectPass(*s);
 }
 
+// seccomp filters are installed again where the dump can read them
+// (CAP_SYS_ADMIN in the initial user namespace: not in Bazel's sandbox);
+// where it cannot, the dump refuses, saying why, and leaves the tree
+// running: never a restore without the filters.
+TEST(SignalsTest, SeccompFiltersAreRestoredOrTheDumpRefuses) {
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  absl::StatusOr<Subject> s = StartSubject("seccomp");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_TRUE(WaitForOutput(*s, "READY").ok()) << ReadOutput(*s);
+  std::vector<pid_t> pids = LinePids(*s, "READY");
+  ASSERT_EQ(pids.size(), 2u) << ReadOutput(*s);
+  const std::string image = TempPath("seccomp.img");
+  absl::Status st = DumpToFile(s->pid, image);
+  if (!st.ok()) {
+    EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("seccomp filters"));
+    ExpectPass(*s);  // the original, untouched
+    return;
+  }
+  KillAndReapAll(pids);
+  absl::StatusOr<pid_t> pid = RestoreFromFile(image);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  ExpectPass(*s);
+}
+
 // Hostile signal records are refused, naming the record and the field,
 // and nothing is left running.
 TEST(SignalsTest, CorruptSignalRecordsAreRefusedByName) {

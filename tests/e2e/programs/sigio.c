@@ -29,11 +29,7 @@ static void on_io(int sig, siginfo_t *si, void *uc) {
 
 static void *worker(void *arg) {
   (void)arg;
-  /* SIGUSR1 is for the main thread's sigsuspend. */
-  sigset_t usr1;
-  sigemptyset(&usr1);
-  sigaddset(&usr1, SIGUSR1);
-  pthread_sigmask(SIG_BLOCK, &usr1, NULL);
+  subject_block_usr1();
   worker_tid = (pid_t)syscall(SYS_gettid);
   for (;;) pause();
   return NULL;

@@ -50,6 +50,16 @@ __attribute__((unused)) static void subject_wait(void) {
   sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
+/* For a thread other than the one that waits: SIGUSR1 is for the waiting
+ * thread's sigsuspend, and a process-wide signal may go to any thread that
+ * does not block it. */
+__attribute__((unused)) static void subject_block_usr1(void) {
+  sigset_t usr1;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  sigprocmask(SIG_BLOCK, &usr1, NULL);
+}
+
 __attribute__((unused)) static void subject_fail(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
