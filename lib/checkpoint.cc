@@ -439,6 +439,10 @@ absl::Status Dumper::Collect(TaskDump& t) {
   ASSIGN_OR_RETURN(t.signals.pending, task::PeekPending(t.pid, /*shared=*/true));
   t.mm.rec.brk = static_cast<uint64_t>(batch.ret(brk));
   ASSIGN_OR_RETURN(t.core, task::ReadCore(t.pid, t.status, batch, core_q));
+  for (auto& [tid, th] : t.threads) {
+    if (tid == t.pid) continue;
+    ASSIGN_OR_RETURN(th.state.creds, task::ReadThreadCredsIfOwn(tid, t.core));
+  }
   t.sighand = task::ReadSighand(batch, sig_q);
   task::ReadThreadQuery(batch, thread_q, &leader.state);
   for (const StopQuery& q : stop_q) {

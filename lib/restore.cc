@@ -357,7 +357,12 @@ absl::StatusOr<pid_t> RestoreRun::AddThread(TaskRestore& t, const task::ThreadSt
   // Its seccomp filters before its credentials: installing one needs
   // no_new_privs or CAP_SYS_ADMIN, which the credentials may drop.
   RETURN_IF_ERROR(task::QueueSeccompFilters(tq, thread.seccomp));
-  RETURN_IF_ERROR(task::QueueCredsRestore(tq, core));
+  task::TaskCore own = core;  // the process's credentials, or the thread's own
+  if (thread.creds) {
+    own.creds = thread.creds->creds;
+    own.groups = thread.creds->groups;
+  }
+  RETURN_IF_ERROR(task::QueueCredsRestore(tq, own));
   RETURN_IF_ERROR(tq.Flush());
   RETURN_IF_ERROR(task::SetXstate(tid, thread.xstate));
   user_regs_struct regs = thread.regs;

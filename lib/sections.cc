@@ -191,6 +191,13 @@ absl::Status RestoreThreadsSection(SectionRestoreContext& ctx) {
       continue;
     }
     if (tid_ref == t.entry.pid_ref) return r.FieldError("tid_ref", "the leader appears twice");
+    if (thread.creds) {
+      // The trust model holds for a thread's own credentials too.
+      task::TaskCore own = ctx.core;
+      own.creds = thread.creds->creds;
+      own.groups = thread.creds->groups;
+      RETURN_IF_ERROR(ctx.check_credentials(own));
+    }
     absl::StatusOr<pid_t> tid = ctx.add_thread(thread, tid_ref, ctx.core);
     if (!tid.ok()) return Annotate(tid.status(), absl::StrCat("task ", t.pid));
     ctx.tids[tid_ref] = *tid;

@@ -591,6 +591,7 @@ inline constexpr uint32_t kNrUserRegs = 27;
 enum ThreadFlags : uint32_t {
   kThreadRestart = 1u << 0,  // a RESTART record follows the SIGINFO records
   kThreadSeccomp = 1u << 1,  // then SECCOMP and its SECCOMP_FILTER records
+  kThreadCreds = 1u << 2,    // then CREDS: the thread's own, not its process's
 };
 
 // A thread's seccomp filters (filter mode; strict mode is refused at

@@ -38,6 +38,32 @@ CoreQuery QueueCoreQuery(SyscallBatch& b) {
   return q;
 }
 
+namespace {
+
+ThreadCreds CredsOf(const ProcStatus& st, uint32_t securebits) {
+  ThreadCreds out;
+  image::ckpt_creds& c = out.creds;
+  c.uid = st.uid[0];
+  c.euid = st.uid[1];
+  c.suid = st.uid[2];
+  c.fsuid = st.uid[3];
+  c.gid = st.gid[0];
+  c.egid = st.gid[1];
+  c.sgid = st.gid[2];
+  c.fsgid = st.gid[3];
+  c.cap_inheritable = st.cap_inh;
+  c.cap_permitted = st.cap_prm;
+  c.cap_effective = st.cap_eff;
+  c.cap_bounding = st.cap_bnd;
+  c.cap_ambient = st.cap_amb;
+  c.securebits = securebits;
+  out.groups = st.groups;
+  c.nr_groups = static_cast<uint32_t>(out.groups.size());
+  return out;
+}
+
+}  // namespace
+
 absl::StatusOr<TaskCore> ReadCore(pid_t pid, const ProcStatus& st, const SyscallBatch& b,
                                   const CoreQuery& q) {
   TaskCore core;
@@ -64,23 +90,9 @@ absl::StatusOr<TaskCore> ReadCore(pid_t pid, const ProcStatus& st, const Syscall
   if (b.ret(q.mb_sync_core) == 0) t.membarrier |= image::kMembarrierSyncCore;
   if (b.ret(q.mb_rseq) == 0) t.membarrier |= image::kMembarrierRseq;
 
-  image::ckpt_creds& c = core.creds;
-  c.uid = st.uid[0];
-  c.euid = st.uid[1];
-  c.suid = st.uid[2];
-  c.fsuid = st.uid[3];
-  c.gid = st.gid[0];
-  c.egid = st.gid[1];
-  c.sgid = st.gid[2];
-  c.fsgid = st.gid[3];
-  c.cap_inheritable = st.cap_inh;
-  c.cap_permitted = st.cap_prm;
-  c.cap_effective = st.cap_eff;
-  c.cap_bounding = st.cap_bnd;
-  c.cap_ambient = st.cap_amb;
-  c.securebits = static_cast<uint32_t>(b.ret(q.securebits));
-  core.groups = st.groups;
-  c.nr_groups = static_cast<uint32_t>(core.groups.size());
+  ThreadCreds own = CredsOf(st, static_cast<uint32_t>(b.ret(q.securebits)));
+  core.creds = own.creds;
+  core.groups = std::move(own.groups);
 
   for (uint32_t r = 0; r < image::kNrRlimits; ++r) {
     struct rlimit lim;
@@ -91,10 +103,38 @@ absl::StatusOr<TaskCore> ReadCore(pid_t pid, const ProcStatus& st, const Syscall
   return core;
 }
 
+absl::StatusOr<std::optional<ThreadCreds>> ReadThreadCredsIfOwn(pid_t tid, const TaskCore& core) {
+  ASSIGN_OR_RETURN(ProcStatus st, ReadProcStatus(tid));
+  ThreadCreds own = CredsOf(st, core.creds.securebits);
+  if (std::memcmp(&own.creds, &core.creds, sizeof(own.creds)) == 0 && own.groups == core.groups) {
+    return std::nullopt;
+  }
+  return own;
+}
+
+absl::Status WriteCredsRecord(const ThreadCreds& creds, image::Writer& w) {
+  return w.AppendStructWith(image::CKPT_HDR_CREDS, creds.creds, creds.groups.data(),
+                            creds.groups.size() * sizeof(uint32_t));
+}
+
+absl::StatusOr<ThreadCreds> ReadCredsRecord(image::Reader& r) {
+  ThreadCreds out;
+  ASSIGN_OR_RETURN(out.creds, r.Expect<image::ckpt_creds>(image::CKPT_HDR_CREDS));
+  if (out.creds.nr_groups * uint64_t{4} != r.payload_remaining()) {
+    return r.FieldError("nr_groups", out.creds.nr_groups, " does not match ",
+                        r.payload_remaining(), " bytes of groups");
+  }
+  ASSIGN_OR_RETURN(std::vector<uint8_t> groups, r.ReadArray(4, image::kMaxGroups, "groups"));
+  out.groups.resize(groups.size() / 4);
+  // No supplementary groups: both vectors are empty and their data() may
+  // be null, which memcpy must not be given even for 0 bytes.
+  if (!groups.empty()) std::memcpy(out.groups.data(), groups.data(), groups.size());
+  return out;
+}
+
 absl::Status WriteCore(const TaskCore& core, image::Writer& w) {
   RETURN_IF_ERROR(w.AppendStruct(image::CKPT_HDR_TASK, core.task));
-  RETURN_IF_ERROR(w.AppendStructWith(image::CKPT_HDR_CREDS, core.creds, core.groups.data(),
-                                     core.groups.size() * sizeof(uint32_t)));
+  RETURN_IF_ERROR(WriteCredsRecord(ThreadCreds{core.creds, core.groups}, w));
   return w.AppendStruct(image::CKPT_HDR_RLIMITS, core.rlimits);
 }
 
@@ -115,16 +155,9 @@ absl::StatusOr<TaskCore> ReadCoreRecords(image::Reader& r) {
     return r.FieldError("membarrier", core.task.membarrier, " has unknown bits");
   }
   if (core.task.reserved != 0) return r.FieldError("reserved", core.task.reserved, " is not zero");
-  ASSIGN_OR_RETURN(core.creds, r.Expect<image::ckpt_creds>(image::CKPT_HDR_CREDS));
-  if (core.creds.nr_groups * uint64_t{4} != r.payload_remaining()) {
-    return r.FieldError("nr_groups", core.creds.nr_groups, " does not match ",
-                        r.payload_remaining(), " bytes of groups");
-  }
-  ASSIGN_OR_RETURN(std::vector<uint8_t> groups, r.ReadArray(4, image::kMaxGroups, "groups"));
-  core.groups.resize(groups.size() / 4);
-  // No supplementary groups: both vectors are empty and their data() may
-  // be null, which memcpy must not be given even for 0 bytes.
-  if (!groups.empty()) std::memcpy(core.groups.data(), groups.data(), groups.size());
+  ASSIGN_OR_RETURN(ThreadCreds creds, ReadCredsRecord(r));
+  core.creds = creds.creds;
+  core.groups = std::move(creds.groups);
   ASSIGN_OR_RETURN(core.rlimits, r.Expect<image::ckpt_rlimits>(image::CKPT_HDR_RLIMITS));
   for (uint32_t i = 0; i < image::kNrRlimits; ++i) {
     if (core.rlimits.cur[i] > core.rlimits.max[i]) {

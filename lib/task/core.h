@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -43,6 +44,19 @@ struct CoreQuery {
 CoreQuery QueueCoreQuery(SyscallBatch& batch);
 absl::StatusOr<TaskCore> ReadCore(pid_t pid, const ProcStatus& status, const SyscallBatch& batch,
                                   const CoreQuery& query);
+
+// A thread's own credentials, where they differ from its process's (the
+// leader's): a raw setresuid() or capset() in one thread changes only it.
+struct ThreadCreds {
+  image::ckpt_creds creds{};
+  std::vector<uint32_t> groups;
+};
+// The credentials of thread `tid` (its /proc status; securebits are the
+// process's), or nothing when they are the process's.
+absl::StatusOr<std::optional<ThreadCreds>> ReadThreadCredsIfOwn(pid_t tid, const TaskCore& core);
+// A CREDS record and its groups.
+absl::Status WriteCredsRecord(const ThreadCreds& creds, image::Writer& writer);
+absl::StatusOr<ThreadCreds> ReadCredsRecord(image::Reader& reader);
 
 // TASK, CREDS, RLIMITS.
 absl::Status WriteCore(const TaskCore& core, image::Writer& writer);

@@ -76,6 +76,7 @@ absl::Status WriteThread(const ThreadState& s, uint32_t tid_ref, image::Writer& 
   t.nr_pending = static_cast<uint32_t>(s.pending.size());
   if (s.restart) t.flags |= image::kThreadRestart;
   if (s.seccomp.mode != 0) t.flags |= image::kThreadSeccomp;
+  if (s.creds) t.flags |= image::kThreadCreds;
   RETURN_IF_ERROR(w.AppendStruct(image::CKPT_HDR_THREAD, t));
   RETURN_IF_ERROR(w.Append(image::CKPT_HDR_XSTATE, s.xstate.data(), s.xstate.size()));
   for (const image::ckpt_siginfo& p : s.pending) {
@@ -83,6 +84,7 @@ absl::Status WriteThread(const ThreadState& s, uint32_t tid_ref, image::Writer& 
   }
   if (s.restart) RETURN_IF_ERROR(w.AppendStruct(image::CKPT_HDR_RESTART, *s.restart));
   if (s.seccomp.mode != 0) RETURN_IF_ERROR(WriteSeccomp(s.seccomp, w));
+  if (s.creds) RETURN_IF_ERROR(WriteCredsRecord(*s.creds, w));
   return absl::OkStatus();
 }
 
@@ -122,7 +124,8 @@ absl::StatusOr<ThreadState> ReadThreadRecords(image::Reader& r, uint32_t* tid_re
   if (x.len < 576) return r.FieldError("len", x.len, " bytes is smaller than an XSAVE area");
   s.xstate.resize(x.len);
   RETURN_IF_ERROR(r.ReadPayload(s.xstate.data(), x.len));
-  if (t.flags & ~static_cast<uint32_t>(image::kThreadRestart | image::kThreadSeccomp)) {
+  if (t.flags & ~static_cast<uint32_t>(image::kThreadRestart | image::kThreadSeccomp |
+                                       image::kThreadCreds)) {
     return r.FieldError("flags", t.flags, " has unknown bits");
   }
   ASSIGN_OR_RETURN(s.pending, ReadSiginfoRecords(r, t.nr_pending));
@@ -135,6 +138,9 @@ absl::StatusOr<ThreadState> ReadThreadRecords(image::Reader& r, uint32_t* tid_re
   }
   if (t.flags & image::kThreadSeccomp) {
     ASSIGN_OR_RETURN(s.seccomp, ReadSeccompRecords(r));
+  }
+  if (t.flags & image::kThreadCreds) {
+    ASSIGN_OR_RETURN(s.creds, ReadCredsRecord(r));
   }
   return s;
 }

@@ -24,6 +24,7 @@
 #include "lib/image/format.h"
 #include "lib/image/reader.h"
 #include "lib/image/writer.h"
+#include "lib/task/core.h"
 #include "lib/task/inject.h"
 #include "lib/task/ptrace.h"
 #include "lib/task/seccomp.h"
@@ -43,6 +44,7 @@ struct ThreadState {
   std::vector<image::ckpt_siginfo> pending;       // the thread's own signal queue
   std::optional<image::ckpt_restart> restart;     // an interrupted restart-block syscall
   SeccompState seccomp;
+  std::optional<ThreadCreds> creds;  // its own, where not its process's
 };
 
 // At freeze time: registers, XSAVE area, rseq, robust list.

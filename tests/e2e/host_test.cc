@@ -89,6 +89,11 @@ TEST(HostTest, SeccompFiltersOfEachThreadSurvive) {
   ExpectPass(*s);
 }
 
+// A thread whose credentials are its own (raw setresuid in that thread
+// only) keeps them; the others keep the process's. Outside the sandbox,
+// whose user namespace maps no uid 1000.
+TEST(HostTest, AThreadsOwnCredentialsSurvive) { DumpRestoreAndExpectPass("threadcreds"); }
+
 // A deleted sparse file keeps its owner (1234:5678): outside the sandbox,
 // whose user namespace maps no such uid.
 TEST(HostTest, DeletedSparseFileKeepsItsOwner) {
