@@ -473,7 +473,7 @@ absl::Status Dumper::Collect(TaskDump& t) {
   RETURN_IF_ERROR(EndInjection(t));
 
   Phase p("dump: collect fs and fds");
-  ASSIGN_OR_RETURN(t.fs, fs::CollectFs(t.pid));
+  ASSIGN_OR_RETURN(t.fs, fs::CollectFs(t.pid, objects_));
   uint32_t flags = 0;
   if (options_.shell_job) flags |= objhash::kDumpShellJob;
   if (options_.leave_running) flags |= objhash::kDumpLeaveRunning;

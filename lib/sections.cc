@@ -44,7 +44,7 @@ absl::Status WriteFsSection(const TaskDump& t, SectionWriteContext& ctx) {
 
 absl::Status RestoreFsSection(SectionRestoreContext& ctx) {
   ASSIGN_OR_RETURN(fs::FsState fs, fs::ReadFsRecord(*ctx.reader));
-  return fs::QueueFsRestore(*ctx.task->queue, fs);
+  return fs::QueueFsRestore(*ctx.task->queue, fs, *ctx.objects);
 }
 
 // ------------------------------------------------------------------- fds

@@ -17,6 +17,7 @@
 #include "lib/base/fd.h"
 #include "lib/base/status.h"
 #include "lib/fs/fdkind.h"
+#include "lib/fs/ghost.h"
 #include "lib/fs/file.h"
 #include "lib/fs/fs.h"
 
@@ -151,19 +152,29 @@ absl::StatusOr<std::vector<FdEntry>> CollectFds(pid_t pid, objhash::ObjHash& obj
   return out;
 }
 
-absl::StatusOr<FsState> CollectFs(pid_t pid) {
+absl::StatusOr<FsState> CollectFs(pid_t pid, objhash::ObjHash& objects) {
   FsState fs;
-  ASSIGN_OR_RETURN(fs.cwd, ReadLink(absl::StrCat("/proc/", pid, "/cwd")));
+  const std::string cwd_link = absl::StrCat("/proc/", pid, "/cwd");
+  ASSIGN_OR_RETURN(fs.cwd, ReadLink(cwd_link));
   ASSIGN_OR_RETURN(fs.root, ReadLink(absl::StrCat("/proc/", pid, "/root")));
   if (absl::EndsWith(fs.cwd, " (deleted)")) {
+    // Removed while the task sat in it: made again (empty) and removed
+    // again at restore, like a removed directory held open.
+    fs.cwd.resize(fs.cwd.size() - 10);
+    struct stat st;
+    if (stat(cwd_link.c_str(), &st) != 0) return ErrnoError(errno, "stat ", cwd_link);
+    ASSIGN_OR_RETURN(fs.cwd_ref, RegisterGhost(objects, cwd_link, fs.cwd, st));
+  }
+  if (absl::EndsWith(fs.root, " (deleted)")) {
     return absl::UnimplementedError(
-        absl::StrCat("task ", pid, ": its working directory ", fs.cwd, " was deleted"));
+        absl::StrCat("task ", pid, ": its root directory ", fs.root, " was removed: not supported"));
   }
   return fs;
 }
 
 absl::Status WriteFs(const FsState& fs, image::Writer& w) {
-  image::ckpt_fs rec{static_cast<uint32_t>(fs.cwd.size()), static_cast<uint32_t>(fs.root.size())};
+  image::ckpt_fs rec{static_cast<uint32_t>(fs.cwd.size()), static_cast<uint32_t>(fs.root.size()),
+                     fs.cwd_ref, 0};
   std::string paths = fs.cwd + fs.root;
   return w.AppendStructWith(image::CKPT_HDR_FS, rec, paths.data(), paths.size());
 }
@@ -184,7 +195,9 @@ absl::StatusOr<FsState> ReadFsRecord(image::Reader& r) {
   if (rec.root_len == 0 || rec.root_len > image::kMaxPathLen) {
     return r.FieldError("root_len", rec.root_len, " is out of range");
   }
+  if (rec.reserved != 0) return r.FieldError("reserved", rec.reserved, " is not zero");
   FsState fs;
+  fs.cwd_ref = rec.cwd_ref;
   ASSIGN_OR_RETURN(fs.cwd, r.ReadString(rec.cwd_len, "cwd"));
   ASSIGN_OR_RETURN(fs.root, r.ReadString(rec.root_len, "root"));
   if (fs.cwd[0] != '/' || fs.root[0] != '/') return r.FieldError("cwd", "paths must be absolute");
@@ -211,10 +224,18 @@ absl::StatusOr<std::vector<FdEntry>> ReadFdRecords(image::Reader& r, uint32_t nr
   return fds;
 }
 
-absl::Status QueueFsRestore(task::SyscallQueue& q, const FsState& fs) {
+absl::Status QueueFsRestore(task::SyscallQueue& q, const FsState& fs,
+                            const objhash::RestoreTable& objects) {
   RETURN_IF_ERROR(q.Reserve(2, fs.cwd.size() + fs.root.size() + 32));
   task::SyscallBatch& b = q.batch();
-  b.Add(SYS_chdir, {b.AddString(fs.cwd)});
+  if (fs.cwd_ref != 0) {
+    // The recreated (and removed again) directory, which the task holds
+    // among the restorer's objects.
+    ASSIGN_OR_RETURN(const objhash::RestoredObject* dir, objects.Get(fs.cwd_ref, objhash::ObjKind::kGhost));
+    b.Add(SYS_fchdir, {static_cast<uint64_t>(dir->fd)});
+  } else {
+    b.Add(SYS_chdir, {b.AddString(fs.cwd)});
+  }
   if (fs.root != "/") b.Add(SYS_chroot, {b.AddString(fs.root)});
   return absl::OkStatus();
 }

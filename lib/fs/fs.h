@@ -37,6 +37,7 @@ struct FdEntry {
 struct FsState {
   std::string cwd;
   std::string root;
+  uint32_t cwd_ref = 0;  // the GHOST of a removed working directory
 };
 
 // The fd numbers of a task, ascending.
@@ -59,7 +60,7 @@ absl::StatusOr<ClassifiedFd> ClassifyFd(pid_t pid, int fd, uint32_t dump_flags);
 // Refuses, naming the fd and its kind, what cannot be dumped yet.
 absl::StatusOr<std::vector<FdEntry>> CollectFds(pid_t pid, objhash::ObjHash& objects,
                                                 uint32_t dump_flags);
-absl::StatusOr<FsState> CollectFs(pid_t pid);
+absl::StatusOr<FsState> CollectFs(pid_t pid, objhash::ObjHash& objects);
 
 absl::Status WriteFs(const FsState& fs, image::Writer& writer);
 absl::Status WriteFds(const std::vector<FdEntry>& fds, image::Writer& writer);
@@ -68,7 +69,8 @@ absl::StatusOr<FsState> ReadFsRecord(image::Reader& reader);
 absl::StatusOr<std::vector<FdEntry>> ReadFdRecords(image::Reader& reader, uint32_t nr_fds,
                                                    int high_fd_base);
 
-absl::Status QueueFsRestore(task::SyscallQueue& queue, const FsState& fs);
+absl::Status QueueFsRestore(task::SyscallQueue& queue, const FsState& fs,
+                            const objhash::RestoreTable& objects);
 // Closes every fd the task inherited below `high_fd_base`, then puts the
 // task's fds in place from the restorer's objects.
 absl::Status QueueFdRestore(task::SyscallQueue& queue, const std::vector<FdEntry>& fds,

@@ -49,9 +49,9 @@ constexpr uint64_t kMaxGhostSize = 1ull << 40;
 
 absl::StatusOr<uint32_t> RegisterGhost(objhash::ObjHash& objects, const std::string& source,
                                        const std::string& path, const struct stat& st) {
-  if (!S_ISREG(st.st_mode)) {
+  if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
     return absl::UnimplementedError(
-        absl::StrCat("the deleted ", path, " is not a regular file: not supported"));
+        absl::StrCat("the deleted ", path, " is neither a regular file nor a directory: not supported"));
   }
   ASSIGN_OR_RETURN(objhash::ObjHash::Found f,
                    objects.LookupAdd(objhash::ObjKind::kGhost,
@@ -99,6 +99,11 @@ absl::Status CheckpointGhost(objhash::CheckpointContext& ctx,
   rec.gid = now.st_gid;
   rec.size = static_cast<uint64_t>(now.st_size);
   rec.path_len = static_cast<uint32_t>(g.path.size());
+  if (S_ISDIR(now.st_mode)) {
+    // A removed directory is empty: its mode and owner are all it has.
+    rec.size = 0;
+    return ctx.writer->AppendStructWith(image::CKPT_HDR_GHOST, rec, g.path.data(), g.path.size());
+  }
   if (rec.size > kMaxGhostSize) {
     return absl::UnimplementedError(absl::StrCat("the deleted ", g.path, " is ", rec.size,
                                                  " bytes long: more than libckpt restores"));
@@ -126,7 +131,12 @@ absl::StatusOr<objhash::RestoredObject> RestoreGhost(objhash::RestoreContext& ct
   image::Reader& r = *ctx.reader;
   image::ckpt_ghost g;
   RETURN_IF_ERROR(r.ReadStruct(&g, sizeof(g)));
-  if (!S_ISREG(g.mode)) return r.FieldError("mode", absl::StrFormat("0%o", g.mode), " is not a regular file");
+  if (!S_ISREG(g.mode) && !S_ISDIR(g.mode)) {
+    return r.FieldError("mode", absl::StrFormat("0%o", g.mode), " is neither a regular file nor a directory");
+  }
+  if (S_ISDIR(g.mode) && (g.size != 0 || g.nr_pages != 0)) {
+    return r.FieldError("size", g.size, " and nr_pages ", g.nr_pages, " for a removed directory");
+  }
   if (g.path_len == 0 || g.path_len > image::kMaxPathLen) {
     return r.FieldError("path_len", g.path_len, " is out of range");
   }
@@ -138,6 +148,27 @@ absl::StatusOr<objhash::RestoredObject> RestoreGhost(objhash::RestoreContext& ct
   if (path[0] != '/') return r.FieldError("path", "'", path, "' is not absolute");
   // Recreated under a fresh name next to the old one, then deleted.
   std::mt19937_64 rng(std::random_device{}());
+  if (S_ISDIR(g.mode)) {
+    UniqueFd dir;
+    for (int tries = 0; tries < 8 && !dir.valid(); ++tries) {
+      const std::string name = absl::StrFormat("%s.ckpt-ghost-%016x", path, rng());
+      if (mkdir(name.c_str(), 0700) != 0) {
+        if (errno == EEXIST) continue;
+        return ErrnoError(errno, "recreating the removed directory ", path, " as ", name);
+      }
+      int f = open(name.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      const int open_errno = errno;
+      rmdir(name.c_str());
+      if (f < 0) return ErrnoError(open_errno, "opening the recreated directory ", name);
+      dir.reset(f);
+    }
+    if (!dir.valid()) return absl::AlreadyExistsError(absl::StrCat("no free name next to ", path));
+    if (fchmod(dir.get(), g.mode & 07777) != 0) {
+      return ErrnoError(errno, "chmod of the removed directory ", path);
+    }
+    (void)!fchown(dir.get(), g.uid, g.gid);  // best effort, as for files
+    return objhash::HoldAt(ctx, g.objref, dir.get(), absl::StrCat("the removed directory ", path));
+  }
   UniqueFd fd;
   std::string name;
   for (int tries = 0; tries < 8 && !fd.valid(); ++tries) {
@@ -213,8 +244,29 @@ const FdKindOps kDeletedKind = {
     .check = CheckDeleted,
 };
 
+bool ClaimsDeletedDir(const FdProbe& p) {
+  return S_ISDIR(p.st.st_mode) && !p.target.empty() && p.target[0] == '/' &&
+         absl::EndsWith(p.target, " (deleted)");
+}
+
+const FdKindOps kDeletedDirKind = {
+    .name = "removed directory",
+    .file_kind = image::kFileDeletedDir,
+    .order = 41,
+    .file_type = S_IFDIR,
+    .seekable = true,
+    .by_path = true,
+    .has_target = true,
+    .target_kind = objhash::ObjKind::kGhost,
+    .claims = ClaimsDeletedDir,
+    .describe = DescribeDeleted,
+    .register_target = RegisterDeleted,
+    .open = OpenDeleted,
+    .check = CheckDeleted,
+};
+
 [[maybe_unused]] const bool kRegistered =
-    RegisterFdKind(&kDeletedKind) &&
+    RegisterFdKind(&kDeletedKind) && RegisterFdKind(&kDeletedDirKind) &&
     objhash::RegisterHandler({objhash::ObjKind::kGhost, "GHOST", image::CKPT_HDR_GHOST,
                               CheckpointGhost, RestoreGhost});
 

@@ -337,6 +337,7 @@ enum FileKind : uint32_t {
   kFileShmem = 6,       // a memfd: the SHMEM target_ref
   kFileTimerfd = 7,     // a timerfd: the TIMERFD target_ref
   kFileDeleted = 8,     // a regular file deleted while open: the GHOST target_ref
+  kFileDeletedDir = 9,  // a directory removed while open: the GHOST target_ref
 };
 
 // Shared by CKPT_HDR_FILE (an open description: flags and pos matter) and
@@ -395,8 +396,9 @@ struct ckpt_pipe {
 static_assert(sizeof(ckpt_pipe) == 24);
 inline constexpr uint64_t kMaxPipeData = 16ull << 20;
 
-// A file that was deleted while open or mapped: recreated at restore
-// (next to its old path), opened, and deleted again. Its data follow as
+// A file that was deleted while open or mapped, or a directory removed
+// while open or a working directory (empty, then: mode and owner only):
+// recreated at restore (next to its old path), opened, and deleted again. Its data follow as
 // page arrays (PAGE_RUNS whose runs are offsets in the file, PAGE_DATA),
 // nr_pages pages in all; what no run covers is a hole (a sparse file
 // stays sparse). The last page of a size that is not a multiple of pages
@@ -467,8 +469,10 @@ static_assert(sizeof(ckpt_rlimits) == 256);
 struct ckpt_fs {
   uint32_t cwd_len;
   uint32_t root_len;
+  uint32_t cwd_ref;  // the GHOST of a working directory that was removed; else 0
+  uint32_t reserved;
 };
-static_assert(sizeof(ckpt_fs) == 8);
+static_assert(sizeof(ckpt_fs) == 16);
 
 struct ckpt_fd {
   int32_t fd;

@@ -104,6 +104,18 @@ TEST_F(FilesTest, OpenFlagsTheKernelReportsRoundTrip) {
   ExpectPass(*s);
 }
 
+// A directory removed while held open, and one removed while it was the
+// working directory of a parent and its child, come back removed.
+TEST_F(FilesTest, RemovedDirectoriesHeldOpenOrAsWorkingDirectoryComeBack) {
+  absl::StatusOr<Subject> s = StartSubject("rmdir", {TempPath("")});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  std::vector<pid_t> pids = LinePids(*s, "READY");
+  ASSERT_EQ(pids.size(), 2u) << ReadOutput(*s);
+  DumpKillRestore(*s, pids, TempPath("rmdir.img"));
+  ExpectPass(*s);
+}
+
 // flock, POSIX and OFD locks are held again after the restore, by the
 // same owners, and no more than them.
 TEST_F(FilesTest, AdvisoryLocksAreHeldAgain) {
