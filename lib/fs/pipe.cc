@@ -2,6 +2,8 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <random>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -12,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "lib/base/fd.h"
@@ -28,7 +31,7 @@ namespace {
 constexpr image::FieldSpec kPipeFields[] = {
     CKPT_FIELD(image::ckpt_pipe, objref, kUnsigned),   CKPT_FIELD(image::ckpt_pipe, flags, kHex),
     CKPT_FIELD(image::ckpt_pipe, capacity, kUnsigned), CKPT_FIELD(image::ckpt_pipe, data_size, kUnsigned),
-    CKPT_FIELD(image::ckpt_pipe, path_len, kUnsigned),
+    CKPT_FIELD(image::ckpt_pipe, path_len, kUnsigned), CKPT_FIELD(image::ckpt_pipe, mode, kOctal),
 };
 CKPT_RECORD(image::CKPT_HDR_PIPE, "PIPE", image::ckpt_pipe, kPipeFields,
             image::kMaxPathLen + image::kMaxPipeData, kPaths);
@@ -39,6 +42,8 @@ struct PipeInfo {
   std::string fifo_path;
   uint64_t ino = 0;
   bool external = false;
+  bool deleted = false;  // a FIFO unlinked while open (fifo_path is the path it had)
+  uint32_t mode = 0;
 };
 
 std::string PipeName(uint64_t ino) { return absl::StrCat("pipe:[", ino, "]"); }
@@ -135,10 +140,16 @@ absl::StatusOr<std::string> PeekPipe(const PipeInfo& p, uint32_t* capacity) {
 
 absl::StatusOr<uint32_t> RegisterPipe(objhash::ObjHash& objects, pid_t pid, int fd,
                                       const struct stat& st, const std::string& fifo_path) {
+  PipeInfo info{pid, fd, fifo_path, st.st_ino};
+  if (absl::EndsWith(info.fifo_path, " (deleted)")) {
+    info.fifo_path.resize(info.fifo_path.size() - 10);
+    info.deleted = true;
+    info.mode = st.st_mode & 07777;
+  }
   ASSIGN_OR_RETURN(objhash::ObjHash::Found f,
                    objects.LookupAdd(kObjPipe,
                                      objhash::Identity::OfInode(st.st_dev, st.st_ino),
-                                     PipeInfo{pid, fd, fifo_path, st.st_ino}));
+                                     std::move(info)));
   return f.objref;
 }
 
@@ -232,6 +243,10 @@ absl::Status CheckpointPipe(objhash::CheckpointContext& ctx,
     path = PipeName(p.ino);
   } else {
     rec.flags = p.fifo_path.empty() ? 0u : static_cast<uint32_t>(image::kPipeFifo);
+    if (p.deleted) {
+      rec.flags |= image::kPipeDeleted;
+      rec.mode = p.mode;
+    }
     ASSIGN_OR_RETURN(data, PeekPipe(p, &rec.capacity));
   }
   rec.data_size = static_cast<uint32_t>(data.size());
@@ -271,15 +286,49 @@ absl::StatusOr<objhash::RestoredObject> RestoreExternalPipe(objhash::RestoreCont
 
 }  // namespace
 
+namespace {
+
+// A FIFO unlinked while open: made again under a fresh name next to the
+// one it had, opened (O_RDWR never waits for the other side) and unlinked.
+absl::StatusOr<UniqueFd> RecreateDeletedFifo(const std::string& path, uint32_t mode) {
+  if (path.empty() || path[0] != '/') {
+    return absl::InvalidArgumentError(absl::StrCat("PIPE: the deleted FIFO's path '", path,
+                                                   "' is not absolute"));
+  }
+  std::mt19937_64 rng(std::random_device{}());
+  for (int tries = 0; tries < 8; ++tries) {
+    const std::string name = absl::StrFormat("%s.ckpt-ghost-%016x", path, rng());
+    if (mkfifo(name.c_str(), 0600) != 0) {
+      if (errno == EEXIST) continue;
+      return ErrnoError(errno, "recreating the deleted FIFO ", path, " as ", name);
+    }
+    int fd = open(name.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    const int open_errno = errno;
+    unlink(name.c_str());
+    if (fd < 0) return ErrnoError(open_errno, "opening the recreated FIFO ", name);
+    UniqueFd owned(fd);
+    if (fchmod(fd, mode) != 0) return ErrnoError(errno, "chmod of the deleted FIFO ", path);
+    return owned;
+  }
+  return absl::AlreadyExistsError(absl::StrCat("no free name next to ", path));
+}
+
+}  // namespace
+
 absl::StatusOr<objhash::RestoredObject> RestorePipe(objhash::RestoreContext& ctx,
                                                     const image::Record& rec) {
   (void)rec;
   image::Reader& r = *ctx.reader;
   image::ckpt_pipe p;
   RETURN_IF_ERROR(r.ReadStruct(&p, sizeof(p)));
-  if (p.flags & ~static_cast<uint32_t>(image::kPipeFifo | image::kPipeExternal) ||
-      p.flags == (image::kPipeFifo | image::kPipeExternal)) {
+  if (p.flags & ~static_cast<uint32_t>(image::kPipeFifo | image::kPipeExternal | image::kPipeDeleted) ||
+      (p.flags & (image::kPipeFifo | image::kPipeExternal)) ==
+          (image::kPipeFifo | image::kPipeExternal) ||
+      ((p.flags & image::kPipeDeleted) && !(p.flags & image::kPipeFifo))) {
     return r.FieldError("flags", p.flags);
+  }
+  if ((p.mode & ~07777u) || (p.mode != 0 && !(p.flags & image::kPipeDeleted))) {
+    return r.FieldError("mode", absl::StrFormat("0%o", p.mode), " does not fit the pipe");
   }
   if (p.flags & image::kPipeExternal) return RestoreExternalPipe(ctx, p);
   bool fifo = p.flags & image::kPipeFifo;
@@ -299,7 +348,9 @@ absl::StatusOr<objhash::RestoredObject> RestorePipe(objhash::RestoreContext& ctx
   RETURN_IF_ERROR(r.ReadPayload(data.data(), data.size()));
 
   UniqueFd rd, wr;
-  if (fifo) {
+  if (p.flags & image::kPipeDeleted) {
+    ASSIGN_OR_RETURN(rd, RecreateDeletedFifo(path, p.mode));
+  } else if (fifo) {
     // O_RDWR never waits for the other side of a FIFO.
     absl::StatusOr<UniqueFd> f = OpenFile(path, O_RDWR | O_NONBLOCK);
     if (!f.ok()) return Annotate(f.status(), "the FIFO of the image");
@@ -347,13 +398,7 @@ bool ClaimsPipe(const FdProbe& p) { return S_ISFIFO(p.st.st_mode); }
 
 bool IsFifoPath(const std::string& target) { return !target.empty() && target[0] == '/'; }
 
-absl::Status DescribePipe(const FdProbe& p, Description*) {
-  if (IsFifoPath(p.target) && absl::EndsWith(p.target, " (deleted)")) {
-    return absl::UnimplementedError(absl::StrCat("task ", p.pid, " fd ", p.fd, ": the deleted FIFO ",
-                                                 p.target, " is not supported yet"));
-  }
-  return absl::OkStatus();
-}
+absl::Status DescribePipe(const FdProbe&, Description*) { return absl::OkStatus(); }
 
 absl::StatusOr<uint32_t> RegisterPipeTarget(objhash::ObjHash& objects, const FdProbe& p,
                                             const Description&) {

@@ -381,6 +381,8 @@ enum PipeFlags : uint32_t {
   kPipeExternal = 1u << 1,  // shared with a process outside the tree: path is its
                             // name ("pipe:[ino]"), no data; the restore is given
                             // an fd to put in its place (--inherit-fd)
+  kPipeDeleted = 1u << 2,   // a FIFO unlinked while open: made again next to path
+                            // (with `mode`), opened and unlinked again
 };
 
 // A pipe (or FIFO) with the bytes it held: path (path_len bytes, FIFOs
@@ -391,7 +393,7 @@ struct ckpt_pipe {
   uint32_t capacity;   // F_GETPIPE_SZ
   uint32_t data_size;  // bytes buffered, after the path
   uint32_t path_len;
-  uint32_t reserved;
+  uint32_t mode;  // permission bits of a deleted FIFO; else 0
 };
 static_assert(sizeof(ckpt_pipe) == 24);
 inline constexpr uint64_t kMaxPipeData = 16ull << 20;

@@ -153,6 +153,17 @@ TEST_F(FilesTest, ALockTakenMeanwhileFailsTheRestoreByName) {
   ExpectPass(*s);
 }
 
+// A FIFO unlinked while open keeps its bytes, its mode and its sharing.
+TEST_F(FilesTest, DeletedFifoKeepsItsBytes) {
+  absl::StatusOr<Subject> s = StartSubject("delfifo", {TempPath("")});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  std::vector<pid_t> pids = LinePids(*s, "READY");
+  ASSERT_EQ(pids.size(), 2u) << ReadOutput(*s);
+  DumpKillRestore(*s, pids, TempPath("delfifo.img"));
+  ExpectPass(*s);
+}
+
 TEST_F(FilesTest, FifoWithBytesInFlight) {
   absl::StatusOr<Subject> s = StartSubject("fifo", {TempPath("")});
   ASSERT_TRUE(s.ok()) << s.status();
