@@ -171,6 +171,7 @@ absl::Status Dumper::WaitFrozen(TaskDump& t, pid_t tid) {
       // In (or on its way into) a group stop of job control: the event
       // stop reports the signal that stopped the group.
       if (task::IsStopSignal(stop.signal)) t.stop_signo = stop.signal;
+      if (t.threads[tid].trap_signal == 0) t.threads[tid].trap_signal = stop.signal;
       if (t.stop_signo != 0) return HoldSignals(t.threads[tid], tid);
       return absl::OkStatus();
     }
@@ -335,6 +336,17 @@ absl::Status Dumper::Collect(TaskDump& t) {
   for (auto& [tid, th] : t.threads) {
     RETURN_IF_ERROR(task::CaptureThreadFrozen(tid, &th.state));
     ASSIGN_OR_RETURN(th.state.seccomp, task::ReadSeccomp(t.pid, tid));
+    if (th.state.seccomp.mode != 0) {
+      // The calls the dump injects must not meet the thread's own filters
+      // (one that kills calls it does not know would kill it).
+      absl::Status suspend = task::SetOptions(tid, task::kSeizeOptions | task::kSuspendSeccomp);
+      if (!suspend.ok()) {
+        return absl::PermissionDeniedError(absl::StrCat(
+            task::TaskName(t.pid, tid), " has seccomp filters, and this process may not suspend "
+            "them for its injected calls (PTRACE_O_SUSPEND_SECCOMP needs CAP_SYS_ADMIN in the "
+            "initial user namespace and no seccomp filter of its own): ", suspend.message()));
+      }
+    }
     ASSIGN_OR_RETURN(th.state.restart,
                      task::PlanRestart(t.pid, th.state.regs, th.sleep_expiry, start_ns_));
     ASSIGN_OR_RETURN(th.state.pending, task::PeekPending(tid, /*shared=*/false));
@@ -373,11 +385,7 @@ absl::Status Dumper::Collect(TaskDump& t) {
   // saved: read the mask after it, then hold every signal back.
   auto hold_signals = [&](ThreadDump& th, pid_t tid) -> absl::Status {
     ASSIGN_OR_RETURN(th.state.sigmask, task::GetSigmask(tid));
-    if (th.signals_held) {
-      ASSIGN_OR_RETURN(th.state.sigmask, task::MaskAfterHold(t.pid, th.state.regs,
-                                                             th.mask_before_hold,
-                                                             th.state.sigmask));
-    }
+    if (th.signals_held) th.state.sigmask = th.mask_before_hold;  // see task::kAllSignalsHeld
     RETURN_IF_ERROR(th.injector->SetRecoveryMask(th.state.sigmask));
     return task::SetSigmask(tid, task::kDumpInjectionMask);
   };
@@ -446,6 +454,14 @@ absl::Status Dumper::Collect(TaskDump& t) {
   t.sighand = task::ReadSighand(batch, sig_q);
   task::ReadThreadQuery(batch, thread_q, &leader.state);
   for (const StopQuery& q : stop_q) {
+    // A group stop still on its way (a thread not in it yet) has no
+    // report: it is made when the stop completes, after the restore too.
+    bool complete = true;
+    for (const auto& [tid, th] : q.child->threads) complete &= th.trap_signal == q.child->stop_signo;
+    if (!complete) {
+      q.child->stop_reported = false;
+      continue;
+    }
     if (batch.ret(q.call) != 0) {
       return ErrnoError(static_cast<int>(-batch.ret(q.call)), "task ", t.pid,
                         ": waitid for its stopped child ", q.child->pid);
@@ -585,11 +601,8 @@ absl::Status Dumper::ThawTask(TaskDump& t, bool kill) {
   for (auto& [tid, th] : t.threads) {
     if (th.signals_held) {
       // Held but never given its mask back (the dump stopped before its
-      // injection): the mask it had, unless a resume put back a saved one.
-      absl::StatusOr<uint64_t> now = task::GetSigmask(tid);
-      if (now.ok() && *now == task::kAllSignalsHeld) {
-        keep(task::SetSigmask(tid, th.mask_before_hold));
-      }
+      // injection ended): the mask it had.
+      keep(task::SetSigmask(tid, th.mask_before_hold));
       th.signals_held = false;
     }
     keep(task::Detach(tid, 0));

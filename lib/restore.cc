@@ -296,6 +296,19 @@ absl::Status RestoreRun::SetUpGroups() {
   return tree_.SetUpGroups(options_.new_pidns, run, end_helper);
 }
 
+// The calls injected into thread `tid` from now on pass by the seccomp
+// filters it is about to get.
+absl::Status SuspendSeccomp(pid_t tid) {
+  absl::Status st = task::SetOptions(tid, task::kSeizeOptions | kExitKill | task::kSuspendSeccomp);
+  if (!st.ok()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "thread ", tid, " has seccomp filters in the image, and this process may not suspend "
+        "them for its injected calls (PTRACE_O_SUSPEND_SECCOMP needs CAP_SYS_ADMIN in the "
+        "initial user namespace and no seccomp filter of its own): ", st.message()));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<pid_t> RestoreRun::AddThread(TaskRestore& t, const task::ThreadState& thread,
                                             uint32_t tid_ref, const task::TaskCore& core) {
   auto levels = tree_.pids().find(tid_ref);
@@ -355,8 +368,12 @@ absl::StatusOr<pid_t> RestoreRun::AddThread(TaskRestore& t, const task::ThreadSt
   task::SyscallQueue tq(&inj);
   RETURN_IF_ERROR(task::QueueThreadRestore(tq, thread));
   // Its seccomp filters before its credentials: installing one needs
-  // no_new_privs or CAP_SYS_ADMIN, which the credentials may drop.
-  RETURN_IF_ERROR(task::QueueSeccompFilters(tq, thread.seccomp));
+  // no_new_privs or CAP_SYS_ADMIN, which the credentials may drop. The
+  // calls injected after them do not meet them.
+  if (thread.seccomp.mode != 0) {
+    RETURN_IF_ERROR(SuspendSeccomp(tid));
+    RETURN_IF_ERROR(task::QueueSeccompFilters(tq, thread.seccomp));
+  }
   task::TaskCore own = core;  // the process's credentials, or the thread's own
   if (thread.creds) {
     own.creds = thread.creds->creds;
@@ -458,6 +475,23 @@ absl::Status RestoreRun::EnterStops() {
           "task ", t->pid, ": TASK_ENTRY stop_signo ", signo,
           " stopped it, but its action for that signal is not the default one"));
     }
+    // A stop signal flushes a pending SIGCONT, and SIGCONT a stop: an image
+    // with both describes no task that can exist.
+    auto has_cont = [](const std::vector<image::ckpt_siginfo>& q) {
+      for (const image::ckpt_siginfo& s : q) {
+        int signo = 0;
+        std::memcpy(&signo, s.info, sizeof(signo));  // siginfo_t.si_signo
+        if (signo == SIGCONT) return true;
+      }
+      return false;
+    };
+    bool cont = has_cont(t->sections->signals.pending) || has_cont(t->sections->leader.pending);
+    for (const auto& [tid, q] : t->sections->thread_pending) cont |= has_cont(q);
+    if (cont) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "task ", t->pid, ": TASK_ENTRY stop_signo ", signo,
+          " for a task with SIGCONT pending (a stop and a pending SIGCONT cannot coexist)"));
+    }
     RETURN_IF_ERROR(t->queue->Flush());
     absl::StatusOr<int> sig =
         task::EnterGroupStop(t->pid, t->threads, signo, task::kRestoreInjectionMask);
@@ -505,9 +539,11 @@ absl::Status RestoreRun::FinishTask(TaskRestore& t) {
   // Last, what must come after every thread exists: limits, credentials,
   // the restorer's objects closed, pending signals and timers, registers.
   RETURN_IF_ERROR(task::QueueRlimitsRestore(q, core));
-  // Seccomp filters before the credentials (see AddThread); every call
-  // injected after them passes through them, as the task's own did.
-  RETURN_IF_ERROR(task::QueueSeccompFilters(q, leader.seccomp));
+  // Seccomp filters before the credentials (see AddThread).
+  if (leader.seccomp.mode != 0) {
+    RETURN_IF_ERROR(SuspendSeccomp(t.pid));
+    RETURN_IF_ERROR(task::QueueSeccompFilters(q, leader.seccomp));
+  }
   RETURN_IF_ERROR(task::QueueCredsRestore(q, core));
   // The restorer's objects stay in a shared fd table until its last
   // sharer has mapped its files.

@@ -55,6 +55,7 @@ struct ThreadDump {
   // queue; this was its mask before.
   bool signals_held = false;
   uint64_t mask_before_hold = 0;
+  int trap_signal = 0;  // what its first event stop reported (SIGTRAP, or a stop signal)
 };
 
 // A task of the dump; what the tree needs of it (pid, parent, zombie,

@@ -111,7 +111,9 @@ absl::StatusOr<ClassifiedFd> ClassifyFd(pid_t pid, int fd, uint32_t dump_flags) 
 
 // The description's SIGIO owner and signal, through a copy of it.
 absl::Status ReadOwner(int pidfd, pid_t pid, int fd, Description* file) {
-  if (file->flags & O_PATH) return absl::OkStatus();
+  // Only where signal-driven I/O is armed: the copy is not free (closing
+  // it flushes the file, as any close does).
+  if ((file->flags & O_PATH) || !(file->flags & O_ASYNC)) return absl::OkStatus();
   UniqueFd copy(static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, fd, 0)));
   if (!copy.valid()) return ErrnoError(errno, "task ", pid, " fd ", fd, ": pidfd_getfd");
   struct f_owner_ex owner {};
@@ -232,6 +234,11 @@ absl::Status QueueFsRestore(task::SyscallQueue& q, const FsState& fs,
     // The recreated (and removed again) directory, which the task holds
     // among the restorer's objects.
     ASSIGN_OR_RETURN(const objhash::RestoredObject* dir, objects.Get(fs.cwd_ref, objhash::ObjKind::kGhost));
+    struct stat st;
+    if (fstat(dir->fd, &st) != 0 || !S_ISDIR(st.st_mode)) {
+      return absl::InvalidArgumentError(absl::StrCat("FS: field 'cwd_ref': GHOST ", fs.cwd_ref,
+                                                     " is not a directory"));
+    }
     b.Add(SYS_fchdir, {static_cast<uint64_t>(dir->fd)});
   } else {
     b.Add(SYS_chdir, {b.AddString(fs.cwd)});

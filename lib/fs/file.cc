@@ -9,6 +9,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <random>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -147,6 +149,7 @@ absl::StatusOr<objhash::RestoredObject> RestoreFile(objhash::RestoreContext& ctx
     return r.FieldError("owner_ref", f.owner_ref, " does not fit owner_type ", f.owner_type);
   }
   if (f.owner_sig > image::kNrSignals) return r.FieldError("owner_sig", f.owner_sig, " is not a signal");
+  if (f.reserved2 != 0) return r.FieldError("reserved2", f.reserved2, " is not zero");
   image::ckpt_file opened = f;
   opened.flags &= ~static_cast<uint32_t>(O_ASYNC);  // armed later, in a task (RestoreAsync)
   ASSIGN_OR_RETURN(UniqueFd owned, kind->open(ctx, opened, path, target));
@@ -279,8 +282,99 @@ const FdKindOps kCharDevice = {
     .check = CheckCharDevice,
 };
 
+// A node of one of those devices, unlinked while open (mknod, open,
+// unlink): made again under a fresh name next to the old one, opened and
+// unlinked (mknod needs CAP_MKNOD in the initial user namespace).
+
+bool ClaimsDeletedCharDevice(const FdProbe& p) {
+  if (p.target.empty() || p.target[0] != '/' || !absl::EndsWith(p.target, " (deleted)")) return false;
+  FdProbe named = p;
+  named.target.resize(named.target.size() - 10);
+  return ClaimsCharDevice(named);
+}
+
+absl::Status DescribeDeletedCharDevice(const FdProbe& p, Description* file) {
+  file->path = p.target.substr(0, p.target.size() - 10);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<UniqueFd> OpenDeletedCharDevice(objhash::RestoreContext&, const image::ckpt_file& rec,
+                                               const std::string& path, const objhash::RestoredObject*) {
+  if (!S_ISCHR(rec.mode) || major(rec.rdev) != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("FILE ", rec.objref, ": field 'rdev': ", path,
+                                                   " is not one of the plain character devices"));
+  }
+  std::mt19937_64 rng(std::random_device{}());
+  for (int tries = 0; tries < 8; ++tries) {
+    const std::string name = absl::StrFormat("%s.ckpt-ghost-%016x", path, rng());
+    if (mknod(name.c_str(), S_IFCHR | (rec.mode & 07777), static_cast<dev_t>(rec.rdev)) != 0) {
+      if (errno == EEXIST) continue;
+      return ErrnoError(errno, "recreating the deleted device node ", path, " as ", name);
+    }
+    int fd = open(name.c_str(), static_cast<int>(rec.flags) | O_CLOEXEC | O_NOCTTY);
+    const int open_errno = errno;
+    unlink(name.c_str());
+    if (fd < 0) return ErrnoError(open_errno, "opening the recreated device node ", name);
+    return UniqueFd(fd);
+  }
+  return absl::AlreadyExistsError(absl::StrCat("no free name next to ", path));
+}
+
+const FdKindOps kDeletedCharDevice = {
+    .name = "deleted character device",
+    .file_kind = image::kFileDeletedCharDevice,
+    .order = 53,
+    .file_type = S_IFCHR,
+    .seekable = false,
+    .by_path = true,
+    .has_target = false,
+    .target_kind = objhash::ObjKind{0},
+    .claims = ClaimsDeletedCharDevice,
+    .describe = DescribeDeletedCharDevice,
+    .register_target = nullptr,
+    .open = OpenDeletedCharDevice,
+    .check = CheckCharDevice,
+};
+
+// ----------------------------------------- a symbolic link, open O_PATH
+
+bool ClaimsSymlink(const FdProbe& p) { return S_ISLNK(p.st.st_mode) && NamedByPath(p); }
+
+absl::StatusOr<UniqueFd> OpenSymlink(objhash::RestoreContext&, const image::ckpt_file& rec,
+                                     const std::string& path, const objhash::RestoredObject*) {
+  if (!(rec.flags & O_PATH) || !(rec.flags & O_NOFOLLOW)) {
+    return absl::InvalidArgumentError(absl::StrCat("FILE ", rec.objref, ": field 'flags': the symlink ",
+                                                   path, " is not open O_PATH|O_NOFOLLOW"));
+  }
+  int fd = open(path.c_str(), static_cast<int>(rec.flags) | O_CLOEXEC);
+  if (fd < 0) return ErrnoError(errno, "open the symlink ", path, " for the restore");
+  return UniqueFd(fd);
+}
+
+absl::Status CheckSymlink(objhash::RestoreContext&, const image::ckpt_file& rec,
+                          const std::string& path, int, const struct stat& st) {
+  return CheckFileType(rec, path, st);
+}
+
+const FdKindOps kSymlink = {
+    .name = "symbolic link",
+    .file_kind = image::kFileSymlink,
+    .order = 54,
+    .file_type = S_IFLNK,
+    .seekable = false,
+    .by_path = true,
+    .has_target = false,
+    .target_kind = objhash::ObjKind{0},
+    .claims = ClaimsSymlink,
+    .describe = nullptr,
+    .register_target = nullptr,
+    .open = OpenSymlink,
+    .check = CheckSymlink,
+};
+
 [[maybe_unused]] const bool kRegistered = RegisterFdKind(&kRegular) && RegisterFdKind(&kDirectory) &&
-                         RegisterFdKind(&kCharDevice) &&
+                         RegisterFdKind(&kCharDevice) && RegisterFdKind(&kDeletedCharDevice) &&
+                         RegisterFdKind(&kSymlink) &&
                          objhash::RegisterHandler({objhash::ObjKind::kFile, "FILE",
                                                    image::CKPT_HDR_FILE, CheckpointFile,
                                                    RestoreFile});

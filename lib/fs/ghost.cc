@@ -156,11 +156,18 @@ absl::StatusOr<objhash::RestoredObject> RestoreGhost(objhash::RestoreContext& ct
         if (errno == EEXIST) continue;
         return ErrnoError(errno, "recreating the removed directory ", path, " as ", name);
       }
-      int f = open(name.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      int f = open(name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       const int open_errno = errno;
+      struct stat made;
+      const bool ours = f >= 0 && fstat(f, &made) == 0 && S_ISDIR(made.st_mode) &&
+                        made.st_uid == geteuid() && made.st_nlink >= 2;
       rmdir(name.c_str());
       if (f < 0) return ErrnoError(open_errno, "opening the recreated directory ", name);
       dir.reset(f);
+      if (!ours) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(name, " is not the directory the restore just made"));
+      }
     }
     if (!dir.valid()) return absl::AlreadyExistsError(absl::StrCat("no free name next to ", path));
     if (fchmod(dir.get(), g.mode & 07777) != 0) {

@@ -338,6 +338,8 @@ enum FileKind : uint32_t {
   kFileTimerfd = 7,     // a timerfd: the TIMERFD target_ref
   kFileDeleted = 8,     // a regular file deleted while open: the GHOST target_ref
   kFileDeletedDir = 9,  // a directory removed while open: the GHOST target_ref
+  kFileSymlink = 10,    // a symbolic link itself, open O_PATH|O_NOFOLLOW
+  kFileDeletedCharDevice = 11,  // one of the plain character devices, its node unlinked
 };
 
 // Shared by CKPT_HDR_FILE (an open description: flags and pos matter) and

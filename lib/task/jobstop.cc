@@ -7,38 +7,11 @@
 #include "absl/strings/str_cat.h"
 #include "lib/base/status.h"
 #include "lib/task/ptrace.h"
-#include "lib/task/remote.h"
 
 namespace ckpt::task {
 
 bool IsStopSignal(int sig) {
   return sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
-}
-
-absl::StatusOr<uint64_t> MaskAfterHold(pid_t pid, const user_regs_struct& regs, uint64_t before,
-                                       uint64_t after) {
-  if (after != kAllSignalsHeld) return after;  // a saved mask came back
-  // The saved mask may have held every signal itself: it did when the
-  // thread was stopped inside a call that swaps masks.
-  constexpr int64_t kErestartNoHand = -514;
-  if (static_cast<int64_t>(regs.rax) != kErestartNoHand) return before;
-  switch (regs.orig_rax) {
-    case SYS_rt_sigsuspend:
-      return after;
-    case SYS_ppoll:
-      return regs.r10 != 0 ? after : before;
-    case SYS_epoll_pwait:
-    case 441:  // epoll_pwait2
-      return regs.r8 != 0 ? after : before;
-    case SYS_pselect6: {
-      if (regs.r9 == 0) return before;
-      uint64_t sigset = 0;  // struct { const sigset_t *ss; size_t ss_len; }
-      RETURN_IF_ERROR(ReadRemote(pid, regs.r9, &sigset, sizeof(sigset)));
-      return sigset != 0 ? after : before;
-    }
-    default:
-      return before;
-  }
 }
 
 namespace {

@@ -15,7 +15,6 @@
 
 #include <signal.h>
 #include <sys/types.h>
-#include <sys/user.h>
 
 #include <cstdint>
 #include <vector>
@@ -30,14 +29,11 @@ bool IsStopSignal(int sig);
 // A stopped thread is still inside the kernel's signal check: the first
 // time it is resumed it takes any signal its mask lets through, handlers
 // and all. The dump holds every signal of a stopped task before that
-// (PTRACE_SETSIGMASK with this mask, as the kernel reports it back).
+// (PTRACE_SETSIGMASK with this mask, as the kernel reports it back). The
+// mask read just before is the thread's own: PTRACE_GETSIGMASK reports
+// the mask sigsuspend() and the like saved, and PTRACE_SETSIGMASK drops
+// the saved one (the interrupted call, restarted, saves the mask again).
 inline constexpr uint64_t kAllSignalsHeld = ~((1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1)));
-
-// The thread's own mask, once resumed with every signal held: the mask
-// sigsuspend(), ppoll(), pselect6() or epoll_pwait() had saved, which the
-// first resume put back (`after`), or else the one it had (`before`).
-absl::StatusOr<uint64_t> MaskAfterHold(pid_t pid, const user_regs_struct& regs, uint64_t before,
-                                       uint64_t after);
 
 // Puts the traced process `pid` (its threads `tids`, the leader first)
 // into a group stop by `signo`. The leader must be in a ptrace stop with

@@ -61,6 +61,10 @@ absl::StatusOr<RseqConfig> GetRseqConfig(pid_t tid);
 // Options libckpt seizes with: syscall stops marked with 0x80, new threads
 // and children traced automatically.
 inline constexpr unsigned long kSeizeOptions = 0x1 /* TRACESYSGOOD */;
+// PTRACE_O_SUSPEND_SECCOMP: the tracee's seccomp filters do not see the
+// calls injected into it (needs CAP_SYS_ADMIN in the initial user
+// namespace and a tracer under no seccomp; dropped at detach).
+inline constexpr unsigned long kSuspendSeccomp = 0x200000;
 
 // Tests only: `hook` runs before every ptrace request that changes a
 // tracee (resume, detach, interrupt, registers, mask), so that a test can

@@ -51,7 +51,7 @@ absl::StatusOr<SeccompState> ReadSeccomp(pid_t pid, pid_t tid) {
   if (s.mode != SECCOMP_MODE_FILTER) {
     return absl::UnimplementedError(absl::StrCat(TaskName(pid, tid), ": seccomp mode ", s.mode));
   }
-  // Index 0 is the newest filter.
+  // Index 0 is the oldest filter (the kernel counts back from the newest).
   for (unsigned long i = 0;; ++i) {
     long n = ptrace(static_cast<__ptrace_request>(kGetFilter), tid, i, nullptr);
     if (n < 0 && errno == ENOENT) break;
@@ -87,7 +87,7 @@ absl::StatusOr<SeccompState> ReadSeccomp(pid_t pid, pid_t tid) {
             "(SECCOMP_RET_USER_NOTIF): not supported"));
       }
     }
-    s.filters.insert(s.filters.begin(), std::move(f));
+    s.filters.push_back(std::move(f));
     if (s.filters.size() > image::kMaxSeccompFilters) {
       return absl::UnimplementedError(absl::StrCat(TaskName(pid, tid), " has more than ",
                                                    image::kMaxSeccompFilters, " seccomp filters"));

@@ -221,8 +221,8 @@ absl::Status TreeRestore::Read(image::Reader& r, bool new_pidns, uint64_t free_a
       }
       t->stop_signo = static_cast<int>(e.stop_signo);
     }
-    if ((e.flags & image::kTaskStopReported) && e.stop_signo == 0) {
-      return r.FieldError("flags", "a stop is reported, but the task is not stopped");
+    if ((e.flags & image::kTaskStopReported) && (e.stop_signo == 0 || e.parent_ref == 0)) {
+      return r.FieldError("flags", "a stop is reported, but the task is not stopped or has no parent in the image");
     }
     t->stop_reported = (e.flags & image::kTaskStopReported) != 0;
     if (e.state != image::kTaskZombie && e.state != image::kTaskAlive) {

@@ -76,7 +76,7 @@ TEST(SignalsTest, JobControlStopsComeBackStopped) {
   ASSERT_TRUE(s.ok()) << s.status();
   ASSERT_TRUE(WaitForOutput(*s, "READY").ok()) << ReadOutput(*s);
   std::vector<pid_t> pids = LinePids(*s, "READY");
-  ASSERT_EQ(pids.size(), 4u) << ReadOutput(*s);
+  ASSERT_EQ(pids.size(), 5u) << ReadOutput(*s);
   ASSERT_NO_FATAL_FAILURE(DumpKillRestore(*s, pids, TempPath("jobstop.img")));
   ExpectPass(*s);
 }

@@ -6,7 +6,10 @@
  *  - "tgstop": two threads, stopped by SIGSTOP sent with tgkill to its
  *    second thread; its parent has not waited for the stop.
  *  - "sleeper": stopped by SIGSTOP in the middle of a 1.5 s nanosleep;
- *    not waited for.
+ *    not waited for;
+ *  - "suspended": stopped inside sigsuspend() (its own mask blocks SIGUSR2
+ *    and SIGINT, the temporary one nothing): after SIGCONT and SIGUSR2 it
+ *    comes out with its own mask.
  * A thread of each child counts in shared memory while it runs. The
  * parent counts SIGCHLD (its handler has no SA_NOCLDSTOP).
  *
@@ -91,6 +94,28 @@ static void tgstop_child(void) {
   _exit(ticks[1] > before ? 0 : 3);
 }
 
+static volatile sig_atomic_t got_usr2_susp;
+static void on_usr2_susp(int sig) { (void)sig; got_usr2_susp = 1; }
+
+/* Stopped inside sigsuspend(), whose temporary mask lets SIGUSR2 in while
+ * its own mask blocks SIGUSR2 and SIGINT: after SIGCONT and SIGUSR2 it
+ * must come out of sigsuspend with its own mask back. */
+static void suspended_child(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_usr2_susp;
+  sigaction(SIGUSR2, &sa, NULL);
+  sigset_t own, wait_mask, now;
+  sigemptyset(&own);
+  sigaddset(&own, SIGUSR2);
+  sigaddset(&own, SIGINT);
+  sigprocmask(SIG_SETMASK, &own, NULL);
+  sigemptyset(&wait_mask);
+  while (!got_usr2_susp) sigsuspend(&wait_mask);
+  sigprocmask(SIG_SETMASK, NULL, &now);
+  _exit(sigismember(&now, SIGUSR2) && sigismember(&now, SIGINT) && !sigismember(&now, SIGTERM) ? 0 : 6);
+}
+
 static void sleeper_child(void) {
   double t0 = now();
   struct timespec ts = {1, 500000000};
@@ -163,6 +188,8 @@ int main(void) {
   if (tgstop == 0) tgstop_child();
   pid_t sleeper = fork();
   if (sleeper == 0) sleeper_child();
+  pid_t suspended = fork();
+  if (suspended == 0) suspended_child();
 
   /* tstp: once its ticker runs, SIGTSTP, and wait for the stop. */
   while (ticks[0] == 0) usleep(1000);
@@ -186,10 +213,13 @@ int main(void) {
   wait_stopped(tstp, 2);
   wait_stopped(tgstop, 2);
   wait_stopped(sleeper, 1);
+  usleep(20000); /* in sigsuspend by now */
+  kill(suspended, SIGSTOP);
+  wait_stopped(suspended, 1);
   usleep(50000); /* the SIGCHLDs of the stops have come */
   const int chld_before = chld_count;
 
-  printf("READY %d %d %d %d\n", getpid(), tstp, tgstop, sleeper);
+  printf("READY %d %d %d %d %d\n", getpid(), tstp, tgstop, sleeper, suspended);
   fflush(stdout);
   subject_wait();
 
@@ -198,6 +228,7 @@ int main(void) {
   SUBJECT_CHECK(all_stopped(tstp), "tstp is not stopped");
   SUBJECT_CHECK(all_stopped(tgstop), "tgstop is not stopped");
   SUBJECT_CHECK(all_stopped(sleeper), "sleeper is not stopped");
+  SUBJECT_CHECK(all_stopped(suspended), "suspended is not stopped");
   SUBJECT_CHECK(nr_threads(tstp) == 2 && nr_threads(tgstop) == 2, "threads: %d and %d",
                 nr_threads(tstp), nr_threads(tgstop));
   uint64_t before = sum_ticks();
@@ -225,9 +256,12 @@ int main(void) {
                 "tstp is not reported continued (code %d)", si.si_code);
   kill(tgstop, SIGCONT);
   kill(sleeper, SIGCONT);
-  pid_t kids[3] = {tstp, tgstop, sleeper};
-  const char *names[3] = {"tstp", "tgstop", "sleeper"};
-  for (int i = 0; i < 3; i++) {
+  kill(suspended, SIGCONT);
+  usleep(20000);
+  kill(suspended, SIGUSR2);
+  pid_t kids[4] = {tstp, tgstop, sleeper, suspended};
+  const char *names[4] = {"tstp", "tgstop", "sleeper", "suspended"};
+  for (int i = 0; i < 4; i++) {
     int status = 0;
     pid_t r;
     while ((r = waitpid(kids[i], &status, 0)) < 0 && errno == EINTR) {

@@ -1,9 +1,10 @@
 /*
  * seccomp filters, per thread: with no_new_privs set, the main thread
- * installs two filters (getppid fails with EPERM; getpgrp with EACCES,
- * SECCOMP_FILTER_FLAG_LOG), a second thread one of its own (getsid fails
- * with ENOTTY), and a child forked after the main thread's filters has
- * them too. After SIGUSR1 each thread and the child find their calls
+ * installs four filters (getppid fails with EPERM; getpgrp with EACCES,
+ * SECCOMP_FILTER_FLAG_LOG; getppid with ENOTTY, which wins being newer;
+ * membarrier kills), a second thread one of its own (getsid fails with
+ * ENOTTY), and a child forked after the main thread's filters has them
+ * too. After SIGUSR1 each thread and the child find their calls
  * filtered as before, and nothing more, with the same filter counts.
  */
 #define _GNU_SOURCE
@@ -18,18 +19,22 @@
 
 #include "subject.h"
 
-static int install(int nr, int err, unsigned flags) {
+static int install_action(int nr, unsigned action, unsigned flags) {
   struct sock_filter f[] = {
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 1),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (unsigned)err),
+      BPF_STMT(BPF_RET | BPF_K, action),
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
   };
   struct sock_fprog prog = {sizeof(f) / sizeof(f[0]), f};
   return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog);
+}
+
+static int install(int nr, int err, unsigned flags) {
+  return install_action(nr, SECCOMP_RET_ERRNO | (unsigned)err, flags);
 }
 
 /* -errno of syscall nr (no arguments beyond 0), or its result. */
@@ -75,8 +80,13 @@ int main(void) {
   pthread_create(&t, NULL, worker, NULL);
   char c;
   if (read(done[0], &c, 1) != 1) return 1;
+  /* The newest of two filters with the same action wins: getppid fails
+   * with ENOTTY, not EPERM, only while they are in this order. membarrier,
+   * which this program never calls and the dump's own probes do, kills. */
   if (install(SYS_getppid, EPERM, 0) != 0 ||
-      install(SYS_getpgrp, EACCES, SECCOMP_FILTER_FLAG_LOG) != 0) {
+      install(SYS_getpgrp, EACCES, SECCOMP_FILTER_FLAG_LOG) != 0 ||
+      install(SYS_getppid, ENOTTY, 0) != 0 ||
+      install_action(SYS_membarrier, SECCOMP_RET_KILL_PROCESS, 0) != 0) {
     printf("FAIL: seccomp: %s\n", strerror(errno));
     return 1;
   }
@@ -84,17 +94,17 @@ int main(void) {
   pid_t child = fork();
   if (child == 0) {
     subject_wait();
-    int ok = call(SYS_getppid) == -EPERM && call(SYS_getpgrp) == -EACCES && call(SYS_getsid) >= 0;
+    int ok = call(SYS_getppid) == -ENOTTY && call(SYS_getpgrp) == -EACCES && call(SYS_getsid) >= 0;
     _exit(ok ? 0 : 3);
   }
   printf("READY %d %d\n", getpid(), child);
   fflush(stdout);
   subject_wait();
 
-  SUBJECT_CHECK(call(SYS_getppid) == -EPERM, "main: getppid gives %ld", call(SYS_getppid));
+  SUBJECT_CHECK(call(SYS_getppid) == -ENOTTY, "main: getppid gives %ld", call(SYS_getppid));
   SUBJECT_CHECK(call(SYS_getpgrp) == -EACCES, "main: getpgrp gives %ld", call(SYS_getpgrp));
   SUBJECT_CHECK(call(SYS_getsid) >= 0, "main: getsid gives %ld", call(SYS_getsid));
-  SUBJECT_CHECK(filters_of((pid_t)syscall(SYS_gettid)) == 2, "main: %d filters",
+  SUBJECT_CHECK(filters_of((pid_t)syscall(SYS_gettid)) == 4, "main: %d filters",
                 filters_of((pid_t)syscall(SYS_gettid)));
   SUBJECT_CHECK(filters_of(worker_tid) == 1, "worker: %d filters", filters_of(worker_tid));
   c = 'g';
