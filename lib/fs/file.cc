@@ -315,7 +315,10 @@ absl::StatusOr<UniqueFd> OpenDeletedCharDevice(objhash::RestoreContext&, const i
     const int open_errno = errno;
     unlink(name.c_str());
     if (fd < 0) return ErrnoError(open_errno, "opening the recreated device node ", name);
-    return UniqueFd(fd);
+    UniqueFd owned(fd);
+    // mknod's mode went through the restorer's umask.
+    if (fchmod(fd, rec.mode & 07777) != 0) return ErrnoError(errno, "chmod of the device node ", path);
+    return owned;
   }
   return absl::AlreadyExistsError(absl::StrCat("no free name next to ", path));
 }

@@ -94,6 +94,12 @@ TEST(HostTest, SeccompFiltersOfEachThreadSurvive) {
 // whose user namespace maps no uid 1000.
 TEST(HostTest, AThreadsOwnCredentialsSurvive) { DumpRestoreAndExpectPass("threadcreds"); }
 
+// A device node made, opened and unlinked comes back (outside the
+// sandbox: mknod needs CAP_MKNOD), and with it every open flag.
+TEST(HostTest, UnlinkedDeviceNodeAndOpenFlagsComeBack) {
+  DumpRestoreAndExpectPass("openflags", {TempPath(""), "mknod"});
+}
+
 // A deleted sparse file keeps its owner (1234:5678): outside the sandbox,
 // whose user namespace maps no such uid.
 TEST(HostTest, DeletedSparseFileKeepsItsOwner) {

@@ -5,10 +5,16 @@
  * directory opened O_DIRECTORY|O_NOFOLLOW. After SIGUSR1 each reads back
  * the same F_GETFL (O_TMPFILE aside: the restored file is an unlinked
  * regular file, as that one had become) and the tmpfile its bytes.
- * argv[1] is a directory.
+ * Also a symlink open O_PATH|O_NOFOLLOW (still the link, with its text)
+ * and a /dev/null node made with mknod, opened and unlinked (still that
+ * device, with no links). argv[1] is a directory; mknod needs CAP_MKNOD,
+ * which a sandbox may lack: without argv[2] "mknod" the node is skipped
+ * when mknod fails with EPERM.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include "subject.h"
 
@@ -36,8 +42,37 @@ int main(int argc, char **argv) {
     flags[i] = fcntl(fds[i], F_GETFL);
   }
   flags[0] &= ~TMPFILE_BITS;
+  char link[4200], node[4200];
+  snprintf(link, sizeof(link), "%s/link", dir);
+  snprintf(node, sizeof(node), "%s/null", dir);
+  if (symlink("target-text", link) != 0) return 1;
+  int lfd = open(link, O_PATH | O_NOFOLLOW);
+  if (lfd < 0) return 1;
+  const int lflags = fcntl(lfd, F_GETFL);
+  int nfd = -1;
+  if (mknod(node, S_IFCHR | 0620, makedev(1, 3)) == 0) {
+    chmod(node, 0620);
+    nfd = open(node, O_RDWR);
+    if (nfd < 0 || unlink(node) != 0) return 1;
+  } else if (errno != EPERM || (argc > 2 && strcmp(argv[2], "mknod") == 0)) {
+    printf("FAIL: mknod: %s\n", strerror(errno));
+    return 1;
+  }
   subject_ready();
   subject_wait();
+  struct stat st;
+  char text[64] = {0};
+  SUBJECT_CHECK(fstat(lfd, &st) == 0 && S_ISLNK(st.st_mode), "the O_PATH fd is not a symlink");
+  SUBJECT_CHECK(readlinkat(lfd, "", text, sizeof(text) - 1) == 11 && strcmp(text, "target-text") == 0,
+                "the symlink reads '%s'", text);
+  SUBJECT_CHECK(fcntl(lfd, F_GETFL) == lflags, "symlink: flags 0%o, not 0%o", fcntl(lfd, F_GETFL), lflags);
+  if (nfd >= 0) {
+    SUBJECT_CHECK(fstat(nfd, &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3),
+                  "the unlinked node is not /dev/null's device");
+    SUBJECT_CHECK(st.st_nlink == 0 && (st.st_mode & 07777) == 0620, "the node: %d links, mode %o",
+                  (int)st.st_nlink, st.st_mode & 07777);
+    SUBJECT_CHECK(write(nfd, "x", 1) == 1, "writing to the node: %s", strerror(errno));
+  }
   for (int i = 0; i < 4; i++) {
     int now = fcntl(fds[i], F_GETFL);
     if (i == 0) now &= ~TMPFILE_BITS;
