@@ -293,7 +293,37 @@ absl::Status RestoreRun::SetUpGroups() {
     h.injector.reset();
     h.threads.clear();
   };
-  return tree_.SetUpGroups(options_.new_pidns, run, end_helper);
+  // Zombies of another task's group wait at the gate until the groups
+  // exist; then each joins its group and exits.
+  auto release_zombies = [this]() -> absl::Status {
+    std::vector<TaskRestore*> gated;
+    for (auto& t : tasks_) {
+      if (t->zombie && !t->helper && t->join_pgid > 0) gated.push_back(t.get());
+    }
+    for (size_t i = 0; i < gated.size(); ++i) {
+      if (write(spawned_.zombie_gate.get(), "g", 1) != 1) return ErrnoError(errno, "zombie gate");
+    }
+    const int64_t deadline = MonotonicNs() + 5000 * 1000000LL;
+    for (TaskRestore* t : gated) {
+      for (;;) {
+        absl::StatusOr<task::ProcStat> st = task::ReadProcStat(t->pid);
+        if (st.ok() && st->state == 'Z') {
+          const pid_t want = tree_.pids().at(t->entry.pgrp_ref).front();
+          if (!options_.new_pidns && st->pgrp != want) {
+            return absl::InternalError(absl::StrCat("zombie ", t->pid, " could not join process group ",
+                                                    want, " (it is in ", st->pgrp, ")"));
+          }
+          break;
+        }
+        if (MonotonicNs() > deadline) {
+          return absl::DeadlineExceededError(absl::StrCat("task ", t->pid, " did not become a zombie"));
+        }
+        usleep(200);
+      }
+    }
+    return absl::OkStatus();
+  };
+  return tree_.SetUpGroups(options_.new_pidns, run, end_helper, release_zombies);
 }
 
 // The calls injected into thread `tid` from now on pass by the seccomp

@@ -43,6 +43,7 @@ struct ReadyMessage {
 struct ChildEnv {
   const std::vector<SpawnNode>* plan;
   int ready_fd;
+  int gate_fd;  // zombies that join a group read a byte here first
   const uint8_t* code;
   size_t code_len;
 };
@@ -108,6 +109,13 @@ void ForkChildren(const ChildEnv& env, int me, bool early);
   ForkChildren(env, me, /*early=*/false);
   if (n.zombie_status >= 0) {
     if (n.set_pgid) syscall(SYS_setpgid, 0, 0);
+    if (n.join_pgid > 0) {
+      // End of file (the restore gave up): exit all the same.
+      char go;
+      while (syscall(SYS_read, env.gate_fd, &go, 1) < 0 && errno == EINTR) {
+      }
+      syscall(SYS_setpgid, 0, n.join_pgid);
+    }
     ExitWithStatus(n.zombie_status);
   }
   long addr = syscall(SYS_mmap, n.trampoline, TrampolineLayout::kSize,
@@ -242,8 +250,10 @@ absl::StatusOr<SpawnedTree> SpawnTree(const std::vector<SpawnNode>& plan, bool c
   int p[2];
   if (pipe2(p, O_CLOEXEC) != 0) return ErrnoError(errno, "pipe");
   UniqueFd ready_r(p[0]), ready_w(p[1]);
+  if (pipe2(p, O_CLOEXEC) != 0) return ErrnoError(errno, "pipe");
+  UniqueFd gate_r(p[0]), gate_w(p[1]);
   std::span<const uint8_t> code = TrampolineCode();
-  ChildEnv env{&plan, ready_w.get(), code.data(), code.size()};
+  ChildEnv env{&plan, ready_w.get(), gate_r.get(), code.data(), code.size()};
 
   // A node is ours once this process made it (the roots: clone3 gave a
   // pidfd) or found it as the child of a node that is ours; only those are
@@ -337,9 +347,11 @@ absl::StatusOr<SpawnedTree> SpawnTree(const std::vector<SpawnNode>& plan, bool c
           "task ", pids[i] != 0 ? pids[i] : planned(i), " was made but is not the child of its parent")));
     }
   }
-  // Zombies exited at once; wait until the kernel shows them so.
+  tree.zombie_gate = std::move(gate_w);
+  // Zombies exited at once (but those waiting at the gate); wait until
+  // the kernel shows them so.
   for (size_t i = 0; i < plan.size(); ++i) {
-    if (plan[i].zombie_status < 0) continue;
+    if (plan[i].zombie_status < 0 || plan[i].join_pgid > 0) continue;
     while (StateOf(pids[i]) != 'Z') {
       if (NowMs() > deadline) {
         return fail(absl::DeadlineExceededError(

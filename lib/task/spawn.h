@@ -39,6 +39,10 @@ struct SpawnNode {
   bool early = false;
   int zombie_status = -1;   // >= 0: exits at once with this wait status
   bool set_pgid = false;    // a zombie: becomes a group leader before it exits
+  // A zombie of another task's group: waits at the gate (SpawnedTree::
+  // ReleaseZombies) until the groups exist, joins this one (its number in
+  // its namespace), then exits.
+  pid_t join_pgid = 0;
   uint64_t trampoline = 0;  // where a live task maps the trampoline
   // >= 0: an fd of the caller's on an IPC namespace that the task enters
   // (setns) before it makes its children.
@@ -53,6 +57,7 @@ struct SpawnNode {
 struct SpawnedTree {
   std::vector<pid_t> pids;       // 0 for a node not (known to be) made
   std::vector<UniqueFd> pidfds;  // -1 likewise
+  UniqueFd zombie_gate;          // a byte per waiting zombie lets one go
 };
 
 // Creates every node, waits until the live ones are ready, seizes them

@@ -345,6 +345,16 @@ absl::Status TreeRestore::PlanSessions() {
   return absl::OkStatus();
 }
 
+bool TreeRestore::ZombieCanJoin(uint32_t group_ref) const {
+  for (const TreeNode* t : nodes_) {
+    if (t->helper && t->group_ref == group_ref) return true;
+    // A live leader makes its group; a zombie leader made it before it
+    // exited (and stays in it).
+    if (!t->helper && t->entry.pid_ref == group_ref && t->entry.pgrp_ref == group_ref) return true;
+  }
+  return false;
+}
+
 std::vector<SpawnNode> TreeRestore::SpawnPlan(bool new_pidns) {
   std::vector<SpawnNode> plan;
   for (TreeNode* t : nodes_) {
@@ -360,6 +370,13 @@ std::vector<SpawnNode> TreeRestore::SpawnPlan(bool new_pidns) {
     // A zombie that led its group makes it before it exits: the group then
     // lives on with it, as it did.
     n.set_pgid = t->zombie && t->entry.pgrp_ref == t->entry.pid_ref;
+    // A zombie of a group that another task of the image (or a helper)
+    // makes: it joins the group once the groups exist, then exits.
+    const uint32_t g = t->entry.pgrp_ref;
+    if (t->zombie && g != 0 && g != t->entry.pid_ref && ZombieCanJoin(g)) {
+      n.join_pgid = PidIn(g, *t);
+    }
+    t->join_pgid = n.join_pgid;
     n.trampoline = t->entry.free_area;
     t->node = static_cast<int>(plan.size());
     plan.push_back(std::move(n));
@@ -368,7 +385,8 @@ std::vector<SpawnNode> TreeRestore::SpawnPlan(bool new_pidns) {
 }
 
 absl::Status TreeRestore::SetUpGroups(bool new_pidns, const RunIn& run,
-                                      const std::function<void(TreeNode& helper)>& end_helper) {
+                                      const std::function<void(TreeNode& helper)>& end_helper,
+                                      const std::function<absl::Status()>& release_zombies) {
   const pid_t own_group = getpgrp();
   for (TreeNode* t : nodes_) {
     if (t->zombie) continue;
@@ -396,6 +414,8 @@ absl::Status TreeRestore::SetUpGroups(bool new_pidns, const RunIn& run,
       return Annotate(st, absl::StrCat("task ", t->pid, ": joining process group ", target));
     }
   }
+  // Every group exists: the zombies that belong to one join it and exit.
+  if (release_zombies) RETURN_IF_ERROR(release_zombies());
   for (TreeNode* h : nodes_) {
     if (!h->helper) continue;
     end_helper(*h);

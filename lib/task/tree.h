@@ -97,6 +97,7 @@ struct TreeNode {
   bool early = false;       // forked before its parent becomes a session leader
   bool shares_files = false;    // its fd table is its parent's
   bool closes_objects = true;   // the last task of its fd table closes the restorer's fds
+  pid_t join_pgid = 0;          // a zombie that joins this group once it exists (SpawnPlan)
   int stop_signo = 0;           // stopped by job control (entry.stop_signo)
   bool stop_reported = false;   // ... and its parent has waited for the stop
   int node = -1;            // index in the spawn plan
@@ -122,11 +123,13 @@ class TreeRestore {
   // How SpawnTree creates the nodes (each node's `node` is set).
   std::vector<SpawnNode> SpawnPlan(bool new_pidns);
   // Once created: leaders (and helpers) make their groups, members join,
+  // the zombies waiting to join a group are let go (`release_zombies`),
   // then helpers end (`end_helper`) and their parents reap them. `run`
   // runs one syscall inside a node.
   using RunIn = std::function<absl::Status(TreeNode& t, long nr, std::initializer_list<uint64_t> args)>;
   absl::Status SetUpGroups(bool new_pidns, const RunIn& run,
-                           const std::function<void(TreeNode& helper)>& end_helper);
+                           const std::function<void(TreeNode& helper)>& end_helper,
+                           const std::function<absl::Status()>& release_zombies = nullptr);
 
   // The number of pid object `ref` in the pid namespace of `t`.
   pid_t PidIn(uint32_t ref, const TreeNode& t) const;
@@ -136,6 +139,8 @@ class TreeRestore {
 
  private:
   TreeNode& Add();
+  // Whether the group `group_ref` will exist when zombies are let go.
+  bool ZombieCanJoin(uint32_t group_ref) const;
   MakeNode make_;
   std::vector<TreeNode*> nodes_;
   std::map<uint32_t, std::vector<pid_t>> pids_;

@@ -61,6 +61,18 @@ TEST_F(TreeTest, EightThreadsResumeTheirWork) {
   ExpectPass(*s);
 }
 
+// A zombie in another task's process group is still in it, and its
+// parent's waitpid(-pgid) reaps it.
+TEST_F(TreeTest, AZombieKeepsItsProcessGroup) {
+  absl::StatusOr<Subject> s = StartSubject("zombiegroup");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  std::vector<pid_t> pids = LinePids(*s, "READY");
+  ASSERT_EQ(pids.size(), 3u) << ReadOutput(*s);
+  DumpKillRestore(*s, pids, TempPath("zombiegroup.img"));
+  ExpectPass(*s);
+}
+
 TEST_F(TreeTest, ZombieChildrenKeepTheirExitStatus) {
   absl::StatusOr<Subject> s = StartSubject("zombie");
   ASSERT_TRUE(s.ok()) << s.status();
