@@ -556,7 +556,12 @@ enum VmaAdvice : uint64_t {
   kAdvLocked = 1u << 6,      // lo: mlock
   kAdvSequential = 1u << 7,  // sr: MADV_SEQUENTIAL
   kAdvRandom = 1u << 8,      // rr: MADV_RANDOM
+  kAdvLockOnFault = 1u << 9, // lf: mlock2(MLOCK_ONFAULT) (with kAdvLocked)
+  kAdvSealed = 1u << 10,     // sl: mseal(), once the restore has done with the VMA
 };
+// A VMA's mapping type may also be MAP_DROPPABLE (anonymous memory the
+// kernel may free under pressure; kernel 6.11 and later).
+inline constexpr uint32_t kMapDroppable = 0x08;
 
 struct ckpt_vma {
   uint64_t start, end;

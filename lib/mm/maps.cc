@@ -84,6 +84,8 @@ uint64_t ParseVmFlags(absl::string_view value) {
     else if (f == "mw") flags |= kVmMayWrite;
     else if (f == "ht") flags |= kVmHugetlb;
     else if (f == "nr") flags |= kVmNoReserve;
+    else if (f == "lf") flags |= kVmLockOnFault;
+    else if (f == "dp") flags |= kVmDroppable;
   }
   return flags;
 }

@@ -37,6 +37,8 @@ enum VmFlag : uint64_t {
   kVmMayWrite = 1u << 15,    // mw
   kVmHugetlb = 1u << 16,     // ht
   kVmNoReserve = 1u << 17,   // nr (MAP_NORESERVE: no swap space reserved)
+  kVmLockOnFault = 1u << 18, // lf (mlock2 MLOCK_ONFAULT)
+  kVmDroppable = 1u << 19,   // dp (MAP_DROPPABLE)
 };
 
 struct Vma {

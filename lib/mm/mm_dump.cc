@@ -50,6 +50,8 @@ uint64_t AdviceOf(uint64_t vm_flags) {
   if (vm_flags & kVmLocked) a |= image::kAdvLocked;
   if (vm_flags & kVmSeqRead) a |= image::kAdvSequential;
   if (vm_flags & kVmRandRead) a |= image::kAdvRandom;
+  if (vm_flags & kVmLockOnFault) a |= image::kAdvLockOnFault;
+  if (vm_flags & kVmSealed) a |= image::kAdvSealed;
   return a;
 }
 
@@ -312,6 +314,9 @@ absl::StatusOr<MmDump> CollectMm(pid_t pid, uint64_t brk, objhash::ObjHash& obje
     r.prot = v.prot;
     RETURN_IF_ERROR(Classify(pid, v, objects, options, &r));
     r.flags = v.shared ? MAP_SHARED : MAP_PRIVATE;
+    if (!v.shared && (v.vm_flags & kVmDroppable) && r.kind == image::kVmaAnon) {
+      r.flags = image::kMapDroppable;
+    }
     if (!FileBacked(r.kind)) r.flags |= MAP_ANONYMOUS;
     if (v.vm_flags & kVmGrowsDown) r.flags |= MAP_GROWSDOWN;
     // Reserved without swap (huge address-space reservations: sanitizer

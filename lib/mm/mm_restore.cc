@@ -28,6 +28,7 @@ namespace ckpt::mm {
 namespace {
 
 constexpr uint64_t kPage = 4096;
+constexpr long kSysMseal = 462;  // mseal(2), Linux 6.10
 // Page arrays up to this much in all are staged (see Stage).
 constexpr uint64_t kStageBytes = 4ull << 20;
 // How far ahead of the page writes the task populates its memory.
@@ -80,8 +81,12 @@ absl::Status ValidateVma(image::Reader& r, const image::ckpt_vma& v, uint64_t pr
   if (v.prot & ~static_cast<uint32_t>(PROT_READ | PROT_WRITE | PROT_EXEC)) {
     return r.FieldError("prot", absl::Hex(v.prot), " has unknown bits");
   }
-  const uint32_t known = MAP_SHARED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN | MAP_NORESERVE;
-  if ((v.flags & ~known) || !(v.flags & MAP_SHARED) == !(v.flags & MAP_PRIVATE)) {
+  const uint32_t known = MAP_SHARED | MAP_PRIVATE | image::kMapDroppable | MAP_ANONYMOUS |
+                         MAP_GROWSDOWN | MAP_NORESERVE;
+  const uint32_t type = v.flags & 0x0f;  // MAP_TYPE
+  if ((v.flags & ~known) ||
+      (type != MAP_SHARED && type != MAP_PRIVATE &&
+       !(type == image::kMapDroppable && (v.flags & MAP_ANONYMOUS) && v.kind == image::kVmaAnon))) {
     return r.FieldError("flags", absl::Hex(v.flags), " is not a valid mapping type");
   }
   bool anon = v.flags & MAP_ANONYMOUS;
@@ -106,6 +111,11 @@ absl::Status ValidateVma(image::Reader& r, const image::ckpt_vma& v, uint64_t pr
     default:
       return r.FieldError("kind", v.kind, " is not a known VMA kind");
   }
+  constexpr uint64_t kKnownAdvice =
+      image::kAdvHugepage | image::kAdvNoHugepage | image::kAdvDontDump | image::kAdvDontFork |
+      image::kAdvWipeOnFork | image::kAdvMergeable | image::kAdvLocked | image::kAdvSequential |
+      image::kAdvRandom | image::kAdvLockOnFault | image::kAdvSealed;
+  if (v.advice & ~kKnownAdvice) return r.FieldError("advice", absl::Hex(v.advice), " has unknown bits");
   if (v.nr_pages > (v.end - v.start) / kPage) {
     return r.FieldError("nr_pages", v.nr_pages, " exceeds the VMA's ",
                         (v.end - v.start) / kPage, " pages");
@@ -449,7 +459,13 @@ absl::Status RestoreMm(image::Reader& r, MmRestoreContext& ctx, MmStats* stats) 
       pages_left -= filled;
     }
     if (prot != v.prot) stage.after.push_back({SYS_mprotect, v.start, len, v.prot});
-    if (v.advice & image::kAdvLocked) stage.after.push_back({SYS_mlock, v.start, len, 0});
+    if (v.advice & image::kAdvLockOnFault) {
+      stage.after.push_back({SYS_mlock2, v.start, len, MLOCK_ONFAULT});
+    } else if (v.advice & image::kAdvLocked) {
+      stage.after.push_back({SYS_mlock, v.start, len, 0});
+    }
+    // Sealed last: nothing may change the VMA after that.
+    if (v.advice & image::kAdvSealed) stage.after.push_back({kSysMseal, v.start, len, 0});
   }
   if (vma_pages != mm.nr_pages) {
     return absl::InvalidArgumentError(absl::StrCat(

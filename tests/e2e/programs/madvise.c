@@ -1,7 +1,8 @@
 /*
  * Memory advice and flags: regions with MADV_DONTFORK, MADV_DONTDUMP,
  * MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_MERGEABLE, MADV_WIPEONFORK,
- * mlock, MAP_LOCKED and MAP_NORESERVE, each written. Before READY each
+ * mlock, mlock2(MLOCK_ONFAULT), MAP_LOCKED, MAP_NORESERVE, MAP_DROPPABLE
+ * and mseal, each written. Before READY each
  * region's VmFlags line of /proc/self/smaps is noted; after SIGUSR1 it must
  * read the same, the data must be there, and a fork must still wipe the
  * WIPEONFORK region and leave the DONTFORK one out.
@@ -9,6 +10,7 @@
 #define _GNU_SOURCE
 #include <stdint.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "subject.h"
@@ -17,13 +19,21 @@
 #define MADV_WIPEONFORK 18
 #endif
 
+#ifndef MAP_DROPPABLE
+#define MAP_DROPPABLE 0x08
+#endif
+#ifndef MLOCK_ONFAULT
+#define MLOCK_ONFAULT 1
+#endif
+#define SYS_MSEAL 462
+
 #define PAGES 4
 
 struct region {
   const char *name;
   int advice;  /* -1: none */
   int flags;   /* extra mmap flags */
-  int lock;
+  int lock;  /* 1: mlock, 2: mlock2(MLOCK_ONFAULT), 3: mseal */
   char *addr;
   char vmflags[256];
 };
@@ -38,6 +48,9 @@ static struct region regions[] = {
     {"mlock", -1, 0, 1, NULL, ""},
     {"map_locked", -1, MAP_LOCKED, 0, NULL, ""},
     {"noreserve", -1, MAP_NORESERVE, 0, NULL, ""},
+    {"lockonfault", -1, 0, 2, NULL, ""},
+    {"droppable", -1, MAP_DROPPABLE, 0, NULL, ""},
+    {"sealed", -1, 0, 3, NULL, ""},
 };
 #define NR (sizeof(regions) / sizeof(regions[0]))
 
@@ -70,8 +83,10 @@ int main(void) {
   if (base == MAP_FAILED) return 1;
   for (size_t i = 0; i < NR; i++) {
     struct region *r = &regions[i];
+    /* MAP_DROPPABLE is a mapping type of its own, not MAP_PRIVATE. */
+    int type = r->flags == MAP_DROPPABLE ? MAP_DROPPABLE : MAP_PRIVATE | r->flags;
     r->addr = mmap(base + i * (len + (size_t)page), len, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | r->flags, -1, 0);
+                   type | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
     if (r->addr == MAP_FAILED) {
       printf("FAIL: mmap %s: %s\n", r->name, strerror(errno));
       return 1;
@@ -80,11 +95,16 @@ int main(void) {
       printf("FAIL: madvise %s: %s\n", r->name, strerror(errno));
       return 1;
     }
-    if (r->lock && mlock(r->addr, len) != 0) {
-      printf("FAIL: mlock: %s\n", strerror(errno));
+    if ((r->lock == 1 && mlock(r->addr, len) != 0) ||
+        (r->lock == 2 && syscall(SYS_mlock2, r->addr, len, MLOCK_ONFAULT) != 0)) {
+      printf("FAIL: mlock %s: %s\n", r->name, strerror(errno));
       return 1;
     }
     memset(r->addr, 'a' + (int)i, len);
+    if (r->lock == 3 && syscall(SYS_MSEAL, r->addr, len, 0) != 0) {
+      printf("FAIL: mseal: %s\n", strerror(errno));
+      return 1;
+    }
     read_vmflags(r, r->vmflags, sizeof(r->vmflags));
   }
   subject_ready();
@@ -97,7 +117,8 @@ int main(void) {
     SUBJECT_CHECK(strcmp(now, r->vmflags) == 0, "%s: VmFlags '%s', not '%s'", r->name, now, r->vmflags);
     int same = 1;
     for (size_t j = 0; j < len; j++) same &= r->addr[j] == (char)('a' + (int)i);
-    SUBJECT_CHECK(same, "%s: contents", r->name);
+    /* The kernel may drop a droppable page under pressure: zeros then. */
+    if (r->flags != MAP_DROPPABLE) SUBJECT_CHECK(same, "%s: contents", r->name);
   }
   pid_t child = fork();
   if (child == 0) {
@@ -115,5 +136,7 @@ int main(void) {
   }
   waitpid(child, &status, 0);
   SUBJECT_CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "a fork copied DONTFORK (0x%x)", status);
+  struct region *sealed = &regions[NR - 1];
+  SUBJECT_CHECK(munmap(sealed->addr, len) != 0 && errno == EPERM, "the sealed region could be unmapped");
   return subject_verdict();
 }
