@@ -191,9 +191,11 @@ absl::StatusOr<std::vector<image::ckpt_page_run>> ReadPageRuns(image::Reader& r,
   }
   ASSIGN_OR_RETURN(std::vector<uint8_t> raw,
                    r.ReadArray(sizeof(image::ckpt_page_run), image::kMaxPageRuns, "runs"));
+  // Refused before the copy: memcpy is never given the null data() of an
+  // empty vector.
+  if (raw.empty()) return r.FieldError("runs", "a page array without pages");
   std::vector<image::ckpt_page_run> runs(raw.size() / sizeof(image::ckpt_page_run));
   std::memcpy(runs.data(), raw.data(), raw.size());
-  if (runs.empty()) return r.FieldError("runs", "a page array without pages");
   return runs;
 }
 
