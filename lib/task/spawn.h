@@ -33,7 +33,7 @@ struct SpawnNode {
   int parent = -1;          // index of the parent node; -1: a child of the caller
   bool new_pidns = false;   // the task is the init of a new pid namespace
   bool share_files = false; // shares its parent's fd table (CLONE_FILES)
-  bool set_sid = false;     // becomes a session (and group) leader
+  bool set_sid = false;     // becomes a session (and group) leader (a zombie too, before it exits)
   // Forked before the parent becomes a session leader, so that it stays
   // in the parent's previous session.
   bool early = false;

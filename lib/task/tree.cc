@@ -303,7 +303,7 @@ absl::Status TreeRestore::PlanSessions() {
   for (size_t i = 0; i < nodes_.size(); ++i) {
     TreeNode& t = *nodes_[i];
     const image::ckpt_task_entry& e = t.entry;
-    bool set_sid = !t.zombie && e.session_ref == e.pid_ref;
+    bool set_sid = e.session_ref == e.pid_ref;  // a zombie too: it leads its session again
     uint32_t inherited = 0;  // 0: the restorer's session
     if (t.parent >= 0) {
       const TreeNode& p = *nodes_[t.parent];
@@ -363,13 +363,13 @@ std::vector<SpawnNode> TreeRestore::SpawnPlan(bool new_pidns) {
     n.parent = t->parent >= 0 ? nodes_[t->parent]->node : -1;
     n.early = t->early;
     n.share_files = t->shares_files;
-    n.set_sid = !t->helper && !t->zombie && t->entry.session_ref == t->entry.pid_ref;
+    n.set_sid = !t->helper && t->entry.session_ref == t->entry.pid_ref;
     size_t parent_depth = t->parent >= 0 ? nodes_[t->parent]->pids.size() : (new_pidns ? 0 : 1);
     n.new_pidns = t->pids.size() > parent_depth;
     n.zombie_status = t->zombie ? t->entry.exit_code : -1;
     // A zombie that led its group makes it before it exits: the group then
     // lives on with it, as it did.
-    n.set_pgid = t->zombie && t->entry.pgrp_ref == t->entry.pid_ref;
+    n.set_pgid = t->zombie && t->entry.pgrp_ref == t->entry.pid_ref && !n.set_sid;
     // A zombie of a group that another task of the image (or a helper)
     // makes: it joins the group once the groups exist, then exits.
     const uint32_t g = t->entry.pgrp_ref;

@@ -62,13 +62,13 @@ TEST_F(TreeTest, EightThreadsResumeTheirWork) {
 }
 
 // A zombie in another task's process group is still in it, and its
-// parent's waitpid(-pgid) reaps it.
-TEST_F(TreeTest, AZombieKeepsItsProcessGroup) {
+// parent's waitpid(-pgid) reaps it; a zombie that led a session leads it.
+TEST_F(TreeTest, AZombieKeepsItsProcessGroupAndSession) {
   absl::StatusOr<Subject> s = StartSubject("zombiegroup");
   ASSERT_TRUE(s.ok()) << s.status();
   ASSERT_OK(WaitForOutput(*s, "READY"));
   std::vector<pid_t> pids = LinePids(*s, "READY");
-  ASSERT_EQ(pids.size(), 3u) << ReadOutput(*s);
+  ASSERT_EQ(pids.size(), 4u) << ReadOutput(*s);
   DumpKillRestore(*s, pids, TempPath("zombiegroup.img"));
   ExpectPass(*s);
 }

@@ -1,13 +1,17 @@
 /*
  * A zombie in another task's process group: the parent makes child L the
  * leader of a group of its own; child Z joins L's group and exits with
- * status 7, unreaped. After SIGUSR1, Z is still a zombie in L's group and
- * waitpid(-L) reaps it, with its status.
+ * status 7, unreaped. Child Y leads a session of its own (setsid) and
+ * exits with status 5. After SIGUSR1, Z is still a zombie in L's group and
+ * waitpid(-L) reaps it, with its status; Y is a zombie that leads its
+ * session and group.
  */
 #define _GNU_SOURCE
 #include <sys/wait.h>
 
 #include "subject.h"
+
+static pid_t last_session;
 
 static char state_of(pid_t pid, pid_t *pgrp) {
   char path[64], buf[512];
@@ -19,9 +23,10 @@ static char state_of(pid_t pid, pid_t *pgrp) {
   buf[n] = 0;
   char *p = strrchr(buf, ')');
   char state = '?';
-  int ppid = 0, group = 0;
-  if (p == NULL || sscanf(p + 2, "%c %d %d", &state, &ppid, &group) != 3) return '?';
+  int ppid = 0, group = 0, session = 0;
+  if (p == NULL || sscanf(p + 2, "%c %d %d %d", &state, &ppid, &group, &session) != 4) return '?';
   *pgrp = group;
+  last_session = session;
   return state;
 }
 
@@ -40,13 +45,23 @@ int main(void) {
     _exit(7);
   }
   setpgid(zombie, leader);
+  pid_t session_leader = fork();
+  if (session_leader == 0) {
+    setsid();
+    _exit(5);
+  }
   pid_t g = 0;
+  for (int i = 0; i < 5000 && state_of(session_leader, &g) != 'Z'; i++) usleep(1000);
+  if (state_of(session_leader, &g) != 'Z' || g != session_leader || last_session != session_leader) {
+    printf("FAIL: the session leader is not a zombie leading its session\n");
+    return 1;
+  }
   for (int i = 0; i < 5000 && state_of(zombie, &g) != 'Z'; i++) usleep(1000);
   if (state_of(zombie, &g) != 'Z' || g != leader) {
     printf("FAIL: the zombie is not one in group %d (group %d)\n", leader, g);
     return 1;
   }
-  printf("READY %d %d %d\n", getpid(), leader, zombie);
+  printf("READY %d %d %d %d\n", getpid(), leader, zombie, session_leader);
   fflush(stdout);
   subject_wait();
 
@@ -56,6 +71,12 @@ int main(void) {
   pid_t r = waitpid(-leader, &status, WNOHANG);
   SUBJECT_CHECK(r == zombie && WIFEXITED(status) && WEXITSTATUS(status) == 7,
                 "waitpid(-%d) gave %d (status 0x%x)", leader, r, status);
+  st = state_of(session_leader, &g);
+  SUBJECT_CHECK(st == 'Z' && g == session_leader && last_session == session_leader,
+                "the session leader: state %c, group %d, session %d", st, g, last_session);
+  r = waitpid(session_leader, &status, 0);
+  SUBJECT_CHECK(r == session_leader && WIFEXITED(status) && WEXITSTATUS(status) == 5,
+                "the session leader: status 0x%x", status);
   kill(leader, SIGUSR1);
   while (waitpid(leader, &status, 0) < 0 && errno == EINTR) {
   }
