@@ -9,7 +9,6 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include <random>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -17,6 +16,7 @@
 #include "lib/base/fd.h"
 #include "lib/base/status.h"
 #include "lib/fs/fdkind.h"
+#include "lib/fs/ghost.h"
 #include "lib/mm/mapped_file.h"
 
 namespace ckpt::fs {
@@ -304,23 +304,12 @@ absl::StatusOr<UniqueFd> OpenDeletedCharDevice(objhash::RestoreContext&, const i
     return absl::InvalidArgumentError(absl::StrCat("FILE ", rec.objref, ": field 'rdev': ", path,
                                                    " is not one of the plain character devices"));
   }
-  std::mt19937_64 rng(std::random_device{}());
-  for (int tries = 0; tries < 8; ++tries) {
-    const std::string name = absl::StrFormat("%s.ckpt-ghost-%016x", path, rng());
-    if (mknod(name.c_str(), S_IFCHR | (rec.mode & 07777), static_cast<dev_t>(rec.rdev)) != 0) {
-      if (errno == EEXIST) continue;
-      return ErrnoError(errno, "recreating the deleted device node ", path, " as ", name);
-    }
-    int fd = open(name.c_str(), static_cast<int>(rec.flags) | O_CLOEXEC | O_NOCTTY);
-    const int open_errno = errno;
-    unlink(name.c_str());
-    if (fd < 0) return ErrnoError(open_errno, "opening the recreated device node ", name);
-    UniqueFd owned(fd);
-    // mknod's mode went through the restorer's umask.
-    if (fchmod(fd, rec.mode & 07777) != 0) return ErrnoError(errno, "chmod of the device node ", path);
-    return owned;
-  }
-  return absl::AlreadyExistsError(absl::StrCat("no free name next to ", path));
+  // mknod's mode goes through the restorer's umask: set again after.
+  const dev_t rdev = static_cast<dev_t>(rec.rdev);
+  return RecreateUnnamed(
+      path, "the deleted device node",
+      [&](const char* name) { return mknod(name, S_IFCHR | 0600, rdev); },
+      static_cast<int>(rec.flags) | O_NOCTTY, S_IFCHR, rec.mode & 07777);
 }
 
 const FdKindOps kDeletedCharDevice = {

@@ -86,6 +86,35 @@ absl::StatusOr<uint32_t> RegisterMappedGhost(objhash::ObjHash& objects, pid_t pi
   return RegisterGhost(objects, link, path, st);
 }
 
+absl::StatusOr<UniqueFd> RecreateUnnamed(const std::string& path, absl::string_view what,
+                                         const std::function<int(const char* name)>& create,
+                                         int open_flags, mode_t type, mode_t mode) {
+  std::mt19937_64 rng(std::random_device{}());
+  for (int tries = 0; tries < 8; ++tries) {
+    const std::string name = absl::StrFormat("%s.ckpt-ghost-%016x", path, rng());
+    if (create(name.c_str()) != 0) {
+      if (errno == EEXIST) continue;
+      return ErrnoError(errno, "recreating ", what, " ", path, " as ", name);
+    }
+    int f = open(name.c_str(), open_flags | O_NOFOLLOW | O_CLOEXEC);
+    const int open_errno = errno;
+    struct stat made;
+    const bool ours = f >= 0 && fstat(f, &made) == 0 && (made.st_mode & S_IFMT) == type &&
+                      made.st_uid == geteuid() && (type != S_IFDIR || made.st_nlink >= 2);
+    if (type == S_IFDIR) {
+      rmdir(name.c_str());
+    } else {
+      unlink(name.c_str());
+    }
+    if (f < 0) return ErrnoError(open_errno, "opening the recreated ", name);
+    UniqueFd fd(f);
+    if (!ours) return absl::FailedPreconditionError(absl::StrCat(name, " is not what the restore just made"));
+    if (fchmod(f, mode) != 0) return ErrnoError(errno, "chmod of ", what, " ", path);
+    return fd;
+  }
+  return absl::AlreadyExistsError(absl::StrCat("no free name next to ", path));
+}
+
 absl::Status CheckpointGhost(objhash::CheckpointContext& ctx,
                              const objhash::ObjHash::Entry& entry) {
   const auto& g = std::any_cast<const GhostInfo&>(entry.data);
@@ -147,48 +176,21 @@ absl::StatusOr<objhash::RestoredObject> RestoreGhost(objhash::RestoreContext& ct
   ASSIGN_OR_RETURN(std::string path, r.ReadString(g.path_len, "path"));
   if (path[0] != '/') return r.FieldError("path", "'", path, "' is not absolute");
   // Recreated under a fresh name next to the old one, then deleted.
-  std::mt19937_64 rng(std::random_device{}());
   if (S_ISDIR(g.mode)) {
-    UniqueFd dir;
-    for (int tries = 0; tries < 8 && !dir.valid(); ++tries) {
-      const std::string name = absl::StrFormat("%s.ckpt-ghost-%016x", path, rng());
-      if (mkdir(name.c_str(), 0700) != 0) {
-        if (errno == EEXIST) continue;
-        return ErrnoError(errno, "recreating the removed directory ", path, " as ", name);
-      }
-      int f = open(name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      const int open_errno = errno;
-      struct stat made;
-      const bool ours = f >= 0 && fstat(f, &made) == 0 && S_ISDIR(made.st_mode) &&
-                        made.st_uid == geteuid() && made.st_nlink >= 2;
-      rmdir(name.c_str());
-      if (f < 0) return ErrnoError(open_errno, "opening the recreated directory ", name);
-      dir.reset(f);
-      if (!ours) {
-        return absl::FailedPreconditionError(
-            absl::StrCat(name, " is not the directory the restore just made"));
-      }
-    }
-    if (!dir.valid()) return absl::AlreadyExistsError(absl::StrCat("no free name next to ", path));
-    if (fchmod(dir.get(), g.mode & 07777) != 0) {
-      return ErrnoError(errno, "chmod of the removed directory ", path);
-    }
+    ASSIGN_OR_RETURN(UniqueFd dir,
+                     RecreateUnnamed(path, "the removed directory",
+                                     [](const char* name) { return mkdir(name, 0700); },
+                                     O_RDONLY | O_DIRECTORY, S_IFDIR, g.mode & 07777));
     (void)!fchown(dir.get(), g.uid, g.gid);  // best effort, as for files
     return objhash::HoldAt(ctx, g.objref, dir.get(), absl::StrCat("the removed directory ", path));
   }
-  UniqueFd fd;
-  std::string name;
-  for (int tries = 0; tries < 8 && !fd.valid(); ++tries) {
-    name = absl::StrFormat("%s.ckpt-ghost-%016x", path, rng());
-    int f = open(name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (f >= 0) {
-      fd.reset(f);
-    } else if (errno != EEXIST) {
-      return ErrnoError(errno, "recreating the deleted ", path, " as ", name);
-    }
-  }
-  if (!fd.valid()) return absl::AlreadyExistsError(absl::StrCat("no free name next to ", path));
-  unlink(name.c_str());
+  ASSIGN_OR_RETURN(UniqueFd fd, RecreateUnnamed(
+                                    path, "the deleted file",
+                                    [](const char* name) {
+                                      int f = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+                                      return f < 0 ? -1 : close(f);
+                                    },
+                                    O_RDWR, S_IFREG, g.mode & 07777));
   // Sized first: what no page array fills stays a hole.
   if (ftruncate(fd.get(), static_cast<off_t>(g.size)) != 0) {
     return ErrnoError(errno, "sizing the deleted ", path, " to ", g.size, " bytes");
@@ -201,7 +203,6 @@ absl::StatusOr<objhash::RestoredObject> RestoreGhost(objhash::RestoreContext& ct
         }
         return absl::OkStatus();
       }));
-  if (fchmod(fd.get(), g.mode & 07777) != 0) return ErrnoError(errno, "chmod of the deleted ", path);
   (void)!fchown(fd.get(), g.uid, g.gid);  // best effort: the owner may not exist here
   return objhash::HoldAt(ctx, g.objref, fd.get(), absl::StrCat("the deleted ", path));
 }

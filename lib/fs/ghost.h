@@ -9,9 +9,12 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <functional>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "lib/base/fd.h"
 #include "lib/objhash/handlers.h"
 #include "lib/objhash/objhash.h"
 
@@ -27,6 +30,16 @@ absl::StatusOr<uint32_t> RegisterGhost(objhash::ObjHash& objects, const std::str
 absl::StatusOr<uint32_t> RegisterMappedGhost(objhash::ObjHash& objects, pid_t pid,
                                              uint64_t start, uint64_t end,
                                              const std::string& path, dev_t dev, uint64_t ino);
+
+// Makes an object that has no name, like one a task had open after it was
+// unlinked or removed: `create(name)` makes it under a fresh name next to
+// `path` (0, or -1 with errno; EEXIST tries another name), it is opened
+// with `open_flags` (never following a symlink, and checked to be what was
+// just made: of type `type`, owned by this process), given `mode`, and its
+// name removed. `what` names it in errors ("the deleted FIFO").
+absl::StatusOr<UniqueFd> RecreateUnnamed(const std::string& path, absl::string_view what,
+                                         const std::function<int(const char* name)>& create,
+                                         int open_flags, mode_t type, mode_t mode);
 
 absl::Status CheckpointGhost(objhash::CheckpointContext& ctx,
                              const objhash::ObjHash::Entry& entry);

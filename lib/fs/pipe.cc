@@ -3,7 +3,6 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <random>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -20,6 +19,7 @@
 #include "lib/base/fd.h"
 #include "lib/base/status.h"
 #include "lib/fs/fdkind.h"
+#include "lib/fs/ghost.h"
 #include "lib/image/format.h"
 #include "lib/image/records.h"
 
@@ -288,29 +288,16 @@ absl::StatusOr<objhash::RestoredObject> RestoreExternalPipe(objhash::RestoreCont
 
 namespace {
 
-// A FIFO unlinked while open: made again under a fresh name next to the
-// one it had, opened (O_RDWR never waits for the other side) and unlinked.
+// A FIFO unlinked while open: made again (O_RDWR never waits for the
+// other side of a FIFO).
 absl::StatusOr<UniqueFd> RecreateDeletedFifo(const std::string& path, uint32_t mode) {
   if (path.empty() || path[0] != '/') {
     return absl::InvalidArgumentError(absl::StrCat("PIPE: the deleted FIFO's path '", path,
                                                    "' is not absolute"));
   }
-  std::mt19937_64 rng(std::random_device{}());
-  for (int tries = 0; tries < 8; ++tries) {
-    const std::string name = absl::StrFormat("%s.ckpt-ghost-%016x", path, rng());
-    if (mkfifo(name.c_str(), 0600) != 0) {
-      if (errno == EEXIST) continue;
-      return ErrnoError(errno, "recreating the deleted FIFO ", path, " as ", name);
-    }
-    int fd = open(name.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
-    const int open_errno = errno;
-    unlink(name.c_str());
-    if (fd < 0) return ErrnoError(open_errno, "opening the recreated FIFO ", name);
-    UniqueFd owned(fd);
-    if (fchmod(fd, mode) != 0) return ErrnoError(errno, "chmod of the deleted FIFO ", path);
-    return owned;
-  }
-  return absl::AlreadyExistsError(absl::StrCat("no free name next to ", path));
+  return RecreateUnnamed(path, "the deleted FIFO",
+                         [](const char* name) { return mkfifo(name, 0600); },
+                         O_RDWR | O_NONBLOCK, S_IFIFO, mode);
 }
 
 }  // namespace
