@@ -19,12 +19,7 @@ namespace {
 constexpr uint64_t SigBit(int sig) { return 1ull << (sig - 1); }
 
 absl::StatusOr<StopInfo> NextStop(pid_t pid, pid_t tid) {
-  ASSIGN_OR_RETURN(StopInfo stop, WaitStop(tid));
-  if (stop.exited) {
-    return absl::AbortedError(
-        absl::StrCat(TaskName(pid, tid), " died while it was being stopped (status ", stop.status, ")"));
-  }
-  return stop;
+  return WaitStopAlive(pid, tid, "it was being stopped");
 }
 
 // One try with `sig`: whether the group stop began.

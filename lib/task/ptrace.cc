@@ -106,6 +106,15 @@ absl::StatusOr<StopInfo> WaitStop(pid_t tid) {
   return info;
 }
 
+absl::StatusOr<StopInfo> WaitStopAlive(pid_t pid, pid_t tid, absl::string_view during) {
+  ASSIGN_OR_RETURN(StopInfo stop, WaitStop(tid));
+  if (stop.exited) {
+    return absl::AbortedError(
+        absl::StrCat(TaskName(pid, tid), " exited while ", during, " (status ", stop.status, ")"));
+  }
+  return stop;
+}
+
 absl::StatusOr<siginfo_t> GetSiginfo(pid_t tid) {
   siginfo_t info;
   if (Ptrace(PTRACE_GETSIGINFO, tid, 0, &info) != 0) {

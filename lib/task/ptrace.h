@@ -16,6 +16,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace ckpt::task {
 
@@ -39,6 +40,8 @@ absl::Status Detach(pid_t tid, int sig = 0);
 
 // Waits for the next ptrace event of `tid` (__WALL).
 absl::StatusOr<StopInfo> WaitStop(pid_t tid);
+// The same, where an exit is an error: "<task> exited while <during>".
+absl::StatusOr<StopInfo> WaitStopAlive(pid_t pid, pid_t tid, absl::string_view during);
 
 absl::StatusOr<user_regs_struct> GetRegs(pid_t tid);
 absl::Status SetRegs(pid_t tid, const user_regs_struct& regs);

@@ -230,11 +230,7 @@ namespace {
 
 // The next stop of `tid` that is not an event stop on the way.
 absl::StatusOr<StopInfo> NextStopOf(pid_t pid, pid_t tid) {
-  ASSIGN_OR_RETURN(StopInfo stop, WaitStop(tid));
-  if (stop.exited) {
-    return absl::AbortedError(absl::StrCat(TaskName(pid, tid), " exited while its sleep was probed"));
-  }
-  return stop;
+  return WaitStopAlive(pid, tid, "its sleep was probed");
 }
 
 // From a syscall stop of `tid`: into an event stop on its way back to
