@@ -305,20 +305,14 @@ absl::Status RestoreRun::SetUpGroups() {
     }
     const int64_t deadline = MonotonicNs() + 5000 * 1000000LL;
     for (TaskRestore* t : gated) {
-      for (;;) {
-        absl::StatusOr<task::ProcStat> st = task::ReadProcStat(t->pid);
-        if (st.ok() && st->state == 'Z') {
-          const pid_t want = tree_.pids().at(t->entry.pgrp_ref).front();
-          if (!options_.new_pidns && st->pgrp != want) {
-            return absl::InternalError(absl::StrCat("zombie ", t->pid, " could not join process group ",
-                                                    want, " (it is in ", st->pgrp, ")"));
-          }
-          break;
-        }
-        if (MonotonicNs() > deadline) {
-          return absl::DeadlineExceededError(absl::StrCat("task ", t->pid, " did not become a zombie"));
-        }
-        usleep(200);
+      absl::StatusOr<task::ProcStat> st = task::WaitForState(t->pid, 'Z', deadline);
+      if (!st.ok()) {
+        return absl::DeadlineExceededError(absl::StrCat("task ", t->pid, " did not become a zombie"));
+      }
+      const pid_t want = tree_.pids().at(t->entry.pgrp_ref).front();
+      if (!options_.new_pidns && st->pgrp != want) {
+        return absl::InternalError(absl::StrCat("zombie ", t->pid, " could not join process group ",
+                                                want, " (it is in ", st->pgrp, ")"));
       }
     }
     return absl::OkStatus();
@@ -540,13 +534,7 @@ void RestoreRun::WaitStopped() {
   const int64_t deadline = MonotonicNs() + 2000 * 1000000LL;
   for (auto& t : tasks_) {
     if (t->zombie || t->helper || t->stop_signo == 0) continue;
-    for (pid_t tid : t->threads) {
-      for (;;) {
-        absl::StatusOr<task::ProcStat> stat = task::ReadProcStat(tid);
-        if (!stat.ok() || stat->state == 'T' || MonotonicNs() > deadline) break;
-        usleep(100);
-      }
-    }
+    for (pid_t tid : t->threads) task::WaitForState(tid, 'T', deadline).IgnoreError();
   }
 }
 

@@ -1,6 +1,7 @@
 #include "lib/task/proc.h"
 
 #include <dirent.h>
+#include <unistd.h>
 
 #include <algorithm>
 
@@ -8,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "lib/base/clock.h"
 #include "lib/base/fd.h"
 #include "lib/base/status.h"
 
@@ -155,6 +157,19 @@ absl::StatusOr<ProcStat> ReadProcStat(pid_t pid) {
   absl::StatusOr<ProcStat> st = ParseProcStat(text);
   if (!st.ok()) return Annotate(st.status(), absl::StrCat("task ", pid));
   return st;
+}
+
+absl::StatusOr<ProcStat> WaitForState(pid_t pid, char state, int64_t deadline_ns) {
+  for (;;) {
+    ASSIGN_OR_RETURN(ProcStat st, ReadProcStat(pid));
+    if (st.state == state) return st;
+    if (MonotonicNs() > deadline_ns) {
+      return absl::DeadlineExceededError(absl::StrCat("task ", pid, " is in state ",
+                                                      std::string(1, st.state), ", not ",
+                                                      std::string(1, state)));
+    }
+    usleep(100);
+  }
 }
 
 absl::StatusOr<std::vector<pid_t>> ListThreads(pid_t pid) {

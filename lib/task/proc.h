@@ -60,6 +60,10 @@ inline constexpr uint32_t kPfExiting = 0x00000004;
 
 absl::StatusOr<ProcStat> ParseProcStat(absl::string_view text);
 absl::StatusOr<ProcStat> ReadProcStat(pid_t pid);
+// Polls /proc/PID/stat until the task is in `state` ('Z', 'T', ...) and
+// returns that stat; an error once it cannot be read (it is gone) or
+// CLOCK_MONOTONIC passes `deadline_ns` (DeadlineExceeded).
+absl::StatusOr<ProcStat> WaitForState(pid_t pid, char state, int64_t deadline_ns);
 
 // The thread ids of a thread group, in /proc order (the leader first).
 absl::StatusOr<std::vector<pid_t>> ListThreads(pid_t pid);

@@ -161,11 +161,6 @@ absl::Status NodeError(const SpawnNode& n, int what, int err) {
 
 long NowMs() { return static_cast<long>(MonotonicNs() / 1000000); }
 
-char StateOf(pid_t pid) {
-  absl::StatusOr<ProcStat> stat = ReadProcStat(pid);
-  return stat.ok() ? stat->state : '?';
-}
-
 }  // namespace
 
 void KillByPidfd(int pidfd) {
@@ -352,12 +347,9 @@ absl::StatusOr<SpawnedTree> SpawnTree(const std::vector<SpawnNode>& plan, bool c
   // the kernel shows them so.
   for (size_t i = 0; i < plan.size(); ++i) {
     if (plan[i].zombie_status < 0 || plan[i].join_pgid > 0) continue;
-    while (StateOf(pids[i]) != 'Z') {
-      if (NowMs() > deadline) {
-        return fail(absl::DeadlineExceededError(
-            absl::StrCat("task ", pids[i], " did not become a zombie")));
-      }
-      usleep(200);
+    if (!WaitForState(pids[i], 'Z', deadline * 1000000LL).ok()) {
+      return fail(absl::DeadlineExceededError(
+          absl::StrCat("task ", pids[i], " did not become a zombie")));
     }
   }
   // Seize and stop the live ones.
