@@ -335,7 +335,8 @@ absl::Status Dumper::Collect(TaskDump& t) {
   RETURN_IF_ERROR(CheckShared(t));
   for (auto& [tid, th] : t.threads) {
     RETURN_IF_ERROR(task::CaptureThreadFrozen(tid, &th.state));
-    ASSIGN_OR_RETURN(th.state.seccomp, task::ReadSeccomp(t.pid, tid));
+    ASSIGN_OR_RETURN(th.status, task::ReadProcStatus(tid));
+    ASSIGN_OR_RETURN(th.state.seccomp, task::ReadSeccomp(t.pid, tid, th.status));
     if (th.state.seccomp.mode != 0) {
       // The calls the dump injects must not meet the thread's own filters
       // (one that kills calls it does not know would kill it).
@@ -449,7 +450,7 @@ absl::Status Dumper::Collect(TaskDump& t) {
   ASSIGN_OR_RETURN(t.core, task::ReadCore(t.pid, t.status, batch, core_q));
   for (auto& [tid, th] : t.threads) {
     if (tid == t.pid) continue;
-    ASSIGN_OR_RETURN(th.state.creds, task::ReadThreadCredsIfOwn(tid, t.core));
+    th.state.creds = task::ThreadCredsIfOwn(th.status, t.core);
   }
   t.sighand = task::ReadSighand(batch, sig_q);
   task::ReadThreadQuery(batch, thread_q, &leader.state);

@@ -56,6 +56,7 @@ struct ThreadDump {
   bool signals_held = false;
   uint64_t mask_before_hold = 0;
   int trap_signal = 0;  // what its first event stop reported (SIGTRAP, or a stop signal)
+  task::ProcStatus status;  // its /proc status once frozen (seccomp mode, credentials)
 };
 
 // A task of the dump; what the tree needs of it (pid, parent, zombie,

@@ -103,8 +103,7 @@ absl::StatusOr<TaskCore> ReadCore(pid_t pid, const ProcStatus& st, const Syscall
   return core;
 }
 
-absl::StatusOr<std::optional<ThreadCreds>> ReadThreadCredsIfOwn(pid_t tid, const TaskCore& core) {
-  ASSIGN_OR_RETURN(ProcStatus st, ReadProcStatus(tid));
+std::optional<ThreadCreds> ThreadCredsIfOwn(const ProcStatus& st, const TaskCore& core) {
   ThreadCreds own = CredsOf(st, core.creds.securebits);
   if (std::memcmp(&own.creds, &core.creds, sizeof(own.creds)) == 0 && own.groups == core.groups) {
     return std::nullopt;

@@ -51,9 +51,9 @@ struct ThreadCreds {
   image::ckpt_creds creds{};
   std::vector<uint32_t> groups;
 };
-// The credentials of thread `tid` (its /proc status; securebits are the
+// The credentials of a thread (from its /proc status; securebits are the
 // process's), or nothing when they are the process's.
-absl::StatusOr<std::optional<ThreadCreds>> ReadThreadCredsIfOwn(pid_t tid, const TaskCore& core);
+std::optional<ThreadCreds> ThreadCredsIfOwn(const ProcStatus& status, const TaskCore& core);
 // A CREDS record and its groups.
 absl::Status WriteCredsRecord(const ThreadCreds& creds, image::Writer& writer);
 absl::StatusOr<ThreadCreds> ReadCredsRecord(image::Reader& reader);

@@ -36,9 +36,8 @@ constexpr uint32_t kKnownFilterFlags = SECCOMP_FILTER_FLAG_LOG;
 
 }  // namespace
 
-absl::StatusOr<SeccompState> ReadSeccomp(pid_t pid, pid_t tid) {
+absl::StatusOr<SeccompState> ReadSeccomp(pid_t pid, pid_t tid, const ProcStatus& st) {
   SeccompState s;
-  ASSIGN_OR_RETURN(ProcStatus st, ReadProcStatus(tid));
   s.mode = static_cast<uint32_t>(st.seccomp);
   if (s.mode == SECCOMP_MODE_DISABLED) return s;
   if (s.mode == SECCOMP_MODE_STRICT) {

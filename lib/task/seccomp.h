@@ -7,7 +7,7 @@
 // Refused: strict mode (it forbids the calls the dump injects) and a
 // filter that answers with SECCOMP_RET_USER_NOTIF (a listener elsewhere).
 //
-//   ASSIGN_OR_RETURN(state.seccomp, ReadSeccomp(pid, tid));   // dump, frozen
+//   ASSIGN_OR_RETURN(state.seccomp, ReadSeccomp(pid, tid, status));  // dump, frozen
 //   RETURN_IF_ERROR(QueueSeccompFilters(queue, state.seccomp)); // restore
 
 #ifndef LIBCKPT_LIB_TASK_SECCOMP_H_
@@ -24,6 +24,7 @@
 #include "lib/image/reader.h"
 #include "lib/image/writer.h"
 #include "lib/task/inject.h"
+#include "lib/task/proc.h"
 
 namespace ckpt::task {
 
@@ -37,7 +38,8 @@ struct SeccompState {
   std::vector<SeccompFilter> filters;  // oldest first
 };
 
-absl::StatusOr<SeccompState> ReadSeccomp(pid_t pid, pid_t tid);
+// `status`: the thread's /proc status (its Seccomp: mode).
+absl::StatusOr<SeccompState> ReadSeccomp(pid_t pid, pid_t tid, const ProcStatus& status);
 absl::Status WriteSeccomp(const SeccompState& s, image::Writer& writer);
 absl::StatusOr<SeccompState> ReadSeccompRecords(image::Reader& reader);
 // The filters (mode 2), as syscalls of the thread's queue.
