@@ -172,7 +172,6 @@ absl::Status Dumper::WaitFrozen(TaskDump& t, pid_t tid) {
       // stop reports the signal that stopped the group.
       if (task::IsStopSignal(stop.signal)) t.stop_signo = stop.signal;
       if (t.threads[tid].trap_signal == 0) t.threads[tid].trap_signal = stop.signal;
-      if (t.stop_signo != 0) return HoldSignals(t.threads[tid], tid);
       return absl::OkStatus();
     }
     // A signal arrived before the interrupt: let it be delivered, then the
@@ -231,8 +230,14 @@ absl::StatusOr<bool> Dumper::FreezeTask(TaskDump& t) {
       if (seized_stat.ok() && seized_stat->state == 't') {
         RETURN_IF_ERROR(WaitFrozen(t, tid));
         if (!t.threads.count(tid)) continue;
+        // Signals held only while the probe lets it run: a dump killed
+        // outside that moment leaves its mask as it was.
+        ThreadDump& th = t.threads[tid];
+        RETURN_IF_ERROR(HoldSignals(th, tid));
         ASSIGN_OR_RETURN(int64_t expiry, task::ResolveStoppedSleep(t.pid, tid));
-        t.threads[tid].sleep_expiry = expiry;
+        RETURN_IF_ERROR(task::SetSigmask(tid, th.mask_before_hold));
+        th.signals_held = false;
+        th.sleep_expiry = expiry;
         continue;
       }
       // A thread in a timed sleep whose time left only the kernel's timer
@@ -312,9 +317,6 @@ absl::Status Dumper::FreezeTree(pid_t root) {
         return grew.status();
       }
       changed |= *grew;
-      if (t->stop_signo != 0) {
-        for (auto& [tid, th] : t->threads) RETURN_IF_ERROR(HoldSignals(th, tid));
-      }
       ASSIGN_OR_RETURN(std::vector<pid_t> children, task::ListChildren(pid));
       for (pid_t c : children) queue.push_back({c, pid});
     }
@@ -378,7 +380,14 @@ absl::Status Dumper::Collect(TaskDump& t) {
   auto begin = [&](ThreadDump& th, pid_t tid) -> absl::Status {
     th.injector = std::make_unique<task::Injector>(t.pid, tid);
     RETURN_IF_ERROR(th.injector->Begin(vdso + syscall_off));
-    ASSIGN_OR_RETURN(uint64_t mask, task::GetSigmask(tid));
+    // A stopped thread takes no signal on its first resume
+    // (task::kAllSignalsHeld): held just before it, with the recovery
+    // frame's mask its own.
+    if (t.stop_signo != 0) RETURN_IF_ERROR(HoldSignals(th, tid));
+    uint64_t mask = th.mask_before_hold;
+    if (!th.signals_held) {
+      ASSIGN_OR_RETURN(mask, task::GetSigmask(tid));
+    }
     th.touched = true;
     return th.injector->EnableRecovery(th.state.regs, th.state.xstate, mask, vdso, sigreturn);
   };

@@ -50,9 +50,9 @@ struct ThreadDump {
   std::unique_ptr<task::Injector> injector;
   bool touched = false;  // its registers were changed for injection
   int64_t sleep_expiry = -1;  // CLOCK_MONOTONIC expiry of the sleep the freeze broke
-  // A thread of a task stopped by job control holds every signal from its
-  // first trap on (task::kAllSignalsHeld), so that none is taken off its
-  // queue; this was its mask before.
+  // A thread of a task stopped by job control holds every signal while
+  // the dump resumes it (task::kAllSignalsHeld), so that none is taken off
+  // its queue; this was its mask before.
   bool signals_held = false;
   uint64_t mask_before_hold = 0;
   int trap_signal = 0;  // what its first event stop reported (SIGTRAP, or a stop signal)
