@@ -72,6 +72,9 @@ class Dumper {
   std::vector<task::TreeTask*> TreeTasks() const;
   absl::Status CheckShared(TaskDump& t);
   absl::Status Collect(TaskDump& t);
+  // Which tasks the restore forks from their parents, for the pages they
+  // share (task::TreeTask::inherits_memory).
+  absl::Status PlanInheritedMemory();
   absl::Status Write(ImageOutput& out);
   absl::Status Cancelled() const;
   absl::Status Thaw(bool kill);
@@ -122,6 +125,76 @@ class OutputSink : public image::ByteSink {
   ImageOutput& out_;
   const volatile sig_atomic_t* cancel_;
 };
+
+// Copy-on-write sharing after a fork is kept by forking the child from its
+// restored parent: the restore does so for a child that shares pages with
+// its parent (or whose parent is forked so), when a fork can make it as it
+// is. It is then in its parent's namespaces, group and session (or leads
+// its own, which only its descendants joined), with its parent's
+// executable and no_new_privs, and its parent's free area free in its
+// layout; every child of it can be forked so too (a zombie cannot).
+absl::Status Dumper::PlanInheritedMemory() {
+  const size_t n = tasks_.size();
+  std::map<pid_t, size_t> index;
+  for (size_t i = 0; i < n; ++i) index[tasks_[i]->pid] = i;
+  std::vector<int> parent(n, -1);
+  for (size_t i = 0; i < n; ++i) {
+    auto it = index.find(tasks_[i]->parent);
+    if (tasks_[i]->parent != 0 && it != index.end()) parent[i] = static_cast<int>(it->second);
+  }
+  auto free_in = [](const mm::MmDump& mm, uint64_t area) {
+    for (const mm::VmaDump& v : mm.vmas) {
+      if (v.rec.start < area + mm::kFreeAreaSize && area < v.rec.end) return false;
+    }
+    return true;
+  };
+  std::vector<bool> can(n, false);
+  for (size_t i = 0; i < n; ++i) {
+    const TaskDump& t = *tasks_[i];
+    if (t.zombie || parent[i] < 0) continue;
+    const TaskDump& p = *tasks_[parent[i]];
+    const bool groups_ok =
+        (t.stat.session == p.stat.session && (t.stat.pgrp == p.stat.pgrp || t.stat.pgrp == t.pid)) ||
+        (t.stat.session == t.pid && t.stat.pgrp == t.pid);
+    can[i] = !p.zombie && !t.shares_parent_files && t.ipc_ns_ref == p.ipc_ns_ref &&
+             t.status.nspid.size() == p.status.nspid.size() && groups_ok &&
+             !(p.core.task.no_new_privs && !t.core.task.no_new_privs) &&
+             // A fork passes membarrier registrations on; none is undone.
+             (p.core.task.membarrier & ~t.core.task.membarrier) == 0 &&
+             t.mm.rec.exe_ref == p.mm.rec.exe_ref && free_in(t.mm, p.mm.free_area);
+  }
+  // The members of a group or session such a task leads are its
+  // descendants (made after it, by forks below it).
+  auto descends = [&](size_t j, size_t i) {
+    for (int a = static_cast<int>(j); a >= 0; a = parent[a]) {
+      if (a == static_cast<int>(i)) return true;
+    }
+    return false;
+  };
+  for (size_t j = 0; j < n; ++j) {
+    for (pid_t leader : {tasks_[j]->stat.pgrp, tasks_[j]->stat.session}) {
+      auto it = index.find(leader);
+      if (it != index.end() && can[it->second] && !descends(j, it->second)) can[it->second] = false;
+    }
+  }
+  for (size_t i = n; i-- > 0;) {
+    if (!can[i] && parent[i] >= 0) can[parent[i]] = false;
+  }
+  uint64_t shared = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (!can[i]) continue;
+    TaskDump& t = *tasks_[i];
+    TaskDump& p = *tasks_[parent[i]];
+    ASSIGN_OR_RETURN(uint64_t moved, mm::ShareWithParent(t.pid, t.mm, p.pid, p.mm));
+    shared += moved;
+    if (moved == 0 && !p.inherits_memory) continue;
+    t.inherits_memory = true;
+    t.mm.inherits = true;
+    t.mm.free_area = p.mm.free_area;
+  }
+  stats_->pages_shared = shared;
+  return absl::OkStatus();
+}
 
 std::vector<task::TreeTask*> Dumper::TreeTasks() const {
   std::vector<task::TreeTask*> v;
@@ -683,6 +756,10 @@ absl::Status Dumper::Run(pid_t root, ImageOutput& out) {
     for (const auto& t : tasks_) tree.insert(t->pid);
     st = fs::ResolveExternalPipes(objects_, tree, options_.external, pipe_check_.checked,
                                   pipe_check_.external);
+  }
+  if (st.ok()) {
+    Phase p("dump: shared pages");
+    st = PlanInheritedMemory();
   }
   if (st.ok()) {
     Phase p("dump: write");

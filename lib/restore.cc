@@ -57,6 +57,7 @@ namespace {
 
 constexpr unsigned long kExitKill = 0x100000;   // PTRACE_O_EXITKILL
 constexpr unsigned long kTraceClone = 0x8;      // PTRACE_O_TRACECLONE
+constexpr unsigned long kTraceFork = 0x2;       // PTRACE_O_TRACEFORK
 constexpr int kZombieWaitMs = 10000;
 
 class RestoreRun {
@@ -75,6 +76,8 @@ class RestoreRun {
   absl::Status WaitForFreePids();
   absl::Status CreateTasks();
   absl::Status SetUpGroups();
+  // Forks `t` (inherits_memory) from its parent, whose memory is restored.
+  absl::Status ForkFromParent(TaskRestore& t);
   // Reads and queues the sections of `t`.
   absl::Status RestoreTask(image::Reader& r, TaskRestore& t);
   // The steps handlers left for when every task has its fds.
@@ -229,7 +232,7 @@ absl::Status RestoreRun::WaitForFreePids() {
 
 absl::Status RestoreRun::CreateTasks() {
   for (auto& t : tasks_) {
-    if (!t->zombie && !mm::IsFreeArea(layout_.all, t->entry.free_area)) {
+    if (!t->zombie && !t->inherits_memory && !mm::IsFreeArea(layout_.all, t->entry.free_area)) {
       return absl::FailedPreconditionError(absl::StrCat(
           "task ", t->pids.front(), ": its free area at 0x", absl::Hex(t->entry.free_area),
           " is used by the restoring process"));
@@ -239,7 +242,7 @@ absl::Status RestoreRun::CreateTasks() {
   // Each task enters its IPC namespace as it is made, when it is not the
   // one it inherits (its parent's; for the root, this process's).
   for (auto& t : tasks_) {
-    if (t->zombie || t->helper) continue;
+    if (t->zombie || t->helper || t->inherits_memory) continue;
     absl::StatusOr<const objhash::RestoredObject*> ns =
         objects_.Get(t->entry.ipc_ns_ref, ipc::kObjIpcNs);
     if (!ns.ok()) {
@@ -258,7 +261,7 @@ absl::Status RestoreRun::CreateTasks() {
   }
   for (auto& t : tasks_) {
     t->pid = pids[t->node];
-    if (t->zombie) continue;
+    if (t->zombie || t->inherits_memory) continue;
     t->threads = {t->pid};
     RETURN_IF_ERROR(task::SetSigmask(t->pid, task::kRestoreInjectionMask));
     t->injector = std::make_unique<task::Injector>(t->pid, t->pid);
@@ -333,6 +336,37 @@ absl::Status SuspendSeccomp(pid_t tid) {
   return absl::OkStatus();
 }
 
+// Injects clone3 into `t` with `flags` and the PID `nrs` (outermost
+// first) at every level; the caller has set the ptrace options that make
+// the new task start traced and stopped. The kernel frees an exited
+// task's PID a moment after its parent has been told of the exit
+// (release_task notifies, then frees): a PID that no task holds any more
+// comes free within microseconds, so EEXIST is tried again for a while.
+absl::Status CloneWithPid(TaskRestore& t, uint64_t flags, uint64_t exit_signal,
+                          const std::vector<pid_t>& nrs, const char* what) {
+  pid_t set_tid[32];
+  if (nrs.empty() || nrs.size() > 32) return absl::InternalError("a task's PID levels");
+  for (size_t i = 0; i < nrs.size(); ++i) set_tid[i] = nrs[nrs.size() - 1 - i];
+  struct clone_args args;
+  std::memset(&args, 0, sizeof(args));
+  args.flags = flags;
+  args.exit_signal = exit_signal;
+  args.set_tid_size = nrs.size();
+  const int64_t deadline = MonotonicNs() + task::kPidReleaseWaitNs;
+  for (;;) {
+    task::SyscallBatch b = t.injector->NewBatch();
+    args.set_tid = b.AddData(set_tid, nrs.size() * sizeof(pid_t));
+    b.Add(SYS_clone3, {b.AddStruct(args), sizeof(args)});
+    absl::Status st = t.injector->Run(b);
+    if (st.code() != absl::StatusCode::kAlreadyExists) return st;
+    std::string holder = task::DescribePidHolder(nrs.front());
+    if (!holder.empty() || MonotonicNs() > deadline) {
+      return absl::AlreadyExistsError(absl::StrCat(what, " ", nrs.front(), " is taken", holder));
+    }
+    usleep(200);
+  }
+}
+
 absl::StatusOr<pid_t> RestoreRun::AddThread(TaskRestore& t, const task::ThreadState& thread,
                                             uint32_t tid_ref, const task::TaskCore& core) {
   auto levels = tree_.pids().find(tid_ref);
@@ -347,30 +381,9 @@ absl::StatusOr<pid_t> RestoreRun::AddThread(TaskRestore& t, const task::ThreadSt
   task::SyscallQueue& q = *t.queue;
   RETURN_IF_ERROR(q.Flush());
   RETURN_IF_ERROR(task::SetOptions(t.pid, task::kSeizeOptions | kExitKill | kTraceClone));
-  pid_t set_tid[32];
-  for (size_t i = 0; i < nrs.size(); ++i) set_tid[i] = nrs[nrs.size() - 1 - i];
-  struct clone_args args;
-  std::memset(&args, 0, sizeof(args));
-  args.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
-  args.set_tid_size = nrs.size();
-  absl::Status st;
-  // The kernel frees an exited thread's TID a moment after its process's
-  // parent has been told of the exit (release_task notifies, then frees):
-  // a TID that no task holds any more comes free within microseconds.
-  const int64_t deadline = MonotonicNs() + task::kPidReleaseWaitNs;
-  for (;;) {
-    task::SyscallBatch b = t.injector->NewBatch();
-    args.set_tid = b.AddData(set_tid, nrs.size() * sizeof(pid_t));
-    b.Add(SYS_clone3, {b.AddStruct(args), sizeof(args)});
-    st = t.injector->Run(b);
-    if (st.code() != absl::StatusCode::kAlreadyExists) break;
-    std::string holder = task::DescribePidHolder(nrs.front());
-    if (!holder.empty() || MonotonicNs() > deadline) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("thread ID ", nrs.front(), " is taken", holder));
-    }
-    usleep(200);
-  }
+  absl::Status st = CloneWithPid(
+      t, CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM, 0, nrs,
+      "thread ID");
   if (!st.ok()) return Annotate(st, absl::StrCat("task ", t.pid, ": creating thread ", nrs.front()));
   RETURN_IF_ERROR(task::SetOptions(t.pid, task::kSeizeOptions | kExitKill));
   // The TID as this process sees it.
@@ -414,6 +427,79 @@ absl::StatusOr<pid_t> RestoreRun::AddThread(TaskRestore& t, const task::ThreadSt
   return nrs.back();
 }
 
+// A task that shared pages with its parent is forked from it now, the
+// parent's memory restored: clone3 (with the task's PID at every level)
+// injected into the parent, which passes the child on to this tracer
+// (PTRACE_O_TRACEFORK) stopped before it runs. The child then has its
+// parent's memory, and a copy of its fd table and of what else a fork
+// copies; its own sections replace all of it but the pages it keeps.
+absl::Status RestoreRun::ForkFromParent(TaskRestore& t) {
+  TaskRestore& p = *tasks_[t.parent];
+  if (p.injector == nullptr || p.zombie || p.helper) {
+    return absl::InternalError(absl::StrCat("task ", t.pids.front(), ": its parent is not restored"));
+  }
+  task::SyscallQueue& pq = *p.queue;
+  RETURN_IF_ERROR(pq.Flush());
+  RETURN_IF_ERROR(task::SetOptions(p.pid, task::kSeizeOptions | kExitKill | kTraceFork));
+  const std::vector<pid_t>& nrs = t.pids;
+  absl::Status st = CloneWithPid(p, 0, SIGCHLD, nrs, "PID");
+  absl::Status reset = task::SetOptions(p.pid, task::kSeizeOptions | kExitKill);
+  if (!st.ok()) {
+    return Annotate(st, absl::StrCat("task ", p.pid, ": forking task ", nrs.front(),
+                                     " after its memory"));
+  }
+  RETURN_IF_ERROR(reset);
+  // The child as this process sees it: found among the parent's children.
+  pid_t pid = options_.new_pidns ? 0 : nrs.front();
+  if (options_.new_pidns) {
+    ASSIGN_OR_RETURN(std::vector<pid_t> children, task::ListChildren(p.pid));
+    for (pid_t c : children) {
+      absl::StatusOr<pid_t> inner = task::InnerPid(c);
+      if (inner.ok() && *inner == nrs.back()) pid = c;
+    }
+  }
+  int fd = pid > 0 ? static_cast<int>(syscall(SYS_pidfd_open, pid, 0)) : -1;
+  UniqueFd pidfd(fd);
+  absl::StatusOr<task::ProcStat> stat = pidfd.valid() ? task::ReadProcStat(pid)
+                                                      : absl::NotFoundError("no pidfd");
+  if (!stat.ok() || stat->ppid != p.pid) {
+    return absl::InternalError(absl::StrCat("task ", nrs.front(), " forked by ", p.pid,
+                                            " is not found as its child"));
+  }
+  spawned_.pids[t.node] = pid;
+  spawned_.pidfds[t.node] = std::move(pidfd);
+  t.pid = pid;
+  t.threads = {pid};
+  for (;;) {
+    ASSIGN_OR_RETURN(task::StopInfo stop, task::WaitStop(pid));
+    if (stop.exited) return absl::AbortedError(absl::StrCat("task ", pid, " died at birth"));
+    if (stop.group_stop) break;
+    RETURN_IF_ERROR(task::Cont(pid, 0));
+  }
+  RETURN_IF_ERROR(task::SetOptions(pid, task::kSeizeOptions | kExitKill));
+  RETURN_IF_ERROR(task::SetSigmask(pid, task::kRestoreInjectionMask));
+  t.injector = std::make_unique<task::Injector>(pid, pid);
+  RETURN_IF_ERROR(t.injector->Begin(p.injector->syscall_insn()));
+  t.injector->AdoptTrampoline(p.injector->layout().base);
+  t.queue = std::make_unique<task::SyscallQueue>(t.injector.get());
+  // The parent's rseq registration came along (its own comes back with
+  // its threads section); the group or session it leads is made now.
+  ASSIGN_OR_RETURN(task::RseqConfig rseq, task::GetRseqConfig(pid));
+  task::SyscallBatch b = t.injector->NewBatch();
+  if (rseq.size != 0) {
+    b.Add(SYS_rseq, {rseq.ptr, rseq.size, 1 /* RSEQ_FLAG_UNREGISTER */, rseq.signature});
+  }
+  if (t.entry.session_ref == t.entry.pid_ref) {
+    b.Add(SYS_setsid, {});
+  } else if (t.entry.pgrp_ref == t.entry.pid_ref) {
+    b.Add(SYS_setpgid, {0, 0});
+  }
+  st = t.injector->Run(b);
+  if (!st.ok()) return Annotate(st, absl::StrCat("task ", pid, ": after its fork"));
+  ++stats_->tasks;
+  return absl::OkStatus();
+}
+
 absl::Status RestoreRun::RestoreTask(image::Reader& r, TaskRestore& t) {
   t.sections = std::make_unique<SectionRestoreContext>();
   SectionRestoreContext& ctx = *t.sections;
@@ -422,6 +508,10 @@ absl::Status RestoreRun::RestoreTask(image::Reader& r, TaskRestore& t) {
   ctx.objects = &objects_;
   ctx.high_fd_base = high_fd_base_;
   ctx.layout = &layout_;
+  if (t.inherits_memory) {
+    ctx.parent_mm = &tasks_[t.parent]->mm;
+    ctx.parent_core = &tasks_[t.parent]->sections->core;
+  }
   ctx.buffer = &buffer_;
   ctx.stats = stats_;
   ctx.add_thread = [&](const task::ThreadState& thread, uint32_t tid_ref,
@@ -672,6 +762,7 @@ absl::StatusOr<pid_t> RestoreRun::Run(int in_fd) {
   for (auto& t : tasks_) {
     if (t->zombie || t->helper) continue;
     Phase p("restore: task section");
+    if (t->inherits_memory) RETURN_IF_ERROR(ForkFromParent(*t));
     RETURN_IF_ERROR(RestoreTask(r, *t));
   }
   RETURN_IF_ERROR(r.ExpectTail());

@@ -29,6 +29,16 @@ absl::Status RestoreCoreSection(SectionRestoreContext& ctx) {
   if (ctx.core.task.pid_ref != t.entry.pid_ref) {
     return r.FieldError("pid_ref", "the task sections are not in tree order");
   }
+  if (ctx.parent_core != nullptr) {
+    // Forked from its restored parent, it has the parent's no_new_privs
+    // and membarrier registrations, which nothing takes back.
+    const image::ckpt_task& p = ctx.parent_core->task;
+    if ((p.membarrier & ~ctx.core.task.membarrier) != 0 ||
+        (p.no_new_privs && !ctx.core.task.no_new_privs)) {
+      return r.FieldError("membarrier", "the task inherits its parent's memory but not its "
+                          "membarrier registrations or no_new_privs, which a fork passes on");
+    }
+  }
   if (ctx.core.task.nr_threads != t.entry.nr_threads) {
     return r.FieldError("nr_threads", ctx.core.task.nr_threads, " differs from the tree's ",
                         t.entry.nr_threads);
@@ -108,6 +118,8 @@ absl::Status RestoreMmSection(SectionRestoreContext& ctx) {
   mctx.pid = t.pid;
   mctx.free_area = t.entry.free_area;
   mctx.layout = ctx.layout;
+  mctx.parent = ctx.parent_mm;
+  mctx.restored = &t.mm;
   mctx.objects = ctx.objects;
   mctx.ipc_ns_ref = t.entry.ipc_ns_ref;
   mctx.queue = t.queue.get();

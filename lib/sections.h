@@ -103,6 +103,9 @@ struct TaskRestore : task::TreeNode {
   std::map<uint32_t, int> fd_of;
   // What its sections read, kept until the driver finishes the task.
   std::unique_ptr<SectionRestoreContext> sections;
+  // Its memory as restored, for the children forked from it
+  // (inherits_memory).
+  mm::RestoredMm mm;
 };
 
 // What the sections of one task read and leave for the ones after them
@@ -114,6 +117,10 @@ struct SectionRestoreContext {
   const objhash::RestoreTable* objects = nullptr;
   int high_fd_base = 0;
   const mm::RestorerLayout* layout = nullptr;
+  // The parent's restored memory, for a task forked from it
+  // (inherits_memory).
+  const mm::RestoredMm* parent_mm = nullptr;
+  const task::TaskCore* parent_core = nullptr;
   Buffer* buffer = nullptr;
   RestoreStats* stats = nullptr;
   // Creates another thread of the task (the threads section); returns its

@@ -55,7 +55,7 @@ static const pid_t kNoSuchPid = 999999;
 
 static void abi_version(void) {
   CHECK(ckpt_abi_version() == CKPT_ABI_VERSION);
-  CHECK(CKPT_ABI_VERSION == 2);
+  CHECK(CKPT_ABI_VERSION == 3);
 }
 
 static void strerror_names_codes(void) {

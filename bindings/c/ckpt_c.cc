@@ -291,6 +291,7 @@ absl::Status CheckpointTree(pid_t root, int out_fd, const ckpt_dump_opts* opts) 
     stats.image_bytes = s.image_bytes;
     stats.freeze_ns = s.freeze_ns;
     stats.total_ns = s.total_ns;
+    stats.pages_shared = s.pages_shared;
     WriteVersioned(o.stats, stats);
   }
   return st;

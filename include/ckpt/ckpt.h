@@ -122,8 +122,9 @@ extern "C" {
 /* Bumped when a function or struct field is added.
  * 2: ckpt_dump_opts.external, nr_external, cancel;
  *    ckpt_restore_opts.inherit_fds, nr_inherit_fds;
- *    CKPT_RESTORE_ALLOW_CHANGED_FILES. */
-#define CKPT_ABI_VERSION 2
+ *    CKPT_RESTORE_ALLOW_CHANGED_FILES.
+ * 3: ckpt_dump_stats.pages_shared. */
+#define CKPT_ABI_VERSION 3
 
 /* ckpt_dump_opts.flags */
 #define CKPT_DUMP_LEAVE_RUNNING (1u << 0) /* resume the tree after the dump (default: kill it) */
@@ -157,6 +158,10 @@ struct ckpt_dump_stats {
   uint64_t image_bytes;   /* bytes written to the image fd */
   uint64_t freeze_ns;     /* time to stop the tree */
   uint64_t total_ns;      /* time of the whole dump */
+  /* ABI 3: private pages a child shares with its parent (copy-on-write
+   * since a fork) left out of the child's page arrays: the restore forks
+   * it from its parent and they stay shared. */
+  uint64_t pages_shared;
 };
 
 struct ckpt_dump_opts {

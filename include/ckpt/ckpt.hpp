@@ -95,6 +95,9 @@ struct DumpStats {
   uint64_t vmas = 0;
   uint64_t pages_written = 0;
   uint64_t pages_skipped = 0;  // resident but not saved: clean file pages, zero page
+  // Left out of a child's pages because it shares them with its parent
+  // (copy-on-write since a fork): the restore forks it from the parent.
+  uint64_t pages_shared = 0;
   uint64_t image_bytes = 0;
   uint64_t freeze_ns = 0;
   uint64_t total_ns = 0;

@@ -30,7 +30,7 @@ inline constexpr char kMagic[8] = {'L', 'I', 'B', 'C', 'K', 'P', 'T', '\0'};
 // A reader refuses another major; a higher minor only appends fields and
 // skippable records.
 inline constexpr uint16_t kFormatMajor = 4;
-inline constexpr uint16_t kFormatMinor = 0;
+inline constexpr uint16_t kFormatMinor = 1;
 inline constexpr uint16_t kArchX86_64 = 1;
 inline constexpr uint32_t kChecksumXxh3 = 1;
 
@@ -60,6 +60,8 @@ inline constexpr uint64_t kMaxRecordLen = 64ull << 20;
 inline constexpr uint64_t kMaxPageDataLen = 16ull << 20;
 // Most runs in one CKPT_HDR_PAGE_RUNS record.
 inline constexpr uint64_t kMaxPageRuns = 65536;
+// Most runs in a task's INHERITED record.
+inline constexpr uint64_t kMaxInheritedRuns = 1ull << 22;
 // Longest duration (a timer's interval or time left) a record may carry:
 // a hundred years, in nanoseconds.
 inline constexpr int64_t kMaxDurationNs = 100ll * 365 * 24 * 3600 * 1000000000;
@@ -103,6 +105,7 @@ enum RecordType : uint32_t {
   CKPT_HDR_LOCKS = 55,      // ckpt_locks: how many LOCK records follow
   CKPT_HDR_LOCK = 56,       // ckpt_lock: one advisory lock a task holds
   CKPT_HDR_MM = 60,         // ckpt_mm + u64 auxv[nr_auxv]
+  CKPT_HDR_INHERITED = 64,  // ckpt_page_run[]: pages a task keeps from its parent (after MM)
   CKPT_HDR_VMA = 61,        // ckpt_vma; its page arrays follow
   CKPT_HDR_PAGE_RUNS = 62,  // ckpt_page_run[]: addresses of a page array
   CKPT_HDR_PAGE_DATA = 63,  // raw contents of the pages named by the runs
@@ -186,6 +189,12 @@ enum TaskEntryFlags : uint32_t {
   // Stopped by job control (stop_signo), and its parent has already
   // waited for that stop (WUNTRACED): it is not reported again.
   kTaskStopReported = 1u << 1,
+  // Forked at restore from its parent once the parent's memory is in
+  // place (an injected clone3), so that the private pages they shared at
+  // the dump (copy-on-write since a fork, neither wrote them) are one
+  // physical page again. Its MM record is followed by an INHERITED record.
+  // Its parent is live; its children inherit too.
+  kTaskInheritsMemory = 1u << 2,
 };
 
 // One task (thread group) of the tree, parents before their children.

@@ -199,6 +199,8 @@ const RecordSpec kSpecs[] = {
     RecordSpec{CKPT_HDR_PAGE_RUNS, "PAGE_RUNS", 0, kMaxPageRuns * sizeof(ckpt_page_run), {},
                TailKind::kPageRuns},
     RecordSpec{CKPT_HDR_PAGE_DATA, "PAGE_DATA", 0, kMaxPageDataLen, {}, TailKind::kPageData},
+    RecordSpec{CKPT_HDR_INHERITED, "INHERITED", 0, kMaxInheritedRuns * sizeof(ckpt_page_run), {},
+               TailKind::kPageRuns},
     SPEC(CKPT_HDR_SIGHAND, "SIGHAND", ckpt_sighand, kSighandFields, 0, kNone),
     SPEC(CKPT_HDR_THREAD, "THREAD", ckpt_thread, kThreadFields, 0, kNone),
     RecordSpec{CKPT_HDR_XSTATE, "XSTATE", 0, kMaxXstateLen, {}, TailKind::kRawBytes},

@@ -59,6 +59,10 @@ struct MmDump {
   std::vector<VmaDump> vmas;
   uint64_t skipped_pages = 0;
   uint64_t free_area = 0;  // kFreeAreaSize bytes no VMA uses
+  // Forked from its parent at restore (image::kTaskInheritsMemory): the
+  // INHERITED record follows MM, with the pages kept from the parent.
+  bool inherits = false;
+  std::vector<image::ckpt_page_run> inherited;
 };
 
 struct MmStats {
@@ -87,6 +91,21 @@ absl::StatusOr<MmDump> CollectMm(pid_t pid, uint64_t brk, objhash::ObjHash& obje
 // into the image). Reads nothing: the task may be running (pre-flight).
 absl::Status RefuseVma(pid_t pid, const Vma& v, bool deleted_files_ok);
 
+// Whether a VMA of the child, `c`, can be kept from its parent's `p` when
+// the restore forks the child from the restored parent: the same private
+// mapping, with advice a fork passes on (not DONTFORK, WIPEONFORK, sealed).
+bool KeepableFromParent(const image::ckpt_vma& c, const image::ckpt_vma& p);
+
+// The private pages a child still shares with its parent: the same
+// physical page at the same address, in VMAs it can keep, saved in the
+// parent's page arrays (copy-on-write since a fork, and neither wrote it).
+// They move from the child's page arrays to `child.inherited`. Frame
+// numbers come from /proc/PID/pagemap, which shows them only to
+// CAP_SYS_ADMIN: without it nothing is found shared. Both tasks are
+// frozen. Returns the pages moved.
+absl::StatusOr<uint64_t> ShareWithParent(pid_t child, MmDump& child_mm, pid_t parent,
+                                         const MmDump& parent_mm);
+
 // Writes MM, then each VMA with its page arrays; page contents are copied
 // out of the (still frozen) task.
 absl::Status WriteMm(pid_t pid, const MmDump& mm, image::Writer& writer, MmStats* stats);
@@ -102,8 +121,20 @@ absl::StatusOr<RestorerLayout> ReadRestorerLayout();
 // Whether [addr, addr + kFreeAreaSize) is unused in `vmas`.
 bool IsFreeArea(const std::vector<Vma>& vmas, uint64_t addr);
 
+// What a restored task's memory holds, kept for the children forked from
+// it (kTaskInheritsMemory).
+struct RestoredMm {
+  std::vector<image::ckpt_vma> vmas;
+  uint32_t exe_ref = 0;
+};
+
 struct MmRestoreContext {
   pid_t pid = 0;
+  // Set: the task was just forked from its restored parent, whose memory
+  // this is; the image's INHERITED record says which pages it keeps.
+  const RestoredMm* parent = nullptr;
+  // Filled with the task's own (for its children), when set.
+  RestoredMm* restored = nullptr;
   uint64_t free_area = 0;
   const RestorerLayout* layout = nullptr;
   const objhash::RestoreTable* objects = nullptr;

@@ -510,6 +510,10 @@ class ChunkReader {
 absl::Status WriteMm(pid_t pid, const MmDump& mm, image::Writer& writer, MmStats* stats) {
   RETURN_IF_ERROR(writer.AppendStructWith(image::CKPT_HDR_MM, mm.rec, mm.auxv.data(),
                                           mm.auxv.size() * 8));
+  if (mm.inherits) {
+    RETURN_IF_ERROR(writer.Append(image::CKPT_HDR_INHERITED, mm.inherited.data(),
+                                  mm.inherited.size() * sizeof(image::ckpt_page_run)));
+  }
   // Small dumps copy inline through one buffer; large ones overlap the
   // copy with the writing through two.
   const uint64_t total = mm.rec.nr_pages * kPage;

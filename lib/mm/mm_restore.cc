@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <array>
 
@@ -343,6 +344,44 @@ absl::Status AttachShm(image::Reader& r, MmRestoreContext& ctx, const image::ckp
   return absl::OkStatus();
 }
 
+// The INHERITED record of a task forked from its restored parent: runs
+// of pages kept, ascending, each inside a VMA of the parent that a fork
+// passes on (listed in `kept`, ascending, once each).
+absl::StatusOr<std::vector<image::ckpt_page_run>> ReadInherited(
+    image::Reader& r, const RestoredMm& parent, std::vector<const image::ckpt_vma*>* kept) {
+  ASSIGN_OR_RETURN(image::Record rec, r.Next());
+  if (rec.type != image::CKPT_HDR_INHERITED) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        image::Reader::Where(rec), ": expected the INHERITED record of a task that inherits its "
+        "parent's memory (TASK_ENTRY flags)"));
+  }
+  ASSIGN_OR_RETURN(std::vector<uint8_t> raw,
+                   r.ReadArray(sizeof(image::ckpt_page_run), image::kMaxInheritedRuns, "runs"));
+  std::vector<image::ckpt_page_run> runs(raw.size() / sizeof(image::ckpt_page_run));
+  if (!runs.empty()) std::memcpy(runs.data(), raw.data(), raw.size());
+  uint64_t last_end = 0;
+  size_t pv = 0;
+  for (const image::ckpt_page_run& run : runs) {
+    if (run.addr % kPage || run.nr_pages == 0 || run.addr < last_end ||
+        run.nr_pages > (kUserSpaceEnd - run.addr) / kPage) {
+      return r.FieldError("runs", absl::StrFormat("run 0x%x+%u is not a page range after 0x%x",
+                                                  run.addr, run.nr_pages, last_end));
+    }
+    last_end = run.addr + run.nr_pages * kPage;
+    while (pv < parent.vmas.size() && parent.vmas[pv].end <= run.addr) ++pv;
+    if (pv == parent.vmas.size() || parent.vmas[pv].start > run.addr ||
+        parent.vmas[pv].end < last_end ||
+        !KeepableFromParent(parent.vmas[pv], parent.vmas[pv])) {
+      return r.FieldError("runs", absl::StrFormat(
+                                      "run 0x%x+%u is not inside a private VMA of the parent that "
+                                      "a fork passes on",
+                                      run.addr, run.nr_pages));
+    }
+    if (kept->empty() || kept->back() != &parent.vmas[pv]) kept->push_back(&parent.vmas[pv]);
+  }
+  return runs;
+}
+
 }  // namespace
 
 absl::StatusOr<RestorerLayout> ReadRestorerLayout() {
@@ -388,8 +427,32 @@ absl::Status RestoreMm(image::Reader& r, MmRestoreContext& ctx, MmStats* stats) 
     (void)staging;
   }
 
+  // A task forked from its restored parent keeps the parent's VMAs that
+  // hold pages it still shares (INHERITED); its vdso family is where the
+  // parent's is.
+  std::vector<image::ckpt_page_run> inherited;
+  std::vector<const image::ckpt_vma*> kept;  // the parent's VMAs kept, ascending
+  std::vector<Vma> parent_family;
+  if (ctx.parent != nullptr) {
+    ASSIGN_OR_RETURN(inherited, ReadInherited(r, *ctx.parent, &kept));
+    for (const image::ckpt_vma& v : ctx.parent->vmas) {
+      if (const char* name = FamilyName(v.kind)) {
+        Vma f;
+        f.start = v.start;
+        f.end = v.end;
+        f.name = name;
+        parent_family.push_back(std::move(f));
+      }
+    }
+    if (parent_family.empty() ||
+        parent_family.back().end - parent_family.front().start > kFreeAreaSize - kParkOffset) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "task ", ctx.pid, ": its parent's vdso mappings (whose memory it inherits) are missing "
+          "or spread too far apart"));
+    }
+  }
   // Park the vdso family in the free area, then clear everything else.
-  const std::vector<Vma>& family = ctx.layout->vdso_family;
+  const std::vector<Vma>& family = ctx.parent != nullptr ? parent_family : ctx.layout->vdso_family;
   const uint64_t park = ctx.free_area + kParkOffset;
   const uint64_t area_end = ctx.free_area + kFreeAreaSize;
   std::vector<uint64_t> parked(family.size());
@@ -400,20 +463,56 @@ absl::Status RestoreMm(image::Reader& r, MmRestoreContext& ctx, MmStats* stats) 
     q.batch().Add(SYS_mremap, {family[i].start, family[i].size(), family[i].size(),
                                MREMAP_MAYMOVE | MREMAP_FIXED, parked[i]});
   }
-  q.batch().Add(SYS_munmap, {0, ctx.free_area});
-  q.batch().Add(SYS_munmap, {area_end, kUserSpaceEnd - area_end});
+  {
+    // Everything but the free area and the kept VMAs.
+    uint64_t at = 0;
+    auto unmap_to = [&](uint64_t to) -> absl::Status {
+      if (to > at) {
+        RETURN_IF_ERROR(q.Reserve(1, 0));
+        q.batch().Add(SYS_munmap, {at, to - at});
+      }
+      return absl::OkStatus();
+    };
+    for (const image::ckpt_vma* k : kept) {
+      if (at < ctx.free_area && k->start > ctx.free_area) {
+        RETURN_IF_ERROR(unmap_to(ctx.free_area));
+        at = area_end;
+      }
+      RETURN_IF_ERROR(unmap_to(k->start));
+      at = k->end;
+    }
+    if (at < ctx.free_area) {
+      RETURN_IF_ERROR(unmap_to(ctx.free_area));
+      at = area_end;
+    }
+    RETURN_IF_ERROR(unmap_to(kUserSpaceEnd));
+  }
   RETURN_IF_ERROR(q.Flush());
 
   uint64_t prev_end = 0;
   std::map<uint64_t, ShmAttachment> attachments;
   uint64_t vma_pages = 0;
+  size_t ki = 0;  // the next kept VMA
+  size_t ii = 0;  // the next inherited run
   for (uint32_t i = 0; i < mm.nr_vmas; ++i) {
     ASSIGN_OR_RETURN(image::ckpt_vma v, r.Expect<image::ckpt_vma>(image::CKPT_HDR_VMA));
     RETURN_IF_ERROR(ValidateVma(r, v, prev_end, ctx.free_area));
     prev_end = v.end;
     ++stats->vmas;
+    if (ctx.restored != nullptr) ctx.restored->vmas.push_back(v);
     const uint64_t len = v.end - v.start;
-    if (const char* name = FamilyName(v.kind)) {
+    // Kept from the parent: it must be the same mapping. Pages it does not
+    // share are dropped (zero, or the file's again), then its own written.
+    const bool keep = ki < kept.size() && kept[ki]->start < v.end;
+    if (keep) {
+      if (kept[ki]->start < v.start || !KeepableFromParent(v, *kept[ki])) {
+        return r.FieldError("start", absl::StrFormat(
+                                         "the VMA 0x%x-0x%x is not the parent's mapping at 0x%x, "
+                                         "whose pages it keeps (INHERITED)",
+                                         v.start, v.end, kept[ki]->start));
+      }
+      ++ki;
+    } else if (const char* name = FamilyName(v.kind)) {
       size_t k = 0;
       while (k < family.size() && family[k].name != name) ++k;
       if (k == family.size() || placed[k]) {
@@ -431,26 +530,45 @@ absl::Status RestoreMm(image::Reader& r, MmRestoreContext& ctx, MmStats* stats) 
       placed[k] = true;
       if (v.kind == image::kVmaVdso) ctx.vdso_start = v.start;
       continue;
-    }
-    if (v.kind == image::kVmaSysvShm) {
+    } else if (v.kind == image::kVmaSysvShm) {
       RETURN_IF_ERROR(AttachShm(r, ctx, v, attachments));
       continue;
-    }
-    int fd = -1;
-    if (v.kind == image::kVmaFile || v.kind == image::kVmaShmem) {
-      ASSIGN_OR_RETURN(const objhash::RestoredObject* file,
-                       ctx.objects->Get(v.file_ref, v.kind == image::kVmaFile
-                                                        ? objhash::ObjKind::kMappedFile
-                                                        : kObjShmem));
-      fd = file->fd;
     }
     const bool fill = v.nr_pages > 0;
     vma_pages += v.nr_pages;
     const uint32_t prot = fill ? (v.prot | PROT_READ | PROT_WRITE) : v.prot;
-    RETURN_IF_ERROR(q.Reserve(12, 0));
-    q.batch().Add(SYS_mmap, {v.start, len, prot, v.flags | MAP_FIXED,
-                             static_cast<uint64_t>(static_cast<int64_t>(fd)), v.pgoff});
-    QueueAdvice(q.batch(), v);
+    if (keep) {
+      if (prot != v.prot) {
+        RETURN_IF_ERROR(q.Reserve(1, 0));
+        q.batch().Add(SYS_mprotect, {v.start, len, prot});
+      }
+      uint64_t at = v.start;
+      auto drop_to = [&](uint64_t to) -> absl::Status {
+        if (to > at) {
+          RETURN_IF_ERROR(q.Reserve(1, 0));
+          q.batch().Add(SYS_madvise, {at, to - at, MADV_DONTNEED});
+        }
+        return absl::OkStatus();
+      };
+      for (; ii < inherited.size() && inherited[ii].addr < v.end; ++ii) {
+        RETURN_IF_ERROR(drop_to(inherited[ii].addr));
+        at = inherited[ii].addr + inherited[ii].nr_pages * kPage;
+      }
+      RETURN_IF_ERROR(drop_to(v.end));
+    } else {
+      int fd = -1;
+      if (v.kind == image::kVmaFile || v.kind == image::kVmaShmem) {
+        ASSIGN_OR_RETURN(const objhash::RestoredObject* file,
+                         ctx.objects->Get(v.file_ref, v.kind == image::kVmaFile
+                                                          ? objhash::ObjKind::kMappedFile
+                                                          : kObjShmem));
+        fd = file->fd;
+      }
+      RETURN_IF_ERROR(q.Reserve(12, 0));
+      q.batch().Add(SYS_mmap, {v.start, len, prot, v.flags | MAP_FIXED,
+                               static_cast<uint64_t>(static_cast<int64_t>(fd)), v.pgoff});
+      QueueAdvice(q.batch(), v);
+    }
     uint64_t pages_left = v.nr_pages;
     uint64_t last_end = v.start;
     while (pages_left > 0) {
@@ -466,6 +584,12 @@ absl::Status RestoreMm(image::Reader& r, MmRestoreContext& ctx, MmStats* stats) 
     }
     // Sealed last: nothing may change the VMA after that.
     if (v.advice & image::kAdvSealed) stage.after.push_back({kSysMseal, v.start, len, 0});
+  }
+  if (ki != kept.size()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "image record INHERITED: field 'runs': pages at 0x%x are kept from the parent, but no VMA "
+        "of the task is there",
+        kept[ki]->start));
   }
   if (vma_pages != mm.nr_pages) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -519,6 +643,16 @@ absl::Status RestoreMm(image::Reader& r, MmRestoreContext& ctx, MmStats* stats) 
   bool same_exe = fstat(exe->fd, &exe_st) == 0 && stat("/proc/self/exe", &own_st) == 0 &&
                   exe_st.st_dev == own_st.st_dev && exe_st.st_ino == own_st.st_ino;
   map.exe_fd = same_exe ? ~0u : static_cast<uint32_t>(exe->fd);
+  if (ctx.parent != nullptr) {
+    // Forked from the parent, it has the parent's executable already.
+    if (mm.exe_ref != ctx.parent->exe_ref) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "image record MM: field 'exe_ref': ", mm.exe_ref, " differs from the parent's (",
+          ctx.parent->exe_ref, "), whose memory the task inherits"));
+    }
+    map.exe_fd = ~0u;
+  }
+  if (ctx.restored != nullptr) ctx.restored->exe_ref = mm.exe_ref;
   RETURN_IF_ERROR(q.Reserve(1, auxv.size() + sizeof(map) + 32));
   map.auxv = reinterpret_cast<__u64*>(q.batch().AddData(auxv.data(), auxv.size()));
   uint64_t map_addr = q.batch().AddStruct(map);

@@ -133,7 +133,7 @@ void ForkChildren(const ChildEnv& env, int me, bool early);
 void ForkChildren(const ChildEnv& env, int me, bool early) {
   const std::vector<SpawnNode>& plan = *env.plan;
   for (size_t c = static_cast<size_t>(me) + 1; c < plan.size(); ++c) {
-    if (plan[c].parent != me || plan[c].early != early) continue;
+    if (plan[c].parent != me || plan[c].early != early || plan[c].deferred) continue;
     long r = CloneNode(plan[c]);
     if (r == 0) RunNode(env, static_cast<int>(c));
     if (r < 0) Report(env, static_cast<int>(c), 'F', errno);
@@ -241,6 +241,11 @@ absl::StatusOr<SpawnedTree> SpawnTree(const std::vector<SpawnNode>& plan, bool c
     if (plan[i].pids.empty() || plan[i].pids.size() > 32 || plan[i].parent >= static_cast<int>(i)) {
       return absl::InvalidArgumentError("a spawn plan lists parents before children, 1-32 levels");
     }
+    if ((plan[i].deferred && (plan[i].parent < 0 || plan[i].zombie_status >= 0)) ||
+        (plan[i].parent >= 0 && plan[plan[i].parent].deferred && !plan[i].deferred)) {
+      return absl::InvalidArgumentError(
+          "a deferred node is a live child, and its children are deferred too");
+    }
   }
   int p[2];
   if (pipe2(p, O_CLOEXEC) != 0) return ErrnoError(errno, "pipe");
@@ -263,7 +268,7 @@ absl::StatusOr<SpawnedTree> SpawnTree(const std::vector<SpawnNode>& plan, bool c
   // Every node whose PID is known and whose parent is ours gets its pidfd.
   auto claim = [&]() {
     for (size_t i = 0; i < plan.size(); ++i) {
-      if (tree.pidfds[i].valid() || plan[i].parent < 0) continue;
+      if (tree.pidfds[i].valid() || plan[i].parent < 0 || plan[i].deferred) continue;
       const size_t parent = static_cast<size_t>(plan[i].parent);
       if (!tree.pidfds[parent].valid()) continue;
       pid_t pid = pids[i] != 0 ? pids[i] : planned(i);
@@ -305,7 +310,7 @@ absl::StatusOr<SpawnedTree> SpawnTree(const std::vector<SpawnNode>& plan, bool c
 
   // Every live task reports once; a failure anywhere stops the wait.
   size_t live = 0;
-  for (const SpawnNode& n : plan) live += n.zombie_status < 0 ? 1 : 0;
+  for (const SpawnNode& n : plan) live += n.zombie_status < 0 && !n.deferred ? 1 : 0;
   const long deadline = NowMs() + kReadyTimeoutMs;
   for (size_t seen = 0; seen < live;) {
     struct pollfd pfd = {ready_r.get(), POLLIN, 0};
@@ -322,7 +327,7 @@ absl::StatusOr<SpawnedTree> SpawnTree(const std::vector<SpawnNode>& plan, bool c
   if (!caller_level) {
     // Find each task among its parent's children by its innermost PID.
     for (size_t i = 0; i < plan.size(); ++i) {
-      if (plan[i].parent < 0) continue;
+      if (plan[i].parent < 0 || plan[i].deferred) continue;
       absl::StatusOr<std::vector<pid_t>> children = ListChildren(pids[plan[i].parent]);
       if (!children.ok()) return fail(children.status());
       for (pid_t c : *children) {
@@ -337,7 +342,7 @@ absl::StatusOr<SpawnedTree> SpawnTree(const std::vector<SpawnNode>& plan, bool c
   }
   claim();
   for (size_t i = 0; i < plan.size(); ++i) {
-    if (!tree.pidfds[i].valid()) {
+    if (!tree.pidfds[i].valid() && !plan[i].deferred) {
       return fail(absl::InternalError(absl::StrCat(
           "task ", pids[i] != 0 ? pids[i] : planned(i), " was made but is not the child of its parent")));
     }
@@ -354,13 +359,13 @@ absl::StatusOr<SpawnedTree> SpawnTree(const std::vector<SpawnNode>& plan, bool c
   }
   // Seize and stop the live ones.
   for (size_t i = 0; i < plan.size(); ++i) {
-    if (plan[i].zombie_status >= 0) continue;
+    if (plan[i].zombie_status >= 0 || plan[i].deferred) continue;
     st = Seize(pids[i], kSeizeOptions | kExitKill);
     if (st.ok()) st = Interrupt(pids[i]);
     if (!st.ok()) return fail(Annotate(st, absl::StrCat("task ", pids[i])));
   }
   for (size_t i = 0; i < plan.size(); ++i) {
-    if (plan[i].zombie_status >= 0) continue;
+    if (plan[i].zombie_status >= 0 || plan[i].deferred) continue;
     for (;;) {
       absl::StatusOr<StopInfo> stop = WaitStop(pids[i]);
       if (!stop.ok()) return fail(stop.status());

@@ -44,6 +44,9 @@ struct SpawnNode {
   // its namespace), then exits.
   pid_t join_pgid = 0;
   uint64_t trampoline = 0;  // where a live task maps the trampoline
+  // Not made by SpawnTree (the caller forks it later, and its children);
+  // its pid and pidfd stay unset.
+  bool deferred = false;
   // >= 0: an fd of the caller's on an IPC namespace that the task enters
   // (setns) before it makes its children.
   int ipc_ns_fd = -1;
@@ -74,6 +77,9 @@ absl::StatusOr<SpawnedTree> SpawnTree(const std::vector<SpawnNode>& plan,
 // The TID, as this process sees it, of the thread of `pid` whose TID is
 // `inner` in its own pid namespace.
 absl::StatusOr<pid_t> OuterTid(pid_t pid, pid_t inner);
+// The innermost PID (NSpid's last number) of the task this process sees
+// as `pid`.
+absl::StatusOr<pid_t> InnerPid(pid_t pid);
 
 // SIGKILL through the pidfds of `tree`, then reaps every node and every
 // thread of `tids` (threads this process traces, which it must reap

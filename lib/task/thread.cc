@@ -152,7 +152,10 @@ absl::Status QueueThreadRestore(SyscallQueue& q, const ThreadState& s) {
   // while its registers are being set up.
   stack_t ss = s.altstack;
   ss.ss_flags &= ~SS_ONSTACK;
-  if (!(ss.ss_flags & SS_DISABLE)) b.Add(SYS_sigaltstack, {b.AddStruct(ss), 0});
+  // A task forked from a restored parent has the parent's stack: a task
+  // without one disables it.
+  if (ss.ss_flags & SS_DISABLE) ss = stack_t{nullptr, SS_DISABLE, 0};
+  b.Add(SYS_sigaltstack, {b.AddStruct(ss), 0});
   if (s.rseq.size != 0) {
     b.Add(SYS_rseq, {s.rseq.ptr, s.rseq.size, 0, s.rseq.signature});
   }

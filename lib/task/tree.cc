@@ -131,6 +131,7 @@ absl::Status TreeDump::Write(image::Writer& w, const std::vector<TreeTask*>& tas
     e.free_area = t->zombie ? 0 : t->FreeArea();
     e.ipc_ns_ref = t->zombie ? 0 : t->ipc_ns_ref;
     if (t->shares_parent_files) e.flags |= image::kTaskSharesParentFiles;
+    if (t->inherits_memory && !t->zombie) e.flags |= image::kTaskInheritsMemory;
     if (!t->zombie && t->stop_signo != 0) {
       e.stop_signo = static_cast<uint32_t>(t->stop_signo);
       if (t->stop_reported) e.flags |= image::kTaskStopReported;
@@ -232,8 +233,35 @@ absl::Status TreeRestore::Read(image::Reader& r, bool new_pidns, uint64_t free_a
       return r.FieldError("ipc_ns_ref", e.ipc_ns_ref,
                           e.ipc_ns_ref == 0 ? ": a live task is in an IPC namespace" : ": a zombie is in none");
     }
-    if (e.flags & ~static_cast<uint32_t>(image::kTaskSharesParentFiles | image::kTaskStopReported)) {
+    if (e.flags & ~static_cast<uint32_t>(image::kTaskSharesParentFiles | image::kTaskStopReported |
+                                         image::kTaskInheritsMemory)) {
       return r.FieldError("flags", e.flags, " has unknown bits");
+    }
+    if (e.flags & image::kTaskInheritsMemory) {
+      // Forked by its parent after the parent's memory: in its parent's
+      // namespaces, group and session, or leading its own.
+      const TreeNode* parent = t->parent >= 0 ? nodes_[t->parent] : nullptr;
+      const char* why = nullptr;
+      if (parent == nullptr || parent->zombie || e.state != image::kTaskAlive) {
+        why = "only a live task with a live parent inherits its memory";
+      } else if (e.flags & image::kTaskSharesParentFiles) {
+        why = "a task that shares its parent's fd table does not inherit its memory";
+      } else if (t->pids.size() != parent->pids.size()) {
+        why = "a task that inherits its parent's memory is in its parent's pid namespace";
+      } else if (e.free_area != parent->entry.free_area) {
+        why = "a task that inherits its parent's memory has its parent's free area";
+      } else if (e.ipc_ns_ref != parent->entry.ipc_ns_ref) {
+        why = "a task that inherits its parent's memory is in its parent's IPC namespace";
+      } else if (e.session_ref != parent->entry.session_ref &&
+                 !(e.session_ref == e.pid_ref && e.pgrp_ref == e.pid_ref)) {
+        why = "a task that inherits its parent's memory is in its parent's session or leads its own";
+      } else if (e.pgrp_ref != parent->entry.pgrp_ref && e.pgrp_ref != e.pid_ref) {
+        why = "a task that inherits its parent's memory is in its parent's group or leads its own";
+      }
+      if (why != nullptr) return r.FieldError("flags", why);
+      t->inherits_memory = true;
+    } else if (t->parent >= 0 && nodes_[t->parent]->inherits_memory) {
+      return r.FieldError("flags", "the parent inherits its memory, so its children must too");
     }
     if (e.flags & image::kTaskSharesParentFiles) {
       if (t->parent < 0 || nodes_[t->parent]->zombie || e.state != image::kTaskAlive) {
@@ -322,6 +350,23 @@ absl::Status TreeRestore::PlanSessions() {
           ") cannot be recreated from the tree (its leader is not an ancestor)"));
     }
   }
+  // A task forked late (inherits_memory) makes its group or session then:
+  // only its own descendants, forked after it, can be in them.
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    const TreeNode& t = *nodes_[i];
+    for (uint32_t ref : {t.entry.pgrp_ref, t.entry.session_ref}) {
+      auto leader = by_ref_.find(ref);
+      if (ref == 0 || leader == by_ref_.end() || !nodes_[leader->second]->inherits_memory) continue;
+      int a = static_cast<int>(i);
+      while (a >= 0 && a != leader->second) a = nodes_[a]->parent;
+      if (a < 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "image record TASK_ENTRY of task ", t.pids.front(), ": its group or session is led by ",
+            "task ", nodes_[leader->second]->pids.front(), ", which inherits its parent's memory, "
+            "but it is not that task's descendant"));
+      }
+    }
+  }
   // Helpers for groups whose leader is not a task of the image.
   std::map<uint32_t, int> helpers;
   size_t nr_tasks = nodes_.size();
@@ -336,6 +381,11 @@ absl::Status TreeRestore::PlanSessions() {
     if (h->pids.size() != t.pids.size()) {
       return absl::InvalidArgumentError(absl::StrCat("process group ", h->pids.front(),
                                                      " is not in its members' pid namespace"));
+    }
+    if (t.inherits_memory) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "image record TASK_ENTRY of task ", t.pids.front(), ": field 'flags': a task that "
+          "inherits its parent's memory is the first of a group whose leader is not in the image"));
     }
     h->parent = static_cast<int>(i);
     h->entry.free_area = t.entry.free_area;
@@ -378,6 +428,7 @@ std::vector<SpawnNode> TreeRestore::SpawnPlan(bool new_pidns) {
     }
     t->join_pgid = n.join_pgid;
     n.trampoline = t->entry.free_area;
+    n.deferred = t->inherits_memory;
     t->node = static_cast<int>(plan.size());
     plan.push_back(std::move(n));
   }
@@ -389,7 +440,8 @@ absl::Status TreeRestore::SetUpGroups(bool new_pidns, const RunIn& run,
                                       const std::function<absl::Status()>& release_zombies) {
   const pid_t own_group = getpgrp();
   for (TreeNode* t : nodes_) {
-    if (t->zombie) continue;
+    // A task forked late makes its own group when it is made.
+    if (t->zombie || t->inherits_memory) continue;
     bool makes_group = t->helper || (t->entry.pgrp_ref == t->entry.pid_ref &&
                                      t->entry.session_ref != t->entry.pid_ref);
     if (makes_group) {
@@ -398,7 +450,7 @@ absl::Status TreeRestore::SetUpGroups(bool new_pidns, const RunIn& run,
     }
   }
   for (TreeNode* t : nodes_) {
-    if (t->zombie || t->helper) continue;
+    if (t->zombie || t->helper || t->inherits_memory) continue;
     uint32_t g = t->entry.pgrp_ref;
     if (g == t->entry.pid_ref) continue;
     if (g == 0) {

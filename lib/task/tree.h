@@ -53,6 +53,9 @@ struct TreeTask {
   bool zombie = false;
   int exit_code = 0;
   bool shares_parent_files = false;  // CLONE_FILES with its parent
+  // Forked from its parent at restore, keeping the pages they share
+  // (image::kTaskInheritsMemory).
+  bool inherits_memory = false;
   // Stopped by job control: the signal that stopped it, and whether its
   // parent has already waited for the stop.
   int stop_signo = 0;
@@ -97,6 +100,10 @@ struct TreeNode {
   bool early = false;       // forked before its parent becomes a session leader
   bool shares_files = false;    // its fd table is its parent's
   bool closes_objects = true;   // the last task of its fd table closes the restorer's fds
+  // Not spawned with the tree: forked from its parent (an injected clone3)
+  // once the parent's memory is restored (image::kTaskInheritsMemory); it
+  // makes its own group or session then.
+  bool inherits_memory = false;
   pid_t join_pgid = 0;          // a zombie that joins this group once it exists (SpawnPlan)
   int stop_signo = 0;           // stopped by job control (entry.stop_signo)
   bool stop_reported = false;   // ... and its parent has waited for the stop
