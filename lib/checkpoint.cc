@@ -148,11 +148,34 @@ absl::Status Dumper::PlanInheritedMemory() {
     }
     return true;
   };
+  // A parent a child can be forked from: its root is / (the child starts
+  // in it), it has no sealed mapping (a fork passes the seal on, and the
+  // child could not unmap it), and its vdso mappings can be parked
+  // together in the free area.
+  auto forks_ok = [](const TaskDump& p) {
+    if (p.fs.root != "/") return false;
+    uint64_t lo = ~0ull, hi = 0;
+    for (const mm::VmaDump& v : p.mm.vmas) {
+      if (v.rec.advice & image::kAdvSealed) return false;
+      if (v.rec.kind == image::kVmaVdso || v.rec.kind == image::kVmaVvar ||
+          v.rec.kind == image::kVmaVvarVclock) {
+        lo = std::min(lo, v.rec.start);
+        hi = std::max(hi, v.rec.end);
+      }
+    }
+    return hi > lo && hi - lo <= mm::kFreeAreaSize - mm::kParkOffset;
+  };
   std::vector<bool> can(n, false);
   for (size_t i = 0; i < n; ++i) {
     const TaskDump& t = *tasks_[i];
     if (t.zombie || parent[i] < 0) continue;
     const TaskDump& p = *tasks_[parent[i]];
+    // Its free area will be that of an ancestor (the nearest one created
+    // with the tree): each must be free in its layout.
+    bool areas_free = true;
+    for (int a = parent[i]; a >= 0 && areas_free; a = parent[a]) {
+      areas_free = free_in(t.mm, tasks_[a]->mm.free_area);
+    }
     const bool groups_ok =
         (t.stat.session == p.stat.session && (t.stat.pgrp == p.stat.pgrp || t.stat.pgrp == t.pid)) ||
         (t.stat.session == t.pid && t.stat.pgrp == t.pid);
@@ -161,7 +184,7 @@ absl::Status Dumper::PlanInheritedMemory() {
              !(p.core.task.no_new_privs && !t.core.task.no_new_privs) &&
              // A fork passes membarrier registrations on; none is undone.
              (p.core.task.membarrier & ~t.core.task.membarrier) == 0 &&
-             t.mm.rec.exe_ref == p.mm.rec.exe_ref && free_in(t.mm, p.mm.free_area);
+             t.mm.rec.exe_ref == p.mm.rec.exe_ref && areas_free && forks_ok(p);
   }
   // The members of a group or session such a task leads are its
   // descendants (made after it, by forks below it).

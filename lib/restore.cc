@@ -444,30 +444,32 @@ absl::Status RestoreRun::ForkFromParent(TaskRestore& t) {
   const std::vector<pid_t>& nrs = t.pids;
   absl::Status st = CloneWithPid(p, 0, SIGCHLD, nrs, "PID");
   absl::Status reset = task::SetOptions(p.pid, task::kSeizeOptions | kExitKill);
+  // The child as this process sees it, found among the parent's children
+  // (whatever the injection said: one made is one to kill on failure).
+  pid_t pid = 0;
+  absl::StatusOr<std::vector<pid_t>> children = task::ListChildren(p.pid);
+  if (children.ok()) {
+    for (pid_t c : *children) {
+      absl::StatusOr<pid_t> inner = options_.new_pidns ? task::InnerPid(c) : c;
+      if (inner.ok() && *inner == (options_.new_pidns ? nrs.back() : nrs.front())) pid = c;
+    }
+  }
+  UniqueFd pidfd(pid > 0 ? static_cast<int>(syscall(SYS_pidfd_open, pid, 0)) : -1);
+  absl::StatusOr<task::ProcStat> stat = pidfd.valid() ? task::ReadProcStat(pid)
+                                                      : absl::NotFoundError("no pidfd");
+  if (stat.ok() && stat->ppid == p.pid) {
+    spawned_.pids[t.node] = pid;
+    spawned_.pidfds[t.node] = std::move(pidfd);
+  }
   if (!st.ok()) {
     return Annotate(st, absl::StrCat("task ", p.pid, ": forking task ", nrs.front(),
                                      " after its memory"));
   }
   RETURN_IF_ERROR(reset);
-  // The child as this process sees it: found among the parent's children.
-  pid_t pid = options_.new_pidns ? 0 : nrs.front();
-  if (options_.new_pidns) {
-    ASSIGN_OR_RETURN(std::vector<pid_t> children, task::ListChildren(p.pid));
-    for (pid_t c : children) {
-      absl::StatusOr<pid_t> inner = task::InnerPid(c);
-      if (inner.ok() && *inner == nrs.back()) pid = c;
-    }
-  }
-  int fd = pid > 0 ? static_cast<int>(syscall(SYS_pidfd_open, pid, 0)) : -1;
-  UniqueFd pidfd(fd);
-  absl::StatusOr<task::ProcStat> stat = pidfd.valid() ? task::ReadProcStat(pid)
-                                                      : absl::NotFoundError("no pidfd");
-  if (!stat.ok() || stat->ppid != p.pid) {
+  if (!spawned_.pidfds[t.node].valid()) {
     return absl::InternalError(absl::StrCat("task ", nrs.front(), " forked by ", p.pid,
                                             " is not found as its child"));
   }
-  spawned_.pids[t.node] = pid;
-  spawned_.pidfds[t.node] = std::move(pidfd);
   t.pid = pid;
   t.threads = {pid};
   for (;;) {
@@ -510,7 +512,7 @@ absl::Status RestoreRun::RestoreTask(image::Reader& r, TaskRestore& t) {
   ctx.layout = &layout_;
   if (t.inherits_memory) {
     ctx.parent_mm = &tasks_[t.parent]->mm;
-    ctx.parent_core = &tasks_[t.parent]->sections->core;
+    ctx.parent = tasks_[t.parent]->sections.get();
   }
   ctx.buffer = &buffer_;
   ctx.stats = stats_;

@@ -29,10 +29,10 @@ absl::Status RestoreCoreSection(SectionRestoreContext& ctx) {
   if (ctx.core.task.pid_ref != t.entry.pid_ref) {
     return r.FieldError("pid_ref", "the task sections are not in tree order");
   }
-  if (ctx.parent_core != nullptr) {
+  if (ctx.parent != nullptr) {
     // Forked from its restored parent, it has the parent's no_new_privs
     // and membarrier registrations, which nothing takes back.
-    const image::ckpt_task& p = ctx.parent_core->task;
+    const image::ckpt_task& p = ctx.parent->core.task;
     if ((p.membarrier & ~ctx.core.task.membarrier) != 0 ||
         (p.no_new_privs && !ctx.core.task.no_new_privs)) {
       return r.FieldError("membarrier", "the task inherits its parent's memory but not its "
@@ -54,6 +54,13 @@ absl::Status WriteFsSection(const TaskDump& t, SectionWriteContext& ctx) {
 
 absl::Status RestoreFsSection(SectionRestoreContext& ctx) {
   ASSIGN_OR_RETURN(fs::FsState fs, fs::ReadFsRecord(*ctx.reader));
+  if (ctx.parent != nullptr && ctx.parent->root != "/") {
+    // Forked from its restored parent, it starts in the parent's root,
+    // where the paths of its own would not resolve as they did.
+    return ctx.reader->FieldError("root", "the task inherits the memory of a parent whose root is ",
+                                  ctx.parent->root, ", not /");
+  }
+  ctx.root = fs.root;
   return fs::QueueFsRestore(*ctx.task->queue, fs, *ctx.objects);
 }
 

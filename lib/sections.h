@@ -120,7 +120,7 @@ struct SectionRestoreContext {
   // The parent's restored memory, for a task forked from it
   // (inherits_memory).
   const mm::RestoredMm* parent_mm = nullptr;
-  const task::TaskCore* parent_core = nullptr;
+  const SectionRestoreContext* parent = nullptr;  // its sections, likewise
   Buffer* buffer = nullptr;
   RestoreStats* stats = nullptr;
   // Creates another thread of the task (the threads section); returns its
@@ -134,6 +134,7 @@ struct SectionRestoreContext {
 
   // Filled by the sections.
   task::TaskCore core;
+  std::string root;  // its root directory (fs)
   std::set<int> fds;  // the fd numbers of its own table (none if it shares its parent's)
   // POSIX locks belong to the fd table, and any close of a file drops the
   // table's locks on it: taken once the restorer's fds are closed.

@@ -105,7 +105,8 @@ enum RecordType : uint32_t {
   CKPT_HDR_LOCKS = 55,      // ckpt_locks: how many LOCK records follow
   CKPT_HDR_LOCK = 56,       // ckpt_lock: one advisory lock a task holds
   CKPT_HDR_MM = 60,         // ckpt_mm + u64 auxv[nr_auxv]
-  CKPT_HDR_INHERITED = 64,  // ckpt_page_run[]: pages a task keeps from its parent (after MM)
+  CKPT_HDR_INHERITED = 64,  // ckpt_inherited + ckpt_page_run[]: pages a task keeps from its
+                            // parent (after MM)
   CKPT_HDR_VMA = 61,        // ckpt_vma; its page arrays follow
   CKPT_HDR_PAGE_RUNS = 62,  // ckpt_page_run[]: addresses of a page array
   CKPT_HDR_PAGE_DATA = 63,  // raw contents of the pages named by the runs
@@ -592,6 +593,16 @@ struct ckpt_page_run {
   uint64_t nr_pages;
 };
 static_assert(sizeof(ckpt_page_run) == 16);
+
+// The pages a task forked from its restored parent keeps from it
+// (kTaskInheritsMemory): runs, ascending, each inside one private VMA of
+// the parent that the task has too; every other page of such a VMA is
+// the task's own (in its page arrays) or absent.
+struct ckpt_inherited {
+  uint64_t total_pages;  // the runs' pages, summed
+  uint64_t total_runs;   // ckpt_page_run entries that follow
+};
+static_assert(sizeof(ckpt_inherited) == 16);
 
 struct ckpt_sigaction {
   uint64_t handler;

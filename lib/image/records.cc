@@ -132,6 +132,10 @@ constexpr FieldSpec kFdFields[] = {
     FLD(ckpt_fd, fd_flags, kHex),
     FLD(ckpt_fd, file_ref, kUnsigned),
 };
+constexpr FieldSpec kInheritedFields[] = {
+    FLD(ckpt_inherited, total_pages, kUnsigned),
+    FLD(ckpt_inherited, total_runs, kUnsigned),
+};
 constexpr FieldSpec kMmFields[] = {
     FLD(ckpt_mm, start_code, kHex), FLD(ckpt_mm, end_code, kHex),
     FLD(ckpt_mm, start_data, kHex), FLD(ckpt_mm, end_data, kHex),
@@ -199,8 +203,8 @@ const RecordSpec kSpecs[] = {
     RecordSpec{CKPT_HDR_PAGE_RUNS, "PAGE_RUNS", 0, kMaxPageRuns * sizeof(ckpt_page_run), {},
                TailKind::kPageRuns},
     RecordSpec{CKPT_HDR_PAGE_DATA, "PAGE_DATA", 0, kMaxPageDataLen, {}, TailKind::kPageData},
-    RecordSpec{CKPT_HDR_INHERITED, "INHERITED", 0, kMaxInheritedRuns * sizeof(ckpt_page_run), {},
-               TailKind::kPageRuns},
+    SPEC(CKPT_HDR_INHERITED, "INHERITED", ckpt_inherited, kInheritedFields,
+         kMaxInheritedRuns * sizeof(ckpt_page_run), kPageRuns),
     SPEC(CKPT_HDR_SIGHAND, "SIGHAND", ckpt_sighand, kSighandFields, 0, kNone),
     SPEC(CKPT_HDR_THREAD, "THREAD", ckpt_thread, kThreadFields, 0, kNone),
     RecordSpec{CKPT_HDR_XSTATE, "XSTATE", 0, kMaxXstateLen, {}, TailKind::kRawBytes},

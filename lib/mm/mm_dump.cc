@@ -511,8 +511,10 @@ absl::Status WriteMm(pid_t pid, const MmDump& mm, image::Writer& writer, MmStats
   RETURN_IF_ERROR(writer.AppendStructWith(image::CKPT_HDR_MM, mm.rec, mm.auxv.data(),
                                           mm.auxv.size() * 8));
   if (mm.inherits) {
-    RETURN_IF_ERROR(writer.Append(image::CKPT_HDR_INHERITED, mm.inherited.data(),
-                                  mm.inherited.size() * sizeof(image::ckpt_page_run)));
+    image::ckpt_inherited rec{0, mm.inherited.size()};
+    for (const image::ckpt_page_run& run : mm.inherited) rec.total_pages += run.nr_pages;
+    RETURN_IF_ERROR(writer.AppendStructWith(image::CKPT_HDR_INHERITED, rec, mm.inherited.data(),
+                                            mm.inherited.size() * sizeof(image::ckpt_page_run)));
   }
   // Small dumps copy inline through one buffer; large ones overlap the
   // copy with the writing through two.

@@ -349,16 +349,18 @@ absl::Status AttachShm(image::Reader& r, MmRestoreContext& ctx, const image::ckp
 // passes on (listed in `kept`, ascending, once each).
 absl::StatusOr<std::vector<image::ckpt_page_run>> ReadInherited(
     image::Reader& r, const RestoredMm& parent, std::vector<const image::ckpt_vma*>* kept) {
-  ASSIGN_OR_RETURN(image::Record rec, r.Next());
-  if (rec.type != image::CKPT_HDR_INHERITED) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        image::Reader::Where(rec), ": expected the INHERITED record of a task that inherits its "
-        "parent's memory (TASK_ENTRY flags)"));
+  ASSIGN_OR_RETURN(image::ckpt_inherited head,
+                   r.Expect<image::ckpt_inherited>(image::CKPT_HDR_INHERITED));
+  if (head.total_runs > image::kMaxInheritedRuns ||
+      head.total_runs * sizeof(image::ckpt_page_run) != r.payload_remaining()) {
+    return r.FieldError("total_runs", head.total_runs, " does not match the ",
+                        r.payload_remaining(), " bytes of runs");
   }
   ASSIGN_OR_RETURN(std::vector<uint8_t> raw,
                    r.ReadArray(sizeof(image::ckpt_page_run), image::kMaxInheritedRuns, "runs"));
   std::vector<image::ckpt_page_run> runs(raw.size() / sizeof(image::ckpt_page_run));
   if (!runs.empty()) std::memcpy(runs.data(), raw.data(), raw.size());
+  uint64_t pages = 0;
   uint64_t last_end = 0;
   size_t pv = 0;
   for (const image::ckpt_page_run& run : runs) {
@@ -368,6 +370,7 @@ absl::StatusOr<std::vector<image::ckpt_page_run>> ReadInherited(
                                                   run.addr, run.nr_pages, last_end));
     }
     last_end = run.addr + run.nr_pages * kPage;
+    pages += run.nr_pages;
     while (pv < parent.vmas.size() && parent.vmas[pv].end <= run.addr) ++pv;
     if (pv == parent.vmas.size() || parent.vmas[pv].start > run.addr ||
         parent.vmas[pv].end < last_end ||
@@ -378,6 +381,10 @@ absl::StatusOr<std::vector<image::ckpt_page_run>> ReadInherited(
                                       run.addr, run.nr_pages));
     }
     if (kept->empty() || kept->back() != &parent.vmas[pv]) kept->push_back(&parent.vmas[pv]);
+  }
+  if (pages != head.total_pages) {
+    return r.FieldError("total_pages", head.total_pages, " differs from the ", pages,
+                        " pages of its runs");
   }
   return runs;
 }
@@ -444,6 +451,15 @@ absl::Status RestoreMm(image::Reader& r, MmRestoreContext& ctx, MmStats* stats) 
         parent_family.push_back(std::move(f));
       }
     }
+    for (const image::ckpt_vma& v : ctx.parent->vmas) {
+      if (v.advice & image::kAdvSealed) {
+        // Sealed in the parent before the fork, it could not be unmapped.
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "task %d inherits the memory of a parent with a sealed VMA (0x%x), which a fork "
+            "passes on and nothing unmaps (TASK_ENTRY flags)",
+            ctx.pid, v.start));
+      }
+    }
     if (parent_family.empty() ||
         parent_family.back().end - parent_family.front().start > kFreeAreaSize - kParkOffset) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -474,14 +490,14 @@ absl::Status RestoreMm(image::Reader& r, MmRestoreContext& ctx, MmStats* stats) 
       return absl::OkStatus();
     };
     for (const image::ckpt_vma* k : kept) {
-      if (at < ctx.free_area && k->start > ctx.free_area) {
+      if (at <= ctx.free_area && k->start > ctx.free_area) {
         RETURN_IF_ERROR(unmap_to(ctx.free_area));
         at = area_end;
       }
       RETURN_IF_ERROR(unmap_to(k->start));
       at = k->end;
     }
-    if (at < ctx.free_area) {
+    if (at <= ctx.free_area) {
       RETURN_IF_ERROR(unmap_to(ctx.free_area));
       at = area_end;
     }

@@ -90,7 +90,6 @@ absl::Status TreeDump::RegisterPids(const std::vector<TreeTask*>& tasks,
     bool leader_alive = in_tree.count(pgrp) || kill(pgrp, 0) == 0 || errno != ESRCH;
     bool saved = in_tree.count(pgrp) || (!leader_alive && t->session_ref != 0);
     if (saved) {
-      if (t->zombie && !in_tree.count(pgrp)) continue;  // a zombie's group is not restored
       std::vector<pid_t> levels = t->status.nspgid;
       if (levels.empty() || levels.front() != pgrp) levels = {pgrp};
       ASSIGN_OR_RETURN(t->pgrp_ref, PidRef(objects, pgrp, levels));
@@ -373,7 +372,10 @@ absl::Status TreeRestore::PlanSessions() {
   for (size_t i = 0; i < nr_tasks; ++i) {
     TreeNode& t = *nodes_[i];
     uint32_t g = t.entry.pgrp_ref;
-    if (t.zombie || g == 0 || by_ref_.count(g) || helpers.count(g)) continue;
+    // A zombie's group too: its parent makes the helper, and the zombie
+    // joins the group before it exits.
+    if (g == 0 || by_ref_.count(g) || helpers.count(g) || (t.zombie && t.parent < 0)) continue;
+    const int maker = t.zombie ? t.parent : static_cast<int>(i);
     TreeNode* h = &Add();
     h->helper = true;
     h->group_ref = g;
@@ -382,13 +384,13 @@ absl::Status TreeRestore::PlanSessions() {
       return absl::InvalidArgumentError(absl::StrCat("process group ", h->pids.front(),
                                                      " is not in its members' pid namespace"));
     }
-    if (t.inherits_memory) {
+    if (nodes_[maker]->inherits_memory) {
       return absl::InvalidArgumentError(absl::StrCat(
           "image record TASK_ENTRY of task ", t.pids.front(), ": field 'flags': a task that "
           "inherits its parent's memory is the first of a group whose leader is not in the image"));
     }
-    h->parent = static_cast<int>(i);
-    h->entry.free_area = t.entry.free_area;
+    h->parent = maker;
+    h->entry.free_area = nodes_[maker]->entry.free_area;
     h->entry.session_ref = t.entry.session_ref;
     helpers[g] = static_cast<int>(nodes_.size()) - 1;
   }

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -104,6 +105,7 @@ struct FuzzSubject {
   // which must pass, a long one.
   int verdict_timeout_ms = 500;
   std::string watch_dir;
+  uint32_t needs_record = 0;  // the image must hold a record of this type
   MutantPlan plan;
 };
 
@@ -189,7 +191,9 @@ class FuzzTest : public ::testing::Test {
     std::vector<pid_t> pids = ReadyPids(*s);
     if (pids.empty()) pids.push_back(s->pid);
     if (!fs.pid_line.empty()) {
-      for (pid_t p : LinePids(*s, fs.pid_line)) pids.push_back(p);
+      for (pid_t p : LinePids(*s, fs.pid_line)) {
+        if (std::find(pids.begin(), pids.end(), p) == pids.end()) pids.push_back(p);
+      }
     }
     for (pid_t p : pids) {
       shape->push_back(ShapeOf(p));
@@ -201,6 +205,11 @@ class FuzzTest : public ::testing::Test {
     absl::StatusOr<HeldImage> loaded = LoadImage(path);
     ASSERT_TRUE(loaded.ok()) << loaded.status();
     *image = std::move(*loaded);
+    if (fs.needs_record != 0) {
+      bool found = false;
+      for (const HeldRecord& rec : image->records) found |= rec.type == fs.needs_record;
+      ASSERT_TRUE(found) << fs.program << ": the image has no record of type " << fs.needs_record;
+    }
     MoveFreeAreasOutOfTheRestorersWay(image);
   }
 
@@ -422,6 +431,25 @@ TEST_F(FuzzTest, SharedMemoryImage) {
       Sel{image::CKPT_HDR_PAGE_RUNS, Section::kObjects, 2},
       Sel{image::CKPT_HDR_FILE},
       Sel{image::CKPT_HDR_VMA},
+  };
+  Fuzz(fs);
+}
+
+// Children forked from their restored parent, keeping the pages they
+// share (INHERITED). Frame numbers need the host's user namespace: this
+// one runs in fuzz_host_test.
+TEST_F(FuzzTest, CopyOnWriteTreeImage) {
+  FuzzSubject fs;
+  fs.program = "cow";
+  fs.args = {"1024"};
+  fs.pid_line = "READY";  // the whole tree
+  fs.needs_record = image::CKPT_HDR_INHERITED;
+  fs.plan.selectors = {
+      Sel{image::CKPT_HDR_TASK_ENTRY, Section::kHeader, 3},
+      Sel{image::CKPT_HDR_INHERITED, Section::kTasks, 3},
+      Sel{image::CKPT_HDR_MM, Section::kTasks, 2},
+      Sel{image::CKPT_HDR_VMA, Section::kTasks, 4},
+      Sel{image::CKPT_HDR_PAGE_RUNS, Section::kTasks, 2},
   };
   Fuzz(fs);
 }

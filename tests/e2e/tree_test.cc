@@ -73,6 +73,19 @@ TEST_F(TreeTest, AZombieKeepsItsProcessGroupAndSession) {
   ExpectPass(*s);
 }
 
+// A zombie alone in a group whose leader has exited keeps that group
+// (a helper task makes it again, and the zombie joins it before it exits).
+TEST_F(TreeTest, AZombieAloneInAGroupKeepsIt) {
+  absl::StatusOr<Subject> s =
+      StartProgram(ProgramPath("zombieorphangroup"), {}, /*new_session=*/true);
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  std::vector<pid_t> pids = LinePids(*s, "READY");
+  ASSERT_EQ(pids.size(), 2u) << ReadOutput(*s);
+  DumpKillRestore(*s, pids, TempPath("zombieorphangroup.img"));
+  ExpectPass(*s);
+}
+
 TEST_F(TreeTest, ZombieChildrenKeepTheirExitStatus) {
   absl::StatusOr<Subject> s = StartSubject("zombie");
   ASSERT_TRUE(s.ok()) << s.status();

@@ -1,6 +1,6 @@
 /*
  * Copy-on-write sharing after fork, as a prefork server has it: the parent
- * fills 32 MiB of private anonymous memory, a read-only region and heap
+ * fills 32 MiB (or argv[1] pages) of private anonymous memory, a read-only region and heap
  * blocks, then forks four workers; worker 1 forks a grandchild. Worker 0
  * leads a group of its own, worker 2 a session of its own. After the
  * forks each worker writes 8 pages of its own, drops one page
@@ -22,13 +22,15 @@
 #include "subject.h"
 
 #define PAGE 4096
-#define NPAGES 8192 /* 32 MiB */
+/* 32 MiB, or argv[1] pages (at least 512) */
+static int NPAGES = 8192;
 #define RO_PAGES 256
 #define NHEAP 16
 #define HEAP_BLOCK (100 * 1024)
-#define PARENT_FIRST 1000 /* pages the parent writes after the forks */
+#define PARENT_FIRST (NPAGES / 2 + 16) /* pages the parent writes after the forks */
 #define PARENT_COUNT 16
-#define SHARED_WRITE 5000 /* a page each task writes after the restore */
+#define DROPPED (NPAGES / 2 + 64)  /* worker w drops page DROPPED + w */
+#define SHARED_WRITE (NPAGES - 8) /* a page each task writes after the restore */
 
 static uint8_t *region, *ro;
 static uint8_t *heap[NHEAP];
@@ -54,7 +56,7 @@ static int page_is_zero(const uint8_t *p) {
 }
 
 /* Worker w (0-3) writes pages [w * 64, w * 64 + 8); the grandchild (w = 4)
- * writes [300, 304). Each drops page 2000 + w. */
+ * writes [300, 304). Each worker drops page DROPPED + w. */
 static int writes(int who, int page) {
   if (who == 4) return page >= 300 && page < 304;
   return page >= who * 64 && page < who * 64 + 8;
@@ -76,7 +78,7 @@ static int shared_percent(int who, pid_t parent, int *candidates) {
   int same = 0, total = 0;
   for (int i = 0; i < NPAGES; i++) {
     if (writes(who, i) || (i >= PARENT_FIRST && i < PARENT_FIRST + PARENT_COUNT) ||
-        (i >= 2000 && i < 2005) || i == SHARED_WRITE || (who == 4 && writes(1, i))) {
+        (i >= DROPPED && i < DROPPED + 5) || i == SHARED_WRITE || (who == 4 && writes(1, i))) {
       continue;
     }
     total++;
@@ -99,7 +101,7 @@ static void check_contents(int who, int after_restore) {
     if (who == 4 && writes(1, i)) writer = 1;
     if (who == -1 && i >= PARENT_FIRST && i < PARENT_FIRST + PARENT_COUNT) writer = 100;
     /* The grandchild has the page worker 1 dropped before its fork. */
-    int dropped = who == 4 ? i == 2001 : who >= 0 && i == 2000 + who;
+    int dropped = who == 4 ? i == DROPPED + 1 : who >= 0 && i == DROPPED + who;
     if (dropped) {
       if (!page_is_zero(p)) {
         subject_fail("task %d: dropped page %d is not zero", who, i);
@@ -144,7 +146,7 @@ static int run_child(int who, int ready_fd, pid_t grandchild) {
   for (int i = 0; i < NPAGES; i++) {
     if (writes(who, i)) fill_page(region + (size_t)i * PAGE, value(i, who));
   }
-  if (who != 4) madvise(region + (size_t)(2000 + who) * PAGE, PAGE, MADV_DONTNEED);
+  if (who != 4) madvise(region + (size_t)(DROPPED + who) * PAGE, PAGE, MADV_DONTNEED);
   if (who == 3) {
     mprotect(ro, (size_t)RO_PAGES * PAGE, PROT_READ | PROT_WRITE);
     fill_page(ro + 7 * PAGE, value(7 + 50000, 3));
@@ -170,8 +172,9 @@ static int run_child(int who, int ready_fd, pid_t grandchild) {
   return subject_failures ? 1 : 0;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   subject_install();
+  if (argc > 1 && atoi(argv[1]) >= 512) NPAGES = atoi(argv[1]);
   region = mmap(NULL, (size_t)NPAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                 -1, 0);
   ro = mmap(NULL, (size_t)RO_PAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
@@ -207,7 +210,7 @@ int main(void) {
         for (int i = 0; i < NPAGES; i++) {
           if (writes(1, i)) fill_page(region + (size_t)i * PAGE, value(i, 1));
         }
-        madvise(region + (size_t)2001 * PAGE, PAGE, MADV_DONTNEED);
+        madvise(region + (size_t)(DROPPED + 1) * PAGE, PAGE, MADV_DONTNEED);
         g = fork();
         if (g == 0) _exit(run_child(4, ready[1], 0));
         /* Tell the parent the grandchild's PID. */
