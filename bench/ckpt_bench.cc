@@ -31,6 +31,7 @@
 #include "absl/strings/str_cat.h"
 #include "benchmark/benchmark.h"
 #include "ckpt/ckpt.hpp"
+#include "lib/base/fd.h"
 #include "lib/base/status.h"
 #include "lib/mm/maps.h"
 #include "lib/mm/pagescan.h"
@@ -245,6 +246,58 @@ absl::StatusOr<Tree> StartTree(const std::string& program, int n) {
   }
   return t;
 }
+
+// A prefork server: 64 MiB in the parent, 8 workers. shared=1: the
+// workers still share the parent's pages (copy-on-write since the fork);
+// shared=0: each rewrote them (a private copy each). Image size and
+// restore time, and the tree's resident memory (Pss) after the restore.
+void BM_PreforkRestore(benchmark::State& state) {
+  const bool shared = state.range(0);
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  absl::StatusOr<Subject> s =
+      testing::StartProgram(BenchProgram("prefork"), {"64", "8", shared ? "0" : "1"});
+  if (!s.ok() || !testing::WaitForOutput(*s, "READY", 60000).ok()) {
+    return state.SkipWithError("no subject");
+  }
+  std::vector<pid_t> pids = {s->pid};
+  for (pid_t p : testing::LinePids(*s, "CHILDREN")) pids.push_back(p);
+  auto pss_mib = [&]() {
+    double kib = 0;
+    for (pid_t pid : pids) {
+      absl::StatusOr<std::string> text = ReadFile(absl::StrCat("/proc/", pid, "/smaps_rollup"));
+      size_t at = text.ok() ? text->find("\nPss:") : std::string::npos;
+      if (at != std::string::npos) kib += strtod(text->c_str() + at + 5, nullptr);
+    }
+    return kib / 1024;
+  };
+  const double before = pss_mib();
+  std::string image = absl::StrCat(kImageDir, "/bench-prefork.img");
+  DumpStats stats;
+  if (!testing::DumpToFile(s->pid, image, {}, &stats).ok()) return state.SkipWithError("dump");
+  testing::KillAndReapAll(pids);
+  double after = 0;
+  for (auto _ : state) {
+    absl::StatusOr<pid_t> pid = testing::RestoreFromFile(image);
+    state.PauseTiming();
+    if (!pid.ok()) return state.SkipWithError(std::string(pid.status().message()).c_str());
+    after = pss_mib();
+    testing::KillAndReapAll(pids);
+    state.ResumeTiming();
+  }
+  unlink(image.c_str());
+  state.counters["image_MiB"] = stats.image_bytes / 1048576.0;
+  state.counters["pss_before_MiB"] = before;
+  state.counters["pss_after_MiB"] = after;
+  state.SetLabel(shared ? "workers share the parent's pages" : "workers hold private copies");
+}
+BENCHMARK(BM_PreforkRestore)
+    ->ArgNames({"shared"})
+    ->Arg(1)
+    ->Arg(0)
+    ->Repetitions(5)
+    ->DisplayAggregatesOnly(true)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 void BM_TreeDump(benchmark::State& state) {
   const bool threads = state.range(0);
