@@ -522,7 +522,10 @@ absl::Status RestoreRun::RestoreTask(image::Reader& r, TaskRestore& t) {
     return CheckCredentialsGrantable(t.pid, core);
   };
   for (const TaskSectionOps& section : TaskSections()) RETURN_IF_ERROR(section.restore(ctx));
-  if (t.shares_files && t.parent >= 0) t.fd_of = tasks_[t.parent]->fd_of;
+  if (t.shares_files && t.parent >= 0) {
+    t.fd_of = tasks_[t.parent]->fd_of;
+    t.fds_of = tasks_[t.parent]->fds_of;
+  }
   return absl::OkStatus();
 }
 
@@ -540,6 +543,10 @@ class LateTaskImpl : public objhash::LateTask {
   int FdOf(uint32_t objref) const override {
     auto it = t_.fd_of.find(objref);
     return it == t_.fd_of.end() ? -1 : it->second;
+  }
+  std::vector<std::pair<int, bool>> FdsOf(uint32_t objref) const override {
+    auto it = t_.fds_of.find(objref);
+    return it == t_.fds_of.end() ? std::vector<std::pair<int, bool>>{} : it->second;
   }
   absl::StatusOr<int64_t> Syscall(long nr, std::array<uint64_t, 6> args,
                                   std::span<const uint8_t> data, int data_arg) override {
@@ -567,6 +574,12 @@ absl::Status RestoreRun::RunLateSteps() {
   std::vector<std::unique_ptr<LateTaskImpl>> impls;
   objhash::LateContext ctx;
   ctx.objects = &objects_;
+  ctx.pid_here = [this](uint32_t pid_ref) -> pid_t {
+    for (const auto& t : tasks_) {
+      if (!t->helper && t->entry.pid_ref == pid_ref) return t->pid;
+    }
+    return 0;
+  };
   for (auto& t : tasks_) {
     if (t->zombie || t->helper) continue;
     impls.push_back(std::make_unique<LateTaskImpl>(*t, tree_));

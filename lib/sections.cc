@@ -1,5 +1,7 @@
 #include "lib/sections.h"
 
+#include <fcntl.h>
+
 #include "absl/strings/str_cat.h"
 #include "lib/base/status.h"
 #include "lib/base/trace.h"
@@ -81,6 +83,7 @@ absl::Status RestoreFdsSection(SectionRestoreContext& ctx) {
   }
   for (const fs::FdEntry& f : fds) {
     ctx.task->fd_of.emplace(f.file_ref, f.fd);
+    ctx.task->fds_of[f.file_ref].push_back({f.fd, (f.fd_flags & FD_CLOEXEC) != 0});
     ctx.fds.insert(f.fd);
   }
   return fs::QueueFdRestore(*ctx.task->queue, fds, *ctx.objects, ctx.high_fd_base);

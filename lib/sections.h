@@ -101,6 +101,8 @@ struct TaskRestore : task::TreeNode {
   // Each FILE object's lowest fd number in the task's table (a task that
   // shares its parent's table: the parent's), for the late pass.
   std::map<uint32_t, int> fd_of;
+  // ... and every fd number of each, with its close-on-exec flag.
+  std::map<uint32_t, std::vector<std::pair<int, bool>>> fds_of;
   // What its sections read, kept until the driver finishes the task.
   std::unique_ptr<SectionRestoreContext> sections;
   // Its memory as restored, for the children forked from it

@@ -25,8 +25,11 @@ absl::Status CheckpointFile(objhash::CheckpointContext& ctx,
                             const objhash::ObjHash::Entry& entry) {
   const auto& f = std::any_cast<const Description&>(entry.data);
   // The object it is on (a pipe, a memfd's memory, a deleted inode) is
-  // made first at restore.
-  if (f.target_ref != 0) RETURN_IF_ERROR(ctx.Ensure(f.target_ref));
+  // made first at restore; a pid is the tree's, written before any object.
+  const objhash::ObjHash::Entry* target = f.target_ref != 0 ? ctx.objects->Get(f.target_ref) : nullptr;
+  if (target != nullptr && target->kind != objhash::ObjKind::kPid) {
+    RETURN_IF_ERROR(ctx.Ensure(f.target_ref));
+  }
   image::ckpt_file rec{};
   rec.objref = entry.objref;
   rec.kind = f.kind;
@@ -141,7 +144,9 @@ absl::StatusOr<objhash::RestoredObject> RestoreFile(objhash::RestoreContext& ctx
   }
 
   const objhash::RestoredObject* target = nullptr;
-  if (kind->has_target) {
+  // A pid object is the tree's, not the objects section's: the kind checks
+  // it once the tasks exist.
+  if (kind->has_target && kind->target_kind != objhash::ObjKind::kPid) {
     ASSIGN_OR_RETURN(target, ctx.objects->Get(f.target_ref, kind->target_kind));
   }
   if (f.owner_type > image::kOwnerPgrp) return r.FieldError("owner_type", f.owner_type, " is not an owner type");

@@ -160,6 +160,9 @@ class LateTask {
   // The fd number at which this task holds the object `objref` (a FILE),
   // or -1.
   virtual int FdOf(uint32_t objref) const = 0;
+  // Every fd number at which it holds `objref`, with its close-on-exec
+  // flag, ascending.
+  virtual std::vector<std::pair<int, bool>> FdsOf(uint32_t objref) const = 0;
   // Runs syscall `nr` inside the task; `data` is copied into it first and
   // its address replaces args[data_arg] (data_arg < 0: no data). Returns
   // what the syscall returned (a negative errno too).
@@ -174,6 +177,9 @@ class LateTask {
 struct LateContext {
   std::vector<LateTask*> tasks;  // every live restored task, parents first
   const RestoreTable* objects = nullptr;
+  // The PID, as the restorer sees it, of the task (a zombie too) whose pid
+  // object is `pid_ref`; 0 if no task has it.
+  std::function<pid_t(uint32_t pid_ref)> pid_here;
 };
 
 

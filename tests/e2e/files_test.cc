@@ -74,6 +74,18 @@ TEST_F(FilesTest, SharedAndDuplicatedDescriptionsAppendCloexecAndGaps) {
   ExpectPass(*s);
 }
 
+// /proc/self/stat, a parent's /proc/PID/status held by its child, a
+// child's /proc/PID directory: opened again for the restored processes.
+TEST_F(FilesTest, ProcFilesOfTheTreesTasksNameTheRestoredTasks) {
+  absl::StatusOr<Subject> s = StartSubject("procfiles");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  std::vector<pid_t> pids = LinePids(*s, "READY");
+  ASSERT_EQ(pids.size(), 2u) << ReadOutput(*s);
+  DumpKillRestore(*s, pids, TempPath("procfiles.img"));
+  ExpectPass(*s);
+}
+
 TEST_F(FilesTest, DeletedFileOpenAndMappedComesBackWithItsContents) {
   absl::StatusOr<Subject> s = StartSubject("deleted", {TempPath("")});
   ASSERT_TRUE(s.ok()) << s.status();
