@@ -1,5 +1,7 @@
 #include "lib/preflight.h"
 
+#include <linux/kcmp.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <map>
@@ -36,9 +38,10 @@ absl::Status CheckSharedResources(objhash::ObjHash& objects, pid_t pid, pid_t pa
                      objects.LookupAdd(c.kind, objhash::Identity::OfTaskResource(c.kcmp, pid)));
     if (f.first) continue;
     // An fd table shared with the parent is restored shared: the child is
-    // made with CLONE_FILES.
+    // made with CLONE_FILES (the parent may have it from its own parent).
     pid_t owner = f.entry->id.pid;
-    if (c.kind == objhash::ObjKind::kFiles && owner == parent && parent_alive) {
+    if (c.kind == objhash::ObjKind::kFiles && parent_alive &&
+        (owner == parent || syscall(SYS_kcmp, pid, parent, KCMP_FILES, 0, 0) == 0)) {
       *shares_parent_files = true;
       continue;
     }

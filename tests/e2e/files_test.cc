@@ -192,6 +192,18 @@ TEST_F(FilesTest, FdTableSharedWithTheParentStaysShared) {
   ExpectPass(*s);
 }
 
+// A table a grandchild shares with its parent and its grandparent.
+TEST_F(FilesTest, FdTableSharedOverThreeGenerationsStaysShared) {
+  absl::StatusOr<Subject> s = StartSubject("clonefiles3", {TempPath("")});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  std::vector<pid_t> pids = TreePids(*s, "CHILD");
+  for (pid_t p : LinePids(*s, "GRAND")) pids.push_back(p);
+  ASSERT_EQ(pids.size(), 3u) << ReadOutput(*s);
+  DumpKillRestore(*s, pids, TempPath("clonefiles3.img"));
+  ExpectPass(*s);
+}
+
 TEST_F(FilesTest, TruncatedOrMovedFileIsNamedAndNothingStays) {
   absl::StatusOr<Subject> s = StartSubject("fds", {TempPath("")});
   ASSERT_TRUE(s.ok()) << s.status();
