@@ -464,18 +464,22 @@ absl::Status Dumper::Collect(TaskDump& t) {
   for (const mm::VmaDump& v : t.mm.vmas) {
     if (v.rec.kind == image::kVmaVdso) vdso = v.rec.start;
   }
-  if (vdso == 0) {
-    return absl::UnimplementedError(absl::StrCat(
-        "task ", t.pid, " has no [vdso] mapping: not supported (libckpt injects syscalls "
-        "through the vdso's syscall instruction)"));
-  }
   ASSIGN_OR_RETURN(uint64_t syscall_off, task::VdsoSyscallOffset());
   // If this process dies while syscalls are injected, each thread comes
   // back to its own state by itself (lib/task/recovery.h).
   const uint64_t sigreturn = task::FindSigreturnGadget(t.pid, CodeRanges(t.mm));
+  // Syscalls are injected through the [vdso]'s syscall instruction, or,
+  // in a task that unmapped its vdso, through the one that ends the C
+  // library's rt_sigreturn gadget (`mov $15, %rax; syscall`).
+  const uint64_t syscall_insn = vdso != 0 ? vdso + syscall_off : sigreturn != 0 ? sigreturn + 7 : 0;
+  if (syscall_insn == 0) {
+    return absl::UnimplementedError(absl::StrCat(
+        "task ", t.pid, " has no [vdso] mapping and no rt_sigreturn gadget in its code: not "
+        "supported (libckpt injects syscalls through a syscall instruction of the task's own)"));
+  }
   auto begin = [&](ThreadDump& th, pid_t tid) -> absl::Status {
     th.injector = std::make_unique<task::Injector>(t.pid, tid);
-    RETURN_IF_ERROR(th.injector->Begin(vdso + syscall_off));
+    RETURN_IF_ERROR(th.injector->Begin(syscall_insn));
     // A stopped thread takes no signal on its first resume
     // (task::kAllSignalsHeld): held just before it, with the recovery
     // frame's mask its own.

@@ -1,12 +1,14 @@
 #include "lib/sections.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 
 #include "absl/strings/str_cat.h"
 #include "lib/base/status.h"
 #include "lib/base/trace.h"
 #include "lib/fs/locks.h"
 #include "lib/objhash/identity.h"
+#include "lib/task/recovery.h"
 #include "lib/task/sched.h"
 #include "lib/task/vdso.h"
 
@@ -143,9 +145,25 @@ absl::Status RestoreMmSection(SectionRestoreContext& ctx) {
   ctx.stats->pages_written += mstats.pages;
   if (!st.ok()) return Annotate(st, absl::StrCat("task ", t.pid));
   // From here on the task's own vdso carries the injections that need no
-  // trampoline.
-  ASSIGN_OR_RETURN(uint64_t syscall_off, task::VdsoSyscallOffset());
-  t.injector->set_syscall_insn(mctx.vdso_start + syscall_off);
+  // trampoline; in a task without one, the syscall instruction of the C
+  // library's rt_sigreturn gadget (as the dump used).
+  if (mctx.vdso_start != 0) {
+    ASSIGN_OR_RETURN(uint64_t syscall_off, task::VdsoSyscallOffset());
+    t.injector->set_syscall_insn(mctx.vdso_start + syscall_off);
+    return absl::OkStatus();
+  }
+  std::vector<task::CodeRange> code;
+  for (const image::ckpt_vma& v : t.mm.vmas) {
+    if ((v.prot & PROT_EXEC) && v.kind == image::kVmaFile) {
+      code.push_back({v.start, v.end, absl::StrCat("restored ", t.pid, " 0x", absl::Hex(v.start))});
+    }
+  }
+  const uint64_t gadget = task::FindSigreturnGadget(t.pid, code);
+  if (gadget == 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "task ", t.pid, " has no [vdso], and no rt_sigreturn gadget was found in its code"));
+  }
+  t.injector->set_syscall_insn(gadget + 7);
   return absl::OkStatus();
 }
 

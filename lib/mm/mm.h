@@ -145,7 +145,7 @@ struct MmRestoreContext {
   // letting process_vm_writev fault them in.
   bool populate = true;
   // Set by RestoreMm: where [vdso] now is (the final munmap goes through
-  // its syscall instruction).
+  // its syscall instruction); 0 for a task that had unmapped it.
   uint64_t vdso_start = 0;
 };
 

@@ -630,14 +630,24 @@ absl::Status RestoreMm(image::Reader& r, MmRestoreContext& ctx, MmStats* stats) 
       q.batch().Add(SYS_munmap, {at, base + a.size - at});
     }
   }
-  for (size_t k = 0; k < family.size(); ++k) {
-    if (!placed[k]) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "the image has no ", family[k].name, " mapping but this kernel provides one: the vdso "
-          "layouts differ (dumped on another kernel?)"));
+  const bool none_placed = std::none_of(placed.begin(), placed.end(), [](bool p) { return p; });
+  if (none_placed) {
+    // The task had unmapped its whole vdso family: it comes back without.
+    for (size_t k = 0; k < family.size(); ++k) {
+      RETURN_IF_ERROR(q.Reserve(1, 0));
+      q.batch().Add(SYS_munmap, {parked[k], family[k].size()});
     }
+    ctx.vdso_start = 0;
+  } else {
+    for (size_t k = 0; k < family.size(); ++k) {
+      if (!placed[k]) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "the image has no ", family[k].name, " mapping but this kernel provides one: the "
+            "vdso layouts differ (dumped on another kernel?)"));
+      }
+    }
+    if (ctx.vdso_start == 0) return absl::FailedPreconditionError("the image has no [vdso]");
   }
-  if (ctx.vdso_start == 0) return absl::FailedPreconditionError("the image has no [vdso]");
 
   struct prctl_mm_map map {};
   map.start_code = mm.start_code;

@@ -88,6 +88,16 @@ TEST(SingleProcessTest, MembarrierRegistrationsSurvive) {
   ExpectPass(*s);
 }
 
+// A process that unmapped its [vdso] family comes back without one (the
+// syscalls are injected through its C library's rt_sigreturn gadget).
+TEST(SingleProcessTest, AProcessWithoutVdsoComesBackWithout) {
+  absl::StatusOr<Subject> s = StartSubject("novdso");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  ASSERT_NO_FATAL_FAILURE(DumpKillRestore(*s, {s->pid}, TempPath("novdso.img")));
+  ExpectPass(*s);
+}
+
 TEST(SingleProcessTest, AvxSseAndX87RegistersSurvive) {
   absl::StatusOr<Subject> s = StartSubject("fpu");
   ASSERT_TRUE(s.ok()) << s.status();
