@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <random>
 
 #include "absl/strings/match.h"
@@ -49,9 +50,9 @@ constexpr uint64_t kMaxGhostSize = 1ull << 40;
 
 absl::StatusOr<uint32_t> RegisterGhost(objhash::ObjHash& objects, const std::string& source,
                                        const std::string& path, const struct stat& st) {
-  if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
-    return absl::UnimplementedError(
-        absl::StrCat("the deleted ", path, " is neither a regular file nor a directory: not supported"));
+  if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode)) {
+    return absl::UnimplementedError(absl::StrCat(
+        "the deleted ", path, " is neither a regular file, a directory nor a symlink: not supported"));
   }
   ASSIGN_OR_RETURN(objhash::ObjHash::Found f,
                    objects.LookupAdd(objhash::ObjKind::kGhost,
@@ -99,7 +100,8 @@ absl::StatusOr<UniqueFd> RecreateUnnamed(const std::string& path, absl::string_v
     int f = open(name.c_str(), open_flags | O_NOFOLLOW | O_CLOEXEC);
     const int open_errno = errno;
     struct stat made;
-    const bool ours = f >= 0 && fstat(f, &made) == 0 && (made.st_mode & S_IFMT) == type &&
+    const bool ours = f >= 0 && fstatat(f, "", &made, AT_EMPTY_PATH) == 0 &&
+                      (made.st_mode & S_IFMT) == type &&
                       made.st_uid == geteuid() && (type != S_IFDIR || made.st_nlink >= 2);
     if (type == S_IFDIR) {
       rmdir(name.c_str());
@@ -109,15 +111,58 @@ absl::StatusOr<UniqueFd> RecreateUnnamed(const std::string& path, absl::string_v
     if (f < 0) return ErrnoError(open_errno, "opening the recreated ", name);
     UniqueFd fd(f);
     if (!ours) return absl::FailedPreconditionError(absl::StrCat(name, " is not what the restore just made"));
-    if (fchmod(f, mode) != 0) return ErrnoError(errno, "chmod of ", what, " ", path);
+    // A symlink has no mode of its own (and an O_PATH fd no fchmod).
+    if (type != S_IFLNK && fchmod(f, mode) != 0) return ErrnoError(errno, "chmod of ", what, " ", path);
     return fd;
   }
   return absl::AlreadyExistsError(absl::StrCat("no free name next to ", path));
 }
 
+namespace {
+
+// A deleted symlink: its text is its data (one page at most, PATH_MAX).
+absl::Status CheckpointGhostSymlink(objhash::CheckpointContext& ctx, const GhostInfo& g,
+                                    image::ckpt_ghost rec) {
+  // The fd link leads to the symlink itself when opened O_PATH.
+  ASSIGN_OR_RETURN(UniqueFd in, OpenFile(g.source, O_PATH));
+  struct stat now;
+  if (fstatat(in.get(), "", &now, AT_EMPTY_PATH) != 0 || !S_ISLNK(now.st_mode)) {
+    return absl::FailedPreconditionError(absl::StrCat(g.source, " is no longer the deleted symlink ",
+                                                      g.path));
+  }
+  std::string text(kPage, '\0');
+  ssize_t n = readlinkat(in.get(), "", text.data(), text.size());
+  if (n < 0) return ErrnoError(errno, "reading the deleted symlink ", g.path);
+  if (static_cast<uint64_t>(n) >= kPage) {
+    return absl::UnimplementedError(absl::StrCat("the deleted symlink ", g.path, " is too long"));
+  }
+  rec.mode = now.st_mode;
+  rec.uid = now.st_uid;
+  rec.gid = now.st_gid;
+  rec.size = static_cast<uint64_t>(n);
+  rec.nr_pages = n > 0 ? 1 : 0;
+  RETURN_IF_ERROR(ctx.writer->AppendStructWith(image::CKPT_HDR_GHOST, rec, g.path.data(),
+                                               g.path.size()));
+  std::vector<image::ckpt_page_run> runs;
+  if (n > 0) runs.push_back({0, 1});
+  return mm::WriteObjectPages(*ctx.writer, runs, rec.nr_pages,
+                              [&](uint64_t, uint64_t len, uint8_t* buf) -> absl::Status {
+                                std::memcpy(buf, text.data(), std::min<uint64_t>(len, kPage));
+                                return absl::OkStatus();
+                              });
+}
+
+}  // namespace
+
 absl::Status CheckpointGhost(objhash::CheckpointContext& ctx,
                              const objhash::ObjHash::Entry& entry) {
   const auto& g = std::any_cast<const GhostInfo&>(entry.data);
+  if (S_ISLNK(g.st.st_mode)) {
+    image::ckpt_ghost rec{};
+    rec.objref = entry.objref;
+    rec.path_len = static_cast<uint32_t>(g.path.size());
+    return CheckpointGhostSymlink(ctx, g, rec);
+  }
   ASSIGN_OR_RETURN(UniqueFd in, OpenFile(g.source, O_RDONLY));
   struct stat now;
   if (fstat(in.get(), &now) != 0) return ErrnoError(errno, "stat ", g.source);
@@ -160,8 +205,12 @@ absl::StatusOr<objhash::RestoredObject> RestoreGhost(objhash::RestoreContext& ct
   image::Reader& r = *ctx.reader;
   image::ckpt_ghost g;
   RETURN_IF_ERROR(r.ReadStruct(&g, sizeof(g)));
-  if (!S_ISREG(g.mode) && !S_ISDIR(g.mode)) {
-    return r.FieldError("mode", absl::StrFormat("0%o", g.mode), " is neither a regular file nor a directory");
+  if (!S_ISREG(g.mode) && !S_ISDIR(g.mode) && !S_ISLNK(g.mode)) {
+    return r.FieldError("mode", absl::StrFormat("0%o", g.mode),
+                        " is neither a regular file, a directory nor a symlink");
+  }
+  if (S_ISLNK(g.mode) && (g.size == 0 || g.size >= kPage || g.nr_pages != 1)) {
+    return r.FieldError("size", g.size, " and nr_pages ", g.nr_pages, " for a deleted symlink");
   }
   if (S_ISDIR(g.mode) && (g.size != 0 || g.nr_pages != 0)) {
     return r.FieldError("size", g.size, " and nr_pages ", g.nr_pages, " for a removed directory");
@@ -183,6 +232,28 @@ absl::StatusOr<objhash::RestoredObject> RestoreGhost(objhash::RestoreContext& ct
                                      O_RDONLY | O_DIRECTORY, S_IFDIR, g.mode & 07777));
     (void)!fchown(dir.get(), g.uid, g.gid);  // best effort, as for files
     return objhash::HoldAt(ctx, g.objref, dir.get(), absl::StrCat("the removed directory ", path));
+  }
+  if (S_ISLNK(g.mode)) {
+    std::string text;
+    RETURN_IF_ERROR(mm::ReadObjectPages(
+        r, g.nr_pages, g.size, absl::StrCat("the deleted symlink ", path),
+        [&](uint64_t offset, const uint8_t* data, uint64_t len) -> absl::Status {
+          if (offset != 0) return absl::InvalidArgumentError("a symlink's text is one page");
+          text.assign(reinterpret_cast<const char*>(data), std::min<uint64_t>(len, g.size));
+          return absl::OkStatus();
+        }));
+    if (text.size() != g.size || text.find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("image record GHOST ", g.objref,
+                                                     ": the deleted symlink ", path,
+                                                     " has no text of ", g.size, " bytes"));
+    }
+    // A symlink's mode is always 0777: only its owner is set again.
+    ASSIGN_OR_RETURN(UniqueFd link,
+                     RecreateUnnamed(path, "the deleted symlink",
+                                     [&](const char* name) { return symlink(text.c_str(), name); },
+                                     O_PATH, S_IFLNK, 0));
+    (void)!fchownat(link.get(), "", g.uid, g.gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+    return objhash::HoldAt(ctx, g.objref, link.get(), absl::StrCat("the deleted symlink ", path));
   }
   ASSIGN_OR_RETURN(UniqueFd fd, RecreateUnnamed(
                                     path, "the deleted file",
@@ -273,8 +344,45 @@ const FdKindOps kDeletedDirKind = {
     .check = CheckDeleted,
 };
 
+// A symlink open O_PATH|O_NOFOLLOW whose name was unlinked: made again
+// under a fresh name (its text saved in its GHOST), opened and unlinked.
+bool ClaimsDeletedSymlink(const FdProbe& p) {
+  return S_ISLNK(p.st.st_mode) && !p.target.empty() && p.target[0] == '/' &&
+         absl::EndsWith(p.target, " (deleted)");
+}
+
+absl::StatusOr<UniqueFd> OpenDeletedSymlink(objhash::RestoreContext&, const image::ckpt_file& rec,
+                                            const std::string& path,
+                                            const objhash::RestoredObject* ghost) {
+  if (!(rec.flags & O_PATH) || !(rec.flags & O_NOFOLLOW)) {
+    return absl::InvalidArgumentError(absl::StrCat("FILE ", rec.objref, ": field 'flags': the symlink ",
+                                                   path, " is not open O_PATH|O_NOFOLLOW"));
+  }
+  // An O_PATH description holds nothing but the file: the ghost's own.
+  int fd = fcntl(ghost->fd, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return ErrnoError(errno, "dup of the deleted symlink ", path);
+  return UniqueFd(fd);
+}
+
+const FdKindOps kDeletedSymlinkKind = {
+    .name = "deleted symbolic link",
+    .file_kind = image::kFileDeletedSymlink,
+    .order = 42,
+    .file_type = S_IFLNK,
+    .seekable = false,
+    .by_path = true,
+    .has_target = true,
+    .target_kind = objhash::ObjKind::kGhost,
+    .claims = ClaimsDeletedSymlink,
+    .describe = DescribeDeleted,
+    .register_target = RegisterDeleted,
+    .open = OpenDeletedSymlink,
+    .check = CheckDeleted,
+};
+
 [[maybe_unused]] const bool kRegistered =
     RegisterFdKind(&kDeletedKind) && RegisterFdKind(&kDeletedDirKind) &&
+    RegisterFdKind(&kDeletedSymlinkKind) &&
     objhash::RegisterHandler({objhash::ObjKind::kGhost, "GHOST", image::CKPT_HDR_GHOST,
                               CheckpointGhost, RestoreGhost});
 

@@ -351,6 +351,7 @@ enum FileKind : uint32_t {
   kFileSymlink = 10,    // a symbolic link itself, open O_PATH|O_NOFOLLOW
   kFileDeletedCharDevice = 11,  // one of the plain character devices, its node unlinked
   kFileProcTask = 12,   // a file under /proc/PID of a task of the tree (target_ref: its pid)
+  kFileDeletedSymlink = 13,  // a symlink open O_PATH|O_NOFOLLOW, unlinked (target_ref: GHOST)
 };
 
 // Shared by CKPT_HDR_FILE (an open description: flags and pos matter) and

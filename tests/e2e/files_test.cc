@@ -204,6 +204,14 @@ TEST_F(FilesTest, FdTableSharedOverThreeGenerationsStaysShared) {
   ExpectPass(*s);
 }
 
+TEST_F(FilesTest, DeletedSymlinkOpenOPathComesBackUnlinked) {
+  absl::StatusOr<Subject> s = StartSubject("delsymlink", {TempPath("")});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  DumpKillRestore(*s, {s->pid}, TempPath("delsymlink.img"));
+  ExpectPass(*s);
+}
+
 TEST_F(FilesTest, TruncatedOrMovedFileIsNamedAndNothingStays) {
   absl::StatusOr<Subject> s = StartSubject("fds", {TempPath("")});
   ASSERT_TRUE(s.ok()) << s.status();
