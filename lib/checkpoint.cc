@@ -75,6 +75,9 @@ class Dumper {
   // Which tasks the restore forks from their parents, for the pages they
   // share (task::TreeTask::inherits_memory).
   absl::Status PlanInheritedMemory();
+  // Marks the first of siblings that share an fd table their parent gave
+  // up, and refuses what the restore cannot make.
+  absl::Status PlanSiblingFiles();
   absl::Status Write(ImageOutput& out);
   absl::Status Cancelled() const;
   absl::Status Thaw(bool kill);
@@ -179,7 +182,8 @@ absl::Status Dumper::PlanInheritedMemory() {
     const bool groups_ok =
         (t.stat.session == p.stat.session && (t.stat.pgrp == p.stat.pgrp || t.stat.pgrp == t.pid)) ||
         (t.stat.session == t.pid && t.stat.pgrp == t.pid);
-    can[i] = !p.zombie && !t.shares_parent_files && t.ipc_ns_ref == p.ipc_ns_ref &&
+    can[i] = !p.zombie && !t.shares_parent_files && t.files_sibling == 0 && !t.files_head &&
+             t.ipc_ns_ref == p.ipc_ns_ref &&
              t.status.nspid.size() == p.status.nspid.size() && groups_ok &&
              !(p.core.task.no_new_privs && !t.core.task.no_new_privs) &&
              // A fork passes membarrier registrations on; none is undone.
@@ -216,6 +220,43 @@ absl::Status Dumper::PlanInheritedMemory() {
     t.mm.free_area = p.mm.free_area;
   }
   stats_->pages_shared = shared;
+  return absl::OkStatus();
+}
+
+absl::Status Dumper::PlanSiblingFiles() {
+  for (auto& t : tasks_) {
+    if (t->files_sibling == 0) continue;
+    TaskDump* head = Find(t->files_sibling);
+    TaskDump* parent = Find(t->parent);
+    if (head == nullptr || parent == nullptr) return absl::InternalError("a sibling's table");
+    head->files_head = true;
+    if (parent->shares_parent_files) {
+      return absl::UnimplementedError(absl::StrCat(
+          "tasks ", head->pid, " and ", t->pid, " share an fd table that their parent ",
+          parent->pid, " gave up, and the parent shares its own parent's: not supported"));
+    }
+    if (parent->stat.session == parent->pid && t->stat.session != parent->pid) {
+      return absl::UnimplementedError(absl::StrCat(
+          "tasks ", head->pid, " and ", t->pid, " share an fd table and stay in the session their "
+          "parent ", parent->pid, " left: not supported"));
+    }
+  }
+  // Among a parent's children, the members of one table come before the
+  // first of another (the restore makes them in turn, unsharing between).
+  for (auto& p : tasks_) {
+    pid_t current = 0;
+    for (auto& c : tasks_) {
+      if (c->parent != p->pid || c->zombie) continue;
+      if (c->files_head) {
+        current = c->pid;
+      } else if (c->files_sibling != 0 && c->files_sibling != current) {
+        return absl::UnimplementedError(absl::StrCat(
+            "the children of task ", p->pid, " share fd tables that it gave up, in an order the "
+            "restore cannot make (task ", c->pid, " shares ", c->files_sibling,
+            "'s after another table's first): not supported"));
+      }
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -426,7 +467,10 @@ absl::Status Dumper::FreezeTree(pid_t root) {
 absl::Status Dumper::CheckShared(TaskDump& t) {
   TaskDump* parent = t.parent != 0 ? Find(t.parent) : nullptr;
   return CheckSharedResources(objects_, t.pid, t.parent, parent != nullptr && !parent->zombie,
-                              &t.shares_parent_files);
+                              &t.shares_parent_files, &t.files_sibling, [this](pid_t p) {
+                                TaskDump* d = Find(p);
+                                return d != nullptr ? d->parent : 0;
+                              });
 }
 
 absl::Status Dumper::Collect(TaskDump& t) {
@@ -604,7 +648,7 @@ absl::Status Dumper::Collect(TaskDump& t) {
   if (options_.shell_job) flags |= objhash::kDumpShellJob;
   if (options_.leave_running) flags |= objhash::kDumpLeaveRunning;
   // A table shared with the parent is written once, with the parent.
-  if (!t.shares_parent_files) {
+  if (!t.shares_parent_files && t.files_sibling == 0) {
     ASSIGN_OR_RETURN(t.fds, fs::CollectFds(t.pid, objects_, flags));
   }
   return absl::OkStatus();
@@ -784,6 +828,7 @@ absl::Status Dumper::Run(pid_t root, ImageOutput& out) {
     st = fs::ResolveExternalPipes(objects_, tree, options_.external, pipe_check_.checked,
                                   pipe_check_.external);
   }
+  if (st.ok()) st = PlanSiblingFiles();
   if (st.ok()) {
     Phase p("dump: shared pages");
     st = PlanInheritedMemory();

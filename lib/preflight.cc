@@ -22,7 +22,9 @@
 namespace ckpt {
 
 absl::Status CheckSharedResources(objhash::ObjHash& objects, pid_t pid, pid_t parent,
-                                  bool parent_alive, bool* shares_parent_files) {
+                                  bool parent_alive, bool* shares_parent_files,
+                                  pid_t* files_sibling,
+                                  const std::function<pid_t(pid_t)>& parent_of) {
   struct {
     objhash::ObjKind kind;
     objhash::KcmpType kcmp;
@@ -33,6 +35,7 @@ absl::Status CheckSharedResources(objhash::ObjHash& objects, pid_t pid, pid_t pa
       {objhash::ObjKind::kFs, objhash::kKcmpFs, "its cwd and root (CLONE_FS)"},
   };
   *shares_parent_files = false;
+  *files_sibling = 0;
   for (const auto& c : checks) {
     ASSIGN_OR_RETURN(objhash::ObjHash::Found f,
                      objects.LookupAdd(c.kind, objhash::Identity::OfTaskResource(c.kcmp, pid)));
@@ -43,6 +46,14 @@ absl::Status CheckSharedResources(objhash::ObjHash& objects, pid_t pid, pid_t pa
     if (c.kind == objhash::ObjKind::kFiles && parent_alive &&
         (owner == parent || syscall(SYS_kcmp, pid, parent, KCMP_FILES, 0, 0) == 0)) {
       *shares_parent_files = true;
+      continue;
+    }
+    // One shared with an earlier sibling that the parent no longer has
+    // (clone with CLONE_FILES, then unshare in the parent): the restore
+    // makes the siblings with CLONE_FILES and has the parent unshare.
+    if (c.kind == objhash::ObjKind::kFiles && parent_alive && owner != parent &&
+        parent_of(owner) == parent) {
+      *files_sibling = owner;
       continue;
     }
     return absl::UnimplementedError(absl::StrCat("task ", pid, " shares ", c.what, " with task ",
@@ -94,6 +105,7 @@ absl::StatusOr<TreeReport> Preflight(pid_t root, const DumpOptions& options,
   std::map<uint64_t, fs::PipeEnd> pipes;
   std::set<pid_t> tree;
   std::map<pid_t, bool> alive;  // pid -> a live task of the tree
+  std::map<pid_t, pid_t> parents;  // pid -> its parent
   std::vector<std::pair<pid_t, pid_t>> queue = {{root, 0}};
   // A task that exits meanwhile (the tree may be busy) is not a problem:
   // whatever of it was read is dropped.
@@ -115,11 +127,14 @@ absl::StatusOr<TreeReport> Preflight(pid_t root, const DumpOptions& options,
     report.threads += static_cast<uint64_t>(std::max(st->threads, 1));
 
     bool shares_parent_files = false;
-    absl::Status sharing = CheckSharedResources(shared, pid, parent, parent != 0 && alive[parent],
-                                                &shares_parent_files);
+    pid_t files_sibling = 0;
+    parents[pid] = parent;
+    absl::Status sharing = CheckSharedResources(
+        shared, pid, parent, parent != 0 && alive[parent], &shares_parent_files, &files_sibling,
+        [&](pid_t p) { return parents.count(p) ? parents[p] : 0; });
     if (!sharing.ok()) problem(sharing);
 
-    if (!shares_parent_files) {
+    if (!shares_parent_files && files_sibling == 0) {
       absl::StatusOr<std::vector<int>> fds = fs::ListFds(pid);
       if (!fds.ok()) {
         problem(fds.status());

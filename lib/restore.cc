@@ -522,9 +522,10 @@ absl::Status RestoreRun::RestoreTask(image::Reader& r, TaskRestore& t) {
     return CheckCredentialsGrantable(t.pid, core);
   };
   for (const TaskSectionOps& section : TaskSections()) RETURN_IF_ERROR(section.restore(ctx));
-  if (t.shares_files && t.parent >= 0) {
-    t.fd_of = tasks_[t.parent]->fd_of;
-    t.fds_of = tasks_[t.parent]->fds_of;
+  const int table = t.files_of >= 0 ? t.files_of : t.shares_files ? t.parent : -1;
+  if (table >= 0) {
+    t.fd_of = tasks_[table]->fd_of;
+    t.fds_of = tasks_[table]->fds_of;
   }
   return absl::OkStatus();
 }
@@ -646,8 +647,15 @@ void RestoreRun::WaitStopped() {
 // The task whose fd table `t` uses (itself unless it shares its parent's).
 const TaskRestore* RestoreRun::TableRoot(const TaskRestore& t) const {
   const TaskRestore* r = &t;
-  while (r->shares_files && r->parent >= 0) r = tasks_[r->parent].get();
-  return r;
+  for (;;) {
+    if (r->files_of >= 0) {
+      r = tasks_[r->files_of].get();
+    } else if (r->shares_files && r->parent >= 0) {
+      r = tasks_[r->parent].get();
+    } else {
+      return r;
+    }
+  }
 }
 
 absl::Status RestoreRun::FinishTask(TaskRestore& t) {

@@ -78,9 +78,9 @@ absl::Status RestoreFdsSection(SectionRestoreContext& ctx) {
   image::Reader& r = *ctx.reader;
   ASSIGN_OR_RETURN(std::vector<fs::FdEntry> fds,
                    fs::ReadFdRecords(r, ctx.core.task.nr_fds, ctx.high_fd_base));
-  if (ctx.task->shares_files) {
-    // The parent restored the table they share.
-    if (!fds.empty()) return r.FieldError("nr_fds", "a task sharing its parent's fd table has none");
+  if (ctx.task->shares_files || ctx.task->files_of >= 0) {
+    // The parent (or the first sibling) restored the table they share.
+    if (!fds.empty()) return r.FieldError("nr_fds", "a task sharing another's fd table has none");
     return absl::OkStatus();
   }
   for (const fs::FdEntry& f : fds) {

@@ -196,6 +196,12 @@ enum TaskEntryFlags : uint32_t {
   // physical page again. Its MM record is followed by an INHERITED record.
   // Its parent is live; its children inherit too.
   kTaskInheritsMemory = 1u << 2,
+  // Its parent made it and later siblings with CLONE_FILES, then gave
+  // their fd table up (unshare): it is the first of them and restores the
+  // table (16); or it shares the table of the nearest earlier sibling with
+  // flag 16 and has no FD records (8).
+  kTaskSharesSiblingFiles = 1u << 3,
+  kTaskSiblingFilesHead = 1u << 4,
 };
 
 // One task (thread group) of the tree, parents before their children.

@@ -132,11 +132,21 @@ void ForkChildren(const ChildEnv& env, int me, bool early);
 
 void ForkChildren(const ChildEnv& env, int me, bool early) {
   const std::vector<SpawnNode>& plan = *env.plan;
-  for (size_t c = static_cast<size_t>(me) + 1; c < plan.size(); ++c) {
-    if (plan[c].parent != me || plan[c].early != early || plan[c].deferred) continue;
-    long r = CloneNode(plan[c]);
-    if (r == 0) RunNode(env, static_cast<int>(c));
-    if (r < 0) Report(env, static_cast<int>(c), 'F', errno);
+  // Children sharing a table this task gives up come first: made with
+  // CLONE_FILES, then the task unshares (it restores a table of its own).
+  for (int pass = 0; pass < 2; ++pass) {
+    for (size_t c = static_cast<size_t>(me) + 1; c < plan.size(); ++c) {
+      if (plan[c].parent != me || plan[c].early != early || plan[c].deferred ||
+          plan[c].files_group != (pass == 0)) {
+        continue;
+      }
+      long r = CloneNode(plan[c]);
+      if (r == 0) RunNode(env, static_cast<int>(c));
+      if (r < 0) Report(env, static_cast<int>(c), 'F', errno);
+      if (plan[c].unshare_after && syscall(SYS_unshare, CLONE_FILES) != 0) {
+        Report(env, static_cast<int>(c), 'U', errno);
+      }
+    }
   }
 }
 
@@ -155,6 +165,8 @@ absl::Status NodeError(const SpawnNode& n, int what, int err) {
       return ErrnoError(err, "task ", pid, ": entering its IPC namespace (setns)");
     case 'M':
       return ErrnoError(err, "task ", pid, ": mapping the trampoline in its free area");
+    case 'U':
+      return ErrnoError(err, "the parent of task ", pid, ": unshare(CLONE_FILES) after it");
   }
   return absl::InternalError(absl::StrCat("task ", pid, ": bad report '", what, "'"));
 }

@@ -33,6 +33,11 @@ struct SpawnNode {
   int parent = -1;          // index of the parent node; -1: a child of the caller
   bool new_pidns = false;   // the task is the init of a new pid namespace
   bool share_files = false; // shares its parent's fd table (CLONE_FILES)
+  // One of siblings that share a table their parent then gives up: the
+  // parent makes these first, in order, and unshares its fd table after
+  // the one with unshare_after.
+  bool files_group = false;
+  bool unshare_after = false;
   bool set_sid = false;     // becomes a session (and group) leader (a zombie too, before it exits)
   // Forked before the parent becomes a session leader, so that it stays
   // in the parent's previous session.

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <csignal>
 #include <set>
@@ -131,6 +132,8 @@ absl::Status TreeDump::Write(image::Writer& w, const std::vector<TreeTask*>& tas
     e.ipc_ns_ref = t->zombie ? 0 : t->ipc_ns_ref;
     if (t->shares_parent_files) e.flags |= image::kTaskSharesParentFiles;
     if (t->inherits_memory && !t->zombie) e.flags |= image::kTaskInheritsMemory;
+    if (t->files_head && !t->zombie) e.flags |= image::kTaskSiblingFilesHead;
+    if (t->files_sibling != 0 && !t->zombie) e.flags |= image::kTaskSharesSiblingFiles;
     if (!t->zombie && t->stop_signo != 0) {
       e.stop_signo = static_cast<uint32_t>(t->stop_signo);
       if (t->stop_reported) e.flags |= image::kTaskStopReported;
@@ -233,8 +236,38 @@ absl::Status TreeRestore::Read(image::Reader& r, bool new_pidns, uint64_t free_a
                           e.ipc_ns_ref == 0 ? ": a live task is in an IPC namespace" : ": a zombie is in none");
     }
     if (e.flags & ~static_cast<uint32_t>(image::kTaskSharesParentFiles | image::kTaskStopReported |
-                                         image::kTaskInheritsMemory)) {
+                                         image::kTaskInheritsMemory | image::kTaskSharesSiblingFiles |
+                                         image::kTaskSiblingFilesHead)) {
       return r.FieldError("flags", e.flags, " has unknown bits");
+    }
+    if (e.flags & (image::kTaskSharesSiblingFiles | image::kTaskSiblingFilesHead)) {
+      // A table the parent gave up: the parent keeps no table of its own
+      // parent's (it unshares), and the task is made plainly.
+      const uint32_t table_flags = image::kTaskSharesParentFiles | image::kTaskSharesSiblingFiles |
+                                   image::kTaskSiblingFilesHead;
+      if (t->parent < 0 || nodes_[t->parent]->zombie || e.state != image::kTaskAlive ||
+          std::popcount(e.flags & table_flags) != 1 || (e.flags & image::kTaskInheritsMemory) ||
+          nodes_[t->parent]->shares_files) {
+        return r.FieldError("flags", "an fd table shared with siblings is for a live task of a "
+                            "live parent that has a table of its own, made plainly");
+      }
+      if (e.flags & image::kTaskSiblingFilesHead) {
+        t->files_head = true;
+        t->files_last = static_cast<int>(nodes_.size()) - 1;
+        t->closes_objects = true;
+      } else {
+        int head = -1;
+        for (int j = static_cast<int>(nodes_.size()) - 2; j >= 0 && head < 0; --j) {
+          if (nodes_[j]->parent == t->parent && nodes_[j]->files_head) head = j;
+        }
+        if (head < 0) {
+          return r.FieldError("flags", "it shares a sibling's fd table, but no earlier sibling "
+                              "is the first of one");
+        }
+        t->files_of = head;
+        nodes_[nodes_[head]->files_last]->closes_objects = false;
+        nodes_[head]->files_last = static_cast<int>(nodes_.size()) - 1;
+      }
     }
     if (e.flags & image::kTaskInheritsMemory) {
       // Forked by its parent after the parent's memory: in its parent's
@@ -338,6 +371,11 @@ absl::Status TreeRestore::PlanSessions() {
       // Forked before the parent's setsid when it belongs elsewhere.
       bool early = parent_sets_sid && e.session_ref != p.entry.pid_ref && !set_sid;
       t.early = early;
+      if (early && (t.files_head || t.files_of >= 0)) {
+        return absl::UnimplementedError(absl::StrCat(
+            "task ", t.pids.front(), ": it shares an fd table with its siblings and stays in the "
+            "session its parent left: not supported"));
+      }
       inherited = early ? before[t.parent] : after[t.parent];
     }
     before[i] = inherited;
@@ -409,12 +447,16 @@ bool TreeRestore::ZombieCanJoin(uint32_t group_ref) const {
 
 std::vector<SpawnNode> TreeRestore::SpawnPlan(bool new_pidns) {
   std::vector<SpawnNode> plan;
-  for (TreeNode* t : nodes_) {
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    TreeNode* t = nodes_[i];
     SpawnNode n;
     n.pids = t->pids;
     n.parent = t->parent >= 0 ? nodes_[t->parent]->node : -1;
     n.early = t->early;
-    n.share_files = t->shares_files;
+    n.share_files = t->shares_files || t->files_head || t->files_of >= 0;
+    n.files_group = t->files_head || t->files_of >= 0;
+    const TreeNode* head = t->files_head ? t : t->files_of >= 0 ? nodes_[t->files_of] : nullptr;
+    n.unshare_after = head != nullptr && head->files_last == static_cast<int>(i);
     n.set_sid = !t->helper && t->entry.session_ref == t->entry.pid_ref;
     size_t parent_depth = t->parent >= 0 ? nodes_[t->parent]->pids.size() : (new_pidns ? 0 : 1);
     n.new_pidns = t->pids.size() > parent_depth;

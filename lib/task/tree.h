@@ -53,6 +53,11 @@ struct TreeTask {
   bool zombie = false;
   int exit_code = 0;
   bool shares_parent_files = false;  // CLONE_FILES with its parent
+  // Shares the fd table of an earlier sibling, which its parent gave up
+  // (image::kTaskSharesSiblingFiles): that sibling's pid; the sibling is
+  // then files_head (image::kTaskSiblingFilesHead).
+  pid_t files_sibling = 0;
+  bool files_head = false;
   // Forked from its parent at restore, keeping the pages they share
   // (image::kTaskInheritsMemory).
   bool inherits_memory = false;
@@ -100,6 +105,13 @@ struct TreeNode {
   bool early = false;       // forked before its parent becomes a session leader
   bool shares_files = false;    // its fd table is its parent's
   bool closes_objects = true;   // the last task of its fd table closes the restorer's fds
+  // A table its parent made its children share and then gave up: the
+  // first of them restores it (files_head), the others use it (files_of:
+  // the first's index); all are made with CLONE_FILES, and the parent
+  // unshares after the last (files_last: its index, in the first).
+  bool files_head = false;
+  int files_of = -1;
+  int files_last = -1;
   // Not spawned with the tree: forked from its parent (an injected clone3)
   // once the parent's memory is restored (image::kTaskInheritsMemory); it
   // makes its own group or session then.

@@ -212,6 +212,18 @@ TEST_F(FilesTest, DeletedSymlinkOpenOPathComesBackUnlinked) {
   ExpectPass(*s);
 }
 
+// Siblings that share a table their parent gave up (unshare) still share
+// it, and the parent keeps its own.
+TEST_F(FilesTest, FdTableSharedBySiblingsStaysTheirs) {
+  absl::StatusOr<Subject> s = StartSubject("siblingfiles", {TempPath("")});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  std::vector<pid_t> pids = LinePids(*s, "READY");
+  ASSERT_EQ(pids.size(), 3u) << ReadOutput(*s);
+  DumpKillRestore(*s, pids, TempPath("siblingfiles.img"));
+  ExpectPass(*s);
+}
+
 TEST_F(FilesTest, TruncatedOrMovedFileIsNamedAndNothingStays) {
   absl::StatusOr<Subject> s = StartSubject("fds", {TempPath("")});
   ASSERT_TRUE(s.ok()) << s.status();
