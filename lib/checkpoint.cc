@@ -235,10 +235,15 @@ absl::Status Dumper::PlanSiblingFiles() {
           "tasks ", head->pid, " and ", t->pid, " share an fd table that their parent ",
           parent->pid, " gave up, and the parent shares its own parent's: not supported"));
     }
-    if (parent->stat.session == parent->pid && t->stat.session != parent->pid) {
-      return absl::UnimplementedError(absl::StrCat(
-          "tasks ", head->pid, " and ", t->pid, " share an fd table and stay in the session their "
-          "parent ", parent->pid, " left: not supported"));
+    // Each of them is made after the parent's setsid (as the restore does):
+    // none may stay in the session the parent left.
+    for (const TaskDump* m : {static_cast<const TaskDump*>(head), static_cast<const TaskDump*>(t.get())}) {
+      if (parent->stat.session == parent->pid && m->stat.session != parent->pid &&
+          m->stat.session != m->pid) {
+        return absl::UnimplementedError(absl::StrCat(
+            "task ", m->pid, " shares an fd table with its siblings and stays in the session its "
+            "parent ", parent->pid, " left: not supported"));
+      }
     }
   }
   // Among a parent's children, the members of one table come before the
@@ -516,6 +521,15 @@ absl::Status Dumper::Collect(TaskDump& t) {
   // in a task that unmapped its vdso, through the one that ends the C
   // library's rt_sigreturn gadget (`mov $15, %rax; syscall`).
   const uint64_t syscall_insn = vdso != 0 ? vdso + syscall_off : sigreturn != 0 ? sigreturn + 7 : 0;
+  if (vdso == 0) {
+    // Without [vdso], none of its family: the restore makes all or none.
+    for (const mm::VmaDump& v : t.mm.vmas) {
+      if (v.rec.kind == image::kVmaVvar || v.rec.kind == image::kVmaVvarVclock) {
+        return absl::UnimplementedError(absl::StrCat(
+            "task ", t.pid, " unmapped its [vdso] but kept ", v.name, ": not supported"));
+      }
+    }
+  }
   if (syscall_insn == 0) {
     return absl::UnimplementedError(absl::StrCat(
         "task ", t.pid, " has no [vdso] mapping and no rt_sigreturn gadget in its code: not "

@@ -168,15 +168,19 @@ absl::StatusOr<FsState> CollectFs(pid_t pid, objhash::ObjHash& objects) {
     ASSIGN_OR_RETURN(fs.cwd_ref, RegisterGhost(objects, cwd_link, fs.cwd, st));
   }
   if (absl::EndsWith(fs.root, " (deleted)")) {
-    return absl::UnimplementedError(
-        absl::StrCat("task ", pid, ": its root directory ", fs.root, " was removed: not supported"));
+    // Likewise a removed root directory (a chroot into it).
+    const std::string root_link = absl::StrCat("/proc/", pid, "/root");
+    fs.root.resize(fs.root.size() - 10);
+    struct stat st;
+    if (stat(root_link.c_str(), &st) != 0) return ErrnoError(errno, "stat ", root_link);
+    ASSIGN_OR_RETURN(fs.root_ref, RegisterGhost(objects, root_link, fs.root, st));
   }
   return fs;
 }
 
 absl::Status WriteFs(const FsState& fs, image::Writer& w) {
   image::ckpt_fs rec{static_cast<uint32_t>(fs.cwd.size()), static_cast<uint32_t>(fs.root.size()),
-                     fs.cwd_ref, 0};
+                     fs.cwd_ref, fs.root_ref};
   std::string paths = fs.cwd + fs.root;
   return w.AppendStructWith(image::CKPT_HDR_FS, rec, paths.data(), paths.size());
 }
@@ -197,9 +201,9 @@ absl::StatusOr<FsState> ReadFsRecord(image::Reader& r) {
   if (rec.root_len == 0 || rec.root_len > image::kMaxPathLen) {
     return r.FieldError("root_len", rec.root_len, " is out of range");
   }
-  if (rec.reserved != 0) return r.FieldError("reserved", rec.reserved, " is not zero");
   FsState fs;
   fs.cwd_ref = rec.cwd_ref;
+  fs.root_ref = rec.root_ref;
   ASSIGN_OR_RETURN(fs.cwd, r.ReadString(rec.cwd_len, "cwd"));
   ASSIGN_OR_RETURN(fs.root, r.ReadString(rec.root_len, "root"));
   if (fs.cwd[0] != '/' || fs.root[0] != '/') return r.FieldError("cwd", "paths must be absolute");
@@ -228,22 +232,32 @@ absl::StatusOr<std::vector<FdEntry>> ReadFdRecords(image::Reader& r, uint32_t nr
 
 absl::Status QueueFsRestore(task::SyscallQueue& q, const FsState& fs,
                             const objhash::RestoreTable& objects) {
-  RETURN_IF_ERROR(q.Reserve(2, fs.cwd.size() + fs.root.size() + 32));
+  RETURN_IF_ERROR(q.Reserve(2, fs.cwd.size() + fs.root.size() + 64));
   task::SyscallBatch& b = q.batch();
-  if (fs.cwd_ref != 0) {
-    // The recreated (and removed again) directory, which the task holds
-    // among the restorer's objects.
-    ASSIGN_OR_RETURN(const objhash::RestoredObject* dir, objects.Get(fs.cwd_ref, objhash::ObjKind::kGhost));
+  // A recreated (and removed again) directory, which the task holds among
+  // the restorer's objects.
+  auto removed_dir = [&](uint32_t ref, const char* field) -> absl::StatusOr<int> {
+    ASSIGN_OR_RETURN(const objhash::RestoredObject* dir, objects.Get(ref, objhash::ObjKind::kGhost));
     struct stat st;
     if (fstat(dir->fd, &st) != 0 || !S_ISDIR(st.st_mode)) {
-      return absl::InvalidArgumentError(absl::StrCat("FS: field 'cwd_ref': GHOST ", fs.cwd_ref,
-                                                     " is not a directory"));
+      return absl::InvalidArgumentError(absl::StrCat("image record FS: field '", field,
+                                                     "': GHOST ", ref, " is not a directory"));
     }
-    b.Add(SYS_fchdir, {static_cast<uint64_t>(dir->fd)});
+    return dir->fd;
+  };
+  if (fs.cwd_ref != 0) {
+    ASSIGN_OR_RETURN(int fd, removed_dir(fs.cwd_ref, "cwd_ref"));
+    b.Add(SYS_fchdir, {static_cast<uint64_t>(fd)});
   } else {
     b.Add(SYS_chdir, {b.AddString(fs.cwd)});
   }
-  if (fs.root != "/") b.Add(SYS_chroot, {b.AddString(fs.root)});
+  if (fs.root_ref != 0) {
+    // Through the fd's /proc link, which leaves the working directory be.
+    ASSIGN_OR_RETURN(int fd, removed_dir(fs.root_ref, "root_ref"));
+    b.Add(SYS_chroot, {b.AddString(absl::StrCat("/proc/self/fd/", fd))});
+  } else if (fs.root != "/") {
+    b.Add(SYS_chroot, {b.AddString(fs.root)});
+  }
   return absl::OkStatus();
 }
 

@@ -66,7 +66,9 @@ namespace {
 // F_SETOWN_EX owner, which names a task by its number in that namespace.
 absl::Status RestoreAsync(objhash::RestoreContext& ctx, const image::ckpt_file& f,
                           const std::string& path, int fd) {
-  if (f.owner_sig != 0 && fcntl(fd, F_SETSIG, static_cast<int>(f.owner_sig)) != 0) {
+  // A /proc file's placeholder takes no F_SETSIG: its late step sets it.
+  if (f.owner_sig != 0 && f.kind != image::kFileProcTask &&
+      fcntl(fd, F_SETSIG, static_cast<int>(f.owner_sig)) != 0) {
     return ErrnoError(errno, "F_SETSIG ", f.owner_sig, " on ", path);
   }
   const bool async = f.flags & O_ASYNC;

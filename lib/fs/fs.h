@@ -37,7 +37,8 @@ struct FdEntry {
 struct FsState {
   std::string cwd;
   std::string root;
-  uint32_t cwd_ref = 0;  // the GHOST of a removed working directory
+  uint32_t cwd_ref = 0;   // the GHOST of a removed working directory
+  uint32_t root_ref = 0;  // ... and of a removed root directory
 };
 
 // The fd numbers of a task, ascending.

@@ -1,11 +1,12 @@
 // A file under /proc/PID of a task of the tree (/proc/self/stat, a
 // child's /proc/PID/status, the /proc/PID directory itself): it names a
 // process, which exists only once the restore has made it. The FILE
-// record names that task's pid object (target_ref); the restorer holds a
-// placeholder (/dev/null) that the tasks put at their fd numbers, and the
-// late pass opens the file again inside each task that holds it, under
-// the restored task's number as the restorer's /proc shows it, seeks it
-// and puts it over every fd number the placeholder had.
+// record names that task's pid object (target_ref); the restorer holds
+// its own /proc directory (O_PATH) in its place, which the tasks put at
+// their fd numbers, and the late pass opens the file again inside each
+// task that holds it, relative to that directory (whatever the task's
+// root), under the restored task's number as the restorer's /proc shows
+// it, seeks it and puts it over every fd number the placeholder had.
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -18,6 +19,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "lib/base/fd.h"
 #include "lib/base/status.h"
 #include "lib/fs/fdkind.h"
 
@@ -72,8 +74,16 @@ absl::StatusOr<uint32_t> RegisterProcTask(objhash::ObjHash& objects, const FdPro
   pid_t pid;
   std::string rest;
   SplitProcPath(p.target, &pid, &rest);
+  // /proc/TID of a thread that is not its process's leader is one thread's.
+  absl::StatusOr<std::string> status = ReadFile(absl::StrCat("/proc/", pid, "/status"));
+  size_t at = status.ok() ? status->find("\nTgid:\t") : std::string::npos;
+  if (at != std::string::npos && strtol(status->c_str() + at + 7, nullptr, 10) != pid) {
+    return absl::UnimplementedError(absl::StrCat(
+        "task ", p.pid, " fd ", p.fd, ": ", p.target, " is a file of thread ", pid,
+        " (not of a process): not supported"));
+  }
   absl::StatusOr<uint32_t> ref = objects.Lookup(objhash::ObjKind::kPid, objhash::Identity::OfPid(pid));
-  if (!ref.ok()) {
+  if (!ref.ok() || *ref == 0) {
     return absl::FailedPreconditionError(absl::StrCat(
         "task ", p.pid, " fd ", p.fd, ": ", p.target, " is a file of process ", pid,
         ", which is not in the tree (only /proc files of the tree's own tasks are restored)"));
@@ -90,10 +100,11 @@ absl::StatusOr<UniqueFd> OpenProcFile(objhash::RestoreContext& ctx, const image:
     return absl::InvalidArgumentError(absl::StrCat("FILE ", rec.objref, ": field 'path': ", path,
                                                    " is not a file under /proc/PID"));
   }
-  int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError(errno, "open /dev/null (the placeholder of ", path, ")");
-  const uint32_t objref = rec.objref, pid_ref = rec.target_ref;
-  const int flags = static_cast<int>(rec.flags) | O_CLOEXEC;  // O_ASYNC: see RestoreAsync
+  int fd = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return ErrnoError(errno, "open /proc (the placeholder of ", path, ")");
+  const uint32_t objref = rec.objref, pid_ref = rec.target_ref, sig = rec.owner_sig;
+  // O_ASYNC and the owner: see RestoreAsync, whose late step comes after.
+  const int flags = static_cast<int>(rec.flags) | O_CLOEXEC | O_NOCTTY;
   const uint64_t pos = rec.pos;
   const bool seek = pos != 0 && !(rec.flags & (O_PATH | O_DIRECTORY));
   RETURN_IF_ERROR(ctx.Later([=](objhash::LateContext& late) -> absl::Status {
@@ -106,10 +117,11 @@ absl::StatusOr<UniqueFd> OpenProcFile(objhash::RestoreContext& ctx, const image:
     for (objhash::LateTask* t : late.tasks) {
       std::vector<std::pair<int, bool>> fds = t->FdsOf(objref);
       if (fds.empty()) continue;
-      std::string arg = now;
+      // Relative to the restorer's /proc, which the placeholder is.
+      std::string arg = absl::StrCat(here, rest);
       arg.push_back('\0');
       ASSIGN_OR_RETURN(int64_t opened,
-                       t->Syscall(SYS_openat, {static_cast<uint64_t>(AT_FDCWD), 0,
+                       t->Syscall(SYS_openat, {static_cast<uint64_t>(fds.front().first), 0,
                                                static_cast<uint64_t>(flags), 0, 0, 0},
                                   {reinterpret_cast<const uint8_t*>(arg.data()), arg.size()}, 1));
       if (opened < 0) {
@@ -117,6 +129,10 @@ absl::StatusOr<UniqueFd> OpenProcFile(objhash::RestoreContext& ctx, const image:
                           " again (it had ", path, ")");
       }
       const uint64_t nfd = static_cast<uint64_t>(opened);
+      if (sig != 0) {
+        ASSIGN_OR_RETURN(int64_t set, t->Syscall(SYS_fcntl, {nfd, F_SETSIG, sig, 0, 0, 0}));
+        if (set < 0) return ErrnoError(static_cast<int>(-set), "task ", t->pid(), ": F_SETSIG on ", now);
+      }
       if (seek) {
         ASSIGN_OR_RETURN(int64_t at, t->Syscall(SYS_lseek, {nfd, pos, SEEK_SET, 0, 0, 0}));
         if (at < 0) {

@@ -491,8 +491,8 @@ static_assert(sizeof(ckpt_rlimits) == 256);
 struct ckpt_fs {
   uint32_t cwd_len;
   uint32_t root_len;
-  uint32_t cwd_ref;  // the GHOST of a working directory that was removed; else 0
-  uint32_t reserved;
+  uint32_t cwd_ref;   // the GHOST of a working directory that was removed; else 0
+  uint32_t root_ref;  // likewise of a root directory (4.1; a reserved zero before)
 };
 static_assert(sizeof(ckpt_fs) == 16);
 

@@ -126,6 +126,8 @@ constexpr FieldSpec kRlimitsFields[] = {
 constexpr FieldSpec kFsFields[] = {
     FLD(ckpt_fs, cwd_len, kUnsigned),
     FLD(ckpt_fs, root_len, kUnsigned),
+    FLD(ckpt_fs, cwd_ref, kUnsigned),
+    FLD(ckpt_fs, root_ref, kUnsigned),
 };
 constexpr FieldSpec kFdFields[] = {
     FLD(ckpt_fd, fd, kSigned),

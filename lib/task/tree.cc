@@ -247,7 +247,8 @@ absl::Status TreeRestore::Read(image::Reader& r, bool new_pidns, uint64_t free_a
                                    image::kTaskSiblingFilesHead;
       if (t->parent < 0 || nodes_[t->parent]->zombie || e.state != image::kTaskAlive ||
           std::popcount(e.flags & table_flags) != 1 || (e.flags & image::kTaskInheritsMemory) ||
-          nodes_[t->parent]->shares_files) {
+          nodes_[t->parent]->shares_files || nodes_[t->parent]->files_head ||
+          nodes_[t->parent]->files_of >= 0) {
         return r.FieldError("flags", "an fd table shared with siblings is for a live task of a "
                             "live parent that has a table of its own, made plainly");
       }
@@ -385,6 +386,19 @@ absl::Status TreeRestore::PlanSessions() {
           "task ", t.pids.front(), ": its session (",
           e.session_ref ? pids_[e.session_ref].front() : 0,
           ") cannot be recreated from the tree (its leader is not an ancestor)"));
+    }
+  }
+  // A child sharing its parent's table that is made before the parent's
+  // setsid would be made before the parent gives a sibling table up.
+  for (const TreeNode* t : nodes_) {
+    if (!t->shares_files || !t->early) continue;
+    for (const TreeNode* s : nodes_) {
+      if (s->parent == t->parent && s->files_head) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "image record TASK_ENTRY of task ", t->pids.front(), ": field 'flags': it shares its "
+            "parent's fd table from before the parent's setsid, and siblings share one the parent "
+            "gave up"));
+      }
     }
   }
   // A task forked late (inherits_memory) makes its group or session then:

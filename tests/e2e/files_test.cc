@@ -77,7 +77,7 @@ TEST_F(FilesTest, SharedAndDuplicatedDescriptionsAppendCloexecAndGaps) {
 // /proc/self/stat, a parent's /proc/PID/status held by its child, a
 // child's /proc/PID directory: opened again for the restored processes.
 TEST_F(FilesTest, ProcFilesOfTheTreesTasksNameTheRestoredTasks) {
-  absl::StatusOr<Subject> s = StartSubject("procfiles");
+  absl::StatusOr<Subject> s = StartSubject("procfiles", {TempPath("")});
   ASSERT_TRUE(s.ok()) << s.status();
   ASSERT_OK(WaitForOutput(*s, "READY"));
   std::vector<pid_t> pids = LinePids(*s, "READY");
@@ -221,6 +221,17 @@ TEST_F(FilesTest, FdTableSharedBySiblingsStaysTheirs) {
   std::vector<pid_t> pids = LinePids(*s, "READY");
   ASSERT_EQ(pids.size(), 3u) << ReadOutput(*s);
   DumpKillRestore(*s, pids, TempPath("siblingfiles.img"));
+  ExpectPass(*s);
+}
+
+// A root directory removed while a chrooted task sits in it.
+TEST_F(FilesTest, RemovedRootDirectoryStaysTheRoot) {
+  absl::StatusOr<Subject> s = StartSubject("rmroot", {TempPath("")});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  std::vector<pid_t> pids = LinePids(*s, "READY");
+  ASSERT_EQ(pids.size(), 2u) << ReadOutput(*s);
+  DumpKillRestore(*s, pids, TempPath("rmroot.img"));
   ExpectPass(*s);
 }
 

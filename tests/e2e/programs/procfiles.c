@@ -2,12 +2,14 @@
  * Files under /proc/PID of the tree's own tasks: the parent holds its own
  * /proc/self/stat (read 10 bytes in, and a dup with close-on-exec) and the
  * /proc/PID directory of its child; the child (named "procchild") holds
- * its parent's /proc/PID/status. After SIGUSR1 each reads them again:
- * they name the same processes, at the same offsets.
+ * its parent's /proc/PID/status, then chroots into an empty directory
+ * (argv[1]/procjail, which has no /proc). After SIGUSR1 each reads them
+ * again: they name the same processes, at the same offsets.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "subject.h"
@@ -21,7 +23,10 @@ static int field_is(int fd, const char *key, long want) {
   return p != NULL && strtol(p + strlen(key), NULL, 10) == want;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+  char jail[4200];
+  snprintf(jail, sizeof(jail), "%s/procjail", argc > 1 ? argv[1] : "/tmp");
+  mkdir(jail, 0755);
   subject_install();
   pid_t parent = getpid();
   int ready[2];
@@ -32,7 +37,7 @@ int main(void) {
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/status", parent);
     int st = open(path, O_RDONLY);
-    if (st < 0 || write(ready[1], "r", 1) != 1) _exit(2);
+    if (st < 0 || chroot(jail) != 0 || chdir("/") != 0 || write(ready[1], "r", 1) != 1) _exit(2);
     subject_wait();
     if (!field_is(st, "\nPid:\t", parent)) _exit(3);
     _exit(0);
