@@ -183,6 +183,7 @@ absl::Status Dumper::PlanInheritedMemory() {
         (t.stat.session == p.stat.session && (t.stat.pgrp == p.stat.pgrp || t.stat.pgrp == t.pid)) ||
         (t.stat.session == t.pid && t.stat.pgrp == t.pid);
     can[i] = !p.zombie && !t.shares_parent_files && t.files_sibling == 0 && !t.files_head &&
+             !t.files_grandparent && !t.carries_files &&
              t.ipc_ns_ref == p.ipc_ns_ref &&
              t.status.nspid.size() == p.status.nspid.size() && groups_ok &&
              !(p.core.task.no_new_privs && !t.core.task.no_new_privs) &&
@@ -224,13 +225,28 @@ absl::Status Dumper::PlanInheritedMemory() {
 }
 
 absl::Status Dumper::PlanSiblingFiles() {
+  // A child sharing its grandparent's table: its parent carried it.
+  for (auto& t : tasks_) {
+    if (!t->files_grandparent) continue;
+    TaskDump* parent = Find(t->parent);
+    if (parent == nullptr) return absl::InternalError("a grandparent's table");
+    parent->carries_files = true;
+    if (parent->shares_parent_files || parent->files_sibling != 0 || parent->files_grandparent ||
+        (parent->stat.session == parent->pid && t->stat.session != parent->pid &&
+         t->stat.session != t->pid)) {
+      return absl::UnimplementedError(absl::StrCat(
+          "task ", t->pid, " shares its grandparent's fd table, which its parent ", parent->pid,
+          " gave up, in a way the restore cannot make (the parent shares another table, or the "
+          "task stays in a session its parent left): not supported"));
+    }
+  }
   for (auto& t : tasks_) {
     if (t->files_sibling == 0) continue;
     TaskDump* head = Find(t->files_sibling);
     TaskDump* parent = Find(t->parent);
     if (head == nullptr || parent == nullptr) return absl::InternalError("a sibling's table");
     head->files_head = true;
-    if (parent->shares_parent_files) {
+    if (parent->shares_parent_files || parent->carries_files) {
       return absl::UnimplementedError(absl::StrCat(
           "tasks ", head->pid, " and ", t->pid, " share an fd table that their parent ",
           parent->pid, " gave up, and the parent shares its own parent's: not supported"));
@@ -472,7 +488,8 @@ absl::Status Dumper::FreezeTree(pid_t root) {
 absl::Status Dumper::CheckShared(TaskDump& t) {
   TaskDump* parent = t.parent != 0 ? Find(t.parent) : nullptr;
   return CheckSharedResources(objects_, t.pid, t.parent, parent != nullptr && !parent->zombie,
-                              &t.shares_parent_files, &t.files_sibling, [this](pid_t p) {
+                              &t.shares_parent_files, &t.files_sibling, &t.files_grandparent,
+                              [this](pid_t p) {
                                 TaskDump* d = Find(p);
                                 return d != nullptr ? d->parent : 0;
                               });
@@ -662,7 +679,7 @@ absl::Status Dumper::Collect(TaskDump& t) {
   if (options_.shell_job) flags |= objhash::kDumpShellJob;
   if (options_.leave_running) flags |= objhash::kDumpLeaveRunning;
   // A table shared with the parent is written once, with the parent.
-  if (!t.shares_parent_files && t.files_sibling == 0) {
+  if (!t.shares_parent_files && t.files_sibling == 0 && !t.files_grandparent) {
     ASSIGN_OR_RETURN(t.fds, fs::CollectFds(t.pid, objects_, flags));
   }
   return absl::OkStatus();

@@ -23,7 +23,7 @@ namespace ckpt {
 
 absl::Status CheckSharedResources(objhash::ObjHash& objects, pid_t pid, pid_t parent,
                                   bool parent_alive, bool* shares_parent_files,
-                                  pid_t* files_sibling,
+                                  pid_t* files_sibling, bool* files_grandparent,
                                   const std::function<pid_t(pid_t)>& parent_of) {
   struct {
     objhash::ObjKind kind;
@@ -36,6 +36,7 @@ absl::Status CheckSharedResources(objhash::ObjHash& objects, pid_t pid, pid_t pa
   };
   *shares_parent_files = false;
   *files_sibling = 0;
+  *files_grandparent = false;
   for (const auto& c : checks) {
     ASSIGN_OR_RETURN(objhash::ObjHash::Found f,
                      objects.LookupAdd(c.kind, objhash::Identity::OfTaskResource(c.kcmp, pid)));
@@ -54,6 +55,14 @@ absl::Status CheckSharedResources(objhash::ObjHash& objects, pid_t pid, pid_t pa
     if (c.kind == objhash::ObjKind::kFiles && parent_alive && owner != parent &&
         parent_of(owner) == parent) {
       *files_sibling = owner;
+      continue;
+    }
+    // Or its grandparent's, which its parent had when it made it and then
+    // gave up: the restore makes the parent with CLONE_FILES too.
+    const pid_t grandparent = parent_alive ? parent_of(parent) : 0;
+    if (c.kind == objhash::ObjKind::kFiles && grandparent > 0 &&
+        syscall(SYS_kcmp, pid, grandparent, KCMP_FILES, 0, 0) == 0) {
+      *files_grandparent = true;
       continue;
     }
     return absl::UnimplementedError(absl::StrCat("task ", pid, " shares ", c.what, " with task ",
@@ -128,13 +137,14 @@ absl::StatusOr<TreeReport> Preflight(pid_t root, const DumpOptions& options,
 
     bool shares_parent_files = false;
     pid_t files_sibling = 0;
+    bool files_grandparent = false;
     parents[pid] = parent;
     absl::Status sharing = CheckSharedResources(
         shared, pid, parent, parent != 0 && alive[parent], &shares_parent_files, &files_sibling,
-        [&](pid_t p) { return parents.count(p) ? parents[p] : 0; });
+        &files_grandparent, [&](pid_t p) { return parents.count(p) ? parents[p] : 0; });
     if (!sharing.ok()) problem(sharing);
 
-    if (!shares_parent_files && files_sibling == 0) {
+    if (!shares_parent_files && files_sibling == 0 && !files_grandparent) {
       absl::StatusOr<std::vector<int>> fds = fs::ListFds(pid);
       if (!fds.ok()) {
         problem(fds.status());

@@ -31,11 +31,13 @@ namespace ckpt {
 // first; `parent_alive` says whether `parent` is a live task of the tree.
 // Sets *shares_parent_files when the fd table is its parent's (restored
 // shared), and *files_sibling to the earlier sibling whose fd table it
-// shares when their parent gave that table up (unshare), 0 otherwise;
-// `parent_of` gives the parent of an earlier task of the tree.
+// shares when their parent gave that table up (unshare), 0 otherwise,
+// and *files_grandparent when it shares its grandparent's table, which its
+// parent had and gave up; `parent_of` gives the parent of an earlier task
+// of the tree.
 absl::Status CheckSharedResources(objhash::ObjHash& objects, pid_t pid, pid_t parent,
                                   bool parent_alive, bool* shares_parent_files,
-                                  pid_t* files_sibling,
+                                  pid_t* files_sibling, bool* files_grandparent,
                                   const std::function<pid_t(pid_t)>& parent_of);
 
 // What the dump refuses of one task whatever the rest of the tree is (a

@@ -202,6 +202,10 @@ enum TaskEntryFlags : uint32_t {
   // flag 16 and has no FD records (8).
   kTaskSharesSiblingFiles = 1u << 3,
   kTaskSiblingFilesHead = 1u << 4,
+  // It shares its grandparent's fd table, which its parent had when it
+  // made it and then gave up: the restore makes the parent with
+  // CLONE_FILES, the task too, and the parent unshares. No FD records.
+  kTaskSharesGrandparentFiles = 1u << 5,
 };
 
 // One task (thread group) of the tree, parents before their children.

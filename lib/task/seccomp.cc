@@ -40,13 +40,10 @@ absl::StatusOr<SeccompState> ReadSeccomp(pid_t pid, pid_t tid, const ProcStatus&
   SeccompState s;
   s.mode = static_cast<uint32_t>(st.seccomp);
   if (s.mode == SECCOMP_MODE_DISABLED) return s;
-  if (s.mode == SECCOMP_MODE_STRICT) {
-    // Strict mode allows read, write, exit and sigreturn: the dump's own
-    // injected calls would kill it.
-    return absl::UnimplementedError(absl::StrCat(
-        TaskName(pid, tid), " is in seccomp strict mode, which forbids the calls libckpt "
-        "injects to dump a task: not supported"));
-  }
+  // Strict mode allows read, write, exit and sigreturn: the calls the dump
+  // and the restore inject pass by it only under PTRACE_O_SUSPEND_SECCOMP,
+  // which the caller sets for any mode.
+  if (s.mode == SECCOMP_MODE_STRICT) return s;
   if (s.mode != SECCOMP_MODE_FILTER) {
     return absl::UnimplementedError(absl::StrCat(TaskName(pid, tid), ": seccomp mode ", s.mode));
   }
@@ -113,10 +110,12 @@ absl::StatusOr<SeccompState> ReadSeccompRecords(image::Reader& r) {
   ASSIGN_OR_RETURN(image::ckpt_seccomp rec, r.Expect<image::ckpt_seccomp>(image::CKPT_HDR_SECCOMP));
   SeccompState s;
   s.mode = rec.mode;
-  if (rec.mode != SECCOMP_MODE_FILTER) {
-    return r.FieldError("mode", rec.mode, " is not seccomp's filter mode (the only one dumped)");
+  if (rec.mode != SECCOMP_MODE_FILTER && rec.mode != SECCOMP_MODE_STRICT) {
+    return r.FieldError("mode", rec.mode, " is not seccomp's strict or filter mode");
   }
-  if (rec.nr_filters == 0 || rec.nr_filters > image::kMaxSeccompFilters) {
+  if ((rec.mode == SECCOMP_MODE_STRICT && rec.nr_filters != 0) ||
+      (rec.mode == SECCOMP_MODE_FILTER &&
+       (rec.nr_filters == 0 || rec.nr_filters > image::kMaxSeccompFilters))) {
     return r.FieldError("nr_filters", rec.nr_filters, " does not fit mode ", rec.mode);
   }
   for (uint32_t i = 0; i < rec.nr_filters; ++i) {
@@ -138,6 +137,11 @@ absl::StatusOr<SeccompState> ReadSeccompRecords(image::Reader& r) {
 }
 
 absl::Status QueueSeccompFilters(SyscallQueue& q, const SeccompState& s) {
+  if (s.mode == SECCOMP_MODE_STRICT) {
+    RETURN_IF_ERROR(q.Reserve(1, 0));
+    q.batch().Add(SYS_seccomp, {SECCOMP_SET_MODE_STRICT, 0, 0});
+    return absl::OkStatus();
+  }
   if (s.mode != SECCOMP_MODE_FILTER) return absl::OkStatus();
   for (const SeccompFilter& f : s.filters) {
     const size_t bytes = f.insns.size() * sizeof(struct sock_filter);

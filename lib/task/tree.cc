@@ -134,6 +134,7 @@ absl::Status TreeDump::Write(image::Writer& w, const std::vector<TreeTask*>& tas
     if (t->inherits_memory && !t->zombie) e.flags |= image::kTaskInheritsMemory;
     if (t->files_head && !t->zombie) e.flags |= image::kTaskSiblingFilesHead;
     if (t->files_sibling != 0 && !t->zombie) e.flags |= image::kTaskSharesSiblingFiles;
+    if (t->files_grandparent && !t->zombie) e.flags |= image::kTaskSharesGrandparentFiles;
     if (!t->zombie && t->stop_signo != 0) {
       e.stop_signo = static_cast<uint32_t>(t->stop_signo);
       if (t->stop_reported) e.flags |= image::kTaskStopReported;
@@ -237,8 +238,32 @@ absl::Status TreeRestore::Read(image::Reader& r, bool new_pidns, uint64_t free_a
     }
     if (e.flags & ~static_cast<uint32_t>(image::kTaskSharesParentFiles | image::kTaskStopReported |
                                          image::kTaskInheritsMemory | image::kTaskSharesSiblingFiles |
-                                         image::kTaskSiblingFilesHead)) {
+                                         image::kTaskSiblingFilesHead |
+                                         image::kTaskSharesGrandparentFiles)) {
       return r.FieldError("flags", e.flags, " has unknown bits");
+    }
+    if (e.flags & image::kTaskSharesGrandparentFiles) {
+      // The parent carries its own parent's table to it and gives it up.
+      TreeNode* p = t->parent >= 0 ? nodes_[t->parent] : nullptr;
+      TreeNode* g = p != nullptr && p->parent >= 0 ? nodes_[p->parent] : nullptr;
+      const uint32_t others = image::kTaskSharesParentFiles | image::kTaskSharesSiblingFiles |
+                              image::kTaskSiblingFilesHead | image::kTaskInheritsMemory;
+      if (g == nullptr || p->zombie || g->zombie || e.state != image::kTaskAlive ||
+          (e.flags & others) || p->shares_files || p->files_head || p->files_of >= 0 ||
+          p->inherits_memory) {
+        return r.FieldError("flags", "a task sharing its grandparent's fd table is live, has a "
+                            "live parent and grandparent, and its parent has a table of its own");
+      }
+      for (const TreeNode* n : nodes_) {
+        if (n->parent == t->parent && n->files_head) {
+          return r.FieldError("flags", "its parent carries its grandparent's fd table and gives "
+                              "another one up to siblings");
+        }
+      }
+      p->carries_files = true;
+      p->carry_last = static_cast<int>(nodes_.size()) - 1;
+      t->files_of = p->parent;
+      g->closes_objects = false;  // this task (or a later sharer) closes the restorer's fds
     }
     if (e.flags & (image::kTaskSharesSiblingFiles | image::kTaskSiblingFilesHead)) {
       // A table the parent gave up: the parent keeps no table of its own
@@ -248,7 +273,7 @@ absl::Status TreeRestore::Read(image::Reader& r, bool new_pidns, uint64_t free_a
       if (t->parent < 0 || nodes_[t->parent]->zombie || e.state != image::kTaskAlive ||
           std::popcount(e.flags & table_flags) != 1 || (e.flags & image::kTaskInheritsMemory) ||
           nodes_[t->parent]->shares_files || nodes_[t->parent]->files_head ||
-          nodes_[t->parent]->files_of >= 0) {
+          nodes_[t->parent]->files_of >= 0 || nodes_[t->parent]->carries_files) {
         return r.FieldError("flags", "an fd table shared with siblings is for a live task of a "
                             "live parent that has a table of its own, made plainly");
       }
@@ -467,10 +492,11 @@ std::vector<SpawnNode> TreeRestore::SpawnPlan(bool new_pidns) {
     n.pids = t->pids;
     n.parent = t->parent >= 0 ? nodes_[t->parent]->node : -1;
     n.early = t->early;
-    n.share_files = t->shares_files || t->files_head || t->files_of >= 0;
+    n.share_files = t->shares_files || t->files_head || t->files_of >= 0 || t->carries_files;
     n.files_group = t->files_head || t->files_of >= 0;
     const TreeNode* head = t->files_head ? t : t->files_of >= 0 ? nodes_[t->files_of] : nullptr;
-    n.unshare_after = head != nullptr && head->files_last == static_cast<int>(i);
+    n.unshare_after = (head != nullptr && head->files_last == static_cast<int>(i)) ||
+                      (t->parent >= 0 && nodes_[t->parent]->carry_last == static_cast<int>(i));
     n.set_sid = !t->helper && t->entry.session_ref == t->entry.pid_ref;
     size_t parent_depth = t->parent >= 0 ? nodes_[t->parent]->pids.size() : (new_pidns ? 0 : 1);
     n.new_pidns = t->pids.size() > parent_depth;

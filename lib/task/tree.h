@@ -58,6 +58,10 @@ struct TreeTask {
   // then files_head (image::kTaskSiblingFilesHead).
   pid_t files_sibling = 0;
   bool files_head = false;
+  // Shares its grandparent's fd table, which its parent (carries_files)
+  // had and gave up (image::kTaskSharesGrandparentFiles).
+  bool files_grandparent = false;
+  bool carries_files = false;
   // Forked from its parent at restore, keeping the pages they share
   // (image::kTaskInheritsMemory).
   bool inherits_memory = false;
@@ -112,6 +116,10 @@ struct TreeNode {
   bool files_head = false;
   int files_of = -1;
   int files_last = -1;
+  // A parent that is made with CLONE_FILES (its parent's table) only to
+  // make children that keep it, and then unshares (after carry_last).
+  bool carries_files = false;
+  int carry_last = -1;
   // Not spawned with the tree: forked from its parent (an injected clone3)
   // once the parent's memory is restored (image::kTaskInheritsMemory); it
   // makes its own group or session then.

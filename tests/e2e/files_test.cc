@@ -235,6 +235,17 @@ TEST_F(FilesTest, RemovedRootDirectoryStaysTheRoot) {
   ExpectPass(*s);
 }
 
+// A grandchild sharing its grandparent's table, which its parent gave up.
+TEST_F(FilesTest, FdTableSharedWithAGrandparentStaysShared) {
+  absl::StatusOr<Subject> s = StartSubject("gpfiles", {TempPath("")});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  std::vector<pid_t> pids = LinePids(*s, "READY");
+  ASSERT_EQ(pids.size(), 3u) << ReadOutput(*s);
+  DumpKillRestore(*s, pids, TempPath("gpfiles.img"));
+  ExpectPass(*s);
+}
+
 TEST_F(FilesTest, TruncatedOrMovedFileIsNamedAndNothingStays) {
   absl::StatusOr<Subject> s = StartSubject("fds", {TempPath("")});
   ASSERT_TRUE(s.ok()) << s.status();

@@ -89,6 +89,20 @@ TEST(HostTest, SeccompFiltersOfEachThreadSurvive) {
   ExpectPass(*s);
 }
 
+// seccomp strict mode: the task comes back in it, blocked in its read(),
+// and a forbidden call still kills it (outside the sandbox, as above: the
+// injected calls pass by it only under PTRACE_O_SUSPEND_SECCOMP).
+TEST(HostTest, SeccompStrictModeSurvives) {
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  absl::StatusOr<Subject> s = StartSubject("strict");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  std::vector<pid_t> pids = LinePids(*s, "READY");
+  ASSERT_EQ(pids.size(), 2u) << ReadOutput(*s);
+  ASSERT_NO_FATAL_FAILURE(DumpKillRestore(*s, pids, TempPath("strict.img")));
+  ExpectPass(*s);
+}
+
 // A thread whose credentials are its own (raw setresuid in that thread
 // only) keeps them; the others keep the process's. Outside the sandbox,
 // whose user namespace maps no uid 1000.

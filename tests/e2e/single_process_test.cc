@@ -91,7 +91,7 @@ TEST(SingleProcessTest, MembarrierRegistrationsSurvive) {
 // A process that unmapped its [vdso] family comes back without one (the
 // syscalls are injected through its C library's rt_sigreturn gadget).
 TEST(SingleProcessTest, AProcessWithoutVdsoComesBackWithout) {
-  absl::StatusOr<Subject> s = StartSubject("novdso");
+  absl::StatusOr<Subject> s = StartSubject("novdso.bin");
   ASSERT_TRUE(s.ok()) << s.status();
   ASSERT_OK(WaitForOutput(*s, "READY"));
   ASSERT_NO_FATAL_FAILURE(DumpKillRestore(*s, {s->pid}, TempPath("novdso.img")));

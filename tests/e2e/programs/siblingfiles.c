@@ -16,24 +16,15 @@
 
 static char path[4200];
 
-static int is_open(int fd) { return fcntl(fd, F_GETFD) >= 0; }
-
-static int wait_fd(int fd, int want) {
-  for (int i = 0; i < 2000; i++) {
-    if (is_open(fd) == want) return 1;
-    usleep(1000);
-  }
-  return 0;
-}
 
 static int sibling_main(int which) {
   subject_wait();
-  if (!is_open(4)) return 10;  /* the parent's close is not ours */
+  if (!subject_fd_open(4)) return 10;  /* the parent's close is not ours */
   if (which == 0) {
     if (open(path, O_RDONLY) != 6) return 11; /* 0-5 taken (and 4) */
-    return wait_fd(5, 0) ? 0 : 12;              /* B closes 5 */
+    return subject_wait_fd(5, 0) ? 0 : 12;              /* B closes 5 */
   }
-  if (!wait_fd(6, 1)) return 13;               /* A's new fd */
+  if (!subject_wait_fd(6, 1)) return 13;               /* A's new fd */
   close(5);
   return 0;
 }
@@ -60,8 +51,8 @@ int main(int argc, char **argv) {
                 "sibling A: status 0x%x", sa);
   SUBJECT_CHECK(waitpid(b, &sb, 0) == b && WIFEXITED(sb) && WEXITSTATUS(sb) == 0,
                 "sibling B: status 0x%x", sb);
-  SUBJECT_CHECK(!is_open(4) && is_open(5) && !is_open(6),
-                "the parent's own table changed (4: %d, 5: %d, 6: %d)", is_open(4), is_open(5),
-                is_open(6));
+  SUBJECT_CHECK(!subject_fd_open(4) && subject_fd_open(5) && !subject_fd_open(6),
+                "the parent's own table changed (4: %d, 5: %d, 6: %d)", subject_fd_open(4), subject_fd_open(5),
+                subject_fd_open(6));
   return subject_verdict();
 }

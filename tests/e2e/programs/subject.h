@@ -8,6 +8,7 @@
 #define LIBCKPT_TESTS_E2E_PROGRAMS_SUBJECT_H_
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -75,6 +76,19 @@ __attribute__((unused)) static void subject_fail(const char *fmt, ...) {
   do {                             \
     if (!(cond)) subject_fail(__VA_ARGS__); \
   } while (0)
+
+/* Whether fd is open in this task's table. */
+__attribute__((unused)) static int subject_fd_open(int fd) { return fcntl(fd, F_GETFD) >= 0; }
+
+/* Waits up to 2 s for fd to be open (want 1) or closed (want 0), as
+ * another task sharing the fd table makes it; returns whether it came. */
+__attribute__((unused)) static int subject_wait_fd(int fd, int want) {
+  for (int i = 0; i < 2000; i++) {
+    if (subject_fd_open(fd) == want) return 1;
+    usleep(1000);
+  }
+  return 0;
+}
 
 __attribute__((unused)) static int subject_verdict(void) {
   printf(subject_failures ? "FAIL\n" : "PASS\n");
