@@ -182,8 +182,7 @@ absl::Status Dumper::PlanInheritedMemory() {
     const bool groups_ok =
         (t.stat.session == p.stat.session && (t.stat.pgrp == p.stat.pgrp || t.stat.pgrp == t.pid)) ||
         (t.stat.session == t.pid && t.stat.pgrp == t.pid);
-    can[i] = !p.zombie && !t.shares_parent_files && t.files_sibling == 0 && !t.files_head &&
-             !t.files_grandparent && !t.carries_files &&
+    can[i] = !p.zombie && !t.uses_others_files() && !t.files_head && !t.carries_files &&
              t.ipc_ns_ref == p.ipc_ns_ref &&
              t.status.nspid.size() == p.status.nspid.size() && groups_ok &&
              !(p.core.task.no_new_privs && !t.core.task.no_new_privs) &&
@@ -679,7 +678,7 @@ absl::Status Dumper::Collect(TaskDump& t) {
   if (options_.shell_job) flags |= objhash::kDumpShellJob;
   if (options_.leave_running) flags |= objhash::kDumpLeaveRunning;
   // A table shared with the parent is written once, with the parent.
-  if (!t.shares_parent_files && t.files_sibling == 0 && !t.files_grandparent) {
+  if (!t.uses_others_files()) {
     ASSIGN_OR_RETURN(t.fds, fs::CollectFds(t.pid, objects_, flags));
   }
   return absl::OkStatus();

@@ -78,6 +78,11 @@ class RestoreRun {
   absl::Status SetUpGroups();
   // Forks `t` (inherits_memory) from its parent, whose memory is restored.
   absl::Status ForkFromParent(TaskRestore& t);
+  // Takes over a task just made, stopped and seized as `pid`: its
+  // injector (through `syscall_insn`, with the trampoline in its free
+  // area) and queue, which starts by dropping the rseq registration it
+  // inherited (it must go before the memory it points into does).
+  absl::Status TakeOver(TaskRestore& t, pid_t pid, uint64_t syscall_insn);
   // Reads and queues the sections of `t`.
   absl::Status RestoreTask(image::Reader& r, TaskRestore& t);
   // The steps handlers left for when every task has its fds.
@@ -262,22 +267,37 @@ absl::Status RestoreRun::CreateTasks() {
   for (auto& t : tasks_) {
     t->pid = pids[t->node];
     if (t->zombie || t->inherits_memory) continue;
-    t->threads = {t->pid};
-    RETURN_IF_ERROR(task::SetSigmask(t->pid, task::kRestoreInjectionMask));
-    t->injector = std::make_unique<task::Injector>(t->pid, t->pid);
-    RETURN_IF_ERROR(t->injector->Begin(vdso_syscall_));
-    t->injector->AdoptTrampoline(t->entry.free_area);
-    t->queue = std::make_unique<task::SyscallQueue>(t->injector.get());
-    // The task inherited this process's rseq registration; it must go
-    // before the memory it points into does.
-    ASSIGN_OR_RETURN(task::RseqConfig rseq, task::GetRseqConfig(t->pid));
-    if (rseq.size != 0) {
-      t->queue->batch().Add(SYS_rseq, {rseq.ptr, rseq.size, 1 /* RSEQ_FLAG_UNREGISTER */,
-                                       rseq.signature});
-    }
+    RETURN_IF_ERROR(TakeOver(*t, t->pid, vdso_syscall_));
     if (!t->helper) ++stats_->tasks;
   }
   return absl::OkStatus();
+}
+
+absl::Status RestoreRun::TakeOver(TaskRestore& t, pid_t pid, uint64_t syscall_insn) {
+  t.pid = pid;
+  t.threads = {pid};
+  RETURN_IF_ERROR(task::SetSigmask(pid, task::kRestoreInjectionMask));
+  t.injector = std::make_unique<task::Injector>(pid, pid);
+  RETURN_IF_ERROR(t.injector->Begin(syscall_insn));
+  t.injector->AdoptTrampoline(t.entry.free_area);
+  t.queue = std::make_unique<task::SyscallQueue>(t.injector.get());
+  ASSIGN_OR_RETURN(task::RseqConfig rseq, task::GetRseqConfig(pid));
+  if (rseq.size != 0) {
+    t.queue->batch().Add(SYS_rseq, {rseq.ptr, rseq.size, 1 /* RSEQ_FLAG_UNREGISTER */,
+                                    rseq.signature});
+  }
+  return absl::OkStatus();
+}
+
+// Waits for the first stop of a task or thread that a traced clone made:
+// its PTRACE_EVENT_STOP (a signal stop before it is passed over).
+absl::Status WaitBirthStop(pid_t tid, const char* what) {
+  for (;;) {
+    ASSIGN_OR_RETURN(task::StopInfo stop, task::WaitStop(tid));
+    if (stop.exited) return absl::AbortedError(absl::StrCat(what, " ", tid, " died at birth"));
+    if (stop.group_stop) return absl::OkStatus();
+    RETURN_IF_ERROR(task::Cont(tid, 0));
+  }
 }
 
 absl::Status RestoreRun::SetUpGroups() {
@@ -392,12 +412,7 @@ absl::StatusOr<pid_t> RestoreRun::AddThread(TaskRestore& t, const task::ThreadSt
     ASSIGN_OR_RETURN(tid, task::OuterTid(t.pid, nrs.back()));
   }
   t.threads.push_back(tid);
-  for (;;) {
-    ASSIGN_OR_RETURN(task::StopInfo stop, task::WaitStop(tid));
-    if (stop.exited) return absl::AbortedError(absl::StrCat("thread ", tid, " died at birth"));
-    if (stop.group_stop) break;
-    RETURN_IF_ERROR(task::Cont(tid, 0));
-  }
+  RETURN_IF_ERROR(WaitBirthStop(tid, "thread"));
   RETURN_IF_ERROR(task::SetSigmask(tid, task::kRestoreInjectionMask));
   task::Injector inj(t.pid, tid);
   RETURN_IF_ERROR(inj.Begin(t.injector->syscall_insn()));
@@ -472,31 +487,20 @@ absl::Status RestoreRun::ForkFromParent(TaskRestore& t) {
   }
   t.pid = pid;
   t.threads = {pid};
-  for (;;) {
-    ASSIGN_OR_RETURN(task::StopInfo stop, task::WaitStop(pid));
-    if (stop.exited) return absl::AbortedError(absl::StrCat("task ", pid, " died at birth"));
-    if (stop.group_stop) break;
-    RETURN_IF_ERROR(task::Cont(pid, 0));
-  }
+  RETURN_IF_ERROR(WaitBirthStop(pid, "task"));
   RETURN_IF_ERROR(task::SetOptions(pid, task::kSeizeOptions | kExitKill));
-  RETURN_IF_ERROR(task::SetSigmask(pid, task::kRestoreInjectionMask));
-  t.injector = std::make_unique<task::Injector>(pid, pid);
-  RETURN_IF_ERROR(t.injector->Begin(p.injector->syscall_insn()));
-  t.injector->AdoptTrampoline(p.injector->layout().base);
-  t.queue = std::make_unique<task::SyscallQueue>(t.injector.get());
-  // The parent's rseq registration came along (its own comes back with
-  // its threads section); the group or session it leads is made now.
-  ASSIGN_OR_RETURN(task::RseqConfig rseq, task::GetRseqConfig(pid));
-  task::SyscallBatch b = t.injector->NewBatch();
-  if (rseq.size != 0) {
-    b.Add(SYS_rseq, {rseq.ptr, rseq.size, 1 /* RSEQ_FLAG_UNREGISTER */, rseq.signature});
-  }
+  // Its trampoline is the parent's, in the free area they have in common
+  // (TreeRestore::Read); the parent's rseq registration came along (its
+  // own comes back with its threads section).
+  RETURN_IF_ERROR(TakeOver(t, pid, p.injector->syscall_insn()));
+  // The group or session it leads is made now.
+  task::SyscallQueue& q = *t.queue;
   if (t.entry.session_ref == t.entry.pid_ref) {
-    b.Add(SYS_setsid, {});
+    q.batch().Add(SYS_setsid, {});
   } else if (t.entry.pgrp_ref == t.entry.pid_ref) {
-    b.Add(SYS_setpgid, {0, 0});
+    q.batch().Add(SYS_setpgid, {0, 0});
   }
-  st = t.injector->Run(b);
+  st = q.Flush();
   if (!st.ok()) return Annotate(st, absl::StrCat("task ", pid, ": after its fork"));
   ++stats_->tasks;
   return absl::OkStatus();
@@ -510,10 +514,7 @@ absl::Status RestoreRun::RestoreTask(image::Reader& r, TaskRestore& t) {
   ctx.objects = &objects_;
   ctx.high_fd_base = high_fd_base_;
   ctx.layout = &layout_;
-  if (t.inherits_memory) {
-    ctx.parent_mm = &tasks_[t.parent]->mm;
-    ctx.parent = tasks_[t.parent]->sections.get();
-  }
+  if (t.inherits_memory) ctx.parent = tasks_[t.parent]->sections.get();
   ctx.buffer = &buffer_;
   ctx.stats = stats_;
   ctx.add_thread = [&](const task::ThreadState& thread, uint32_t tid_ref,

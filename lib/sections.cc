@@ -130,7 +130,7 @@ absl::Status RestoreMmSection(SectionRestoreContext& ctx) {
   mctx.pid = t.pid;
   mctx.free_area = t.entry.free_area;
   mctx.layout = ctx.layout;
-  mctx.parent = ctx.parent_mm;
+  mctx.parent = ctx.parent != nullptr ? &ctx.parent->task->mm : nullptr;
   mctx.restored = &t.mm;
   mctx.objects = ctx.objects;
   mctx.ipc_ns_ref = t.entry.ipc_ns_ref;

@@ -119,10 +119,9 @@ struct SectionRestoreContext {
   const objhash::RestoreTable* objects = nullptr;
   int high_fd_base = 0;
   const mm::RestorerLayout* layout = nullptr;
-  // The parent's restored memory, for a task forked from it
-  // (inherits_memory).
-  const mm::RestoredMm* parent_mm = nullptr;
-  const SectionRestoreContext* parent = nullptr;  // its sections, likewise
+  // The parent's sections (and through them its restored memory), for a
+  // task forked from it (inherits_memory).
+  const SectionRestoreContext* parent = nullptr;
   Buffer* buffer = nullptr;
   RestoreStats* stats = nullptr;
   // Creates another thread of the task (the threads section); returns its

@@ -450,8 +450,6 @@ absl::Status RestoreMm(image::Reader& r, MmRestoreContext& ctx, MmStats* stats) 
         f.name = name;
         parent_family.push_back(std::move(f));
       }
-    }
-    for (const image::ckpt_vma& v : ctx.parent->vmas) {
       if (v.advice & image::kAdvSealed) {
         // Sealed in the parent before the fork, it could not be unmapped.
         return absl::InvalidArgumentError(absl::StrFormat(
@@ -480,28 +478,20 @@ absl::Status RestoreMm(image::Reader& r, MmRestoreContext& ctx, MmStats* stats) 
                                MREMAP_MAYMOVE | MREMAP_FIXED, parked[i]});
   }
   {
-    // Everything but the free area and the kept VMAs.
+    // Everything but the free area and the kept VMAs (which do not overlap
+    // it: the parent's VMAs were checked against the same area).
+    std::vector<std::pair<uint64_t, uint64_t>> keep = {{ctx.free_area, area_end}};
+    for (const image::ckpt_vma* k : kept) keep.push_back({k->start, k->end});
+    std::sort(keep.begin(), keep.end());
+    keep.push_back({kUserSpaceEnd, kUserSpaceEnd});
     uint64_t at = 0;
-    auto unmap_to = [&](uint64_t to) -> absl::Status {
-      if (to > at) {
+    for (const auto& [lo, hi] : keep) {
+      if (lo > at) {
         RETURN_IF_ERROR(q.Reserve(1, 0));
-        q.batch().Add(SYS_munmap, {at, to - at});
+        q.batch().Add(SYS_munmap, {at, lo - at});
       }
-      return absl::OkStatus();
-    };
-    for (const image::ckpt_vma* k : kept) {
-      if (at <= ctx.free_area && k->start > ctx.free_area) {
-        RETURN_IF_ERROR(unmap_to(ctx.free_area));
-        at = area_end;
-      }
-      RETURN_IF_ERROR(unmap_to(k->start));
-      at = k->end;
+      at = std::max(at, hi);
     }
-    if (at <= ctx.free_area) {
-      RETURN_IF_ERROR(unmap_to(ctx.free_area));
-      at = area_end;
-    }
-    RETURN_IF_ERROR(unmap_to(kUserSpaceEnd));
   }
   RETURN_IF_ERROR(q.Flush());
 

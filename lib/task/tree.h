@@ -62,6 +62,10 @@ struct TreeTask {
   // had and gave up (image::kTaskSharesGrandparentFiles).
   bool files_grandparent = false;
   bool carries_files = false;
+  // Its fd table is another task's (saved with that task).
+  bool uses_others_files() const {
+    return shares_parent_files || files_sibling != 0 || files_grandparent;
+  }
   // Forked from its parent at restore, keeping the pages they share
   // (image::kTaskInheritsMemory).
   bool inherits_memory = false;

@@ -77,6 +77,25 @@ __attribute__((unused)) static void subject_fail(const char *fmt, ...) {
     if (!(cond)) subject_fail(__VA_ARGS__); \
   } while (0)
 
+/* The state letter of task pid in /proc/PID/stat ('?' if unreadable),
+ * its process group and (if session is not NULL) its session. */
+__attribute__((unused)) static char subject_proc_state(pid_t pid, pid_t *pgrp, pid_t *session) {
+  char path[64], buf[512];
+  snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return '?';
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  char *p = strrchr(buf, ')');
+  char state = '?';
+  int ppid = 0, group = 0, sid = 0;
+  if (p == NULL || sscanf(p + 2, "%c %d %d %d", &state, &ppid, &group, &sid) != 4) return '?';
+  *pgrp = group;
+  if (session != NULL) *session = sid;
+  return state;
+}
+
 /* Whether fd is open in this task's table. */
 __attribute__((unused)) static int subject_fd_open(int fd) { return fcntl(fd, F_GETFD) >= 0; }
 

@@ -14,20 +14,7 @@
 static pid_t last_session;
 
 static char state_of(pid_t pid, pid_t *pgrp) {
-  char path[64], buf[512];
-  snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-  FILE *f = fopen(path, "r");
-  if (f == NULL) return '?';
-  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-  fclose(f);
-  buf[n] = 0;
-  char *p = strrchr(buf, ')');
-  char state = '?';
-  int ppid = 0, group = 0, session = 0;
-  if (p == NULL || sscanf(p + 2, "%c %d %d %d", &state, &ppid, &group, &session) != 4) return '?';
-  *pgrp = group;
-  last_session = session;
-  return state;
+  return subject_proc_state(pid, pgrp, &last_session);
 }
 
 int main(void) {

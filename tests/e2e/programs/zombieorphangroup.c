@@ -11,22 +11,6 @@
 
 #include "subject.h"
 
-static char state_of(pid_t pid, pid_t *pgrp) {
-  char path[64], buf[512];
-  snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-  FILE *f = fopen(path, "r");
-  if (f == NULL) return '?';
-  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-  fclose(f);
-  buf[n] = 0;
-  char *p = strrchr(buf, ')');
-  char state = '?';
-  int ppid = 0, group = 0;
-  if (p == NULL || sscanf(p + 2, "%c %d %d", &state, &ppid, &group) != 3) return '?';
-  *pgrp = group;
-  return state;
-}
-
 int main(void) {
   subject_install();
   if (getsid(0) != getpid() && setsid() < 0) {
@@ -50,12 +34,12 @@ int main(void) {
   }
   setpgid(zombie, leader);
   pid_t g = 0;
-  for (int i = 0; i < 5000 && state_of(zombie, &g) != 'Z'; i++) usleep(1000);
+  for (int i = 0; i < 5000 && subject_proc_state(zombie, &g, NULL) != 'Z'; i++) usleep(1000);
   if (write(go[1], "x", 1) != 1) return 1;
   int status = 0;
   while (waitpid(leader, &status, 0) < 0 && errno == EINTR) {
   }
-  if (state_of(zombie, &g) != 'Z' || g != leader) {
+  if (subject_proc_state(zombie, &g, NULL) != 'Z' || g != leader) {
     printf("FAIL: the zombie is not one in group %d (group %d)\n", leader, g);
     return 1;
   }
@@ -63,7 +47,7 @@ int main(void) {
   fflush(stdout);
   subject_wait();
 
-  char st = state_of(zombie, &g);
+  char st = subject_proc_state(zombie, &g, NULL);
   SUBJECT_CHECK(st == 'Z' && g == leader, "the zombie: state %c, group %d, not %d", st, g, leader);
   pid_t r = waitpid(-leader, &status, WNOHANG);
   SUBJECT_CHECK(r == zombie && WIFEXITED(status) && WEXITSTATUS(status) == 9,
