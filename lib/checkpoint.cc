@@ -29,6 +29,7 @@
 #include "lib/fs/fs.h"
 #include "lib/fs/ghost.h"
 #include "lib/fs/pipe.h"
+#include "lib/fs/unixsock.h"
 #include "lib/handlers.h"
 #include "lib/image/format.h"
 #include "lib/image/writer.h"
@@ -853,10 +854,21 @@ absl::Status Dumper::Run(pid_t root, ImageOutput& out) {
   }
   if (st.ok()) {
     // Pipes shared with processes outside the tree: refused, or external.
+    // Sockets the same, and the fds in flight in their queues that this
+    // process holds now are not held outside.
     std::set<pid_t> tree;
     for (const auto& t : tasks_) tree.insert(t->pid);
-    st = fs::ResolveExternalPipes(objects_, tree, options_.external, pipe_check_.checked,
+    tree.insert(getpid());
+    std::vector<std::string> pipe_names, unix_names;
+    for (const std::string& name : options_.external) {
+      (fs::IsUnixName(name) ? unix_names : pipe_names).push_back(name);
+    }
+    st = fs::ResolveExternalPipes(objects_, tree, pipe_names, pipe_check_.checked,
                                   pipe_check_.external);
+    if (st.ok()) {
+      Phase p("dump: sockets");
+      st = fs::ResolveUnixSockets(objects_, tree, unix_names, options_.leave_running ? objhash::kDumpLeaveRunning : 0u);
+    }
   }
   if (st.ok()) st = PlanSiblingFiles();
   if (st.ok()) {

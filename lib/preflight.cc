@@ -14,6 +14,7 @@
 #include "lib/base/status.h"
 #include "lib/fs/fs.h"
 #include "lib/fs/pipe.h"
+#include "lib/fs/unixsock.h"
 #include "lib/mm/maps.h"
 #include "lib/mm/mm.h"
 #include "lib/objhash/identity.h"
@@ -112,6 +113,7 @@ absl::StatusOr<TreeReport> Preflight(pid_t root, const DumpOptions& options,
   const uint32_t dump_flags = options.shell_job ? objhash::kDumpShellJob : 0u;
   objhash::ObjHash shared;
   std::map<uint64_t, fs::PipeEnd> pipes;
+  std::map<uint64_t, fs::PipeEnd> sockets;  // unix sockets
   std::set<pid_t> tree;
   std::map<pid_t, bool> alive;  // pid -> a live task of the tree
   std::map<pid_t, pid_t> parents;  // pid -> its parent
@@ -158,6 +160,7 @@ absl::StatusOr<TreeReport> Preflight(pid_t root, const DumpOptions& options,
           if (absl::StartsWith(c->file.path, "pipe:[")) {  // an anonymous pipe
             pipes.emplace(c->file.st.st_ino, fs::PipeEnd{pid, fd});
           }
+          if (S_ISSOCK(c->file.st.st_mode)) sockets.emplace(c->file.st.st_ino, fs::PipeEnd{pid, fd});
         }
       }
     }
@@ -189,9 +192,22 @@ absl::StatusOr<TreeReport> Preflight(pid_t root, const DumpOptions& options,
     }
   }
 
+  std::vector<std::string> pipe_names, unix_names;
+  for (const std::string& name : options.external) {
+    (fs::IsUnixName(name) ? unix_names : pipe_names).push_back(name);
+  }
+  absl::StatusOr<std::vector<std::string>> unix_outside =
+      fs::UnixPeerProblems(sockets, tree, unix_names);
+  if (!unix_outside.ok()) {
+    report.problems.push_back(unix_outside.status());
+  } else {
+    for (const std::string& p : *unix_outside) {
+      report.problems.push_back(absl::FailedPreconditionError(p));
+    }
+  }
   std::set<uint64_t> external;
   absl::StatusOr<std::vector<std::string>> outside =
-      fs::ExternalPipeProblems(pipes, tree, options.external, &external);
+      fs::ExternalPipeProblems(pipes, tree, pipe_names, &external);
   if (pipe_check != nullptr && outside.ok()) {
     for (const auto& [ino, end] : pipes) pipe_check->checked.insert(ino);
     pipe_check->external = external;

@@ -139,19 +139,34 @@ absl::StatusOr<std::vector<FdEntry>> CollectFds(pid_t pid, objhash::ObjHash& obj
   UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
   if (!pidfd.valid() && !fds.empty()) return ErrnoError(errno, "pidfd_open of task ", pid);
   for (int fd : fds) {
-    ASSIGN_OR_RETURN(ClassifiedFd c, ClassifyFd(pid, fd, dump_flags));
-    RETURN_IF_ERROR(ReadOwner(pidfd.get(), pid, fd, &c.file));
-    if (c.kind->register_target != nullptr) {
-      ASSIGN_OR_RETURN(c.file.target_ref, c.kind->register_target(objects, c.probe, c.file));
-    }
-    const struct stat& st = c.file.st;
-    ASSIGN_OR_RETURN(objhash::ObjHash::Found found,
-                     objects.LookupAdd(objhash::ObjKind::kFile,
-                                       objhash::Identity::OfFile(pid, fd, st.st_dev, st.st_ino),
-                                       c.file));
-    out.push_back({fd, c.cloexec ? static_cast<uint32_t>(FD_CLOEXEC) : 0u, found.objref});
+    bool cloexec = false;
+    ASSIGN_OR_RETURN(uint32_t objref,
+                     RegisterDescription(pid, fd, pidfd.get(), objects, dump_flags, &cloexec));
+    out.push_back({fd, cloexec ? static_cast<uint32_t>(FD_CLOEXEC) : 0u, objref});
   }
   return out;
+}
+
+absl::StatusOr<uint32_t> RegisterDescription(pid_t pid, int fd, int pidfd, objhash::ObjHash& objects,
+                                             uint32_t dump_flags, bool* cloexec) {
+  ASSIGN_OR_RETURN(ClassifiedFd c, ClassifyFd(pid, fd, dump_flags));
+  RETURN_IF_ERROR(ReadOwner(pidfd, pid, fd, &c.file));
+  // The kind registers its object first: a description met again (by
+  // kcmp) keeps its first target.
+  ASSIGN_OR_RETURN(uint32_t known,
+                   objects.Lookup(objhash::ObjKind::kFile,
+                                  objhash::Identity::OfFile(pid, fd, c.file.st.st_dev, c.file.st.st_ino)));
+  if (cloexec != nullptr) *cloexec = c.cloexec;
+  if (known != 0) return known;
+  if (c.kind->register_target != nullptr) {
+    ASSIGN_OR_RETURN(c.file.target_ref, c.kind->register_target(objects, c.probe, c.file));
+  }
+  const struct stat& st = c.file.st;
+  ASSIGN_OR_RETURN(objhash::ObjHash::Found found,
+                   objects.LookupAdd(objhash::ObjKind::kFile,
+                                     objhash::Identity::OfFile(pid, fd, st.st_dev, st.st_ino),
+                                     c.file));
+  return found.objref;
 }
 
 absl::StatusOr<FsState> CollectFs(pid_t pid, objhash::ObjHash& objects) {

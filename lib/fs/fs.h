@@ -62,6 +62,13 @@ absl::StatusOr<ClassifiedFd> ClassifyFd(pid_t pid, int fd, uint32_t dump_flags);
 absl::StatusOr<std::vector<FdEntry>> CollectFds(pid_t pid, objhash::ObjHash& objects,
                                                 uint32_t dump_flags);
 absl::StatusOr<FsState> CollectFs(pid_t pid, objhash::ObjHash& objects);
+// Registers the description at fd `fd` of task `pid` (`pidfd` its pidfd)
+// as a FILE object, and the object it is on; returns its objref, and
+// whether the fd is close-on-exec. A kind whose objects hold other
+// descriptions (a socket's queue: fds in flight) calls it for those, on
+// fds of this process.
+absl::StatusOr<uint32_t> RegisterDescription(pid_t pid, int fd, int pidfd, objhash::ObjHash& objects,
+                                             uint32_t dump_flags, bool* cloexec);
 
 absl::Status WriteFs(const FsState& fs, image::Writer& writer);
 absl::Status WriteFds(const std::vector<FdEntry>& fds, image::Writer& writer);

@@ -30,7 +30,7 @@ inline constexpr char kMagic[8] = {'L', 'I', 'B', 'C', 'K', 'P', 'T', '\0'};
 // A reader refuses another major; a higher minor only appends fields and
 // skippable records.
 inline constexpr uint16_t kFormatMajor = 4;
-inline constexpr uint16_t kFormatMinor = 1;
+inline constexpr uint16_t kFormatMinor = 2;
 inline constexpr uint16_t kArchX86_64 = 1;
 inline constexpr uint32_t kChecksumXxh3 = 1;
 
@@ -95,6 +95,9 @@ enum RecordType : uint32_t {
   CKPT_HDR_SHMEM = 36,        // ckpt_shmem + name: a memfd or shared anonymous memory;
                               // its page arrays follow (offsets)
   CKPT_HDR_TIMERFD = 37,      // ckpt_timerfd: a timerfd
+  CKPT_HDR_UNIX_SOCK = 38,    // ckpt_unix_sock + name + dir + peer name: a unix socket
+  CKPT_HDR_UNIX_QUEUE = 39,   // ckpt_unix_queue + messages: a unix socket's queued data and
+                              // its backlog (a link record, after every object)
 
   // per task
   CKPT_HDR_TASK = 50,       // ckpt_task: opens a task's section
@@ -362,6 +365,7 @@ enum FileKind : uint32_t {
   kFileDeletedCharDevice = 11,  // one of the plain character devices, its node unlinked
   kFileProcTask = 12,   // a file under /proc/PID of a task of the tree (target_ref: its pid)
   kFileDeletedSymlink = 13,  // a symlink open O_PATH|O_NOFOLLOW, unlinked (target_ref: GHOST)
+  kFileUnixSocket = 14,  // a unix socket: the UNIX_SOCK target_ref
 };
 
 // Shared by CKPT_HDR_FILE (an open description: flags and pos matter) and
@@ -421,6 +425,106 @@ struct ckpt_pipe {
 };
 static_assert(sizeof(ckpt_pipe) == 24);
 inline constexpr uint64_t kMaxPipeData = 16ull << 20;
+
+// ------------------------------------------------------------ unix sockets
+
+enum UnixState : uint32_t {
+  kUnixUnconnected = 0,  // bound or not
+  kUnixListening = 1,
+  kUnixConnected = 2,    // to peer_ref (stream, seqpacket: both ways; dgram: one way)
+};
+
+enum UnixFlags : uint32_t {
+  kUnixExternal = 1u << 0,     // its peer is outside the tree: name is "unix:[ino]", nothing
+                               // else is saved; the restore is given an fd (--inherit-fd)
+  kUnixPassCred = 1u << 1,     // SO_PASSCRED
+  kUnixNameHidden = 1u << 2,   // bound to a path its file no longer is at: bound again
+                               // where no one finds it
+  kUnixNameBorrowed = 1u << 3, // its name is its listener's (an accepted socket)
+  kUnixPairMaker = 1u << 4,    // connected (stream, seqpacket, or an unnamed dgram pair), and
+                               // written before its peer: makes both ends
+  kUnixPairTaker = 1u << 5,    // ... the other end: takes what its peer made
+  kUnixPeerGone = 1u << 6,     // connected, its peer closed since
+  kUnixPending = 1u << 7,      // a client whose connection waits, not accepted, in the
+                               // backlog of the listener peer_ref
+  kUnixPeerByName = 1u << 8,   // a dgram socket connected to a socket outside the tree:
+                               // connected again by the peer's name
+  kUnixPeerBorrowed = 1u << 9, // the pair maker's peer has a borrowed name (peer name)
+};
+inline constexpr uint32_t kUnixKnownFlags = (1u << 10) - 1;
+
+// A unix socket: the struct, then name_len bytes of its address
+// (sun_path: a path, or a NUL and an abstract name), dir_len bytes of the
+// directory a relative path is bound in, and peer_name_len bytes of the
+// name its peer is connected to or borrows.
+struct ckpt_unix_sock {
+  uint32_t objref;
+  uint32_t type;      // SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET
+  uint32_t state;     // UnixState
+  uint32_t flags;     // UnixFlags
+  uint32_t shutdown;  // bit 0: receive, bit 1: send (as sock_diag says)
+  uint32_t backlog;   // a listener's listen() backlog
+  uint32_t sndbuf;    // SO_SNDBUF, SO_RCVBUF as getsockopt gives them
+  uint32_t rcvbuf;
+  int32_t peek_off;   // SO_PEEK_OFF (-1: off)
+  int32_t rcvlowat;   // SO_RCVLOWAT
+  int64_t rcvtimeo_ns;  // SO_RCVTIMEO, SO_SNDTIMEO (0: none)
+  int64_t sndtimeo_ns;
+  uint32_t peer_ref;  // the peer (connected), the listener (pending), else 0
+  uint32_t name_len;
+  uint32_t dir_len;
+  uint32_t mode;      // the socket file's permission bits (a path name it owns)
+  uint32_t uid;       // ... and its owner
+  uint32_t gid;
+  uint32_t peer_name_len;
+  uint32_t reserved;
+  uint64_t ino;       // its inode when dumped (names it in messages)
+};
+static_assert(sizeof(ckpt_unix_sock) == 96);
+
+// A socket's receive queue, and a listener's backlog: the struct, then
+// nr_msgs messages, then nr_pending times (ckpt_unix_pending, its
+// messages). A message is a ckpt_unix_msg, the sender's address, nr_fds
+// u32 FILE objrefs (SCM_RIGHTS), then len bytes.
+struct ckpt_unix_queue {
+  uint32_t objref;
+  uint32_t nr_msgs;
+  uint32_t nr_pending;
+  uint32_t reserved;
+  uint64_t data_size;  // bytes of data of all its messages
+};
+static_assert(sizeof(ckpt_unix_queue) == 24);
+
+enum UnixMsgFlags : uint32_t {
+  kUnixMsgCreds = 1u << 0,  // SCM_CREDENTIALS: pid (pid_ref when a task of the tree), uid, gid
+};
+
+struct ckpt_unix_msg {
+  uint32_t len;
+  uint32_t addr_len;  // sockaddr_un bytes from sun_path on; 0: none
+  uint32_t nr_fds;
+  uint32_t flags;     // UnixMsgFlags
+  int32_t pid;        // as the dumper saw it
+  uint32_t pid_ref;   // the tree's pid object of `pid`, or 0
+  uint32_t uid;
+  uint32_t gid;
+};
+static_assert(sizeof(ckpt_unix_msg) == 32);
+
+// One connection in a listener's backlog: its client (0: the client
+// closed since), and how many messages wait on it.
+struct ckpt_unix_pending {
+  uint32_t client_ref;
+  uint32_t nr_msgs;
+  uint32_t reserved;
+  uint32_t reserved2;
+};
+static_assert(sizeof(ckpt_unix_pending) == 16);
+
+inline constexpr uint64_t kMaxUnixQueueData = 32ull << 20;
+inline constexpr uint32_t kMaxUnixMsgs = 1u << 20;
+inline constexpr uint32_t kMaxUnixPending = 65536;
+inline constexpr uint32_t kMaxUnixMsgFds = 253;  // SCM_MAX_FD
 
 // A file that was deleted while open or mapped, or a directory removed
 // while open or a working directory (empty, then: mode and owner only):

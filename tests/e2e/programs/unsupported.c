@@ -1,6 +1,6 @@
 /*
  * A tree with several things the dump does not support yet, in two
- * tasks: a socket pair and an eventfd in the parent, a signalfd in its
+ * tasks: two UDP sockets and an eventfd in the parent, a signalfd in its
  * child. The pre-flight must name every one of them at once. Prints
  * "READY <pid>" for both; on SIGUSR1 both exit 0.
  */
@@ -13,8 +13,8 @@
 #include "subject.h"
 
 int main(void) {
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv)) return 2;
+  int sv[2] = {socket(AF_INET, SOCK_DGRAM, 0), socket(AF_INET6, SOCK_DGRAM, 0)};
+  if (sv[0] < 0 || sv[1] < 0) return 2;
   int efd = eventfd(0, 0);
   if (efd < 0) return 2;
   subject_install();

@@ -1,0 +1,1612 @@
+#include "lib/fs/unixsock.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "lib/base/fd.h"
+#include "lib/base/status.h"
+#include "lib/fs/fdkind.h"
+#include "lib/fs/fs.h"
+#include "lib/fs/unixdiag.h"
+#include "lib/image/format.h"
+#include "lib/image/records.h"
+#include "lib/objhash/handlers.h"
+
+namespace ckpt::fs {
+namespace {
+
+constexpr image::FieldSpec kUnixSockFields[] = {
+    CKPT_FIELD(image::ckpt_unix_sock, objref, kUnsigned),
+    CKPT_FIELD(image::ckpt_unix_sock, type, kUnsigned),
+    CKPT_FIELD(image::ckpt_unix_sock, state, kUnsigned),
+    CKPT_FIELD(image::ckpt_unix_sock, flags, kHex),
+    CKPT_FIELD(image::ckpt_unix_sock, shutdown, kUnsigned),
+    CKPT_FIELD(image::ckpt_unix_sock, backlog, kUnsigned),
+    CKPT_FIELD(image::ckpt_unix_sock, sndbuf, kUnsigned),
+    CKPT_FIELD(image::ckpt_unix_sock, rcvbuf, kUnsigned),
+    CKPT_FIELD(image::ckpt_unix_sock, peek_off, kSigned),
+    CKPT_FIELD(image::ckpt_unix_sock, rcvlowat, kSigned),
+    CKPT_FIELD(image::ckpt_unix_sock, rcvtimeo_ns, kSigned),
+    CKPT_FIELD(image::ckpt_unix_sock, sndtimeo_ns, kSigned),
+    CKPT_FIELD(image::ckpt_unix_sock, peer_ref, kUnsigned),
+    CKPT_FIELD(image::ckpt_unix_sock, name_len, kUnsigned),
+    CKPT_FIELD(image::ckpt_unix_sock, dir_len, kUnsigned),
+    CKPT_FIELD(image::ckpt_unix_sock, mode, kOctal),
+    CKPT_FIELD(image::ckpt_unix_sock, uid, kUnsigned),
+    CKPT_FIELD(image::ckpt_unix_sock, gid, kUnsigned),
+    CKPT_FIELD(image::ckpt_unix_sock, peer_name_len, kUnsigned),
+    CKPT_FIELD(image::ckpt_unix_sock, ino, kUnsigned),
+};
+constexpr uint32_t kMaxSunPath = sizeof(((struct sockaddr_un*)nullptr)->sun_path);
+CKPT_RECORD(image::CKPT_HDR_UNIX_SOCK, "UNIX_SOCK", image::ckpt_unix_sock, kUnixSockFields,
+            2 * kMaxSunPath + image::kMaxPathLen, kPaths);
+
+constexpr image::FieldSpec kUnixQueueFields[] = {
+    CKPT_FIELD(image::ckpt_unix_queue, objref, kUnsigned),
+    CKPT_FIELD(image::ckpt_unix_queue, nr_msgs, kUnsigned),
+    CKPT_FIELD(image::ckpt_unix_queue, nr_pending, kUnsigned),
+    CKPT_FIELD(image::ckpt_unix_queue, data_size, kUnsigned),
+};
+// Each message costs its header, an address and its fds beyond its data.
+constexpr uint64_t kMaxQueueTail =
+    image::kMaxUnixQueueData + 4096ull * (sizeof(image::ckpt_unix_msg) + kMaxSunPath) +
+    image::kMaxUnixPending * sizeof(image::ckpt_unix_pending);
+CKPT_RECORD(image::CKPT_HDR_UNIX_QUEUE, "UNIX_QUEUE", image::ckpt_unix_queue, kUnixQueueFields,
+            kMaxQueueTail, kRawBytes);
+
+// Most messages one socket's queue (or one pending connection) may carry
+// in an image; a real queue is bounded by the socket's buffers, far below.
+constexpr uint32_t kMaxMsgsPerQueue = 4096;
+
+std::string TypeName(uint32_t type) {
+  switch (type) {
+    case SOCK_STREAM: return "stream";
+    case SOCK_DGRAM: return "dgram";
+    case SOCK_SEQPACKET: return "seqpacket";
+    default: return absl::StrCat("type ", type);
+  }
+}
+
+// A kernel dev_t (sock_diag's) as stat(2) gives it.
+dev_t UserDev(uint64_t kdev) {
+  return makedev(static_cast<unsigned>(kdev >> 20), static_cast<unsigned>(kdev & 0xfffff));
+}
+
+bool IsAbstract(const std::string& name) { return !name.empty() && name[0] == '\0'; }
+bool IsPath(const std::string& name) { return !name.empty() && name[0] != '\0'; }
+
+// sockaddr_un for `name` (sun_path bytes); its length.
+socklen_t MakeAddr(const std::string& name, struct sockaddr_un* addr) {
+  memset(addr, 0, sizeof(*addr));
+  addr->sun_family = AF_UNIX;
+  memcpy(addr->sun_path, name.data(), std::min<size_t>(name.size(), sizeof(addr->sun_path)));
+  return static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) + name.size());
+}
+
+std::string Comm(pid_t pid) {
+  absl::StatusOr<std::string> comm = ReadFile(absl::StrCat("/proc/", pid, "/comm"));
+  return comm.ok() ? std::string(absl::StripTrailingAsciiWhitespace(*comm)) : "?";
+}
+
+// ------------------------------------------------------------------ dump
+
+struct Msg {
+  std::string data;
+  std::string addr;            // the sender's sun_path bytes; empty: unnamed
+  std::vector<uint32_t> fds;   // FILE objrefs in flight with it
+  std::vector<int> raw_fds;    // ... as received here, until registered
+  bool creds = false;
+  pid_t pid = 0;
+  uint32_t uid = 0, gid = 0;
+};
+
+struct Pending {
+  uint64_t client_ino = 0;
+  std::vector<Msg> msgs;
+};
+
+struct SockInfo {
+  pid_t pid = 0;  // where it was met: a task's fd, or one of ours (in flight)
+  int fd = -1;
+  dev_t sock_dev = 0;
+  UnixDiag diag;
+  uint32_t sndbuf = 0, rcvbuf = 0;
+  int peek_off = -1, rcvlowat = 1;
+  int64_t rcvtimeo_ns = 0, sndtimeo_ns = 0;
+  bool passcred = false;
+  std::vector<Msg> queue;
+  std::vector<Pending> pending;  // a listener's backlog, in order
+  std::string dir;               // a relative path name: where it is bound
+  bool hidden = false, borrowed = false, external = false;
+  uint64_t pending_on = 0;       // a client waiting in this listener's backlog
+  bool peer_gone = false;
+  std::string peer_name;         // dgram connected outside the tree: connect by name
+  uint32_t mode = 0, uid = 0, gid = 0;
+  bool written = false;
+  // The fds this process holds for the socket: a copy of it, fds in
+  // flight it received, connections it accepted. Kept until the dump ends
+  // (the objects refer to them by number).
+  std::shared_ptr<std::vector<UniqueFd>> held = std::make_shared<std::vector<UniqueFd>>();
+  int copy = -1;  // the copy, among `held`
+};
+
+absl::StatusOr<int> GetInt(int fd, int level, int opt, const char* what) {
+  int v = 0;
+  socklen_t len = sizeof(v);
+  if (getsockopt(fd, level, opt, &v, &len) != 0) return ErrnoError(errno, "getsockopt ", what);
+  return v;
+}
+
+absl::StatusOr<int64_t> GetTimeo(int fd, int opt, const char* what) {
+  struct timeval tv {};
+  socklen_t len = sizeof(tv);
+  if (getsockopt(fd, SOL_SOCKET, opt, &tv, &len) != 0) return ErrnoError(errno, "getsockopt ", what);
+  return static_cast<int64_t>(tv.tv_sec) * 1000000000 + static_cast<int64_t>(tv.tv_usec) * 1000;
+}
+
+absl::Status SetPeekOff(int fd, int off) {
+  if (setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof(off)) != 0) {
+    return ErrnoError(errno, "setsockopt SO_PEEK_OFF");
+  }
+  return absl::OkStatus();
+}
+
+struct Peeked {
+  ssize_t n = 0;
+  bool truncated = false;
+  std::string addr;
+  std::vector<int> fds;
+  bool creds = false;
+  struct ucred cred {};
+};
+
+// One recvmsg(MSG_PEEK) at offset `off` into `buf`.
+absl::StatusOr<Peeked> PeekAt(int fd, int off, std::vector<char>& buf, size_t want, bool consume) {
+  if (!consume) RETURN_IF_ERROR(SetPeekOff(fd, off));
+  Peeked p;
+  struct sockaddr_un from {};
+  struct iovec iov = {buf.data(), want};
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * image::kMaxUnixMsgFds) +
+                                       CMSG_SPACE(sizeof(struct ucred)) + 64];
+  struct msghdr m {};
+  m.msg_name = &from;
+  m.msg_namelen = sizeof(from);
+  m.msg_iov = &iov;
+  m.msg_iovlen = 1;
+  m.msg_control = control;
+  m.msg_controllen = sizeof(control);
+  const int flags = (consume ? 0 : MSG_PEEK) | MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC;
+  ssize_t n;
+  do {
+    n = recvmsg(fd, &m, flags);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    p.n = -errno;
+    return p;
+  }
+  for (struct cmsghdr* c = CMSG_FIRSTHDR(&m); c != nullptr; c = CMSG_NXTHDR(&m, c)) {
+    if (c->cmsg_level != SOL_SOCKET) continue;
+    if (c->cmsg_type == SCM_RIGHTS) {
+      const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < count; i++) {
+        int got;
+        memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+        p.fds.push_back(got);
+      }
+    } else if (c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
+      p.creds = true;
+      memcpy(&p.cred, CMSG_DATA(c), sizeof(p.cred));
+    }
+  }
+  if (m.msg_flags & MSG_CTRUNC) {
+    for (int f : p.fds) close(f);
+    return absl::UnimplementedError("a queued message carries more ancillary data than libckpt reads");
+  }
+  p.n = n;
+  p.truncated = static_cast<size_t>(n) > want;
+  if (m.msg_namelen > offsetof(struct sockaddr_un, sun_path)) {
+    p.addr.assign(from.sun_path, m.msg_namelen - offsetof(struct sockaddr_un, sun_path));
+  }
+  return p;
+}
+
+// The messages queued on socket `fd` (of `type`), read without taking them
+// (MSG_PEEK at SO_PEEK_OFF offsets; the socket's own offset is put back),
+// or taken (`consume`: a connection this process accepted). Fds in flight
+// come back as fds of this process, in Msg::raw_fds.
+absl::StatusOr<std::vector<Msg>> ReadQueue(int fd, uint32_t type, bool shut_rd, bool consume,
+                                           const std::string& who) {
+  int saved_off = -1;
+  if (!consume) {
+    ASSIGN_OR_RETURN(saved_off, GetInt(fd, SOL_SOCKET, SO_PEEK_OFF, "SO_PEEK_OFF"));
+  }
+  std::vector<Msg> out;
+  std::vector<char> buf(256 * 1024);
+  uint64_t off = 0, total = 0;
+  absl::Status st;
+  auto fail = [&](absl::Status s) { if (st.ok()) st = std::move(s); };
+  const bool stream = type == SOCK_STREAM;
+  while (st.ok()) {
+    if (out.size() >= kMaxMsgsPerQueue) {
+      fail(absl::UnimplementedError(absl::StrCat(who, ": more than ", kMaxMsgsPerQueue,
+                                                 " queued messages is more than libckpt saves")));
+      break;
+    }
+    if (off > static_cast<uint64_t>(INT32_MAX)) {
+      fail(absl::UnimplementedError(absl::StrCat(who, ": its queue is too large")));
+      break;
+    }
+    absl::StatusOr<Peeked> p = PeekAt(fd, static_cast<int>(off), buf, buf.size(), consume);
+    if (!p.ok()) {
+      fail(Annotate(p.status(), who));
+      break;
+    }
+    if (p->n == -EAGAIN) break;
+    if (p->n < 0) {
+      fail(ErrnoError(static_cast<int>(-p->n), who, ": reading its queue"));
+      break;
+    }
+    // 0: the end of a shut down stream; for a datagram socket a message
+    // of no bytes, unless the socket is shut down (then no more follow
+    // that can be told apart from the end).
+    if (p->n == 0 && p->fds.empty() && (stream || shut_rd)) break;
+    if (p->truncated) {
+      for (int f : p->fds) close(f);
+      if (stream || static_cast<size_t>(p->n) > image::kMaxUnixQueueData) {
+        fail(absl::UnimplementedError(absl::StrCat(who, ": a queued message of ", p->n,
+                                                   " bytes is more than libckpt saves")));
+        break;
+      }
+      if (consume) {
+        fail(absl::InternalError(absl::StrCat(who, ": a message was cut short")));
+        break;
+      }
+      buf.resize(static_cast<size_t>(p->n));
+      continue;  // again, whole
+    }
+    Msg msg;
+    size_t n = static_cast<size_t>(p->n);
+    if (stream && !p->fds.empty() && !consume && n > 1) {
+      // A stream read stops after a message that carries fds, but glues
+      // messages without fds before it: find where the one with the fds
+      // starts (the shortest read that brings them), so that the fds are
+      // sent again with the same bytes.
+      size_t lo = 1, hi = n;  // the shortest length that gets the fds is in [lo, hi]
+      while (lo < hi && st.ok()) {
+        size_t mid = lo + (hi - lo) / 2;
+        absl::StatusOr<Peeked> q = PeekAt(fd, static_cast<int>(off), buf, mid, false);
+        if (!q.ok()) {
+          fail(q.status());
+          break;
+        }
+        const bool has = !q->fds.empty();
+        for (int f : q->fds) close(f);
+        if (has) {
+          hi = mid;
+        } else {
+          lo = mid + 1;
+        }
+      }
+      if (!st.ok()) {
+        for (int f : p->fds) close(f);
+        break;
+      }
+      if (lo > 1) {
+        // The bytes before it: a message of their own.
+        for (int f : p->fds) close(f);
+        Msg plain;
+        plain.data.assign(buf.data(), lo - 1);
+        plain.creds = p->creds;
+        plain.pid = p->cred.pid;
+        plain.uid = p->cred.uid;
+        plain.gid = p->cred.gid;
+        total += plain.data.size();
+        off += plain.data.size();
+        out.push_back(std::move(plain));
+        continue;  // the message with the fds comes next
+      }
+    }
+    msg.data.assign(buf.data(), n);
+    msg.addr = stream ? std::string() : p->addr;
+    msg.raw_fds = std::move(p->fds);
+    msg.creds = p->creds;
+    msg.pid = p->cred.pid;
+    msg.uid = p->cred.uid;
+    msg.gid = p->cred.gid;
+    total += n;
+    off += n;
+    out.push_back(std::move(msg));
+    if (total > image::kMaxUnixQueueData) {
+      fail(absl::UnimplementedError(absl::StrCat(who, ": more than ", image::kMaxUnixQueueData,
+                                                 " queued bytes is more than libckpt saves")));
+    }
+  }
+  if (!consume) {
+    absl::Status back = SetPeekOff(fd, saved_off);
+    if (!back.ok()) fail(back);
+  }
+  if (!st.ok()) {
+    for (Msg& m : out) {
+      for (int f : m.raw_fds) close(f);
+    }
+    return st;
+  }
+  return out;
+}
+
+// Registers the fds in flight of `msgs` (fds of this process) as FILE
+// objects; they stay open in `held`.
+absl::Status RegisterInFlight(objhash::ObjHash& objects, std::vector<Msg>& msgs, uint32_t dump_flags,
+                              std::vector<UniqueFd>& held) {
+  // Held first, all of them: an error below leaves none behind.
+  std::vector<std::vector<int>> fds(msgs.size());
+  for (size_t i = 0; i < msgs.size(); i++) {
+    for (int raw : msgs[i].raw_fds) {
+      held.emplace_back(raw);
+      fds[i].push_back(raw);
+    }
+    msgs[i].raw_fds.clear();
+  }
+  UniqueFd self(static_cast<int>(syscall(SYS_pidfd_open, getpid(), 0)));
+  if (!self.valid()) return ErrnoError(errno, "pidfd_open of this process");
+  for (size_t i = 0; i < msgs.size(); i++) {
+    for (int fd : fds[i]) {
+      ASSIGN_OR_RETURN(uint32_t ref,
+                       RegisterDescription(getpid(), fd, self.get(), objects, dump_flags, nullptr));
+      msgs[i].fds.push_back(ref);
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Where a path name is bound, and whether its file is still the socket's.
+void LocateName(pid_t pid, SockInfo& s) {
+  const std::string& name = s.diag.name;
+  if (!IsPath(name)) return;
+  const std::string path(name.c_str());  // sun_path may carry a NUL and more
+  std::string full = path;
+  if (path[0] != '/') {
+    absl::StatusOr<std::string> cwd = ReadLink(absl::StrCat("/proc/", pid, "/cwd"));
+    if (!cwd.ok() || pid == getpid()) {
+      s.hidden = true;
+      return;
+    }
+    s.dir = *cwd;
+    full = absl::StrCat("/proc/", pid, "/cwd/", path);
+  }
+  struct stat st;
+  if (!s.diag.has_vfs || lstat(full.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode) ||
+      st.st_ino != s.diag.vfs_ino || st.st_dev != UserDev(s.diag.vfs_dev)) {
+    s.hidden = true;  // removed, or another file is there now
+    s.dir.clear();
+    return;
+  }
+  s.mode = st.st_mode & 07777;
+  s.uid = st.st_uid;
+  s.gid = st.st_gid;
+}
+
+absl::StatusOr<UniqueFd> CopyOf(pid_t pid, int fd) {
+  if (pid == getpid()) {
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (copy < 0) return ErrnoError(errno, "dup of fd ", fd);
+    return UniqueFd(copy);
+  }
+  UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd.valid()) return ErrnoError(errno, "pidfd_open of task ", pid);
+  UniqueFd copy(static_cast<int>(syscall(SYS_pidfd_getfd, pidfd.get(), fd, 0)));
+  if (!copy.valid()) return ErrnoError(errno, "task ", pid, " fd ", fd, ": pidfd_getfd");
+  return copy;
+}
+
+std::string Who(pid_t pid, int fd, uint64_t ino) {
+  if (pid == getpid()) return absl::StrCat(UnixName(ino), " (in flight)");
+  return absl::StrCat("task ", pid, " fd ", fd, ": ", UnixName(ino));
+}
+
+absl::Status DescribeUnix(const FdProbe& p, Description*) {
+  absl::StatusOr<UnixDiag> d = QueryUnixSocket(p.st.st_ino);
+  if (d.ok()) {
+    if (d->type != SOCK_STREAM && d->type != SOCK_DGRAM && d->type != SOCK_SEQPACKET) {
+      return absl::UnimplementedError(absl::StrCat("task ", p.pid, " fd ", p.fd, ": a unix socket of ",
+                                                   TypeName(d->type), " is not supported yet"));
+    }
+    return absl::OkStatus();
+  }
+  if (!absl::IsNotFound(d.status())) return Annotate(d.status(), absl::StrCat("task ", p.pid, " fd ", p.fd));
+  // Another family (or a unix socket of another network namespace).
+  std::string family = "another family";
+  absl::StatusOr<UniqueFd> copy = CopyOf(p.pid, p.fd);
+  if (copy.ok()) {
+    absl::StatusOr<int> dom = GetInt(copy->get(), SOL_SOCKET, SO_DOMAIN, "SO_DOMAIN");
+    if (dom.ok()) {
+      family = *dom == AF_INET    ? "family inet"
+               : *dom == AF_INET6 ? "family inet6"
+               : *dom == AF_NETLINK ? "family netlink"
+               : *dom == AF_PACKET  ? "family packet"
+               : *dom == AF_UNIX    ? "family unix in another network namespace"
+                                    : absl::StrCat("family ", *dom);
+    }
+  }
+  return absl::UnimplementedError(absl::StrCat("task ", p.pid, " fd ", p.fd, ": a socket of ", family,
+                                               " (", p.target, ") is not supported yet"));
+}
+
+absl::StatusOr<uint32_t> RegisterUnixTarget(objhash::ObjHash& objects, const FdProbe& p,
+                                            const Description&) {
+  // Registered before its queue is read: a queue holding the socket's own
+  // fd (or its peer's, holding this one's) finds it.
+  ASSIGN_OR_RETURN(objhash::ObjHash::Found f,
+                   objects.LookupAdd(kObjUnix, objhash::Identity::OfInode(p.st.st_dev, p.st.st_ino),
+                                     SockInfo{}));
+  if (!f.first) return f.objref;
+  auto& s = std::any_cast<SockInfo&>(f.entry->data);
+  s.pid = p.pid;
+  s.fd = p.fd;
+  s.sock_dev = p.st.st_dev;
+  const std::string who = Who(p.pid, p.fd, p.st.st_ino);
+  absl::StatusOr<UnixDiag> d = QueryUnixSocket(p.st.st_ino);
+  if (!d.ok()) return Annotate(d.status(), who);
+  s.diag = std::move(*d);
+  ASSIGN_OR_RETURN(UniqueFd copy, CopyOf(p.pid, p.fd));
+  const int c = copy.get();
+  ASSIGN_OR_RETURN(int sndbuf, GetInt(c, SOL_SOCKET, SO_SNDBUF, "SO_SNDBUF"));
+  ASSIGN_OR_RETURN(int rcvbuf, GetInt(c, SOL_SOCKET, SO_RCVBUF, "SO_RCVBUF"));
+  s.sndbuf = static_cast<uint32_t>(sndbuf);
+  s.rcvbuf = static_cast<uint32_t>(rcvbuf);
+  ASSIGN_OR_RETURN(s.peek_off, GetInt(c, SOL_SOCKET, SO_PEEK_OFF, "SO_PEEK_OFF"));
+  ASSIGN_OR_RETURN(s.rcvlowat, GetInt(c, SOL_SOCKET, SO_RCVLOWAT, "SO_RCVLOWAT"));
+  ASSIGN_OR_RETURN(int passcred, GetInt(c, SOL_SOCKET, SO_PASSCRED, "SO_PASSCRED"));
+  s.passcred = passcred != 0;
+  ASSIGN_OR_RETURN(s.rcvtimeo_ns, GetTimeo(c, SO_RCVTIMEO, "SO_RCVTIMEO"));
+  ASSIGN_OR_RETURN(s.sndtimeo_ns, GetTimeo(c, SO_SNDTIMEO, "SO_SNDTIMEO"));
+  LocateName(p.pid, s);
+  if (s.diag.state != kTcpListen) {
+    ASSIGN_OR_RETURN(s.queue, ReadQueue(c, s.diag.type, s.diag.shutdown & 1, false, who));
+    RETURN_IF_ERROR(RegisterInFlight(objects, s.queue, p.dump_flags, *s.held));
+  }
+  s.copy = c;
+  s.held->push_back(std::move(copy));
+  return f.objref;
+}
+
+// Whose fds hold socket `ino`, outside `skip`: /proc/PID/fd of every
+// process (nothing else lists a socket's holders).
+std::vector<std::pair<pid_t, int>> Holders(uint64_t ino, const std::set<pid_t>& skip) {
+  std::vector<std::pair<pid_t, int>> out;
+  const std::string want = absl::StrCat("socket:[", ino, "]");
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return out;
+  while (struct dirent* e = readdir(proc)) {
+    pid_t pid;
+    if (!absl::SimpleAtoi(e->d_name, &pid) || skip.count(pid)) continue;
+    std::string dir_path = absl::StrCat("/proc/", pid, "/fd");
+    DIR* dir = opendir(dir_path.c_str());
+    if (dir == nullptr) continue;
+    while (struct dirent* f = readdir(dir)) {
+      int fd;
+      if (!absl::SimpleAtoi(f->d_name, &fd)) continue;
+      char buf[64];
+      ssize_t n = readlinkat(dirfd(dir), f->d_name, buf, sizeof(buf));
+      if (n > 0 && absl::string_view(buf, static_cast<size_t>(n)) == want) out.push_back({pid, fd});
+    }
+    closedir(dir);
+    if (out.size() >= 3) break;
+  }
+  closedir(proc);
+  return out;
+}
+
+std::string Describe(const std::map<uint64_t, UnixDiag>& all, uint64_t ino, const std::set<pid_t>& skip) {
+  auto it = all.find(ino);
+  std::string text = UnixName(ino);
+  if (it != all.end()) absl::StrAppend(&text, " (", PrintableUnixName(it->second.name), ")");
+  std::vector<std::string> who;
+  for (const auto& [pid, fd] : Holders(ino, skip)) {
+    who.push_back(absl::StrCat("process ", pid, " (", Comm(pid), ") fd ", fd));
+  }
+  if (!who.empty()) absl::StrAppend(&text, " held by ", absl::StrJoin(who, ", "));
+  return text;
+}
+
+// Whether the dgram peer `d` can be found again by its name: abstract, or
+// a path whose file is still its own.
+bool ReachableByName(const UnixDiag& d) {
+  if (IsAbstract(d.name)) return true;
+  if (!IsPath(d.name) || d.name[0] != '/' || !d.has_vfs) return false;
+  struct stat st;
+  const std::string path(d.name.c_str());
+  return lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == d.vfs_ino &&
+         st.st_dev == UserDev(d.vfs_dev);
+}
+
+struct PeerCheck {
+  std::vector<std::string> problems;
+  std::set<uint64_t> external;              // tree sockets named by --external
+  std::map<uint64_t, uint64_t> pending_on;  // client -> its listener (both in the tree)
+  std::map<uint64_t, std::string> by_name;  // dgram -> the outside peer's name
+  std::set<uint64_t> borrowed;
+  std::set<uint64_t> peer_gone;
+};
+
+// The checks shared by pre-flight and dump: `socks` are the tree's unix
+// sockets (inode -> where met).
+absl::StatusOr<PeerCheck> CheckPeers(const std::map<uint64_t, PipeEnd>& socks,
+                                     const std::set<pid_t>& tree, const std::vector<std::string>& external) {
+  PeerCheck out;
+  std::set<uint64_t> named;
+  for (const std::string& name : external) {
+    absl::string_view v = name;
+    uint64_t ino;
+    if (!absl::ConsumePrefix(&v, "unix:[") || !absl::ConsumeSuffix(&v, "]") || !absl::SimpleAtoi(v, &ino)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("external object '", name, "' is not a unix socket name such as unix:[12345]"));
+    }
+    if (!socks.count(ino)) {
+      return absl::InvalidArgumentError(absl::StrCat("external object ", name, " is not a unix socket of the tree"));
+    }
+    named.insert(ino);
+  }
+  if (socks.empty()) return out;
+  ASSIGN_OR_RETURN(auto all, DumpUnixSockets());
+  // Clients waiting in a listener's backlog: their own peer is an embryo
+  // that sock_diag cannot name.
+  std::map<uint64_t, uint64_t> waiting;  // client -> listener
+  for (const auto& [ino, d] : all) {
+    for (uint64_t c : d.icons) {
+      if (c != 0) waiting[c] = ino;
+    }
+  }
+  std::set<pid_t> skip = tree;
+  skip.insert(getpid());
+  auto outside = [&](uint64_t ino, const std::string& what) {
+    if (named.count(ino)) {
+      out.external.insert(ino);
+      return;
+    }
+    const PipeEnd& at = socks.at(ino);
+    const std::string where = at.pid == getpid() ? absl::StrCat(UnixName(ino), " (in flight)")
+                                                 : absl::StrCat("task ", at.pid, " fd ", at.fd, ": ", UnixName(ino));
+    out.problems.push_back(absl::StrCat(where, " ", what, ", outside the tree; dump it with --external ",
+                                        UnixName(ino), " and restore with --inherit-fd FD:", UnixName(ino)));
+  };
+  for (const auto& [ino, at] : socks) {
+    auto it = all.find(ino);
+    if (it == all.end()) continue;  // gone meanwhile: the dump finds out
+    const UnixDiag& d = it->second;
+    if (d.state == kTcpListen) {
+      for (uint64_t c : d.icons) {
+        if (c != 0 && !socks.count(c)) {
+          outside(ino, absl::StrCat("has a connection not yet accepted from ", Describe(all, c, skip)));
+          break;
+        }
+      }
+      continue;
+    }
+    const bool named_sock = !d.name.empty();
+    if (named_sock) {
+      for (const auto& [other, od] : all) {
+        if (other == ino || od.name != d.name) continue;
+        if (IsPath(d.name) && (!d.has_vfs || !od.has_vfs || od.vfs_ino != d.vfs_ino || od.vfs_dev != d.vfs_dev)) continue;
+        if (d.type == SOCK_DGRAM) continue;
+        out.borrowed.insert(ino);
+        break;
+      }
+    }
+    if (d.type == SOCK_DGRAM) {
+      if (d.peer != 0 && !socks.count(d.peer)) {
+        auto p = all.find(d.peer);
+        if (p != all.end() && ReachableByName(p->second)) {
+          out.by_name[ino] = p->second.name;
+        } else {
+          outside(ino, absl::StrCat("is connected to ", Describe(all, d.peer, skip)));
+        }
+      }
+      continue;
+    }
+    if (d.peer != 0) {
+      if (!socks.count(d.peer)) outside(ino, absl::StrCat("is connected to ", Describe(all, d.peer, skip)));
+      continue;
+    }
+    auto w = waiting.find(ino);
+    if (w != waiting.end()) {
+      if (socks.count(w->second)) {
+        out.pending_on[ino] = w->second;
+      } else {
+        outside(ino, absl::StrCat("waits to be accepted by ", Describe(all, w->second, skip)));
+      }
+      continue;
+    }
+    if (d.state == kTcpEstablished) out.peer_gone.insert(ino);
+  }
+  // Sockets outside the tree connected to one of the tree's (a dgram
+  // client of a server in the tree): they would lose it.
+  for (const auto& [ino, d] : all) {
+    if (socks.count(ino) || d.peer == 0 || !socks.count(d.peer)) continue;
+    if (d.type != SOCK_DGRAM) continue;  // stream peers are seen from the tree's side
+    if (out.external.count(d.peer)) continue;
+    outside(d.peer, absl::StrCat("has a client ", Describe(all, ino, skip), " connected to it"));
+  }
+  return out;
+}
+
+}  // namespace
+
+bool IsUnixName(const std::string& name) { return absl::StartsWith(name, "unix:["); }
+
+absl::StatusOr<std::vector<std::string>> UnixPeerProblems(const std::map<uint64_t, PipeEnd>& socks,
+                                                           const std::set<pid_t>& tree,
+                                                           const std::vector<std::string>& external) {
+  ASSIGN_OR_RETURN(PeerCheck check, CheckPeers(socks, tree, external));
+  return check.problems;
+}
+
+absl::Status ResolveUnixSockets(objhash::ObjHash& objects, const std::set<pid_t>& tree,
+                                const std::vector<std::string>& external, uint32_t dump_flags) {
+  std::map<uint64_t, PipeEnd> socks;
+  std::map<uint64_t, SockInfo*> infos;
+  for (const auto& e : objects.entries()) {
+    if (e->kind != kObjUnix) continue;
+    auto* s = std::any_cast<SockInfo>(&e->data);
+    if (s == nullptr) continue;
+    socks[s->diag.ino] = {s->pid, s->fd};
+    infos[s->diag.ino] = s;
+  }
+  ASSIGN_OR_RETURN(PeerCheck check, CheckPeers(socks, tree, external));
+  if (!check.problems.empty()) {
+    return absl::FailedPreconditionError(absl::StrJoin(check.problems, "; "));
+  }
+  for (uint64_t ino : check.external) infos[ino]->external = true;
+  for (uint64_t ino : check.borrowed) infos[ino]->borrowed = true;
+  for (uint64_t ino : check.peer_gone) infos[ino]->peer_gone = true;
+  for (const auto& [ino, name] : check.by_name) infos[ino]->peer_name = name;
+  for (const auto& [client, listener] : check.pending_on) infos[client]->pending_on = listener;
+  // Backlogs: the connections waiting in each listener. Their data (if
+  // any) is seen only by accepting them.
+  std::vector<SockInfo*> to_accept;
+  for (auto& [ino, s] : infos) {
+    if (s->diag.state != kTcpListen || s->external) continue;
+    bool data = false;
+    for (uint64_t c : s->diag.icons) {
+      Pending p;
+      p.client_ino = c;
+      if (c == 0) {
+        data = true;  // its client closed: what it sent is unknown without accepting
+      } else {
+        absl::StatusOr<UnixDiag> cd = QueryUnixSocket(c);
+        if (!cd.ok()) return Annotate(cd.status(), Who(s->pid, s->fd, ino));
+        if (cd->wqueue > 0) data = true;  // its bytes wait in the connection
+      }
+      s->pending.push_back(std::move(p));
+    }
+    if (data) to_accept.push_back(s);
+  }
+  for (SockInfo* s : to_accept) {
+    const std::string who = Who(s->pid, s->fd, s->diag.ino);
+    if (dump_flags & objhash::kDumpLeaveRunning) {
+      return absl::UnimplementedError(absl::StrCat(
+          who, " (", PrintableUnixName(s->diag.name), ") has ", s->pending.size(),
+          " connections not yet accepted, with data sent on them: the kernel shows that data only "
+          "to whoever accepts them, so libckpt cannot dump it with --leave-running"));
+    }
+  }
+  for (SockInfo* s : to_accept) {
+    const std::string who = Who(s->pid, s->fd, s->diag.ino);
+    for (Pending& p : s->pending) {
+      UniqueFd conn(accept4(s->copy, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+      if (!conn.valid()) return ErrnoError(errno, who, ": accepting a pending connection to read it");
+      ASSIGN_OR_RETURN(p.msgs, ReadQueue(conn.get(), s->diag.type, false, true, who));
+      RETURN_IF_ERROR(RegisterInFlight(objects, p.msgs, dump_flags, *s->held));
+      s->held->push_back(std::move(conn));
+    }
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+absl::StatusOr<uint32_t> PeerRef(const objhash::ObjHash& objects, const SockInfo& s, uint64_t ino) {
+  ASSIGN_OR_RETURN(uint32_t ref, objects.Lookup(kObjUnix, objhash::Identity::OfInode(s.sock_dev, ino)));
+  if (ref == 0) {
+    return absl::InternalError(absl::StrCat(UnixName(s.diag.ino), ": its peer ", UnixName(ino), " was not collected"));
+  }
+  return ref;
+}
+
+absl::Status CheckpointUnix(objhash::CheckpointContext& ctx, const objhash::ObjHash::Entry& entry) {
+  auto& s = std::any_cast<SockInfo&>(ctx.objects->GetMutable(entry.objref)->data);
+  s.written = true;
+  image::ckpt_unix_sock rec{};
+  rec.objref = entry.objref;
+  rec.type = s.diag.type;
+  rec.ino = s.diag.ino;
+  std::string name, dir, peer_name;
+  if (s.external) {
+    rec.flags = image::kUnixExternal;
+    name = UnixName(s.diag.ino);
+  } else {
+    const UnixDiag& d = s.diag;
+    name = d.name;
+    dir = s.dir;
+    rec.shutdown = d.shutdown & 3;
+    rec.sndbuf = s.sndbuf;
+    rec.rcvbuf = s.rcvbuf;
+    rec.peek_off = s.peek_off;
+    rec.rcvlowat = s.rcvlowat;
+    rec.rcvtimeo_ns = s.rcvtimeo_ns;
+    rec.sndtimeo_ns = s.sndtimeo_ns;
+    if (s.passcred) rec.flags |= image::kUnixPassCred;
+    if (s.hidden) rec.flags |= image::kUnixNameHidden;
+    if (s.borrowed) rec.flags |= image::kUnixNameBorrowed;
+    if (!s.hidden && IsPath(name)) {
+      rec.mode = s.mode;
+      rec.uid = s.uid;
+      rec.gid = s.gid;
+    }
+    if (d.state == kTcpListen) {
+      rec.state = image::kUnixListening;
+      rec.backlog = d.wqueue;
+    } else if (s.pending_on != 0) {
+      rec.state = image::kUnixConnected;
+      rec.flags |= image::kUnixPending;
+      ASSIGN_OR_RETURN(rec.peer_ref, PeerRef(*ctx.objects, s, s.pending_on));
+    } else if (s.peer_gone && d.type != SOCK_DGRAM) {
+      rec.state = image::kUnixConnected;
+      rec.flags |= image::kUnixPeerGone;
+    } else if (d.peer != 0 && !s.peer_name.empty()) {
+      rec.state = image::kUnixConnected;
+      rec.flags |= image::kUnixPeerByName;
+      peer_name = s.peer_name;
+    } else if (d.peer != 0) {
+      rec.state = image::kUnixConnected;
+      ASSIGN_OR_RETURN(rec.peer_ref, PeerRef(*ctx.objects, s, d.peer));
+      const auto& peer = std::any_cast<const SockInfo&>(ctx.objects->Get(rec.peer_ref)->data);
+      const bool mutual = peer.diag.peer == d.ino;
+      if (peer.external) {
+        return absl::UnimplementedError(absl::StrCat(
+            Who(s.pid, s.fd, d.ino), ": its peer ", UnixName(peer.diag.ino),
+            " is external: a socket connected to an external socket is not supported"));
+      }
+      const bool paired = d.type != SOCK_DGRAM || (mutual && d.name.empty() && peer.diag.name.empty());
+      if (paired) {
+        if (!mutual) {
+          return absl::InternalError(absl::StrCat(Who(s.pid, s.fd, d.ino), ": its peer ",
+                                                  UnixName(peer.diag.ino), " is connected elsewhere"));
+        }
+        if (s.borrowed && peer.borrowed) {
+          return absl::UnimplementedError(absl::StrCat(
+              Who(s.pid, s.fd, d.ino), ": both ends of a connection borrow a listener's name"));
+        }
+        if (peer.written) {
+          rec.flags |= image::kUnixPairTaker;
+        } else {
+          rec.flags |= image::kUnixPairMaker;
+          if (peer.borrowed) {
+            rec.flags |= image::kUnixPeerBorrowed;
+            peer_name = peer.diag.name;
+          }
+        }
+      } else if (peer.diag.name.empty()) {
+        return absl::UnimplementedError(absl::StrCat(
+            Who(s.pid, s.fd, d.ino), ": a dgram socket connected to ", UnixName(peer.diag.ino),
+            ", which has no name and is not connected back to it, is not supported"));
+      }
+    }
+  }
+  rec.name_len = static_cast<uint32_t>(name.size());
+  rec.dir_len = static_cast<uint32_t>(dir.size());
+  rec.peer_name_len = static_cast<uint32_t>(peer_name.size());
+  struct iovec parts[4] = {{&rec, sizeof(rec)},
+                           {name.data(), name.size()},
+                           {dir.data(), dir.size()},
+                           {peer_name.data(), peer_name.size()}};
+  return ctx.writer->AppendV(image::CKPT_HDR_UNIX_SOCK, parts, 4);
+}
+
+void AppendMsgs(objhash::CheckpointContext& ctx, const std::vector<Msg>& msgs, std::string* out,
+                uint64_t* data_size) {
+  for (const Msg& m : msgs) {
+    image::ckpt_unix_msg h{};
+    h.len = static_cast<uint32_t>(m.data.size());
+    h.addr_len = static_cast<uint32_t>(m.addr.size());
+    h.nr_fds = static_cast<uint32_t>(m.fds.size());
+    if (m.creds) {
+      h.flags = image::kUnixMsgCreds;
+      h.pid = m.pid;
+      h.uid = m.uid;
+      h.gid = m.gid;
+      absl::StatusOr<uint32_t> ref = ctx.objects->Lookup(objhash::ObjKind::kPid, objhash::Identity::OfPid(m.pid));
+      h.pid_ref = ref.ok() ? *ref : 0;
+    }
+    out->append(reinterpret_cast<const char*>(&h), sizeof(h));
+    out->append(m.addr);
+    for (uint32_t f : m.fds) out->append(reinterpret_cast<const char*>(&f), sizeof(f));
+    out->append(m.data);
+    *data_size += m.data.size();
+  }
+}
+
+absl::Status CheckpointUnixQueue(objhash::CheckpointContext& ctx, const objhash::ObjHash::Entry& entry) {
+  const auto& s = std::any_cast<const SockInfo&>(entry.data);
+  image::ckpt_unix_queue rec{};
+  rec.objref = entry.objref;
+  std::string tail;
+  if (!s.external) {
+    rec.nr_msgs = static_cast<uint32_t>(s.queue.size());
+    AppendMsgs(ctx, s.queue, &tail, &rec.data_size);
+    rec.nr_pending = static_cast<uint32_t>(s.pending.size());
+    for (const Pending& p : s.pending) {
+      image::ckpt_unix_pending h{};
+      if (p.client_ino != 0) {
+        ASSIGN_OR_RETURN(h.client_ref, PeerRef(*ctx.objects, s, p.client_ino));
+      }
+      h.nr_msgs = static_cast<uint32_t>(p.msgs.size());
+      tail.append(reinterpret_cast<const char*>(&h), sizeof(h));
+      AppendMsgs(ctx, p.msgs, &tail, &rec.data_size);
+    }
+  }
+  if (tail.size() > kMaxQueueTail) {
+    return absl::UnimplementedError(absl::StrCat(Who(s.pid, s.fd, s.diag.ino),
+                                                 ": its queues are larger than libckpt saves"));
+  }
+  return ctx.writer->AppendStructWith(image::CKPT_HDR_UNIX_QUEUE, rec, tail.data(), tail.size());
+}
+
+// --------------------------------------------------------------- restore
+
+// Runs `fn` on a thread of its own whose root and working directory are
+// `root` and `cwd` (either may be empty: unchanged): a name bound or looked
+// up there resolves inside, while every other thread keeps its own.
+absl::Status InDir(const std::string& root, const std::string& cwd, const std::function<absl::Status()>& fn) {
+  if (root.empty() && cwd.empty()) return fn();
+  absl::Status st;
+  std::thread t([&] {
+    if (unshare(CLONE_FS) != 0) {
+      st = ErrnoError(errno, "unshare(CLONE_FS)");
+      return;
+    }
+    if (!root.empty() && (chroot(root.c_str()) != 0 || chdir("/") != 0)) {
+      st = ErrnoError(errno, "chroot ", root);
+      return;
+    }
+    if (!cwd.empty() && chdir(cwd.c_str()) != 0) {
+      st = ErrnoError(errno, "chdir ", cwd);
+      return;
+    }
+    st = fn();
+  });
+  t.join();
+  return st;
+}
+
+// What the restore keeps of one socket, for its link and the late pass.
+struct Restored {
+  uint32_t type = 0;
+  uint32_t state = 0;
+  uint32_t flags = 0;
+  uint32_t shutdown = 0;
+  uint32_t peer_ref = 0;
+  uint32_t sndbuf = 0;
+  std::string name;
+  std::string root;  // the private directory a hidden name is bound in
+  std::string dir;   // a relative name's directory
+  std::string peer_name;
+  int fd = -1;       // the restorer's (owned by the restore table)
+  uint64_t ino = 0;
+};
+
+struct RemoveTree {
+  std::string path;
+  ~RemoveTree() {
+    if (path.empty()) return;
+    nftw(path.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return remove(p); }, 16,
+         FTW_DEPTH | FTW_PHYS);
+  }
+};
+
+struct UnixState {
+  std::map<uint32_t, Restored> socks;
+  std::map<uint32_t, UniqueFd> stash;  // ends made by their peer, for the taker
+  std::map<uint32_t, UniqueFd> temps;  // the other end of a connection whose peer is gone
+  std::map<std::string, int> listeners;  // abstract name -> a restored listener
+  std::map<std::string, UniqueFd> senders;  // a sender's name -> a socket bound to it
+  std::shared_ptr<RemoveTree> hidden = std::make_shared<RemoveTree>();
+  int next_hidden = 0;
+  int steps = 0, steps_done = 0;  // queue steps left for the late pass, and run
+  bool have_bound = false;
+  std::set<std::pair<uint64_t, uint64_t>> bound;  // (dev, ino) of socket files bound now
+};
+
+std::shared_ptr<UnixState> StateOf(objhash::RestoreContext& ctx) {
+  std::any& a = (*ctx.kind_state)["unix"];
+  if (!a.has_value()) a = std::make_shared<UnixState>();
+  return std::any_cast<std::shared_ptr<UnixState>>(a);
+}
+
+absl::StatusOr<std::string> NewHiddenRoot(UnixState& st, const std::string& name) {
+  if (st.hidden->path.empty()) {
+    char tmpl[] = "/tmp/ckpt-unix-XXXXXX";
+    if (mkdtemp(tmpl) == nullptr) return ErrnoError(errno, "mkdtemp ", tmpl);
+    st.hidden->path = tmpl;
+  }
+  std::string root = absl::StrCat(st.hidden->path, "/", st.next_hidden++);
+  if (mkdir(root.c_str(), 0700) != 0) return ErrnoError(errno, "mkdir ", root);
+  // The directories the name lies in, inside.
+  const std::string path(name.c_str());
+  if (path.empty() || path[0] != '/') return root;
+  size_t at = 0;
+  while ((at = path.find('/', at + 1)) != std::string::npos) {
+    std::string d = root + path.substr(0, at);
+    if (mkdir(d.c_str(), 0700) != 0 && errno != EEXIST) return ErrnoError(errno, "mkdir ", d);
+  }
+  return root;
+}
+
+absl::Status BindIn(int fd, const std::string& name, const std::string& root, const std::string& dir) {
+  return InDir(root, dir, [&]() -> absl::Status {
+    struct sockaddr_un a;
+    socklen_t len = MakeAddr(name, &a);
+    if (bind(fd, reinterpret_cast<struct sockaddr*>(&a), len) != 0) {
+      return ErrnoError(errno, "bind to ", PrintableUnixName(name));
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::Status ConnectIn(int fd, const std::string& name, const std::string& root, const std::string& dir) {
+  return InDir(root, dir, [&]() -> absl::Status {
+    struct sockaddr_un a;
+    socklen_t len = MakeAddr(name, &a);
+    int r;
+    do {
+      r = connect(fd, reinterpret_cast<struct sockaddr*>(&a), len);
+    } while (r != 0 && errno == EINTR);
+    if (r != 0) return ErrnoError(errno, "connect to ", PrintableUnixName(name));
+    return absl::OkStatus();
+  });
+}
+
+// Binds a path name where it was: a stale socket file there (one no live
+// socket is bound to: the dumped process's) is replaced; anything else
+// there is refused.
+absl::Status BindPath(UnixState& st, int fd, const std::string& name, const std::string& dir,
+                      const image::ckpt_unix_sock& rec) {
+  const std::string path(name.c_str());
+  const std::string full = path[0] == '/' ? path : absl::StrCat(dir, "/", path);
+  struct stat old;
+  if (lstat(full.c_str(), &old) == 0) {
+    if (!S_ISSOCK(old.st_mode)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the unix socket ", UnixName(rec.ino), " was bound to ", full, ", which is now not a socket"));
+    }
+    if (!st.have_bound) {
+      ASSIGN_OR_RETURN(auto all, DumpUnixSockets());
+      for (const auto& [ino, d] : all) {
+        if (d.has_vfs) st.bound.insert({static_cast<uint64_t>(UserDev(d.vfs_dev)), d.vfs_ino});
+      }
+      st.have_bound = true;
+    }
+    if (st.bound.count({static_cast<uint64_t>(old.st_dev), static_cast<uint64_t>(old.st_ino)})) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the unix socket ", UnixName(rec.ino), " was bound to ", full,
+          ", where another socket is bound now"));
+    }
+    if (unlink(full.c_str()) != 0) return ErrnoError(errno, "removing the stale socket file ", full);
+  }
+  RETURN_IF_ERROR(BindIn(fd, name, "", path[0] == '/' ? "" : dir));
+  if (fchmodat(AT_FDCWD, full.c_str(), rec.mode, 0) != 0) return ErrnoError(errno, "chmod ", full);
+  if (fchownat(AT_FDCWD, full.c_str(), rec.uid, rec.gid, AT_SYMLINK_NOFOLLOW) != 0) {
+    return ErrnoError(errno, "chown ", full);
+  }
+  return absl::OkStatus();
+}
+
+// Binds `fd` to its own name, as the record says.
+absl::Status BindOwn(UnixState& st, int fd, const std::string& name, const std::string& dir,
+                     const image::ckpt_unix_sock& rec, Restored& r) {
+  if (name.empty() || (rec.flags & image::kUnixNameBorrowed)) return absl::OkStatus();
+  if (IsAbstract(name)) return BindIn(fd, name, "", "");
+  if (rec.flags & image::kUnixNameHidden) {
+    ASSIGN_OR_RETURN(r.root, NewHiddenRoot(st, name));
+    return BindIn(fd, name, r.root, "");
+  }
+  r.dir = dir;
+  return BindPath(st, fd, name, dir, rec);
+}
+
+// A connected pair whose end `borrowed_first` (or the other) has a name
+// borrowed from a listener: made through a listener of that name (the
+// restored one, for an abstract name that one holds; else a temporary one,
+// in a private directory for a path). Returns {the borrowing end, the other}.
+absl::StatusOr<std::pair<UniqueFd, UniqueFd>> PairThroughListener(UnixState& st, uint32_t type,
+                                                                   const std::string& name) {
+  UniqueFd temp;
+  int listener = -1;
+  std::string root;
+  if (IsAbstract(name) && st.listeners.count(name)) {
+    listener = st.listeners[name];
+  } else {
+    temp.reset(socket(AF_UNIX, static_cast<int>(type) | SOCK_CLOEXEC, 0));
+    if (!temp.valid()) return ErrnoError(errno, "socket");
+    if (IsPath(name)) {
+      ASSIGN_OR_RETURN(root, NewHiddenRoot(st, name));
+    }
+    RETURN_IF_ERROR(BindIn(temp.get(), name, root, ""));
+    if (listen(temp.get(), 1) != 0) return ErrnoError(errno, "listen");
+    listener = temp.get();
+  }
+  UniqueFd client(socket(AF_UNIX, static_cast<int>(type) | SOCK_CLOEXEC, 0));
+  if (!client.valid()) return ErrnoError(errno, "socket");
+  RETURN_IF_ERROR(ConnectIn(client.get(), name, root, ""));
+  UniqueFd server(accept4(listener, nullptr, nullptr, SOCK_CLOEXEC));
+  if (!server.valid()) return ErrnoError(errno, "accept on ", PrintableUnixName(name));
+  return std::make_pair(std::move(server), std::move(client));
+}
+
+absl::Status SetInt(int fd, int opt, int v, const char* what) {
+  if (setsockopt(fd, SOL_SOCKET, opt, &v, sizeof(v)) != 0) return ErrnoError(errno, "setsockopt ", what, " ", v);
+  return absl::OkStatus();
+}
+
+absl::Status SetTimeo(int fd, int opt, int64_t ns, const char* what) {
+  struct timeval tv {};
+  tv.tv_sec = ns / 1000000000;
+  tv.tv_usec = (ns % 1000000000) / 1000;
+  if (setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof(tv)) != 0) return ErrnoError(errno, "setsockopt ", what);
+  return absl::OkStatus();
+}
+
+// SO_SNDBUF/SO_RCVBUF as getsockopt gave them (the kernel doubles what it
+// is told; the FORCE forms pass root's limits).
+absl::Status SetBuf(int fd, bool snd, uint32_t value) {
+  if (value == 0) return absl::OkStatus();
+  const int half = static_cast<int>(value / 2);
+  if (setsockopt(fd, SOL_SOCKET, snd ? SO_SNDBUFFORCE : SO_RCVBUFFORCE, &half, sizeof(half)) == 0) {
+    return absl::OkStatus();
+  }
+  return SetInt(fd, snd ? SO_SNDBUF : SO_RCVBUF, half, snd ? "SO_SNDBUF" : "SO_RCVBUF");
+}
+
+absl::StatusOr<objhash::RestoredObject> RestoreExternalUnix(objhash::RestoreContext& ctx,
+                                                            const image::ckpt_unix_sock& u,
+                                                            const std::string& name) {
+  const bool given = ctx.inherited != nullptr && ctx.inherited->count(name) != 0;
+  if (!given) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the image's ", name, " was connected to a process outside the tree when it was dumped: "
+        "give the restore an fd in its place (--inherit-fd FD:", name, ")"));
+  }
+  if (ctx.inherited_used != nullptr) ctx.inherited_used->insert(name);
+  const int fd = ctx.inherited->at(name);
+  ASSIGN_OR_RETURN(objhash::RestoredObject obj,
+                   objhash::HoldAt(ctx, u.objref, fd, absl::StrCat("--inherit-fd ", fd, ":", name)));
+  Restored r;
+  r.type = u.type;
+  r.flags = u.flags;
+  r.fd = obj.fd;
+  r.ino = u.ino;
+  StateOf(ctx)->socks[u.objref] = r;
+  return obj;
+}
+
+absl::StatusOr<objhash::RestoredObject> RestoreUnix(objhash::RestoreContext& ctx, const image::Record&) {
+  image::Reader& r = *ctx.reader;
+  image::ckpt_unix_sock u;
+  RETURN_IF_ERROR(r.ReadStruct(&u, sizeof(u)));
+  if (u.type != SOCK_STREAM && u.type != SOCK_DGRAM && u.type != SOCK_SEQPACKET) {
+    return r.FieldError("type", u.type, " is not a unix socket type");
+  }
+  if (u.flags & ~image::kUnixKnownFlags) return r.FieldError("flags", u.flags, " has unknown bits");
+  if (u.state > image::kUnixConnected) return r.FieldError("state", u.state, " is not a socket state");
+  if (u.shutdown & ~3u) return r.FieldError("shutdown", u.shutdown, " has unknown bits");
+  if (u.name_len > kMaxSunPath) return r.FieldError("name_len", u.name_len, " is longer than a socket address");
+  if (u.peer_name_len > kMaxSunPath) return r.FieldError("peer_name_len", u.peer_name_len, " is longer than a socket address");
+  if (u.dir_len > image::kMaxPathLen) return r.FieldError("dir_len", u.dir_len, " is out of range");
+  if (uint64_t{u.name_len} + u.dir_len + u.peer_name_len != r.payload_remaining()) {
+    return r.FieldError("name_len", u.name_len, " does not fit the record (", r.payload_remaining(),
+                        " bytes left)");
+  }
+  ASSIGN_OR_RETURN(std::string name, r.ReadString(u.name_len, "name"));
+  ASSIGN_OR_RETURN(std::string dir, r.ReadString(u.dir_len, "dir"));
+  ASSIGN_OR_RETURN(std::string peer_name, r.ReadString(u.peer_name_len, "peer name"));
+  if (u.flags & image::kUnixExternal) {
+    if (u.flags != image::kUnixExternal || name != UnixName(u.ino) || u.dir_len || u.peer_name_len) {
+      return r.FieldError("flags", u.flags, " does not fit an external socket");
+    }
+    return RestoreExternalUnix(ctx, u, name);
+  }
+  // Which of the ways to make it the record asks for: each a state.
+  const uint32_t how = u.flags & (image::kUnixPairMaker | image::kUnixPairTaker | image::kUnixPeerGone |
+                                  image::kUnixPending | image::kUnixPeerByName);
+  if (how & (how - 1)) return r.FieldError("flags", u.flags, " asks for two ways to connect");
+  const bool connected_how = how != 0;
+  if ((u.state == image::kUnixConnected) != (connected_how || u.peer_ref != 0)) {
+    return r.FieldError("state", u.state, " does not fit flags ", u.flags);
+  }
+  const bool needs_peer = (u.flags & (image::kUnixPairMaker | image::kUnixPairTaker | image::kUnixPending)) ||
+                          (u.state == image::kUnixConnected && how == 0);
+  if (needs_peer != (u.peer_ref != 0) || u.peer_ref == u.objref) {
+    return r.FieldError("peer_ref", u.peer_ref, " does not fit flags ", u.flags);
+  }
+  if (((u.flags & image::kUnixPeerByName) || (u.flags & image::kUnixPeerBorrowed)) != (u.peer_name_len != 0) ||
+      ((u.flags & image::kUnixPeerBorrowed) && !(u.flags & image::kUnixPairMaker))) {
+    return r.FieldError("peer_name_len", u.peer_name_len, " does not fit flags ", u.flags);
+  }
+  if (u.type == SOCK_DGRAM && (u.state == image::kUnixListening || (u.flags & (image::kUnixPending | image::kUnixPeerGone)))) {
+    return r.FieldError("state", u.state, " does not fit a dgram socket");
+  }
+  if ((u.flags & image::kUnixNameBorrowed) && (name.empty() || u.state != image::kUnixConnected)) {
+    return r.FieldError("flags", u.flags, ": a borrowed name needs a name and a connection");
+  }
+  if ((u.flags & image::kUnixNameHidden) && !IsPath(name)) {
+    return r.FieldError("flags", u.flags, ": only a path name can be hidden");
+  }
+  if (u.dir_len != 0 && (!IsPath(name) || name[0] == '/' || dir[0] != '/' || (u.flags & image::kUnixNameHidden))) {
+    return r.FieldError("dir", "'", dir, "' does not fit the name");
+  }
+  if (IsPath(name) && name[0] != '/' && u.dir_len == 0 && !(u.flags & (image::kUnixNameHidden | image::kUnixNameBorrowed))) {
+    return r.FieldError("dir_len", u.dir_len, ": a relative name needs its directory");
+  }
+  if (u.mode & ~07777u) return r.FieldError("mode", u.mode, " has bits beyond the permissions");
+  if (u.rcvtimeo_ns < 0 || u.rcvtimeo_ns > image::kMaxDurationNs) return r.FieldError("rcvtimeo_ns", u.rcvtimeo_ns);
+  if (u.sndtimeo_ns < 0 || u.sndtimeo_ns > image::kMaxDurationNs) return r.FieldError("sndtimeo_ns", u.sndtimeo_ns);
+  if (u.peek_off < -1) return r.FieldError("peek_off", u.peek_off);
+  if (u.rcvlowat < 1) return r.FieldError("rcvlowat", u.rcvlowat);
+  if (u.state == image::kUnixListening && (u.backlog > 65535 || name.empty())) {
+    return r.FieldError("backlog", u.backlog, " does not fit a listener");
+  }
+
+  std::shared_ptr<UnixState> st = StateOf(ctx);
+  Restored res;
+  res.type = u.type;
+  res.state = u.state;
+  res.flags = u.flags;
+  res.shutdown = u.shutdown;
+  res.peer_ref = u.peer_ref;
+  res.sndbuf = u.sndbuf;
+  res.name = name;
+  res.peer_name = peer_name;
+  res.ino = u.ino;
+  const int type = static_cast<int>(u.type);
+  UniqueFd sock;
+  if (u.flags & image::kUnixPairTaker) {
+    auto it = st->stash.find(u.objref);
+    const auto peer = st->socks.find(u.peer_ref);
+    if (it == st->stash.end() || peer == st->socks.end() || peer->second.peer_ref != u.objref ||
+        peer->second.type != u.type) {
+      return r.FieldError("peer_ref", u.peer_ref, " did not make this end of its connection");
+    }
+    sock = std::move(it->second);
+    st->stash.erase(it);
+  } else if (u.flags & image::kUnixPairMaker) {
+    if (st->socks.count(u.peer_ref) || st->stash.count(u.peer_ref)) {
+      return r.FieldError("peer_ref", u.peer_ref, " is made already");
+    }
+    UniqueFd other;
+    if (u.flags & image::kUnixNameBorrowed) {
+      ASSIGN_OR_RETURN(auto pair, PairThroughListener(*st, u.type, name));
+      sock = std::move(pair.first);
+      other = std::move(pair.second);
+    } else if (u.flags & image::kUnixPeerBorrowed) {
+      ASSIGN_OR_RETURN(auto pair, PairThroughListener(*st, u.type, peer_name));
+      sock = std::move(pair.second);
+      other = std::move(pair.first);
+    } else {
+      int sv[2];
+      if (socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) != 0) return ErrnoError(errno, "socketpair");
+      sock.reset(sv[0]);
+      other.reset(sv[1]);
+    }
+    st->stash[u.peer_ref] = std::move(other);
+  } else if (u.flags & image::kUnixPeerGone) {
+    UniqueFd other;
+    if (u.flags & image::kUnixNameBorrowed) {
+      ASSIGN_OR_RETURN(auto pair, PairThroughListener(*st, u.type, name));
+      sock = std::move(pair.first);
+      other = std::move(pair.second);
+    } else {
+      int sv[2];
+      if (socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) != 0) return ErrnoError(errno, "socketpair");
+      sock.reset(sv[0]);
+      other.reset(sv[1]);
+    }
+    st->temps[u.objref] = std::move(other);
+  } else {
+    if (u.flags & image::kUnixNameBorrowed) {
+      return r.FieldError("flags", u.flags, ": a borrowed name needs a connection made with it");
+    }
+    sock.reset(socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
+    if (!sock.valid()) return ErrnoError(errno, "socket");
+  }
+  const int fd = sock.get();
+  const std::string what = absl::StrCat("unix socket ", UnixName(u.ino));
+  RETURN_IF_ERROR(Annotate(BindOwn(*st, fd, name, dir, u, res), what));
+  if (u.state == image::kUnixListening) {
+    if (listen(fd, static_cast<int>(u.backlog)) != 0) return ErrnoError(errno, "listen on ", what);
+  }
+  if (u.flags & image::kUnixPassCred) RETURN_IF_ERROR(SetInt(fd, SO_PASSCRED, 1, "SO_PASSCRED"));
+  RETURN_IF_ERROR(SetBuf(fd, false, u.rcvbuf));
+  RETURN_IF_ERROR(SetBuf(fd, true, u.sndbuf));
+  RETURN_IF_ERROR(SetTimeo(fd, SO_RCVTIMEO, u.rcvtimeo_ns, "SO_RCVTIMEO"));
+  RETURN_IF_ERROR(SetTimeo(fd, SO_SNDTIMEO, u.sndtimeo_ns, "SO_SNDTIMEO"));
+  if (u.rcvlowat != 1) RETURN_IF_ERROR(SetInt(fd, SO_RCVLOWAT, u.rcvlowat, "SO_RCVLOWAT"));
+  if (u.peek_off != -1) RETURN_IF_ERROR(SetInt(fd, SO_PEEK_OFF, u.peek_off, "SO_PEEK_OFF"));
+  ASSIGN_OR_RETURN(objhash::RestoredObject obj, objhash::HoldAt(ctx, u.objref, fd, what));
+  res.fd = obj.fd;
+  if (u.state == image::kUnixListening && IsAbstract(name)) st->listeners[name] = obj.fd;
+  if (!name.empty() && !(u.flags & image::kUnixNameBorrowed) && u.type == SOCK_DGRAM) {
+    // A sender of queued messages, found by its name.
+    int copy = fcntl(obj.fd, F_DUPFD_CLOEXEC, 0);
+    if (copy < 0) return ErrnoError(errno, "dup of ", what);
+    st->senders[name] = UniqueFd(copy);
+  }
+  st->socks[u.objref] = std::move(res);
+  return obj;
+}
+
+struct ParsedMsg {
+  image::ckpt_unix_msg h;
+  std::string addr;
+  std::vector<uint32_t> fds;
+  std::string data;
+};
+
+absl::StatusOr<std::vector<ParsedMsg>> ReadMsgs(objhash::RestoreContext& ctx, uint32_t count,
+                                                uint64_t* data_left) {
+  image::Reader& r = *ctx.reader;
+  if (count > kMaxMsgsPerQueue) return r.FieldError("nr_msgs", count, " is more than a queue holds");
+  std::vector<ParsedMsg> out;
+  for (uint32_t i = 0; i < count; i++) {
+    ParsedMsg m;
+    if (r.payload_remaining() < sizeof(m.h)) return r.FieldError("nr_msgs", count, " is more than the record holds");
+    RETURN_IF_ERROR(r.ReadPayload(&m.h, sizeof(m.h)));
+    if (m.h.addr_len > kMaxSunPath) return r.FieldError("addr_len", m.h.addr_len, " (message ", i, ")");
+    if (m.h.nr_fds > image::kMaxUnixMsgFds) return r.FieldError("nr_fds", m.h.nr_fds, " (message ", i, ")");
+    if (m.h.flags & ~static_cast<uint32_t>(image::kUnixMsgCreds)) return r.FieldError("flags", m.h.flags, " (message ", i, ")");
+    if (m.h.len > *data_left) return r.FieldError("len", m.h.len, " (message ", i, ") is beyond data_size");
+    const uint64_t need = uint64_t{m.h.addr_len} + 4ull * m.h.nr_fds + m.h.len;
+    if (need > r.payload_remaining()) return r.FieldError("len", m.h.len, " (message ", i, ") is beyond the record");
+    *data_left -= m.h.len;
+    ASSIGN_OR_RETURN(m.addr, r.ReadString(m.h.addr_len, "addr"));
+    m.fds.resize(m.h.nr_fds);
+    RETURN_IF_ERROR(r.ReadPayload(m.fds.data(), m.fds.size() * 4));
+    for (uint32_t f : m.fds) {
+      absl::StatusOr<const objhash::RestoredObject*> file = ctx.objects->Get(f, objhash::ObjKind::kFile);
+      if (!file.ok()) return r.FieldError("fds", f, " (message ", i, ") is not a file of the image");
+    }
+    m.data.resize(m.h.len);
+    RETURN_IF_ERROR(r.ReadPayload(m.data.data(), m.data.size()));
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+// Sends `m` from `from` (to `to`, when the sender is not connected to the
+// receiver: sun_path bytes, in `root`/`dir`).
+absl::Status SendMsg(objhash::LateContext& lc, int from, const ParsedMsg& m, const std::string* to,
+                     const std::string& root, const std::string& dir, const std::string& who) {
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * image::kMaxUnixMsgFds) +
+                                       CMSG_SPACE(sizeof(struct ucred))];
+  memset(control, 0, sizeof(control));
+  struct msghdr h {};
+  struct iovec iov = {const_cast<char*>(m.data.data()), m.data.size()};
+  h.msg_iov = &iov;
+  h.msg_iovlen = 1;
+  size_t clen = 0;
+  struct cmsghdr* c = reinterpret_cast<struct cmsghdr*>(control);
+  if (!m.fds.empty()) {
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * m.fds.size());
+    for (size_t i = 0; i < m.fds.size(); i++) {
+      ASSIGN_OR_RETURN(const objhash::RestoredObject* file, lc.objects->Get(m.fds[i], objhash::ObjKind::kFile));
+      memcpy(CMSG_DATA(c) + i * sizeof(int), &file->fd, sizeof(int));
+    }
+    clen += CMSG_SPACE(sizeof(int) * m.fds.size());
+    c = reinterpret_cast<struct cmsghdr*>(control + clen);
+  }
+  if (m.h.flags & image::kUnixMsgCreds) {
+    struct ucred cred {};
+    cred.pid = m.h.pid_ref != 0 ? lc.pid_here(m.h.pid_ref) : m.h.pid;
+    if (cred.pid == 0) cred.pid = m.h.pid;
+    cred.uid = m.h.uid;
+    cred.gid = m.h.gid;
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_CREDENTIALS;
+    c->cmsg_len = CMSG_LEN(sizeof(cred));
+    memcpy(CMSG_DATA(c), &cred, sizeof(cred));
+    clen += CMSG_SPACE(sizeof(cred));
+  }
+  if (clen != 0) {
+    h.msg_control = control;
+    h.msg_controllen = clen;
+  }
+  return InDir(root, dir, [&]() -> absl::Status {
+    struct sockaddr_un a;
+    if (to != nullptr) {
+      h.msg_namelen = MakeAddr(*to, &a);
+      h.msg_name = &a;
+    }
+    ssize_t n;
+    do {
+      n = sendmsg(from, &h, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      if (errno == ESRCH && (m.h.flags & image::kUnixMsgCreds)) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            who, ": a queued message carries the credentials of process ", m.h.pid, ", which is gone"));
+      }
+      return ErrnoError(errno, who, ": refilling its queue");
+    }
+    if (static_cast<size_t>(n) != m.data.size()) {
+      return absl::InternalError(absl::StrCat(who, ": refilling its queue: sent ", n, " of ", m.data.size(), " bytes"));
+    }
+    return absl::OkStatus();
+  });
+}
+
+// Sends `msgs` from `from`, which may have a smaller send buffer than the
+// queue needs at this moment: raised while they go, then set back.
+absl::Status SendAll(objhash::LateContext& lc, int from, uint32_t from_sndbuf, const std::vector<ParsedMsg>& msgs,
+                     const std::string* to, const std::string& root, const std::string& dir,
+                     const std::string& who) {
+  if (msgs.empty()) return absl::OkStatus();
+  const int big = 64 << 20;
+  setsockopt(from, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof(big));
+  absl::Status st;
+  for (const ParsedMsg& m : msgs) {
+    st = SendMsg(lc, from, m, to, root, dir, who);
+    if (!st.ok()) break;
+  }
+  absl::Status back = from_sndbuf != 0 ? SetBuf(from, true, from_sndbuf) : absl::OkStatus();
+  return st.ok() ? back : st;
+}
+
+absl::Status Shut(int fd, uint32_t bits, const std::string& who) {
+  if (bits == 0) return absl::OkStatus();
+  const int how = bits == 3 ? SHUT_RDWR : bits == 1 ? SHUT_RD : SHUT_WR;
+  if (shutdown(fd, how) != 0 && errno != ENOTCONN) return ErrnoError(errno, who, ": shutdown");
+  return absl::OkStatus();
+}
+
+struct QueueStep {
+  uint32_t objref = 0;
+  std::vector<ParsedMsg> msgs;
+  struct PendingConn {
+    image::ckpt_unix_pending h;
+    std::vector<ParsedMsg> msgs;
+  };
+  std::vector<PendingConn> pending;
+};
+
+// The late pass for one socket: its backlog connected again, its queue
+// refilled from the right senders, its shutdown.
+absl::Status RunQueueStep(objhash::LateContext& lc, UnixState& st, const QueueStep& q) {
+  Restored& me = st.socks.at(q.objref);
+  if (me.flags & image::kUnixExternal) return absl::OkStatus();
+  const std::string who = absl::StrCat("unix socket ", UnixName(me.ino));
+  for (const QueueStep::PendingConn& p : q.pending) {
+    UniqueFd temp;
+    int client = -1;
+    uint32_t sndbuf = 0;
+    if (p.h.client_ref != 0) {
+      const Restored& c = st.socks.at(p.h.client_ref);
+      client = c.fd;
+      sndbuf = c.sndbuf;
+    } else {
+      temp.reset(socket(AF_UNIX, static_cast<int>(me.type) | SOCK_CLOEXEC, 0));
+      if (!temp.valid()) return ErrnoError(errno, "socket");
+      client = temp.get();
+    }
+    // Non-blocking: a full backlog fails rather than waits.
+    const int fl = fcntl(client, F_GETFL);
+    fcntl(client, F_SETFL, fl | O_NONBLOCK);
+    absl::Status c = ConnectIn(client, me.name, me.root, me.dir);
+    fcntl(client, F_SETFL, fl);
+    RETURN_IF_ERROR(Annotate(c, absl::StrCat(who, ": a connection of its backlog")));
+    RETURN_IF_ERROR(SendAll(lc, client, sndbuf, p.msgs, nullptr, "", "", who));
+  }
+  if (me.type != SOCK_DGRAM || (me.flags & (image::kUnixPairMaker | image::kUnixPairTaker))) {
+    // A connection: from its peer (or the end left of a peer that closed).
+    if (!q.msgs.empty()) {
+      int from = -1;
+      uint32_t sndbuf = 0;
+      auto temp = st.temps.find(q.objref);
+      if (temp != st.temps.end()) {
+        from = temp->second.get();
+      } else if (me.peer_ref != 0 && st.socks.count(me.peer_ref) &&
+                 (me.flags & (image::kUnixPairMaker | image::kUnixPairTaker))) {
+        from = st.socks.at(me.peer_ref).fd;
+        sndbuf = st.socks.at(me.peer_ref).sndbuf;
+      } else {
+        return absl::FailedPreconditionError(absl::StrCat(who, ": has queued data but no peer to send it"));
+      }
+      RETURN_IF_ERROR(SendAll(lc, from, sndbuf, q.msgs, nullptr, "", "", who));
+    }
+    st.temps.erase(q.objref);  // a peer that closed: closed again
+  } else {
+    // A dgram socket: each message from a socket with its sender's name,
+    // sent while this one is not connected yet (or from its peer).
+    const Restored* peer = me.peer_ref != 0 && st.socks.count(me.peer_ref) ? &st.socks.at(me.peer_ref) : nullptr;
+    bool connected = false;
+    auto connect_me = [&]() -> absl::Status {
+      if (connected) return absl::OkStatus();
+      connected = true;
+      if (peer != nullptr) return Annotate(ConnectIn(me.fd, peer->name, peer->root, peer->dir), who);
+      if (me.flags & image::kUnixPeerByName) return Annotate(ConnectIn(me.fd, me.peer_name, "", ""), who);
+      return absl::OkStatus();
+    };
+    for (const ParsedMsg& m : q.msgs) {
+      if (me.name.empty()) {
+        return absl::UnimplementedError(absl::StrCat(
+            who, ": a dgram socket without a name with messages queued from others than its peer"));
+      }
+      if (peer != nullptr && m.addr == peer->name) RETURN_IF_ERROR(connect_me());
+      int from = -1;
+      auto s = st.senders.find(m.addr);
+      UniqueFd unnamed;
+      if (m.addr.empty()) {
+        unnamed.reset(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+        if (!unnamed.valid()) return ErrnoError(errno, "socket");
+        from = unnamed.get();
+      } else if (s != st.senders.end()) {
+        from = s->second.get();
+      } else {
+        // A sender that is gone, or outside the tree: one bound to its
+        // name, where no one finds it.
+        UniqueFd temp(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+        if (!temp.valid()) return ErrnoError(errno, "socket");
+        std::string root;
+        if (IsPath(m.addr)) {
+          ASSIGN_OR_RETURN(root, NewHiddenRoot(st, m.addr));
+        }
+        RETURN_IF_ERROR(Annotate(BindIn(temp.get(), m.addr, root, ""),
+                                 absl::StrCat(who, ": a sender of its queued messages")));
+        from = temp.get();
+        st.senders[m.addr] = std::move(temp);
+      }
+      RETURN_IF_ERROR(SendMsg(lc, from, m, &me.name, me.root, me.dir, who));
+    }
+    RETURN_IF_ERROR(connect_me());
+  }
+  return absl::OkStatus();
+}
+
+// Once every queue is full again: what was shut down is shut down (a
+// shutdown earlier would stop the sends into its peer).
+absl::Status ShutDownAll(UnixState& st) {
+  for (const auto& [objref, s] : st.socks) {
+    if (s.flags & image::kUnixExternal) continue;
+    RETURN_IF_ERROR(Shut(s.fd, s.shutdown, absl::StrCat("unix socket ", UnixName(s.ino))));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RestoreUnixQueue(objhash::RestoreContext& ctx, const image::Record&) {
+  image::Reader& r = *ctx.reader;
+  image::ckpt_unix_queue q;
+  RETURN_IF_ERROR(r.ReadStruct(&q, sizeof(q)));
+  std::shared_ptr<UnixState> st = StateOf(ctx);
+  auto me = st->socks.find(q.objref);
+  if (me == st->socks.end()) return r.FieldError("objref", q.objref, " is not a unix socket of the image");
+  if (q.data_size > image::kMaxUnixQueueData) return r.FieldError("data_size", q.data_size);
+  if (q.nr_pending > image::kMaxUnixPending) return r.FieldError("nr_pending", q.nr_pending);
+  const Restored& sock = me->second;
+  if ((sock.flags & image::kUnixExternal) && (q.nr_msgs || q.nr_pending || q.data_size)) {
+    return r.FieldError("nr_msgs", q.nr_msgs, ": an external socket has no queue in the image");
+  }
+  if (q.nr_pending != 0 && sock.state != image::kUnixListening) {
+    return r.FieldError("nr_pending", q.nr_pending, ": only a listener has a backlog");
+  }
+  if (q.nr_msgs != 0 && sock.state == image::kUnixListening) {
+    return r.FieldError("nr_msgs", q.nr_msgs, ": a listener has no data of its own");
+  }
+  auto step = std::make_shared<QueueStep>();
+  step->objref = q.objref;
+  uint64_t left = q.data_size;
+  ASSIGN_OR_RETURN(step->msgs, ReadMsgs(ctx, q.nr_msgs, &left));
+  for (const ParsedMsg& m : step->msgs) {
+    if (sock.type != SOCK_DGRAM && !m.addr.empty()) return r.FieldError("addr_len", m.h.addr_len, ": a connection's data has no sender address");
+  }
+  std::set<uint32_t> clients;
+  for (uint32_t i = 0; i < q.nr_pending; i++) {
+    QueueStep::PendingConn p;
+    if (r.payload_remaining() < sizeof(p.h)) return r.FieldError("nr_pending", q.nr_pending, " is more than the record holds");
+    RETURN_IF_ERROR(r.ReadPayload(&p.h, sizeof(p.h)));
+    if (p.h.reserved != 0 || p.h.reserved2 != 0) return r.FieldError("reserved", p.h.reserved, " is not zero");
+    if (p.h.client_ref != 0) {
+      auto c = st->socks.find(p.h.client_ref);
+      if (c == st->socks.end() || !(c->second.flags & image::kUnixPending) || c->second.peer_ref != q.objref ||
+          c->second.type != sock.type || !clients.insert(p.h.client_ref).second) {
+        return r.FieldError("client_ref", p.h.client_ref, " is not a client waiting on this listener");
+      }
+    }
+    ASSIGN_OR_RETURN(p.msgs, ReadMsgs(ctx, p.h.nr_msgs, &left));
+    for (const ParsedMsg& m : p.msgs) {
+      if (!m.addr.empty()) return r.FieldError("addr_len", m.h.addr_len, ": a connection's data has no sender address");
+    }
+    step->pending.push_back(std::move(p));
+  }
+  if (left != 0 || r.payload_remaining() != 0) {
+    return r.FieldError("data_size", q.data_size, " does not match its messages");
+  }
+  st->steps++;
+  return ctx.Later([st, step](objhash::LateContext& lc) -> absl::Status {
+    RETURN_IF_ERROR(RunQueueStep(lc, *st, *step));
+    if (++st->steps_done == st->steps) return ShutDownAll(*st);
+    return absl::OkStatus();
+  });
+}
+
+// ------------------------------------------------------- the unix fd kind
+
+bool ClaimsUnix(const FdProbe& p) { return S_ISSOCK(p.st.st_mode); }
+
+absl::StatusOr<UniqueFd> OpenUnix(objhash::RestoreContext& ctx, const image::ckpt_file& rec, const std::string& path,
+                                  const objhash::RestoredObject* sock) {
+  int fd = fcntl(sock->fd, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return ErrnoError(errno, "dup of ", path);
+  UniqueFd out(fd);
+  std::shared_ptr<UnixState> st = StateOf(ctx);
+  auto it = st->socks.find(sock->objref);
+  const bool external = it != st->socks.end() && (it->second.flags & image::kUnixExternal);
+  // A socket has one description: its flags are set on it.
+  constexpr int kStatusFlags = O_NONBLOCK | O_APPEND;
+  if (!external && fcntl(fd, F_SETFL, static_cast<int>(rec.flags) & kStatusFlags) != 0) {
+    return ErrnoError(errno, "F_SETFL on ", path);
+  }
+  return out;
+}
+
+absl::Status CheckUnix(objhash::RestoreContext& ctx, const image::ckpt_file& rec, const std::string& path, int,
+                       const struct stat& st) {
+  ASSIGN_OR_RETURN(const objhash::RestoredObject* sock, ctx.objects->Get(rec.target_ref, kObjUnix));
+  std::shared_ptr<UnixState> state = StateOf(ctx);
+  auto it = state->socks.find(sock->objref);
+  if (it != state->socks.end() && (it->second.flags & image::kUnixExternal)) return absl::OkStatus();
+  return CheckFileType(rec, path, st);
+}
+
+const FdKindOps kUnixKind = {
+    .name = "unix socket",
+    .file_kind = image::kFileUnixSocket,
+    .order = 25,
+    .file_type = S_IFSOCK,
+    .seekable = false,
+    .by_path = false,
+    .has_target = true,
+    .target_kind = kObjUnix,
+    .claims = ClaimsUnix,
+    .describe = DescribeUnix,
+    .register_target = RegisterUnixTarget,
+    .open = OpenUnix,
+    .check = CheckUnix,
+};
+
+[[maybe_unused]] const bool kRegistered =
+    RegisterFdKind(&kUnixKind) &&
+    objhash::RegisterHandler({kObjUnix, "UNIX_SOCK", image::CKPT_HDR_UNIX_SOCK, CheckpointUnix, RestoreUnix,
+                              {image::CKPT_HDR_UNIX_QUEUE, CheckpointUnixQueue, RestoreUnixQueue}});
+
+}  // namespace
+}  // namespace ckpt::fs
