@@ -111,9 +111,12 @@ absl::StatusOr<ClassifiedFd> ClassifyFd(pid_t pid, int fd, uint32_t dump_flags) 
 
 // The description's SIGIO owner and signal, through a copy of it.
 absl::Status ReadOwner(int pidfd, pid_t pid, int fd, Description* file) {
-  // Only where signal-driven I/O is armed: the copy is not free (closing
-  // it flushes the file, as any close does).
-  if ((file->flags & O_PATH) || !(file->flags & O_ASYNC)) return absl::OkStatus();
+  // Only where signal-driven I/O is armed, or on a socket (whose owner
+  // gets SIGURG too, and which programs set before arming): the copy is not
+  // free (closing it flushes the file, as any close does).
+  if ((file->flags & O_PATH) || (!(file->flags & O_ASYNC) && !S_ISSOCK(file->st.st_mode))) {
+    return absl::OkStatus();
+  }
   UniqueFd copy(static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, fd, 0)));
   if (!copy.valid()) return ErrnoError(errno, "task ", pid, " fd ", fd, ": pidfd_getfd");
   struct f_owner_ex owner {};

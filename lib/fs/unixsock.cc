@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstddef>
 #include <cstring>
 #include <functional>
@@ -115,6 +116,8 @@ struct Msg {
   std::string addr;            // the sender's sun_path bytes; empty: unnamed
   std::vector<uint32_t> fds;   // FILE objrefs in flight with it
   std::vector<int> raw_fds;    // ... as received here, until registered
+  std::vector<int> held_fds;   // ... then: the same, now held by SockInfo::held
+  bool fds_start_unknown = false;  // a stream's: which of its bytes the fds came with
   bool creds = false;
   pid_t pid = 0;
   uint32_t uid = 0, gid = 0;
@@ -286,47 +289,11 @@ absl::StatusOr<std::vector<Msg>> ReadQueue(int fd, uint32_t type, bool shut_rd, 
     }
     Msg msg;
     size_t n = static_cast<size_t>(p->n);
-    if (stream && !p->fds.empty() && !consume && n > 1) {
-      // A stream read stops after a message that carries fds, but glues
-      // messages without fds before it: find where the one with the fds
-      // starts (the shortest read that brings them), so that the fds are
-      // sent again with the same bytes.
-      size_t lo = 1, hi = n;  // the shortest length that gets the fds is in [lo, hi]
-      while (lo < hi && st.ok()) {
-        size_t mid = lo + (hi - lo) / 2;
-        absl::StatusOr<Peeked> q = PeekAt(fd, static_cast<int>(off), buf, mid, false);
-        if (!q.ok()) {
-          fail(q.status());
-          break;
-        }
-        const bool has = !q->fds.empty();
-        for (int f : q->fds) close(f);
-        if (has) {
-          hi = mid;
-        } else {
-          lo = mid + 1;
-        }
-      }
-      if (!st.ok()) {
-        for (int f : p->fds) close(f);
-        break;
-      }
-      if (lo > 1) {
-        // The bytes before it: a message of their own.
-        for (int f : p->fds) close(f);
-        Msg plain;
-        plain.data.assign(buf.data(), lo - 1);
-        plain.creds = p->creds;
-        plain.pid = p->cred.pid;
-        plain.uid = p->cred.uid;
-        plain.gid = p->cred.gid;
-        total += plain.data.size();
-        off += plain.data.size();
-        out.push_back(std::move(plain));
-        continue;  // the message with the fds comes next
-      }
-    }
     msg.data.assign(buf.data(), n);
+    // A stream read glues messages without fds to the one with fds after
+    // them, and a peek brings that one's fds with any byte before it: where
+    // they start is seen only by taking the bytes (SplitAtFds).
+    msg.fds_start_unknown = stream && !p->fds.empty() && n > 1;
     msg.addr = stream ? std::string() : p->addr;
     msg.raw_fds = std::move(p->fds);
     msg.creds = p->creds;
@@ -374,8 +341,117 @@ absl::Status RegisterInFlight(objhash::ObjHash& objects, std::vector<Msg>& msgs,
       ASSIGN_OR_RETURN(uint32_t ref,
                        RegisterDescription(getpid(), fd, self.get(), objects, dump_flags, nullptr));
       msgs[i].fds.push_back(ref);
+      msgs[i].held_fds.push_back(fd);
     }
   }
+  return absl::OkStatus();
+}
+
+// Takes every message of `msgs` out of stream socket `fd` (whose queue
+// they are, as peeked), and splits each whose fds came with an unknown one
+// of its bytes where they do come: at the first byte read with them.
+// Reading takes the bytes one at a time there (and in one read elsewhere).
+absl::Status SplitAtFds(int fd, std::vector<Msg>& msgs, const std::string& who) {
+  std::vector<Msg> out;
+  std::vector<char> buf;
+  constexpr size_t kUnknown = ~size_t{0};
+  for (Msg& m : msgs) {
+    const size_t n = m.data.size();
+    size_t fds_at = m.fds.empty() ? n : m.fds_start_unknown ? kUnknown : 0;
+    size_t at = 0;
+    while (at < n) {
+      const size_t want = fds_at == kUnknown ? 1 : n - at;
+      buf.resize(want);
+      alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * image::kMaxUnixMsgFds) +
+                                           CMSG_SPACE(sizeof(struct ucred))];
+      struct iovec iov = {buf.data(), want};
+      struct msghdr h {};
+      h.msg_iov = &iov;
+      h.msg_iovlen = 1;
+      h.msg_control = control;
+      h.msg_controllen = sizeof(control);
+      ssize_t got;
+      do {
+        got = recvmsg(fd, &h, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+      } while (got < 0 && errno == EINTR);
+      if (got <= 0) return ErrnoError(got < 0 ? errno : EIO, who, ": taking its queue to find where fds come");
+      bool with_fds = false;
+      for (struct cmsghdr* c = CMSG_FIRSTHDR(&h); c != nullptr; c = CMSG_NXTHDR(&h, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        with_fds = true;
+        for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+          int f;
+          memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+          close(f);  // the peeked copies stand for them
+        }
+      }
+      if (with_fds && fds_at == kUnknown) fds_at = at;
+      if (memcmp(buf.data(), m.data.data() + at, static_cast<size_t>(got)) != 0) {
+        return absl::InternalError(absl::StrCat(who, ": its queue changed while it was read"));
+      }
+      at += static_cast<size_t>(got);
+    }
+    if (fds_at == kUnknown) return absl::InternalError(absl::StrCat(who, ": queued fds were not found again"));
+    m.fds_start_unknown = false;
+    if (fds_at > 0 && fds_at < n) {
+      Msg before = m;
+      before.data.resize(fds_at);
+      before.fds.clear();
+      before.held_fds.clear();
+      m.data.erase(0, fds_at);
+      out.push_back(std::move(before));
+    }
+    out.push_back(std::move(m));
+  }
+  msgs = std::move(out);
+  return absl::OkStatus();
+}
+
+// Puts `msgs` back into the queue they were taken from, from its peer `from`
+// (with `from_sndbuf`, as getsockopt gave it).
+absl::Status Resend(int from, uint32_t from_sndbuf, const std::vector<Msg>& msgs, const std::string& who) {
+  const int big = 64 << 20;
+  setsockopt(from, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof(big));
+  for (const Msg& m : msgs) {
+    alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * image::kMaxUnixMsgFds) +
+                                         CMSG_SPACE(sizeof(struct ucred))];
+    memset(control, 0, sizeof(control));
+    struct iovec iov = {const_cast<char*>(m.data.data()), m.data.size()};
+    struct msghdr h {};
+    h.msg_iov = &iov;
+    h.msg_iovlen = 1;
+    size_t clen = 0;
+    auto* c = reinterpret_cast<struct cmsghdr*>(control);
+    if (!m.held_fds.empty()) {
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int) * m.held_fds.size());
+      memcpy(CMSG_DATA(c), m.held_fds.data(), sizeof(int) * m.held_fds.size());
+      clen += CMSG_SPACE(sizeof(int) * m.held_fds.size());
+      c = reinterpret_cast<struct cmsghdr*>(control + clen);
+    }
+    if (m.creds) {
+      struct ucred cred = {m.pid, m.uid, m.gid};
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_CREDENTIALS;
+      c->cmsg_len = CMSG_LEN(sizeof(cred));
+      memcpy(CMSG_DATA(c), &cred, sizeof(cred));
+      clen += CMSG_SPACE(sizeof(cred));
+    }
+    if (clen != 0) {
+      h.msg_control = control;
+      h.msg_controllen = clen;
+    }
+    ssize_t n;
+    do {
+      n = sendmsg(from, &h, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n != static_cast<ssize_t>(m.data.size())) {
+      return ErrnoError(n < 0 ? errno : EIO, who, ": putting its queue back (its data is lost)");
+    }
+  }
+  const int half = static_cast<int>(from_sndbuf / 2);
+  if (half > 0) setsockopt(from, SOL_SOCKET, SO_SNDBUFFORCE, &half, sizeof(half));
   return absl::OkStatus();
 }
 
@@ -552,7 +628,8 @@ struct PeerCheck {
 // The checks shared by pre-flight and dump: `socks` are the tree's unix
 // sockets (inode -> where met).
 absl::StatusOr<PeerCheck> CheckPeers(const std::map<uint64_t, PipeEnd>& socks,
-                                     const std::set<pid_t>& tree, const std::vector<std::string>& external) {
+                                     const std::set<pid_t>& tree, const std::vector<std::string>& external,
+                                     bool preflight) {
   PeerCheck out;
   std::set<uint64_t> named;
   for (const std::string& name : external) {
@@ -562,7 +639,7 @@ absl::StatusOr<PeerCheck> CheckPeers(const std::map<uint64_t, PipeEnd>& socks,
       return absl::InvalidArgumentError(
           absl::StrCat("external object '", name, "' is not a unix socket name such as unix:[12345]"));
     }
-    if (!socks.count(ino)) {
+    if (!socks.count(ino) && !preflight) {
       return absl::InvalidArgumentError(absl::StrCat("external object ", name, " is not a unix socket of the tree"));
     }
     named.insert(ino);
@@ -579,15 +656,20 @@ absl::StatusOr<PeerCheck> CheckPeers(const std::map<uint64_t, PipeEnd>& socks,
   }
   std::set<pid_t> skip = tree;
   skip.insert(getpid());
-  auto outside = [&](uint64_t ino, const std::string& what) {
+  // `ino` of the tree has `other` outside it. At pre-flight a socket no
+  // process holds is not known to be outside: it may be in flight in a
+  // queue of the tree, which only the dump reads.
+  auto outside = [&](uint64_t ino, uint64_t other, const char* what) {
     if (named.count(ino)) {
       out.external.insert(ino);
       return;
     }
+    if (preflight && Holders(other, skip).empty()) return;
     const PipeEnd& at = socks.at(ino);
     const std::string where = at.pid == getpid() ? absl::StrCat(UnixName(ino), " (in flight)")
                                                  : absl::StrCat("task ", at.pid, " fd ", at.fd, ": ", UnixName(ino));
-    out.problems.push_back(absl::StrCat(where, " ", what, ", outside the tree; dump it with --external ",
+    out.problems.push_back(absl::StrCat(where, " ", what, Describe(all, other, skip),
+                                        ", outside the tree; dump it with --external ",
                                         UnixName(ino), " and restore with --inherit-fd FD:", UnixName(ino)));
   };
   for (const auto& [ino, at] : socks) {
@@ -597,7 +679,7 @@ absl::StatusOr<PeerCheck> CheckPeers(const std::map<uint64_t, PipeEnd>& socks,
     if (d.state == kTcpListen) {
       for (uint64_t c : d.icons) {
         if (c != 0 && !socks.count(c)) {
-          outside(ino, absl::StrCat("has a connection not yet accepted from ", Describe(all, c, skip)));
+          outside(ino, c, "has a connection not yet accepted from ");
           break;
         }
       }
@@ -619,13 +701,13 @@ absl::StatusOr<PeerCheck> CheckPeers(const std::map<uint64_t, PipeEnd>& socks,
         if (p != all.end() && ReachableByName(p->second)) {
           out.by_name[ino] = p->second.name;
         } else {
-          outside(ino, absl::StrCat("is connected to ", Describe(all, d.peer, skip)));
+          outside(ino, d.peer, "is connected to ");
         }
       }
       continue;
     }
     if (d.peer != 0) {
-      if (!socks.count(d.peer)) outside(ino, absl::StrCat("is connected to ", Describe(all, d.peer, skip)));
+      if (!socks.count(d.peer)) outside(ino, d.peer, "is connected to ");
       continue;
     }
     auto w = waiting.find(ino);
@@ -633,7 +715,7 @@ absl::StatusOr<PeerCheck> CheckPeers(const std::map<uint64_t, PipeEnd>& socks,
       if (socks.count(w->second)) {
         out.pending_on[ino] = w->second;
       } else {
-        outside(ino, absl::StrCat("waits to be accepted by ", Describe(all, w->second, skip)));
+        outside(ino, w->second, "waits to be accepted by ");
       }
       continue;
     }
@@ -645,7 +727,7 @@ absl::StatusOr<PeerCheck> CheckPeers(const std::map<uint64_t, PipeEnd>& socks,
     if (socks.count(ino) || d.peer == 0 || !socks.count(d.peer)) continue;
     if (d.type != SOCK_DGRAM) continue;  // stream peers are seen from the tree's side
     if (out.external.count(d.peer)) continue;
-    outside(d.peer, absl::StrCat("has a client ", Describe(all, ino, skip), " connected to it"));
+    outside(d.peer, ino, "has a client connected to it: ");
   }
   return out;
 }
@@ -657,7 +739,7 @@ bool IsUnixName(const std::string& name) { return absl::StartsWith(name, "unix:[
 absl::StatusOr<std::vector<std::string>> UnixPeerProblems(const std::map<uint64_t, PipeEnd>& socks,
                                                            const std::set<pid_t>& tree,
                                                            const std::vector<std::string>& external) {
-  ASSIGN_OR_RETURN(PeerCheck check, CheckPeers(socks, tree, external));
+  ASSIGN_OR_RETURN(PeerCheck check, CheckPeers(socks, tree, external, /*preflight=*/true));
   return check.problems;
 }
 
@@ -672,7 +754,7 @@ absl::Status ResolveUnixSockets(objhash::ObjHash& objects, const std::set<pid_t>
     socks[s->diag.ino] = {s->pid, s->fd};
     infos[s->diag.ino] = s;
   }
-  ASSIGN_OR_RETURN(PeerCheck check, CheckPeers(socks, tree, external));
+  ASSIGN_OR_RETURN(PeerCheck check, CheckPeers(socks, tree, external, /*preflight=*/false));
   if (!check.problems.empty()) {
     return absl::FailedPreconditionError(absl::StrJoin(check.problems, "; "));
   }
@@ -681,6 +763,24 @@ absl::Status ResolveUnixSockets(objhash::ObjHash& objects, const std::set<pid_t>
   for (uint64_t ino : check.peer_gone) infos[ino]->peer_gone = true;
   for (const auto& [ino, name] : check.by_name) infos[ino]->peer_name = name;
   for (const auto& [client, listener] : check.pending_on) infos[client]->pending_on = listener;
+  // Stream queues whose fds came with a byte a peek cannot tell: taken
+  // out to see it, and put back from the peer, when the peer can send.
+  for (auto& [ino, s] : infos) {
+    if (s->diag.type != SOCK_STREAM || s->external || s->diag.peer == 0) continue;
+    bool unknown = false, creds_gone = false;
+    for (const Msg& m : s->queue) {
+      unknown |= m.fds_start_unknown;
+      creds_gone |= m.creds && kill(m.pid, 0) != 0 && errno != EPERM;
+    }
+    auto peer = infos.find(s->diag.peer);
+    if (!unknown || creds_gone || peer == infos.end() || peer->second->copy < 0 || (s->diag.shutdown & 1) ||
+        (peer->second->diag.shutdown & 2)) {
+      continue;  // the fds stay with the first byte of their message
+    }
+    const std::string who = Who(s->pid, s->fd, ino);
+    RETURN_IF_ERROR(SplitAtFds(s->copy, s->queue, who));
+    RETURN_IF_ERROR(Resend(peer->second->copy, peer->second->sndbuf, s->queue, who));
+  }
   // Backlogs: the connections waiting in each listener. Their data (if
   // any) is seen only by accepting them.
   std::vector<SockInfo*> to_accept;
@@ -715,8 +815,9 @@ absl::Status ResolveUnixSockets(objhash::ObjHash& objects, const std::set<pid_t>
     for (Pending& p : s->pending) {
       UniqueFd conn(accept4(s->copy, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
       if (!conn.valid()) return ErrnoError(errno, who, ": accepting a pending connection to read it");
-      ASSIGN_OR_RETURN(p.msgs, ReadQueue(conn.get(), s->diag.type, false, true, who));
+      ASSIGN_OR_RETURN(p.msgs, ReadQueue(conn.get(), s->diag.type, false, false, who));
       RETURN_IF_ERROR(RegisterInFlight(objects, p.msgs, dump_flags, *s->held));
+      if (s->diag.type == SOCK_STREAM) RETURN_IF_ERROR(SplitAtFds(conn.get(), p.msgs, who));
       s->held->push_back(std::move(conn));
     }
   }
@@ -1126,9 +1227,12 @@ absl::StatusOr<objhash::RestoredObject> RestoreUnix(objhash::RestoreContext& ctx
     return r.FieldError("name_len", u.name_len, " does not fit the record (", r.payload_remaining(),
                         " bytes left)");
   }
-  ASSIGN_OR_RETURN(std::string name, r.ReadString(u.name_len, "name"));
+  // Names are bytes (an abstract one starts with a NUL); a directory is text.
+  std::string name(u.name_len, '\0');
+  RETURN_IF_ERROR(r.ReadPayload(name.data(), name.size()));
   ASSIGN_OR_RETURN(std::string dir, r.ReadString(u.dir_len, "dir"));
-  ASSIGN_OR_RETURN(std::string peer_name, r.ReadString(u.peer_name_len, "peer name"));
+  std::string peer_name(u.peer_name_len, '\0');
+  RETURN_IF_ERROR(r.ReadPayload(peer_name.data(), peer_name.size()));
   if (u.flags & image::kUnixExternal) {
     if (u.flags != image::kUnixExternal || name != UnixName(u.ino) || u.dir_len || u.peer_name_len) {
       return r.FieldError("flags", u.flags, " does not fit an external socket");
@@ -1287,7 +1391,8 @@ absl::StatusOr<std::vector<ParsedMsg>> ReadMsgs(objhash::RestoreContext& ctx, ui
     const uint64_t need = uint64_t{m.h.addr_len} + 4ull * m.h.nr_fds + m.h.len;
     if (need > r.payload_remaining()) return r.FieldError("len", m.h.len, " (message ", i, ") is beyond the record");
     *data_left -= m.h.len;
-    ASSIGN_OR_RETURN(m.addr, r.ReadString(m.h.addr_len, "addr"));
+    m.addr.resize(m.h.addr_len);
+    RETURN_IF_ERROR(r.ReadPayload(m.addr.data(), m.addr.size()));
     m.fds.resize(m.h.nr_fds);
     RETURN_IF_ERROR(r.ReadPayload(m.fds.data(), m.fds.size() * 4));
     for (uint32_t f : m.fds) {
