@@ -1599,11 +1599,15 @@ absl::Status RunQueueStep(objhash::LateContext& lc, UnixState& st, const QueueSt
 
 // Once every queue is full again: what was shut down is shut down (a
 // shutdown earlier would stop the sends into its peer).
+// The sockets made to send are closed then too (a name a gone sender had
+// is free again before the tree runs).
 absl::Status ShutDownAll(UnixState& st) {
   for (const auto& [objref, s] : st.socks) {
     if (s.flags & image::kUnixExternal) continue;
     RETURN_IF_ERROR(Shut(s.fd, s.shutdown, absl::StrCat("unix socket ", UnixName(s.ino))));
   }
+  st.senders.clear();
+  st.temps.clear();
   return absl::OkStatus();
 }
 
