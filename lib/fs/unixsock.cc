@@ -1276,8 +1276,9 @@ absl::StatusOr<objhash::RestoredObject> RestoreUnix(objhash::RestoreContext& ctx
   if (u.sndtimeo_ns < 0 || u.sndtimeo_ns > image::kMaxDurationNs) return r.FieldError("sndtimeo_ns", u.sndtimeo_ns);
   if (u.peek_off < -1) return r.FieldError("peek_off", u.peek_off);
   if (u.rcvlowat < 1) return r.FieldError("rcvlowat", u.rcvlowat);
-  if (u.state == image::kUnixListening && (u.backlog > 65535 || name.empty())) {
-    return r.FieldError("backlog", u.backlog, " does not fit a listener");
+  if ((u.state == image::kUnixListening && (u.backlog > 65535 || name.empty())) ||
+      (u.state != image::kUnixListening && u.backlog != 0)) {
+    return r.FieldError("backlog", u.backlog, " does not fit the socket's state");
   }
 
   std::shared_ptr<UnixState> st = StateOf(ctx);

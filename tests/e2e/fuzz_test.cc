@@ -347,6 +347,35 @@ TEST_F(FuzzTest, TreeWithPipesImage) {
   Fuzz(fs);
 }
 
+// Unix socket pairs of each type with queued messages, options and
+// credentials, and fds in flight (pipes, a file, a socket) in their queues.
+TEST_F(FuzzTest, UnixSocketPairsImage) {
+  FuzzSubject fs;
+  fs.program = "unix_pairs";
+  fs.pid_line = "CHILDREN";
+  fs.plan.selectors = {
+      Sel{image::CKPT_HDR_UNIX_SOCK, Section::kHeader, 3},
+      Sel{image::CKPT_HDR_UNIX_QUEUE, Section::kHeader, 3},
+      Sel{image::CKPT_HDR_FILE, Section::kHeader, 2},
+  };
+  Fuzz(fs);
+}
+
+TEST_F(FuzzTest, UnixSocketsInFlightImage) {
+  FuzzSubject fs;
+  fs.program = "unix_scm";
+  fs.pid_line = "CHILDREN";
+  // Its file is left in the directory it is given, for every mutant.
+  fs.watch_dir = TempPath("scm");
+  fs.args = {fs.watch_dir};
+  fs.plan.selectors = {
+      Sel{image::CKPT_HDR_UNIX_SOCK, Section::kHeader, 3},
+      Sel{image::CKPT_HDR_UNIX_QUEUE, Section::kHeader, 3},
+      Sel{image::CKPT_HDR_FILE, Section::kHeader, 2},
+  };
+  Fuzz(fs);
+}
+
 TEST_F(FuzzTest, SessionsAndGroupsImage) {
   FuzzSubject fs;
   fs.program = "tree";
