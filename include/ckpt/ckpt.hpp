@@ -78,7 +78,8 @@ struct DumpOptions {
   // are not saved, and the restored tasks join the restorer's.
   bool container = false;
   // Objects the tree shares with processes outside it, by name as /proc
-  // shows them ("pipe:[12345]"): recorded in the image as external
+  // shows them ("pipe:[12345]"; a unix socket connected outside, as
+  // "unix:[12345]" for its socket:[12345]): recorded in the image as external
   // instead of refused; the restore must be given a replacement for each
   // (RestoreOptions::inherit_fds).
   std::vector<std::string> external;

@@ -129,7 +129,8 @@ int Restore(const std::vector<std::string>& args) {
   if (!flags.ok()) return Usage("restore", flags.status());
   RestoreOptions options;
   for (const std::string& spec : flags->All("inherit-fd")) {
-    // FD:NAME, NAME as the dump named the external object (pipe:[12345]).
+    // FD:NAME, NAME as the dump named the external object (pipe:[12345],
+    // unix:[12345]).
     size_t colon = spec.find(':');
     InheritFd in;
     if (colon == std::string::npos || !absl::SimpleAtoi(spec.substr(0, colon), &in.fd) ||
