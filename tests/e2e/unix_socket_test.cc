@@ -360,5 +360,26 @@ TEST_F(UnixSocketTest, SocketToAProcessOutsideIsRefusedThenInherited) {
   EXPECT_THAT(out, Not(HasSubstr("FAIL"))) << out;
 }
 
+// A real program: Python's socketserver on a path, with a client in its
+// tree in the middle of a conversation (a reply waiting unread, the
+// server's handler thread blocked reading). After the restore the
+// conversation goes on and a new client connects by path.
+TEST_F(UnixSocketTest, PythonSocketServerKeepsItsClientsConversation) {
+  ASSERT_EQ(access("/usr/bin/python3", X_OK), 0) << "no /usr/bin/python3 (./run installs it)";
+  SocketDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  absl::StatusOr<Subject> s =
+      StartProgram("/usr/bin/python3", {ProgramPath("unix_pyserver.py"), dir.path() + "/py.sock"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  TreeGuard guard(*s);
+  ASSERT_OK(WaitForCount(*s, "READY", 2));
+  ASSERT_OK(WaitForOutput(*s, "CHILDREN"));
+  DumpStats stats;
+  ASSERT_NO_FATAL_FAILURE(DumpKillRestore(*s, TreePids(*s), TempPath("pyserver.img"), &stats));
+  EXPECT_EQ(stats.tasks, 2u);
+  ExpectNthPass(*s, 1);
+  EXPECT_THAT(ReadOutput(*s), HasSubstr("client done"));
+}
+
 }  // namespace
 }  // namespace ckpt::testing
