@@ -55,6 +55,14 @@
 namespace ckpt {
 namespace {
 
+// Whether a thread's registers, as dumped, show it interrupted in a
+// syscall that the kernel restarts (-ERESTARTSYS .. -ERESTART_RESTARTBLOCK).
+bool InSyscall(const user_regs_struct& regs) {
+  const int64_t rax = static_cast<int64_t>(regs.rax);
+  return static_cast<int64_t>(regs.orig_rax) >= 0 && rax <= -512 && rax >= -516;
+}
+
+
 constexpr unsigned long kExitKill = 0x100000;   // PTRACE_O_EXITKILL
 constexpr unsigned long kTraceClone = 0x8;      // PTRACE_O_TRACECLONE
 constexpr unsigned long kTraceFork = 0x2;       // PTRACE_O_TRACEFORK
@@ -89,6 +97,7 @@ class RestoreRun {
   absl::Status RunLateSteps();
   absl::Status EnterStops();
   void WaitStopped();
+  void WaitAsleep();
   const TaskRestore* TableRoot(const TaskRestore& t) const;
   // What comes last in `t`: limits, credentials, the restorer's objects
   // closed, signals, registers.
@@ -119,6 +128,7 @@ class RestoreRun {
   uint64_t vdso_syscall_ = 0;
   task::SpawnedTree spawned_;  // what CreateTasks made, with a pidfd each
   bool released_ = false;
+  std::vector<pid_t> in_syscall_;  // threads let go back into an interrupted syscall
   bool subreaper_set_ = false;
   int old_subreaper_ = 0;
 };
@@ -438,6 +448,7 @@ absl::StatusOr<pid_t> RestoreRun::AddThread(TaskRestore& t, const task::ThreadSt
   if (thread.restart) {
     ASSIGN_OR_RETURN(regs, task::PrimeRestart(inj, thread.regs, *thread.restart, start_ns_));
   }
+  if (InSyscall(thread.regs)) in_syscall_.push_back(nrs.back());
   RETURN_IF_ERROR(inj.ParkWith(regs, thread.sigmask));
   return nrs.back();
 }
@@ -645,6 +656,23 @@ void RestoreRun::WaitStopped() {
   }
 }
 
+// A thread let go from a stop still has a signal pending, for the kernel,
+// until it has run again and restarted its syscall; a signal sent to the
+// process meanwhile goes to another of its threads (a Python program
+// whose main thread waits on a lock then never runs its handler). The
+// restore returns once every thread that was in a syscall sleeps in it
+// again (or 100 ms have gone by: its syscall may have finished at once).
+void RestoreRun::WaitAsleep() {
+  const int64_t deadline = MonotonicNs() + 100 * 1000000LL;
+  for (pid_t tid : in_syscall_) {
+    for (;;) {
+      absl::StatusOr<task::ProcStat> st = task::ReadProcStat(tid);
+      if (!st.ok() || st->state != 'R' || MonotonicNs() > deadline) break;
+      usleep(50);
+    }
+  }
+}
+
 // The task whose fd table `t` uses (itself unless it shares its parent's).
 const TaskRestore* RestoreRun::TableRoot(const TaskRestore& t) const {
   const TaskRestore* r = &t;
@@ -736,6 +764,7 @@ absl::Status RestoreRun::FinishTask(TaskRestore& t) {
     if (!primed.ok()) return Annotate(primed.status(), absl::StrCat("task ", t.pid));
     regs = *primed;
   }
+  if (InSyscall(leader.regs)) in_syscall_.push_back(t.pid);
   st = t.injector->Finish(regs, leader.sigmask, trap_ignored ? &trap : nullptr);
   if (!st.ok()) return Annotate(st, absl::StrCat("task ", t.pid));
   for (const auto& step : ctx.before_release) RETURN_IF_ERROR(step());
@@ -803,6 +832,7 @@ absl::StatusOr<pid_t> RestoreRun::Run(int in_fd) {
   }
   released_ = true;
   WaitStopped();
+  WaitAsleep();
   for (const auto& commit : commits_) commit();
   stats_->total_ns = static_cast<uint64_t>(MonotonicNs()) - start;
   return tasks_.front()->pid;

@@ -1046,7 +1046,7 @@ std::shared_ptr<UnixState> StateOf(objhash::RestoreContext& ctx) {
 
 absl::StatusOr<std::string> NewHiddenRoot(UnixState& st, const std::string& name) {
   if (st.hidden->path.empty()) {
-    char tmpl[] = "/tmp/ckpt-unix-XXXXXX";
+    char tmpl[] = "/tmp/ckpt-hidden-XXXXXX";
     if (mkdtemp(tmpl) == nullptr) return ErrnoError(errno, "mkdtemp ", tmpl);
     st.hidden->path = tmpl;
   }

@@ -2,7 +2,7 @@
  * An unconnected datagram server with messages queued from four senders,
  * each with another kind of address:
  *   A  bound to DIR/sender-a.sock                    (the child's)
- *   B  bound to the abstract name "\0libckpt-dgram-b-<pid>" (the child's)
+ *   B  bound to the abstract name "\0libckpt-dgram-b-<pid>-<dir's name>" (the child's)
  *   C  never bound: no address at all                (the parent's)
  *   D  autobound (bind with only sun_family): an abstract name the kernel
  *      chose                                          (the parent's)
@@ -159,7 +159,10 @@ int main(int argc, char **argv) {
     return 2;
   memset(&sa, 0, sizeof(sa));
   sa.sun_family = AF_UNIX;
-  int blen = snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, "libckpt-dgram-b-%d", getpid());
+  /* Abstract names are shared by tests in pid namespaces of their own:
+   * the directory's unique name goes in too. */
+  const char *tag = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
+  int blen = snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, "libckpt-dgram-b-%d-%.30s", getpid(), tag);
   if (bind(fd[1], (struct sockaddr *)&sa, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)blen)))
     return 2;
   memset(&sa, 0, sizeof(sa));

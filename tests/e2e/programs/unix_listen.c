@@ -7,7 +7,7 @@
  *    abstract name the kernel chose) 3000 bytes, client 3 (unbound)
  *    50 KiB. Clients 1 and 3 belong to the forked child, client 2 to the
  *    parent, which holds L.
- *  - AL, bound to the abstract name "\0libckpt-test-<pid>", with one
+ *  - AL, bound to the abstract name "\0libckpt-test-<pid>-<dir's name>", with one
  *    connection accepted (data queued both ways, unread) and one pending
  *    (its client sent data); both clients belong to the child.
  *
@@ -228,8 +228,12 @@ int main(int argc, char **argv) {
   char lpath[128], c1path[128], abs_name[64], probe_name[64];
   snprintf(lpath, sizeof(lpath), "%s/listen.sock", dir);
   snprintf(c1path, sizeof(c1path), "%s/client1.sock", dir);
-  snprintf(abs_name, sizeof(abs_name), "libckpt-test-%d", getpid());
-  snprintf(probe_name, sizeof(probe_name), "libckpt-probe-%d", getpid());
+  /* Abstract names are per network namespace, which tests running at the
+   * same time in pid namespaces of their own share: the directory's own
+   * (unique) name goes into them too. */
+  const char *tag = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
+  snprintf(abs_name, sizeof(abs_name), "libckpt-test-%d-%.30s", getpid(), tag);
+  snprintf(probe_name, sizeof(probe_name), "libckpt-probe-%d-%.30s", getpid(), tag);
   struct addr lwant = path_addr(lpath), c1want = path_addr(c1path);
   struct addr awant = abstract_addr(abs_name), pwant = abstract_addr(probe_name);
   unlink(lpath);
