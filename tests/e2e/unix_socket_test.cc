@@ -381,5 +381,20 @@ TEST_F(UnixSocketTest, PythonSocketServerKeepsItsClientsConversation) {
   EXPECT_THAT(ReadOutput(*s), HasSubstr("client done"));
 }
 
+// A real program: Python's multiprocessing Manager (a server process on a
+// unix socket path, clients authenticated over their connections) shared
+// by a worker, checkpointed between two uses of the managed objects.
+TEST_F(UnixSocketTest, PythonMultiprocessingManagerKeepsServingItsClients) {
+  ASSERT_EQ(access("/usr/bin/python3", X_OK), 0) << "no /usr/bin/python3 (./run installs it)";
+  absl::StatusOr<Subject> s = StartProgram("/usr/bin/python3", {ProgramPath("unix_pymanager.py")});
+  ASSERT_TRUE(s.ok()) << s.status();
+  TreeGuard guard(*s);
+  ASSERT_OK(WaitForOutput(*s, "CHILDREN"));
+  DumpStats stats;
+  ASSERT_NO_FATAL_FAILURE(DumpKillRestore(*s, TreePids(*s), TempPath("pymanager.img"), &stats));
+  EXPECT_EQ(stats.tasks, 3u);
+  ExpectNthPass(*s, 1);
+}
+
 }  // namespace
 }  // namespace ckpt::testing
