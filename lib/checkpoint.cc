@@ -904,7 +904,9 @@ absl::Status Dumper::Run(pid_t root, ImageOutput& out) {
     bool frozen = false;
     for (const auto& t : tasks_) frozen |= !t->threads.empty();
     absl::Status thaw = Thaw(false);
+    const std::string taken = fs::TakenBacklogs(objects_);
     std::string what = !thaw.ok() ? absl::StrCat(" (and resuming the tree failed: ", thaw.message(), ")")
+                       : !taken.empty() ? absl::StrCat("; the tree was resumed, but ", taken)
                        : frozen   ? "; the tree was resumed as it was"
                                   : "";
     return WithMessage(st, absl::StrCat(st.message(), what));

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <sched.h>
+#include <linux/capability.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -17,6 +18,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <system_error>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -146,6 +148,7 @@ struct SockInfo {
   std::string peer_name;         // dgram connected outside the tree: connect by name
   uint32_t mode = 0, uid = 0, gid = 0;
   bool written = false;
+  bool backlog_taken = false;  // its backlog was accepted here, to be read
   // The fds this process holds for the socket: a copy of it, fds in
   // flight it received, connections it accepted. Kept until the dump ends
   // (the objects refer to them by number).
@@ -184,8 +187,8 @@ struct Peeked {
 };
 
 // One recvmsg(MSG_PEEK) at offset `off` into `buf`.
-absl::StatusOr<Peeked> PeekAt(int fd, int off, std::vector<char>& buf, size_t want, bool consume) {
-  if (!consume) RETURN_IF_ERROR(SetPeekOff(fd, off));
+absl::StatusOr<Peeked> PeekAt(int fd, int off, std::vector<char>& buf, size_t want) {
+  RETURN_IF_ERROR(SetPeekOff(fd, off));
   Peeked p;
   struct sockaddr_un from {};
   struct iovec iov = {buf.data(), want};
@@ -198,7 +201,7 @@ absl::StatusOr<Peeked> PeekAt(int fd, int off, std::vector<char>& buf, size_t wa
   m.msg_iovlen = 1;
   m.msg_control = control;
   m.msg_controllen = sizeof(control);
-  const int flags = (consume ? 0 : MSG_PEEK) | MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC;
+  const int flags = MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC;
   ssize_t n;
   do {
     n = recvmsg(fd, &m, flags);
@@ -233,15 +236,25 @@ absl::StatusOr<Peeked> PeekAt(int fd, int off, std::vector<char>& buf, size_t wa
   return p;
 }
 
-// The messages queued on socket `fd` (of `type`), read without taking them
-// (MSG_PEEK at SO_PEEK_OFF offsets; the socket's own offset is put back),
-// or taken (`consume`: a connection this process accepted). Fds in flight
-// come back as fds of this process, in Msg::raw_fds.
-absl::StatusOr<std::vector<Msg>> ReadQueue(int fd, uint32_t type, bool shut_rd, bool consume,
-                                           const std::string& who) {
-  int saved_off = -1;
-  if (!consume) {
-    ASSIGN_OR_RETURN(saved_off, GetInt(fd, SOL_SOCKET, SO_PEEK_OFF, "SO_PEEK_OFF"));
+// The messages queued on socket `fd` (`d` as sock_diag says), read without
+// taking them (MSG_PEEK at SO_PEEK_OFF offsets; the socket's own offset is
+// put back). Fds in flight come back as fds of this process, in
+// Msg::raw_fds.
+absl::StatusOr<std::vector<Msg>> ReadQueue(int fd, const UnixDiag& d, const std::string& who) {
+  const uint32_t type = d.type;
+  const bool shut_rd = d.shutdown & 1;
+  // A stream's (or seqpacket's) queue holds d.rqueue bytes: reading stops
+  // there, since a read past the end would take a pending error (the
+  // ECONNRESET of a peer that closed with data unread) with it.
+  const bool counted = type != SOCK_DGRAM;
+  ASSIGN_OR_RETURN(int saved_off, GetInt(fd, SOL_SOCKET, SO_PEEK_OFF, "SO_PEEK_OFF"));
+  {
+    // An out-of-band byte (MSG_OOB) waiting: a peek would give it inline.
+    char oob;
+    if (type == SOCK_STREAM && recv(fd, &oob, 1, MSG_OOB | MSG_PEEK | MSG_DONTWAIT) == 1) {
+      return absl::UnimplementedError(absl::StrCat(
+          who, ": an out-of-band byte (MSG_OOB) is waiting to be read: not supported yet"));
+    }
   }
   std::vector<Msg> out;
   std::vector<char> buf(256 * 1024);
@@ -250,6 +263,7 @@ absl::StatusOr<std::vector<Msg>> ReadQueue(int fd, uint32_t type, bool shut_rd, 
   auto fail = [&](absl::Status s) { if (st.ok()) st = std::move(s); };
   const bool stream = type == SOCK_STREAM;
   while (st.ok()) {
+    if (counted && total >= d.rqueue) break;
     if (out.size() >= kMaxMsgsPerQueue) {
       fail(absl::UnimplementedError(absl::StrCat(who, ": more than ", kMaxMsgsPerQueue,
                                                  " queued messages is more than libckpt saves")));
@@ -259,7 +273,7 @@ absl::StatusOr<std::vector<Msg>> ReadQueue(int fd, uint32_t type, bool shut_rd, 
       fail(absl::UnimplementedError(absl::StrCat(who, ": its queue is too large")));
       break;
     }
-    absl::StatusOr<Peeked> p = PeekAt(fd, static_cast<int>(off), buf, buf.size(), consume);
+    absl::StatusOr<Peeked> p = PeekAt(fd, static_cast<int>(off), buf, buf.size());
     if (!p.ok()) {
       fail(Annotate(p.status(), who));
       break;
@@ -278,10 +292,6 @@ absl::StatusOr<std::vector<Msg>> ReadQueue(int fd, uint32_t type, bool shut_rd, 
       if (stream || static_cast<size_t>(p->n) > image::kMaxUnixQueueData) {
         fail(absl::UnimplementedError(absl::StrCat(who, ": a queued message of ", p->n,
                                                    " bytes is more than libckpt saves")));
-        break;
-      }
-      if (consume) {
-        fail(absl::InternalError(absl::StrCat(who, ": a message was cut short")));
         break;
       }
       buf.resize(static_cast<size_t>(p->n));
@@ -308,10 +318,8 @@ absl::StatusOr<std::vector<Msg>> ReadQueue(int fd, uint32_t type, bool shut_rd, 
                                                  " queued bytes is more than libckpt saves")));
     }
   }
-  if (!consume) {
-    absl::Status back = SetPeekOff(fd, saved_off);
-    if (!back.ok()) fail(back);
-  }
+  absl::Status back = SetPeekOff(fd, saved_off);
+  if (!back.ok()) fail(back);
   if (!st.ok()) {
     for (Msg& m : out) {
       for (int f : m.raw_fds) close(f);
@@ -407,6 +415,16 @@ absl::Status SplitAtFds(int fd, std::vector<Msg>& msgs, const std::string& who) 
   return absl::OkStatus();
 }
 
+// Whether this process may send as others (SCM_CREDENTIALS of another
+// process) past the buffer limits (SO_SNDBUFFORCE).
+bool CanSendAsOthers() {
+  struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct d[2] = {};
+  if (syscall(SYS_capget, &h, d) != 0) return false;
+  auto has = [&](int cap) { return (d[cap / 32].effective >> (cap % 32)) & 1; };
+  return has(CAP_NET_ADMIN) && has(CAP_SYS_ADMIN) && has(CAP_SETUID) && has(CAP_SETGID);
+}
+
 // Puts `msgs` back into the queue they were taken from, from its peer `from`
 // (with `from_sndbuf`, as getsockopt gave it).
 absl::Status Resend(int from, uint32_t from_sndbuf, const std::vector<Msg>& msgs, const std::string& who) {
@@ -456,30 +474,46 @@ absl::Status Resend(int from, uint32_t from_sndbuf, const std::vector<Msg>& msgs
 }
 
 // Where a path name is bound, and whether its file is still the socket's.
-void LocateName(pid_t pid, SockInfo& s) {
+absl::Status LocateName(pid_t pid, SockInfo& s, const std::string& who) {
   const std::string& name = s.diag.name;
-  if (!IsPath(name)) return;
+  if (!IsPath(name)) return absl::OkStatus();
   const std::string path(name.c_str());  // sun_path may carry a NUL and more
+  if (pid != getpid()) {
+    // A path is bound again in the restorer's root: a task in another root
+    // bound it in its own.
+    absl::StatusOr<std::string> root = ReadLink(absl::StrCat("/proc/", pid, "/root"));
+    if (!root.ok() || *root != "/") {
+      return absl::UnimplementedError(absl::StrCat(
+          who, ": a unix socket bound to a path (", path, ") by a task with another root "
+          "directory is not supported yet"));
+    }
+  }
   std::string full = path;
   if (path[0] != '/') {
+    // Bound relative to the working directory of then: found only if it is
+    // still the task's.
     absl::StatusOr<std::string> cwd = ReadLink(absl::StrCat("/proc/", pid, "/cwd"));
-    if (!cwd.ok() || pid == getpid()) {
-      s.hidden = true;
-      return;
+    full = absl::StrCat("/proc/", pid, "/cwd/", path);
+    struct stat st;
+    if (pid == getpid() || !cwd.ok() || !s.diag.has_vfs || lstat(full.c_str(), &st) != 0 ||
+        st.st_ino != s.diag.vfs_ino || st.st_dev != UserDev(s.diag.vfs_dev)) {
+      return absl::UnimplementedError(absl::StrCat(
+          who, ": a unix socket bound to the relative name ", path,
+          " whose file is not found from its task's working directory is not supported"));
     }
     s.dir = *cwd;
-    full = absl::StrCat("/proc/", pid, "/cwd/", path);
   }
   struct stat st;
   if (!s.diag.has_vfs || lstat(full.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode) ||
       st.st_ino != s.diag.vfs_ino || st.st_dev != UserDev(s.diag.vfs_dev)) {
     s.hidden = true;  // removed, or another file is there now
     s.dir.clear();
-    return;
+    return absl::OkStatus();
   }
   s.mode = st.st_mode & 07777;
   s.uid = st.st_uid;
   s.gid = st.st_gid;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<UniqueFd> CopyOf(pid_t pid, int fd) {
@@ -556,9 +590,19 @@ absl::StatusOr<uint32_t> RegisterUnixTarget(objhash::ObjHash& objects, const FdP
   s.passcred = passcred != 0;
   ASSIGN_OR_RETURN(s.rcvtimeo_ns, GetTimeo(c, SO_RCVTIMEO, "SO_RCVTIMEO"));
   ASSIGN_OR_RETURN(s.sndtimeo_ns, GetTimeo(c, SO_SNDTIMEO, "SO_SNDTIMEO"));
-  LocateName(p.pid, s);
+  RETURN_IF_ERROR(LocateName(p.pid, s, who));
   if (s.diag.state != kTcpListen) {
-    ASSIGN_OR_RETURN(s.queue, ReadQueue(c, s.diag.type, s.diag.shutdown & 1, false, who));
+    ASSIGN_OR_RETURN(s.queue, ReadQueue(c, s.diag, who));
+    for (const Msg& m : s.queue) {
+      if (m.creds && m.pid == 0) {
+        for (const Msg& n : s.queue) {
+          for (int f : n.raw_fds) close(f);
+        }
+        return absl::UnimplementedError(absl::StrCat(
+            who, ": a queued message carries the credentials of a process this one cannot see "
+            "(pid 0): not supported"));
+      }
+    }
     RETURN_IF_ERROR(RegisterInFlight(objects, s.queue, p.dump_flags, *s.held));
   }
   s.copy = c;
@@ -764,22 +808,38 @@ absl::Status ResolveUnixSockets(objhash::ObjHash& objects, const std::set<pid_t>
   for (const auto& [ino, name] : check.by_name) infos[ino]->peer_name = name;
   for (const auto& [client, listener] : check.pending_on) infos[client]->pending_on = listener;
   // Stream queues whose fds came with a byte a peek cannot tell: taken
-  // out to see it, and put back from the peer, when the peer can send.
+  // out to see it, and put back from the peer. Refused where the peer
+  // cannot send them again (the fds would come with other bytes).
   for (auto& [ino, s] : infos) {
-    if (s->diag.type != SOCK_STREAM || s->external || s->diag.peer == 0) continue;
+    if (s->diag.type != SOCK_STREAM || s->external) continue;
     bool unknown = false, creds_gone = false;
     for (const Msg& m : s->queue) {
       unknown |= m.fds_start_unknown;
       creds_gone |= m.creds && kill(m.pid, 0) != 0 && errno != EPERM;
     }
-    auto peer = infos.find(s->diag.peer);
-    if (!unknown || creds_gone || peer == infos.end() || peer->second->copy < 0 || (s->diag.shutdown & 1) ||
-        (peer->second->diag.shutdown & 2)) {
-      continue;  // the fds stay with the first byte of their message
-    }
+    if (!unknown) continue;
     const std::string who = Who(s->pid, s->fd, ino);
+    auto peer = s->diag.peer != 0 ? infos.find(s->diag.peer) : infos.end();
+    std::string why;
+    if (peer == infos.end() || peer->second->copy < 0 || peer->second->external) {
+      why = "its peer is gone";
+    } else if ((s->diag.shutdown & 1) || (peer->second->diag.shutdown & 2)) {
+      why = "it is shut down";
+    } else if (creds_gone) {
+      why = "a process whose credentials the queue carries is gone";
+    } else if (!CanSendAsOthers()) {
+      why = "this process lacks CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_SETUID or CAP_SETGID";
+    }
+    if (!why.empty()) {
+      return absl::UnimplementedError(absl::StrCat(
+          who, ": a queued message carries fds after bytes sent without them; which byte the fds "
+          "come with shows only to a read that takes the bytes, which libckpt then sends again "
+          "from the peer, but ", why));
+    }
+    ASSIGN_OR_RETURN(int peek_off, GetInt(s->copy, SOL_SOCKET, SO_PEEK_OFF, "SO_PEEK_OFF"));
     RETURN_IF_ERROR(SplitAtFds(s->copy, s->queue, who));
     RETURN_IF_ERROR(Resend(peer->second->copy, peer->second->sndbuf, s->queue, who));
+    RETURN_IF_ERROR(SetPeekOff(s->copy, peek_off));
   }
   // Backlogs: the connections waiting in each listener. Their data (if
   // any) is seen only by accepting them.
@@ -812,16 +872,44 @@ absl::Status ResolveUnixSockets(objhash::ObjHash& objects, const std::set<pid_t>
   }
   for (SockInfo* s : to_accept) {
     const std::string who = Who(s->pid, s->fd, s->diag.ino);
+    s->backlog_taken = true;
     for (Pending& p : s->pending) {
       UniqueFd conn(accept4(s->copy, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
       if (!conn.valid()) return ErrnoError(errno, who, ": accepting a pending connection to read it");
-      ASSIGN_OR_RETURN(p.msgs, ReadQueue(conn.get(), s->diag.type, false, false, who));
-      RETURN_IF_ERROR(RegisterInFlight(objects, p.msgs, dump_flags, *s->held));
-      if (s->diag.type == SOCK_STREAM) RETURN_IF_ERROR(SplitAtFds(conn.get(), p.msgs, who));
+      struct stat cst;
+      if (fstat(conn.get(), &cst) != 0) return ErrnoError(errno, who, ": stat of an accepted connection");
+      absl::StatusOr<UnixDiag> cd = QueryUnixSocket(cst.st_ino);
+      if (!cd.ok()) return Annotate(cd.status(), who);
+      ASSIGN_OR_RETURN(p.msgs, ReadQueue(conn.get(), *cd, who));
+      const int taken = conn.get();
       s->held->push_back(std::move(conn));
+      RETURN_IF_ERROR(RegisterInFlight(objects, p.msgs, dump_flags, *s->held));
+      if (s->diag.type == SOCK_STREAM) RETURN_IF_ERROR(SplitAtFds(taken, p.msgs, who));
     }
   }
+  size_t now = 0;
+  for (const auto& e : objects.entries()) now += e->kind == kObjUnix;
+  if (now != infos.size()) {
+    return absl::UnimplementedError(
+        "a unix socket in flight on a connection not yet accepted is not supported yet");
+  }
   return absl::OkStatus();
+}
+
+std::string TakenBacklogs(const objhash::ObjHash& objects) {
+  std::vector<std::string> taken;
+  for (const auto& e : objects.entries()) {
+    if (e->kind != kObjUnix) continue;
+    const auto* s = std::any_cast<SockInfo>(&e->data);
+    if (s != nullptr && s->backlog_taken) {
+      taken.push_back(absl::StrCat(s->pending.size(), " connections not yet accepted by ",
+                                   Who(s->pid, s->fd, s->diag.ino), " (",
+                                   PrintableUnixName(s->diag.name), ")"));
+    }
+  }
+  if (taken.empty()) return "";
+  return absl::StrCat(absl::StrJoin(taken, ", "),
+                      " were read by accepting them, and are closed: their clients see them end");
 }
 
 namespace {
@@ -981,7 +1069,8 @@ absl::Status CheckpointUnixQueue(objhash::CheckpointContext& ctx, const objhash:
 absl::Status InDir(const std::string& root, const std::string& cwd, const std::function<absl::Status()>& fn) {
   if (root.empty() && cwd.empty()) return fn();
   absl::Status st;
-  std::thread t([&] {
+  std::thread t;
+  auto body = [&] {
     if (unshare(CLONE_FS) != 0) {
       st = ErrnoError(errno, "unshare(CLONE_FS)");
       return;
@@ -995,7 +1084,12 @@ absl::Status InDir(const std::string& root, const std::string& cwd, const std::f
       return;
     }
     st = fn();
-  });
+  };
+  try {
+    t = std::thread(body);
+  } catch (const std::system_error& e) {
+    return absl::ResourceExhaustedError(absl::StrCat("starting a thread: ", e.what()));
+  }
   t.join();
   return st;
 }
@@ -1036,6 +1130,8 @@ struct UnixState {
   int steps = 0, steps_done = 0;  // queue steps left for the late pass, and run
   bool have_bound = false;
   std::set<std::pair<uint64_t, uint64_t>> bound;  // (dev, ino) of socket files bound now
+  std::set<uint32_t> queued;             // sockets whose UNIX_QUEUE was read
+  std::set<uint32_t> pending_connected;  // pending clients connected again
 };
 
 std::shared_ptr<UnixState> StateOf(objhash::RestoreContext& ctx) {
@@ -1054,10 +1150,13 @@ absl::StatusOr<std::string> NewHiddenRoot(UnixState& st, const std::string& name
   if (mkdir(root.c_str(), 0700) != 0) return ErrnoError(errno, "mkdir ", root);
   // The directories the name lies in, inside.
   const std::string path(name.c_str());
-  if (path.empty() || path[0] != '/') return root;
+  if (absl::StrContains(absl::StrCat(path, "/"), "../")) {
+    return absl::InvalidArgumentError(absl::StrCat("the socket name ", path, " has a '..' in it"));
+  }
+  const std::string rooted = path.empty() || path[0] == '/' ? path : "/" + path;
   size_t at = 0;
-  while ((at = path.find('/', at + 1)) != std::string::npos) {
-    std::string d = root + path.substr(0, at);
+  while ((at = rooted.find('/', at + 1)) != std::string::npos) {
+    std::string d = root + rooted.substr(0, at);
     if (mkdir(d.c_str(), 0700) != 0 && errno != EEXIST) return ErrnoError(errno, "mkdir ", d);
   }
   return root;
@@ -1115,6 +1214,9 @@ absl::Status BindPath(UnixState& st, int fd, const std::string& name, const std:
     if (unlink(full.c_str()) != 0) return ErrnoError(errno, "removing the stale socket file ", full);
   }
   RETURN_IF_ERROR(BindIn(fd, name, "", path[0] == '/' ? "" : dir));
+  struct stat now;
+  if (lstat(full.c_str(), &now) != 0 || !S_ISSOCK(now.st_mode)) return ErrnoError(errno, "stat ", full);
+  if (st.have_bound) st.bound.insert({static_cast<uint64_t>(now.st_dev), static_cast<uint64_t>(now.st_ino)});
   if (fchmodat(AT_FDCWD, full.c_str(), rec.mode, 0) != 0) return ErrnoError(errno, "chmod ", full);
   if (fchownat(AT_FDCWD, full.c_str(), rec.uid, rec.gid, AT_SYMLINK_NOFOLLOW) != 0) {
     return ErrnoError(errno, "chown ", full);
@@ -1259,6 +1361,13 @@ absl::StatusOr<objhash::RestoredObject> RestoreUnix(objhash::RestoreContext& ctx
   if (u.type == SOCK_DGRAM && (u.state == image::kUnixListening || (u.flags & (image::kUnixPending | image::kUnixPeerGone)))) {
     return r.FieldError("state", u.state, " does not fit a dgram socket");
   }
+  if (u.type != SOCK_DGRAM && u.state == image::kUnixConnected &&
+      (how == 0 || (u.flags & image::kUnixPeerByName))) {
+    return r.FieldError("flags", u.flags, " does not say how to connect a ", TypeName(u.type), " socket");
+  }
+  if ((u.flags & image::kUnixPeerByName) && !IsAbstract(peer_name) && peer_name[0] != '/') {
+    return r.FieldError("peer_name", "'", PrintableUnixName(peer_name), "' is neither absolute nor abstract");
+  }
   if ((u.flags & image::kUnixNameBorrowed) && (name.empty() || u.state != image::kUnixConnected)) {
     return r.FieldError("flags", u.flags, ": a borrowed name needs a name and a connection");
   }
@@ -1300,6 +1409,12 @@ absl::StatusOr<objhash::RestoredObject> RestoreUnix(objhash::RestoreContext& ctx
     if (it == st->stash.end() || peer == st->socks.end() || peer->second.peer_ref != u.objref ||
         peer->second.type != u.type) {
       return r.FieldError("peer_ref", u.peer_ref, " did not make this end of its connection");
+    }
+    const Restored& maker = peer->second;
+    const bool borrowed_by_maker = maker.flags & image::kUnixPeerBorrowed;
+    if (borrowed_by_maker != static_cast<bool>(u.flags & image::kUnixNameBorrowed) ||
+        (borrowed_by_maker && maker.peer_name != name)) {
+      return r.FieldError("flags", u.flags, ": its borrowed name does not match what its peer made");
     }
     sock = std::move(it->second);
     st->stash.erase(it);
@@ -1367,6 +1482,25 @@ absl::StatusOr<objhash::RestoredObject> RestoreUnix(objhash::RestoreContext& ctx
   }
   st->socks[u.objref] = std::move(res);
   return obj;
+}
+
+// Once every object exists: the socket's peer is what its flags say.
+absl::Status CheckPeer(const image::Reader& r, const UnixState& st, uint32_t objref, const Restored& me) {
+  if (me.peer_ref == 0 || (me.flags & image::kUnixExternal)) return absl::OkStatus();
+  auto it = st.socks.find(me.peer_ref);
+  if (it == st.socks.end()) return r.FieldError("peer_ref", me.peer_ref, " of ", objref, " is not a unix socket");
+  const Restored& peer = it->second;
+  bool ok = !(peer.flags & image::kUnixExternal) && peer.type == me.type;
+  if (me.flags & (image::kUnixPairMaker | image::kUnixPairTaker)) {
+    const uint32_t other = (me.flags & image::kUnixPairMaker) ? image::kUnixPairTaker : image::kUnixPairMaker;
+    ok = ok && peer.peer_ref == objref && (peer.flags & other);
+  } else if (me.flags & image::kUnixPending) {
+    ok = ok && peer.state == image::kUnixListening;
+  } else {
+    ok = ok && me.type == SOCK_DGRAM && !peer.name.empty();
+  }
+  if (!ok) return r.FieldError("peer_ref", me.peer_ref, " of ", objref, " does not fit its flags");
+  return absl::OkStatus();
 }
 
 struct ParsedMsg {
@@ -1530,6 +1664,7 @@ absl::Status RunQueueStep(objhash::LateContext& lc, UnixState& st, const QueueSt
     absl::Status c = ConnectIn(client, me.name, me.root, me.dir);
     fcntl(client, F_SETFL, fl);
     RETURN_IF_ERROR(Annotate(c, absl::StrCat(who, ": a connection of its backlog")));
+    if (p.h.client_ref != 0) st.pending_connected.insert(p.h.client_ref);
     RETURN_IF_ERROR(SendAll(lc, client, sndbuf, p.msgs, nullptr, "", "", who));
   }
   if (me.type != SOCK_DGRAM || (me.flags & (image::kUnixPairMaker | image::kUnixPairTaker))) {
@@ -1552,7 +1687,10 @@ absl::Status RunQueueStep(objhash::LateContext& lc, UnixState& st, const QueueSt
     st.temps.erase(q.objref);  // a peer that closed: closed again
   } else {
     // A dgram socket: each message from a socket with its sender's name,
-    // sent while this one is not connected yet (or from its peer).
+    // sent while this one is not connected yet; it connects after the
+    // last message from another than its peer (those came before it
+    // connected), so that its peer's messages after that are not bound by
+    // the queue limit of unconnected senders.
     const Restored* peer = me.peer_ref != 0 && st.socks.count(me.peer_ref) ? &st.socks.at(me.peer_ref) : nullptr;
     bool connected = false;
     auto connect_me = [&]() -> absl::Status {
@@ -1562,12 +1700,18 @@ absl::Status RunQueueStep(objhash::LateContext& lc, UnixState& st, const QueueSt
       if (me.flags & image::kUnixPeerByName) return Annotate(ConnectIn(me.fd, me.peer_name, "", ""), who);
       return absl::OkStatus();
     };
-    for (const ParsedMsg& m : q.msgs) {
+    const std::string peer_name = peer != nullptr ? peer->name : me.peer_name;
+    size_t connect_at = 0;  // connect before message connect_at
+    for (size_t i = 0; i < q.msgs.size(); i++) {
+      if (q.msgs[i].addr != peer_name) connect_at = i + 1;
+    }
+    for (size_t i = 0; i < q.msgs.size(); i++) {
+      const ParsedMsg& m = q.msgs[i];
       if (me.name.empty()) {
         return absl::UnimplementedError(absl::StrCat(
             who, ": a dgram socket without a name with messages queued from others than its peer"));
       }
-      if (peer != nullptr && m.addr == peer->name) RETURN_IF_ERROR(connect_me());
+      if (i == connect_at) RETURN_IF_ERROR(connect_me());
       int from = -1;
       auto s = st.senders.find(m.addr);
       UniqueFd unnamed;
@@ -1605,6 +1749,11 @@ absl::Status RunQueueStep(objhash::LateContext& lc, UnixState& st, const QueueSt
 absl::Status ShutDownAll(UnixState& st) {
   for (const auto& [objref, s] : st.socks) {
     if (s.flags & image::kUnixExternal) continue;
+    if ((s.flags & image::kUnixPending) && !st.pending_connected.count(objref)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the image's unix socket ", UnixName(s.ino), " (objref ", objref,
+          ") waits in a backlog that does not list it"));
+    }
     RETURN_IF_ERROR(Shut(s.fd, s.shutdown, absl::StrCat("unix socket ", UnixName(s.ino))));
   }
   st.senders.clear();
@@ -1619,6 +1768,12 @@ absl::Status RestoreUnixQueue(objhash::RestoreContext& ctx, const image::Record&
   std::shared_ptr<UnixState> st = StateOf(ctx);
   auto me = st->socks.find(q.objref);
   if (me == st->socks.end()) return r.FieldError("objref", q.objref, " is not a unix socket of the image");
+  if (!st->queued.insert(q.objref).second) return r.FieldError("objref", q.objref, " has a second queue");
+  if (!st->stash.empty()) {
+    return r.FieldError("objref", q.objref, ": the other end of the connection made by ",
+                        st->stash.begin()->first, "'s peer was never restored");
+  }
+  RETURN_IF_ERROR(CheckPeer(r, *st, q.objref, me->second));
   if (q.data_size > image::kMaxUnixQueueData) return r.FieldError("data_size", q.data_size);
   if (q.nr_pending > image::kMaxUnixPending) return r.FieldError("nr_pending", q.nr_pending);
   const Restored& sock = me->second;

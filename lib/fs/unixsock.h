@@ -56,6 +56,10 @@ absl::StatusOr<std::vector<std::string>> UnixPeerProblems(const std::map<uint64_
 absl::Status ResolveUnixSockets(objhash::ObjHash& objects, const std::set<pid_t>& tree,
                                 const std::vector<std::string>& external, uint32_t dump_flags);
 
+// For a dump that failed: the backlogs ResolveUnixSockets accepted to read
+// them (lost to the listener), for the error; empty if none.
+std::string TakenBacklogs(const objhash::ObjHash& objects);
+
 }  // namespace ckpt::fs
 
 #endif  // LIBCKPT_LIB_FS_UNIXSOCK_H_

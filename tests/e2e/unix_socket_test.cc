@@ -396,5 +396,52 @@ TEST_F(UnixSocketTest, PythonMultiprocessingManagerKeepsServingItsClients) {
   ExpectNthPass(*s, 1);
 }
 
+// States the dump cannot save faithfully are refused, naming what, before
+// anything is written, and the tree runs on as it was.
+void RefusedAndIntact(const std::vector<std::string>& args, const std::string& why) {
+  absl::StatusOr<Subject> s = StartSubject("unix_edges", args);
+  ASSERT_TRUE(s.ok()) << s.status();
+  TreeGuard guard(*s);
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  const std::string image = TempPath("unix_edges-" + args[0] + ".img");
+  absl::Status st = DumpToFile(s->pid, image);
+  ASSERT_FALSE(st.ok()) << args[0] << " was dumped";
+  EXPECT_THAT(st.message(), HasSubstr(absl::StrCat("task ", s->pid, " fd "))) << st;
+  EXPECT_THAT(st.message(), HasSubstr(why)) << st;
+  struct stat img;
+  EXPECT_TRUE(stat(image.c_str(), &img) != 0 || img.st_size == 0) << "bytes were written before the refusal";
+  ExpectNthPass(*s, 1);
+}
+
+TEST_F(UnixSocketTest, AnOutOfBandByteIsRefused) { RefusedAndIntact({"oob"}, "out-of-band"); }
+
+TEST_F(UnixSocketTest, ARelativeNameWhoseDirectoryIsNotKnownIsRefused) {
+  SocketDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  RefusedAndIntact({"relative", dir.path()}, "relative name rel.sock");
+}
+
+TEST_F(UnixSocketTest, FdsBehindPlainBytesWithThePeerGoneAreRefused) {
+  RefusedAndIntact({"gonefd"}, "its peer is gone");
+}
+
+// A seqpacket connection not yet accepted whose client closed: accepted
+// after the restore, its message, then end of file.
+TEST_F(UnixSocketTest, APendingSeqpacketConnectionOfAClosedClient) {
+  DumpKillRestorePasses("unix_edges", {"seqpend"}, 1);
+}
+
+// Datagrams from another sender after one from the peer it connected to
+// later: refilled in that order.
+TEST_F(UnixSocketTest, DatagramsFromOthersAroundThePeersBeforeItConnected) {
+  DumpKillRestorePasses("unix_edges", {"dgorder"}, 1);
+}
+
+// The split of a stream message that carries fds (taken out and sent
+// again) leaves SO_PEEK_OFF as it was.
+TEST_F(UnixSocketTest, LeaveRunningKeepsThePeekOffsetAndWhereFdsCome) {
+  LeaveRunningPassesThenRestoresAndPasses("unix_edges", {"peekoff"});
+}
+
 }  // namespace
 }  // namespace ckpt::testing
