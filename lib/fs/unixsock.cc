@@ -25,6 +25,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "lib/base/fd.h"
 #include "lib/base/status.h"
@@ -58,7 +59,11 @@ constexpr image::FieldSpec kUnixSockFields[] = {
     CKPT_FIELD(image::ckpt_unix_sock, uid, kUnsigned),
     CKPT_FIELD(image::ckpt_unix_sock, gid, kUnsigned),
     CKPT_FIELD(image::ckpt_unix_sock, peer_name_len, kUnsigned),
+    CKPT_FIELD(image::ckpt_unix_sock, cred_uid, kUnsigned),
     CKPT_FIELD(image::ckpt_unix_sock, ino, kUnsigned),
+    CKPT_FIELD(image::ckpt_unix_sock, cred_gid, kUnsigned),
+    CKPT_FIELD(image::ckpt_unix_sock, pair_cred_uid, kUnsigned),
+    CKPT_FIELD(image::ckpt_unix_sock, pair_cred_gid, kUnsigned),
 };
 constexpr uint32_t kMaxSunPath = sizeof(((struct sockaddr_un*)nullptr)->sun_path);
 CKPT_RECORD(image::CKPT_HDR_UNIX_SOCK, "UNIX_SOCK", image::ckpt_unix_sock, kUnixSockFields,
@@ -147,6 +152,7 @@ struct SockInfo {
   bool peer_gone = false;
   std::string peer_name;         // dgram connected outside the tree: connect by name
   uint32_t mode = 0, uid = 0, gid = 0;
+  uint32_t cred_uid = image::kUnixNoCred, cred_gid = image::kUnixNoCred;  // SO_PEERCRED
   bool written = false;
   bool backlog_taken = false;  // its backlog was accepted here, to be read
   // The fds this process holds for the socket: a copy of it, fds in
@@ -589,6 +595,14 @@ absl::StatusOr<uint32_t> RegisterUnixTarget(objhash::ObjHash& objects, const FdP
   ASSIGN_OR_RETURN(int passcred, GetInt(c, SOL_SOCKET, SO_PASSCRED, "SO_PASSCRED"));
   s.passcred = passcred != 0;
   ASSIGN_OR_RETURN(s.rcvtimeo_ns, GetTimeo(c, SO_RCVTIMEO, "SO_RCVTIMEO"));
+  {
+    struct ucred peer {};
+    socklen_t len = sizeof(peer);
+    if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &peer, &len) == 0 && peer.pid != 0) {
+      s.cred_uid = peer.uid;
+      s.cred_gid = peer.gid;
+    }
+  }
   ASSIGN_OR_RETURN(s.sndtimeo_ns, GetTimeo(c, SO_SNDTIMEO, "SO_SNDTIMEO"));
   RETURN_IF_ERROR(LocateName(p.pid, s, who));
   if (s.diag.state != kTcpListen) {
@@ -929,6 +943,8 @@ absl::Status CheckpointUnix(objhash::CheckpointContext& ctx, const objhash::ObjH
   rec.objref = entry.objref;
   rec.type = s.diag.type;
   rec.ino = s.diag.ino;
+  rec.cred_uid = rec.pair_cred_uid = image::kUnixNoCred;
+  rec.cred_gid = rec.pair_cred_gid = image::kUnixNoCred;
   std::string name, dir, peer_name;
   if (s.external) {
     rec.flags = image::kUnixExternal;
@@ -952,6 +968,10 @@ absl::Status CheckpointUnix(objhash::CheckpointContext& ctx, const objhash::ObjH
       rec.uid = s.uid;
       rec.gid = s.gid;
     }
+    if (d.type != SOCK_DGRAM) {
+      rec.cred_uid = s.cred_uid;
+      rec.cred_gid = s.cred_gid;
+    }
     if (d.state == kTcpListen) {
       rec.state = image::kUnixListening;
       rec.backlog = d.wqueue;
@@ -959,6 +979,18 @@ absl::Status CheckpointUnix(objhash::CheckpointContext& ctx, const objhash::ObjH
       rec.state = image::kUnixConnected;
       rec.flags |= image::kUnixPending;
       ASSIGN_OR_RETURN(rec.peer_ref, PeerRef(*ctx.objects, s, s.pending_on));
+      // What the listener's side will see: the ids of the task that
+      // connected it (as far as one can tell: the one that holds it).
+      if (s.pid != getpid()) {
+        absl::StatusOr<std::string> status = ReadFile(absl::StrCat("/proc/", s.pid, "/status"));
+        for (absl::string_view line : absl::StrSplit(status.ok() ? *status : "", '\n')) {
+          uint32_t* to = absl::ConsumePrefix(&line, "Uid:") ? &rec.pair_cred_uid
+                         : absl::ConsumePrefix(&line, "Gid:") ? &rec.pair_cred_gid
+                                                              : nullptr;
+          std::vector<absl::string_view> ids = absl::StrSplit(line, '\t', absl::SkipWhitespace());
+          if (to != nullptr && ids.size() >= 2) absl::SimpleAtoi(ids[1], to);  // effective
+        }
+      }
     } else if (s.peer_gone && d.type != SOCK_DGRAM) {
       rec.state = image::kUnixConnected;
       rec.flags |= image::kUnixPeerGone;
@@ -990,6 +1022,10 @@ absl::Status CheckpointUnix(objhash::CheckpointContext& ctx, const objhash::ObjH
           rec.flags |= image::kUnixPairTaker;
         } else {
           rec.flags |= image::kUnixPairMaker;
+          if (d.type != SOCK_DGRAM) {
+            rec.pair_cred_uid = peer.cred_uid;
+            rec.pair_cred_gid = peer.cred_gid;
+          }
           if (peer.borrowed) {
             rec.flags |= image::kUnixPeerBorrowed;
             peer_name = peer.diag.name;
@@ -1066,8 +1102,17 @@ absl::Status CheckpointUnixQueue(objhash::CheckpointContext& ctx, const objhash:
 // Runs `fn` on a thread of its own whose root and working directory are
 // `root` and `cwd` (either may be empty: unchanged): a name bound or looked
 // up there resolves inside, while every other thread keeps its own.
-absl::Status InDir(const std::string& root, const std::string& cwd, const std::function<absl::Status()>& fn) {
-  if (root.empty() && cwd.empty()) return fn();
+// The ids a connection is made with (SO_PEERCRED shows them to the other
+// end); kUnixNoCred: the restorer's.
+struct Ids {
+  uint32_t uid = image::kUnixNoCred;
+  uint32_t gid = image::kUnixNoCred;
+  bool set() const { return uid != image::kUnixNoCred || gid != image::kUnixNoCred; }
+};
+
+absl::Status InDirAs(const std::string& root, const std::string& cwd, const Ids& as,
+                     const std::function<absl::Status()>& fn) {
+  if (root.empty() && cwd.empty() && !as.set()) return fn();
   absl::Status st;
   std::thread t;
   auto body = [&] {
@@ -1083,6 +1128,16 @@ absl::Status InDir(const std::string& root, const std::string& cwd, const std::f
       st = ErrnoError(errno, "chdir ", cwd);
       return;
     }
+    // This thread's own effective ids only (the raw syscalls: glibc's
+    // would change every thread's); the thread ends after fn.
+    if (as.gid != image::kUnixNoCred && syscall(SYS_setresgid, -1, as.gid, -1) != 0) {
+      st = ErrnoError(errno, "setresgid to ", as.gid);
+      return;
+    }
+    if (as.uid != image::kUnixNoCred && syscall(SYS_setresuid, -1, as.uid, -1) != 0) {
+      st = ErrnoError(errno, "setresuid to ", as.uid);
+      return;
+    }
     st = fn();
   };
   try {
@@ -1092,6 +1147,10 @@ absl::Status InDir(const std::string& root, const std::string& cwd, const std::f
   }
   t.join();
   return st;
+}
+
+absl::Status InDir(const std::string& root, const std::string& cwd, const std::function<absl::Status()>& fn) {
+  return InDirAs(root, cwd, Ids{}, fn);
 }
 
 // What the restore keeps of one socket, for its link and the late pass.
@@ -1106,6 +1165,7 @@ struct Restored {
   std::string root;  // the private directory a hidden name is bound in
   std::string dir;   // a relative name's directory
   std::string peer_name;
+  Ids pair_ids;      // a client waiting in a backlog: the ids it connects with
   int fd = -1;       // the restorer's (owned by the restore table)
   uint64_t ino = 0;
 };
@@ -1146,8 +1206,10 @@ absl::StatusOr<std::string> NewHiddenRoot(UnixState& st, const std::string& name
     if (mkdtemp(tmpl) == nullptr) return ErrnoError(errno, "mkdtemp ", tmpl);
     st.hidden->path = tmpl;
   }
+  // Searchable inside (a connection may be made with another's ids); the
+  // directory above is this process's only.
   std::string root = absl::StrCat(st.hidden->path, "/", st.next_hidden++);
-  if (mkdir(root.c_str(), 0700) != 0) return ErrnoError(errno, "mkdir ", root);
+  if (mkdir(root.c_str(), 0711) != 0) return ErrnoError(errno, "mkdir ", root);
   // The directories the name lies in, inside.
   const std::string path(name.c_str());
   if (absl::StrContains(absl::StrCat(path, "/"), "../")) {
@@ -1157,7 +1219,7 @@ absl::StatusOr<std::string> NewHiddenRoot(UnixState& st, const std::string& name
   size_t at = 0;
   while ((at = rooted.find('/', at + 1)) != std::string::npos) {
     std::string d = root + rooted.substr(0, at);
-    if (mkdir(d.c_str(), 0700) != 0 && errno != EEXIST) return ErrnoError(errno, "mkdir ", d);
+    if (mkdir(d.c_str(), 0711) != 0 && errno != EEXIST) return ErrnoError(errno, "mkdir ", d);
   }
   return root;
 }
@@ -1173,8 +1235,9 @@ absl::Status BindIn(int fd, const std::string& name, const std::string& root, co
   });
 }
 
-absl::Status ConnectIn(int fd, const std::string& name, const std::string& root, const std::string& dir) {
-  return InDir(root, dir, [&]() -> absl::Status {
+absl::Status ConnectIn(int fd, const std::string& name, const std::string& root, const std::string& dir,
+                       const Ids& as = {}) {
+  return InDirAs(root, dir, as, [&]() -> absl::Status {
     struct sockaddr_un a;
     socklen_t len = MakeAddr(name, &a);
     int r;
@@ -1231,7 +1294,11 @@ absl::Status BindOwn(UnixState& st, int fd, const std::string& name, const std::
   if (IsAbstract(name)) return BindIn(fd, name, "", "");
   if (rec.flags & image::kUnixNameHidden) {
     ASSIGN_OR_RETURN(r.root, NewHiddenRoot(st, name));
-    return BindIn(fd, name, r.root, "");
+    RETURN_IF_ERROR(BindIn(fd, name, r.root, ""));
+    // Its clients in the tree connect with their own ids.
+    const std::string file = r.root + (name[0] == '/' ? "" : "/") + std::string(name.c_str());
+    if (chmod(file.c_str(), 0777) != 0) return ErrnoError(errno, "chmod ", file);
+    return absl::OkStatus();
   }
   r.dir = dir;
   return BindPath(st, fd, name, dir, rec);
@@ -1241,8 +1308,13 @@ absl::Status BindOwn(UnixState& st, int fd, const std::string& name, const std::
 // borrowed from a listener: made through a listener of that name (the
 // restored one, for an abstract name that one holds; else a temporary one,
 // in a private directory for a path). Returns {the borrowing end, the other}.
+// `client_sees` and `server_sees`: the ids each end is to see as its
+// peer's (SO_PEERCRED): a temporary listener listens with the first, the
+// client connects with the second.
 absl::StatusOr<std::pair<UniqueFd, UniqueFd>> PairThroughListener(UnixState& st, uint32_t type,
-                                                                   const std::string& name) {
+                                                                   const std::string& name,
+                                                                   const Ids& client_sees,
+                                                                   const Ids& server_sees) {
   UniqueFd temp;
   int listener = -1;
   std::string root;
@@ -1255,15 +1327,36 @@ absl::StatusOr<std::pair<UniqueFd, UniqueFd>> PairThroughListener(UnixState& st,
       ASSIGN_OR_RETURN(root, NewHiddenRoot(st, name));
     }
     RETURN_IF_ERROR(BindIn(temp.get(), name, root, ""));
-    if (listen(temp.get(), 1) != 0) return ErrnoError(errno, "listen");
+    if (IsPath(name) && name[0] == '/') {
+      // Reachable by the client's ids, inside its private directory.
+      const std::string file = root + std::string(name.c_str());
+      if (chmod(file.c_str(), 0777) != 0) return ErrnoError(errno, "chmod ", file);
+    }
+    RETURN_IF_ERROR(InDirAs("", "", client_sees, [&]() -> absl::Status {
+      if (listen(temp.get(), 1) != 0) return ErrnoError(errno, "listen");
+      return absl::OkStatus();
+    }));
     listener = temp.get();
   }
   UniqueFd client(socket(AF_UNIX, static_cast<int>(type) | SOCK_CLOEXEC, 0));
   if (!client.valid()) return ErrnoError(errno, "socket");
-  RETURN_IF_ERROR(ConnectIn(client.get(), name, root, ""));
+  RETURN_IF_ERROR(ConnectIn(client.get(), name, root, "", server_sees));
   UniqueFd server(accept4(listener, nullptr, nullptr, SOCK_CLOEXEC));
   if (!server.valid()) return ErrnoError(errno, "accept on ", PrintableUnixName(name));
   return std::make_pair(std::move(server), std::move(client));
+}
+
+// A socket pair made with `as` (both ends see those ids as their peer's).
+absl::StatusOr<std::pair<UniqueFd, UniqueFd>> MakePair(int type, const Ids& as) {
+  std::pair<UniqueFd, UniqueFd> out;
+  RETURN_IF_ERROR(InDirAs("", "", as, [&]() -> absl::Status {
+    int sv[2];
+    if (socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) != 0) return ErrnoError(errno, "socketpair");
+    out.first.reset(sv[0]);
+    out.second.reset(sv[1]);
+    return absl::OkStatus();
+  }));
+  return out;
 }
 
 absl::Status SetInt(int fd, int opt, int v, const char* what) {
@@ -1390,8 +1483,11 @@ absl::StatusOr<objhash::RestoredObject> RestoreUnix(objhash::RestoreContext& ctx
     return r.FieldError("backlog", u.backlog, " does not fit the socket's state");
   }
 
+  if (u.reserved != 0) return r.FieldError("reserved", u.reserved, " is not zero");
+  const Ids me_ids{u.cred_uid, u.cred_gid}, pair_ids{u.pair_cred_uid, u.pair_cred_gid};
   std::shared_ptr<UnixState> st = StateOf(ctx);
   Restored res;
+  res.pair_ids = pair_ids;
   res.type = u.type;
   res.state = u.state;
   res.flags = u.flags;
@@ -1424,31 +1520,25 @@ absl::StatusOr<objhash::RestoredObject> RestoreUnix(objhash::RestoreContext& ctx
     }
     UniqueFd other;
     if (u.flags & image::kUnixNameBorrowed) {
-      ASSIGN_OR_RETURN(auto pair, PairThroughListener(*st, u.type, name));
+      ASSIGN_OR_RETURN(auto pair, PairThroughListener(*st, u.type, name, pair_ids, me_ids));
       sock = std::move(pair.first);
       other = std::move(pair.second);
     } else if (u.flags & image::kUnixPeerBorrowed) {
-      ASSIGN_OR_RETURN(auto pair, PairThroughListener(*st, u.type, peer_name));
+      ASSIGN_OR_RETURN(auto pair, PairThroughListener(*st, u.type, peer_name, me_ids, pair_ids));
       sock = std::move(pair.second);
       other = std::move(pair.first);
     } else {
-      int sv[2];
-      if (socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) != 0) return ErrnoError(errno, "socketpair");
-      sock.reset(sv[0]);
-      other.reset(sv[1]);
+      ASSIGN_OR_RETURN(std::tie(sock, other), MakePair(type, me_ids));
     }
     st->stash[u.peer_ref] = std::move(other);
   } else if (u.flags & image::kUnixPeerGone) {
     UniqueFd other;
     if (u.flags & image::kUnixNameBorrowed) {
-      ASSIGN_OR_RETURN(auto pair, PairThroughListener(*st, u.type, name));
+      ASSIGN_OR_RETURN(auto pair, PairThroughListener(*st, u.type, name, Ids{}, me_ids));
       sock = std::move(pair.first);
       other = std::move(pair.second);
     } else {
-      int sv[2];
-      if (socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) != 0) return ErrnoError(errno, "socketpair");
-      sock.reset(sv[0]);
-      other.reset(sv[1]);
+      ASSIGN_OR_RETURN(std::tie(sock, other), MakePair(type, me_ids));
     }
     st->temps[u.objref] = std::move(other);
   } else {
@@ -1462,7 +1552,11 @@ absl::StatusOr<objhash::RestoredObject> RestoreUnix(objhash::RestoreContext& ctx
   const std::string what = absl::StrCat("unix socket ", UnixName(u.ino));
   RETURN_IF_ERROR(Annotate(BindOwn(*st, fd, name, dir, u, res), what));
   if (u.state == image::kUnixListening) {
-    if (listen(fd, static_cast<int>(u.backlog)) != 0) return ErrnoError(errno, "listen on ", what);
+    // With the ids its clients are to see (SO_PEERCRED).
+    RETURN_IF_ERROR(InDirAs("", "", me_ids, [&]() -> absl::Status {
+      if (listen(fd, static_cast<int>(u.backlog)) != 0) return ErrnoError(errno, "listen on ", what);
+      return absl::OkStatus();
+    }));
   }
   if (u.flags & image::kUnixPassCred) RETURN_IF_ERROR(SetInt(fd, SO_PASSCRED, 1, "SO_PASSCRED"));
   RETURN_IF_ERROR(SetBuf(fd, false, u.rcvbuf));
@@ -1649,10 +1743,12 @@ absl::Status RunQueueStep(objhash::LateContext& lc, UnixState& st, const QueueSt
     UniqueFd temp;
     int client = -1;
     uint32_t sndbuf = 0;
+    Ids as;
     if (p.h.client_ref != 0) {
       const Restored& c = st.socks.at(p.h.client_ref);
       client = c.fd;
       sndbuf = c.sndbuf;
+      as = c.pair_ids;
     } else {
       temp.reset(socket(AF_UNIX, static_cast<int>(me.type) | SOCK_CLOEXEC, 0));
       if (!temp.valid()) return ErrnoError(errno, "socket");
@@ -1661,7 +1757,7 @@ absl::Status RunQueueStep(objhash::LateContext& lc, UnixState& st, const QueueSt
     // Non-blocking: a full backlog fails rather than waits.
     const int fl = fcntl(client, F_GETFL);
     fcntl(client, F_SETFL, fl | O_NONBLOCK);
-    absl::Status c = ConnectIn(client, me.name, me.root, me.dir);
+    absl::Status c = ConnectIn(client, me.name, me.root, me.dir, as);
     fcntl(client, F_SETFL, fl);
     RETURN_IF_ERROR(Annotate(c, absl::StrCat(who, ": a connection of its backlog")));
     if (p.h.client_ref != 0) st.pending_connected.insert(p.h.client_ref);

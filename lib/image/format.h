@@ -477,10 +477,21 @@ struct ckpt_unix_sock {
   uint32_t uid;       // ... and its owner
   uint32_t gid;
   uint32_t peer_name_len;
-  uint32_t reserved;
+  // SO_PEERCRED: the uid and gid this end sees for its peer (a listener:
+  // whoever called listen()); kUnixNoCred: none. The connection is made
+  // again with those ids (the pid is the restorer's).
+  uint32_t cred_uid;
   uint64_t ino;       // its inode when dumped (names it in messages)
+  uint32_t cred_gid;
+  // A pair maker: what its peer sees (cred_* of the other end); a client
+  // waiting in a backlog: the ids its listener's side is to see (those of
+  // the task that holds it).
+  uint32_t pair_cred_uid;
+  uint32_t pair_cred_gid;
+  uint32_t reserved;
 };
-static_assert(sizeof(ckpt_unix_sock) == 96);
+static_assert(sizeof(ckpt_unix_sock) == 112);
+inline constexpr uint32_t kUnixNoCred = 0xffffffffu;
 
 // A socket's receive queue, and a listener's backlog: the struct, then
 // nr_msgs messages, then nr_pending times (ckpt_unix_pending, its

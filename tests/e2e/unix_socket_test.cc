@@ -443,5 +443,12 @@ TEST_F(UnixSocketTest, LeaveRunningKeepsThePeekOffsetAndWhereFdsCome) {
   LeaveRunningPassesThenRestoresAndPasses("unix_edges", {"peekoff"});
 }
 
+// SO_PEERCRED: pairs, connections, listeners and a waiting connection of a
+// child running as another user keep the uid and gid each end sees (host
+// only: the sandbox's user namespace maps no uid 1234).
+TEST_F(UnixSocketTest, PeerCredentialsKeepTheirIds) {
+  DumpKillRestorePasses("unix_edges", {"peercred"}, 2);
+}
+
 }  // namespace
 }  // namespace ckpt::testing

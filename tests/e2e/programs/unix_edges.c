@@ -20,6 +20,13 @@
  *   peekoff  a stream pair with SO_PEEK_OFF 2 on the reader, "HDR1" and
  *            "PAY" with an fd queued: a dump that leaves it running keeps
  *            the offset and the messages (fd with PAY only).
+ *   peercred a child running as uid 1234, gid 2345 holds a socket pair it
+ *            made, a connection to its parent's listener, and a listener
+ *            of its own with a connection from the parent waiting; the
+ *            parent holds the accepted end. After the restore every
+ *            SO_PEERCRED uid and gid is what it was (the listener's side
+ *            of the waiting connection sees the parent's once accepted).
+ *            Needs a user namespace that maps those ids.
  * argv[2]: a directory for the relative name (mode relative only).
  */
 #define _GNU_SOURCE
@@ -27,6 +34,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 
 #include "subject.h"
 
@@ -78,6 +86,67 @@ static void check_hdr_pay(int s) {
   SUBJECT_CHECK(n == 4 && memcmp(buf, "HDR1", 4) == 0 && nf == 0, "HDR1: %zd bytes, %d fds", n, nf);
   n = recv_n(s, buf, 3, &nf);
   SUBJECT_CHECK(n == 3 && memcmp(buf, "PAY", 3) == 0 && nf == 1, "PAY: %zd bytes, %d fds", n, nf);
+}
+
+/* SO_PEERCRED of `s` is uid/gid. */
+static void check_peer(int s, uid_t uid, gid_t gid, const char *what) {
+  struct ucred c = {0};
+  socklen_t l = sizeof(c);
+  SUBJECT_CHECK(getsockopt(s, SOL_SOCKET, SO_PEERCRED, &c, &l) == 0 && c.uid == uid && c.gid == gid,
+                "%s: SO_PEERCRED uid %u gid %u, want %u %u", what, c.uid, c.gid, uid, gid);
+}
+
+static int peercred_main(void) {
+  struct sockaddr_un la, ca;
+  socklen_t ll = abstract(&la, "libckpt-peercred-parent"), cl = abstract(&ca, "libckpt-peercred-child");
+  int l = socket(AF_UNIX, SOCK_STREAM, 0);
+  if (l < 0 || bind(l, (struct sockaddr *)&la, ll) || listen(l, 4)) return 2;
+  int sync[2];
+  if (pipe(sync)) return 2;
+  subject_install();
+  pid_t child = fork();
+  if (child == 0) {
+    close(sync[0]);
+    int sp[2], c = socket(AF_UNIX, SOCK_STREAM, 0), cl_sock = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (setresgid(2345, 2345, 2345) || setresuid(1234, 1234, 1234)) {
+      printf("FAIL: setresuid: %s\n", strerror(errno));
+      fflush(stdout);
+      _exit(3);
+    }
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp) || connect(c, (struct sockaddr *)&la, ll) ||
+        bind(cl_sock, (struct sockaddr *)&ca, cl) || listen(cl_sock, 4))
+      _exit(2);
+    check_peer(sp[0], 1234, 2345, "child's pair, before");
+    check_peer(c, 0, 0, "child's client, before");
+    if (write(sync[1], "r", 1) != 1) _exit(2);
+    subject_wait();
+    check_peer(sp[0], 1234, 2345, "child's pair");
+    check_peer(sp[1], 1234, 2345, "child's pair, other end");
+    check_peer(c, 0, 0, "child's client (sees its parent's listener)");
+    check_peer(cl_sock, 1234, 2345, "child's listener");
+    int a = accept4(cl_sock, NULL, NULL, SOCK_NONBLOCK);
+    SUBJECT_CHECK(a >= 0, "accept the parent's waiting connection: %s", strerror(errno));
+    if (a >= 0) check_peer(a, 0, 0, "the parent's connection, accepted");
+    fflush(stdout);
+    _exit(subject_failures ? 1 : 0);
+  }
+  close(sync[1]);
+  char r;
+  if (read(sync[0], &r, 1) != 1) return 2;
+  int s = accept(l, NULL, NULL), w = socket(AF_UNIX, SOCK_STREAM, 0);
+  if (s < 0 || w < 0 || connect(w, (struct sockaddr *)&ca, cl)) return 2;
+  check_peer(s, 1234, 2345, "parent's accepted end, before");
+  printf("CHILDREN %d\n", child);
+  subject_ready();
+  subject_wait();
+  check_peer(s, 1234, 2345, "parent's accepted end");
+  check_peer(w, 1234, 2345, "parent's waiting client (sees the child's listener)");
+  check_peer(l, 0, 0, "parent's listener");
+  kill(child, SIGUSR1);
+  int status;
+  waitpid(child, &status, 0);
+  SUBJECT_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child failed");
+  return subject_verdict();
 }
 
 int main(int argc, char **argv) {
@@ -158,6 +227,8 @@ int main(int argc, char **argv) {
     SUBJECT_CHECK(sendto(p, "p2", 2, 0, (struct sockaddr *)&d_a, dl) == 2 && recv(d, buf, sizeof(buf), MSG_DONTWAIT) == 2,
                   "its peer cannot send to it");
     SUBJECT_CHECK(sendto(s, "s3", 2, 0, (struct sockaddr *)&d_a, dl) < 0, "another than its peer can send to it");
+  } else if (strcmp(mode, "peercred") == 0) {
+    return peercred_main();
   } else if (strcmp(mode, "peekoff") == 0) {
     int sp[2], two = 2, zero = 0;
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp) || setsockopt(sp[1], SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof(zero)) ||
