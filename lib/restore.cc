@@ -448,7 +448,7 @@ absl::StatusOr<pid_t> RestoreRun::AddThread(TaskRestore& t, const task::ThreadSt
   if (thread.restart) {
     ASSIGN_OR_RETURN(regs, task::PrimeRestart(inj, thread.regs, *thread.restart, start_ns_));
   }
-  if (InSyscall(thread.regs)) in_syscall_.push_back(nrs.back());
+  if (InSyscall(thread.regs)) in_syscall_.push_back(tid);
   RETURN_IF_ERROR(inj.ParkWith(regs, thread.sigmask));
   return nrs.back();
 }

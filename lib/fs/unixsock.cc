@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <poll.h>
 #include <sched.h>
 #include <linux/capability.h>
 #include <sys/socket.h>
@@ -183,6 +184,13 @@ absl::Status SetPeekOff(int fd, int off) {
   return absl::OkStatus();
 }
 
+absl::Status SetLowat(int fd, int v) {
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof(v)) != 0) {
+    return ErrnoError(errno, "setsockopt SO_RCVLOWAT");
+  }
+  return absl::OkStatus();
+}
+
 struct Peeked {
   ssize_t n = 0;
   bool truncated = false;
@@ -252,8 +260,20 @@ absl::StatusOr<std::vector<Msg>> ReadQueue(int fd, const UnixDiag& d, const std:
   // A stream's (or seqpacket's) queue holds d.rqueue bytes: reading stops
   // there, since a read past the end would take a pending error (the
   // ECONNRESET of a peer that closed with data unread) with it.
-  const bool counted = type != SOCK_DGRAM;
+  const bool counted = type == SOCK_STREAM;
+  if (type != SOCK_STREAM) {
+    // A datagram-style read takes a pending error before any message, even
+    // a peek: an error waiting (SO_ERROR) is seen without clearing it.
+    struct pollfd pfd = {fd, 0, 0};
+    if (poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLERR)) {
+      return absl::UnimplementedError(
+          absl::StrCat(who, ": an error is pending on it (SO_ERROR): not supported yet"));
+    }
+  }
   ASSIGN_OR_RETURN(int saved_off, GetInt(fd, SOL_SOCKET, SO_PEEK_OFF, "SO_PEEK_OFF"));
+  // A stream read waits for SO_RCVLOWAT bytes: 1 while the queue is read.
+  ASSIGN_OR_RETURN(int saved_lowat, GetInt(fd, SOL_SOCKET, SO_RCVLOWAT, "SO_RCVLOWAT"));
+  if (saved_lowat != 1) RETURN_IF_ERROR(SetLowat(fd, 1));
   {
     // An out-of-band byte (MSG_OOB) waiting: a peek would give it inline.
     char oob;
@@ -326,6 +346,10 @@ absl::StatusOr<std::vector<Msg>> ReadQueue(int fd, const UnixDiag& d, const std:
   }
   absl::Status back = SetPeekOff(fd, saved_off);
   if (!back.ok()) fail(back);
+  if (saved_lowat != 1) {
+    absl::Status lowat = SetLowat(fd, saved_lowat);
+    if (!lowat.ok()) fail(lowat);
+  }
   if (!st.ok()) {
     for (Msg& m : out) {
       for (int f : m.raw_fds) close(f);
@@ -422,20 +446,28 @@ absl::Status SplitAtFds(int fd, std::vector<Msg>& msgs, const std::string& who) 
 }
 
 // Whether this process may send as others (SCM_CREDENTIALS of another
-// process) past the buffer limits (SO_SNDBUFFORCE).
+// process).
 bool CanSendAsOthers() {
   struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
   struct __user_cap_data_struct d[2] = {};
   if (syscall(SYS_capget, &h, d) != 0) return false;
   auto has = [&](int cap) { return (d[cap / 32].effective >> (cap % 32)) & 1; };
-  return has(CAP_NET_ADMIN) && has(CAP_SYS_ADMIN) && has(CAP_SETUID) && has(CAP_SETGID);
+  return has(CAP_SYS_ADMIN) && has(CAP_SETUID) && has(CAP_SETGID);
+}
+
+// Sets SO_SNDBUF back to `value` as getsockopt gave it (the kernel doubles
+// what it is told).
+void RestoreSndbuf(int fd, uint32_t value) {
+  const int half = static_cast<int>(value / 2);
+  if (half <= 0) return;
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &half, sizeof(half)) != 0) {
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &half, sizeof(half));
+  }
 }
 
 // Puts `msgs` back into the queue they were taken from, from its peer `from`
 // (with `from_sndbuf`, as getsockopt gave it).
 absl::Status Resend(int from, uint32_t from_sndbuf, const std::vector<Msg>& msgs, const std::string& who) {
-  const int big = 64 << 20;
-  setsockopt(from, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof(big));
   for (const Msg& m : msgs) {
     alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * image::kMaxUnixMsgFds) +
                                          CMSG_SPACE(sizeof(struct ucred))];
@@ -474,8 +506,7 @@ absl::Status Resend(int from, uint32_t from_sndbuf, const std::vector<Msg>& msgs
       return ErrnoError(n < 0 ? errno : EIO, who, ": putting its queue back (its data is lost)");
     }
   }
-  const int half = static_cast<int>(from_sndbuf / 2);
-  if (half > 0) setsockopt(from, SOL_SOCKET, SO_SNDBUFFORCE, &half, sizeof(half));
+  RestoreSndbuf(from, from_sndbuf);
   return absl::OkStatus();
 }
 
@@ -826,9 +857,10 @@ absl::Status ResolveUnixSockets(objhash::ObjHash& objects, const std::set<pid_t>
   // cannot send them again (the fds would come with other bytes).
   for (auto& [ino, s] : infos) {
     if (s->diag.type != SOCK_STREAM || s->external) continue;
-    bool unknown = false, creds_gone = false;
+    bool unknown = false, creds_gone = false, creds = false;
     for (const Msg& m : s->queue) {
       unknown |= m.fds_start_unknown;
+      creds |= m.creds;
       creds_gone |= m.creds && kill(m.pid, 0) != 0 && errno != EPERM;
     }
     if (!unknown) continue;
@@ -841,8 +873,8 @@ absl::Status ResolveUnixSockets(objhash::ObjHash& objects, const std::set<pid_t>
       why = "it is shut down";
     } else if (creds_gone) {
       why = "a process whose credentials the queue carries is gone";
-    } else if (!CanSendAsOthers()) {
-      why = "this process lacks CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_SETUID or CAP_SETGID";
+    } else if (creds && !CanSendAsOthers()) {
+      why = "this process lacks CAP_SYS_ADMIN, CAP_SETUID or CAP_SETGID to send the credentials again";
     }
     if (!why.empty()) {
       return absl::UnimplementedError(absl::StrCat(
@@ -850,10 +882,32 @@ absl::Status ResolveUnixSockets(objhash::ObjHash& objects, const std::set<pid_t>
           "come with shows only to a read that takes the bytes, which libckpt then sends again "
           "from the peer, but ", why));
     }
+    {
+      // Room for the whole queue in the peer's send buffer, or no taking:
+      // SO_SNDBUFFORCE where allowed, else as much as SO_SNDBUF gives.
+      const int big = 64 << 20;
+      const int pc = peer->second->copy;
+      if (setsockopt(pc, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof(big)) != 0) {
+        setsockopt(pc, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+        uint64_t need = 0;
+        for (const Msg& m : s->queue) need += m.data.size() + 1024;  // and each skb's overhead
+        absl::StatusOr<int> got = GetInt(pc, SOL_SOCKET, SO_SNDBUF, "SO_SNDBUF");
+        if (!got.ok() || static_cast<uint64_t>(*got) < need) {
+          RestoreSndbuf(pc, peer->second->sndbuf);
+          return absl::UnimplementedError(absl::StrCat(
+              who, ": its queue (", need, " bytes to send again) does not fit its peer's send "
+              "buffer, and SO_SNDBUFFORCE is not allowed here"));
+        }
+      }
+    }
     ASSIGN_OR_RETURN(int peek_off, GetInt(s->copy, SOL_SOCKET, SO_PEEK_OFF, "SO_PEEK_OFF"));
-    RETURN_IF_ERROR(SplitAtFds(s->copy, s->queue, who));
-    RETURN_IF_ERROR(Resend(peer->second->copy, peer->second->sndbuf, s->queue, who));
-    RETURN_IF_ERROR(SetPeekOff(s->copy, peek_off));
+    absl::Status moved = SplitAtFds(s->copy, s->queue, who);
+    if (moved.ok()) moved = Resend(peer->second->copy, peer->second->sndbuf, s->queue, who);
+    absl::Status back = SetPeekOff(s->copy, peek_off);
+    if (!moved.ok()) {
+      return WithMessage(moved, absl::StrCat(moved.message(), " (its queued data may be lost)"));
+    }
+    RETURN_IF_ERROR(back);
   }
   // Backlogs: the connections waiting in each listener. Their data (if
   // any) is seen only by accepting them.
@@ -894,6 +948,10 @@ absl::Status ResolveUnixSockets(objhash::ObjHash& objects, const std::set<pid_t>
       if (fstat(conn.get(), &cst) != 0) return ErrnoError(errno, who, ": stat of an accepted connection");
       absl::StatusOr<UnixDiag> cd = QueryUnixSocket(cst.st_ino);
       if (!cd.ok()) return Annotate(cd.status(), who);
+      if (p.client_ino != 0 && cd->peer != p.client_ino) {
+        return absl::InternalError(absl::StrCat(who, ": an accepted connection is not from ",
+                                                UnixName(p.client_ino), " as its backlog said"));
+      }
       ASSIGN_OR_RETURN(p.msgs, ReadQueue(conn.get(), *cd, who));
       const int taken = conn.get();
       s->held->push_back(std::move(conn));
@@ -1000,6 +1058,10 @@ absl::Status CheckpointUnix(objhash::CheckpointContext& ctx, const objhash::ObjH
       peer_name = s.peer_name;
     } else if (d.peer != 0) {
       rec.state = image::kUnixConnected;
+      if (d.peer == d.ino) {
+        return absl::UnimplementedError(absl::StrCat(Who(s.pid, s.fd, d.ino),
+                                                     ": a dgram socket connected to itself is not supported"));
+      }
       ASSIGN_OR_RETURN(rec.peer_ref, PeerRef(*ctx.objects, s, d.peer));
       const auto& peer = std::any_cast<const SockInfo&>(ctx.objects->Get(rec.peer_ref)->data);
       const bool mutual = peer.diag.peer == d.ino;
@@ -1797,8 +1859,10 @@ absl::Status RunQueueStep(objhash::LateContext& lc, UnixState& st, const QueueSt
       return absl::OkStatus();
     };
     const std::string peer_name = peer != nullptr ? peer->name : me.peer_name;
-    size_t connect_at = 0;  // connect before message connect_at
-    for (size_t i = 0; i < q.msgs.size(); i++) {
+    // A peer outside the tree (connected by name): its messages come from
+    // a stand-in bound to its name, which must send before the connect.
+    size_t connect_at = peer == nullptr ? q.msgs.size() : 0;  // connect before message connect_at
+    for (size_t i = 0; peer != nullptr && i < q.msgs.size(); i++) {
       if (q.msgs[i].addr != peer_name) connect_at = i + 1;
     }
     for (size_t i = 0; i < q.msgs.size(); i++) {
