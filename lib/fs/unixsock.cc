@@ -639,13 +639,15 @@ absl::StatusOr<uint32_t> RegisterUnixTarget(objhash::ObjHash& objects, const FdP
   if (s.diag.state != kTcpListen) {
     ASSIGN_OR_RETURN(s.queue, ReadQueue(c, s.diag, who));
     for (const Msg& m : s.queue) {
-      if (m.creds && m.pid == 0) {
+      // A pid the restore cannot name again: the kernel refuses credentials
+      // of a process that is gone.
+      if (m.creds && (m.pid == 0 || (kill(m.pid, 0) != 0 && errno == ESRCH))) {
         for (const Msg& n : s.queue) {
           for (int f : n.raw_fds) close(f);
         }
         return absl::UnimplementedError(absl::StrCat(
-            who, ": a queued message carries the credentials of a process this one cannot see "
-            "(pid 0): not supported"));
+            who, ": a queued message carries the credentials of process ", m.pid,
+            ", which is gone or that this one cannot see: not supported"));
       }
     }
     RETURN_IF_ERROR(RegisterInFlight(objects, s.queue, p.dump_flags, *s.held));
