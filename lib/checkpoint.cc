@@ -29,6 +29,7 @@
 #include "lib/fs/fs.h"
 #include "lib/fs/ghost.h"
 #include "lib/fs/pipe.h"
+#include "lib/fs/inetsock.h"
 #include "lib/fs/unixsock.h"
 #include "lib/handlers.h"
 #include "lib/image/format.h"
@@ -868,6 +869,7 @@ absl::Status Dumper::Run(pid_t root, ImageOutput& out) {
     if (st.ok()) {
       Phase p("dump: sockets");
       st = fs::ResolveUnixSockets(objects_, tree, unix_names, options_.leave_running ? objhash::kDumpLeaveRunning : 0u);
+      if (st.ok()) st = fs::ResolveInetSockets(objects_, tree);
     }
   }
   if (st.ok()) st = PlanSiblingFiles();
@@ -886,6 +888,8 @@ absl::Status Dumper::Run(pid_t root, ImageOutput& out) {
   if (st.ok() && options_.leave_running) {
     Phase p("dump: thaw");
     st = Thaw(false);
+    // Its connections' network lock is lifted.
+    fs::ReleaseInetSockets(objects_, /*killed=*/false);
     if (st.ok()) {
       Phase c("dump: commit");
       st = out.Commit();
@@ -903,6 +907,8 @@ absl::Status Dumper::Run(pid_t root, ImageOutput& out) {
     out.Abort();
     bool frozen = false;
     for (const auto& t : tasks_) frozen |= !t->threads.empty();
+    // Connections out of repair mode before the tree runs again.
+    fs::ReleaseInetSockets(objects_, /*killed=*/false);
     absl::Status thaw = Thaw(false);
     const std::string taken = fs::TakenBacklogs(objects_);
     std::string what = !thaw.ok() ? absl::StrCat(" (and resuming the tree failed: ", thaw.message(), ")")
@@ -914,6 +920,9 @@ absl::Status Dumper::Run(pid_t root, ImageOutput& out) {
   {
     Phase p("dump: thaw");
     st = Thaw(!options_.leave_running);
+    // The tree is gone: its connections' copies close in repair mode
+    // (nothing is sent) and the network lock stays for the restore.
+    fs::ReleaseInetSockets(objects_, /*killed=*/true);
   }
   stats_->total_ns = static_cast<uint64_t>(MonotonicNs()) - start;
   return st;

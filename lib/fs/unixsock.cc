@@ -32,6 +32,7 @@
 #include "lib/base/status.h"
 #include "lib/fs/fdkind.h"
 #include "lib/fs/fs.h"
+#include "lib/fs/sockopt.h"
 #include "lib/fs/unixdiag.h"
 #include "lib/image/format.h"
 #include "lib/image/records.h"
@@ -163,20 +164,6 @@ struct SockInfo {
   int copy = -1;  // the copy, among `held`
 };
 
-absl::StatusOr<int> GetInt(int fd, int level, int opt, const char* what) {
-  int v = 0;
-  socklen_t len = sizeof(v);
-  if (getsockopt(fd, level, opt, &v, &len) != 0) return ErrnoError(errno, "getsockopt ", what);
-  return v;
-}
-
-absl::StatusOr<int64_t> GetTimeo(int fd, int opt, const char* what) {
-  struct timeval tv {};
-  socklen_t len = sizeof(tv);
-  if (getsockopt(fd, SOL_SOCKET, opt, &tv, &len) != 0) return ErrnoError(errno, "getsockopt ", what);
-  return static_cast<int64_t>(tv.tv_sec) * 1000000000 + static_cast<int64_t>(tv.tv_usec) * 1000;
-}
-
 absl::Status SetPeekOff(int fd, int off) {
   if (setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof(off)) != 0) {
     return ErrnoError(errno, "setsockopt SO_PEEK_OFF");
@@ -270,9 +257,9 @@ absl::StatusOr<std::vector<Msg>> ReadQueue(int fd, const UnixDiag& d, const std:
           absl::StrCat(who, ": an error is pending on it (SO_ERROR): not supported yet"));
     }
   }
-  ASSIGN_OR_RETURN(int saved_off, GetInt(fd, SOL_SOCKET, SO_PEEK_OFF, "SO_PEEK_OFF"));
+  ASSIGN_OR_RETURN(int saved_off, GetSockInt(fd, SOL_SOCKET, SO_PEEK_OFF, "SO_PEEK_OFF"));
   // A stream read waits for SO_RCVLOWAT bytes: 1 while the queue is read.
-  ASSIGN_OR_RETURN(int saved_lowat, GetInt(fd, SOL_SOCKET, SO_RCVLOWAT, "SO_RCVLOWAT"));
+  ASSIGN_OR_RETURN(int saved_lowat, GetSockInt(fd, SOL_SOCKET, SO_RCVLOWAT, "SO_RCVLOWAT"));
   if (saved_lowat != 1) RETURN_IF_ERROR(SetLowat(fd, 1));
   {
     // An out-of-band byte (MSG_OOB) waiting: a peek would give it inline.
@@ -553,19 +540,6 @@ absl::Status LocateName(pid_t pid, SockInfo& s, const std::string& who) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<UniqueFd> CopyOf(pid_t pid, int fd) {
-  if (pid == getpid()) {
-    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (copy < 0) return ErrnoError(errno, "dup of fd ", fd);
-    return UniqueFd(copy);
-  }
-  UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
-  if (!pidfd.valid()) return ErrnoError(errno, "pidfd_open of task ", pid);
-  UniqueFd copy(static_cast<int>(syscall(SYS_pidfd_getfd, pidfd.get(), fd, 0)));
-  if (!copy.valid()) return ErrnoError(errno, "task ", pid, " fd ", fd, ": pidfd_getfd");
-  return copy;
-}
-
 std::string Who(pid_t pid, int fd, uint64_t ino) {
   if (pid == getpid()) return absl::StrCat(UnixName(ino), " (in flight)");
   return absl::StrCat("task ", pid, " fd ", fd, ": ", UnixName(ino));
@@ -583,9 +557,9 @@ absl::Status DescribeUnix(const FdProbe& p, Description*) {
   if (!absl::IsNotFound(d.status())) return Annotate(d.status(), absl::StrCat("task ", p.pid, " fd ", p.fd));
   // Another family (or a unix socket of another network namespace).
   std::string family = "another family";
-  absl::StatusOr<UniqueFd> copy = CopyOf(p.pid, p.fd);
+  absl::StatusOr<UniqueFd> copy = CopyOfFd(p.pid, p.fd);
   if (copy.ok()) {
-    absl::StatusOr<int> dom = GetInt(copy->get(), SOL_SOCKET, SO_DOMAIN, "SO_DOMAIN");
+    absl::StatusOr<int> dom = GetSockInt(copy->get(), SOL_SOCKET, SO_DOMAIN, "SO_DOMAIN");
     if (dom.ok()) {
       family = *dom == AF_INET    ? "family inet"
                : *dom == AF_INET6 ? "family inet6"
@@ -615,17 +589,17 @@ absl::StatusOr<uint32_t> RegisterUnixTarget(objhash::ObjHash& objects, const FdP
   absl::StatusOr<UnixDiag> d = QueryUnixSocket(p.st.st_ino);
   if (!d.ok()) return Annotate(d.status(), who);
   s.diag = std::move(*d);
-  ASSIGN_OR_RETURN(UniqueFd copy, CopyOf(p.pid, p.fd));
+  ASSIGN_OR_RETURN(UniqueFd copy, CopyOfFd(p.pid, p.fd));
   const int c = copy.get();
-  ASSIGN_OR_RETURN(int sndbuf, GetInt(c, SOL_SOCKET, SO_SNDBUF, "SO_SNDBUF"));
-  ASSIGN_OR_RETURN(int rcvbuf, GetInt(c, SOL_SOCKET, SO_RCVBUF, "SO_RCVBUF"));
+  ASSIGN_OR_RETURN(int sndbuf, GetSockInt(c, SOL_SOCKET, SO_SNDBUF, "SO_SNDBUF"));
+  ASSIGN_OR_RETURN(int rcvbuf, GetSockInt(c, SOL_SOCKET, SO_RCVBUF, "SO_RCVBUF"));
   s.sndbuf = static_cast<uint32_t>(sndbuf);
   s.rcvbuf = static_cast<uint32_t>(rcvbuf);
-  ASSIGN_OR_RETURN(s.peek_off, GetInt(c, SOL_SOCKET, SO_PEEK_OFF, "SO_PEEK_OFF"));
-  ASSIGN_OR_RETURN(s.rcvlowat, GetInt(c, SOL_SOCKET, SO_RCVLOWAT, "SO_RCVLOWAT"));
-  ASSIGN_OR_RETURN(int passcred, GetInt(c, SOL_SOCKET, SO_PASSCRED, "SO_PASSCRED"));
+  ASSIGN_OR_RETURN(s.peek_off, GetSockInt(c, SOL_SOCKET, SO_PEEK_OFF, "SO_PEEK_OFF"));
+  ASSIGN_OR_RETURN(s.rcvlowat, GetSockInt(c, SOL_SOCKET, SO_RCVLOWAT, "SO_RCVLOWAT"));
+  ASSIGN_OR_RETURN(int passcred, GetSockInt(c, SOL_SOCKET, SO_PASSCRED, "SO_PASSCRED"));
   s.passcred = passcred != 0;
-  ASSIGN_OR_RETURN(s.rcvtimeo_ns, GetTimeo(c, SO_RCVTIMEO, "SO_RCVTIMEO"));
+  ASSIGN_OR_RETURN(s.rcvtimeo_ns, GetSockTimeo(c, SO_RCVTIMEO, "SO_RCVTIMEO"));
   {
     struct ucred peer {};
     socklen_t len = sizeof(peer);
@@ -634,7 +608,7 @@ absl::StatusOr<uint32_t> RegisterUnixTarget(objhash::ObjHash& objects, const FdP
       s.cred_gid = peer.gid;
     }
   }
-  ASSIGN_OR_RETURN(s.sndtimeo_ns, GetTimeo(c, SO_SNDTIMEO, "SO_SNDTIMEO"));
+  ASSIGN_OR_RETURN(s.sndtimeo_ns, GetSockTimeo(c, SO_SNDTIMEO, "SO_SNDTIMEO"));
   RETURN_IF_ERROR(LocateName(p.pid, s, who));
   if (s.diag.state != kTcpListen) {
     ASSIGN_OR_RETURN(s.queue, ReadQueue(c, s.diag, who));
@@ -893,7 +867,7 @@ absl::Status ResolveUnixSockets(objhash::ObjHash& objects, const std::set<pid_t>
         setsockopt(pc, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
         uint64_t need = 0;
         for (const Msg& m : s->queue) need += m.data.size() + 1024;  // and each skb's overhead
-        absl::StatusOr<int> got = GetInt(pc, SOL_SOCKET, SO_SNDBUF, "SO_SNDBUF");
+        absl::StatusOr<int> got = GetSockInt(pc, SOL_SOCKET, SO_SNDBUF, "SO_SNDBUF");
         if (!got.ok() || static_cast<uint64_t>(*got) < need) {
           RestoreSndbuf(pc, peer->second->sndbuf);
           return absl::UnimplementedError(absl::StrCat(
@@ -902,7 +876,7 @@ absl::Status ResolveUnixSockets(objhash::ObjHash& objects, const std::set<pid_t>
         }
       }
     }
-    ASSIGN_OR_RETURN(int peek_off, GetInt(s->copy, SOL_SOCKET, SO_PEEK_OFF, "SO_PEEK_OFF"));
+    ASSIGN_OR_RETURN(int peek_off, GetSockInt(s->copy, SOL_SOCKET, SO_PEEK_OFF, "SO_PEEK_OFF"));
     absl::Status moved = SplitAtFds(s->copy, s->queue, who);
     if (moved.ok()) moved = Resend(peer->second->copy, peer->second->sndbuf, s->queue, who);
     absl::Status back = SetPeekOff(s->copy, peek_off);
@@ -1423,30 +1397,6 @@ absl::StatusOr<std::pair<UniqueFd, UniqueFd>> MakePair(int type, const Ids& as) 
   return out;
 }
 
-absl::Status SetInt(int fd, int opt, int v, const char* what) {
-  if (setsockopt(fd, SOL_SOCKET, opt, &v, sizeof(v)) != 0) return ErrnoError(errno, "setsockopt ", what, " ", v);
-  return absl::OkStatus();
-}
-
-absl::Status SetTimeo(int fd, int opt, int64_t ns, const char* what) {
-  struct timeval tv {};
-  tv.tv_sec = ns / 1000000000;
-  tv.tv_usec = (ns % 1000000000) / 1000;
-  if (setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof(tv)) != 0) return ErrnoError(errno, "setsockopt ", what);
-  return absl::OkStatus();
-}
-
-// SO_SNDBUF/SO_RCVBUF as getsockopt gave them (the kernel doubles what it
-// is told; the FORCE forms pass root's limits).
-absl::Status SetBuf(int fd, bool snd, uint32_t value) {
-  if (value == 0) return absl::OkStatus();
-  const int half = static_cast<int>(value / 2);
-  if (setsockopt(fd, SOL_SOCKET, snd ? SO_SNDBUFFORCE : SO_RCVBUFFORCE, &half, sizeof(half)) == 0) {
-    return absl::OkStatus();
-  }
-  return SetInt(fd, snd ? SO_SNDBUF : SO_RCVBUF, half, snd ? "SO_SNDBUF" : "SO_RCVBUF");
-}
-
 absl::StatusOr<objhash::RestoredObject> RestoreExternalUnix(objhash::RestoreContext& ctx,
                                                             const image::ckpt_unix_sock& u,
                                                             const std::string& name) {
@@ -1622,13 +1572,13 @@ absl::StatusOr<objhash::RestoredObject> RestoreUnix(objhash::RestoreContext& ctx
       return absl::OkStatus();
     }));
   }
-  if (u.flags & image::kUnixPassCred) RETURN_IF_ERROR(SetInt(fd, SO_PASSCRED, 1, "SO_PASSCRED"));
-  RETURN_IF_ERROR(SetBuf(fd, false, u.rcvbuf));
-  RETURN_IF_ERROR(SetBuf(fd, true, u.sndbuf));
-  RETURN_IF_ERROR(SetTimeo(fd, SO_RCVTIMEO, u.rcvtimeo_ns, "SO_RCVTIMEO"));
-  RETURN_IF_ERROR(SetTimeo(fd, SO_SNDTIMEO, u.sndtimeo_ns, "SO_SNDTIMEO"));
-  if (u.rcvlowat != 1) RETURN_IF_ERROR(SetInt(fd, SO_RCVLOWAT, u.rcvlowat, "SO_RCVLOWAT"));
-  if (u.peek_off != -1) RETURN_IF_ERROR(SetInt(fd, SO_PEEK_OFF, u.peek_off, "SO_PEEK_OFF"));
+  if (u.flags & image::kUnixPassCred) RETURN_IF_ERROR(SetSockInt(fd, SOL_SOCKET, SO_PASSCRED, 1, "SO_PASSCRED"));
+  RETURN_IF_ERROR(SetSockBuf(fd, false, u.rcvbuf));
+  RETURN_IF_ERROR(SetSockBuf(fd, true, u.sndbuf));
+  RETURN_IF_ERROR(SetSockTimeo(fd, SO_RCVTIMEO, u.rcvtimeo_ns, "SO_RCVTIMEO"));
+  RETURN_IF_ERROR(SetSockTimeo(fd, SO_SNDTIMEO, u.sndtimeo_ns, "SO_SNDTIMEO"));
+  if (u.rcvlowat != 1) RETURN_IF_ERROR(SetSockInt(fd, SOL_SOCKET, SO_RCVLOWAT, u.rcvlowat, "SO_RCVLOWAT"));
+  if (u.peek_off != -1) RETURN_IF_ERROR(SetSockInt(fd, SOL_SOCKET, SO_PEEK_OFF, u.peek_off, "SO_PEEK_OFF"));
   ASSIGN_OR_RETURN(objhash::RestoredObject obj, objhash::HoldAt(ctx, u.objref, fd, what));
   res.fd = obj.fd;
   if (u.state == image::kUnixListening && IsAbstract(name)) st->listeners[name] = obj.fd;
@@ -1776,7 +1726,7 @@ absl::Status SendAll(objhash::LateContext& lc, int from, uint32_t from_sndbuf, c
     st = SendMsg(lc, from, m, to, root, dir, who);
     if (!st.ok()) break;
   }
-  absl::Status back = from_sndbuf != 0 ? SetBuf(from, true, from_sndbuf) : absl::OkStatus();
+  absl::Status back = from_sndbuf != 0 ? SetSockBuf(from, true, from_sndbuf) : absl::OkStatus();
   return st.ok() ? back : st;
 }
 

@@ -30,7 +30,7 @@ inline constexpr char kMagic[8] = {'L', 'I', 'B', 'C', 'K', 'P', 'T', '\0'};
 // A reader refuses another major; a higher minor only appends fields and
 // skippable records.
 inline constexpr uint16_t kFormatMajor = 4;
-inline constexpr uint16_t kFormatMinor = 2;
+inline constexpr uint16_t kFormatMinor = 3;
 inline constexpr uint16_t kArchX86_64 = 1;
 inline constexpr uint32_t kChecksumXxh3 = 1;
 
@@ -96,6 +96,7 @@ enum RecordType : uint32_t {
                               // its page arrays follow (offsets)
   CKPT_HDR_TIMERFD = 37,      // ckpt_timerfd: a timerfd
   CKPT_HDR_UNIX_SOCK = 38,    // ckpt_unix_sock + name + dir + peer name: a unix socket
+  CKPT_HDR_INET_SOCK = 40,    // ckpt_inet_sock + filter + queued data: a TCP or UDP socket
   CKPT_HDR_UNIX_QUEUE = 39,   // ckpt_unix_queue + messages: a unix socket's queued data and
                               // its backlog (a link record, after every object)
 
@@ -366,6 +367,7 @@ enum FileKind : uint32_t {
   kFileProcTask = 12,   // a file under /proc/PID of a task of the tree (target_ref: its pid)
   kFileDeletedSymlink = 13,  // a symlink open O_PATH|O_NOFOLLOW, unlinked (target_ref: GHOST)
   kFileUnixSocket = 14,  // a unix socket: the UNIX_SOCK target_ref
+  kFileInetSocket = 15,  // a TCP or UDP socket: the INET_SOCK target_ref
 };
 
 // Shared by CKPT_HDR_FILE (an open description: flags and pos matter) and
@@ -536,6 +538,116 @@ inline constexpr uint64_t kMaxUnixQueueData = 32ull << 20;
 inline constexpr uint32_t kMaxUnixMsgs = 1u << 20;
 inline constexpr uint32_t kMaxUnixPending = 65536;
 inline constexpr uint32_t kMaxUnixMsgFds = 253;  // SCM_MAX_FD
+
+// An IPv4 or IPv6 socket: TCP (not connected, bound, listening, or
+// established) or UDP / UDP-Lite. Addresses are in network byte order (an
+// IPv4 one in the first 4 bytes), ports in host order. After the struct:
+// nr_filter struct sock_filter (its classic BPF filter), then data_size
+// bytes: a TCP connection's send queue (sent_len bytes sent and not yet
+// acknowledged, then unsent_len bytes not yet sent) and its receive queue
+// (recv_len bytes); or nr_dgrams datagrams, each a ckpt_inet_dgram and its
+// bytes, padded to 8.
+//
+// An established TCP connection is made again in repair mode (TCP_REPAIR)
+// with its sequence numbers, queues, window and negotiated options, so
+// that its peer sees no reset. When the dump killed the tree, the
+// connection is kept from being reset meanwhile by a network lock: the
+// nftables table "inet ckpt_lock_<lock_id, 16 hex digits>", which the
+// restore deletes when it is done (or fails).
+enum InetState : uint32_t {
+  kInetClosed = 0,       // not connected: unbound, or bound (src_port)
+  kInetListening = 1,    // TCP listening
+  kInetEstablished = 2,  // TCP established (repaired), or UDP connected
+};
+
+enum InetFlags : uint32_t {
+  kInetReuseAddr = 1u << 0,
+  kInetReusePort = 1u << 1,
+  kInetKeepAlive = 1u << 2,
+  kInetNoDelay = 1u << 3,    // TCP_NODELAY
+  kInetCork = 1u << 4,       // TCP_CORK
+  kInetOobInline = 1u << 5,
+  kInetBroadcast = 1u << 6,
+  kInetV6Only = 1u << 7,     // IPV6_V6ONLY
+  kInetFreebind = 1u << 8,   // IP_FREEBIND
+  kInetFilterLocked = 1u << 9,  // SO_LOCK_FILTER
+  kInetLinger = 1u << 10,    // SO_LINGER on, for `linger` seconds
+  kInetBound = 1u << 11,     // bound to src_addr:src_port
+  kInetKnownFlags = (1u << 12) - 1,
+};
+
+// TCP options negotiated at the handshake (tcp_info's tcpi_options).
+enum InetTcpOptions : uint32_t {
+  kInetTcpTimestamps = 1u << 0,
+  kInetTcpSack = 1u << 1,
+  kInetTcpWscale = 1u << 2,
+};
+
+struct ckpt_inet_sock {
+  uint32_t objref;
+  uint16_t family;    // AF_INET, AF_INET6
+  uint16_t type;      // SOCK_STREAM, SOCK_DGRAM
+  uint32_t protocol;  // IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE
+  uint32_t state;     // InetState
+  uint32_t flags;     // InetFlags
+  uint32_t shutdown;  // bit 0 receive, bit 1 send
+  uint8_t src_addr[16];
+  uint8_t dst_addr[16];
+  uint16_t src_port;
+  uint16_t dst_port;
+  uint32_t backlog;   // listening: listen()'s backlog
+  uint32_t sndbuf;    // SO_SNDBUF, SO_RCVBUF as getsockopt gave them
+  uint32_t rcvbuf;
+  int32_t rcvlowat;   // SO_RCVLOWAT
+  int32_t linger;     // SO_LINGER seconds (kInetLinger)
+  int64_t rcvtimeo_ns;  // SO_RCVTIMEO, SO_SNDTIMEO (0: none)
+  int64_t sndtimeo_ns;
+  uint32_t mark;      // SO_MARK
+  int32_t priority;   // SO_PRIORITY
+  int32_t tos;        // IP_TOS, or IPV6_TCLASS
+  int32_t ttl;        // IP_TTL, or IPV6_UNICAST_HOPS
+  uint32_t keepidle;  // TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT
+  uint32_t keepintvl;
+  uint32_t keepcnt;
+  uint32_t user_timeout;  // TCP_USER_TIMEOUT, ms
+  char congestion[16];    // TCP_CONGESTION
+  char bind_dev[16];      // SO_BINDTODEVICE; empty: none
+  // An established TCP connection (state kInetEstablished, TCP):
+  uint32_t snd_seq;     // sequence number of the send queue's first byte
+  uint32_t rcv_seq;     // ... of the receive queue's first byte
+  uint32_t sent_len;    // send queue: sent, not yet acknowledged
+  uint32_t unsent_len;  // ... not yet sent
+  uint32_t recv_len;    // receive queue: received, not yet read
+  uint32_t mss;         // TCP_MAXSEG
+  uint32_t tcp_options;  // InetTcpOptions
+  uint16_t snd_wscale;
+  uint16_t rcv_wscale;
+  uint32_t timestamp;   // TCP_TIMESTAMP
+  uint32_t snd_wl1;     // TCP_REPAIR_WINDOW
+  uint32_t snd_wnd;
+  uint32_t max_window;
+  uint32_t rcv_wnd;
+  uint32_t rcv_wup;
+  uint32_t nr_filter;   // struct sock_filter that follow
+  uint64_t lock_id;     // its network lock (0: none)
+  uint64_t ino;         // its inode when dumped (names it in messages)
+  uint32_t nr_dgrams;   // UDP: datagrams queued to read
+  uint32_t reserved;
+  uint64_t data_size;   // bytes after the filter
+};
+static_assert(sizeof(ckpt_inet_sock) == 256);
+
+// One queued datagram of a UDP socket, from its sender's address.
+struct ckpt_inet_dgram {
+  uint32_t len;
+  uint16_t family;  // of the sender's address: AF_INET, AF_INET6
+  uint16_t port;    // host order
+  uint8_t addr[16];
+};
+static_assert(sizeof(ckpt_inet_dgram) == 24);
+
+inline constexpr uint64_t kMaxInetQueueData = 64ull << 20;
+inline constexpr uint32_t kMaxInetDgrams = 1u << 16;
 
 // A file that was deleted while open or mapped, or a directory removed
 // while open or a working directory (empty, then: mode and owner only):

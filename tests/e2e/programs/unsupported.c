@@ -1,9 +1,10 @@
 /*
  * A tree with several things the dump does not support yet, in two
- * tasks: two UDP sockets and an eventfd in the parent, a signalfd in its
+ * tasks: two netlink sockets and an eventfd in the parent, a signalfd in its
  * child. The pre-flight must name every one of them at once. Prints
  * "READY <pid>" for both; on SIGUSR1 both exit 0.
  */
+#include <linux/netlink.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
@@ -13,7 +14,7 @@
 #include "subject.h"
 
 int main(void) {
-  int sv[2] = {socket(AF_INET, SOCK_DGRAM, 0), socket(AF_INET6, SOCK_DGRAM, 0)};
+  int sv[2] = {socket(AF_NETLINK, SOCK_DGRAM, NETLINK_ROUTE), socket(AF_NETLINK, SOCK_DGRAM, NETLINK_GENERIC)};
   if (sv[0] < 0 || sv[1] < 0) return 2;
   int efd = eventfd(0, 0);
   if (efd < 0) return 2;

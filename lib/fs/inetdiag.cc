@@ -1,0 +1,112 @@
+#include "lib/fs/inetdiag.h"
+
+#include <arpa/inet.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "lib/base/fd.h"
+#include "lib/base/status.h"
+
+namespace ckpt::fs {
+namespace {
+
+void ParseOne(const struct nlmsghdr* h, InetDiag* d) {
+  const auto* m = static_cast<const struct inet_diag_msg*>(NLMSG_DATA(h));
+  d->family = m->idiag_family;
+  d->state = m->idiag_state;
+  memcpy(d->src, m->id.idiag_src, 16);
+  memcpy(d->dst, m->id.idiag_dst, 16);
+  d->sport = ntohs(m->id.idiag_sport);
+  d->dport = ntohs(m->id.idiag_dport);
+  d->ino = m->idiag_inode;
+  d->rqueue = m->idiag_rqueue;
+  d->wqueue = m->idiag_wqueue;
+  d->uid = m->idiag_uid;
+  const char* at = reinterpret_cast<const char*>(m + 1);
+  size_t left = h->nlmsg_len - NLMSG_LENGTH(sizeof(*m));
+  while (left >= sizeof(struct nlattr)) {
+    const auto* a = reinterpret_cast<const struct nlattr*>(at);
+    if (a->nla_len < sizeof(*a) || a->nla_len > left) break;
+    if ((a->nla_type & NLA_TYPE_MASK) == INET_DIAG_SHUTDOWN && a->nla_len > NLA_HDRLEN) {
+      d->shutdown = static_cast<uint8_t>(at[NLA_HDRLEN]);
+    }
+    const size_t step = NLA_ALIGN(a->nla_len);
+    if (step >= left) break;
+    at += step;
+    left -= step;
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<InetDiag>> DumpInetSockets(int family, int protocol) {
+  UniqueFd nl(socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
+  if (!nl.valid()) return ErrnoError(errno, "sock_diag: socket(NETLINK_SOCK_DIAG)");
+  struct {
+    struct nlmsghdr h;
+    struct inet_diag_req_v2 r;
+  } req{};
+  req.h.nlmsg_len = sizeof(req);
+  req.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  req.h.nlmsg_seq = 1;
+  req.r.sdiag_family = static_cast<uint8_t>(family);
+  req.r.sdiag_protocol = static_cast<uint8_t>(protocol);
+  req.r.idiag_states = ~0u;
+  struct sockaddr_nl kernel {};
+  kernel.nl_family = AF_NETLINK;
+  if (sendto(nl.get(), &req, sizeof(req), 0, reinterpret_cast<struct sockaddr*>(&kernel),
+             sizeof(kernel)) != static_cast<ssize_t>(sizeof(req))) {
+    return ErrnoError(errno, "sock_diag: sending an INET_DIAG request");
+  }
+  std::vector<InetDiag> out;
+  std::vector<char> buf(64 * 1024);
+  for (;;) {
+    ssize_t n = recv(nl.get(), buf.data(), buf.size(), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoError(errno, "sock_diag: reading INET_DIAG replies");
+    if (n == 0) return absl::DataLossError("sock_diag: the reply ended early");
+    size_t left = static_cast<size_t>(n);
+    for (auto* h = reinterpret_cast<struct nlmsghdr*>(buf.data()); NLMSG_OK(h, left);
+         h = NLMSG_NEXT(h, left)) {
+      if (h->nlmsg_type == NLMSG_DONE) return out;
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        const auto* e = static_cast<const struct nlmsgerr*>(NLMSG_DATA(h));
+        if (e->error == 0) return out;
+        return ErrnoError(-e->error, "sock_diag: INET_DIAG");
+      }
+      if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) continue;
+      if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg))) {
+        return absl::DataLossError("sock_diag: a short INET_DIAG reply");
+      }
+      InetDiag d;
+      ParseOne(h, &d);
+      out.push_back(d);
+    }
+  }
+}
+
+std::string TcpStateName(uint32_t state) {
+  static const char* const kNames[] = {"?", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2",
+                                       "TIME_WAIT", "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING",
+                                       "NEW_SYN_RECV", "BOUND_INACTIVE"};
+  if (state < sizeof(kNames) / sizeof(kNames[0])) return kNames[state];
+  return absl::StrCat("state ", state);
+}
+
+std::string InetAddrName(int family, const uint8_t* addr, uint16_t port) {
+  char text[INET6_ADDRSTRLEN] = "?";
+  inet_ntop(family, addr, text, sizeof(text));
+  if (family == AF_INET6) return absl::StrCat("[", text, "]:", port);
+  return absl::StrCat(text, ":", port);
+}
+
+}  // namespace ckpt::fs

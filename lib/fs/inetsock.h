@@ -1,0 +1,44 @@
+// INET_SOCK objects: a TCP or UDP socket of IPv4 or IPv6, saved once with
+// its addresses, state, options and queues, however many fds refer to it.
+//
+// TCP: not connected (unbound or bound), listening (address, backlog), or
+// established. An established connection is read and made again in repair
+// mode (TCP_REPAIR): sequence numbers, send and receive queues, window,
+// MSS, window scale, SACK and timestamps, so that its peer, in the tree or
+// outside it, sees nothing but a pause. Meanwhile a network lock
+// (netlock.h) keeps the kernel from answering the peer with a reset; a
+// dump that kills the tree leaves the lock for the restore to lift.
+// Other TCP states are refused, naming the state.
+//
+// UDP and UDP-Lite: bound, connected, shut down, with the datagrams queued
+// to read and their senders' addresses (put back through a raw socket,
+// from those addresses).
+
+#ifndef LIBCKPT_LIB_FS_INETSOCK_H_
+#define LIBCKPT_LIB_FS_INETSOCK_H_
+
+#include <sys/types.h>
+
+#include <set>
+
+#include "absl/status/status.h"
+#include "lib/objhash/objhash.h"
+
+namespace ckpt::fs {
+
+inline constexpr objhash::ObjKind kObjInet{15};
+
+// Dump, once every task's fds are collected: refuses inet sockets that a
+// process outside `tree` (PIDs as this process sees them) also holds.
+absl::Status ResolveInetSockets(objhash::ObjHash& objects, const std::set<pid_t>& tree);
+
+// Dump, at its end: `killed` (the tree is gone and the image complete):
+// the connections' copies are closed in repair mode, so that nothing is
+// sent, and the network lock stays for the restore. Otherwise (failed,
+// or left running) repair mode is left without a sound and the lock is
+// lifted. Call before a failed dump resumes the tree.
+void ReleaseInetSockets(objhash::ObjHash& objects, bool killed);
+
+}  // namespace ckpt::fs
+
+#endif  // LIBCKPT_LIB_FS_INETSOCK_H_
