@@ -654,10 +654,49 @@ absl::Status FinishConnections(InetState& st) {
   return absl::OkStatus();
 }
 
-absl::Status Bind(int fd, const image::ckpt_inet_sock& r, const std::string& what) {
+// Whether every TCP socket on `port` (of either family) is one no file
+// refers to: a connection closing or in TIME_WAIT that the dumped
+// program left behind, which its restored socket may push aside.
+bool OnlyOrphansOn(uint16_t port) {
+  for (int family : {AF_INET, AF_INET6}) {
+    absl::StatusOr<std::vector<InetDiag>> all = DumpInetSockets(family, IPPROTO_TCP);
+    if (!all.ok()) return false;
+    for (const InetDiag& d : *all) {
+      if (d.sport == port && (d.ino != 0 || d.state == TCP_LISTEN)) return false;
+    }
+  }
+  return true;
+}
+
+// Binds `fd` to the record's address and, with `backlog` >= 0, listens.
+absl::Status Bind(int fd, const image::ckpt_inet_sock& r, const std::string& what, int backlog = -1) {
   struct sockaddr_storage ss;
   socklen_t len = ToSockaddr(r.family, r.src_addr, r.src_port, &ss);
-  if (bind(fd, reinterpret_cast<struct sockaddr*>(&ss), len) == 0) return absl::OkStatus();
+  auto bind_listen = [&]() {
+    return bind(fd, reinterpret_cast<struct sockaddr*>(&ss), len) == 0 && (backlog < 0 || listen(fd, backlog) == 0);
+  };
+  if (bind_listen()) return absl::OkStatus();
+  const bool orphans = errno == EADDRINUSE && r.protocol == IPPROTO_TCP && OnlyOrphansOn(r.src_port);
+  if (orphans && backlog < 0) {
+    // The program's own connections, closed before the restore, hold the
+    // port in TIME_WAIT, which a socket without SO_REUSEADDR cannot pass:
+    // bound in repair mode, which passes them. (Not a listener: listen()
+    // checks the port again, and a listener cannot leave repair mode.)
+    int on = kRepairOn;
+    if (setsockopt(fd, SOL_TCP, TCP_REPAIR, &on, sizeof(on)) == 0) {
+      const bool done = bind_listen();
+      const int saved = errno;
+      setsockopt(fd, SOL_TCP, TCP_REPAIR, &kRepairOffQuiet, sizeof(kRepairOffQuiet));
+      if (done) return absl::OkStatus();
+      errno = saved;
+    }
+  }
+  if (errno == EADDRINUSE && orphans) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        what, ": the address ", InetAddrName(r.family, r.src_addr, r.src_port),
+        " is held by closed connections in TIME_WAIT (for a minute at most; the program did not set "
+        "SO_REUSEADDR)"));
+  }
   if (errno == EADDRINUSE) {
     return absl::FailedPreconditionError(absl::StrCat(
         what, ": the address ", InetAddrName(r.family, r.src_addr, r.src_port), " is taken by another socket now"));
@@ -666,7 +705,7 @@ absl::Status Bind(int fd, const image::ckpt_inet_sock& r, const std::string& wha
     return absl::FailedPreconditionError(absl::StrCat(
         what, ": the address ", InetAddrName(r.family, r.src_addr, r.src_port), " is not on this host now"));
   }
-  return ErrnoError(errno, what, ": bind");
+  return ErrnoError(errno, what, backlog < 0 ? ": bind" : ": bind and listen");
 }
 
 // An established connection with the same addresses, in another socket:
@@ -675,7 +714,8 @@ absl::Status Bind(int fd, const image::ckpt_inet_sock& r, const std::string& wha
 absl::Status CheckNoTwin(const image::ckpt_inet_sock& r, const std::string& what) {
   ASSIGN_OR_RETURN(std::vector<InetDiag> all, DumpInetSockets(r.family, IPPROTO_TCP));
   for (const InetDiag& d : all) {
-    if (d.state == TCP_LISTEN || d.state == TCP_CLOSE || d.sport != r.src_port || d.dport != r.dst_port ||
+    // A socket no file refers to is a closing or TIME_WAIT remnant.
+    if (d.ino == 0 || d.state == TCP_LISTEN || d.state == TCP_CLOSE || d.sport != r.src_port || d.dport != r.dst_port ||
         memcmp(d.src, r.src_addr, r.family == AF_INET ? 4 : 16) != 0 ||
         memcmp(d.dst, r.dst_addr, r.family == AF_INET ? 4 : 16) != 0) {
       continue;
@@ -1077,15 +1117,7 @@ absl::StatusOr<objhash::RestoredObject> RestoreInet(objhash::RestoreContext& ctx
     // SO_REUSEADDR lets the bind pass them (a live socket on the address
     // still fails it), then takes the value it had.
     RETURN_IF_ERROR(SetSockInt(fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR"));
-    RETURN_IF_ERROR(Bind(fd, r, what));
-    if (r.state == image::kInetListening && listen(fd, static_cast<int>(r.backlog)) != 0) {
-      if (errno == EADDRINUSE) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            what, ": the address ", InetAddrName(r.family, r.src_addr, r.src_port),
-            " is taken by another listening socket now"));
-      }
-      return ErrnoError(errno, what, ": listen");
-    }
+    RETURN_IF_ERROR(Bind(fd, r, what, r.state == image::kInetListening ? static_cast<int>(r.backlog) : -1));
   }
   RETURN_IF_ERROR(SetSockInt(fd, SOL_SOCKET, SO_REUSEADDR, (r.flags & image::kInetReuseAddr) ? 1 : 0, "SO_REUSEADDR"));
   if (r.protocol != IPPROTO_TCP) {

@@ -1,7 +1,7 @@
 /*
  * TCP sockets of a parent and its forked child, in every state the dump
  * saves, with data queued both ways and unread:
- *  - listeners: 127.0.0.1 (SO_REUSEADDR, backlog 7) and a dual-stack [::];
+ *  - listeners (SO_REUSEADDR, backlog 7): 127.0.0.1 and a dual-stack [::];
  *  - three connections from the child to them: over IPv4, over IPv6 [::1],
  *    and over IPv4 to the dual-stack listener (IPv4-mapped on its side);
  *    on each, each side writes (non-blocking) until the queues are full or
@@ -153,7 +153,6 @@ static int listener(int family, struct sockaddr_storage *addr, socklen_t *len) {
     a->sin_family = AF_INET;
     a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     *len = sizeof(*a);
-    set_int(fd, SOL_SOCKET, SO_REUSEADDR, 1);
   } else {
     struct sockaddr_in6 *a = (struct sockaddr_in6 *)addr;
     a->sin6_family = AF_INET6;
@@ -161,6 +160,9 @@ static int listener(int family, struct sockaddr_storage *addr, socklen_t *len) {
     *len = sizeof(*a);
     set_int(fd, SOL_IPV6, IPV6_V6ONLY, 0);
   }
+  /* Both: the leave-running test restores them after the original closed
+   * its connections, whose TIME_WAIT remnants hold the ports. */
+  set_int(fd, SOL_SOCKET, SO_REUSEADDR, 1);
   if (fd < 0 || bind(fd, (struct sockaddr *)addr, *len) || listen(fd, 7) || getsockname(fd, (struct sockaddr *)addr, len)) {
     exit(2);
   }

@@ -1,0 +1,366 @@
+// End to end, TCP and UDP sockets: listeners, established connections
+// with data queued both ways (both ends in the tree, or one end outside:
+// this test, as the client of an echo server), bound and unbound sockets,
+// UDP and UDP-Lite with queued datagrams and their senders, options; a
+// port taken before the restore; a connection waiting in a backlog.
+//
+// Each subject (tests/e2e/programs/inet_*.c) builds its sockets, says
+// READY, and after SIGUSR1 checks every byte, address and option itself.
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "lib/base/fd.h"
+#include "tests/e2e/expect.h"
+#include "tests/e2e/harness.h"
+
+namespace ckpt::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+class InetSocketTest : public ::testing::Test {
+ protected:
+  // Killed trees leave orphans: this process adopts and reaps them, so
+  // that their PIDs are free for the restore.
+  static void SetUpTestSuite() { prctl(PR_SET_CHILD_SUBREAPER, 1); }
+};
+
+std::vector<pid_t> TreePids(const Subject& s) {
+  std::vector<pid_t> pids = {s.pid};
+  for (pid_t pid : LinePids(s, "CHILDREN")) pids.push_back(pid);
+  return pids;
+}
+
+void KillOwnTree(const std::vector<pid_t>& pids) {
+  for (pid_t pid : pids) {
+    int status;
+    if (waitpid(pid, &status, WNOHANG) == 0) {
+      kill(pid, SIGKILL);
+      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+    }
+  }
+}
+
+class TreeGuard {
+ public:
+  explicit TreeGuard(const Subject& s) : s_(s) {}
+  ~TreeGuard() { KillOwnTree(TreePids(s_)); }
+
+ private:
+  const Subject& s_;
+};
+
+size_t Count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// Waits for the subject to exit 0 having said PASS `passes` times, never
+// FAIL; `signal`: SIGUSR1 first.
+void ExpectNthPass(const Subject& s, size_t passes, bool signal = true) {
+  if (signal) {
+    ASSERT_EQ(kill(s.pid, SIGUSR1), 0);
+  }
+  absl::StatusOr<int> code = WaitExit(s.pid);
+  ASSERT_TRUE(code.ok()) << code.status();
+  std::string out = ReadOutput(s);
+  EXPECT_EQ(*code, 0) << out;
+  EXPECT_EQ(Count(out, "PASS\n"), passes) << out;
+  EXPECT_THAT(out, Not(HasSubstr("FAIL"))) << out;
+}
+
+void DumpKillRestorePasses(const std::string& name, uint64_t tasks) {
+  absl::StatusOr<Subject> s = StartSubject(name);
+  ASSERT_TRUE(s.ok()) << s.status();
+  TreeGuard guard(*s);
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  DumpStats stats;
+  ASSERT_NO_FATAL_FAILURE(DumpKillRestore(*s, TreePids(*s), TempPath(name + ".img"), &stats));
+  EXPECT_EQ(stats.tasks, tasks);
+  ExpectNthPass(*s, 1);
+}
+
+void LeaveRunningPassesThenRestoresAndPasses(const std::string& name) {
+  absl::StatusOr<Subject> s = StartSubject(name);
+  ASSERT_TRUE(s.ok()) << s.status();
+  TreeGuard guard(*s);
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  std::vector<pid_t> pids = TreePids(*s);
+  std::string image = TempPath(name + "-leave.img");
+  DumpOptions leave;
+  leave.leave_running = true;
+  ASSERT_OK(DumpToFile(s->pid, image, leave));
+  ASSERT_NO_FATAL_FAILURE(ExpectNthPass(*s, 1));  // the original
+  KillOwnTree(pids);
+  absl::StatusOr<pid_t> pid = RestoreFromFile(image);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  ASSERT_EQ(*pid, s->pid);
+  ExpectNthPass(*s, 2);  // and the copy
+}
+
+// Listeners, connections over IPv4, IPv6 and IPv4-mapped with a MiB queued
+// each way, bound and unbound sockets, options and a filter.
+TEST_F(InetSocketTest, TcpListenersAndConnectionsKeepTheirQueuesBothWaysAndOptions) {
+  DumpKillRestorePasses("inet_tcp", 2);
+}
+
+// Left running, nothing moves: the original sees every byte; the image,
+// restored once the original is gone, too.
+TEST_F(InetSocketTest, TcpLeaveRunningThenRestore) { LeaveRunningPassesThenRestoresAndPasses("inet_tcp"); }
+
+TEST_F(InetSocketTest, UdpKeepsQueuedDatagramsWithTheirSendersAndOptions) { DumpKillRestorePasses("inet_udp", 1); }
+
+TEST_F(InetSocketTest, UdpLeaveRunningThenRestore) { LeaveRunningPassesThenRestoresAndPasses("inet_udp"); }
+
+// ----------------------------------------------- a client outside the tree
+
+unsigned char Pattern(size_t off) { return static_cast<unsigned char>(off * 7 + (off >> 9) + 3); }
+
+UniqueFd ConnectTo(int port) {
+  UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  struct sockaddr_in a {};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  if (!fd.valid() || connect(fd.get(), reinterpret_cast<struct sockaddr*>(&a), sizeof(a)) != 0) return UniqueFd();
+  return fd;
+}
+
+int PortOf(const Subject& s) {
+  std::string out = ReadOutput(s);
+  size_t at = out.find("PORT ");
+  int port = 0;
+  if (at == std::string::npos) return 0;
+  absl::SimpleAtoi(out.substr(at + 5, out.find('\n', at) - at - 5), &port);
+  return port;
+}
+
+// The client's side of the echo: what it sent, what came back.
+struct Client {
+  int fd;
+  size_t sent = 0;
+  size_t echoed = 0;
+  std::string error;
+
+  // Sends `n` more bytes of the pattern (non-blocking: what the socket
+  // takes now; the rest when Pump is called again).
+  bool Send(size_t n) {
+    std::string buf(n, '\0');
+    for (size_t i = 0; i < n; i++) buf[i] = static_cast<char>(Pattern(sent + i));
+    size_t off = 0;
+    while (off < n) {
+      ssize_t w = send(fd, buf.data() + off, n - off, MSG_NOSIGNAL);
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0 && errno == EAGAIN) {
+        struct pollfd p = {fd, POLLOUT | POLLIN, 0};
+        poll(&p, 1, 100);
+        if (p.revents & POLLIN) {
+          if (!Read(0)) return false;
+        }
+        continue;
+      }
+      if (w <= 0) {
+        error = absl::StrCat("send: ", strerror(errno));
+        return false;
+      }
+      off += static_cast<size_t>(w);
+      sent += static_cast<size_t>(w);
+    }
+    return true;
+  }
+  // Reads what the echo gives within `timeout_ms` (0: what is there).
+  bool Read(int timeout_ms) {
+    char buf[65536];
+    for (;;) {
+      struct pollfd p = {fd, POLLIN, 0};
+      int r = poll(&p, 1, timeout_ms);
+      if (r <= 0) return true;
+      ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+      if (n <= 0) {
+        error = n == 0 ? "the server ended the connection" : absl::StrCat("recv: ", strerror(errno));
+        return false;
+      }
+      for (ssize_t i = 0; i < n; i++) {
+        if (static_cast<unsigned char>(buf[i]) != Pattern(echoed + static_cast<size_t>(i))) {
+          error = absl::StrCat("echoed byte ", echoed + static_cast<size_t>(i), " is wrong");
+          return false;
+        }
+      }
+      echoed += static_cast<size_t>(n);
+      if (timeout_ms == 0) continue;
+      if (echoed == sent) return true;
+    }
+  }
+  // Reads until everything sent came back, or `timeout_ms` passed.
+  bool ReadAll(int timeout_ms) {
+    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (echoed < sent && std::chrono::steady_clock::now() < until) {
+      if (!Read(100)) return false;
+    }
+    if (echoed != sent) error = absl::StrCat("echoed ", echoed, " of ", sent, " bytes");
+    return echoed == sent;
+  }
+};
+
+// The server's end of a connection to this process is dumped (the tree
+// killed, the lock on), and restored: the client sees no reset, and every
+// byte it sent, before, during and after, comes back once, in order.
+TEST_F(InetSocketTest, ConnectionToAClientOutsideTheTreeSurvivesWithoutAReset) {
+  constexpr size_t kTotal = 350000;
+  absl::StatusOr<Subject> s = StartSubject("inet_echo", {"serve", absl::StrCat(kTotal)});
+  ASSERT_TRUE(s.ok()) << s.status();
+  TreeGuard guard(*s);
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  UniqueFd fd = ConnectTo(PortOf(*s));
+  ASSERT_TRUE(fd.valid()) << strerror(errno);
+  Client c{fd.get()};
+  ASSERT_TRUE(c.Send(100000) && c.ReadAll(10000)) << c.error;
+  // Queued both ways when the dump comes: the server has not read the
+  // last of it, and this side has not read the echo.
+  ASSERT_TRUE(c.Send(150000)) << c.error;
+  const auto start = std::chrono::steady_clock::now();
+  std::string image = TempPath("inet_echo.img");
+  ASSERT_OK(DumpToFile(s->pid, image));
+  int status;
+  waitpid(s->pid, &status, 0);
+  // While the server is gone: these wait in this side's send queue, and
+  // the retransmissions are dropped by the lock, not answered by a reset.
+  ASSERT_TRUE(c.Send(50000)) << c.error;
+  ASSERT_TRUE(c.Read(300)) << c.error;
+  absl::StatusOr<pid_t> pid = RestoreFromFile(image);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  ASSERT_EQ(*pid, s->pid);
+  const size_t before = c.echoed;
+  while (c.echoed == before && std::chrono::steady_clock::now() - start < std::chrono::seconds(20)) {
+    ASSERT_TRUE(c.Read(10)) << c.error;
+  }
+  const double downtime =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  std::cerr << "downtime (dump start to the first byte echoed after restore): " << downtime << " ms\n";
+  ASSERT_TRUE(c.ReadAll(20000)) << c.error;
+  ASSERT_TRUE(c.Send(50000) && c.ReadAll(10000)) << c.error;
+  EXPECT_EQ(c.sent, kTotal);
+  shutdown(fd.get(), SHUT_WR);
+  ExpectNthPass(*s, 1, /*signal=*/false);
+}
+
+// Left running, the connection goes on while the dump runs: every byte
+// comes back once.
+TEST_F(InetSocketTest, ConnectionToAClientOutsideTheTreeLeftRunningGoesOn) {
+  constexpr size_t kTotal = 2000000;
+  absl::StatusOr<Subject> s = StartSubject("inet_echo", {"serve", absl::StrCat(kTotal)});
+  ASSERT_TRUE(s.ok()) << s.status();
+  TreeGuard guard(*s);
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  UniqueFd fd = ConnectTo(PortOf(*s));
+  ASSERT_TRUE(fd.valid()) << strerror(errno);
+  std::atomic<bool> ok{true};
+  std::string error;
+  std::thread talker([&] {
+    Client c{fd.get()};
+    while (c.sent < kTotal) {
+      if (!c.Send(std::min<size_t>(10000, kTotal - c.sent)) || !c.Read(0)) break;
+      usleep(500);
+    }
+    if (!c.ReadAll(20000)) {
+      ok = false;
+      error = c.error;
+    }
+  });
+  usleep(20000);
+  DumpOptions leave;
+  leave.leave_running = true;
+  absl::Status dumped = DumpToFile(s->pid, TempPath("inet_echo-leave.img"), leave);
+  talker.join();
+  ASSERT_OK(dumped);
+  ASSERT_TRUE(ok) << error;
+  shutdown(fd.get(), SHUT_WR);
+  ExpectNthPass(*s, 1, /*signal=*/false);
+}
+
+// A restore whose listening port another process took meanwhile fails,
+// naming the address and the port, and leaves nothing behind; once the
+// port is free again, the same image restores.
+TEST_F(InetSocketTest, RestoreRefusesAPortTakenSinceAndLeavesNothing) {
+  absl::StatusOr<Subject> s = StartSubject("inet_echo", {"serve", "1000"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  TreeGuard guard(*s);
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  const int port = PortOf(*s);
+  ASSERT_NE(port, 0);
+  std::string image = TempPath("inet_taken.img");
+  ASSERT_OK(DumpToFile(s->pid, image));
+  int status;
+  waitpid(s->pid, &status, 0);
+  {
+    UniqueFd taker(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    int one = 1;
+    setsockopt(taker.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in a {};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    ASSERT_EQ(bind(taker.get(), reinterpret_cast<struct sockaddr*>(&a), sizeof(a)), 0) << strerror(errno);
+    ASSERT_EQ(listen(taker.get(), 1), 0);
+    absl::StatusOr<pid_t> pid = RestoreFromFile(image);
+    ASSERT_FALSE(pid.ok()) << "restored onto a port another socket holds";
+    EXPECT_THAT(pid.status().message(), HasSubstr(absl::StrCat("127.0.0.1:", port))) << pid.status();
+    EXPECT_THAT(pid.status().message(), HasSubstr("taken")) << pid.status();
+    EXPECT_NE(kill(s->pid, 0), 0) << "the failed restore left a task behind";
+  }
+  absl::StatusOr<pid_t> pid = RestoreFromFile(image);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  UniqueFd fd = ConnectTo(port);
+  ASSERT_TRUE(fd.valid()) << strerror(errno);
+  Client c{fd.get()};
+  ASSERT_TRUE(c.Send(1000) && c.ReadAll(10000)) << c.error;
+  shutdown(fd.get(), SHUT_WR);
+  ExpectNthPass(*s, 1, /*signal=*/false);  // the original was killed before it said anything
+}
+
+// A connection waiting in a listener's backlog is refused for now, naming
+// the listener; the tree runs on and serves it.
+TEST_F(InetSocketTest, ConnectionWaitingInABacklogIsRefusedAndTheTreeRunsOn) {
+  absl::StatusOr<Subject> s = StartSubject("inet_echo", {"pending", "1000"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  TreeGuard guard(*s);
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  const int port = PortOf(*s);
+  UniqueFd fd = ConnectTo(port);
+  ASSERT_TRUE(fd.valid()) << strerror(errno);
+  absl::Status st = DumpToFile(s->pid, TempPath("inet_pending.img"));
+  ASSERT_FALSE(st.ok());
+  EXPECT_THAT(st.message(), HasSubstr(absl::StrCat("127.0.0.1:", port))) << st;
+  EXPECT_THAT(st.message(), HasSubstr("backlog")) << st;
+  ASSERT_EQ(kill(s->pid, SIGUSR1), 0);
+  Client c{fd.get()};
+  ASSERT_TRUE(c.Send(1000) && c.ReadAll(10000)) << c.error;
+  shutdown(fd.get(), SHUT_WR);
+  ExpectNthPass(*s, 1, /*signal=*/false);
+}
+
+}  // namespace
+}  // namespace ckpt::testing
