@@ -869,7 +869,7 @@ absl::Status Dumper::Run(pid_t root, ImageOutput& out) {
     if (st.ok()) {
       Phase p("dump: sockets");
       st = fs::ResolveUnixSockets(objects_, tree, unix_names, options_.leave_running ? objhash::kDumpLeaveRunning : 0u);
-      if (st.ok()) st = fs::ResolveInetSockets(objects_, tree);
+      if (st.ok()) st = fs::ResolveInetSockets(objects_, tree, options_.leave_running ? objhash::kDumpLeaveRunning : 0u);
     }
   }
   if (st.ok()) st = PlanSiblingFiles();

@@ -223,6 +223,7 @@ struct InetInfo {
   std::string data;  // what follows the filter
   std::shared_ptr<Held> held;
   std::shared_ptr<NetLock> lock;
+  uint32_t pending = 0;  // a listener: connections waiting in its backlog
 };
 
 struct LockEntry {
@@ -575,11 +576,9 @@ absl::StatusOr<uint32_t> RegisterInetTarget(objhash::ObjHash& objects, const FdP
     if (state == TCP_LISTEN) {
       r.state = image::kInetListening;
       r.backlog = diag.wqueue;
-      who = absl::StrCat(who, " (", SockName(r), ")");
-      if (diag.rqueue != 0) {
-        return absl::UnimplementedError(absl::StrCat(
-            who, ": ", diag.rqueue, " connection(s) wait in its backlog, not yet accepted: not supported yet"));
-      }
+      // Its backlog is looked at once every socket is collected (its
+      // clients must be among them).
+      s.pending = diag.rqueue;
     } else if (state == TCP_ESTABLISHED && connected) {
       r.state = image::kInetEstablished;
       who = absl::StrCat(who, " (", SockName(r), ")");
@@ -623,6 +622,13 @@ struct InetState {
     std::string what;
   };
   std::vector<Repaired> repaired;
+  struct Pending {
+    int fd;
+    image::ckpt_inet_sock rec;
+    std::string data;
+    std::string what;
+  };
+  std::vector<Pending> pending;  // clients to connect again, in order
   std::set<uint64_t> locks;
   bool step_left = false;
   ~InetState() {
@@ -638,6 +644,54 @@ std::shared_ptr<InetState> StateOf(objhash::RestoreContext& ctx) {
   return std::any_cast<std::shared_ptr<InetState>>(a);
 }
 
+// Waits (5 s at most) for `fd` to be ready for `events`.
+absl::Status WaitFor(int fd, short events, const std::string& what, const char* doing) {
+  struct pollfd p = {fd, events, 0};
+  for (;;) {
+    int n = poll(&p, 1, 5000);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoError(errno, what, ": poll");
+    if (n == 0) return absl::DeadlineExceededError(absl::StrCat(what, ": ", doing, " took more than 5 s"));
+    return absl::OkStatus();
+  }
+}
+
+// A client whose connection waited in a backlog: connected to its
+// listener (restored by now) for real, and its data sent again.
+absl::Status ConnectAgain(const InetState::Pending& p) {
+  const int flags = fcntl(p.fd, F_GETFL);
+  if (flags < 0 || fcntl(p.fd, F_SETFL, flags | O_NONBLOCK) != 0) return ErrnoError(errno, p.what, ": F_SETFL");
+  struct sockaddr_storage ss;
+  socklen_t len = ToSockaddr(p.rec.family, p.rec.dst_addr, p.rec.dst_port, &ss);
+  absl::Status st;
+  if (connect(p.fd, reinterpret_cast<struct sockaddr*>(&ss), len) != 0 && errno != EINPROGRESS) {
+    st = ErrnoError(errno, p.what, ": connecting again to its listener");
+  }
+  if (st.ok()) st = WaitFor(p.fd, POLLOUT, p.what, "connecting again to its listener");
+  if (st.ok()) {
+    int err = 0;
+    socklen_t el = sizeof(err);
+    getsockopt(p.fd, SOL_SOCKET, SO_ERROR, &err, &el);
+    if (err != 0) st = ErrnoError(err, p.what, ": connecting again to its listener");
+  }
+  for (size_t off = 0; st.ok() && off < p.data.size();) {
+    ssize_t n = send(p.fd, p.data.data() + off, p.data.size() - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EAGAIN) {
+      st = WaitFor(p.fd, POLLOUT, p.what, "sending its data again");
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      st = ErrnoError(errno, p.what, ": sending its data again");
+      break;
+    }
+    off += static_cast<size_t>(n);
+  }
+  if (st.ok() && (p.rec.shutdown & 1) && shutdown(p.fd, SHUT_RD) != 0) st = ErrnoError(errno, p.what, ": shutdown");
+  if (fcntl(p.fd, F_SETFL, flags) != 0 && st.ok()) st = ErrnoError(errno, p.what, ": F_SETFL");
+  return st;
+}
+
 // Once every object is made: the locks are lifted, then each connection
 // leaves repair mode (with a window probe, so that its peer resends at
 // once what it has not had acknowledged).
@@ -651,6 +705,8 @@ absl::Status FinishConnections(InetState& st) {
     if ((r.shutdown & 1) && shutdown(r.fd, SHUT_RD) != 0) return ErrnoError(errno, r.what, ": shutdown");
   }
   st.repaired.clear();
+  for (const InetState::Pending& p : st.pending) RETURN_IF_ERROR(ConnectAgain(p));
+  st.pending.clear();
   return absl::OkStatus();
 }
 
@@ -1020,10 +1076,15 @@ absl::Status CheckRecord(const image::Reader& rd, const image::ckpt_inet_sock& r
   if (((r.flags & image::kInetFilterLocked) != 0) && r.nr_filter == 0) {
     return rd.FieldError("flags", r.flags, ": a locked filter without a filter");
   }
-  const bool repaired = tcp && connected;
-  if (!repaired && (r.snd_seq || r.rcv_seq || r.sent_len || r.unsent_len || r.recv_len || r.mss || r.tcp_options ||
-                    r.snd_wscale || r.rcv_wscale || r.timestamp || r.lock_id || r.snd_wl1 || r.snd_wnd ||
-                    r.max_window || r.rcv_wnd || r.rcv_wup)) {
+  const bool pending = r.flags & image::kInetPending;
+  if (pending && !(tcp && connected)) return rd.FieldError("flags", r.flags, ": only a TCP connection waits in a backlog");
+  const bool repaired = tcp && connected && !pending;
+  if (pending && (r.sent_len || r.recv_len || r.unsent_len != r.data_size)) {
+    return rd.FieldError("unsent_len", r.unsent_len, ": a connection waiting in a backlog has only data to send");
+  }
+  if (!repaired && (r.snd_seq || r.rcv_seq || r.sent_len || r.recv_len || r.mss || r.tcp_options ||
+                    r.snd_wscale || r.rcv_wscale || r.timestamp || (r.lock_id && !pending) || r.snd_wl1 || r.snd_wnd ||
+                    r.max_window || r.rcv_wnd || r.rcv_wup || (r.unsent_len && !pending))) {
     return rd.FieldError("snd_seq", r.snd_seq, ": only an established TCP connection has a TCP state");
   }
   if (repaired) {
@@ -1038,7 +1099,7 @@ absl::Status CheckRecord(const image::Reader& rd, const image::ckpt_inet_sock& r
     }
   }
   if (tcp && r.nr_dgrams != 0) return rd.FieldError("nr_dgrams", r.nr_dgrams, ": a TCP socket has no datagrams");
-  if (tcp && !repaired && r.data_size != 0) return rd.FieldError("data_size", r.data_size, " is not zero");
+  if (tcp && !repaired && !pending && r.data_size != 0) return rd.FieldError("data_size", r.data_size, " is not zero");
   if (udp && r.nr_dgrams > image::kMaxInetDgrams) return rd.FieldError("nr_dgrams", r.nr_dgrams);
   if (r.data_size > image::kMaxInetQueueData + uint64_t{r.nr_dgrams} * kMaxDgramOverhead) {
     return rd.FieldError("data_size", r.data_size, " is more than an image holds");
@@ -1109,8 +1170,9 @@ absl::StatusOr<objhash::RestoredObject> RestoreInet(objhash::RestoreContext& ctx
   RETURN_IF_ERROR(SetSockBuf(fd, true, r.sndbuf));
   std::shared_ptr<InetState> st = StateOf(ctx);
   const bool repaired = r.protocol == IPPROTO_TCP && r.state == image::kInetEstablished;
-  if (repaired) {
-    if (r.lock_id != 0) st->locks.insert(r.lock_id);
+  const bool pending = r.flags & image::kInetPending;
+  if (r.lock_id != 0) st->locks.insert(r.lock_id);
+  if (repaired && !pending) {
     RETURN_IF_ERROR(MakeConnection(fd, r, data, what));
   } else if (r.flags & image::kInetBound) {
     // Connections of a listener that was killed may linger in TIME_WAIT:
@@ -1134,8 +1196,12 @@ absl::StatusOr<objhash::RestoredObject> RestoreInet(objhash::RestoreContext& ctx
   RETURN_IF_ERROR(Annotate(SetOptions(fd, r), what));
   RETURN_IF_ERROR(Annotate(SetSockFilter(fd, filter), what));
   ASSIGN_OR_RETURN(objhash::RestoredObject obj, objhash::HoldAt(ctx, r.objref, fd, what));
-  if (repaired) {
+  if (pending) {
+    st->pending.push_back({obj.fd, r, std::move(data), what});
+  } else if (repaired) {
     st->repaired.push_back({obj.fd, r.shutdown, what});
+  }
+  if (repaired) {
     if (!st->step_left) {
       st->step_left = true;
       RETURN_IF_ERROR(ctx.Later([st](objhash::LateContext&) { return FinishConnections(*st); }));
@@ -1183,7 +1249,119 @@ const FdKindOps kInetKind = {
 
 }  // namespace
 
-absl::Status ResolveInetSockets(objhash::ObjHash& objects, const std::set<pid_t>& tree) {
+namespace {
+
+bool SameAddr(int family, const uint8_t* a, const uint8_t* b) { return memcmp(a, b, family == AF_INET ? 4 : 16) == 0; }
+
+// The connection `d` waiting in `listener`'s backlog, by its client's end
+// among the tree's sockets; null if its client is not one of them.
+// An address as the wire carries it: an IPv4-mapped one as IPv4.
+std::string Canon(int family, const uint8_t* a) {
+  if (family == AF_INET6 && IsV4Mapped(a)) return std::string(reinterpret_cast<const char*>(a) + 12, 4);
+  return std::string(reinterpret_cast<const char*>(a), family == AF_INET ? 4 : 16);
+}
+
+InetInfo* ClientOf(objhash::ObjHash& objects, const InetDiag& d) {
+  for (const auto& e : objects.entries()) {
+    if (e->kind != kObjInet) continue;
+    auto& c = std::any_cast<InetInfo&>(e->data);
+    const image::ckpt_inet_sock& r = c.rec;
+    if (r.protocol == IPPROTO_TCP && r.state == image::kInetEstablished && !(r.flags & image::kInetPending) &&
+        r.src_port == d.dport && r.dst_port == d.sport && Canon(r.family, r.src_addr) == Canon(d.family, d.dst) &&
+        Canon(r.family, r.dst_addr) == Canon(d.family, d.src)) {
+      return &c;
+    }
+  }
+  return nullptr;
+}
+
+// Reads the bytes waiting on a connection that `listener` has not
+// accepted yet: only by accepting them all. Each accepted one is put in
+// repair mode and closed, which sends nothing (the lock holds its client
+// meanwhile). Returns the bytes by (client port, client address).
+absl::Status TakeBacklog(InetInfo& listener, uint32_t n, std::map<std::string, std::string>* data,
+                         const std::string& who) {
+  const int l = listener.held->copy.get();
+  for (uint32_t i = 0; i < n; i++) {
+    struct sockaddr_storage ss {};
+    socklen_t len = sizeof(ss);
+    UniqueFd c(accept4(l, reinterpret_cast<struct sockaddr*>(&ss), &len, SOCK_CLOEXEC | SOCK_NONBLOCK));
+    if (!c.valid()) return ErrnoError(errno, who, ": accepting a connection of its backlog to read it");
+    if (setsockopt(c.get(), SOL_TCP, TCP_REPAIR, &kRepairOn, sizeof(kRepairOn)) != 0) {
+      return ErrnoError(errno, who, ": TCP_REPAIR on a connection of its backlog");
+    }
+    uint8_t addr[16] = {};
+    uint16_t port = 0;
+    FromSockaddr(ss, listener.rec.family, addr, &port);
+    const std::string key = Canon(listener.rec.family, addr) + std::to_string(port);
+    int inq = 0;
+    if (ioctl(c.get(), SIOCINQ, &inq) != 0) return ErrnoError(errno, "SIOCINQ");
+    RETURN_IF_ERROR(SetSockInt(c.get(), SOL_TCP, TCP_REPAIR_QUEUE, kRecvQueue, "TCP_REPAIR_QUEUE"));
+    ASSIGN_OR_RETURN((*data)[key], PeekQueue(c.get(), static_cast<uint32_t>(inq), "receive"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ResolveInetSockets(objhash::ObjHash& objects, const std::set<pid_t>& tree, uint32_t dump_flags) {
+  // Backlogs: each connection waiting in one is made again by its client
+  // (a socket of the tree) once the listener is back.
+  for (const auto& e : objects.entries()) {
+    if (e->kind != kObjInet) continue;
+    auto& l = std::any_cast<InetInfo&>(e->data);
+    if (l.pending == 0) continue;
+    const std::string who = l.pid == getpid() ? absl::StrCat("socket:[", l.rec.ino, "] (in flight, ", SockName(l.rec), ")")
+                                              : absl::StrCat("task ", l.pid, " fd ", l.fd, " (", SockName(l.rec), ")");
+    ASSIGN_OR_RETURN(std::vector<InetDiag> all, DumpInetSockets(l.rec.family, IPPROTO_TCP));
+    std::vector<std::pair<InetDiag, InetInfo*>> waiting;
+    bool data = false;
+    for (const InetDiag& d : all) {
+      if (d.ino != 0 || d.state != TCP_ESTABLISHED || d.sport != l.rec.src_port ||
+          (!IsAny(l.rec.family, l.rec.src_addr) && !SameAddr(l.rec.family, l.rec.src_addr, d.src))) {
+        continue;
+      }
+      InetInfo* client = ClientOf(objects, d);
+      if (client == nullptr) {
+        return absl::UnimplementedError(absl::StrCat(
+            who, ": the connection from ", InetAddrName(d.family, d.dst, d.dport),
+            " waits in its backlog, not accepted yet, and its client is not in the tree: not supported yet"));
+      }
+      if (client->rec.recv_len != 0) {
+        return absl::InternalError(absl::StrCat(who, ": a client waiting in its backlog has data to read"));
+      }
+      data |= d.rqueue != 0;
+      waiting.push_back({d, client});
+    }
+    if (waiting.size() != l.pending) {
+      return absl::InternalError(absl::StrCat(who, ": ", l.pending, " connections wait in its backlog, but ",
+                                              waiting.size(), " were found"));
+    }
+    std::map<std::string, std::string> taken;
+    if (data) {
+      if (dump_flags & objhash::kDumpLeaveRunning) {
+        return absl::UnimplementedError(absl::StrCat(
+            who, ": data waits on connections in its backlog, not accepted yet, which only accepting them would "
+                 "read: not supported with --leave-running"));
+      }
+      RETURN_IF_ERROR(TakeBacklog(l, l.pending, &taken, who));
+    }
+    for (auto& [d, client] : waiting) {
+      image::ckpt_inet_sock& r = client->rec;
+      const std::string key = Canon(d.family, d.dst) + std::to_string(d.dport);
+      // What the listener's side received, then what the client had not
+      // had acknowledged: sent again on the new connection.
+      client->data = taken[key] + client->data;
+      r.flags |= image::kInetPending;
+      r.unsent_len = static_cast<uint32_t>(client->data.size());
+      r.sent_len = r.recv_len = 0;
+      r.snd_seq = r.rcv_seq = r.mss = r.tcp_options = r.timestamp = 0;
+      r.snd_wscale = r.rcv_wscale = 0;
+      r.snd_wl1 = r.snd_wnd = r.max_window = r.rcv_wnd = r.rcv_wup = 0;
+      r.data_size = client->data.size();
+    }
+  }
+
   std::map<uint64_t, std::string> socks;
   for (const auto& e : objects.entries()) {
     if (e->kind != kObjInet) continue;

@@ -28,9 +28,13 @@ namespace ckpt::fs {
 
 inline constexpr objhash::ObjKind kObjInet{15};
 
-// Dump, once every task's fds are collected: refuses inet sockets that a
-// process outside `tree` (PIDs as this process sees them) also holds.
-absl::Status ResolveInetSockets(objhash::ObjHash& objects, const std::set<pid_t>& tree);
+// Dump, once every task's fds are collected: finds the clients of the
+// connections waiting in listeners' backlogs (refused when a client is
+// not in the tree) and, when data waits on them, reads it by accepting
+// them (refused with kDumpLeaveRunning in `dump_flags`); refuses inet
+// sockets that a process outside `tree` (PIDs as this process sees them)
+// also holds.
+absl::Status ResolveInetSockets(objhash::ObjHash& objects, const std::set<pid_t>& tree, uint32_t dump_flags);
 
 // Dump, at its end: `killed` (the tree is gone and the image complete):
 // the connections' copies are closed in repair mode, so that nothing is

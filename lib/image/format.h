@@ -573,7 +573,12 @@ enum InetFlags : uint32_t {
   kInetFilterLocked = 1u << 9,  // SO_LOCK_FILTER
   kInetLinger = 1u << 10,    // SO_LINGER on, for `linger` seconds
   kInetBound = 1u << 11,     // bound to src_addr:src_port
-  kInetKnownFlags = (1u << 12) - 1,
+  // A TCP client whose connection waited in its listener's backlog (a
+  // listener of the tree): connected again for real once the listener is
+  // back, then its data (unsent_len bytes: what the listener's side had
+  // received, then what it had not sent yet) sent again.
+  kInetPending = 1u << 12,
+  kInetKnownFlags = (1u << 13) - 1,
 };
 
 // TCP options negotiated at the handshake (tcp_info's tcpi_options).

@@ -91,8 +91,8 @@ void ExpectNthPass(const Subject& s, size_t passes, bool signal = true) {
   EXPECT_THAT(out, Not(HasSubstr("FAIL"))) << out;
 }
 
-void DumpKillRestorePasses(const std::string& name, uint64_t tasks) {
-  absl::StatusOr<Subject> s = StartSubject(name);
+void DumpKillRestorePasses(const std::string& name, uint64_t tasks, const std::vector<std::string>& args = {}) {
+  absl::StatusOr<Subject> s = StartSubject(name, args);
   ASSERT_TRUE(s.ok()) << s.status();
   TreeGuard guard(*s);
   ASSERT_OK(WaitForOutput(*s, "READY"));
@@ -102,8 +102,8 @@ void DumpKillRestorePasses(const std::string& name, uint64_t tasks) {
   ExpectNthPass(*s, 1);
 }
 
-void LeaveRunningPassesThenRestoresAndPasses(const std::string& name) {
-  absl::StatusOr<Subject> s = StartSubject(name);
+void LeaveRunningPassesThenRestoresAndPasses(const std::string& name, const std::vector<std::string>& args = {}) {
+  absl::StatusOr<Subject> s = StartSubject(name, args);
   ASSERT_TRUE(s.ok()) << s.status();
   TreeGuard guard(*s);
   ASSERT_OK(WaitForOutput(*s, "READY"));
@@ -133,6 +133,34 @@ TEST_F(InetSocketTest, TcpLeaveRunningThenRestore) { LeaveRunningPassesThenResto
 TEST_F(InetSocketTest, UdpKeepsQueuedDatagramsWithTheirSendersAndOptions) { DumpKillRestorePasses("inet_udp", 1); }
 
 TEST_F(InetSocketTest, UdpLeaveRunningThenRestore) { LeaveRunningPassesThenRestoresAndPasses("inet_udp"); }
+
+// Connections waiting in backlogs (one with data, one over IPv4 to a
+// dual-stack listener), their clients in the tree: still acceptable after
+// the restore, each with its data.
+TEST_F(InetSocketTest, ConnectionsWaitingInABacklogAreStillAcceptableWithTheirData) {
+  DumpKillRestorePasses("inet_backlog", 2);
+}
+
+// Without data on them, a dump left running saves the backlog untouched.
+TEST_F(InetSocketTest, BacklogWithoutDataLeaveRunningThenRestore) {
+  LeaveRunningPassesThenRestoresAndPasses("inet_backlog", {"nodata"});
+}
+
+// With data on them, only accepting would read it, which a dump left
+// running must not do: refused, and the tree runs on intact.
+TEST_F(InetSocketTest, BacklogWithDataRefusesLeaveRunningAndStaysIntact) {
+  absl::StatusOr<Subject> s = StartSubject("inet_backlog");
+  ASSERT_TRUE(s.ok()) << s.status();
+  TreeGuard guard(*s);
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  DumpOptions leave;
+  leave.leave_running = true;
+  absl::Status st = DumpToFile(s->pid, TempPath("inet_backlog-refused.img"), leave);
+  ASSERT_FALSE(st.ok()) << "a leave-running dump took the backlog's data";
+  EXPECT_THAT(st.message(), HasSubstr("backlog")) << st;
+  EXPECT_THAT(st.message(), HasSubstr("leave-running")) << st;
+  ExpectNthPass(*s, 1);
+}
 
 // ----------------------------------------------- a client outside the tree
 
