@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -367,6 +368,59 @@ TEST_F(InetSocketTest, RestoreRefusesAPortTakenSinceAndLeavesNothing) {
   ASSERT_TRUE(c.Send(1000) && c.ReadAll(10000)) << c.error;
   shutdown(fd.get(), SHUT_WR);
   ExpectNthPass(*s, 1, /*signal=*/false);  // the original was killed before it said anything
+}
+
+// The whole answer of an HTTP/1.0 server to `request` on `fd` (it ends
+// the connection), within 10 s.
+std::string HttpExchange(int fd, const std::string& request) {
+  if (!request.empty() && send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
+    return "send failed";
+  }
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, 10000) != 1) return out + " (timed out)";
+    ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) return n == 0 ? out : out + " (" + strerror(errno) + ")";
+    out.append(buf, static_cast<size_t>(n));
+  }
+}
+
+// Python's http.server (threaded): one client has sent half a request
+// when the server is dumped and killed; after the restore its thread
+// reads the rest and answers, and new clients are served.
+TEST_F(InetSocketTest, PythonHttpServerAnswersAHalfSentRequestAndNewOnes) {
+  ASSERT_EQ(access("/usr/bin/python3", X_OK), 0) << "no /usr/bin/python3 (./run installs it)";
+  const std::string dir = TempPath("www");
+  mkdir(dir.c_str(), 0755);
+  {
+    UniqueFd f(open((dir + "/index.txt").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    ASSERT_TRUE(f.valid());
+    ASSERT_EQ(write(f.get(), "served by http.server\n", 22), 22);
+  }
+  absl::StatusOr<Subject> s = StartProgram(
+      "/usr/bin/python3", {"-u", "-m", "http.server", "--bind", "127.0.0.1", "--directory", dir, "0"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  TreeGuard guard(*s);
+  ASSERT_OK(WaitForOutput(*s, "Serving HTTP on 127.0.0.1 port "));
+  std::string out = ReadOutput(*s);
+  int port = 0;
+  const size_t at = out.find(" port ") + 6;
+  ASSERT_TRUE(absl::SimpleAtoi(out.substr(at, out.find(' ', at) - at), &port)) << out;
+  UniqueFd held = ConnectTo(port);
+  ASSERT_TRUE(held.valid()) << strerror(errno);
+  const std::string first = "GET /index.txt HTTP/1.0\r\n";
+  ASSERT_EQ(send(held.get(), first.data(), first.size(), 0), static_cast<ssize_t>(first.size()));
+  usleep(200000);  // its thread is reading the request
+  ASSERT_NO_FATAL_FAILURE(DumpKillRestore(*s, {s->pid}, TempPath("http.img")));
+  std::string answer = HttpExchange(held.get(), "Host: x\r\n\r\n");
+  EXPECT_THAT(answer, HasSubstr("200 OK")) << answer;
+  EXPECT_THAT(answer, HasSubstr("served by http.server")) << answer;
+  UniqueFd fresh = ConnectTo(port);
+  ASSERT_TRUE(fresh.valid()) << strerror(errno);
+  answer = HttpExchange(fresh.get(), "GET /index.txt HTTP/1.0\r\n\r\n");
+  EXPECT_THAT(answer, HasSubstr("served by http.server")) << answer;
 }
 
 // A connection waiting in a listener's backlog is refused for now, naming
