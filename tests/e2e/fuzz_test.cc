@@ -376,6 +376,30 @@ TEST_F(FuzzTest, UnixSocketsInFlightImage) {
   Fuzz(fs);
 }
 
+// TCP listeners and connections with data queued both ways, options and a
+// filter; UDP and UDP-Lite sockets with queued datagrams. Outside the
+// sandbox (fuzz_host_test): their restore needs CAP_NET_ADMIN and
+// CAP_NET_RAW over the network namespace.
+TEST_F(FuzzTest, InetTcpImage) {
+  FuzzSubject fs;
+  fs.program = "inet_tcp";
+  fs.pid_line = "CHILDREN";
+  fs.plan.selectors = {
+      Sel{image::CKPT_HDR_INET_SOCK, Section::kHeader, 3},
+      Sel{image::CKPT_HDR_FILE, Section::kHeader, 1},
+  };
+  Fuzz(fs);
+}
+
+TEST_F(FuzzTest, InetUdpImage) {
+  FuzzSubject fs;
+  fs.program = "inet_udp";
+  fs.plan.selectors = {
+      Sel{image::CKPT_HDR_INET_SOCK, Section::kHeader, 4},
+  };
+  Fuzz(fs);
+}
+
 TEST_F(FuzzTest, SessionsAndGroupsImage) {
   FuzzSubject fs;
   fs.program = "tree";
