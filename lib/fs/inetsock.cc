@@ -386,6 +386,12 @@ absl::Status ReadConnection(objhash::ObjHash& objects, InetInfo& s, const std::s
   s.lock = DumpLock(objects);
   if (s.lock == nullptr) return absl::InternalError("no network lock");
   RETURN_IF_ERROR(Annotate(s.lock->Add(WireConn(r)), who));
+  // An urgent byte is kept apart from the queue; repair mode cannot put it
+  // back. A peek shows it without taking it.
+  char urgent;
+  if (recv(c, &urgent, 1, MSG_OOB | MSG_PEEK | MSG_DONTWAIT) == 1) {
+    return absl::UnimplementedError(absl::StrCat(who, ": an urgent byte (MSG_OOB) waits to be read: not supported"));
+  }
   if (setsockopt(c, SOL_TCP, TCP_REPAIR, &kRepairOn, sizeof(kRepairOn)) != 0) {
     return ErrnoError(errno, who, ": TCP_REPAIR (needs CAP_NET_ADMIN in the socket's network namespace)");
   }
