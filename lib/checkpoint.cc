@@ -889,7 +889,8 @@ absl::Status Dumper::Run(pid_t root, ImageOutput& out) {
     Phase p("dump: thaw");
     st = Thaw(false);
     // Its connections' network lock is lifted.
-    fs::ReleaseInetSockets(objects_, /*killed=*/false);
+    absl::Status unlocked = fs::ReleaseInetSockets(objects_, /*killed=*/false);
+    if (st.ok()) st = unlocked;
     if (st.ok()) {
       Phase c("dump: commit");
       st = out.Commit();
@@ -908,8 +909,9 @@ absl::Status Dumper::Run(pid_t root, ImageOutput& out) {
     bool frozen = false;
     for (const auto& t : tasks_) frozen |= !t->threads.empty();
     // Connections out of repair mode before the tree runs again.
-    fs::ReleaseInetSockets(objects_, /*killed=*/false);
+    absl::Status unlocked = fs::ReleaseInetSockets(objects_, /*killed=*/false);
     absl::Status thaw = Thaw(false);
+    if (thaw.ok()) thaw = unlocked;
     const std::string taken = fs::TakenBacklogs(objects_);
     std::string what = !thaw.ok() ? absl::StrCat(" (and resuming the tree failed: ", thaw.message(), ")")
                        : !taken.empty() ? absl::StrCat("; the tree was resumed, but ", taken)
@@ -922,7 +924,7 @@ absl::Status Dumper::Run(pid_t root, ImageOutput& out) {
     st = Thaw(!options_.leave_running);
     // The tree is gone: its connections' copies close in repair mode
     // (nothing is sent) and the network lock stays for the restore.
-    fs::ReleaseInetSockets(objects_, /*killed=*/true);
+    fs::ReleaseInetSockets(objects_, /*killed=*/true).IgnoreError();  // nothing is lifted
   }
   stats_->total_ns = static_cast<uint64_t>(MonotonicNs()) - start;
   return st;

@@ -14,9 +14,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstring>
+#include <map>
 #include <memory>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
@@ -102,6 +105,7 @@ constexpr image::FieldSpec kInetSockFields[] = {
     CKPT_FIELD(image::ckpt_inet_sock, lock_id, kHex),
     CKPT_FIELD(image::ckpt_inet_sock, ino, kUnsigned),
     CKPT_FIELD(image::ckpt_inet_sock, nr_dgrams, kUnsigned),
+    CKPT_FIELD(image::ckpt_inet_sock, peek_off, kSigned),
     CKPT_FIELD(image::ckpt_inet_sock, data_size, kUnsigned),
 };
 constexpr uint64_t kMaxDgramOverhead = sizeof(image::ckpt_inet_dgram) + 8;
@@ -204,14 +208,21 @@ int SysctlInt(const char* path) {
 
 // The dumper's copy of a socket, kept until the dump ends; a connection's
 // is in repair mode until then (unless the tree was left running).
+// Leaves repair mode without a sound; the kernel clears SO_REUSEADDR
+// then, which `reuse` puts back.
+bool RepairOffQuietly(int fd, bool reuse) {
+  if (setsockopt(fd, SOL_TCP, TCP_REPAIR, &kRepairOffQuiet, sizeof(kRepairOffQuiet)) != 0) return false;
+  const int v = reuse ? 1 : 0;
+  return setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &v, sizeof(v)) == 0;
+}
+
 struct Held {
   UniqueFd copy;
   bool repair = false;
+  bool reuse = false;  // its SO_REUSEADDR
   bool killed = false;
   ~Held() {
-    if (repair && !killed && copy.valid()) {
-      setsockopt(copy.get(), SOL_TCP, TCP_REPAIR, &kRepairOffQuiet, sizeof(kRepairOffQuiet));
-    }
+    if (repair && !killed && copy.valid()) RepairOffQuietly(copy.get(), reuse);
   }
 };
 
@@ -224,11 +235,19 @@ struct InetInfo {
   std::shared_ptr<Held> held;
   std::shared_ptr<NetLock> lock;
   uint32_t pending = 0;  // a listener: connections waiting in its backlog
+  bool connection = false;  // an established TCP connection, read by ResolveInetSockets
+  std::string who;
 };
 
 struct LockEntry {
   std::shared_ptr<NetLock> lock;
 };
+
+// `st` with `who` in front, unless it names it already.
+absl::Status WithWho(absl::Status st, const std::string& who) {
+  if (st.ok() || absl::StartsWith(st.message(), who)) return st;
+  return Annotate(st, who);
+}
 
 template <typename T>
 absl::StatusOr<T> Named(absl::StatusOr<T> v, const std::string& who) {
@@ -292,6 +311,44 @@ absl::Status Supported(int fd, const Kind& k, const std::string& who) {
   return absl::UnimplementedError(absl::StrCat(who, ": ", what, " (", fam, ") is not supported yet"));
 }
 
+// State of a socket that the image does not keep, refused: another
+// network namespace, a pending error, an upper layer (kTLS), UDP offloads.
+absl::Status Refusals(int c, const Kind& k, const std::string& who) {
+  int ns = ioctl(c, SIOCGSKNS);
+  if (ns >= 0) {
+    UniqueFd nsfd(ns);
+    struct stat sock_ns {}, own {};
+    if (fstat(ns, &sock_ns) == 0 && stat("/proc/self/ns/net", &own) == 0 && sock_ns.st_ino != own.st_ino) {
+      return absl::UnimplementedError(absl::StrCat(
+          who, ": a socket of another network namespace than the dumper's is not supported yet"));
+    }
+  }
+  struct pollfd p = {c, POLLERR, 0};
+  if (poll(&p, 1, 0) == 1 && (p.revents & POLLERR)) {
+    return absl::UnimplementedError(absl::StrCat(
+        who, ": an error waits on it (a reset, or an ICMP error), which the dump cannot read without taking it: "
+             "not supported"));
+  }
+  if (k.protocol == IPPROTO_TCP) {
+    char ulp[16] = {};
+    socklen_t len = sizeof(ulp);
+    if (getsockopt(c, SOL_TCP, TCP_ULP, ulp, &len) == 0 && ulp[0] != '\0') {
+      return absl::UnimplementedError(absl::StrCat(who, ": a TCP socket with the upper layer \"",
+                                                   std::string(ulp, strnlen(ulp, sizeof(ulp))),
+                                                   "\" (TCP_ULP; kTLS) is not supported"));
+    }
+  } else {
+    for (auto [opt, name] : {std::pair{UDP_GRO, "UDP_GRO"}, std::pair{UDP_SEGMENT, "UDP_SEGMENT"},
+                             std::pair{UDP_CORK, "UDP_CORK"}}) {
+      absl::StatusOr<int> v = GetSockInt(c, SOL_UDP, opt, name);
+      if (v.ok() && *v != 0) {
+        return absl::UnimplementedError(absl::StrCat(who, ": a UDP socket with ", name, " set is not supported"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ReadOptions(int c, const Kind& k, image::ckpt_inet_sock& r) {
   auto flag = [&](int level, int opt, const char* what, uint32_t bit) -> absl::Status {
     ASSIGN_OR_RETURN(int v, GetSockInt(c, level, opt, what));
@@ -315,6 +372,7 @@ absl::Status ReadOptions(int c, const Kind& k, image::ckpt_inet_sock& r) {
   r.sndbuf = static_cast<uint32_t>(sndbuf);
   r.rcvbuf = static_cast<uint32_t>(rcvbuf);
   ASSIGN_OR_RETURN(r.rcvlowat, GetSockInt(c, SOL_SOCKET, SO_RCVLOWAT, "SO_RCVLOWAT"));
+  ASSIGN_OR_RETURN(r.peek_off, GetSockInt(c, SOL_SOCKET, SO_PEEK_OFF, "SO_PEEK_OFF"));
   ASSIGN_OR_RETURN(r.rcvtimeo_ns, GetSockTimeo(c, SO_RCVTIMEO, "SO_RCVTIMEO"));
   ASSIGN_OR_RETURN(r.sndtimeo_ns, GetSockTimeo(c, SO_SNDTIMEO, "SO_SNDTIMEO"));
   ASSIGN_OR_RETURN(int mark, GetSockInt(c, SOL_SOCKET, SO_MARK, "SO_MARK"));
@@ -364,7 +422,10 @@ absl::StatusOr<std::string> PeekQueue(int fd, uint32_t want, const char* which) 
   ssize_t n = recv(fd, out.data(), want, MSG_PEEK | MSG_DONTWAIT);
   if (n < 0) return ErrnoError(errno, "peeking at the ", which, " queue");
   if (static_cast<uint32_t>(n) != want) {
-    return absl::InternalError(absl::StrCat("the ", which, " queue gave ", n, " of its ", want, " bytes"));
+    // A read stops at an urgent byte's mark (SO_OOBINLINE).
+    return absl::UnimplementedError(absl::StrCat("the ", which, " queue gave ", n, " of its ", want,
+                                                 " bytes: an urgent byte (MSG_OOB) in it stops a read at its mark, "
+                                                 "which is not supported"));
   }
   return out;
 }
@@ -396,6 +457,7 @@ absl::Status ReadConnection(objhash::ObjHash& objects, InetInfo& s, const std::s
     return ErrnoError(errno, who, ": TCP_REPAIR (needs CAP_NET_ADMIN in the socket's network namespace)");
   }
   s.held->repair = true;
+  s.held->reuse = r.flags & image::kInetReuseAddr;
   ASSIGN_OR_RETURN(int state, TcpState(c));
   if (state != TCP_ESTABLISHED) {
     return absl::UnimplementedError(absl::StrCat(who, ": the connection moved to ", TcpStateName(state),
@@ -410,7 +472,12 @@ absl::Status ReadConnection(objhash::ObjHash& objects, InetInfo& s, const std::s
   RETURN_IF_ERROR(select(kRecvQueue));
   if (getsockopt(c, SOL_TCP, TCP_QUEUE_SEQ, &seq, &len) != 0) return ErrnoError(errno, "getsockopt TCP_QUEUE_SEQ");
   if (ioctl(c, SIOCINQ, &inq) != 0) return ErrnoError(errno, "SIOCINQ");
-  ASSIGN_OR_RETURN(std::string recvq, PeekQueue(c, static_cast<uint32_t>(inq), "receive"));
+  // A peek starts at the program's SO_PEEK_OFF and moves it: none while
+  // the queue is read, then its own back.
+  RETURN_IF_ERROR(SetSockInt(c, SOL_SOCKET, SO_PEEK_OFF, -1, "SO_PEEK_OFF"));
+  absl::StatusOr<std::string> peeked = PeekQueue(c, static_cast<uint32_t>(inq), "receive");
+  RETURN_IF_ERROR(SetSockInt(c, SOL_SOCKET, SO_PEEK_OFF, r.peek_off, "SO_PEEK_OFF"));
+  ASSIGN_OR_RETURN(std::string recvq, std::move(peeked));
   r.rcv_seq = seq - static_cast<uint32_t>(inq);
   RETURN_IF_ERROR(select(kSendQueue));
   len = sizeof(seq);
@@ -454,9 +521,7 @@ absl::Status ReadConnection(objhash::ObjHash& objects, InetInfo& s, const std::s
   if (leave_running) {
     // The tree goes on with it: out of repair mode without a sound. The
     // lock holds until the dump ends.
-    if (setsockopt(c, SOL_TCP, TCP_REPAIR, &kRepairOffQuiet, sizeof(kRepairOffQuiet)) != 0) {
-      return ErrnoError(errno, who, ": leaving TCP_REPAIR");
-    }
+    if (!RepairOffQuietly(c, r.flags & image::kInetReuseAddr)) return ErrnoError(errno, who, ": leaving TCP_REPAIR");
     s.held->repair = false;
   } else {
     r.lock_id = s.lock->id();
@@ -467,7 +532,7 @@ absl::Status ReadConnection(objhash::ObjHash& objects, InetInfo& s, const std::s
 // A UDP socket's queued datagrams, peeked at SO_PEEK_OFF offsets (one
 // datagram a peek); the program's own offset is put back.
 absl::Status ReadDatagrams(int c, InetInfo& s, const std::string& who) {
-  ASSIGN_OR_RETURN(int saved, GetSockInt(c, SOL_SOCKET, SO_PEEK_OFF, "SO_PEEK_OFF"));
+  const int saved = s.rec.peek_off;
   RETURN_IF_ERROR(SetSockInt(c, SOL_SOCKET, SO_PEEK_OFF, 0, "SO_PEEK_OFF"));
   std::vector<char> buf(kMaxDgram + 1);
   absl::Status st;
@@ -564,10 +629,26 @@ absl::StatusOr<uint32_t> RegisterInetTarget(objhash::ObjHash& objects, const FdP
   } else if (errno != ENOTCONN) {
     return ErrnoError(errno, who, ": getpeername");
   }
+  RETURN_IF_ERROR(Refusals(c, k, who));
   RETURN_IF_ERROR(Annotate(ReadOptions(c, k, r), who));
   ASSIGN_OR_RETURN(s.filter, GetSockFilter(c, who));
   r.nr_filter = static_cast<uint32_t>(s.filter.insns.size());
   if (s.filter.locked) r.flags |= image::kInetFilterLocked;
+  const bool leave_running = p.dump_flags & objhash::kDumpLeaveRunning;
+  int state = TCP_CLOSE;
+  if (k.protocol == IPPROTO_TCP) {
+    ASSIGN_OR_RETURN(state, TcpState(c));
+  }
+  if (state == TCP_LISTEN && !leave_running) {
+    // From now until the restore, new clients' SYNs are dropped (they
+    // resend them): a connection the kernel accepted after the dump read
+    // the backlog would be lost with the tree.
+    s.lock = DumpLock(objects);
+    if (s.lock == nullptr) return absl::InternalError("no network lock");
+    LockedConn l = WireConn(r);
+    RETURN_IF_ERROR(Annotate(s.lock->AddListener(l.family, IsAny(r.family, r.src_addr) ? nullptr : l.src, r.src_port),
+                             who));
+  }
   // A TCP socket not connected nor listening is in no table sock_diag
   // shows; nor is a UDP socket never bound.
   absl::StatusOr<InetDiag> found = DiagOf(k, p.st.st_ino, who);
@@ -575,9 +656,7 @@ absl::StatusOr<uint32_t> RegisterInetTarget(objhash::ObjHash& objects, const FdP
   InetDiag diag;
   if (found.ok()) diag = *found;
   r.shutdown = diag.shutdown & 3;
-  const bool leave_running = p.dump_flags & objhash::kDumpLeaveRunning;
   if (k.protocol == IPPROTO_TCP) {
-    ASSIGN_OR_RETURN(int state, TcpState(c));
     if (state != TCP_CLOSE && !found.ok()) return found.status();
     if (state == TCP_LISTEN) {
       r.state = image::kInetListening;
@@ -589,10 +668,17 @@ absl::StatusOr<uint32_t> RegisterInetTarget(objhash::ObjHash& objects, const FdP
       r.state = image::kInetEstablished;
       who = absl::StrCat(who, " (", SockName(r), ")");
       if (r.shutdown & 2) return absl::InternalError(absl::StrCat(who, ": established but shut down for sending"));
-      RETURN_IF_ERROR(ReadConnection(objects, s, who, leave_running));
+      // Read once no process outside the tree is found to hold it
+      // (ResolveInetSockets): repair mode would stop that one's calls.
+      s.connection = true;
+      s.who = who;
     } else if (state == TCP_CLOSE) {
       r.state = image::kInetClosed;
-      if (diag.shutdown != 0) {
+      // A connection that ended (reset, timed out, closed both ways) is
+      // CLOSE too, its port given back; its end shows as shut down.
+      struct pollfd pr = {c, POLLRDHUP, 0};
+      const bool ended = poll(&pr, 1, 0) == 1 && (pr.revents & POLLRDHUP);
+      if (diag.shutdown != 0 || ended) {
         return absl::UnimplementedError(absl::StrCat(
             who, ": a TCP connection that has ended (reset or timed out) and whose end its program has not "
                  "read is not supported"));
@@ -604,7 +690,7 @@ absl::StatusOr<uint32_t> RegisterInetTarget(objhash::ObjHash& objects, const FdP
   } else {
     r.state = connected ? image::kInetEstablished : image::kInetClosed;
     who = absl::StrCat(who, " (", SockName(r), ")");
-    RETURN_IF_ERROR(ReadDatagrams(c, s, who));
+    RETURN_IF_ERROR(WithWho(ReadDatagrams(c, s, who), who));
   }
   r.data_size = s.data.size();
   return f.objref;
@@ -612,7 +698,18 @@ absl::StatusOr<uint32_t> RegisterInetTarget(objhash::ObjHash& objects, const FdP
 
 absl::Status CheckpointInet(objhash::CheckpointContext& ctx, const objhash::ObjHash::Entry& entry) {
   const auto& s = std::any_cast<const InetInfo&>(entry.data);
-  struct iovec parts[3] = {{const_cast<image::ckpt_inet_sock*>(&s.rec), sizeof(s.rec)},
+  image::ckpt_inet_sock rec = s.rec;
+  rec.data_size = s.data.size();
+  // Every record of a dump that leaves its lock names it, so that a
+  // restore that fails at any of them lifts it.
+  if (rec.lock_id == 0 && !(ctx.flags & objhash::kDumpLeaveRunning)) {
+    for (const auto& e : ctx.objects->entries()) {
+      if (e->kind != kObjNetLock) continue;
+      const auto& l = std::any_cast<const LockEntry&>(e->data);
+      if (l.lock != nullptr) rec.lock_id = l.lock->id();
+    }
+  }
+  struct iovec parts[3] = {{&rec, sizeof(rec)},
                            {const_cast<struct sock_filter*>(s.filter.insns.data()),
                             s.filter.insns.size() * sizeof(struct sock_filter)},
                            {const_cast<char*>(s.data.data()), s.data.size()}};
@@ -625,6 +722,7 @@ struct InetState {
   struct Repaired {
     int fd;
     uint32_t shutdown;
+    bool reuse;  // SO_REUSEADDR
     std::string what;
   };
   std::vector<Repaired> repaired;
@@ -637,9 +735,17 @@ struct InetState {
   std::vector<Pending> pending;  // clients to connect again, in order
   std::set<uint64_t> locks;
   bool step_left = false;
+  // A copy of each connection's socket, until the restore succeeds.
+  std::vector<UniqueFd> guards;
+  bool committed = false;
   ~InetState() {
-    // A failed restore: the connections' sockets close in repair mode
-    // (nothing is sent); the peers then see a reset when they retransmit.
+    // A failed restore: the connections' sockets go back to repair mode,
+    // so that they close without a sound (never a FIN after part of the
+    // data); the peers then see a reset when they retransmit.
+    if (!committed) {
+      for (const UniqueFd& g : guards) setsockopt(g.get(), SOL_TCP, TCP_REPAIR, &kRepairOn, sizeof(kRepairOn));
+    }
+    guards.clear();
     for (uint64_t id : locks) NetLock::LiftById(id).IgnoreError();
   }
 };
@@ -708,6 +814,8 @@ absl::Status FinishConnections(InetState& st) {
     if (setsockopt(r.fd, SOL_TCP, TCP_REPAIR, &kRepairOff, sizeof(kRepairOff)) != 0) {
       return ErrnoError(errno, r.what, ": leaving TCP_REPAIR");
     }
+    // Leaving repair mode clears it.
+    RETURN_IF_ERROR(SetSockInt(r.fd, SOL_SOCKET, SO_REUSEADDR, r.reuse ? 1 : 0, "SO_REUSEADDR"));
     if ((r.shutdown & 1) && shutdown(r.fd, SHUT_RD) != 0) return ErrnoError(errno, r.what, ": shutdown");
   }
   st.repaired.clear();
@@ -756,8 +864,8 @@ absl::Status Bind(int fd, const image::ckpt_inet_sock& r, const std::string& wha
   if (errno == EADDRINUSE && orphans) {
     return absl::FailedPreconditionError(absl::StrCat(
         what, ": the address ", InetAddrName(r.family, r.src_addr, r.src_port),
-        " is held by closed connections in TIME_WAIT (for a minute at most; the program did not set "
-        "SO_REUSEADDR)"));
+        " is held by closed connections (TIME_WAIT or closing, for a minute at most) that a listener cannot "
+        "pass"));
   }
   if (errno == EADDRINUSE) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -794,7 +902,7 @@ absl::Status SendQueue(int fd, int queue, const char* data, size_t len, const st
   RETURN_IF_ERROR(SetSockInt(fd, SOL_TCP, TCP_REPAIR_QUEUE, queue, "TCP_REPAIR_QUEUE"));
   size_t off = 0;
   while (off < len) {
-    ssize_t n = send(fd, data + off, len - off, MSG_NOSIGNAL);
+    ssize_t n = send(fd, data + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       return ErrnoError(errno, what, ": filling its ", queue == kRecvQueue ? "receive" : "send", " queue (", off,
@@ -808,6 +916,12 @@ absl::Status SendQueue(int fd, int queue, const char* data, size_t len, const st
 absl::Status MakeConnection(int fd, const image::ckpt_inet_sock& r, const std::string& data,
                             const std::string& what) {
   RETURN_IF_ERROR(CheckNoTwin(r, what));
+  // Room for the queues while they are filled (nothing is acknowledged
+  // meanwhile); the recorded sizes are set afterwards.
+  const uint64_t room = 2 * (uint64_t{r.sent_len} + r.unsent_len + r.recv_len) + (1u << 20);
+  const uint32_t big = static_cast<uint32_t>(std::min<uint64_t>(room, 1u << 30));
+  RETURN_IF_ERROR(SetSockBuf(fd, true, std::max(big, r.sndbuf)));
+  RETURN_IF_ERROR(SetSockBuf(fd, false, std::max(big, r.rcvbuf)));
   if (setsockopt(fd, SOL_TCP, TCP_REPAIR, &kRepairOn, sizeof(kRepairOn)) != 0) {
     return ErrnoError(errno, what, ": TCP_REPAIR (needs CAP_NET_ADMIN)");
   }
@@ -856,7 +970,8 @@ absl::Status MakeConnection(int fd, const image::ckpt_inet_sock& r, const std::s
   if (setsockopt(fd, SOL_TCP, TCP_REPAIR_WINDOW, &w, sizeof(w)) != 0) {
     return ErrnoError(errno, what, ": TCP_REPAIR_WINDOW");
   }
-  return absl::OkStatus();
+  RETURN_IF_ERROR(SetSockBuf(fd, true, r.sndbuf));
+  return SetSockBuf(fd, false, r.rcvbuf);
 }
 
 uint16_t Checksum(const std::string& pseudo, const char* data, size_t len) {
@@ -870,6 +985,15 @@ uint16_t Checksum(const std::string& pseudo, const char* data, size_t len) {
   while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
   uint16_t c = static_cast<uint16_t>(~sum);
   return c == 0 ? 0xffff : c;
+}
+
+// The datagrams go out on loopback only, whatever the address they are
+// for (a multicast one, or one not on this host): never onto a network.
+absl::Status OnLoopback(int raw, const std::string& what) {
+  if (setsockopt(raw, SOL_SOCKET, SO_BINDTODEVICE, "lo", 2) != 0) {
+    return ErrnoError(errno, what, ": binding a raw socket to lo");
+  }
+  return absl::OkStatus();
 }
 
 // Sends one datagram to the restored socket as its sender sent it: from
@@ -914,6 +1038,7 @@ absl::Status Redeliver(const image::ckpt_inet_sock& r, const image::ckpt_inet_dg
     whole += pkt;
     UniqueFd raw(socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW));
     if (!raw.valid()) return ErrnoError(errno, what, ": a raw socket to queue its datagrams again (needs CAP_NET_RAW)");
+    RETURN_IF_ERROR(OnLoopback(raw.get(), what));
     struct sockaddr_storage ss;
     socklen_t len = ToSockaddr(AF_INET, to_addr, 0, &ss);
     if (sendto(raw.get(), whole.data(), whole.size(), 0, reinterpret_cast<struct sockaddr*>(&ss), len) !=
@@ -925,6 +1050,7 @@ absl::Status Redeliver(const image::ckpt_inet_sock& r, const image::ckpt_inet_dg
   memcpy(pkt.data(), &uh, sizeof(uh));
   UniqueFd raw(socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, proto));
   if (!raw.valid()) return ErrnoError(errno, what, ": a raw socket to queue its datagrams again (needs CAP_NET_RAW)");
+  RETURN_IF_ERROR(OnLoopback(raw.get(), what));
   RETURN_IF_ERROR(SetSockInt(raw.get(), SOL_IPV6, IPV6_CHECKSUM, 6, "IPV6_CHECKSUM"));
   RETURN_IF_ERROR(SetSockInt(raw.get(), SOL_IPV6, IPV6_FREEBIND, 1, "IPV6_FREEBIND"));
   struct sockaddr_storage ss;
@@ -1089,7 +1215,7 @@ absl::Status CheckRecord(const image::Reader& rd, const image::ckpt_inet_sock& r
     return rd.FieldError("unsent_len", r.unsent_len, ": a connection waiting in a backlog has only data to send");
   }
   if (!repaired && (r.snd_seq || r.rcv_seq || r.sent_len || r.recv_len || r.mss || r.tcp_options ||
-                    r.snd_wscale || r.rcv_wscale || r.timestamp || (r.lock_id && !pending) || r.snd_wl1 || r.snd_wnd ||
+                    r.snd_wscale || r.rcv_wscale || r.timestamp || r.snd_wl1 || r.snd_wnd ||
                     r.max_window || r.rcv_wnd || r.rcv_wup || (r.unsent_len && !pending))) {
     return rd.FieldError("snd_seq", r.snd_seq, ": only an established TCP connection has a TCP state");
   }
@@ -1114,7 +1240,18 @@ absl::Status CheckRecord(const image::Reader& rd, const image::ckpt_inet_sock& r
     return rd.FieldError("data_size", r.data_size, " does not fit the record (", rd.payload_remaining(),
                          " bytes left)");
   }
-  if (r.reserved != 0) return rd.FieldError("reserved", r.reserved, " is not zero");
+  if (r.peek_off < -1) return rd.FieldError("peek_off", r.peek_off);
+  // What getsockopt gives is twice what was asked; the sysctl limits are
+  // far below this.
+  constexpr uint32_t kMaxBuf = 1u << 28;
+  if (r.sndbuf > kMaxBuf) return rd.FieldError("sndbuf", r.sndbuf, " is out of range");
+  if (r.rcvbuf > kMaxBuf) return rd.FieldError("rcvbuf", r.rcvbuf, " is out of range");
+  for (const char* c = r.congestion; *c != '\0'; c++) {
+    // The kernel loads module tcp_<name> for a name it does not know.
+    if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_')) {
+      return rd.FieldError("congestion", "'", r.congestion, "' is not a congestion control's name");
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -1131,7 +1268,7 @@ absl::Status CheckDatagrams(const image::Reader& rd, const image::ckpt_inet_sock
       return rd.FieldError("len", d.len, " of datagram ", i, " does not fit the record");
     }
     if (d.family != AF_INET && d.family != AF_INET6) return rd.FieldError("family", d.family, " of datagram ", i);
-    if (d.family != r.family && !(r.family == AF_INET6 && d.family == AF_INET6)) {
+    if (d.family != r.family) {
       return rd.FieldError("family", d.family, " of datagram ", i, " is not the socket's");
     }
     off += (sizeof(d) + d.len + 7) & ~size_t{7};
@@ -1145,6 +1282,9 @@ absl::StatusOr<objhash::RestoredObject> RestoreInet(objhash::RestoreContext& ctx
   image::Reader& rd = *ctx.reader;
   image::ckpt_inet_sock r;
   RETURN_IF_ERROR(rd.ReadStruct(&r, sizeof(r)));
+  std::shared_ptr<InetState> st = StateOf(ctx);
+  // Lifted at the end, whatever happens from here.
+  if (r.lock_id != 0) st->locks.insert(r.lock_id);
   RETURN_IF_ERROR(CheckRecord(rd, r));
   SockFilter filter;
   filter.insns.resize(r.nr_filter);
@@ -1174,12 +1314,16 @@ absl::StatusOr<objhash::RestoredObject> RestoreInet(objhash::RestoreContext& ctx
   if (r.mark != 0) RETURN_IF_ERROR(SetSockInt(fd, SOL_SOCKET, SO_MARK, static_cast<int>(r.mark), "SO_MARK"));
   RETURN_IF_ERROR(SetSockBuf(fd, false, r.rcvbuf));
   RETURN_IF_ERROR(SetSockBuf(fd, true, r.sndbuf));
-  std::shared_ptr<InetState> st = StateOf(ctx);
   const bool repaired = r.protocol == IPPROTO_TCP && r.state == image::kInetEstablished;
   const bool pending = r.flags & image::kInetPending;
-  if (r.lock_id != 0) st->locks.insert(r.lock_id);
   if (repaired && !pending) {
-    RETURN_IF_ERROR(MakeConnection(fd, r, data, what));
+    int guard = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (guard < 0) return ErrnoError(errno, what, ": dup");
+    st->guards.emplace_back(guard);
+    if (st->guards.size() == 1) {
+      RETURN_IF_ERROR(ctx.AtCommit([st] { st->committed = true; }));
+    }
+    RETURN_IF_ERROR(WithWho(MakeConnection(fd, r, data, what), what));
   } else if (r.flags & image::kInetBound) {
     // Connections of a listener that was killed may linger in TIME_WAIT:
     // SO_REUSEADDR lets the bind pass them (a live socket on the address
@@ -1189,7 +1333,7 @@ absl::StatusOr<objhash::RestoredObject> RestoreInet(objhash::RestoreContext& ctx
   }
   RETURN_IF_ERROR(SetSockInt(fd, SOL_SOCKET, SO_REUSEADDR, (r.flags & image::kInetReuseAddr) ? 1 : 0, "SO_REUSEADDR"));
   if (r.protocol != IPPROTO_TCP) {
-    RETURN_IF_ERROR(RefillDatagrams(fd, r, data, what));
+    RETURN_IF_ERROR(WithWho(RefillDatagrams(fd, r, data, what), what));
     if (r.state == image::kInetEstablished) {
       struct sockaddr_storage ss;
       socklen_t len = ToSockaddr(r.family, r.dst_addr, r.dst_port, &ss);
@@ -1201,11 +1345,12 @@ absl::StatusOr<objhash::RestoredObject> RestoreInet(objhash::RestoreContext& ctx
   }
   RETURN_IF_ERROR(Annotate(SetOptions(fd, r), what));
   RETURN_IF_ERROR(Annotate(SetSockFilter(fd, filter), what));
+  if (r.peek_off != -1) RETURN_IF_ERROR(Annotate(SetSockInt(fd, SOL_SOCKET, SO_PEEK_OFF, r.peek_off, "SO_PEEK_OFF"), what));
   ASSIGN_OR_RETURN(objhash::RestoredObject obj, objhash::HoldAt(ctx, r.objref, fd, what));
   if (pending) {
     st->pending.push_back({obj.fd, r, std::move(data), what});
   } else if (repaired) {
-    st->repaired.push_back({obj.fd, r.shutdown, what});
+    st->repaired.push_back({obj.fd, r.shutdown, static_cast<bool>(r.flags & image::kInetReuseAddr), what});
   }
   if (repaired) {
     if (!st->step_left) {
@@ -1311,6 +1456,38 @@ absl::Status TakeBacklog(InetInfo& listener, uint32_t n, std::map<std::string, s
 }  // namespace
 
 absl::Status ResolveInetSockets(objhash::ObjHash& objects, const std::set<pid_t>& tree, uint32_t dump_flags) {
+  // Sockets held outside the tree too: refused before any is touched.
+  std::map<uint64_t, std::string> socks;
+  for (const auto& e : objects.entries()) {
+    if (e->kind != kObjInet) continue;
+    const auto& s = std::any_cast<const InetInfo&>(e->data);
+    socks[s.rec.ino] = s.pid == getpid() ? absl::StrCat("socket:[", s.rec.ino, "] (in flight, ", SockName(s.rec), ")")
+                                         : absl::StrCat("task ", s.pid, " fd ", s.fd, " (", SockName(s.rec), ")");
+  }
+  std::set<uint64_t> inos;
+  for (const auto& [ino, who] : socks) inos.insert(ino);
+  std::vector<std::string> problems;
+  for (const auto& [ino, holders] : FdHolders("socket", inos, tree)) {
+    const auto& [pid, fd] = holders.front();
+    problems.push_back(absl::StrCat(socks[ino], " is also held by process ", pid, " (", ProcComm(pid), ") fd ", fd,
+                                    ", outside the tree"));
+  }
+  if (!problems.empty()) {
+    return absl::UnimplementedError(
+      absl::StrCat(absl::StrJoin(problems, "; "), ": a TCP or UDP socket shared with a process outside the tree "
+                                                  "is not supported yet"));
+  }
+  // Connections, under the lock and in repair mode. (Reading the first
+  // adds the lock to `objects`: the list is taken first.)
+  std::vector<InetInfo*> connections;
+  for (const auto& e : objects.entries()) {
+    if (e->kind == kObjInet && std::any_cast<InetInfo&>(e->data).connection) {
+      connections.push_back(&std::any_cast<InetInfo&>(e->data));
+    }
+  }
+  for (InetInfo* c : connections) {
+    RETURN_IF_ERROR(WithWho(ReadConnection(objects, *c, c->who, dump_flags & objhash::kDumpLeaveRunning), c->who));
+  }
   // Backlogs: each connection waiting in one is made again by its client
   // (a socket of the tree) once the listener is back.
   for (const auto& e : objects.entries()) {
@@ -1368,45 +1545,32 @@ absl::Status ResolveInetSockets(objhash::ObjHash& objects, const std::set<pid_t>
     }
   }
 
-  std::map<uint64_t, std::string> socks;
-  for (const auto& e : objects.entries()) {
-    if (e->kind != kObjInet) continue;
-    const auto& s = std::any_cast<const InetInfo&>(e->data);
-    socks[s.rec.ino] = s.pid == getpid() ? absl::StrCat("socket:[", s.rec.ino, "] (in flight, ", SockName(s.rec), ")")
-                                         : absl::StrCat("task ", s.pid, " fd ", s.fd, " (", SockName(s.rec), ")");
-  }
-  if (socks.empty()) return absl::OkStatus();
-  std::set<uint64_t> inos;
-  for (const auto& [ino, who] : socks) inos.insert(ino);
-  std::vector<std::string> problems;
-  for (const auto& [ino, holders] : FdHolders("socket", inos, tree)) {
-    const auto& [pid, fd] = holders.front();
-    problems.push_back(absl::StrCat(socks[ino], " is also held by process ", pid, " (", ProcComm(pid), ") fd ", fd,
-                                    ", outside the tree"));
-  }
-  if (problems.empty()) return absl::OkStatus();
-  return absl::UnimplementedError(
-      absl::StrCat(absl::StrJoin(problems, "; "), ": a TCP or UDP socket shared with a process outside the tree "
-                                                  "is not supported yet"));
+  return absl::OkStatus();
 }
 
-void ReleaseInetSockets(objhash::ObjHash& objects, bool killed) {
+absl::Status ReleaseInetSockets(objhash::ObjHash& objects, bool killed) {
+  absl::Status result;
   for (const auto& e : objects.entries()) {
     if (e->kind == kObjInet) {
       auto& s = std::any_cast<InetInfo&>(e->data);
+      s.lock.reset();
       if (s.held == nullptr) continue;
       s.held->killed = killed;
       s.held.reset();  // closes the copy: in repair mode, silently
-    } else if (e->kind == kObjNetLock) {
-      auto& l = std::any_cast<LockEntry&>(e->data);
-      if (l.lock == nullptr) continue;
-      if (killed) l.lock->Keep();
-      l.lock.reset();
     }
   }
   for (const auto& e : objects.entries()) {
-    if (e->kind == kObjInet) std::any_cast<InetInfo&>(e->data).lock.reset();
+    if (e->kind != kObjNetLock) continue;
+    auto& l = std::any_cast<LockEntry&>(e->data);
+    if (l.lock == nullptr) continue;
+    if (killed) {
+      l.lock->Keep();
+    } else {
+      result = l.lock->Lift();
+    }
+    l.lock.reset();
   }
+  return result;
 }
 
 }  // namespace ckpt::fs

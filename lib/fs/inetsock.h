@@ -40,8 +40,9 @@ absl::Status ResolveInetSockets(objhash::ObjHash& objects, const std::set<pid_t>
 // the connections' copies are closed in repair mode, so that nothing is
 // sent, and the network lock stays for the restore. Otherwise (failed,
 // or left running) repair mode is left without a sound and the lock is
-// lifted. Call before a failed dump resumes the tree.
-void ReleaseInetSockets(objhash::ObjHash& objects, bool killed);
+// lifted. Call before a failed dump resumes the tree. An error: the lock
+// could not be lifted (its connections stay blocked).
+absl::Status ReleaseInetSockets(objhash::ObjHash& objects, bool killed);
 
 }  // namespace ckpt::fs
 

@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <csignal>
+#include <pthread.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -53,7 +54,12 @@ absl::Status RunNft(const std::string& script) {
   if (rc != 0) return ErrnoError(rc, "spawning ", nft);
   in_r.reset();
   err_w.reset();
-  // A script is far below a pipe's capacity; SIGPIPE is not at stake.
+  // A script is far below a pipe's capacity, but nft may end before it
+  // reads it: SIGPIPE is held back meanwhile (and taken if it came).
+  sigset_t pipe_set, old_set;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
   size_t off = 0;
   while (off < script.size()) {
     ssize_t n = write(in_w.get(), script.data() + off, script.size() - off);
@@ -62,6 +68,12 @@ absl::Status RunNft(const std::string& script) {
     off += static_cast<size_t>(n);
   }
   in_w.reset();
+  if (!sigismember(&old_set, SIGPIPE)) {
+    struct timespec zero = {0, 0};
+    while (sigtimedwait(&pipe_set, nullptr, &zero) == SIGPIPE) {
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &old_set, nullptr);
   std::string out;
   char buf[4096];
   for (;;) {
@@ -71,7 +83,13 @@ absl::Status RunNft(const std::string& script) {
     if (out.size() < 65536) out.append(buf, static_cast<size_t>(n));
   }
   int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  pid_t got;
+  while ((got = waitpid(pid, &status, 0)) < 0 && errno == EINTR) {
+  }
+  if (got != pid) {
+    // Reaped by someone else (a caller that ignores SIGCHLD): how it
+    // ended is not known, so it did not work.
+    return ErrnoError(errno, "waiting for nft");
   }
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return absl::OkStatus();
   std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipWhitespace());
@@ -102,15 +120,31 @@ std::string NetLock::TableName(uint64_t id) {
   return absl::StrCat("inet ckpt_lock_", absl::Hex(id, absl::kZeroPad16));
 }
 
+std::string NetLock::Prologue() const {
+  if (made_) return "";
+  const std::string table = TableName(id_);
+  // Before conntrack (-300), so that nothing of the connection moves.
+  return absl::StrCat("add table ", table, "\n",
+                      "add chain ", table, " in { type filter hook input priority -300; policy accept; }\n",
+                      "add chain ", table, " out { type filter hook output priority -300; policy accept; }\n");
+}
+
+absl::Status NetLock::AddListener(int family, const uint8_t* addr, uint16_t port) {
+  std::string script = Prologue();
+  std::string match;
+  if (addr != nullptr) {
+    match = absl::StrCat(family == AF_INET6 ? "ip6" : "ip", " daddr ", Addr(family, addr), " ");
+  }
+  absl::StrAppend(&script, "add rule ", TableName(id_), " in ", match, "tcp dport ", port,
+                  " tcp flags & (syn | ack) == syn drop\n");
+  RETURN_IF_ERROR(Annotate(RunNft(script), "network lock"));
+  made_ = true;
+  return absl::OkStatus();
+}
+
 absl::Status NetLock::Add(const LockedConn& c) {
   const std::string table = TableName(id_);
-  std::string script;
-  if (!made_) {
-    // Before conntrack (-300), so that nothing of the connection moves.
-    absl::StrAppend(&script, "add table ", table, "\n",
-                    "add chain ", table, " in { type filter hook input priority -300; policy accept; }\n",
-                    "add chain ", table, " out { type filter hook output priority -300; policy accept; }\n");
-  }
+  std::string script = Prologue();
   const char* ip = c.family == AF_INET6 ? "ip6" : "ip";
   const std::string src = Addr(c.family, c.src), dst = Addr(c.family, c.dst);
   for (const char* chain : {"in", "out"}) {

@@ -36,6 +36,8 @@ class NetLock {
   uint64_t id() const { return id_; }
   // Drops the connection's packets both ways from now on.
   absl::Status Add(const LockedConn& c);
+  // Drops new clients' SYNs to a listener (`addr` null: any address).
+  absl::Status AddListener(int family, const uint8_t* addr, uint16_t port);
   // Leaves the table in place when this object goes (the restore lifts it).
   void Keep() { keep_ = true; }
   absl::Status Lift();
@@ -46,6 +48,9 @@ class NetLock {
   static std::string TableName(uint64_t id);
 
  private:
+  // The table and its chains, the first time.
+  std::string Prologue() const;
+
   uint64_t id_;
   bool made_ = false;
   bool keep_ = false;

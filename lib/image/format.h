@@ -553,7 +553,8 @@ inline constexpr uint32_t kMaxUnixMsgFds = 253;  // SCM_MAX_FD
 // that its peer sees no reset. When the dump killed the tree, the
 // connection is kept from being reset meanwhile by a network lock: the
 // nftables table "inet ckpt_lock_<lock_id, 16 hex digits>", which the
-// restore deletes when it is done (or fails).
+// restore deletes when it is done, or when it fails once it has read an
+// INET_SOCK (a restore that fails before leaves it: nft delete table).
 enum InetState : uint32_t {
   kInetClosed = 0,       // not connected: unbound, or bound (src_port)
   kInetListening = 1,    // TCP listening
@@ -637,7 +638,7 @@ struct ckpt_inet_sock {
   uint64_t lock_id;     // its network lock (0: none)
   uint64_t ino;         // its inode when dumped (names it in messages)
   uint32_t nr_dgrams;   // UDP: datagrams queued to read
-  uint32_t reserved;
+  int32_t peek_off;     // SO_PEEK_OFF (-1: none)
   uint64_t data_size;   // bytes after the filter
 };
 static_assert(sizeof(ckpt_inet_sock) == 256);
