@@ -163,6 +163,25 @@ TEST_F(InetSocketTest, BacklogWithDataRefusesLeaveRunningAndStaysIntact) {
   ExpectNthPass(*s, 1);
 }
 
+// States the dump cannot save faithfully are refused, naming the socket
+// and why, and the process runs on with them.
+void RefusedAndIntact(const std::string& mode, const std::string& why) {
+  absl::StatusOr<Subject> s = StartSubject("inet_edges", {mode});
+  ASSERT_TRUE(s.ok()) << s.status();
+  TreeGuard guard(*s);
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  absl::Status st = DumpToFile(s->pid, TempPath("inet_edges-" + mode + ".img"));
+  ASSERT_FALSE(st.ok()) << mode << " was dumped";
+  EXPECT_THAT(st.message(), HasSubstr(absl::StrCat("task ", s->pid, " fd "))) << st;
+  EXPECT_THAT(st.message(), HasSubstr(why)) << st;
+  ExpectNthPass(*s, 1);
+}
+
+TEST_F(InetSocketTest, AnUrgentByteIsRefused) { RefusedAndIntact("oob", "urgent byte"); }
+TEST_F(InetSocketTest, AnUrgentByteInlineIsRefused) { RefusedAndIntact("oobinline", "urgent byte"); }
+TEST_F(InetSocketTest, AHalfClosedConnectionIsRefusedNamingItsState) { RefusedAndIntact("closewait", "CLOSE_WAIT"); }
+TEST_F(InetSocketTest, APendingUdpErrorIsRefused) { RefusedAndIntact("udperr", "an error waits"); }
+
 // ----------------------------------------------- a client outside the tree
 
 unsigned char Pattern(size_t off) { return static_cast<unsigned char>(off * 7 + (off >> 9) + 3); }

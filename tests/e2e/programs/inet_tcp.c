@@ -17,7 +17,8 @@
  * SO_PRIORITY 3, TCP_CONGESTION reno, SO_RCVTIMEO 1.5 s on the child's IPv4
  * end; IPV6_TCLASS 0x20 and IPV6_UNICAST_HOPS 33 on the child's IPv6 end;
  * O_NONBLOCK and a 2-instruction socket filter on the parent's IPv4 end;
- * the addresses of every socket.
+ * SO_REUSEADDR of the parent's ends (from their listeners); the addresses
+ * of every socket.
  *
  * After SIGUSR1 (passed on to the child) each side reads exactly what the
  * other wrote, byte for byte, then each connection carries a new message
@@ -197,12 +198,13 @@ static int port_of(const struct sockaddr_storage *ss) {
 }
 
 struct opts {
-  int nodelay, keepalive, idle, intvl, cnt, user_timeout, tos, prio, linger_on, linger, tclass, hops;
+  int reuse, nodelay, keepalive, idle, intvl, cnt, user_timeout, tos, prio, linger_on, linger, tclass, hops;
   char cong[16];
   struct timeval rcvtimeo;
 };
 static void opts_of(int fd, int family, struct opts *o) {
   memset(o, 0, sizeof(*o));
+  o->reuse = get_int(fd, SOL_SOCKET, SO_REUSEADDR);
   o->nodelay = get_int(fd, SOL_TCP, TCP_NODELAY);
   o->keepalive = get_int(fd, SOL_SOCKET, SO_KEEPALIVE);
   o->idle = get_int(fd, SOL_TCP, TCP_KEEPIDLE);
@@ -230,6 +232,7 @@ static void check_opts(int fd, int family, const struct opts *before, const char
   struct opts now;
   opts_of(fd, family, &now);
 #define SAME(f) SUBJECT_CHECK(now.f == before->f, "%s %s: " #f " is %d, was %d", who, what, (int)now.f, (int)before->f)
+  SAME(reuse);
   SAME(nodelay);
   SAME(keepalive);
   SAME(idle);
