@@ -239,9 +239,20 @@ struct InetInfo {
   std::string who;
 };
 
+// What the dump keeps across its inet sockets: its network lock, and what
+// sock_diag listed (by family and protocol, then inode), read once.
 struct LockEntry {
   std::shared_ptr<NetLock> lock;
+  std::shared_ptr<std::map<std::pair<int, int>, std::map<uint64_t, InetDiag>>> diag =
+      std::make_shared<std::map<std::pair<int, int>, std::map<uint64_t, InetDiag>>>();
 };
+
+LockEntry* DumpState(objhash::ObjHash& objects) {
+  absl::StatusOr<objhash::ObjHash::Found> f =
+      objects.LookupAdd(kObjNetLock, objhash::Identity::OfInode(0, 0), LockEntry{});
+  if (!f.ok()) return nullptr;
+  return &std::any_cast<LockEntry&>(f->entry->data);
+}
 
 // `st` with `who` in front, unless it names it already.
 absl::Status WithWho(absl::Status st, const std::string& who) {
@@ -272,12 +283,23 @@ absl::StatusOr<Kind> KindOf(int fd) {
   return k;
 }
 
-// The sock_diag entry of socket `ino`.
-absl::StatusOr<InetDiag> DiagOf(const Kind& k, uint64_t ino, const std::string& who) {
-  ASSIGN_OR_RETURN(std::vector<InetDiag> all, DumpInetSockets(k.family, k.protocol));
-  for (const InetDiag& d : all) {
-    if (d.ino == ino) return d;
+// The sock_diag entry of socket `ino` (the table is read once a dump: the
+// tree is frozen, and new clients of its listeners are held off).
+absl::StatusOr<InetDiag> DiagOf(objhash::ObjHash& objects, const Kind& k, uint64_t ino, const std::string& who) {
+  LockEntry* state = DumpState(objects);
+  if (state == nullptr) return absl::InternalError("no dump state");
+  auto key = std::make_pair(k.family, k.protocol);
+  auto it = state->diag->find(key);
+  if (it == state->diag->end()) {
+    ASSIGN_OR_RETURN(std::vector<InetDiag> all, DumpInetSockets(k.family, k.protocol));
+    std::map<uint64_t, InetDiag> by_ino;
+    for (const InetDiag& d : all) {
+      if (d.ino != 0) by_ino[d.ino] = d;
+    }
+    it = state->diag->emplace(key, std::move(by_ino)).first;
   }
+  auto found = it->second.find(ino);
+  if (found != it->second.end()) return found->second;
   return absl::NotFoundError(absl::StrCat(who, ": sock_diag does not list it"));
 }
 
@@ -431,12 +453,10 @@ absl::StatusOr<std::string> PeekQueue(int fd, uint32_t want, const char* which) 
 }
 
 std::shared_ptr<NetLock> DumpLock(objhash::ObjHash& objects) {
-  absl::StatusOr<objhash::ObjHash::Found> f =
-      objects.LookupAdd(kObjNetLock, objhash::Identity::OfInode(0, 0), LockEntry{});
-  if (!f.ok()) return nullptr;
-  auto& e = std::any_cast<LockEntry&>(f->entry->data);
-  if (e.lock == nullptr) e.lock = std::make_shared<NetLock>();
-  return e.lock;
+  LockEntry* e = DumpState(objects);
+  if (e == nullptr) return nullptr;
+  if (e->lock == nullptr) e->lock = std::make_shared<NetLock>();
+  return e->lock;
 }
 
 // An established connection, in repair mode: its sequence numbers,
@@ -444,9 +464,9 @@ std::shared_ptr<NetLock> DumpLock(objhash::ObjHash& objects) {
 absl::Status ReadConnection(objhash::ObjHash& objects, InetInfo& s, const std::string& who, bool leave_running) {
   image::ckpt_inet_sock& r = s.rec;
   const int c = s.held->copy.get();
+  // Locked already (ResolveInetSockets, all at once).
   s.lock = DumpLock(objects);
   if (s.lock == nullptr) return absl::InternalError("no network lock");
-  RETURN_IF_ERROR(Annotate(s.lock->Add(WireConn(r)), who));
   // An urgent byte is kept apart from the queue; repair mode cannot put it
   // back. A peek shows it without taking it.
   char urgent;
@@ -651,7 +671,7 @@ absl::StatusOr<uint32_t> RegisterInetTarget(objhash::ObjHash& objects, const FdP
   }
   // A TCP socket not connected nor listening is in no table sock_diag
   // shows; nor is a UDP socket never bound.
-  absl::StatusOr<InetDiag> found = DiagOf(k, p.st.st_ino, who);
+  absl::StatusOr<InetDiag> found = DiagOf(objects, k, p.st.st_ino, who);
   if (!found.ok() && !absl::IsNotFound(found.status())) return found.status();
   InetDiag diag;
   if (found.ok()) diag = *found;
@@ -1485,6 +1505,13 @@ absl::Status ResolveInetSockets(objhash::ObjHash& objects, const std::set<pid_t>
       connections.push_back(&std::any_cast<InetInfo&>(e->data));
     }
   }
+  if (!connections.empty()) {
+    std::shared_ptr<NetLock> lock = DumpLock(objects);
+    if (lock == nullptr) return absl::InternalError("no network lock");
+    std::vector<LockedConn> conns;
+    for (InetInfo* c : connections) conns.push_back(WireConn(c->rec));
+    RETURN_IF_ERROR(lock->Add(conns));
+  }
   for (InetInfo* c : connections) {
     RETURN_IF_ERROR(WithWho(ReadConnection(objects, *c, c->who, dump_flags & objhash::kDumpLeaveRunning), c->who));
   }
@@ -1493,7 +1520,9 @@ absl::Status ResolveInetSockets(objhash::ObjHash& objects, const std::set<pid_t>
   for (const auto& e : objects.entries()) {
     if (e->kind != kObjInet) continue;
     auto& l = std::any_cast<InetInfo&>(e->data);
-    if (l.pending == 0) continue;
+    // Looked at afresh (its SYNs are held off by now), whatever the
+    // listing at its registration said.
+    if (l.rec.protocol != IPPROTO_TCP || l.rec.state != image::kInetListening) continue;
     const std::string who = l.pid == getpid() ? absl::StrCat("socket:[", l.rec.ino, "] (in flight, ", SockName(l.rec), ")")
                                               : absl::StrCat("task ", l.pid, " fd ", l.fd, " (", SockName(l.rec), ")");
     ASSIGN_OR_RETURN(std::vector<InetDiag> all, DumpInetSockets(l.rec.family, IPPROTO_TCP));
@@ -1505,6 +1534,9 @@ absl::Status ResolveInetSockets(objhash::ObjHash& objects, const std::set<pid_t>
         continue;
       }
       InetInfo* client = ClientOf(objects, d);
+      // Left running, a client from outside is the original's to accept:
+      // the image, a copy, has no part in it.
+      if (client == nullptr && (dump_flags & objhash::kDumpLeaveRunning)) continue;
       if (client == nullptr) {
         return absl::UnimplementedError(absl::StrCat(
             who, ": the connection from ", InetAddrName(d.family, d.dst, d.dport),
@@ -1516,10 +1548,8 @@ absl::Status ResolveInetSockets(objhash::ObjHash& objects, const std::set<pid_t>
       data |= d.rqueue != 0;
       waiting.push_back({d, client});
     }
-    if (waiting.size() != l.pending) {
-      return absl::InternalError(absl::StrCat(who, ": ", l.pending, " connections wait in its backlog, but ",
-                                              waiting.size(), " were found"));
-    }
+    l.pending = static_cast<uint32_t>(waiting.size());
+    if (waiting.empty()) continue;
     std::map<std::string, std::string> taken;
     if (data) {
       if (dump_flags & objhash::kDumpLeaveRunning) {

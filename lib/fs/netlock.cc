@@ -142,16 +142,19 @@ absl::Status NetLock::AddListener(int family, const uint8_t* addr, uint16_t port
   return absl::OkStatus();
 }
 
-absl::Status NetLock::Add(const LockedConn& c) {
+absl::Status NetLock::Add(const std::vector<LockedConn>& conns) {
+  if (conns.empty()) return absl::OkStatus();
   const std::string table = TableName(id_);
   std::string script = Prologue();
-  const char* ip = c.family == AF_INET6 ? "ip6" : "ip";
-  const std::string src = Addr(c.family, c.src), dst = Addr(c.family, c.dst);
-  for (const char* chain : {"in", "out"}) {
-    absl::StrAppend(&script, "add rule ", table, " ", chain, " ", ip, " saddr ", src, " ", ip, " daddr ", dst,
-                    " tcp sport ", c.sport, " tcp dport ", c.dport, " drop\n");
-    absl::StrAppend(&script, "add rule ", table, " ", chain, " ", ip, " saddr ", dst, " ", ip, " daddr ", src,
-                    " tcp sport ", c.dport, " tcp dport ", c.sport, " drop\n");
+  for (const LockedConn& c : conns) {
+    const char* ip = c.family == AF_INET6 ? "ip6" : "ip";
+    const std::string src = Addr(c.family, c.src), dst = Addr(c.family, c.dst);
+    for (const char* chain : {"in", "out"}) {
+      absl::StrAppend(&script, "add rule ", table, " ", chain, " ", ip, " saddr ", src, " ", ip, " daddr ", dst,
+                      " tcp sport ", c.sport, " tcp dport ", c.dport, " drop\n");
+      absl::StrAppend(&script, "add rule ", table, " ", chain, " ", ip, " saddr ", dst, " ", ip, " daddr ", src,
+                      " tcp sport ", c.dport, " tcp dport ", c.sport, " drop\n");
+    }
   }
   RETURN_IF_ERROR(Annotate(RunNft(script), "network lock"));
   made_ = true;

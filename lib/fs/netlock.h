@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 
@@ -34,8 +35,8 @@ class NetLock {
   NetLock& operator=(const NetLock&) = delete;
 
   uint64_t id() const { return id_; }
-  // Drops the connection's packets both ways from now on.
-  absl::Status Add(const LockedConn& c);
+  // Drops the connections' packets both ways from now on (one nft run).
+  absl::Status Add(const std::vector<LockedConn>& conns);
   // Drops new clients' SYNs to a listener (`addr` null: any address).
   absl::Status AddListener(int family, const uint8_t* addr, uint16_t port);
   // Leaves the table in place when this object goes (the restore lifts it).

@@ -463,5 +463,25 @@ TEST_F(InetSocketTest, ConnectionWaitingInABacklogIsRefusedAndTheTreeRunsOn) {
   ExpectNthPass(*s, 1, /*signal=*/false);
 }
 
+// Left running, a client from outside waiting in the backlog is the
+// original's: the dump leaves it there, and the original serves it.
+TEST_F(InetSocketTest, ConnectionWaitingInABacklogLeftRunningStaysTheOriginals) {
+  absl::StatusOr<Subject> s = StartSubject("inet_echo", {"pending", "1000"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  TreeGuard guard(*s);
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  UniqueFd fd = ConnectTo(PortOf(*s));
+  ASSERT_TRUE(fd.valid()) << strerror(errno);
+  Client c{fd.get()};
+  ASSERT_TRUE(c.Send(500)) << c.error;
+  DumpOptions leave;
+  leave.leave_running = true;
+  ASSERT_OK(DumpToFile(s->pid, TempPath("inet_pending-leave.img"), leave));
+  ASSERT_EQ(kill(s->pid, SIGUSR1), 0);
+  ASSERT_TRUE(c.Send(500) && c.ReadAll(10000)) << c.error;
+  shutdown(fd.get(), SHUT_WR);
+  ExpectNthPass(*s, 1, /*signal=*/false);
+}
+
 }  // namespace
 }  // namespace ckpt::testing
