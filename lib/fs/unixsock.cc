@@ -66,10 +66,11 @@ constexpr image::FieldSpec kUnixSockFields[] = {
     CKPT_FIELD(image::ckpt_unix_sock, cred_gid, kUnsigned),
     CKPT_FIELD(image::ckpt_unix_sock, pair_cred_uid, kUnsigned),
     CKPT_FIELD(image::ckpt_unix_sock, pair_cred_gid, kUnsigned),
+    CKPT_FIELD(image::ckpt_unix_sock, nr_filter, kUnsigned),
 };
 constexpr uint32_t kMaxSunPath = sizeof(((struct sockaddr_un*)nullptr)->sun_path);
 CKPT_RECORD(image::CKPT_HDR_UNIX_SOCK, "UNIX_SOCK", image::ckpt_unix_sock, kUnixSockFields,
-            2 * kMaxSunPath + image::kMaxPathLen, kPaths);
+            2 * kMaxSunPath + image::kMaxPathLen + kMaxFilterInsns * sizeof(struct sock_filter), kPaths);
 
 constexpr image::FieldSpec kUnixQueueFields[] = {
     CKPT_FIELD(image::ckpt_unix_queue, objref, kUnsigned),
@@ -146,6 +147,7 @@ struct SockInfo {
   int peek_off = -1, rcvlowat = 1;
   int64_t rcvtimeo_ns = 0, sndtimeo_ns = 0;
   bool passcred = false;
+  SockFilter filter;
   std::vector<Msg> queue;
   std::vector<Pending> pending;  // a listener's backlog, in order
   std::string dir;               // a relative path name: where it is bound
@@ -609,6 +611,7 @@ absl::StatusOr<uint32_t> RegisterUnixTarget(objhash::ObjHash& objects, const FdP
     }
   }
   ASSIGN_OR_RETURN(s.sndtimeo_ns, GetSockTimeo(c, SO_SNDTIMEO, "SO_SNDTIMEO"));
+  ASSIGN_OR_RETURN(s.filter, GetSockFilter(c, who));
   RETURN_IF_ERROR(LocateName(p.pid, s, who));
   if (s.diag.state != kTcpListen) {
     ASSIGN_OR_RETURN(s.queue, ReadQueue(c, s.diag, who));
@@ -1079,11 +1082,16 @@ absl::Status CheckpointUnix(objhash::CheckpointContext& ctx, const objhash::ObjH
   rec.name_len = static_cast<uint32_t>(name.size());
   rec.dir_len = static_cast<uint32_t>(dir.size());
   rec.peer_name_len = static_cast<uint32_t>(peer_name.size());
-  struct iovec parts[4] = {{&rec, sizeof(rec)},
+  const std::vector<struct sock_filter> none;
+  const std::vector<struct sock_filter>& filter = s.external ? none : s.filter.insns;
+  rec.nr_filter = static_cast<uint32_t>(filter.size());
+  if (!s.external && s.filter.locked) rec.flags |= image::kUnixFilterLocked;
+  struct iovec parts[5] = {{&rec, sizeof(rec)},
                            {name.data(), name.size()},
                            {dir.data(), dir.size()},
-                           {peer_name.data(), peer_name.size()}};
-  return ctx.writer->AppendV(image::CKPT_HDR_UNIX_SOCK, parts, 4);
+                           {peer_name.data(), peer_name.size()},
+                           {const_cast<struct sock_filter*>(filter.data()), filter.size() * sizeof(struct sock_filter)}};
+  return ctx.writer->AppendV(image::CKPT_HDR_UNIX_SOCK, parts, 5);
 }
 
 void AppendMsgs(objhash::CheckpointContext& ctx, const std::vector<Msg>& msgs, std::string* out,
@@ -1432,7 +1440,9 @@ absl::StatusOr<objhash::RestoredObject> RestoreUnix(objhash::RestoreContext& ctx
   if (u.name_len > kMaxSunPath) return r.FieldError("name_len", u.name_len, " is longer than a socket address");
   if (u.peer_name_len > kMaxSunPath) return r.FieldError("peer_name_len", u.peer_name_len, " is longer than a socket address");
   if (u.dir_len > image::kMaxPathLen) return r.FieldError("dir_len", u.dir_len, " is out of range");
-  if (uint64_t{u.name_len} + u.dir_len + u.peer_name_len != r.payload_remaining()) {
+  if (u.nr_filter > kMaxFilterInsns) return r.FieldError("nr_filter", u.nr_filter, " is more than a filter holds");
+  if (uint64_t{u.name_len} + u.dir_len + u.peer_name_len + uint64_t{u.nr_filter} * sizeof(struct sock_filter) !=
+      r.payload_remaining()) {
     return r.FieldError("name_len", u.name_len, " does not fit the record (", r.payload_remaining(),
                         " bytes left)");
   }
@@ -1442,8 +1452,13 @@ absl::StatusOr<objhash::RestoredObject> RestoreUnix(objhash::RestoreContext& ctx
   ASSIGN_OR_RETURN(std::string dir, r.ReadString(u.dir_len, "dir"));
   std::string peer_name(u.peer_name_len, '\0');
   RETURN_IF_ERROR(r.ReadPayload(peer_name.data(), peer_name.size()));
+  SockFilter filter;
+  filter.insns.resize(u.nr_filter);
+  RETURN_IF_ERROR(r.ReadPayload(filter.insns.data(), filter.insns.size() * sizeof(struct sock_filter)));
+  filter.locked = u.flags & image::kUnixFilterLocked;
+  if (filter.locked && u.nr_filter == 0) return r.FieldError("flags", u.flags, ": a locked filter without a filter");
   if (u.flags & image::kUnixExternal) {
-    if (u.flags != image::kUnixExternal || name != UnixName(u.ino) || u.dir_len || u.peer_name_len) {
+    if (u.flags != image::kUnixExternal || name != UnixName(u.ino) || u.dir_len || u.peer_name_len || u.nr_filter) {
       return r.FieldError("flags", u.flags, " does not fit an external socket");
     }
     return RestoreExternalUnix(ctx, u, name);
@@ -1497,7 +1512,6 @@ absl::StatusOr<objhash::RestoredObject> RestoreUnix(objhash::RestoreContext& ctx
     return r.FieldError("backlog", u.backlog, " does not fit the socket's state");
   }
 
-  if (u.reserved != 0) return r.FieldError("reserved", u.reserved, " is not zero");
   const Ids me_ids{u.cred_uid, u.cred_gid}, pair_ids{u.pair_cred_uid, u.pair_cred_gid};
   std::shared_ptr<UnixState> st = StateOf(ctx);
   Restored res;
@@ -1579,6 +1593,7 @@ absl::StatusOr<objhash::RestoredObject> RestoreUnix(objhash::RestoreContext& ctx
   RETURN_IF_ERROR(SetSockTimeo(fd, SO_SNDTIMEO, u.sndtimeo_ns, "SO_SNDTIMEO"));
   if (u.rcvlowat != 1) RETURN_IF_ERROR(SetSockInt(fd, SOL_SOCKET, SO_RCVLOWAT, u.rcvlowat, "SO_RCVLOWAT"));
   if (u.peek_off != -1) RETURN_IF_ERROR(SetSockInt(fd, SOL_SOCKET, SO_PEEK_OFF, u.peek_off, "SO_PEEK_OFF"));
+  RETURN_IF_ERROR(Annotate(SetSockFilter(fd, filter), what));
   ASSIGN_OR_RETURN(objhash::RestoredObject obj, objhash::HoldAt(ctx, u.objref, fd, what));
   res.fd = obj.fd;
   if (u.state == image::kUnixListening && IsAbstract(name)) st->listeners[name] = obj.fd;

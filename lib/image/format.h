@@ -452,8 +452,9 @@ enum UnixFlags : uint32_t {
   kUnixPeerByName = 1u << 8,   // a dgram socket connected to a socket outside the tree:
                                // connected again by the peer's name
   kUnixPeerBorrowed = 1u << 9, // the pair maker's peer has a borrowed name (peer name)
+  kUnixFilterLocked = 1u << 10,  // SO_LOCK_FILTER on its filter (4.3)
 };
-inline constexpr uint32_t kUnixKnownFlags = (1u << 10) - 1;
+inline constexpr uint32_t kUnixKnownFlags = (1u << 11) - 1;
 
 // A unix socket: the struct, then name_len bytes of its address
 // (sun_path: a path, or a NUL and an abstract name), dir_len bytes of the
@@ -490,7 +491,7 @@ struct ckpt_unix_sock {
   // the task that holds it).
   uint32_t pair_cred_uid;
   uint32_t pair_cred_gid;
-  uint32_t reserved;
+  uint32_t nr_filter;  // struct sock_filter after the names: its classic BPF filter (4.3)
 };
 static_assert(sizeof(ckpt_unix_sock) == 112);
 inline constexpr uint32_t kUnixNoCred = 0xffffffffu;

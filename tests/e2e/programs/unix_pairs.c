@@ -12,6 +12,7 @@
  *    was asked), SO_PASSCRED on, SO_RCVTIMEO 1.5 s, SO_SNDTIMEO 2.25 s (the
  *    kernel keeps timeouts in jiffies, rounded up: 2.252 s at HZ=250; the
  *    value read back before the dump is the one compared), SO_RCVLOWAT 3;
+ *    and a 2-instruction socket filter (SO_ATTACH_FILTER);
  *  - the parent's seqpacket end: O_NONBLOCK;
  *  - the parent's and the child's datagram ends: F_SETOWN to their own pid;
  *  - the child's datagram end: another SO_SNDBUF (120000, read back 240000);
@@ -29,6 +30,7 @@
  * checks passed; the parent folds its status into the verdict.
  */
 #define _GNU_SOURCE
+#include <linux/filter.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -98,7 +100,7 @@ static int read_all(int fd, unsigned char *buf, size_t len, int queued) {
 }
 
 struct sockstate {
-  int type, domain, protocol, sndbuf, rcvbuf, passcred, lowat, peek_off, flags, owner;
+  int type, domain, protocol, sndbuf, rcvbuf, passcred, lowat, peek_off, flags, owner, filter_len, filter_k;
   struct timeval rcvtimeo, sndtimeo;
   socklen_t namelen, peerlen;
   struct sockaddr_un name, peer;
@@ -123,6 +125,11 @@ static void snapshot(int fd, struct sockstate *s) {
   s->peek_off = intopt(fd, SO_PEEK_OFF);
   s->flags = fcntl(fd, F_GETFL);
   s->owner = fcntl(fd, F_GETOWN);
+  struct sock_filter insns[8];
+  socklen_t n = 8;
+  if (getsockopt(fd, SOL_SOCKET, SO_GET_FILTER, insns, &n) != 0) n = 0;
+  s->filter_len = (int)n;
+  s->filter_k = n > 1 ? (int)insns[1].k : -1;
   socklen_t len = sizeof(s->rcvtimeo);
   getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &s->rcvtimeo, &len);
   len = sizeof(s->sndtimeo);
@@ -148,6 +155,8 @@ static void compare(int t, const struct sockstate *a, const struct sockstate *b)
   SAME_INT(peek_off);
   SAME_INT(flags);
   SAME_INT(owner);
+  SAME_INT(filter_len);
+  SAME_INT(filter_k);
   SUBJECT_CHECK(a->rcvtimeo.tv_sec == b->rcvtimeo.tv_sec && a->rcvtimeo.tv_usec == b->rcvtimeo.tv_usec,
                 "%s %s end: SO_RCVTIMEO %ld.%06ld, was %ld.%06ld", who, names[t],
                 (long)b->rcvtimeo.tv_sec, (long)b->rcvtimeo.tv_usec, (long)a->rcvtimeo.tv_sec,
@@ -314,6 +323,10 @@ int main(void) {
   setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &snd, sizeof(snd));
   fcntl(parent_fds[2], F_SETFL, fcntl(parent_fds[2], F_GETFL) | O_NONBLOCK);
   fcntl(parent_fds[1], F_SETOWN, getpid());
+  /* And a classic BPF filter that lets everything through (0x7fffffff). */
+  struct sock_filter accept_all[2] = {BPF_STMT(BPF_LD | BPF_W | BPF_LEN, 0), BPF_STMT(BPF_RET | BPF_K, 0x7fffffff)};
+  struct sock_fprog prog = {2, accept_all};
+  if (setsockopt(s, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog))) return 2;
 
   subject_install();
   fflush(stdout);
