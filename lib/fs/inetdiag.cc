@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "lib/base/fd.h"
 #include "lib/base/status.h"
+#include "lib/fs/sockdiag.h"
 
 namespace ckpt::fs {
 namespace {
@@ -48,8 +49,6 @@ void ParseOne(const struct nlmsghdr* h, InetDiag* d) {
 }  // namespace
 
 absl::StatusOr<std::vector<InetDiag>> DumpInetSockets(int family, int protocol) {
-  UniqueFd nl(socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
-  if (!nl.valid()) return ErrnoError(errno, "sock_diag: socket(NETLINK_SOCK_DIAG)");
   struct {
     struct nlmsghdr h;
     struct inet_diag_req_v2 r;
@@ -61,37 +60,17 @@ absl::StatusOr<std::vector<InetDiag>> DumpInetSockets(int family, int protocol) 
   req.r.sdiag_family = static_cast<uint8_t>(family);
   req.r.sdiag_protocol = static_cast<uint8_t>(protocol);
   req.r.idiag_states = ~0u;
-  struct sockaddr_nl kernel {};
-  kernel.nl_family = AF_NETLINK;
-  if (sendto(nl.get(), &req, sizeof(req), 0, reinterpret_cast<struct sockaddr*>(&kernel),
-             sizeof(kernel)) != static_cast<ssize_t>(sizeof(req))) {
-    return ErrnoError(errno, "sock_diag: sending an INET_DIAG request");
-  }
   std::vector<InetDiag> out;
-  std::vector<char> buf(64 * 1024);
-  for (;;) {
-    ssize_t n = recv(nl.get(), buf.data(), buf.size(), 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoError(errno, "sock_diag: reading INET_DIAG replies");
-    if (n == 0) return absl::DataLossError("sock_diag: the reply ended early");
-    size_t left = static_cast<size_t>(n);
-    for (auto* h = reinterpret_cast<struct nlmsghdr*>(buf.data()); NLMSG_OK(h, left);
-         h = NLMSG_NEXT(h, left)) {
-      if (h->nlmsg_type == NLMSG_DONE) return out;
-      if (h->nlmsg_type == NLMSG_ERROR) {
-        const auto* e = static_cast<const struct nlmsgerr*>(NLMSG_DATA(h));
-        if (e->error == 0) return out;
-        return ErrnoError(-e->error, "sock_diag: INET_DIAG");
-      }
-      if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) continue;
-      if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg))) {
-        return absl::DataLossError("sock_diag: a short INET_DIAG reply");
-      }
-      InetDiag d;
-      ParseOne(h, &d);
-      out.push_back(d);
+  RETURN_IF_ERROR(AskSockDiag(&req, sizeof(req), "INET_DIAG", [&](const struct nlmsghdr* h) -> absl::StatusOr<bool> {
+    if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg))) {
+      return absl::DataLossError("sock_diag: a short INET_DIAG reply");
     }
-  }
+    InetDiag d;
+    ParseOne(h, &d);
+    out.push_back(d);
+    return true;
+  }));
+  return out;
 }
 
 std::string TcpStateName(uint32_t state) {

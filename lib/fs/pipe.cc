@@ -19,6 +19,7 @@
 #include "lib/base/fd.h"
 #include "lib/base/status.h"
 #include "lib/fs/fdkind.h"
+#include "lib/fs/holders.h"
 #include "lib/fs/ghost.h"
 #include "lib/image/format.h"
 #include "lib/image/records.h"
@@ -52,47 +53,6 @@ std::string PipeName(uint64_t ino) { return absl::StrCat("pipe:[", ino, "]"); }
 bool ParsePipeName(absl::string_view name, uint64_t* ino) {
   return absl::ConsumePrefix(&name, "pipe:[") && absl::ConsumeSuffix(&name, "]") &&
          !name.empty() && absl::SimpleAtoi(name, ino);
-}
-
-struct Holder {
-  pid_t pid;
-  int fd;
-};
-
-// Every process but those in `skip` that has one of `inos` (pipes) open:
-// /proc/PID/fd of every process, since no other interface lists a pipe's
-// holders.
-std::map<uint64_t, std::vector<Holder>> PipeHolders(const std::set<uint64_t>& inos,
-                                                   const std::set<pid_t>& skip) {
-  std::map<uint64_t, std::vector<Holder>> holders;
-  DIR* proc = opendir("/proc");
-  if (proc == nullptr) return holders;
-  while (struct dirent* e = readdir(proc)) {
-    pid_t pid;
-    if (!absl::SimpleAtoi(e->d_name, &pid) || skip.count(pid)) continue;
-    std::string dir_path = absl::StrCat("/proc/", pid, "/fd");
-    DIR* dir = opendir(dir_path.c_str());
-    if (dir == nullptr) continue;  // gone, or a kernel thread
-    while (struct dirent* f = readdir(dir)) {
-      int fd;
-      if (!absl::SimpleAtoi(f->d_name, &fd)) continue;
-      char buf[64];
-      ssize_t n = readlinkat(dirfd(dir), f->d_name, buf, sizeof(buf));
-      uint64_t ino;
-      if (n > 0 && ParsePipeName(absl::string_view(buf, static_cast<size_t>(n)), &ino) &&
-          inos.count(ino)) {
-        holders[ino].push_back({pid, fd});
-      }
-    }
-    closedir(dir);
-  }
-  closedir(proc);
-  return holders;
-}
-
-std::string Comm(pid_t pid) {
-  absl::StatusOr<std::string> comm = ReadFile(absl::StrCat("/proc/", pid, "/comm"));
-  return comm.ok() ? std::string(absl::StripTrailingAsciiWhitespace(*comm)) : "?";
 }
 
 // The bytes a pipe holds, without taking them out of it.
@@ -173,18 +133,18 @@ absl::StatusOr<std::vector<std::string>> ExternalPipeProblems(
   if (pipes.empty()) return problems;
   std::set<uint64_t> inos;
   for (const auto& [ino, end] : pipes) inos.insert(ino);
-  for (const auto& [ino, list] : PipeHolders(inos, tree)) {
+  for (const auto& [ino, list] : FdHolders("pipe", inos, tree)) {
     if (named.count(ino)) {
       external_inos->insert(ino);
       continue;
     }
     std::vector<std::string> who;
-    for (const Holder& h : list) {
+    for (const auto& h : list) {
       if (who.size() == 3) {
         who.push_back("...");
         break;
       }
-      who.push_back(absl::StrCat("process ", h.pid, " (", Comm(h.pid), ") fd ", h.fd));
+      who.push_back(absl::StrCat("process ", h.first, " (", ProcComm(h.first), ") fd ", h.second));
     }
     const PipeEnd& end = pipes.at(ino);
     problems.push_back(absl::StrCat(

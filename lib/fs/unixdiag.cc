@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "lib/base/fd.h"
 #include "lib/base/status.h"
+#include "lib/fs/sockdiag.h"
 
 namespace ckpt::fs {
 namespace {
@@ -88,8 +89,6 @@ absl::Status ParseOne(const struct nlmsghdr* h, UnixDiag* d) {
 
 // Sends one UNIX_DIAG request and collects the replies.
 absl::StatusOr<std::vector<UnixDiag>> Ask(uint64_t ino, bool dump) {
-  UniqueFd nl(socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
-  if (!nl.valid()) return ErrnoError(errno, "sock_diag: socket(NETLINK_SOCK_DIAG)");
   struct {
     struct nlmsghdr h;
     struct unix_diag_req r;
@@ -103,38 +102,16 @@ absl::StatusOr<std::vector<UnixDiag>> Ask(uint64_t ino, bool dump) {
   req.r.udiag_ino = static_cast<uint32_t>(ino);
   req.r.udiag_show = kShow;
   req.r.udiag_cookie[0] = req.r.udiag_cookie[1] = ~0u;  // INET_DIAG_NOCOOKIE
-  struct sockaddr_nl kernel {};
-  kernel.nl_family = AF_NETLINK;
-  if (sendto(nl.get(), &req, sizeof(req), 0, reinterpret_cast<struct sockaddr*>(&kernel),
-             sizeof(kernel)) != static_cast<ssize_t>(sizeof(req))) {
-    return ErrnoError(errno, "sock_diag: sending a UNIX_DIAG request");
-  }
   std::vector<UnixDiag> out;
-  std::vector<char> buf(64 * 1024);
-  for (;;) {
-    ssize_t n = recv(nl.get(), buf.data(), buf.size(), 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoError(errno, "sock_diag: reading UNIX_DIAG replies");
-    if (n == 0) return absl::DataLossError("sock_diag: the reply ended early");
-    size_t left = static_cast<size_t>(n);
-    for (auto* h = reinterpret_cast<struct nlmsghdr*>(buf.data()); NLMSG_OK(h, left);
-         h = NLMSG_NEXT(h, left)) {
-      if (h->nlmsg_type == NLMSG_DONE) return out;
-      if (h->nlmsg_type == NLMSG_ERROR) {
-        const auto* e = static_cast<const struct nlmsgerr*>(NLMSG_DATA(h));
-        if (e->error == 0) return out;
-        if (!dump && (e->error == -ENOENT)) {
-          return absl::NotFoundError(absl::StrCat("no unix socket has inode ", ino));
-        }
-        return ErrnoError(-e->error, "sock_diag: UNIX_DIAG");
-      }
-      if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) continue;
-      UnixDiag d;
-      RETURN_IF_ERROR(ParseOne(h, &d));
-      out.push_back(std::move(d));
-      if (!dump) return out;
-    }
-  }
+  absl::Status st = AskSockDiag(&req, sizeof(req), "UNIX_DIAG", [&](const struct nlmsghdr* h) -> absl::StatusOr<bool> {
+    UnixDiag d;
+    RETURN_IF_ERROR(ParseOne(h, &d));
+    out.push_back(std::move(d));
+    return dump;
+  });
+  if (!dump && absl::IsNotFound(st)) return absl::NotFoundError(absl::StrCat("no unix socket has inode ", ino));
+  RETURN_IF_ERROR(st);
+  return out;
 }
 
 }  // namespace

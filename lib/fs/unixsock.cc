@@ -32,6 +32,7 @@
 #include "lib/base/status.h"
 #include "lib/fs/fdkind.h"
 #include "lib/fs/fs.h"
+#include "lib/fs/holders.h"
 #include "lib/fs/sockopt.h"
 #include "lib/fs/unixdiag.h"
 #include "lib/image/format.h"
@@ -114,10 +115,6 @@ socklen_t MakeAddr(const std::string& name, struct sockaddr_un* addr) {
   return static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) + name.size());
 }
 
-std::string Comm(pid_t pid) {
-  absl::StatusOr<std::string> comm = ReadFile(absl::StrCat("/proc/", pid, "/comm"));
-  return comm.ok() ? std::string(absl::StripTrailingAsciiWhitespace(*comm)) : "?";
-}
 
 // ------------------------------------------------------------------ dump
 
@@ -634,31 +631,10 @@ absl::StatusOr<uint32_t> RegisterUnixTarget(objhash::ObjHash& objects, const FdP
   return f.objref;
 }
 
-// Whose fds hold socket `ino`, outside `skip`: /proc/PID/fd of every
-// process (nothing else lists a socket's holders).
+// Whose fds hold socket `ino`, outside `skip`.
 std::vector<std::pair<pid_t, int>> Holders(uint64_t ino, const std::set<pid_t>& skip) {
-  std::vector<std::pair<pid_t, int>> out;
-  const std::string want = absl::StrCat("socket:[", ino, "]");
-  DIR* proc = opendir("/proc");
-  if (proc == nullptr) return out;
-  while (struct dirent* e = readdir(proc)) {
-    pid_t pid;
-    if (!absl::SimpleAtoi(e->d_name, &pid) || skip.count(pid)) continue;
-    std::string dir_path = absl::StrCat("/proc/", pid, "/fd");
-    DIR* dir = opendir(dir_path.c_str());
-    if (dir == nullptr) continue;
-    while (struct dirent* f = readdir(dir)) {
-      int fd;
-      if (!absl::SimpleAtoi(f->d_name, &fd)) continue;
-      char buf[64];
-      ssize_t n = readlinkat(dirfd(dir), f->d_name, buf, sizeof(buf));
-      if (n > 0 && absl::string_view(buf, static_cast<size_t>(n)) == want) out.push_back({pid, fd});
-    }
-    closedir(dir);
-    if (out.size() >= 3) break;
-  }
-  closedir(proc);
-  return out;
+  auto all = FdHolders("socket", {ino}, skip);
+  return all.empty() ? std::vector<std::pair<pid_t, int>>{} : all.begin()->second;
 }
 
 std::string Describe(const std::map<uint64_t, UnixDiag>& all, uint64_t ino, const std::set<pid_t>& skip) {
@@ -667,7 +643,7 @@ std::string Describe(const std::map<uint64_t, UnixDiag>& all, uint64_t ino, cons
   if (it != all.end()) absl::StrAppend(&text, " (", PrintableUnixName(it->second.name), ")");
   std::vector<std::string> who;
   for (const auto& [pid, fd] : Holders(ino, skip)) {
-    who.push_back(absl::StrCat("process ", pid, " (", Comm(pid), ") fd ", fd));
+    who.push_back(absl::StrCat("process ", pid, " (", ProcComm(pid), ") fd ", fd));
   }
   if (!who.empty()) absl::StrAppend(&text, " held by ", absl::StrJoin(who, ", "));
   return text;

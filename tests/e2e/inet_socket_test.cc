@@ -32,6 +32,7 @@
 #include "lib/base/fd.h"
 #include "tests/e2e/expect.h"
 #include "tests/e2e/harness.h"
+#include "tests/e2e/subject_tree.h"
 
 namespace ckpt::testing {
 namespace {
@@ -46,100 +47,25 @@ class InetSocketTest : public ::testing::Test {
   static void SetUpTestSuite() { prctl(PR_SET_CHILD_SUBREAPER, 1); }
 };
 
-std::vector<pid_t> TreePids(const Subject& s) {
-  std::vector<pid_t> pids = {s.pid};
-  for (pid_t pid : LinePids(s, "CHILDREN")) pids.push_back(pid);
-  return pids;
-}
-
-void KillOwnTree(const std::vector<pid_t>& pids) {
-  for (pid_t pid : pids) {
-    int status;
-    if (waitpid(pid, &status, WNOHANG) == 0) {
-      kill(pid, SIGKILL);
-      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-      }
-    }
-  }
-}
-
-class TreeGuard {
- public:
-  explicit TreeGuard(const Subject& s) : s_(s) {}
-  ~TreeGuard() { KillOwnTree(TreePids(s_)); }
-
- private:
-  const Subject& s_;
-};
-
-size_t Count(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
-
-// Waits for the subject to exit 0 having said PASS `passes` times, never
-// FAIL; `signal`: SIGUSR1 first.
-void ExpectNthPass(const Subject& s, size_t passes, bool signal = true) {
-  if (signal) {
-    ASSERT_EQ(kill(s.pid, SIGUSR1), 0);
-  }
-  absl::StatusOr<int> code = WaitExit(s.pid);
-  ASSERT_TRUE(code.ok()) << code.status();
-  std::string out = ReadOutput(s);
-  EXPECT_EQ(*code, 0) << out;
-  EXPECT_EQ(Count(out, "PASS\n"), passes) << out;
-  EXPECT_THAT(out, Not(HasSubstr("FAIL"))) << out;
-}
-
-void DumpKillRestorePasses(const std::string& name, uint64_t tasks, const std::vector<std::string>& args = {}) {
-  absl::StatusOr<Subject> s = StartSubject(name, args);
-  ASSERT_TRUE(s.ok()) << s.status();
-  TreeGuard guard(*s);
-  ASSERT_OK(WaitForOutput(*s, "READY"));
-  DumpStats stats;
-  ASSERT_NO_FATAL_FAILURE(DumpKillRestore(*s, TreePids(*s), TempPath(name + ".img"), &stats));
-  EXPECT_EQ(stats.tasks, tasks);
-  ExpectNthPass(*s, 1);
-}
-
-void LeaveRunningPassesThenRestoresAndPasses(const std::string& name, const std::vector<std::string>& args = {}) {
-  absl::StatusOr<Subject> s = StartSubject(name, args);
-  ASSERT_TRUE(s.ok()) << s.status();
-  TreeGuard guard(*s);
-  ASSERT_OK(WaitForOutput(*s, "READY"));
-  std::vector<pid_t> pids = TreePids(*s);
-  std::string image = TempPath(name + "-leave.img");
-  DumpOptions leave;
-  leave.leave_running = true;
-  ASSERT_OK(DumpToFile(s->pid, image, leave));
-  ASSERT_NO_FATAL_FAILURE(ExpectNthPass(*s, 1));  // the original
-  KillOwnTree(pids);
-  absl::StatusOr<pid_t> pid = RestoreFromFile(image);
-  ASSERT_TRUE(pid.ok()) << pid.status();
-  ASSERT_EQ(*pid, s->pid);
-  ExpectNthPass(*s, 2);  // and the copy
-}
-
 // Listeners, connections over IPv4, IPv6 and IPv4-mapped with a MiB queued
 // each way, bound and unbound sockets, options and a filter.
 TEST_F(InetSocketTest, TcpListenersAndConnectionsKeepTheirQueuesBothWaysAndOptions) {
-  DumpKillRestorePasses("inet_tcp", 2);
+  DumpKillRestorePasses("inet_tcp", {}, 2);
 }
 
 // Left running, nothing moves: the original sees every byte; the image,
 // restored once the original is gone, too.
-TEST_F(InetSocketTest, TcpLeaveRunningThenRestore) { LeaveRunningPassesThenRestoresAndPasses("inet_tcp"); }
+TEST_F(InetSocketTest, TcpLeaveRunningThenRestore) { LeaveRunningPassesThenRestoresAndPasses("inet_tcp", {}); }
 
-TEST_F(InetSocketTest, UdpKeepsQueuedDatagramsWithTheirSendersAndOptions) { DumpKillRestorePasses("inet_udp", 1); }
+TEST_F(InetSocketTest, UdpKeepsQueuedDatagramsWithTheirSendersAndOptions) { DumpKillRestorePasses("inet_udp", {}, 1); }
 
-TEST_F(InetSocketTest, UdpLeaveRunningThenRestore) { LeaveRunningPassesThenRestoresAndPasses("inet_udp"); }
+TEST_F(InetSocketTest, UdpLeaveRunningThenRestore) { LeaveRunningPassesThenRestoresAndPasses("inet_udp", {}); }
 
 // Connections waiting in backlogs (one with data, one over IPv4 to a
 // dual-stack listener), their clients in the tree: still acceptable after
 // the restore, each with its data.
 TEST_F(InetSocketTest, ConnectionsWaitingInABacklogAreStillAcceptableWithTheirData) {
-  DumpKillRestorePasses("inet_backlog", 2);
+  DumpKillRestorePasses("inet_backlog", {}, 2);
 }
 
 // Without data on them, a dump left running saves the backlog untouched.

@@ -33,6 +33,7 @@
 #include "lib/base/fd.h"
 #include "tests/e2e/expect.h"
 #include "tests/e2e/harness.h"
+#include "tests/e2e/subject_tree.h"
 
 namespace ckpt::testing {
 namespace {
@@ -68,90 +69,6 @@ class SocketDir {
  private:
   std::string path_;
 };
-
-// The subject's PID and its children's (its "CHILDREN a b ..." line).
-std::vector<pid_t> TreePids(const Subject& s) {
-  std::vector<pid_t> pids = {s.pid};
-  for (pid_t pid : LinePids(s, "CHILDREN")) pids.push_back(pid);
-  return pids;
-}
-
-// Kills and reaps whatever of the tree is still this process's own child
-// (the root first; its children are then this subreaper's): a PID that was
-// already reaped may belong to someone else by now and is left alone.
-void KillOwnTree(const std::vector<pid_t>& pids) {
-  for (pid_t pid : pids) {
-    int status;
-    if (waitpid(pid, &status, WNOHANG) == 0) {
-      kill(pid, SIGKILL);
-      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-      }
-    }
-  }
-}
-
-// Whatever a test leaves running (it stopped at a failed assertion) is
-// killed at the end of the test.
-class TreeGuard {
- public:
-  explicit TreeGuard(const Subject& s) : s_(s) {}
-  ~TreeGuard() { KillOwnTree(TreePids(s_)); }
-
- private:
-  const Subject& s_;
-};
-
-size_t Count(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
-
-// Signals the subject, which must exit 0 having said PASS for the
-// `passes`th time, and never FAIL.
-void ExpectNthPass(const Subject& s, size_t passes) {
-  ASSERT_EQ(kill(s.pid, SIGUSR1), 0);
-  absl::StatusOr<int> code = WaitExit(s.pid);
-  ASSERT_TRUE(code.ok()) << code.status();
-  std::string out = ReadOutput(s);
-  EXPECT_EQ(*code, 0) << out;
-  EXPECT_EQ(Count(out, "PASS\n"), passes) << out;
-  EXPECT_THAT(out, Not(HasSubstr("FAIL"))) << out;
-}
-
-// Dumped, killed and restored, the subject finds its sockets as they were.
-void DumpKillRestorePasses(const std::string& name, const std::vector<std::string>& args,
-                           uint64_t tasks) {
-  absl::StatusOr<Subject> s = StartSubject(name, args);
-  ASSERT_TRUE(s.ok()) << s.status();
-  TreeGuard guard(*s);
-  ASSERT_OK(WaitForOutput(*s, "READY"));
-  DumpStats stats;
-  ASSERT_NO_FATAL_FAILURE(DumpKillRestore(*s, TreePids(*s), TempPath(name + ".img"), &stats));
-  EXPECT_EQ(stats.tasks, tasks);
-  ExpectNthPass(*s, 1);
-}
-
-// Dumped with leave_running, the original still sees every byte; then,
-// once it is gone, the image restores and the copy sees them too.
-void LeaveRunningPassesThenRestoresAndPasses(const std::string& name,
-                                            const std::vector<std::string>& args) {
-  absl::StatusOr<Subject> s = StartSubject(name, args);
-  ASSERT_TRUE(s.ok()) << s.status();
-  TreeGuard guard(*s);
-  ASSERT_OK(WaitForOutput(*s, "READY"));
-  std::vector<pid_t> pids = TreePids(*s);
-  std::string image = TempPath(name + "-leave.img");
-  DumpOptions leave;
-  leave.leave_running = true;
-  ASSERT_OK(DumpToFile(s->pid, image, leave));
-  ASSERT_NO_FATAL_FAILURE(ExpectNthPass(*s, 1));  // the original
-  KillOwnTree(pids);
-  absl::StatusOr<pid_t> pid = RestoreFromFile(image);
-  ASSERT_TRUE(pid.ok()) << pid.status();
-  ASSERT_EQ(*pid, s->pid);
-  ExpectNthPass(*s, 2);  // and the copy
-}
 
 // Whether this process may give a file to uid 1234: not in a user
 // namespace that maps no such uid (Bazel's sandbox).
