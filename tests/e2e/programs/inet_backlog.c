@@ -62,7 +62,7 @@ int main(int argc, char **argv) {
       a.sin_port = htons((uint16_t)(i == 3 ? p6 : p4));
       if (connect(c[i], (struct sockaddr *)&a, sizeof(a))) _exit(3);
       if (!nodata && (i == 1 || i == 3)) {
-        char msg[16];
+        char msg[24];
         snprintf(msg, sizeof(msg), "hello-%d", i);
         if (send(c[i], msg, strlen(msg), 0) != (ssize_t)strlen(msg)) _exit(3);
       }

@@ -328,7 +328,7 @@ int main(void) {
   if (!is_child) kill(child, SIGUSR1);
 
   for (int i = 0; i < NCONN; i++) {
-    char what[16];
+    char what[24];
     snprintf(what, sizeof(what), "conn %d", i);
     check_names(conn[i], &n[i], what);
     check_opts(conn[i], i == 1 || (!is_child && i == 2) ? AF_INET6 : AF_INET, &o[i], what);
