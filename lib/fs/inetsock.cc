@@ -236,6 +236,7 @@ struct InetInfo {
   std::shared_ptr<NetLock> lock;
   uint32_t pending = 0;  // a listener: connections waiting in its backlog
   bool connection = false;  // an established TCP connection, read by ResolveInetSockets
+  int tcp_state = 0;        // ... in this TCP state
   std::string who;
 };
 
@@ -310,16 +311,29 @@ absl::StatusOr<int> TcpState(int fd) {
   return ti.tcpi_state;
 }
 
+// The states of a connection one side or both have ended, which repair
+// mode can make again from an established one.
+bool HalfClosed(int state) {
+  return state == TCP_CLOSE_WAIT || state == TCP_FIN_WAIT1 || state == TCP_FIN_WAIT2 || state == TCP_LAST_ACK ||
+         state == TCP_CLOSING;
+}
+bool FinCame(int state) { return state == TCP_CLOSE_WAIT || state == TCP_LAST_ACK || state == TCP_CLOSING; }
+bool FinSent(int state) {
+  return state == TCP_FIN_WAIT1 || state == TCP_FIN_WAIT2 || state == TCP_LAST_ACK || state == TCP_CLOSING;
+}
+
 // Whether the kind and state can be saved; the refusal names them.
 absl::Status Supported(int fd, const Kind& k, const std::string& who) {
   if (k.family != AF_INET && k.family != AF_INET6) return absl::InternalError("not an inet socket");
   const std::string fam = k.family == AF_INET ? "IPv4" : "IPv6";
   if (k.type == SOCK_STREAM && k.protocol == IPPROTO_TCP) {
     ASSIGN_OR_RETURN(int state, TcpState(fd));
-    if (state == TCP_CLOSE || state == TCP_LISTEN || state == TCP_ESTABLISHED) return absl::OkStatus();
+    if (state == TCP_CLOSE || state == TCP_LISTEN || state == TCP_ESTABLISHED || HalfClosed(state)) {
+      return absl::OkStatus();
+    }
     return absl::UnimplementedError(absl::StrCat(who, ": a ", fam, " TCP socket in state ", TcpStateName(state),
-                                                 " is not supported yet (only not connected, listening and "
-                                                 "established connections are)"));
+                                                 " is not supported yet (only not connected, listening, established "
+                                                 "and half-closed connections are)"));
   }
   if (k.type == SOCK_DGRAM && (k.protocol == IPPROTO_UDP || k.protocol == IPPROTO_UDPLITE)) {
     return absl::OkStatus();
@@ -479,9 +493,9 @@ absl::Status ReadConnection(objhash::ObjHash& objects, InetInfo& s, const std::s
   s.held->repair = true;
   s.held->reuse = r.flags & image::kInetReuseAddr;
   ASSIGN_OR_RETURN(int state, TcpState(c));
-  if (state != TCP_ESTABLISHED) {
-    return absl::UnimplementedError(absl::StrCat(who, ": the connection moved to ", TcpStateName(state),
-                                                 " while it was being read"));
+  if (state != s.tcp_state) {
+    return absl::AbortedError(absl::StrCat(who, ": the connection moved to ", TcpStateName(state),
+                                           " while it was being read"));
   }
   auto select = [&](int q) -> absl::Status {
     return SetSockInt(c, SOL_TCP, TCP_REPAIR_QUEUE, q, "TCP_REPAIR_QUEUE");
@@ -498,15 +512,26 @@ absl::Status ReadConnection(objhash::ObjHash& objects, InetInfo& s, const std::s
   absl::StatusOr<std::string> peeked = PeekQueue(c, static_cast<uint32_t>(inq), "receive");
   RETURN_IF_ERROR(SetSockInt(c, SOL_SOCKET, SO_PEEK_OFF, r.peek_off, "SO_PEEK_OFF"));
   ASSIGN_OR_RETURN(std::string recvq, std::move(peeked));
-  r.rcv_seq = seq - static_cast<uint32_t>(inq);
+  // rcv_nxt counts the peer's FIN, if it came, after the data.
+  r.rcv_seq = seq - static_cast<uint32_t>(inq) - ((r.flags & image::kInetFinIn) ? 1 : 0);
   RETURN_IF_ERROR(select(kSendQueue));
   len = sizeof(seq);
   if (getsockopt(c, SOL_TCP, TCP_QUEUE_SEQ, &seq, &len) != 0) return ErrnoError(errno, "getsockopt TCP_QUEUE_SEQ");
   if (ioctl(c, SIOCOUTQ, &outq) != 0) return ErrnoError(errno, "SIOCOUTQ");
   if (ioctl(c, SIOCOUTQNSD, &unsent) != 0) return ErrnoError(errno, "SIOCOUTQNSD");
   if (unsent > outq) return absl::InternalError(absl::StrCat(who, ": more unsent bytes than queued ones"));
+  if (r.flags & image::kInetFinOut) {
+    // write_seq counts its FIN (and the queues, a FIN not acknowledged):
+    // made again by a shutdown, after nothing else to send.
+    const int fin_unacked = (state == TCP_FIN_WAIT1 || state == TCP_CLOSING || state == TCP_LAST_ACK) ? 1 : 0;
+    if (outq != fin_unacked) {
+      return absl::UnimplementedError(absl::StrCat(
+          who, ": data not yet acknowledged waits before its end (FIN): not supported"));
+    }
+    outq = unsent = 0;
+  }
   ASSIGN_OR_RETURN(std::string sendq, PeekQueue(c, static_cast<uint32_t>(outq), "send"));
-  r.snd_seq = seq - static_cast<uint32_t>(outq);
+  r.snd_seq = seq - static_cast<uint32_t>(outq) - ((r.flags & image::kInetFinOut) ? 1 : 0);
   RETURN_IF_ERROR(select(kNoQueue));
   r.sent_len = static_cast<uint32_t>(outq - unsent);
   r.unsent_len = static_cast<uint32_t>(unsent);
@@ -684,10 +709,20 @@ absl::StatusOr<uint32_t> RegisterInetTarget(objhash::ObjHash& objects, const FdP
       // Its backlog is looked at once every socket is collected (its
       // clients must be among them).
       s.pending = diag.rqueue;
-    } else if (state == TCP_ESTABLISHED && connected) {
+    } else if ((state == TCP_ESTABLISHED || HalfClosed(state)) && connected) {
       r.state = image::kInetEstablished;
-      who = absl::StrCat(who, " (", SockName(r), ")");
+      // Each end shows as shut down too: the FINs say it.
+      if (FinCame(state)) {
+        r.flags |= image::kInetFinIn;
+        r.shutdown &= ~1u;
+      }
+      if (FinSent(state)) {
+        r.flags |= image::kInetFinOut;
+        r.shutdown &= ~2u;
+      }
       if (r.shutdown & 2) return absl::InternalError(absl::StrCat(who, ": established but shut down for sending"));
+      who = absl::StrCat(who, " (", SockName(r), ", ", TcpStateName(state), ")");
+      s.tcp_state = state;
       // Read once no process outside the tree is found to hold it
       // (ResolveInetSockets): repair mode would stop that one's calls.
       s.connection = true;
@@ -741,8 +776,7 @@ absl::Status CheckpointInet(objhash::CheckpointContext& ctx, const objhash::ObjH
 struct InetState {
   struct Repaired {
     int fd;
-    uint32_t shutdown;
-    bool reuse;  // SO_REUSEADDR
+    image::ckpt_inet_sock rec;
     std::string what;
   };
   std::vector<Repaired> repaired;
@@ -824,6 +858,8 @@ absl::Status ConnectAgain(const InetState::Pending& p) {
   return st;
 }
 
+absl::Status InjectFin(const image::ckpt_inet_sock& r, const std::string& what);
+
 // Once every object is made: the locks are lifted, then each connection
 // leaves repair mode (with a window probe, so that its peer resends at
 // once what it has not had acknowledged).
@@ -835,8 +871,13 @@ absl::Status FinishConnections(InetState& st) {
       return ErrnoError(errno, r.what, ": leaving TCP_REPAIR");
     }
     // Leaving repair mode clears it.
-    RETURN_IF_ERROR(SetSockInt(r.fd, SOL_SOCKET, SO_REUSEADDR, r.reuse ? 1 : 0, "SO_REUSEADDR"));
-    if ((r.shutdown & 1) && shutdown(r.fd, SHUT_RD) != 0) return ErrnoError(errno, r.what, ": shutdown");
+    RETURN_IF_ERROR(SetSockInt(r.fd, SOL_SOCKET, SO_REUSEADDR, (r.rec.flags & image::kInetReuseAddr) ? 1 : 0,
+                               "SO_REUSEADDR"));
+    if (r.rec.flags & image::kInetFinIn) RETURN_IF_ERROR(InjectFin(r.rec, r.what));
+    if ((r.rec.flags & image::kInetFinOut) && shutdown(r.fd, SHUT_WR) != 0) {
+      return ErrnoError(errno, r.what, ": shutdown for sending");
+    }
+    if ((r.rec.shutdown & 1) && shutdown(r.fd, SHUT_RD) != 0) return ErrnoError(errno, r.what, ": shutdown");
   }
   st.repaired.clear();
   for (const InetState::Pending& p : st.pending) RETURN_IF_ERROR(ConnectAgain(p));
@@ -987,6 +1028,14 @@ absl::Status MakeConnection(int fd, const image::ckpt_inet_sock& r, const std::s
   RETURN_IF_ERROR(SendQueue(fd, kRecvQueue, at, r.recv_len, what));
   RETURN_IF_ERROR(SetSockInt(fd, SOL_TCP, TCP_REPAIR_QUEUE, kNoQueue, "TCP_REPAIR_QUEUE"));
   RepairWindow w{r.snd_wl1, r.snd_wnd, r.max_window, r.rcv_wnd, r.rcv_wup};
+  if (r.flags & image::kInetFinIn) {
+    // Its receive side stops short of the peer's FIN until the FIN is
+    // sent again: the window may not reach past that yet.
+    const uint32_t next = r.rcv_seq + r.recv_len;
+    auto after = [](uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) > 0; };
+    if (after(w.rcv_wup, next)) w.rcv_wup = next;
+    if (after(w.snd_wl1, next + w.rcv_wnd)) w.snd_wl1 = next;
+  }
   if (setsockopt(fd, SOL_TCP, TCP_REPAIR_WINDOW, &w, sizeof(w)) != 0) {
     return ErrnoError(errno, what, ": TCP_REPAIR_WINDOW");
   }
@@ -1016,6 +1065,81 @@ absl::Status OnLoopback(int raw, const std::string& what) {
   return absl::OkStatus();
 }
 
+// Sends `l4` (a UDP or TCP header and its payload) from `from` to `to`,
+// both of `family`, through a raw socket on loopback: as if `from` had
+// sent it. The checksum at `csum_off` in `l4` is filled in.
+absl::Status SendFrom(int family, uint8_t proto, const uint8_t* from, const uint8_t* to, std::string l4,
+                      size_t csum_off, const char* doing) {
+  if (family == AF_INET) {
+    std::string pseudo(12, '\0');
+    memcpy(pseudo.data(), from, 4);
+    memcpy(pseudo.data() + 4, to, 4);
+    pseudo[9] = static_cast<char>(proto);
+    const uint16_t l = htons(static_cast<uint16_t>(l4.size()));
+    memcpy(pseudo.data() + 10, &l, 2);
+    l4[csum_off] = l4[csum_off + 1] = '\0';
+    const uint16_t sum = htons(Checksum(pseudo, l4.data(), l4.size()));
+    memcpy(l4.data() + csum_off, &sum, 2);
+    struct iphdr ip {};
+    ip.ihl = 5;
+    ip.version = 4;
+    ip.ttl = 64;
+    ip.protocol = proto;
+    memcpy(&ip.saddr, from, 4);
+    memcpy(&ip.daddr, to, 4);
+    std::string whole(reinterpret_cast<const char*>(&ip), sizeof(ip));
+    whole += l4;
+    UniqueFd raw(socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW));
+    if (!raw.valid()) return ErrnoError(errno, doing, ": a raw socket (needs CAP_NET_RAW)");
+    RETURN_IF_ERROR(OnLoopback(raw.get(), doing));
+    struct sockaddr_storage ss;
+    socklen_t len = ToSockaddr(AF_INET, to, 0, &ss);
+    if (sendto(raw.get(), whole.data(), whole.size(), 0, reinterpret_cast<struct sockaddr*>(&ss), len) !=
+        static_cast<ssize_t>(whole.size())) {
+      return ErrnoError(errno, doing);
+    }
+    return absl::OkStatus();
+  }
+  UniqueFd raw(socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, proto));
+  if (!raw.valid()) return ErrnoError(errno, doing, ": a raw socket (needs CAP_NET_RAW)");
+  RETURN_IF_ERROR(OnLoopback(raw.get(), doing));
+  // The kernel fills the checksum in, pseudo-header and all.
+  RETURN_IF_ERROR(SetSockInt(raw.get(), SOL_IPV6, IPV6_CHECKSUM, static_cast<int>(csum_off), "IPV6_CHECKSUM"));
+  RETURN_IF_ERROR(SetSockInt(raw.get(), SOL_IPV6, IPV6_FREEBIND, 1, "IPV6_FREEBIND"));
+  struct sockaddr_storage ss;
+  socklen_t len = ToSockaddr(AF_INET6, from, 0, &ss);
+  if (bind(raw.get(), reinterpret_cast<struct sockaddr*>(&ss), len) != 0) {
+    return ErrnoError(errno, doing, ": binding a raw socket to the sender's address");
+  }
+  len = ToSockaddr(AF_INET6, to, 0, &ss);
+  if (sendto(raw.get(), l4.data(), l4.size(), 0, reinterpret_cast<struct sockaddr*>(&ss), len) !=
+      static_cast<ssize_t>(l4.size())) {
+    return ErrnoError(errno, doing);
+  }
+  return absl::OkStatus();
+}
+
+// A connection whose peer had ended its side (CLOSE_WAIT, LAST_ACK): the
+// peer's FIN, made again and sent to it from the peer's address, at the
+// sequence number it had, once the connection is out of repair mode.
+absl::Status InjectFin(const image::ckpt_inet_sock& r, const std::string& what) {
+  const LockedConn c = WireConn(r);  // as the wire carries it
+  std::string tcp(sizeof(struct tcphdr), '\0');
+  struct tcphdr th {};
+  th.source = htons(r.dst_port);
+  th.dest = htons(r.src_port);
+  th.seq = htonl(r.rcv_seq + r.recv_len);
+  th.ack_seq = htonl(r.snd_seq);  // what it has not had acknowledged: a duplicate ack at most
+  th.doff = sizeof(struct tcphdr) / 4;
+  th.fin = 1;
+  th.ack = 1;
+  th.window = htons(static_cast<uint16_t>(std::min<uint32_t>(r.snd_wnd >> r.snd_wscale, 65535)));
+  memcpy(tcp.data(), &th, sizeof(th));
+  return WithWho(SendFrom(c.family, IPPROTO_TCP, c.dst, c.src, std::move(tcp), offsetof(struct tcphdr, check),
+                          "sending its peer's end (FIN) again"),
+                 what);
+}
+
 // Sends one datagram to the restored socket as its sender sent it: from
 // the sender's address and port, through a raw socket.
 absl::Status Redeliver(const image::ckpt_inet_sock& r, const image::ckpt_inet_dgram& d, const char* data,
@@ -1036,54 +1160,11 @@ absl::Status Redeliver(const image::ckpt_inet_sock& r, const image::ckpt_inet_dg
   uh.source = htons(d.port);
   uh.dest = htons(r.src_port);
   uh.len = proto == IPPROTO_UDPLITE ? 0 : htons(static_cast<uint16_t>(pkt.size()));  // UDP-Lite: coverage, 0 = all
-  memcpy(pkt.data() + sizeof(uh), data, d.len);
-  if (family == AF_INET) {
-    std::string pseudo(12, '\0');
-    memcpy(pseudo.data(), from, 4);
-    memcpy(pseudo.data() + 4, to_addr, 4);
-    pseudo[9] = static_cast<char>(proto);
-    const uint16_t l = htons(static_cast<uint16_t>(pkt.size()));
-    memcpy(pseudo.data() + 10, &l, 2);
-    memcpy(pkt.data(), &uh, sizeof(uh));
-    uh.check = htons(Checksum(pseudo, pkt.data(), pkt.size()));
-    memcpy(pkt.data(), &uh, sizeof(uh));
-    struct iphdr ip {};
-    ip.ihl = 5;
-    ip.version = 4;
-    ip.ttl = 64;
-    ip.protocol = proto;
-    memcpy(&ip.saddr, from, 4);
-    memcpy(&ip.daddr, to_addr, 4);
-    std::string whole(reinterpret_cast<const char*>(&ip), sizeof(ip));
-    whole += pkt;
-    UniqueFd raw(socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW));
-    if (!raw.valid()) return ErrnoError(errno, what, ": a raw socket to queue its datagrams again (needs CAP_NET_RAW)");
-    RETURN_IF_ERROR(OnLoopback(raw.get(), what));
-    struct sockaddr_storage ss;
-    socklen_t len = ToSockaddr(AF_INET, to_addr, 0, &ss);
-    if (sendto(raw.get(), whole.data(), whole.size(), 0, reinterpret_cast<struct sockaddr*>(&ss), len) !=
-        static_cast<ssize_t>(whole.size())) {
-      return ErrnoError(errno, what, ": queueing a datagram again");
-    }
-    return absl::OkStatus();
-  }
   memcpy(pkt.data(), &uh, sizeof(uh));
-  UniqueFd raw(socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, proto));
-  if (!raw.valid()) return ErrnoError(errno, what, ": a raw socket to queue its datagrams again (needs CAP_NET_RAW)");
-  RETURN_IF_ERROR(OnLoopback(raw.get(), what));
-  RETURN_IF_ERROR(SetSockInt(raw.get(), SOL_IPV6, IPV6_CHECKSUM, 6, "IPV6_CHECKSUM"));
-  RETURN_IF_ERROR(SetSockInt(raw.get(), SOL_IPV6, IPV6_FREEBIND, 1, "IPV6_FREEBIND"));
-  struct sockaddr_storage ss;
-  socklen_t len = ToSockaddr(AF_INET6, from, 0, &ss);
-  if (bind(raw.get(), reinterpret_cast<struct sockaddr*>(&ss), len) != 0) {
-    return ErrnoError(errno, what, ": binding a raw socket to a datagram's sender address");
-  }
-  len = ToSockaddr(AF_INET6, to_addr, 0, &ss);
-  if (sendto(raw.get(), pkt.data(), pkt.size(), 0, reinterpret_cast<struct sockaddr*>(&ss), len) !=
-      static_cast<ssize_t>(pkt.size())) {
-    return ErrnoError(errno, what, ": queueing a datagram again");
-  }
-  return absl::OkStatus();
+  memcpy(pkt.data() + sizeof(uh), data, d.len);
+  return WithWho(SendFrom(family, proto, from, to_addr, std::move(pkt), offsetof(struct udphdr, check),
+                          "queueing a datagram again"),
+                 what);
 }
 
 // How many datagrams `fd` holds (peeked, one a peek).
@@ -1231,6 +1312,12 @@ absl::Status CheckRecord(const image::Reader& rd, const image::ckpt_inet_sock& r
   const bool pending = r.flags & image::kInetPending;
   if (pending && !(tcp && connected)) return rd.FieldError("flags", r.flags, ": only a TCP connection waits in a backlog");
   const bool repaired = tcp && connected && !pending;
+  if ((r.flags & (image::kInetFinIn | image::kInetFinOut)) && !repaired) {
+    return rd.FieldError("flags", r.flags, ": only a TCP connection has ended sides");
+  }
+  if ((r.flags & image::kInetFinOut) && (r.sent_len || r.unsent_len || (r.shutdown & 2))) {
+    return rd.FieldError("flags", r.flags, ": a connection that ended its side has nothing left to send");
+  }
   if (pending && (r.sent_len || r.recv_len || r.unsent_len != r.data_size)) {
     return rd.FieldError("unsent_len", r.unsent_len, ": a connection waiting in a backlog has only data to send");
   }
@@ -1370,7 +1457,7 @@ absl::StatusOr<objhash::RestoredObject> RestoreInet(objhash::RestoreContext& ctx
   if (pending) {
     st->pending.push_back({obj.fd, r, std::move(data), what});
   } else if (repaired) {
-    st->repaired.push_back({obj.fd, r.shutdown, static_cast<bool>(r.flags & image::kInetReuseAddr), what});
+    st->repaired.push_back({obj.fd, r, what});
   }
   if (repaired) {
     if (!st->step_left) {

@@ -580,7 +580,15 @@ enum InetFlags : uint32_t {
   // back, then its data (unsent_len bytes: what the listener's side had
   // received, then what it had not sent yet) sent again.
   kInetPending = 1u << 12,
-  kInetKnownFlags = (1u << 13) - 1,
+  // A connection whose peer ended its side (its FIN came: CLOSE_WAIT,
+  // LAST_ACK, CLOSING): rcv_seq + recv_len is the FIN's sequence number,
+  // and the restore sends the FIN again, from the peer's address.
+  kInetFinIn = 1u << 13,
+  // A connection this side ended (shutdown SHUT_WR or close: FIN_WAIT1,
+  // FIN_WAIT2, LAST_ACK, CLOSING), its send queue empty: snd_seq is its
+  // FIN's sequence number, and the restore shuts it down again.
+  kInetFinOut = 1u << 14,
+  kInetKnownFlags = (1u << 15) - 1,
 };
 
 // TCP options negotiated at the handshake (tcp_info's tcpi_options).

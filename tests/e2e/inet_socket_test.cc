@@ -105,7 +105,16 @@ void RefusedAndIntact(const std::string& mode, const std::string& why) {
 
 TEST_F(InetSocketTest, AnUrgentByteIsRefused) { RefusedAndIntact("oob", "urgent byte"); }
 TEST_F(InetSocketTest, AnUrgentByteInlineIsRefused) { RefusedAndIntact("oobinline", "urgent byte"); }
-TEST_F(InetSocketTest, AHalfClosedConnectionIsRefusedNamingItsState) { RefusedAndIntact("closewait", "CLOSE_WAIT"); }
+// Connections one side ended (CLOSE_WAIT and FIN_WAIT2, both ends in the
+// tree): each side reads what was left, then end of file; the open sides
+// still send.
+TEST_F(InetSocketTest, HalfClosedConnectionsKeepTheirEnds) { DumpKillRestorePasses("inet_halfclose", {}, 1); }
+TEST_F(InetSocketTest, HalfClosedConnectionsLeaveRunningThenRestore) {
+  LeaveRunningPassesThenRestoresAndPasses("inet_halfclose", {});
+}
+
+// Data not yet acknowledged before a side's end: refused for now.
+TEST_F(InetSocketTest, DataBeforeAnUnacknowledgedEndIsRefused) { RefusedAndIntact("finwait", "before its end"); }
 TEST_F(InetSocketTest, APendingUdpErrorIsRefused) { RefusedAndIntact("udperr", "an error waits"); }
 
 // ----------------------------------------------- a client outside the tree

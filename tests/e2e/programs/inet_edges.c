@@ -6,8 +6,10 @@
  *
  *   inet_edges oob        an urgent byte (MSG_OOB) waits behind "ab"
  *   inet_edges oobinline  the same with SO_OOBINLINE on the reader
- *   inet_edges closewait  the peer shut down its side: CLOSE_WAIT, "xy"
- *                         and then end of file to read
+ *   inet_edges finwait    this side shut down its side behind data its
+ *                         peer's full buffer has not taken yet (FIN_WAIT1
+ *                         with unsent data): the peer reads it all, then
+ *                         end of file
  *   inet_edges udperr     a connected UDP socket holds ECONNREFUSED (an
  *                         ICMP port unreachable for what it sent)
  */
@@ -40,9 +42,17 @@ int main(int argc, char **argv) {
     int one = 1;
     if (strcmp(mode, "oobinline") == 0) setsockopt(s, SOL_SOCKET, SO_OOBINLINE, &one, sizeof(one));
     if (send(c, "ab", 2, 0) != 2 || send(c, "!", 1, MSG_OOB) != 1) return 2;
-  } else if (strcmp(mode, "closewait") == 0) {
+  } else if (strcmp(mode, "finwait") == 0) {
     pair(&s, &c);
-    if (send(c, "xy", 2, 0) != 2 || shutdown(c, SHUT_WR)) return 2;
+    fcntl(c, F_SETFL, O_NONBLOCK);
+    static char fill[65536];
+    memset(fill, 'f', sizeof(fill));
+    while (send(c, fill, sizeof(fill), 0) > 0) {
+    }
+    usleep(20000);
+    while (send(c, fill, sizeof(fill), 0) > 0) {
+    }
+    if (shutdown(c, SHUT_WR)) return 2;
   } else if (strcmp(mode, "udperr") == 0) {
     int gone = socket(AF_INET, SOCK_DGRAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -67,10 +77,16 @@ int main(int argc, char **argv) {
     ssize_t n = recv(s, buf, sizeof(buf), MSG_DONTWAIT);
     ssize_t m = recv(s, buf + (n > 0 ? n : 0), sizeof(buf) - 4, MSG_DONTWAIT);
     SUBJECT_CHECK(n + (m > 0 ? m : 0) == 3 && memcmp(buf, "ab!", 3) == 0, "the data with its urgent byte is gone");
-  } else if (strcmp(mode, "closewait") == 0) {
-    ssize_t n = recv(s, buf, sizeof(buf), 0);
-    SUBJECT_CHECK(n == 2 && memcmp(buf, "xy", 2) == 0, "the data before the end is gone (%zd)", n);
-    SUBJECT_CHECK(recv(s, buf, sizeof(buf), 0) == 0, "no end of file");
+  } else if (strcmp(mode, "finwait") == 0) {
+    static char in[65536];
+    ssize_t n;
+    size_t total = 0;
+    int bad = 0;
+    while ((n = recv(s, in, sizeof(in), 0)) > 0) {
+      for (ssize_t i = 0; i < n; i++) bad |= in[i] != 'f';
+      total += (size_t)n;
+    }
+    SUBJECT_CHECK(n == 0 && !bad && total > 0, "the data before the end is wrong (%zu bytes, %zd)", total, n);
   } else {
     ssize_t n = recv(s, buf, sizeof(buf), MSG_DONTWAIT);
     SUBJECT_CHECK(n < 0 && errno == ECONNREFUSED, "the pending error is gone (%zd, %s)", n, strerror(errno));
