@@ -792,6 +792,8 @@ struct InetState {
   // A copy of each connection's socket, until the restore succeeds.
   std::vector<UniqueFd> guards;
   bool committed = false;
+  // By family: the TCP connections open when the restore began.
+  std::map<int, std::map<std::string, InetDiag>> open;
   ~InetState() {
     // A failed restore: the connections' sockets go back to repair mode,
     // so that they close without a sound (never a FIN after part of the
@@ -942,20 +944,30 @@ absl::Status Bind(int fd, const image::ckpt_inet_sock& r, const std::string& wha
 // An established connection with the same addresses, in another socket:
 // the original still open (an image of a tree left running), or another
 // one made since.
-absl::Status CheckNoTwin(const image::ckpt_inet_sock& r, const std::string& what) {
-  ASSIGN_OR_RETURN(std::vector<InetDiag> all, DumpInetSockets(r.family, IPPROTO_TCP));
-  for (const InetDiag& d : all) {
-    // A socket no file refers to is a closing or TIME_WAIT remnant.
-    if (d.ino == 0 || d.state == TCP_LISTEN || d.state == TCP_CLOSE || d.sport != r.src_port || d.dport != r.dst_port ||
-        memcmp(d.src, r.src_addr, r.family == AF_INET ? 4 : 16) != 0 ||
-        memcmp(d.dst, r.dst_addr, r.family == AF_INET ? 4 : 16) != 0) {
-      continue;
+std::string ConnKey(int family, const uint8_t* src, uint16_t sport, const uint8_t* dst, uint16_t dport) {
+  const size_t n = family == AF_INET ? 4 : 16;
+  return absl::StrCat(family, "/", std::string(reinterpret_cast<const char*>(src), n), "/", sport, "/",
+                      std::string(reinterpret_cast<const char*>(dst), n), "/", dport);
+}
+
+absl::Status CheckNoTwin(InetState& st, const image::ckpt_inet_sock& r, const std::string& what) {
+  // The connections open when the restore began, listed once.
+  auto it = st.open.find(r.family);
+  if (it == st.open.end()) {
+    ASSIGN_OR_RETURN(std::vector<InetDiag> all, DumpInetSockets(r.family, IPPROTO_TCP));
+    std::map<std::string, InetDiag> open;
+    for (const InetDiag& d : all) {
+      // A socket no file refers to is a closing or TIME_WAIT remnant.
+      if (d.ino == 0 || d.state == TCP_LISTEN || d.state == TCP_CLOSE) continue;
+      open[ConnKey(d.family, d.src, d.sport, d.dst, d.dport)] = d;
     }
-    return absl::FailedPreconditionError(absl::StrCat(
-        what, ": that connection is open in another socket now (inode ", d.ino, ", ", TcpStateName(d.state),
-        "): the process it was dumped from may still run"));
+    it = st.open.emplace(r.family, std::move(open)).first;
   }
-  return absl::OkStatus();
+  auto twin = it->second.find(ConnKey(r.family, r.src_addr, r.src_port, r.dst_addr, r.dst_port));
+  if (twin == it->second.end()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      what, ": that connection is open in another socket now (inode ", twin->second.ino, ", ",
+      TcpStateName(twin->second.state), "): the process it was dumped from may still run"));
 }
 
 absl::Status SendQueue(int fd, int queue, const char* data, size_t len, const std::string& what) {
@@ -974,9 +986,9 @@ absl::Status SendQueue(int fd, int queue, const char* data, size_t len, const st
   return absl::OkStatus();
 }
 
-absl::Status MakeConnection(int fd, const image::ckpt_inet_sock& r, const std::string& data,
+absl::Status MakeConnection(InetState& st, int fd, const image::ckpt_inet_sock& r, const std::string& data,
                             const std::string& what) {
-  RETURN_IF_ERROR(CheckNoTwin(r, what));
+  RETURN_IF_ERROR(CheckNoTwin(st, r, what));
   // Room for the queues while they are filled (nothing is acknowledged
   // meanwhile); the recorded sizes are set afterwards.
   const uint64_t room = 2 * (uint64_t{r.sent_len} + r.unsent_len + r.recv_len) + (1u << 20);
@@ -1430,7 +1442,7 @@ absl::StatusOr<objhash::RestoredObject> RestoreInet(objhash::RestoreContext& ctx
     if (st->guards.size() == 1) {
       RETURN_IF_ERROR(ctx.AtCommit([st] { st->committed = true; }));
     }
-    RETURN_IF_ERROR(WithWho(MakeConnection(fd, r, data, what), what));
+    RETURN_IF_ERROR(WithWho(MakeConnection(*st, fd, r, data, what), what));
   } else if (r.flags & image::kInetBound) {
     // Connections of a listener that was killed may linger in TIME_WAIT:
     // SO_REUSEADDR lets the bind pass them (a live socket on the address
