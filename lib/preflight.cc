@@ -14,6 +14,7 @@
 #include "lib/base/status.h"
 #include "lib/fs/fs.h"
 #include "lib/fs/pipe.h"
+#include "lib/fs/inetsock.h"
 #include "lib/fs/unixsock.h"
 #include "lib/mm/maps.h"
 #include "lib/mm/mm.h"
@@ -204,6 +205,9 @@ absl::StatusOr<TreeReport> Preflight(pid_t root, const DumpOptions& options,
     for (const std::string& p : *unix_outside) {
       report.problems.push_back(absl::FailedPreconditionError(p));
     }
+  }
+  for (const std::string& p : fs::InetPreflightProblems(sockets, tree)) {
+    report.problems.push_back(absl::UnimplementedError(p));
   }
   std::set<uint64_t> external;
   absl::StatusOr<std::vector<std::string>> outside =

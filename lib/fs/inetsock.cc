@@ -1574,6 +1574,34 @@ absl::Status TakeBacklog(InetInfo& listener, uint32_t n, std::map<std::string, s
 
 }  // namespace
 
+std::vector<std::string> InetPreflightProblems(const std::map<uint64_t, PipeEnd>& socks, const std::set<pid_t>& tree) {
+  std::vector<std::string> problems;
+  std::map<uint64_t, std::string> inet;
+  for (const auto& [ino, end] : socks) {
+    absl::StatusOr<UniqueFd> copy = CopyOfFd(end.pid, end.fd);
+    if (!copy.ok()) continue;
+    absl::StatusOr<Kind> k = KindOf(copy->get());
+    if (!k.ok() || (k->family != AF_INET && k->family != AF_INET6)) continue;
+    const std::string who = absl::StrCat("task ", end.pid, " fd ", end.fd, ": socket:[", ino, "]");
+    inet[ino] = who;
+    char urgent;
+    absl::StatusOr<int> state = k->protocol == IPPROTO_TCP ? TcpState(copy->get()) : absl::StatusOr<int>(0);
+    if (state.ok() && *state == TCP_ESTABLISHED &&
+        recv(copy->get(), &urgent, 1, MSG_OOB | MSG_PEEK | MSG_DONTWAIT) == 1) {
+      problems.push_back(absl::StrCat(who, ": an urgent byte (MSG_OOB) waits to be read: not supported"));
+    }
+  }
+  std::set<uint64_t> inos;
+  for (const auto& [ino, who] : inet) inos.insert(ino);
+  for (const auto& [ino, holders] : FdHolders("socket", inos, tree)) {
+    const auto& [pid, fd] = holders.front();
+    problems.push_back(absl::StrCat(inet[ino], " is also held by process ", pid, " (", ProcComm(pid), ") fd ", fd,
+                                    ", outside the tree: a TCP or UDP socket shared with a process outside the "
+                                    "tree is not supported yet"));
+  }
+  return problems;
+}
+
 absl::Status ResolveInetSockets(objhash::ObjHash& objects, const std::set<pid_t>& tree, uint32_t dump_flags) {
   // Sockets held outside the tree too: refused before any is touched.
   std::map<uint64_t, std::string> socks;

@@ -19,14 +19,24 @@
 
 #include <sys/types.h>
 
+#include <map>
 #include <set>
+#include <string>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "lib/fs/pipe.h"
 #include "lib/objhash/objhash.h"
 
 namespace ckpt::fs {
 
 inline constexpr objhash::ObjKind kObjInet{15};
+
+// Pre-flight: of the tree's sockets (by inode, where first met), the inet
+// ones a process outside `tree` also holds, and established connections
+// with an urgent byte waiting: each a problem naming the task and the fd.
+std::vector<std::string> InetPreflightProblems(const std::map<uint64_t, PipeEnd>& socks, const std::set<pid_t>& tree);
 
 // Dump, once every task's fds are collected: finds the clients of the
 // connections waiting in listeners' backlogs (refused when a client is

@@ -104,6 +104,20 @@ void RefusedAndIntact(const std::string& mode, const std::string& why) {
 }
 
 TEST_F(InetSocketTest, AnUrgentByteIsRefused) { RefusedAndIntact("oob", "urgent byte"); }
+
+// The pre-flight (`ckpt check`) names it too, before anything is frozen.
+TEST_F(InetSocketTest, ThePreflightNamesAnUrgentByte) {
+  absl::StatusOr<Subject> s = StartSubject("inet_edges", {"oob"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  TreeGuard guard(*s);
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  absl::StatusOr<TreeReport> report = Checkpointer().Check(s->pid);
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_EQ(report->problems.size(), 1u);
+  EXPECT_THAT(report->problems[0].message(), HasSubstr("urgent byte")) << report->problems[0];
+  EXPECT_THAT(report->problems[0].message(), HasSubstr(absl::StrCat("task ", s->pid, " fd "))) << report->problems[0];
+  ExpectNthPass(*s, 1);
+}
 TEST_F(InetSocketTest, AnUrgentByteInlineIsRefused) { RefusedAndIntact("oobinline", "urgent byte"); }
 // Connections one side ended (CLOSE_WAIT and FIN_WAIT2, both ends in the
 // tree): each side reads what was left, then end of file; the open sides
