@@ -408,7 +408,16 @@ absl::Status ReadOptions(int c, const Kind& k, image::ckpt_inet_sock& r) {
   r.sndbuf = static_cast<uint32_t>(sndbuf);
   r.rcvbuf = static_cast<uint32_t>(rcvbuf);
   ASSIGN_OR_RETURN(r.rcvlowat, GetSockInt(c, SOL_SOCKET, SO_RCVLOWAT, "SO_RCVLOWAT"));
-  ASSIGN_OR_RETURN(r.peek_off, GetSockInt(c, SOL_SOCKET, SO_PEEK_OFF, "SO_PEEK_OFF"));
+  {
+    // TCP has SO_PEEK_OFF since Linux 6.10: before, none.
+    int v = -1;
+    socklen_t vl = sizeof(v);
+    if (getsockopt(c, SOL_SOCKET, SO_PEEK_OFF, &v, &vl) != 0) {
+      if (errno != EOPNOTSUPP) return ErrnoError(errno, "getsockopt SO_PEEK_OFF");
+      v = -1;
+    }
+    r.peek_off = v;
+  }
   ASSIGN_OR_RETURN(r.rcvtimeo_ns, GetSockTimeo(c, SO_RCVTIMEO, "SO_RCVTIMEO"));
   ASSIGN_OR_RETURN(r.sndtimeo_ns, GetSockTimeo(c, SO_SNDTIMEO, "SO_SNDTIMEO"));
   ASSIGN_OR_RETURN(int mark, GetSockInt(c, SOL_SOCKET, SO_MARK, "SO_MARK"));
@@ -508,9 +517,9 @@ absl::Status ReadConnection(objhash::ObjHash& objects, InetInfo& s, const std::s
   if (ioctl(c, SIOCINQ, &inq) != 0) return ErrnoError(errno, "SIOCINQ");
   // A peek starts at the program's SO_PEEK_OFF and moves it: none while
   // the queue is read, then its own back.
-  RETURN_IF_ERROR(SetSockInt(c, SOL_SOCKET, SO_PEEK_OFF, -1, "SO_PEEK_OFF"));
+  if (r.peek_off != -1) RETURN_IF_ERROR(SetSockInt(c, SOL_SOCKET, SO_PEEK_OFF, -1, "SO_PEEK_OFF"));
   absl::StatusOr<std::string> peeked = PeekQueue(c, static_cast<uint32_t>(inq), "receive");
-  RETURN_IF_ERROR(SetSockInt(c, SOL_SOCKET, SO_PEEK_OFF, r.peek_off, "SO_PEEK_OFF"));
+  if (r.peek_off != -1) RETURN_IF_ERROR(SetSockInt(c, SOL_SOCKET, SO_PEEK_OFF, r.peek_off, "SO_PEEK_OFF"));
   ASSIGN_OR_RETURN(std::string recvq, std::move(peeked));
   // rcv_nxt counts the peer's FIN, if it came, after the data.
   r.rcv_seq = seq - static_cast<uint32_t>(inq) - ((r.flags & image::kInetFinIn) ? 1 : 0);
@@ -875,7 +884,20 @@ absl::Status FinishConnections(InetState& st) {
     // Leaving repair mode clears it.
     RETURN_IF_ERROR(SetSockInt(r.fd, SOL_SOCKET, SO_REUSEADDR, (r.rec.flags & image::kInetReuseAddr) ? 1 : 0,
                                "SO_REUSEADDR"));
-    if (r.rec.flags & image::kInetFinIn) RETURN_IF_ERROR(InjectFin(r.rec, r.what));
+    if (r.rec.flags & image::kInetFinIn) {
+      RETURN_IF_ERROR(InjectFin(r.rec, r.what));
+      // Taken (the peer will not send it again): CLOSE_WAIT, within 1 s.
+      int state = 0;
+      for (int i = 0; i < 100; i++) {
+        ASSIGN_OR_RETURN(state, TcpState(r.fd));
+        if (state == TCP_CLOSE_WAIT) break;
+        poll(nullptr, 0, 10);
+      }
+      if (state != TCP_CLOSE_WAIT) {
+        return absl::InternalError(absl::StrCat(r.what, ": its peer's end (FIN), sent again, was not taken (state ",
+                                                TcpStateName(state), ")"));
+      }
+    }
     if ((r.rec.flags & image::kInetFinOut) && shutdown(r.fd, SHUT_WR) != 0) {
       return ErrnoError(errno, r.what, ": shutdown for sending");
     }
@@ -1586,7 +1608,7 @@ std::vector<std::string> InetPreflightProblems(const std::map<uint64_t, PipeEnd>
     inet[ino] = who;
     char urgent;
     absl::StatusOr<int> state = k->protocol == IPPROTO_TCP ? TcpState(copy->get()) : absl::StatusOr<int>(0);
-    if (state.ok() && *state == TCP_ESTABLISHED &&
+    if (state.ok() && (*state == TCP_ESTABLISHED || HalfClosed(*state)) &&
         recv(copy->get(), &urgent, 1, MSG_OOB | MSG_PEEK | MSG_DONTWAIT) == 1) {
       problems.push_back(absl::StrCat(who, ": an urgent byte (MSG_OOB) waits to be read: not supported"));
     }
@@ -1655,25 +1677,41 @@ absl::Status ResolveInetSockets(objhash::ObjHash& objects, const std::set<pid_t>
     ASSIGN_OR_RETURN(std::vector<InetDiag> all, DumpInetSockets(l.rec.family, IPPROTO_TCP));
     std::vector<std::pair<InetDiag, InetInfo*>> waiting;
     bool data = false;
+    uint32_t seen = 0, queued = 0;
     for (const InetDiag& d : all) {
-      if (d.ino != 0 || d.state != TCP_ESTABLISHED || d.sport != l.rec.src_port ||
+      if (d.ino == l.rec.ino && d.state == TCP_LISTEN) queued = d.rqueue;
+    }
+    for (const InetDiag& d : all) {
+      if (d.ino != 0 || (d.state != TCP_ESTABLISHED && d.state != TCP_CLOSE_WAIT) || d.sport != l.rec.src_port ||
           (!IsAny(l.rec.family, l.rec.src_addr) && !SameAddr(l.rec.family, l.rec.src_addr, d.src))) {
         continue;
       }
       InetInfo* client = ClientOf(objects, d);
       // Left running, a client from outside is the original's to accept:
       // the image, a copy, has no part in it.
+      seen++;
       if (client == nullptr && (dump_flags & objhash::kDumpLeaveRunning)) continue;
       if (client == nullptr) {
         return absl::UnimplementedError(absl::StrCat(
             who, ": the connection from ", InetAddrName(d.family, d.dst, d.dport),
             " waits in its backlog, not accepted yet, and its client is not in the tree: not supported yet"));
       }
+      if (d.state != TCP_ESTABLISHED || (client->rec.flags & (image::kInetFinIn | image::kInetFinOut))) {
+        return absl::UnimplementedError(absl::StrCat(
+            who, ": the connection from ", InetAddrName(d.family, d.dst, d.dport),
+            " waits in its backlog, not accepted yet, and one of its sides has ended: not supported yet"));
+      }
       if (client->rec.recv_len != 0) {
         return absl::InternalError(absl::StrCat(who, ": a client waiting in its backlog has data to read"));
       }
       data |= d.rqueue != 0;
       waiting.push_back({d, client});
+    }
+    // Held off by the lock, the backlog cannot grow now: what was found is
+    // all of it (in a dump left running, new clients may come meanwhile).
+    if (!(dump_flags & objhash::kDumpLeaveRunning) && seen != queued) {
+      return absl::AbortedError(absl::StrCat(who, ": ", queued, " connections wait in its backlog, but ", seen,
+                                             " were found; the dump may be tried again"));
     }
     l.pending = static_cast<uint32_t>(waiting.size());
     if (waiting.empty()) continue;

@@ -137,9 +137,10 @@ absl::Status NetLock::AddListener(int family, const uint8_t* addr, uint16_t port
   }
   absl::StrAppend(&script, "add rule ", TableName(id_), " in ", match, "tcp dport ", port,
                   " tcp flags & (syn | ack) == syn drop\n");
-  RETURN_IF_ERROR(Annotate(RunNft(script), "network lock"));
+  // Made, as far as lifting it goes, even if nft's answer is lost (lifting
+  // a table that is not there does no harm).
   made_ = true;
-  return absl::OkStatus();
+  return Annotate(RunNft(script), "network lock");
 }
 
 absl::Status NetLock::Add(const std::vector<LockedConn>& conns) {
@@ -156,9 +157,10 @@ absl::Status NetLock::Add(const std::vector<LockedConn>& conns) {
                       " tcp sport ", c.dport, " tcp dport ", c.sport, " drop\n");
     }
   }
-  RETURN_IF_ERROR(Annotate(RunNft(script), "network lock"));
+  // Made, as far as lifting it goes, even if nft's answer is lost (lifting
+  // a table that is not there does no harm).
   made_ = true;
-  return absl::OkStatus();
+  return Annotate(RunNft(script), "network lock");
 }
 
 absl::Status NetLock::Lift() {

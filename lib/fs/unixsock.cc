@@ -1190,6 +1190,7 @@ struct Restored {
   Ids pair_ids;      // a client waiting in a backlog: the ids it connects with
   int fd = -1;       // the restorer's (owned by the restore table)
   uint64_t ino = 0;
+  SockFilter filter;  // attached once its queue is full again (a filter drops what it refuses)
 };
 
 struct RemoveTree {
@@ -1501,6 +1502,7 @@ absl::StatusOr<objhash::RestoredObject> RestoreUnix(objhash::RestoreContext& ctx
   res.name = name;
   res.peer_name = peer_name;
   res.ino = u.ino;
+  res.filter = filter;
   const int type = static_cast<int>(u.type);
   UniqueFd sock;
   if (u.flags & image::kUnixPairTaker) {
@@ -1569,7 +1571,6 @@ absl::StatusOr<objhash::RestoredObject> RestoreUnix(objhash::RestoreContext& ctx
   RETURN_IF_ERROR(SetSockTimeo(fd, SO_SNDTIMEO, u.sndtimeo_ns, "SO_SNDTIMEO"));
   if (u.rcvlowat != 1) RETURN_IF_ERROR(SetSockInt(fd, SOL_SOCKET, SO_RCVLOWAT, u.rcvlowat, "SO_RCVLOWAT"));
   if (u.peek_off != -1) RETURN_IF_ERROR(SetSockInt(fd, SOL_SOCKET, SO_PEEK_OFF, u.peek_off, "SO_PEEK_OFF"));
-  RETURN_IF_ERROR(Annotate(SetSockFilter(fd, filter), what));
   ASSIGN_OR_RETURN(objhash::RestoredObject obj, objhash::HoldAt(ctx, u.objref, fd, what));
   res.fd = obj.fd;
   if (u.state == image::kUnixListening && IsAbstract(name)) st->listeners[name] = obj.fd;
@@ -1858,6 +1859,7 @@ absl::Status ShutDownAll(UnixState& st) {
           ") waits in a backlog that does not list it"));
     }
     RETURN_IF_ERROR(Shut(s.fd, s.shutdown, absl::StrCat("unix socket ", UnixName(s.ino))));
+    RETURN_IF_ERROR(Annotate(SetSockFilter(s.fd, s.filter), absl::StrCat("unix socket ", UnixName(s.ino))));
   }
   st.senders.clear();
   st.temps.clear();

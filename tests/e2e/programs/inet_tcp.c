@@ -79,13 +79,13 @@ static size_t fill(int fd, int conn, int dir) {
   return off;
 }
 
-/* Reads exactly want bytes (10 s at most) and checks each one. */
+/* Reads exactly want bytes (30 s at most without a byte) and checks each one. */
 static void drain(int fd, int conn, int dir, size_t want) {
   static unsigned char buf[65536];
   size_t off = 0;
   while (off < want) {
     struct pollfd p = {.fd = fd, .events = POLLIN};
-    if (poll(&p, 1, 10000) != 1) break;
+    if (poll(&p, 1, 30000) != 1) break;
     ssize_t n = recv(fd, buf, sizeof(buf) < want - off ? sizeof(buf) : want - off, MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
     if (n <= 0) {
@@ -101,10 +101,8 @@ static void drain(int fd, int conn, int dir, size_t want) {
     off += (size_t)n;
   }
   SUBJECT_CHECK(off == want, "%s conn %d: got %zu of %zu bytes", who, conn, off, want);
-  char c;
-  ssize_t more = recv(fd, &c, 1, MSG_DONTWAIT);
-  SUBJECT_CHECK(more < 0 && errno == EAGAIN, "%s conn %d: more than was sent (%zd, %s)", who, conn, more,
-                strerror(errno));
+  /* Nothing more came before the other side's message: ping() reads it
+   * whole (the other side may have sent it already). */
 }
 
 /* One message each way: the parent sends first. */
@@ -116,7 +114,7 @@ static void ping(int fd, int conn, int parent) {
   if (parent) SUBJECT_CHECK(send(fd, msg, strlen(msg), MSG_NOSIGNAL) == (ssize_t)strlen(msg), "%s conn %d: send", who, conn);
   struct pollfd p = {.fd = fd, .events = POLLIN};
   size_t got = 0;
-  while (got < strlen(want) && poll(&p, 1, 10000) == 1) {
+  while (got < strlen(want) && poll(&p, 1, 30000) == 1) {
     ssize_t n = recv(fd, in + got, strlen(want) - got, MSG_DONTWAIT);
     if (n <= 0 && !(n < 0 && errno == EAGAIN)) break;
     if (n > 0) got += (size_t)n;
