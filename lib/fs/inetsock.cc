@@ -716,8 +716,7 @@ absl::StatusOr<uint32_t> RegisterInetTarget(objhash::ObjHash& objects, const FdP
       r.state = image::kInetListening;
       r.backlog = diag.wqueue;
       // Its backlog is looked at once every socket is collected (its
-      // clients must be among them).
-      s.pending = diag.rqueue;
+      // clients must be among them): ResolveInetSockets.
     } else if ((state == TCP_ESTABLISHED || HalfClosed(state)) && connected) {
       r.state = image::kInetEstablished;
       // Each end shows as shut down too: the FINs say it.
@@ -1596,6 +1595,31 @@ absl::Status TakeBacklog(InetInfo& listener, uint32_t n, std::map<std::string, s
 
 }  // namespace
 
+namespace {
+
+// "task 12 fd 3 (tcp 127.0.0.1:80)", or the socket's name for one in flight.
+std::string Label(const InetInfo& s) {
+  if (s.pid == getpid()) return absl::StrCat("socket:[", s.rec.ino, "] (in flight, ", SockName(s.rec), ")");
+  return absl::StrCat("task ", s.pid, " fd ", s.fd, " (", SockName(s.rec), ")");
+}
+
+// Of the sockets `who` names by inode, those a process outside `tree` also
+// holds: a problem each.
+std::vector<std::string> HeldOutside(const std::map<uint64_t, std::string>& who, const std::set<pid_t>& tree) {
+  std::set<uint64_t> inos;
+  for (const auto& [ino, name] : who) inos.insert(ino);
+  std::vector<std::string> problems;
+  for (const auto& [ino, holders] : FdHolders("socket", inos, tree)) {
+    const auto& [pid, fd] = holders.front();
+    problems.push_back(absl::StrCat(who.at(ino), " is also held by process ", pid, " (", ProcComm(pid), ") fd ", fd,
+                                    ", outside the tree: a TCP or UDP socket shared with a process outside the "
+                                    "tree is not supported yet"));
+  }
+  return problems;
+}
+
+}  // namespace
+
 std::vector<std::string> InetPreflightProblems(const std::map<uint64_t, PipeEnd>& socks, const std::set<pid_t>& tree) {
   std::vector<std::string> problems;
   std::map<uint64_t, std::string> inet;
@@ -1613,14 +1637,7 @@ std::vector<std::string> InetPreflightProblems(const std::map<uint64_t, PipeEnd>
       problems.push_back(absl::StrCat(who, ": an urgent byte (MSG_OOB) waits to be read: not supported"));
     }
   }
-  std::set<uint64_t> inos;
-  for (const auto& [ino, who] : inet) inos.insert(ino);
-  for (const auto& [ino, holders] : FdHolders("socket", inos, tree)) {
-    const auto& [pid, fd] = holders.front();
-    problems.push_back(absl::StrCat(inet[ino], " is also held by process ", pid, " (", ProcComm(pid), ") fd ", fd,
-                                    ", outside the tree: a TCP or UDP socket shared with a process outside the "
-                                    "tree is not supported yet"));
-  }
+  for (std::string& p : HeldOutside(inet, tree)) problems.push_back(std::move(p));
   return problems;
 }
 
@@ -1628,24 +1645,13 @@ absl::Status ResolveInetSockets(objhash::ObjHash& objects, const std::set<pid_t>
   // Sockets held outside the tree too: refused before any is touched.
   std::map<uint64_t, std::string> socks;
   for (const auto& e : objects.entries()) {
-    if (e->kind != kObjInet) continue;
-    const auto& s = std::any_cast<const InetInfo&>(e->data);
-    socks[s.rec.ino] = s.pid == getpid() ? absl::StrCat("socket:[", s.rec.ino, "] (in flight, ", SockName(s.rec), ")")
-                                         : absl::StrCat("task ", s.pid, " fd ", s.fd, " (", SockName(s.rec), ")");
+    if (e->kind == kObjInet) {
+      const auto& s = std::any_cast<const InetInfo&>(e->data);
+      socks[s.rec.ino] = Label(s);
+    }
   }
-  std::set<uint64_t> inos;
-  for (const auto& [ino, who] : socks) inos.insert(ino);
-  std::vector<std::string> problems;
-  for (const auto& [ino, holders] : FdHolders("socket", inos, tree)) {
-    const auto& [pid, fd] = holders.front();
-    problems.push_back(absl::StrCat(socks[ino], " is also held by process ", pid, " (", ProcComm(pid), ") fd ", fd,
-                                    ", outside the tree"));
-  }
-  if (!problems.empty()) {
-    return absl::UnimplementedError(
-      absl::StrCat(absl::StrJoin(problems, "; "), ": a TCP or UDP socket shared with a process outside the tree "
-                                                  "is not supported yet"));
-  }
+  std::vector<std::string> problems = HeldOutside(socks, tree);
+  if (!problems.empty()) return absl::UnimplementedError(absl::StrJoin(problems, "; "));
   // Connections, under the lock and in repair mode. (Reading the first
   // adds the lock to `objects`: the list is taken first.)
   std::vector<InetInfo*> connections;
@@ -1672,8 +1678,7 @@ absl::Status ResolveInetSockets(objhash::ObjHash& objects, const std::set<pid_t>
     // Looked at afresh (its SYNs are held off by now), whatever the
     // listing at its registration said.
     if (l.rec.protocol != IPPROTO_TCP || l.rec.state != image::kInetListening) continue;
-    const std::string who = l.pid == getpid() ? absl::StrCat("socket:[", l.rec.ino, "] (in flight, ", SockName(l.rec), ")")
-                                              : absl::StrCat("task ", l.pid, " fd ", l.fd, " (", SockName(l.rec), ")");
+    const std::string who = Label(l);
     ASSIGN_OR_RETURN(std::vector<InetDiag> all, DumpInetSockets(l.rec.family, IPPROTO_TCP));
     std::vector<std::pair<InetDiag, InetInfo*>> waiting;
     bool data = false;
