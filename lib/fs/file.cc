@@ -127,7 +127,8 @@ absl::StatusOr<objhash::RestoredObject> RestoreFile(objhash::RestoreContext& ctx
   if (kind == nullptr) return r.FieldError("kind", f.kind, " is not a known file kind");
   constexpr uint32_t kKnownFlags = O_ACCMODE | O_APPEND | O_NONBLOCK | O_DSYNC | O_SYNC |
                                    O_DIRECT | 0100000 /* O_LARGEFILE as the kernel reports it */ |
-                                   O_DIRECTORY | O_NOFOLLOW | O_NOATIME | O_PATH | O_ASYNC;
+                                   O_DIRECTORY | O_NOFOLLOW | O_NOATIME | O_PATH | O_ASYNC |
+                                   O_EXCL /* a pidfd's PIDFD_THREAD */;
   if (f.flags & ~kKnownFlags) {
     return r.FieldError("flags", absl::StrFormat("0%o", f.flags), " has unknown bits");
   }
@@ -179,7 +180,7 @@ bool NamedByPath(const FdProbe& p) {
 
 absl::StatusOr<UniqueFd> OpenByPath(objhash::RestoreContext&, const image::ckpt_file& rec,
                                     const std::string& path, const objhash::RestoredObject*) {
-  int fd = open(path.c_str(), static_cast<int>(rec.flags) | O_CLOEXEC | O_NOCTTY);
+  int fd = open(path.c_str(), (static_cast<int>(rec.flags) & ~O_EXCL) | O_CLOEXEC | O_NOCTTY);
   if (fd < 0) return ErrnoError(errno, "open file ", path, " for the restore");
   return UniqueFd(fd);
 }

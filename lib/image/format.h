@@ -30,7 +30,7 @@ inline constexpr char kMagic[8] = {'L', 'I', 'B', 'C', 'K', 'P', 'T', '\0'};
 // A reader refuses another major; a higher minor only appends fields and
 // skippable records.
 inline constexpr uint16_t kFormatMajor = 4;
-inline constexpr uint16_t kFormatMinor = 3;
+inline constexpr uint16_t kFormatMinor = 4;
 inline constexpr uint16_t kArchX86_64 = 1;
 inline constexpr uint32_t kChecksumXxh3 = 1;
 
@@ -97,6 +97,12 @@ enum RecordType : uint32_t {
   CKPT_HDR_TIMERFD = 37,      // ckpt_timerfd: a timerfd
   CKPT_HDR_UNIX_SOCK = 38,    // ckpt_unix_sock + name + dir + peer name: a unix socket
   CKPT_HDR_INET_SOCK = 40,    // ckpt_inet_sock + filter + queued data: a TCP or UDP socket
+  CKPT_HDR_EVENTFD = 41,      // ckpt_eventfd: an eventfd
+  CKPT_HDR_SIGNALFD = 42,     // ckpt_signalfd: a signalfd
+  CKPT_HDR_EPOLL = 43,        // ckpt_epoll: an epoll; its EPOLL_ITEM records follow
+  CKPT_HDR_EPOLL_ITEM = 44,   // ckpt_epoll_item: one file an epoll watches
+  CKPT_HDR_INOTIFY = 45,      // ckpt_inotify: an inotify; its INOTIFY_WATCH records follow
+  CKPT_HDR_INOTIFY_WATCH = 46,  // ckpt_inotify_watch + path: one watch
   CKPT_HDR_UNIX_QUEUE = 39,   // ckpt_unix_queue + messages: a unix socket's queued data and
                               // its backlog (a link record, after every object)
 
@@ -352,6 +358,67 @@ struct ckpt_timerfd {
 };
 static_assert(sizeof(ckpt_timerfd) == 40);
 
+// An eventfd: its counter, and whether reads take one at a time
+// (EFD_SEMAPHORE).
+struct ckpt_eventfd {
+  uint32_t objref;
+  uint32_t semaphore;  // 0 or 1
+  uint64_t count;      // at most 0xfffffffffffffffe
+};
+static_assert(sizeof(ckpt_eventfd) == 16);
+
+// A signalfd: the signals it reads (bit N-1 for signal N). The signals
+// themselves are the reading task's, restored with it.
+struct ckpt_signalfd {
+  uint32_t objref;
+  uint32_t reserved;
+  uint64_t sigmask;
+};
+static_assert(sizeof(ckpt_signalfd) == 16);
+
+// An epoll instance; nr_items EPOLL_ITEM records follow.
+struct ckpt_epoll {
+  uint32_t objref;
+  uint32_t nr_items;
+};
+static_assert(sizeof(ckpt_epoll) == 8);
+inline constexpr uint32_t kMaxEpollItems = 1u << 20;
+
+// One watch of an epoll: the kernel keys it by file and fd number, so it
+// names both (the fd number may be closed since, a dup keeping the file).
+struct ckpt_epoll_item {
+  uint32_t file_ref;  // the FILE watched
+  int32_t tfd;        // the fd number it was added under
+  uint32_t events;    // as the kernel keeps them; a fired EPOLLONESHOT keeps only its flag bits
+  uint32_t reserved;
+  uint64_t data;      // epoll_data
+};
+static_assert(sizeof(ckpt_epoll_item) == 24);
+
+// An inotify instance; nr_watches INOTIFY_WATCH records follow, in
+// ascending wd order.
+struct ckpt_inotify {
+  uint32_t objref;
+  uint32_t nr_watches;
+};
+static_assert(sizeof(ckpt_inotify) == 8);
+inline constexpr uint32_t kMaxInotifyWatches = 1u << 20;
+// The restore reaches a watch descriptor by taking every number below it
+// in turn: beyond this it refuses.
+inline constexpr int32_t kMaxInotifyWd = 1 << 22;
+
+// One inotify watch: its descriptor, its mask (events and IN_ONESHOT,
+// IN_EXCL_UNLINK...) and the watched inode, by path.
+struct ckpt_inotify_watch {
+  int32_t wd;
+  uint32_t mask;
+  uint32_t path_len;
+  uint32_t reserved;
+  uint64_t dev;  // st_dev of the inode when dumped
+  uint64_t ino;
+};
+static_assert(sizeof(ckpt_inotify_watch) == 32);
+
 enum FileKind : uint32_t {
   kFileRegular = 1,     // by path (MAPPED_FILE: on a GHOST target_ref when deleted)
   kFileDirectory = 2,
@@ -368,6 +435,12 @@ enum FileKind : uint32_t {
   kFileDeletedSymlink = 13,  // a symlink open O_PATH|O_NOFOLLOW, unlinked (target_ref: GHOST)
   kFileUnixSocket = 14,  // a unix socket: the UNIX_SOCK target_ref
   kFileInetSocket = 15,  // a TCP or UDP socket: the INET_SOCK target_ref
+  kFileEventfd = 16,     // an eventfd: the EVENTFD target_ref
+  kFileSignalfd = 17,    // a signalfd: the SIGNALFD target_ref
+  kFileEpoll = 18,       // an epoll: the EPOLL target_ref
+  kFileInotify = 19,     // an inotify: the INOTIFY target_ref
+  kFilePidfd = 20,       // a pidfd of a task of the tree (target_ref: its pid; O_EXCL: PIDFD_THREAD)
+  kFilePidfdExited = 21,  // a pidfd of a process that has exited and was reaped
 };
 
 // Shared by CKPT_HDR_FILE (an open description: flags and pos matter) and

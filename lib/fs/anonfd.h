@@ -1,0 +1,41 @@
+// What the kinds of anonymous-inode files (eventfd, signalfd, epoll,
+// inotify, pidfd) share: their /proc/PID/fdinfo, read as lines of
+// "key: value", and the FILE that is one more descriptor of the object
+// the restorer made (one open description: a dup, whose O_NONBLOCK is
+// the description's).
+
+#ifndef LIBCKPT_LIB_FS_ANONFD_H_
+#define LIBCKPT_LIB_FS_ANONFD_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "lib/base/fd.h"
+
+namespace ckpt::fs {
+
+// /proc/PID/fdinfo/FD as (key, value) pairs, values stripped, in order.
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ReadFdInfoLines(pid_t pid, int fd);
+
+// The value of `key` in those lines, or an error naming the task, the fd
+// and `what` (the kind, for the message).
+absl::StatusOr<std::string> FdInfoValue(const std::vector<std::pair<std::string, std::string>>& lines,
+                                        absl::string_view key, pid_t pid, int fd, absl::string_view what);
+
+// A dev_t as fdinfo prints it (the kernel's own encoding, major << 20 |
+// minor) as stat(2) reports it.
+uint64_t KernelDevToUser(uint64_t sdev);
+
+// A dup of the restorer's `fd`, with O_NONBLOCK as `flags` (a FILE
+// record's) say: the FILE of an object that is its own description.
+absl::StatusOr<UniqueFd> DupWithNonblock(int fd, uint32_t flags, absl::string_view what);
+
+}  // namespace ckpt::fs
+
+#endif  // LIBCKPT_LIB_FS_ANONFD_H_
