@@ -514,7 +514,7 @@ absl::Status Dumper::Collect(TaskDump& t) {
       }
     }
     ASSIGN_OR_RETURN(th.state.restart,
-                     task::PlanRestart(t.pid, th.state.regs, th.sleep_expiry, start_ns_));
+                     task::PlanRestart(tid, th.state.regs, th.sleep_expiry, start_ns_));
     ASSIGN_OR_RETURN(th.state.pending, task::PeekPending(tid, /*shared=*/false));
   }
   ASSIGN_OR_RETURN(std::vector<task::ProcTimer> timers, task::ReadProcTimers(t.pid));
@@ -790,6 +790,14 @@ absl::Status Dumper::ThawTask(TaskDump& t, bool kill) {
       // injection ended): the mask it had.
       keep(task::SetSigmask(tid, th.mask_before_hold));
       th.signals_held = false;
+    }
+    if (th.state.restart) {
+      // An epoll wait the freeze interrupted waits on, with the time it
+      // had left, rather than fail with EINTR (the others the kernel
+      // restarts itself).
+      absl::StatusOr<user_regs_struct> again = task::RestartedEpollWait(
+          tid, th.state.regs, *th.state.restart, th.state.restart->remaining_ns - (MonotonicNs() - start_ns_));
+      if (again.ok() && again->rip != th.state.regs.rip) keep(task::SetRegs(tid, *again));
     }
     keep(task::Detach(tid, 0));
     if (th.injector != nullptr) {

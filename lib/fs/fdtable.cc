@@ -103,7 +103,11 @@ absl::StatusOr<ClassifiedFd> ClassifyFd(pid_t pid, int fd, uint32_t dump_flags) 
   // No kind claims it: not supported yet.
   const std::string& t = p.target;
   if (absl::StartsWith(t, "socket:")) return Unsupported(pid, fd, "a socket (" + t + ")");
-  if (absl::StartsWith(t, "anon_inode:")) return Unsupported(pid, fd, t.substr(11) + " (" + t + ")");
+  if (absl::StartsWith(t, "anon_inode:")) {
+    // "anon_inode:[io_uring]", "anon_inode:[userfaultfd]", "anon_inode:bpf-map", ...
+    std::string kind(absl::StripSuffix(absl::StripPrefix(t.substr(11), "["), "]"));
+    return Unsupported(pid, fd, kind + " (" + t + ")");
+  }
   if (t.empty() || t[0] != '/') return Unsupported(pid, fd, "'" + t + "'");
   if (absl::EndsWith(t, " (deleted)")) return Unsupported(pid, fd, "the deleted " + t);
   return Unsupported(pid, fd, "the special file " + t);

@@ -97,9 +97,41 @@ bool NeedsTimer(const BlockedSyscall& s) {
       return static_cast<int32_t>(s.args[2]) > 0;
     case SYS_futex:
       return (s.args[1] & kFutexCmdMask) == FUTEX_WAIT && s.args[3] != 0;
+    case SYS_epoll_wait:
+    case SYS_epoll_pwait:
+      return static_cast<int32_t>(s.args[3]) > 0;
+    case SYS_epoll_pwait2:
+      return s.args[3] != 0;
     default:
       return false;
   }
+}
+
+// The epoll waits: interrupted, they return -EINTR (never restarted by
+// the kernel), and the dump restarts them itself, with the time left.
+bool IsEpollWait(long nr) { return nr == SYS_epoll_wait || nr == SYS_epoll_pwait || nr == SYS_epoll_pwait2; }
+
+bool IsInterruptedEpollWait(const user_regs_struct& regs) {
+  return static_cast<int64_t>(regs.rax) == -EINTR && IsEpollWait(static_cast<long>(regs.orig_rax));
+}
+
+// Whether a signal the thread does not block is pending for it or its
+// process: then the EINTR is the signal's, and stays.
+bool SignalPendingFor(pid_t tid) {
+  absl::StatusOr<std::string> text = ReadFile(absl::StrCat("/proc/", tid, "/status"));
+  if (!text.ok()) return true;
+  uint64_t pnd = 0, shd = 0, blk = 0;
+  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+    absl::string_view v;
+    uint64_t* out = nullptr;
+    if (absl::StartsWith(line, "SigPnd:")) out = &pnd;
+    if (absl::StartsWith(line, "ShdPnd:")) out = &shd;
+    if (absl::StartsWith(line, "SigBlk:")) out = &blk;
+    if (out == nullptr) continue;
+    v = absl::StripAsciiWhitespace(line.substr(7));
+    if (!absl::SimpleHexAtoi(v, out)) return true;
+  }
+  return ((pnd | shd) & ~blk) != 0;
 }
 
 image::ckpt_restart Make(image::RestartKind kind, int64_t remaining_ns) {
@@ -188,6 +220,29 @@ absl::StatusOr<int64_t> ResolveSleepExpiry(pid_t pid, pid_t tid, const SleepProb
   // lone candidate is taken only once it has come back and gone with the
   // thread (else EINTR, never a stranger's expiry: a 2 ms sleep restored
   // with a sleep that never ended was seen on a loaded machine).
+  {
+    // An epoll wait cannot be sent back to sleep to tell candidates
+    // apart: one candidate only (PlanRestart checks it against the
+    // timeout asked for), else EINTR.
+    ASSIGN_OR_RETURN(user_regs_struct regs, GetRegs(tid));
+    if (IsInterruptedEpollWait(regs)) {
+      // Only those that end within the timeout asked for (and its slack).
+      int64_t requested = -1;
+      if (static_cast<long>(regs.orig_rax) == SYS_epoll_pwait2) {
+        struct timespec ts;
+        if (regs.r10 != 0 && ReadRemote(pid, regs.r10, &ts, sizeof(ts)).ok()) requested = TimespecToNs(ts);
+      } else {
+        requested = static_cast<int64_t>(static_cast<int32_t>(regs.r10)) * 1000000;
+      }
+      if (requested <= 0) return -1;
+      const int64_t latest = MonotonicNs() + requested + 100 * 1000000LL;
+      std::map<int64_t, int64_t> within;
+      for (const auto& [hard, soft] : candidates) {
+        if (soft <= latest) within.emplace(hard, soft);
+      }
+      return within.size() == 1 ? within.begin()->second : -1;
+    }
+  }
   constexpr int kRounds = 8;
   for (int round = 0; round < kRounds && !candidates.empty() && (round == 0 || candidates.size() > 1);
        ++round) {
@@ -339,8 +394,28 @@ absl::StatusOr<std::optional<image::ckpt_restart>> PlanRestart(pid_t pid,
                                                                const user_regs_struct& regs,
                                                                int64_t expiry_mono_ns,
                                                                int64_t start_mono_ns) {
-  if (static_cast<int64_t>(regs.rax) != -kErestartRestartblock) return std::nullopt;
   const long nr = static_cast<long>(regs.orig_rax);
+  if (IsInterruptedEpollWait(regs)) {
+    if (SignalPendingFor(pid)) return std::nullopt;  // the signal's EINTR
+    int64_t requested_ns = -1;  // forever
+    if (nr == SYS_epoll_pwait2) {
+      if (regs.r10 != 0) {
+        struct timespec ts;
+        if (!ReadRemote(pid, regs.r10, &ts, sizeof(ts)).ok()) return Make(image::kRestartEintr, 0);
+        requested_ns = TimespecToNs(ts);
+      }
+    } else if (static_cast<int32_t>(regs.r10) >= 0) {
+      requested_ns = static_cast<int64_t>(static_cast<int32_t>(regs.r10)) * 1000000;
+    }
+    if (requested_ns < 0) return Make(image::kRestartSameArgs, 0);
+    if (requested_ns == 0) return std::nullopt;
+    constexpr int64_t kSlackNs = 100 * 1000000LL;
+    if (expiry_mono_ns < 0) return Make(image::kRestartEintr, 0);
+    const int64_t left = expiry_mono_ns - start_mono_ns;
+    if (left > requested_ns + kSlackNs) return Make(image::kRestartEintr, 0);
+    return Make(image::kRestartTimeLeft, std::min(left, requested_ns));
+  }
+  if (static_cast<int64_t>(regs.rax) != -kErestartRestartblock) return std::nullopt;
   // What the sleep itself reported: nanosleep's and clock_nanosleep's
   // `rem`, written when the freeze interrupted them.
   auto reported = [&](uint64_t rem) -> std::optional<int64_t> {
@@ -388,12 +463,43 @@ absl::StatusOr<std::optional<image::ckpt_restart>> PlanRestart(pid_t pid,
   return Make(image::kRestartTimeLeft, *left);
 }
 
+absl::StatusOr<user_regs_struct> RestartedEpollWait(pid_t pid, const user_regs_struct& regs,
+                                                    const image::ckpt_restart& restart, int64_t left_ns) {
+  user_regs_struct out = regs;
+  if (!IsInterruptedEpollWait(regs) || restart.kind == image::kRestartEintr) return out;
+  if (left_ns < 0) left_ns = 0;
+  const long nr = static_cast<long>(regs.orig_rax);
+  if (restart.kind == image::kRestartTimeLeft) {
+    if (nr == SYS_epoll_pwait2) {
+      // The caller's timespec stays as it was: the time left goes below
+      // the stack's red zone, where a signal frame would go.
+      const uint64_t at = ((regs.rsp - 128 - sizeof(struct timespec)) & ~uint64_t{15});
+      struct timespec ts = NsToTimespec(left_ns);
+      if (!WriteRemote(pid, at, &ts, sizeof(ts)).ok()) return out;  // EINTR, as without us
+      out.r10 = at;
+    } else {
+      out.r10 = static_cast<uint64_t>(static_cast<uint32_t>((left_ns + 999999) / 1000000));
+    }
+  }
+  // Back at its syscall instruction, to make the call again.
+  out.rax = regs.orig_rax;
+  out.rip = regs.rip - 2;
+  out.orig_rax = ~0ull;
+  return out;
+}
+
 absl::Status CheckRestart(const image::ckpt_restart& restart, const user_regs_struct& regs) {
   if (restart.kind == image::kRestartEintr) return absl::OkStatus();
   if (restart.kind != image::kRestartTimeLeft && restart.kind != image::kRestartSameArgs) {
     return absl::InvalidArgumentError(absl::StrCat("unknown kind ", restart.kind));
   }
   const long nr = static_cast<long>(regs.orig_rax);
+  if (IsInterruptedEpollWait(regs)) {
+    if (restart.remaining_ns < 0 || restart.remaining_ns > image::kMaxDurationNs) {
+      return absl::InvalidArgumentError(absl::StrCat("remaining_ns ", restart.remaining_ns, " is out of range"));
+    }
+    return absl::OkStatus();
+  }
   if (static_cast<int64_t>(regs.rax) != -kErestartRestartblock || !IsRestartBlockSyscall(nr)) {
     return absl::InvalidArgumentError(
         absl::StrCat("kind ", restart.kind, " for a thread not stopped in a restartable sleep"));
@@ -419,6 +525,10 @@ absl::StatusOr<user_regs_struct> PrimeRestart(Injector& inj, const user_regs_str
     return out;
   }
   RETURN_IF_ERROR(CheckRestart(restart, regs));
+  if (IsInterruptedEpollWait(regs)) {
+    int64_t left = restart.remaining_ns - (MonotonicNs() - restore_start_mono_ns);
+    return RestartedEpollWait(inj.pid(), regs, restart, left);
+  }
   const long nr = static_cast<long>(regs.orig_rax);
   std::array<uint64_t, 6> args = {regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9};
   if (restart.kind == image::kRestartTimeLeft) {

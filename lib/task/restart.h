@@ -92,6 +92,16 @@ absl::StatusOr<std::optional<image::ckpt_restart>> PlanRestart(pid_t pid,
                                                                int64_t expiry_mono_ns,
                                                                int64_t start_mono_ns);
 
+// An epoll_wait, epoll_pwait or epoll_pwait2 that the freeze interrupted
+// returns -EINTR (the kernel never restarts them). When no signal was
+// pending for it, PlanRestart plans it like the sleeps above, and these
+// registers make the thread call it again, with `left_ns` (time-left) or
+// as it was (same-args); else the registers stay, and it returns EINTR.
+// Used at restore (through PrimeRestart) and when a dump lets the tree
+// run on.
+absl::StatusOr<user_regs_struct> RestartedEpollWait(pid_t pid, const user_regs_struct& regs,
+                                                    const image::ckpt_restart& restart, int64_t left_ns);
+
 // Checks a RESTART record against the thread's registers.
 absl::Status CheckRestart(const image::ckpt_restart& restart, const user_regs_struct& regs);
 
