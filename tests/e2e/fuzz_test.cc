@@ -400,6 +400,31 @@ TEST_F(FuzzTest, InetUdpImage) {
   Fuzz(fs);
 }
 
+// Event objects: an epoll over a pipe, a socket, eventfds, a timerfd and a
+// signalfd (oneshot, edge-triggered, a watch under a closed number); pidfds
+// of a live and a reaped child.
+TEST_F(FuzzTest, EpollImage) {
+  FuzzSubject fs;
+  fs.program = "event_loop";
+  fs.plan.selectors = {
+      Sel{image::CKPT_HDR_EPOLL},
+      Sel{image::CKPT_HDR_EPOLL_ITEM, Section::kHeader, 8},
+      Sel{image::CKPT_HDR_EVENTFD, Section::kHeader, 2},
+      Sel{image::CKPT_HDR_SIGNALFD},
+  };
+  Fuzz(fs);
+}
+
+TEST_F(FuzzTest, PidfdImage) {
+  FuzzSubject fs;
+  fs.program = "event_pidfd";
+  fs.pid_line = "CHILDREN";
+  fs.plan.selectors = {
+      Sel{image::CKPT_HDR_FILE, Section::kHeader, 6},
+  };
+  Fuzz(fs);
+}
+
 TEST_F(FuzzTest, SessionsAndGroupsImage) {
   FuzzSubject fs;
   fs.program = "tree";

@@ -48,8 +48,8 @@ TEST_F(PreflightTest, EveryProblemOfTheTreeIsNamedAtOnce) {
   const std::vector<std::string> want = {
       absl::StrCat("task ", parent, " fd 3: a socket"),
       absl::StrCat("task ", parent, " fd 4: a socket"),
-      absl::StrCat("task ", parent, " fd 5: [eventfd]"),
-      absl::StrCat("task ", child, " fd 3: [signalfd]"),
+      absl::StrCat("task ", parent, " fd 5: userfaultfd (anon_inode:[userfaultfd])"),
+      absl::StrCat("task ", child, " fd 3: userfaultfd (anon_inode:[userfaultfd])"),
   };
 
   absl::StatusOr<TreeReport> report = Checkpointer().Check(parent);

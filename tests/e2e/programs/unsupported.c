@@ -1,13 +1,13 @@
 /*
  * A tree with several things the dump does not support yet, in two
- * tasks: two netlink sockets and an eventfd in the parent, a signalfd in its
- * child. The pre-flight must name every one of them at once. Prints
+ * tasks: two netlink sockets and a userfaultfd in the parent, another
+ * userfaultfd in its child. The pre-flight must name every one of them at once. Prints
  * "READY <pid>" for both; on SIGUSR1 both exit 0.
  */
 #include <linux/netlink.h>
 #include <signal.h>
-#include <sys/eventfd.h>
-#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -16,7 +16,8 @@
 int main(void) {
   int sv[2] = {socket(AF_NETLINK, SOCK_DGRAM, NETLINK_ROUTE), socket(AF_NETLINK, SOCK_DGRAM, NETLINK_GENERIC)};
   if (sv[0] < 0 || sv[1] < 0) return 2;
-  int efd = eventfd(0, 0);
+  /* UFFD_USER_MODE_ONLY: allowed without privilege. */
+  int efd = (int)syscall(SYS_userfaultfd, 1);
   if (efd < 0) return 2;
   subject_install();
   pid_t child = fork();
@@ -24,10 +25,7 @@ int main(void) {
     close(sv[0]);
     close(sv[1]);
     close(efd);
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGUSR2);
-    if (signalfd(-1, &mask, 0) < 0) _exit(2);
+    if (syscall(SYS_userfaultfd, 1) < 0) _exit(2);
     printf("READY %d\n", getpid());
     fflush(stdout);
     subject_wait();
