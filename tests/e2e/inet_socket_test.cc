@@ -135,25 +135,6 @@ TEST_F(InetSocketTest, APendingUdpErrorIsRefused) { RefusedAndIntact("udperr", "
 
 unsigned char Pattern(size_t off) { return static_cast<unsigned char>(off * 7 + (off >> 9) + 3); }
 
-UniqueFd ConnectTo(int port) {
-  UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  struct sockaddr_in a {};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  if (!fd.valid() || connect(fd.get(), reinterpret_cast<struct sockaddr*>(&a), sizeof(a)) != 0) return UniqueFd();
-  return fd;
-}
-
-int PortOf(const Subject& s) {
-  std::string out = ReadOutput(s);
-  size_t at = out.find("PORT ");
-  int port = 0;
-  if (at == std::string::npos) return 0;
-  absl::SimpleAtoi(out.substr(at + 5, out.find('\n', at) - at - 5), &port);
-  return port;
-}
-
 // The client's side of the echo: what it sent, what came back.
 struct Client {
   int fd;

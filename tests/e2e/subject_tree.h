@@ -9,16 +9,21 @@
 #ifndef LIBCKPT_TESTS_E2E_SUBJECT_TREE_H_
 #define LIBCKPT_TESTS_E2E_SUBJECT_TREE_H_
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include <cerrno>
 #include <string>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/expect.h"
+#include "lib/base/fd.h"
 #include "tests/e2e/harness.h"
 
 namespace ckpt::testing {
@@ -106,6 +111,27 @@ inline void LeaveRunningPassesThenRestoresAndPasses(const std::string& name, con
   ASSERT_TRUE(pid.ok()) << pid.status();
   ASSERT_EQ(*pid, s->pid);
   ExpectNthPass(*s, 2);  // and the copy
+}
+
+// A TCP connection to 127.0.0.1:`port`; invalid if it failed.
+inline UniqueFd ConnectTo(int port) {
+  UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  struct sockaddr_in a {};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  if (!fd.valid() || connect(fd.get(), reinterpret_cast<struct sockaddr*>(&a), sizeof(a)) != 0) return UniqueFd();
+  return fd;
+}
+
+// The port of a subject's "PORT n" line; 0 if it has none.
+inline int PortOf(const Subject& s) {
+  std::string out = ReadOutput(s);
+  size_t at = out.find("PORT ");
+  int port = 0;
+  if (at == std::string::npos) return 0;
+  absl::SimpleAtoi(out.substr(at + 5, out.find('\n', at) - at - 5), &port);
+  return port;
 }
 
 }  // namespace ckpt::testing
