@@ -27,6 +27,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lib/base/fd.h"
@@ -370,6 +371,134 @@ TEST_F(InetSocketTest, PythonHttpServerAnswersAHalfSentRequestAndNewOnes) {
   ASSERT_TRUE(fresh.valid()) << strerror(errno);
   answer = HttpExchange(fresh.get(), "GET /index.txt HTTP/1.0\r\n\r\n");
   EXPECT_THAT(answer, HasSubstr("served by http.server")) << answer;
+}
+
+// A free TCP port on 127.0.0.1 (bound once and let go).
+int FreePort() {
+  UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  struct sockaddr_in a {};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (!fd.valid() || bind(fd.get(), reinterpret_cast<struct sockaddr*>(&a), sizeof(a)) != 0 ||
+      getsockname(fd.get(), reinterpret_cast<struct sockaddr*>(&a), &len) != 0) {
+    return 0;
+  }
+  return ntohs(a.sin_port);
+}
+
+// Sends `request` and reads until `until` has come (or 10 s).
+std::string Exchange(int fd, const std::string& request, const std::string& until) {
+  if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
+    return "send failed";
+  }
+  std::string out;
+  char buf[4096];
+  while (out.find(until) == std::string::npos) {
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, 10000) != 1) return out + " (timed out)";
+    ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) return out + (n == 0 ? " (closed)" : " (recv failed)");
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+// The children of `pid` (its main thread's), from /proc.
+std::vector<pid_t> ChildrenOf(pid_t pid) {
+  std::vector<pid_t> out;
+  absl::StatusOr<std::string> text = ReadFile(absl::StrCat("/proc/", pid, "/task/", pid, "/children"));
+  if (!text.ok()) return out;
+  for (absl::string_view w : absl::StrSplit(*text, ' ', absl::SkipEmpty())) {
+    pid_t c;
+    if (absl::SimpleAtoi(w, &c)) out.push_back(c);
+  }
+  return out;
+}
+
+// Debian's redis-server (epoll, an eventfd-less event loop, background
+// threads): keys and a list set by a client that stays connected across
+// the dump; after the restore that same connection reads them back and
+// new clients read and write.
+TEST_F(InetSocketTest, RedisKeepsItsDataAndItsConnectedClient) {
+  ASSERT_EQ(access("/usr/bin/redis-server", X_OK), 0) << "no redis-server (./run installs it)";
+  const int port = FreePort();
+  ASSERT_NE(port, 0);
+  absl::StatusOr<Subject> s = StartProgram(
+      "/usr/bin/redis-server", {"--port", absl::StrCat(port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no", "--daemonize", "no", "--dir", TempPath("")});
+  ASSERT_TRUE(s.ok()) << s.status();
+  TreeGuard guard(*s);
+  ASSERT_OK(WaitForOutput(*s, "Ready to accept connections"));
+  UniqueFd held = ConnectTo(port);
+  ASSERT_TRUE(held.valid()) << strerror(errno);
+  EXPECT_EQ(Exchange(held.get(), "SET answer 42\r\n", "\r\n"), "+OK\r\n");
+  EXPECT_EQ(Exchange(held.get(), "RPUSH queue a b c\r\n", "\r\n"), ":3\r\n");
+  ASSERT_NO_FATAL_FAILURE(DumpKillRestore(*s, {s->pid}, TempPath("redis.img")));
+  EXPECT_EQ(Exchange(held.get(), "GET answer\r\n", "42\r\n"), "$2\r\n42\r\n");
+  EXPECT_EQ(Exchange(held.get(), "LRANGE queue 0 -1\r\n", "c\r\n"), "*3\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n");
+  UniqueFd fresh = ConnectTo(port);
+  ASSERT_TRUE(fresh.valid()) << strerror(errno);
+  EXPECT_EQ(Exchange(fresh.get(), "INCR answer\r\n", "\r\n"), ":43\r\n");
+  EXPECT_EQ(Exchange(held.get(), "GET answer\r\n", "43\r\n"), "$2\r\n43\r\n");
+}
+
+// Debian's nginx (light): a master and two workers sharing the listener
+// (EPOLLEXCLUSIVE in each worker's epoll, an eventfd each). A keep-alive
+// client connected before the dump asks again on the same connection
+// after the restore; new clients are served by the workers.
+TEST_F(InetSocketTest, NginxMasterAndWorkersServeAfterTheRestore) {
+  ASSERT_EQ(access("/usr/sbin/nginx", X_OK), 0) << "no nginx (./run installs nginx-light)";
+  const int port = FreePort();
+  ASSERT_NE(port, 0);
+  const std::string dir = TempPath("nginx");
+  mkdir(dir.c_str(), 0755);
+  mkdir((dir + "/html").c_str(), 0755);
+  mkdir((dir + "/logs").c_str(), 0755);
+  auto put = [](const std::string& path, const std::string& text) {
+    UniqueFd f(open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    return f.valid() && write(f.get(), text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  };
+  ASSERT_TRUE(put(dir + "/html/index.html", "served by nginx\n"));
+  ASSERT_TRUE(put(dir + "/nginx.conf",
+                  absl::StrCat("user root root;\nworker_processes 2;\ndaemon off;\nmaster_process on;\npid ", dir,
+                               "/nginx.pid;\nerror_log ", dir, "/logs/error.log;\n",
+                               "events { worker_connections 64; }\n",
+                               "http { access_log off; keepalive_timeout 60s;\n",
+                               "  client_body_temp_path ", dir, "/t1; proxy_temp_path ", dir, "/t2;\n",
+                               "  fastcgi_temp_path ", dir, "/t3; uwsgi_temp_path ", dir, "/t4; scgi_temp_path ", dir, "/t5;\n",
+                               "  server { listen 127.0.0.1:", port, "; root ", dir, "/html; } }\n")));
+  absl::StatusOr<Subject> s = StartProgram("/usr/sbin/nginx", {"-p", dir, "-c", dir + "/nginx.conf"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  TreeGuard guard(*s);
+  std::vector<pid_t> workers;
+  for (int i = 0; i < 200 && workers.size() < 2; ++i) {
+    usleep(20000);
+    workers = ChildrenOf(s->pid);
+  }
+  ASSERT_EQ(workers.size(), 2u);
+  struct Reap {
+    std::vector<pid_t>* pids;
+    ~Reap() { KillAndReapAll(*pids); }
+  } reap{&workers};
+  UniqueFd held;
+  for (int i = 0; i < 100 && !held.valid(); ++i) {
+    held = ConnectTo(port);
+    if (!held.valid()) usleep(20000);
+  }
+  ASSERT_TRUE(held.valid()) << strerror(errno);
+  const std::string get = "GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n";
+  EXPECT_THAT(Exchange(held.get(), get, "served by nginx\n"), HasSubstr("200 OK"));
+  std::vector<pid_t> tree = {s->pid};
+  tree.insert(tree.end(), workers.begin(), workers.end());
+  ASSERT_NO_FATAL_FAILURE(DumpKillRestore(*s, tree, TempPath("nginx.img")));
+  EXPECT_EQ(ChildrenOf(s->pid), workers);
+  EXPECT_THAT(Exchange(held.get(), get, "served by nginx\n"), HasSubstr("200 OK"));
+  for (int i = 0; i < 4; ++i) {
+    UniqueFd fresh = ConnectTo(port);
+    ASSERT_TRUE(fresh.valid()) << strerror(errno);
+    EXPECT_THAT(Exchange(fresh.get(), get, "served by nginx\n"), HasSubstr("served by nginx")) << i;
+  }
 }
 
 // A connection waiting in a listener's backlog is refused for now, naming
