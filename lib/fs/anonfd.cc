@@ -1,10 +1,15 @@
 #include "lib/fs/anonfd.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -49,6 +54,89 @@ absl::StatusOr<UniqueFd> DupWithNonblock(int fd, uint32_t flags, absl::string_vi
     return ErrnoError(errno, "setting the flags of ", what);
   }
   return owned;
+}
+
+namespace {
+
+// "\\040" and the like of /proc/self/mountinfo.
+std::string Unescape(absl::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '3') {
+      out.push_back(static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
+      i += 3;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+// /proc/self/mountinfo as (mount id, mount point) pairs.
+absl::StatusOr<std::vector<std::pair<int, std::string>>> Mounts() {
+  ASSIGN_OR_RETURN(std::string text, ReadFile("/proc/self/mountinfo"));
+  std::vector<std::pair<int, std::string>> out;
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    std::vector<absl::string_view> w = absl::StrSplit(line, ' ');
+    int id = 0;
+    if (w.size() < 5 || !absl::SimpleAtoi(w[0], &id)) continue;
+    out.emplace_back(id, Unescape(w[4]));
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> MountPointOf(int mnt_id) {
+  ASSIGN_OR_RETURN(auto mounts, Mounts());
+  for (const auto& [id, point] : mounts) {
+    if (id == mnt_id) return point;
+  }
+  return absl::NotFoundError(absl::StrCat("mount ", mnt_id, " is not visible here"));
+}
+
+absl::StatusOr<std::string> MountPointOfDev(uint64_t dev) {
+  ASSIGN_OR_RETURN(auto mounts, Mounts());
+  for (const auto& [id, point] : mounts) {
+    struct stat st;
+    if (stat(point.c_str(), &st) == 0 && st.st_dev == dev) return point;
+  }
+  return absl::NotFoundError(absl::StrCat("no mount of device ", major(dev), ":", minor(dev), " is visible"));
+}
+
+absl::StatusOr<std::string> PathOfHandle(uint64_t dev, uint64_t ino, unsigned bytes, int type,
+                                         absl::string_view hex) {
+  if (bytes == 0 || bytes > 128 || hex.size() != 2 * bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("a file handle of ", bytes, " bytes shown as '", hex, "'"));
+  }
+  std::vector<unsigned char> buf(sizeof(struct file_handle) + bytes);
+  auto* handle = reinterpret_cast<struct file_handle*>(buf.data());
+  handle->handle_bytes = bytes;
+  handle->handle_type = type;
+  for (unsigned i = 0; i < bytes; ++i) {
+    uint32_t v = 0;
+    if (!absl::SimpleHexAtoi(hex.substr(2 * i, 2), &v)) {
+      return absl::InvalidArgumentError(absl::StrCat("a file handle shown as '", hex, "'"));
+    }
+    handle->f_handle[i] = static_cast<unsigned char>(v);
+  }
+  ASSIGN_OR_RETURN(std::string point, MountPointOfDev(dev));
+  // Not O_PATH: open_by_handle_at refuses those as its mount fd.
+  UniqueFd mnt(open(point.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!mnt.valid()) return ErrnoError(errno, "open ", point);
+  UniqueFd inode(open_by_handle_at(mnt.get(), handle, O_PATH | O_CLOEXEC));
+  if (!inode.valid()) {
+    return absl::PermissionDeniedError(absl::StrCat("its file handle does not open (", strerror(errno), ")"));
+  }
+  absl::StatusOr<std::string> path = ReadLink(absl::StrCat("/proc/self/fd/", inode.get()));
+  if (!path.ok() || path->empty() || (*path)[0] != '/' || absl::EndsWith(*path, " (deleted)")) {
+    return absl::UnimplementedError("the inode has no path (deleted?): not supported");
+  }
+  struct stat named;
+  if (lstat(path->c_str(), &named) != 0 || named.st_dev != dev || named.st_ino != ino) {
+    return absl::FailedPreconditionError(absl::StrCat("its path ", *path, " does not name that inode"));
+  }
+  return *path;
 }
 
 }  // namespace ckpt::fs

@@ -36,6 +36,21 @@ uint64_t KernelDevToUser(uint64_t sdev);
 // record's) say: the FILE of an object that is its own description.
 absl::StatusOr<UniqueFd> DupWithNonblock(int fd, uint32_t flags, absl::string_view what);
 
+// The path, in this process's view, of the inode (dev, ino) whose file
+// handle fdinfo shows as `hex` (`bytes` bytes of type `type`), checked to
+// name that inode; an error saying why not (no mount of it visible, the
+// handle does not open: that needs CAP_DAC_READ_SEARCH in the initial user
+// namespace, deleted, or another inode at that path).
+absl::StatusOr<std::string> PathOfHandle(uint64_t dev, uint64_t ino, unsigned bytes, int type,
+                                         absl::string_view hex);
+
+// The mount point of mount `mnt_id` (/proc/self/mountinfo); NotFound if
+// this process does not see it.
+absl::StatusOr<std::string> MountPointOf(int mnt_id);
+
+// A mount point of the filesystem `dev` in this process's view.
+absl::StatusOr<std::string> MountPointOfDev(uint64_t dev);
+
 }  // namespace ckpt::fs
 
 #endif  // LIBCKPT_LIB_FS_ANONFD_H_

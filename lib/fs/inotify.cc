@@ -77,36 +77,6 @@ struct InotifyData {
   std::vector<InotifyWatch> watches;  // ascending wd
 };
 
-// "\040" and the like of /proc/self/mountinfo.
-std::string Unescape(absl::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size() + 0 && s[i + 1] >= '0' && s[i + 1] <= '3') {
-      out.push_back(static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
-      i += 3;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
-
-// A mount of the filesystem `dev` in this process's view, opened.
-absl::StatusOr<UniqueFd> MountOf(uint64_t dev) {
-  ASSIGN_OR_RETURN(std::string text, ReadFile("/proc/self/mountinfo"));
-  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
-    std::vector<absl::string_view> w = absl::StrSplit(line, ' ');
-    if (w.size() < 5) continue;
-    std::string mnt = Unescape(w[4]);
-    int fd = open(mnt.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);  // not O_PATH: open_by_handle_at refuses those
-    if (fd < 0) continue;
-    UniqueFd owned(fd);
-    struct stat st;
-    if (fstat(fd, &st) == 0 && st.st_dev == dev) return owned;
-  }
-  return absl::NotFoundError(absl::StrCat("no mount of device ", major(dev), ":", minor(dev), " is visible"));
-}
-
 bool ClaimsInotify(const FdProbe& p) { return p.target == "anon_inode:inotify"; }
 
 absl::StatusOr<uint32_t> RegisterInotify(objhash::ObjHash& objects, const FdProbe& p, const Description&) {
@@ -129,32 +99,11 @@ absl::StatusOr<uint32_t> RegisterInotify(objhash::ObjHash& objects, const FdProb
                                                    line, "'): not supported"));
     }
     InotifyWatch w{static_cast<int32_t>(wd), mask, KernelDevToUser(sdev), ino, ""};
-    std::vector<unsigned char> handle_buf(sizeof(struct file_handle) + bytes);
-    auto* handle = reinterpret_cast<struct file_handle*>(handle_buf.data());
-    handle->handle_bytes = bytes;
-    handle->handle_type = type;
-    for (unsigned i = 0; i < bytes; ++i) {
-      unsigned v = 0;
-      std::sscanf(hex + 2 * i, "%2x", &v);
-      handle->f_handle[i] = static_cast<unsigned char>(v);
-    }
-    auto fail = [&](absl::string_view why) {
+    absl::StatusOr<std::string> path = PathOfHandle(w.dev, ino, bytes, type, hex);
+    if (!path.ok()) {
       return absl::UnimplementedError(absl::StrCat("task ", p.pid, " fd ", p.fd, ": inotify watch ", wd,
                                                    " (inode ", ino, " on ", major(w.dev), ":", minor(w.dev),
-                                                   "): ", why));
-    };
-    absl::StatusOr<UniqueFd> mnt = MountOf(w.dev);
-    if (!mnt.ok()) return fail(mnt.status().message());
-    int fd = open_by_handle_at(mnt->get(), handle, O_PATH | O_CLOEXEC);
-    if (fd < 0) return fail(absl::StrCat("its file handle does not open (", strerror(errno), ")"));
-    UniqueFd inode(fd);
-    absl::StatusOr<std::string> path = ReadLink(absl::StrCat("/proc/self/fd/", fd));
-    if (!path.ok() || path->empty() || (*path)[0] != '/' || absl::EndsWith(*path, " (deleted)")) {
-      return fail("the watched inode has no path (deleted?): not supported");
-    }
-    struct stat named;
-    if (lstat(path->c_str(), &named) != 0 || named.st_dev != w.dev || named.st_ino != ino) {
-      return fail(absl::StrCat("its path ", *path, " does not name the watched inode"));
+                                                   "): ", path.status().message()));
     }
     w.path = *path;
     in.watches.push_back(std::move(w));

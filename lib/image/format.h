@@ -103,6 +103,8 @@ enum RecordType : uint32_t {
   CKPT_HDR_EPOLL_ITEM = 44,   // ckpt_epoll_item: one file an epoll watches
   CKPT_HDR_INOTIFY = 45,      // ckpt_inotify: an inotify; its INOTIFY_WATCH records follow
   CKPT_HDR_INOTIFY_WATCH = 46,  // ckpt_inotify_watch + path: one watch
+  CKPT_HDR_FANOTIFY = 47,       // ckpt_fanotify: a fanotify group; its FANOTIFY_MARK records follow
+  CKPT_HDR_FANOTIFY_MARK = 48,  // ckpt_fanotify_mark + path: one mark
   CKPT_HDR_UNIX_QUEUE = 39,   // ckpt_unix_queue + messages: a unix socket's queued data and
                               // its backlog (a link record, after every object)
 
@@ -419,6 +421,40 @@ struct ckpt_inotify_watch {
 };
 static_assert(sizeof(ckpt_inotify_watch) == 32);
 
+// A fanotify group: fanotify_init()'s flags (FAN_CLOEXEC and FAN_NONBLOCK
+// aside: the FILE's) and event flags; nr_marks FANOTIFY_MARK records
+// follow.
+struct ckpt_fanotify {
+  uint32_t objref;
+  uint32_t nr_marks;
+  uint32_t flags;
+  uint32_t event_flags;
+};
+static_assert(sizeof(ckpt_fanotify) == 16);
+inline constexpr uint32_t kMaxFanotifyMarks = 1u << 20;
+
+enum FanotifyMarkType : uint32_t {
+  kFanMarkInode = 1,
+  kFanMarkMount = 2,
+  kFanMarkFilesystem = 3,
+};
+
+// One fanotify mark: on an inode, a mount or a filesystem, named by a
+// path (the inode's own, the mount's mount point, a mount of the
+// filesystem), with its mask, ignore mask and mark flags
+// (FAN_MARK_IGNORED_SURV_MODIFY, FAN_MARK_EVICTABLE, FAN_MARK_IGNORE).
+struct ckpt_fanotify_mark {
+  uint32_t type;  // FanotifyMarkType
+  uint32_t mflags;
+  uint32_t mask;
+  uint32_t ignored_mask;
+  uint32_t path_len;
+  uint32_t reserved;
+  uint64_t dev;  // the inode's or filesystem's st_dev when dumped
+  uint64_t ino;  // kFanMarkInode: the inode
+};
+static_assert(sizeof(ckpt_fanotify_mark) == 40);
+
 enum FileKind : uint32_t {
   kFileRegular = 1,     // by path (MAPPED_FILE: on a GHOST target_ref when deleted)
   kFileDirectory = 2,
@@ -441,6 +477,7 @@ enum FileKind : uint32_t {
   kFileInotify = 19,     // an inotify: the INOTIFY target_ref
   kFilePidfd = 20,       // a pidfd of a task of the tree (target_ref: its pid; O_EXCL: PIDFD_THREAD)
   kFilePidfdExited = 21,  // a pidfd of a process that has exited and was reaped
+  kFileFanotify = 22,     // a fanotify group: the FANOTIFY target_ref
 };
 
 // Shared by CKPT_HDR_FILE (an open description: flags and pos matter) and

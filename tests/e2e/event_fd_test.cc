@@ -154,6 +154,21 @@ TEST_F(EventFdTest, InotifyLeaveRunningThenRestore) {
   LeaveRunningPassesThenRestoresAndPasses("event_inotify", {dir.path()});
 }
 
+// fanotify marks on a directory, a file (with an ignore mask on another)
+// and a filesystem: the same marks and flags, and their events, after the
+// restore. Outside the sandbox: fanotify_init needs CAP_SYS_ADMIN.
+TEST_F(EventFdTest, FanotifyMarksOfEveryKindComeBack) {
+  TempDir dir("fanotify");
+  ASSERT_FALSE(dir.path().empty());
+  DumpKillRestorePasses("event_fanotify", {dir.path()}, 1);
+}
+
+TEST_F(EventFdTest, FanotifyLeaveRunningThenRestore) {
+  TempDir dir("fanotify-leave");
+  ASSERT_FALSE(dir.path().empty());
+  LeaveRunningPassesThenRestoresAndPasses("event_fanotify", {dir.path()});
+}
+
 // Where the watched inodes cannot be opened by handle (Bazel's sandbox),
 // the dump refuses, naming the watch, and the watches are left as they
 // were: the subject, never checkpointed, still passes.

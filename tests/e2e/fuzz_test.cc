@@ -425,6 +425,36 @@ TEST_F(FuzzTest, PidfdImage) {
   Fuzz(fs);
 }
 
+// fanotify marks of every kind, and inotify watches: outside the sandbox
+// (fuzz_host_test): fanotify_init needs CAP_SYS_ADMIN, and the dump opens
+// the watched inodes by file handle.
+TEST_F(FuzzTest, NotifyImage) {
+  FuzzSubject fs;
+  fs.program = "event_fanotify";
+  fs.watch_dir = TempPath("fan");
+  fs.args = {fs.watch_dir};
+  fs.plan.selectors = {
+      Sel{image::CKPT_HDR_FANOTIFY},
+      Sel{image::CKPT_HDR_FANOTIFY_MARK, Section::kHeader, 4},
+  };
+  Fuzz(fs);
+}
+
+TEST_F(FuzzTest, NotifyInotifyImage) {
+  FuzzSubject fs;
+  fs.program = "event_inotify";
+  // A wrong watch makes it wait for events that never come (a second at
+  // most) before its verdict and its clean-up.
+  fs.verdict_timeout_ms = 3000;
+  fs.watch_dir = TempPath("ino");
+  fs.args = {fs.watch_dir};
+  fs.plan.selectors = {
+      Sel{image::CKPT_HDR_INOTIFY},
+      Sel{image::CKPT_HDR_INOTIFY_WATCH, Section::kHeader, 2},
+  };
+  Fuzz(fs);
+}
+
 TEST_F(FuzzTest, SessionsAndGroupsImage) {
   FuzzSubject fs;
   fs.program = "tree";
