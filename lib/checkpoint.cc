@@ -397,6 +397,7 @@ absl::StatusOr<bool> Dumper::FreezeTask(TaskDump& t) {
         RETURN_IF_ERROR(task::SetSigmask(tid, th.mask_before_hold));
         th.signals_held = false;
         th.sleep_expiry = expiry;
+        th.job_stopped = true;
         continue;
       }
       // A thread in a timed sleep whose time left only the kernel's timer
@@ -515,6 +516,10 @@ absl::Status Dumper::Collect(TaskDump& t) {
     }
     ASSIGN_OR_RETURN(th.state.restart,
                      task::PlanRestart(tid, th.state.regs, th.sleep_expiry, start_ns_));
+    // An epoll wait that a job-control stop interrupted returns EINTR
+    // once continued (signal(7)): so it does after the restore too (and
+    // the mask the dump reads then is the wait's own, not the thread's).
+    if (th.job_stopped && task::IsInterruptedEpollWait(th.state.regs)) th.state.restart.reset();
     ASSIGN_OR_RETURN(th.state.pending, task::PeekPending(tid, /*shared=*/false));
   }
   ASSIGN_OR_RETURN(std::vector<task::ProcTimer> timers, task::ReadProcTimers(t.pid));
@@ -784,6 +789,10 @@ absl::Status Dumper::ThawTask(TaskDump& t, bool kill) {
     if (result.ok() && !st.ok()) result = st;
   };
   std::vector<int> held;
+  bool signals_came = false;  // during the dump: an epoll wait keeps its EINTR for them
+  for (auto& [tid, th] : t.threads) {
+    if (th.injector != nullptr && !th.injector->held_signals().empty()) signals_came = true;
+  }
   for (auto& [tid, th] : t.threads) {
     if (th.signals_held) {
       // Held but never given its mask back (the dump stopped before its
@@ -791,7 +800,7 @@ absl::Status Dumper::ThawTask(TaskDump& t, bool kill) {
       keep(task::SetSigmask(tid, th.mask_before_hold));
       th.signals_held = false;
     }
-    if (th.state.restart) {
+    if (th.state.restart && !signals_came && !task::UnblockedSignalPending(tid)) {
       // An epoll wait the freeze interrupted waits on, with the time it
       // had left, rather than fail with EINTR (the others the kernel
       // restarts itself).

@@ -28,7 +28,9 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <pthread.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -152,14 +154,32 @@ absl::Status CheckpointEpoll(objhash::CheckpointContext& ctx, const objhash::Obj
   for (const Watch& w : ep.watches) {
     KcmpEpollSlot slot{static_cast<uint32_t>(ep.fd), static_cast<uint32_t>(w.tfd), seen_tfd[w.tfd]++};
     uint32_t file_ref = 0;
+    auto same = [&](const objhash::ObjHash::Entry* e) -> absl::StatusOr<bool> {
+      ASSIGN_OR_RETURN(int order, objhash::Kcmp(e->id.pid, ep.pid, static_cast<objhash::KcmpType>(kKcmpEpollTfd),
+                                                e->id.idx, reinterpret_cast<unsigned long>(&slot)));
+      return order == 0;
+    };
     auto it = by_inode.find({w.dev, w.ino});
     if (it != by_inode.end()) {
       for (const objhash::ObjHash::Entry* e : it->second) {
-        ASSIGN_OR_RETURN(int order, objhash::Kcmp(e->id.pid, ep.pid, static_cast<objhash::KcmpType>(kKcmpEpollTfd),
-                                                  e->id.idx, reinterpret_cast<unsigned long>(&slot)));
-        if (order == 0) {
+        ASSIGN_OR_RETURN(bool match, same(e));
+        if (match) {
           file_ref = e->objref;
           break;
+        }
+      }
+    }
+    if (file_ref == 0) {
+      // fdinfo's device is the superblock's, which stat(2) may not show
+      // (overlayfs, btrfs subvolumes): every other description then.
+      for (const auto& [key, entries] : by_inode) {
+        if (key == std::make_pair(w.dev, w.ino) || file_ref != 0) continue;
+        for (const objhash::ObjHash::Entry* e : entries) {
+          ASSIGN_OR_RETURN(bool match, same(e));
+          if (match) {
+            file_ref = e->objref;
+            break;
+          }
         }
       }
     }
@@ -196,6 +216,7 @@ struct HelperArgs {
   AddOp* ops;
   size_t nr_ops;
   int top;        // above every tfd and every fd the restorer has
+  uint64_t nofile;  // the helper's own RLIMIT_NOFILE soft limit, enough for all that
   int fired;      // how many the firing epoll_wait reported
   int wait_err;
 };
@@ -204,6 +225,12 @@ struct HelperArgs {
 // plain system calls (errno is the restorer's thread's, which waits).
 int AddWatches(void* arg) {
   HelperArgs& a = *static_cast<HelperArgs*>(arg);
+  // Its own limits (no CLONE_THREAD): the restorer's stay as they are.
+  struct rlimit lim;
+  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < a.nofile) {
+    lim.rlim_cur = a.nofile;
+    setrlimit(RLIMIT_NOFILE, &lim);
+  }
   int ep = fcntl(a.epfd, F_DUPFD, a.top);
   if (ep < 0) {
     for (size_t i = 0; i < a.nr_ops; ++i) a.ops[i].err = errno;
@@ -288,14 +315,34 @@ absl::Status AddAll(const objhash::LateContext& late, const EpollRestore& ep) {
   }
   for (const AddOp& op : ops) top = std::max(top, op.src + 1);
   top = std::max(top, epoll->fd + 1);
-  HelperArgs args{epoll->fd, ops.data(), ops.size(), top, 0, 0};
+  const uint64_t nofile = static_cast<uint64_t>(top) + ops.size() + 2;
+  struct rlimit lim;
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return ErrnoError(errno, "getrlimit(RLIMIT_NOFILE)");
+  if (lim.rlim_max != RLIM_INFINITY && nofile > lim.rlim_max) {
+    int32_t highest = 0;
+    for (const image::ckpt_epoll_item& item : ep.items) highest = std::max(highest, item.tfd);
+    return absl::ResourceExhaustedError(absl::StrCat("EPOLL ", ep.objref, ": a watch under fd ", highest,
+                                                     " needs ", nofile, " fds, beyond this restorer's hard limit ",
+                                                     lim.rlim_max, " (RLIMIT_NOFILE)"));
+  }
+  HelperArgs args{epoll->fd, ops.data(), ops.size(), top, nofile, 0, 0};
   constexpr size_t kStack = 64 * 1024;
   void* stack = mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (stack == MAP_FAILED) return ErrnoError(errno, "mmap of a helper's stack");
+  // No handler of the restorer's process may run in the helper, on its
+  // stack: every signal is blocked in it.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
   pid_t helper = clone(AddWatches, static_cast<char*>(stack) + kStack, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
   const int clone_err = errno;
   int status = 0;
-  pid_t waited = helper > 0 ? waitpid(helper, &status, __WALL) : -1;
+  pid_t waited = -1;
+  if (helper > 0) {
+    while ((waited = waitpid(helper, &status, __WALL)) < 0 && errno == EINTR) {
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
   munmap(stack, kStack);
   if (helper < 0) return ErrnoError(clone_err, "EPOLL ", ep.objref, ": clone of the helper that adds its watches");
   if (waited != helper) return ErrnoError(errno, "EPOLL ", ep.objref, ": waiting for its helper");

@@ -12,6 +12,7 @@
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -125,16 +126,10 @@ absl::StatusOr<objhash::RestoredObject> RestoreSignalfd(objhash::RestoreContext&
   // SIGKILL and SIGSTOP cannot be read; the kernel never shows them.
   constexpr uint64_t kUnreadable = (1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1));
   if (s.sigmask & kUnreadable) return r.FieldError("sigmask", "SIGKILL and SIGSTOP cannot be read");
-  sigset_t set;
-  sigemptyset(&set);
-  for (int sig = 1; sig <= 64; ++sig) {
-    if ((s.sigmask >> (sig - 1)) & 1) {
-      if (sigaddset(&set, sig) != 0) {
-        return r.FieldError("sigmask", "signal ", sig, " is not one this system has");
-      }
-    }
-  }
-  int fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  // The kernel's own 64-bit mask: glibc's sigset_t functions refuse its
+  // internal signals 32 and 33, which other programs may read.
+  uint64_t mask = s.sigmask;
+  int fd = static_cast<int>(syscall(SYS_signalfd4, -1, &mask, sizeof(mask), SFD_CLOEXEC | SFD_NONBLOCK));
   if (fd < 0) return ErrnoError(errno, "signalfd()");
   UniqueFd owned(fd);
   return objhash::HoldAt(ctx, s.objref, fd, "a signalfd");

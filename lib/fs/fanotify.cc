@@ -193,15 +193,31 @@ absl::StatusOr<objhash::RestoredObject> RestoreFanotify(objhash::RestoreContext&
   for (const Mark& m : marks) {
     unsigned int how = m.rec.type == image::kFanMarkMount        ? FAN_MARK_MOUNT
                        : m.rec.type == image::kFanMarkFilesystem ? FAN_MARK_FILESYSTEM
-                                                                 : FAN_MARK_DONT_FOLLOW;
+                                                                 : 0;
+    // An inode's mark goes on the inode checked here, through its /proc
+    // link (followed: the link names the inode itself).
+    std::string path = m.path;
+    UniqueFd inode;
+    if (m.rec.type == image::kFanMarkInode) {
+      inode = UniqueFd(open(m.path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+      if (!inode.valid()) return ErrnoError(errno, "FANOTIFY ", rec.objref, ": marked inode ", m.path);
+      struct stat st;
+      if (fstat(inode.get(), &st) != 0) return ErrnoError(errno, "stat ", m.path);
+      if ((st.st_dev != m.rec.dev || st.st_ino != m.rec.ino) && !(ctx.flags & objhash::kRestoreAllowChangedFiles)) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "FANOTIFY ", rec.objref, ": ", m.path, " is another inode than at the dump (inode ", m.rec.ino,
+            ", now ", st.st_ino, "); restore with --allow-changed-files to mark it as it is"));
+      }
+      path = absl::StrCat("/proc/self/fd/", inode.get());
+    }
     how |= m.rec.mflags & FAN_MARK_EVICTABLE;
-    if (m.rec.mask != 0 && fanotify_mark(fd, FAN_MARK_ADD | how, m.rec.mask, AT_FDCWD, m.path.c_str()) != 0) {
+    if (m.rec.mask != 0 && fanotify_mark(fd, FAN_MARK_ADD | how, m.rec.mask, AT_FDCWD, path.c_str()) != 0) {
       return ErrnoError(errno, "FANOTIFY ", rec.objref, ": marking ", m.path, " with mask 0x", absl::Hex(m.rec.mask));
     }
     if (m.rec.ignored_mask != 0) {
       unsigned int ignore = (m.rec.mflags & FAN_MARK_IGNORE) ? FAN_MARK_IGNORE : FAN_MARK_IGNORED_MASK;
       ignore |= m.rec.mflags & FAN_MARK_IGNORED_SURV_MODIFY;
-      if (fanotify_mark(fd, FAN_MARK_ADD | how | ignore, m.rec.ignored_mask, AT_FDCWD, m.path.c_str()) != 0) {
+      if (fanotify_mark(fd, FAN_MARK_ADD | how | ignore, m.rec.ignored_mask, AT_FDCWD, path.c_str()) != 0) {
         return ErrnoError(errno, "FANOTIFY ", rec.objref, ": ignore mask 0x", absl::Hex(m.rec.ignored_mask), " on ",
                           m.path);
       }

@@ -129,6 +129,9 @@ absl::StatusOr<objhash::RestoredObject> RestoreFile(objhash::RestoreContext& ctx
                                    O_DIRECT | 0100000 /* O_LARGEFILE as the kernel reports it */ |
                                    O_DIRECTORY | O_NOFOLLOW | O_NOATIME | O_PATH | O_ASYNC |
                                    O_EXCL /* a pidfd's PIDFD_THREAD */;
+  if ((f.flags & O_EXCL) && f.kind != image::kFilePidfd && f.kind != image::kFilePidfdExited) {
+    return r.FieldError("flags", "O_EXCL (PIDFD_THREAD) on a ", kind->name);
+  }
   if (f.flags & ~kKnownFlags) {
     return r.FieldError("flags", absl::StrFormat("0%o", f.flags), " has unknown bits");
   }

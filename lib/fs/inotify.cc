@@ -167,8 +167,26 @@ absl::StatusOr<objhash::RestoredObject> RestoreInotify(objhash::RestoreContext& 
     if (scratch < 0) return ErrnoError(errno, "memfd_create");
     UniqueFd owned_scratch(scratch);
     const std::string scratch_path = absl::StrCat("/proc/self/fd/", scratch);
-    int32_t next = 1;
+    // Each watched inode, opened once: both adds go through it (its /proc
+    // link), so they are on the inode checked here.
+    std::vector<UniqueFd> inodes;
+    std::vector<std::string> through;
     for (const InotifyWatch& w : watches) {
+      UniqueFd inode(open(w.path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+      if (!inode.valid()) return ErrnoError(errno, "INOTIFY ", rec.objref, ": watch ", w.wd, " on ", w.path);
+      struct stat st;
+      if (fstat(inode.get(), &st) != 0) return ErrnoError(errno, "stat ", w.path);
+      if ((st.st_dev != w.dev || st.st_ino != w.ino) && !(ctx.flags & objhash::kRestoreAllowChangedFiles)) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "INOTIFY ", rec.objref, ": watch ", w.wd, ": ", w.path, " is another inode than at the dump (inode ",
+            w.ino, ", now ", st.st_ino, "); restore with --allow-changed-files to watch it as it is"));
+      }
+      through.push_back(absl::StrCat("/proc/self/fd/", inode.get()));
+      inodes.push_back(std::move(inode));
+    }
+    int32_t next = 1;
+    for (size_t i = 0; i < watches.size(); ++i) {
+      const InotifyWatch& w = watches[i];
       for (; next < w.wd; ++next) {
         int d = inotify_add_watch(fd, scratch_path.c_str(), kQuietMask);
         if (d < 0) return ErrnoError(errno, "INOTIFY ", rec.objref, ": taking watch descriptor ", next);
@@ -177,7 +195,7 @@ absl::StatusOr<objhash::RestoredObject> RestoreInotify(objhash::RestoreContext& 
                                                   " came where ", next, " was expected"));
         }
       }
-      int d = inotify_add_watch(fd, w.path.c_str(), kQuietMask | IN_DONT_FOLLOW);
+      int d = inotify_add_watch(fd, through[i].c_str(), kQuietMask);
       if (d < 0) return ErrnoError(errno, "INOTIFY ", rec.objref, ": watching ", w.path);
       if (d != w.wd) {
         return absl::InternalError(absl::StrCat("INOTIFY ", rec.objref, ": the watch on ", w.path,
@@ -190,8 +208,9 @@ absl::StatusOr<objhash::RestoredObject> RestoreInotify(objhash::RestoreContext& 
     char buf[4096];
     while (read(fd, buf, sizeof(buf)) > 0) {
     }
-    for (const InotifyWatch& w : watches) {
-      int d = inotify_add_watch(fd, w.path.c_str(), w.mask | IN_DONT_FOLLOW);
+    for (size_t i = 0; i < watches.size(); ++i) {
+      const InotifyWatch& w = watches[i];
+      int d = inotify_add_watch(fd, through[i].c_str(), w.mask);
       if (d != w.wd) {
         return ErrnoError(d < 0 ? errno : EEXIST, "INOTIFY ", rec.objref, ": setting the mask of the watch on ",
                           w.path);

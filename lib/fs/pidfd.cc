@@ -15,6 +15,7 @@
 // with ESRCH and waitid() finds no child, as the original did.
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -150,10 +151,17 @@ absl::StatusOr<UniqueFd> OpenExitedPidfd(objhash::RestoreContext&, const image::
   void* stack = mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (stack == MAP_FAILED) return ErrnoError(errno, "mmap of a helper's stack");
   int pidfd = -1;
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);  // no handler of the restorer's runs in it
   pid_t child = clone(ExitAtOnce, static_cast<char*>(stack) + kStack,
                       CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, nullptr, &pidfd);
   const int err = errno;
-  if (child > 0) waitpid(child, nullptr, __WALL);
+  if (child > 0) {
+    while (waitpid(child, nullptr, __WALL) < 0 && errno == EINTR) {
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
   munmap(stack, kStack);
   if (child < 0) return ErrnoError(err, "clone of the process an exited pidfd refers to");
   UniqueFd owned(pidfd);

@@ -111,13 +111,14 @@ bool NeedsTimer(const BlockedSyscall& s) {
 // the kernel), and the dump restarts them itself, with the time left.
 bool IsEpollWait(long nr) { return nr == SYS_epoll_wait || nr == SYS_epoll_pwait || nr == SYS_epoll_pwait2; }
 
+}  // namespace
+
 bool IsInterruptedEpollWait(const user_regs_struct& regs) {
   return static_cast<int64_t>(regs.rax) == -EINTR && IsEpollWait(static_cast<long>(regs.orig_rax));
 }
 
-// Whether a signal the thread does not block is pending for it or its
-// process: then the EINTR is the signal's, and stays.
-bool SignalPendingFor(pid_t tid) {
+// Then the EINTR is the signal's, and stays.
+bool UnblockedSignalPending(pid_t tid) {
   absl::StatusOr<std::string> text = ReadFile(absl::StrCat("/proc/", tid, "/status"));
   if (!text.ok()) return true;
   uint64_t pnd = 0, shd = 0, blk = 0;
@@ -133,6 +134,8 @@ bool SignalPendingFor(pid_t tid) {
   }
   return ((pnd | shd) & ~blk) != 0;
 }
+
+namespace {
 
 image::ckpt_restart Make(image::RestartKind kind, int64_t remaining_ns) {
   image::ckpt_restart r{};
@@ -396,13 +399,15 @@ absl::StatusOr<std::optional<image::ckpt_restart>> PlanRestart(pid_t pid,
                                                                int64_t start_mono_ns) {
   const long nr = static_cast<long>(regs.orig_rax);
   if (IsInterruptedEpollWait(regs)) {
-    if (SignalPendingFor(pid)) return std::nullopt;  // the signal's EINTR
+    if (UnblockedSignalPending(pid)) return std::nullopt;  // the signal's EINTR
     int64_t requested_ns = -1;  // forever
     if (nr == SYS_epoll_pwait2) {
       if (regs.r10 != 0) {
         struct timespec ts;
         if (!ReadRemote(pid, regs.r10, &ts, sizeof(ts)).ok()) return Make(image::kRestartEintr, 0);
-        requested_ns = TimespecToNs(ts);
+        if (ts.tv_sec < 0 || ts.tv_nsec < 0 || ts.tv_nsec >= 1000000000) return std::nullopt;  // never slept
+        // Beyond what the kernel can time: it waits forever.
+        requested_ns = ts.tv_sec >= image::kMaxDurationNs / 1000000000 ? -1 : TimespecToNs(ts);
       }
     } else if (static_cast<int32_t>(regs.r10) >= 0) {
       requested_ns = static_cast<int64_t>(static_cast<int32_t>(regs.r10)) * 1000000;

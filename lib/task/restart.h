@@ -99,6 +99,10 @@ absl::StatusOr<std::optional<image::ckpt_restart>> PlanRestart(pid_t pid,
 // as it was (same-args); else the registers stay, and it returns EINTR.
 // Used at restore (through PrimeRestart) and when a dump lets the tree
 // run on.
+bool IsInterruptedEpollWait(const user_regs_struct& regs);
+// Whether a signal the thread does not block is pending for it or its
+// process (/proc/TID/status); true when that cannot be read.
+bool UnblockedSignalPending(pid_t tid);
 absl::StatusOr<user_regs_struct> RestartedEpollWait(pid_t pid, const user_regs_struct& regs,
                                                     const image::ckpt_restart& restart, int64_t left_ns);
 
