@@ -119,6 +119,7 @@ class RestoreRun {
   }};
   objhash::RestoreTable objects_;
   std::vector<objhash::LateStep> late_;  // left by object handlers
+  std::map<uint32_t, pid_t> thread_here_;  // a thread's pid object -> its TID as this process sees it
   std::vector<std::function<void()>> commits_;  // likewise, run once released
   std::map<std::string, std::any> kind_state_;  // the kinds' own, for this restore
   int high_fd_base_ = 0;
@@ -422,6 +423,7 @@ absl::StatusOr<pid_t> RestoreRun::AddThread(TaskRestore& t, const task::ThreadSt
     ASSIGN_OR_RETURN(tid, task::OuterTid(t.pid, nrs.back()));
   }
   t.threads.push_back(tid);
+  thread_here_[tid_ref] = tid;
   RETURN_IF_ERROR(WaitBirthStop(tid, "thread"));
   RETURN_IF_ERROR(task::SetSigmask(tid, task::kRestoreInjectionMask));
   task::Injector inj(t.pid, tid);
@@ -591,7 +593,8 @@ absl::Status RestoreRun::RunLateSteps() {
     for (const auto& t : tasks_) {
       if (!t->helper && t->entry.pid_ref == pid_ref) return t->pid;
     }
-    return 0;
+    auto thread = thread_here_.find(pid_ref);
+    return thread != thread_here_.end() ? thread->second : 0;
   };
   for (auto& t : tasks_) {
     if (t->zombie || t->helper) continue;

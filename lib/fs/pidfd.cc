@@ -72,13 +72,8 @@ absl::StatusOr<uint32_t> RegisterPidfdTask(objhash::ObjHash& objects, const FdPr
     return absl::FailedPreconditionError(absl::StrCat(
         "task ", p.pid, " fd ", p.fd, ": a pidfd of a process in a pid namespace the dump cannot see"));
   }
-  // A thread other than its process's leader (PIDFD_THREAD).
-  absl::StatusOr<std::string> status = ReadFile(absl::StrCat("/proc/", pid, "/status"));
-  size_t at = status.ok() ? status->find("\nTgid:\t") : std::string::npos;
-  if (at != std::string::npos && strtol(status->c_str() + at + 7, nullptr, 10) != pid) {
-    return absl::UnimplementedError(absl::StrCat("task ", p.pid, " fd ", p.fd, ": a pidfd of thread ", pid,
-                                                 " (PIDFD_THREAD, not its process's leader): not supported yet"));
-  }
+  // A thread other than its process's leader (PIDFD_THREAD) is a pid
+  // object of the tree too.
   (void)file;
   absl::StatusOr<uint32_t> ref = objects.Lookup(objhash::ObjKind::kPid, objhash::Identity::OfPid(pid));
   if (!ref.ok() || *ref == 0) {

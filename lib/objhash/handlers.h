@@ -177,8 +177,8 @@ class LateTask {
 struct LateContext {
   std::vector<LateTask*> tasks;  // every live restored task, parents first
   const RestoreTable* objects = nullptr;
-  // The PID, as the restorer sees it, of the task (a zombie too) whose pid
-  // object is `pid_ref`; 0 if no task has it.
+  // The PID, as the restorer sees it, of the task (a zombie too) or the
+  // TID of the thread whose pid object is `pid_ref`; 0 if none has it.
   std::function<pid_t(uint32_t pid_ref)> pid_here;
 };
 

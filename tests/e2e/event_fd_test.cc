@@ -203,6 +203,14 @@ TEST_F(EventFdTest, PidfdsOfALiveAndAReapedChild) { DumpKillRestorePasses("event
 
 TEST_F(EventFdTest, PidfdsLeaveRunningThenRestore) { LeaveRunningPassesThenRestoresAndPasses("event_pidfd", {}); }
 
+// A pidfd of a thread (PIDFD_THREAD), also in an epoll: after the restore
+// it refers to the restored thread, and reports its exit.
+TEST_F(EventFdTest, ThreadPidfdRefersToTheRestoredThread) { DumpKillRestorePasses("event_threadpidfd", {}, 1); }
+
+TEST_F(EventFdTest, ThreadPidfdLeaveRunningThenRestore) {
+  LeaveRunningPassesThenRestoresAndPasses("event_threadpidfd", {});
+}
+
 // ----------------------------------------------- a server with epoll workers
 
 // Sends `line` and returns the line that comes back (without its newline),
