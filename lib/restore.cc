@@ -81,6 +81,7 @@ class RestoreRun {
 
  private:
   absl::Status ReadObjects(image::Reader& r);
+  absl::StatusOr<pid_t> RunStream(image::Reader& r);
   absl::Status WaitForFreePids();
   absl::Status CreateTasks();
   absl::Status SetUpGroups();
@@ -787,11 +788,38 @@ void RestoreRun::KillAll() {
   for (auto& t : tasks_) t->pid = 0;
 }
 
+// After a failed restore: the records it had not reached that a kind must
+// see anyway (ObjectOps::abandoned), to the end of the stream or the
+// first record that cannot be read.
+void Abandon(image::Reader& r) {
+  absl::StatusOr<const objhash::HandlerTable*> handlers = objhash::GlobalHandlers();
+  if (!handlers.ok()) return;
+  bool any = false;
+  for (const objhash::ObjectOps& ops : (*handlers)->all()) any |= ops.abandoned != nullptr;
+  if (!any || r.finished()) return;
+  std::map<uint32_t, std::any> state;
+  for (;;) {
+    // What is left of the record the restore stopped in (or of the last
+    // one a kind looked at) is not a fault here.
+    if (!r.SkipPayload().ok()) return;
+    absl::StatusOr<image::Record> rec = r.Next();
+    if (!rec.ok() || rec->type == image::CKPT_HDR_TAIL) return;
+    const objhash::ObjectOps* ops = (*handlers)->ForRecord(rec->type);
+    if (ops != nullptr && ops->abandoned != nullptr) ops->abandoned(r, *rec, state[rec->type]);
+  }
+}
+
 absl::StatusOr<pid_t> RestoreRun::Run(int in_fd) {
-  start_ns_ = MonotonicNs();
-  const uint64_t start = static_cast<uint64_t>(start_ns_);
   image::FdSource source(in_fd);
   image::Reader r(&source);
+  absl::StatusOr<pid_t> pid = RunStream(r);
+  if (!pid.ok()) Abandon(r);
+  return pid;
+}
+
+absl::StatusOr<pid_t> RestoreRun::RunStream(image::Reader& r) {
+  start_ns_ = MonotonicNs();
+  const uint64_t start = static_cast<uint64_t>(start_ns_);
   ASSIGN_OR_RETURN(image::ckpt_image_header header, r.ReadImageHeader());
   (void)header;
   {

@@ -17,6 +17,7 @@
 #include <csignal>
 #include <cstring>
 #include <map>
+#include <set>
 #include <memory>
 
 #include "absl/strings/match.h"
@@ -1418,6 +1419,17 @@ absl::Status CheckDatagrams(const image::Reader& rd, const image::ckpt_inet_sock
   return absl::OkStatus();
 }
 
+// A restore that failed before this record: its network lock is lifted
+// all the same (once), so that the peers and new clients see what they
+// would have without the dump (resets, refusals), not silence.
+void AbandonInet(image::Reader& rd, const image::Record&, std::any& state) {
+  image::ckpt_inet_sock r;
+  if (!rd.ReadStruct(&r, sizeof(r)).ok() || r.lock_id == 0) return;
+  if (!state.has_value()) state = std::set<uint64_t>();
+  auto& lifted = std::any_cast<std::set<uint64_t>&>(state);
+  if (lifted.insert(r.lock_id).second) NetLock::LiftById(r.lock_id).IgnoreError();
+}
+
 absl::StatusOr<objhash::RestoredObject> RestoreInet(objhash::RestoreContext& ctx, const image::Record&) {
   image::Reader& rd = *ctx.reader;
   image::ckpt_inet_sock r;
@@ -1536,7 +1548,8 @@ const FdKindOps kInetKind = {
 
 [[maybe_unused]] const bool kRegistered =
     RegisterFdKind(&kInetKind) &&
-    objhash::RegisterHandler({kObjInet, "INET_SOCK", image::CKPT_HDR_INET_SOCK, CheckpointInet, RestoreInet});
+    objhash::RegisterHandler({kObjInet, "INET_SOCK", image::CKPT_HDR_INET_SOCK, CheckpointInet, RestoreInet,
+                              {}, AbandonInet});
 
 }  // namespace
 

@@ -116,6 +116,11 @@ struct ObjectOps {
   // recreates the object in the restorer.
   absl::StatusOr<RestoredObject> (*restore)(RestoreContext& ctx, const image::Record& rec);
   LinkOps links = {};
+  // After a failed restore, for each record of this type the restore had
+  // not reached (the rest of the stream is read for them): undoes what
+  // the dump left for the restore to undo (a network lock). `state` is
+  // the kind's own across those records. May be null.
+  void (*abandoned)(image::Reader& r, const image::Record& rec, std::any& state) = nullptr;
 };
 
 // Writes the objects section: every object of `objects` whose kind has a

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
 #include <chrono>
 #include <iostream>
 #include <string>
@@ -31,8 +32,10 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lib/base/fd.h"
+#include "lib/image/format.h"
 #include "tests/e2e/expect.h"
 #include "tests/e2e/harness.h"
+#include "tests/e2e/image_edit.h"
 #include "tests/e2e/subject_tree.h"
 
 namespace ckpt::testing {
@@ -499,6 +502,48 @@ TEST_F(InetSocketTest, NginxMasterAndWorkersServeAfterTheRestore) {
     ASSERT_TRUE(fresh.valid()) << strerror(errno);
     EXPECT_THAT(Exchange(fresh.get(), get, "served by nginx\n"), HasSubstr("served by nginx")) << i;
   }
+}
+
+// A restore that fails before it reaches the sockets (a FILE record it
+// refuses, ahead of them) still lifts the dump's network lock: a client then gets
+// a refusal at once, as from any port nobody listens on, instead of its
+// SYNs vanishing.
+TEST_F(InetSocketTest, ARestoreThatFailsBeforeTheSocketsLiftsTheNetworkLock) {
+  absl::StatusOr<Subject> s = StartSubject("inet_echo", {"pending", "1000"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  TreeGuard guard(*s);
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  const int port = PortOf(*s);
+  ASSERT_NE(port, 0);
+  const std::string image = TempPath("inet_early_failure.img");
+  ASSERT_OK(DumpToFile(s->pid, image));
+  KillAndReapAll({s->pid});
+  const std::string bad = TempPath("inet_early_failure-bad.img");
+  bool first = true;
+  ASSERT_OK(RewriteImage(image, bad, [&](uint32_t type, std::string* payload) {
+    if (type != image::CKPT_HDR_FILE || !first) return;
+    first = false;
+    uint32_t kind = 9999;  // ckpt_file.kind
+    std::memcpy(payload->data() + offsetof(image::ckpt_file, kind), &kind, sizeof(kind));
+  }));
+  absl::StatusOr<pid_t> pid = RestoreFromFile(bad);
+  ASSERT_FALSE(pid.ok());
+  EXPECT_THAT(pid.status().message(), HasSubstr("is not a known file kind")) << pid.status();
+  UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(fd.valid());
+  struct sockaddr_in a {};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  int rc = connect(fd.get(), reinterpret_cast<struct sockaddr*>(&a), sizeof(a));
+  int err = rc == 0 ? 0 : errno;
+  if (err == EINPROGRESS) {
+    struct pollfd p = {fd.get(), POLLOUT, 0};
+    ASSERT_EQ(poll(&p, 1, 2000), 1) << "no answer to the SYN in 2 s: the lock is still there";
+    socklen_t len = sizeof(err);
+    ASSERT_EQ(getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len), 0);
+  }
+  EXPECT_EQ(err, ECONNREFUSED) << strerror(err);
 }
 
 // A connection waiting in a listener's backlog is refused for now, naming
