@@ -105,6 +105,7 @@ enum RecordType : uint32_t {
   CKPT_HDR_INOTIFY_WATCH = 46,  // ckpt_inotify_watch + path: one watch
   CKPT_HDR_FANOTIFY = 47,       // ckpt_fanotify: a fanotify group; its FANOTIFY_MARK records follow
   CKPT_HDR_FANOTIFY_MARK = 48,  // ckpt_fanotify_mark + path: one mark
+  CKPT_HDR_NETLINK_SOCK = 49,   // ckpt_netlink_sock + u32 groups[nr_group_words]: a netlink socket
   CKPT_HDR_UNIX_QUEUE = 39,   // ckpt_unix_queue + messages: a unix socket's queued data and
                               // its backlog (a link record, after every object)
 
@@ -455,6 +456,35 @@ struct ckpt_fanotify_mark {
 };
 static_assert(sizeof(ckpt_fanotify_mark) == 40);
 
+// A netlink socket: its protocol (family), its port id and the groups it
+// is bound to, the address it is connected to, its options and buffers;
+// the multicast groups it belongs to follow, as a bitmap of u32 words
+// (NETLINK_LIST_MEMBERSHIPS). Queued messages are not saved (refused).
+struct ckpt_netlink_sock {
+  uint32_t objref;
+  uint32_t type;      // SOCK_RAW or SOCK_DGRAM
+  uint32_t protocol;  // NETLINK_ROUTE, ...
+  uint32_t flags;     // NetlinkFlags
+  uint32_t portid;    // 0: never bound
+  uint32_t dst_portid;
+  uint32_t dst_groups;
+  uint32_t sndbuf;    // SO_SNDBUF as read (the kernel's doubled value)
+  uint32_t rcvbuf;
+  uint32_t nr_group_words;
+};
+static_assert(sizeof(ckpt_netlink_sock) == 40);
+inline constexpr uint32_t kMaxNetlinkGroupWords = 1024;
+
+enum NetlinkFlags : uint32_t {
+  kNetlinkPktinfo = 1u << 0,         // NETLINK_PKTINFO
+  kNetlinkBroadcastError = 1u << 1,  // NETLINK_BROADCAST_ERROR
+  kNetlinkNoEnobufs = 1u << 2,       // NETLINK_NO_ENOBUFS
+  kNetlinkListenAllNsid = 1u << 3,   // NETLINK_LISTEN_ALL_NSID
+  kNetlinkCapAck = 1u << 4,          // NETLINK_CAP_ACK
+  kNetlinkExtAck = 1u << 5,          // NETLINK_EXT_ACK
+  kNetlinkStrictChk = 1u << 6,       // NETLINK_GET_STRICT_CHK
+};
+
 enum FileKind : uint32_t {
   kFileRegular = 1,     // by path (MAPPED_FILE: on a GHOST target_ref when deleted)
   kFileDirectory = 2,
@@ -478,6 +508,7 @@ enum FileKind : uint32_t {
   kFilePidfd = 20,       // a pidfd of a task of the tree (target_ref: its pid; O_EXCL: PIDFD_THREAD)
   kFilePidfdExited = 21,  // a pidfd of a process that has exited and was reaped
   kFileFanotify = 22,     // a fanotify group: the FANOTIFY target_ref
+  kFileNetlinkSocket = 23,  // a netlink socket: the NETLINK_SOCK target_ref
 };
 
 // Shared by CKPT_HDR_FILE (an open description: flags and pos matter) and

@@ -278,6 +278,33 @@ TEST_F(FilesTest, TruncatedOrMovedFileIsNamedAndNothingStays) {
   EXPECT_TRUE(AllGone(pids));
 }
 
+// Netlink sockets (rtnetlink bound to a port id with groups and options,
+// one unbound, a generic netlink one autobound): the same port ids,
+// groups and options after the restore, and each still talks to the
+// kernel.
+TEST_F(FilesTest, NetlinkSocketsKeepTheirPortIdsGroupsAndOptions) {
+  absl::StatusOr<Subject> s = StartSubject("netlink");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  ASSERT_NO_FATAL_FAILURE(DumpKillRestore(*s, {s->pid}, TempPath("netlink.img")));
+  ExpectPass(*s);
+}
+
+TEST_F(FilesTest, NetlinkSocketsLeftRunningThenRestored) {
+  absl::StatusOr<Subject> s = StartSubject("netlink");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  DumpOptions leave;
+  leave.leave_running = true;
+  const std::string image = TempPath("netlink-leave.img");
+  ASSERT_OK(DumpToFile(s->pid, image, leave));
+  ExpectPass(*s);
+  absl::StatusOr<pid_t> pid = RestoreFromFile(image);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  ASSERT_EQ(*pid, s->pid);
+  ExpectPass(*s);
+}
+
 TEST_F(FilesTest, UnsupportedFdIsRefusedBeforeAnythingIsWritten) {
   absl::StatusOr<Subject> s = StartSubject("socket");
   ASSERT_TRUE(s.ok()) << s.status();

@@ -455,6 +455,16 @@ TEST_F(FuzzTest, NotifyInotifyImage) {
   Fuzz(fs);
 }
 
+// Netlink sockets: port ids, groups, options.
+TEST_F(FuzzTest, NetlinkImage) {
+  FuzzSubject fs;
+  fs.program = "netlink";
+  fs.plan.selectors = {
+      Sel{image::CKPT_HDR_NETLINK_SOCK, Section::kHeader, 3},
+  };
+  Fuzz(fs);
+}
+
 TEST_F(FuzzTest, SessionsAndGroupsImage) {
   FuzzSubject fs;
   fs.program = "tree";

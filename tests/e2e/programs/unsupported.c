@@ -1,10 +1,9 @@
 /*
  * A tree with several things the dump does not support yet, in two
- * tasks: two netlink sockets and a userfaultfd in the parent, another
+ * tasks: two vsock sockets and a userfaultfd in the parent, another
  * userfaultfd in its child. The pre-flight must name every one of them at once. Prints
  * "READY <pid>" for both; on SIGUSR1 both exit 0.
  */
-#include <linux/netlink.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -13,8 +12,12 @@
 
 #include "subject.h"
 
+#ifndef AF_VSOCK
+#define AF_VSOCK 40
+#endif
+
 int main(void) {
-  int sv[2] = {socket(AF_NETLINK, SOCK_DGRAM, NETLINK_ROUTE), socket(AF_NETLINK, SOCK_DGRAM, NETLINK_GENERIC)};
+  int sv[2] = {socket(AF_VSOCK, SOCK_STREAM, 0), socket(AF_VSOCK, SOCK_SEQPACKET, 0)};
   if (sv[0] < 0 || sv[1] < 0) return 2;
   /* UFFD_USER_MODE_ONLY: allowed without privilege. */
   int efd = (int)syscall(SYS_userfaultfd, 1);
