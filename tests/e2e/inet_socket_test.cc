@@ -504,6 +504,77 @@ TEST_F(InetSocketTest, NginxMasterAndWorkersServeAfterTheRestore) {
   }
 }
 
+// Debian's memcached (libevent: an epoll and a notification pipe per
+// worker thread, four workers): a value stored by a client that stays
+// connected is read back on that connection after the restore, and new
+// clients store and read.
+TEST_F(InetSocketTest, MemcachedKeepsItsItemsAndItsConnectedClient) {
+  ASSERT_EQ(access("/usr/bin/memcached", X_OK), 0) << "no memcached (./run installs it)";
+  const int port = FreePort();
+  ASSERT_NE(port, 0);
+  absl::StatusOr<Subject> s = StartProgram(
+      "/usr/bin/memcached", {"-u", "root", "-l", "127.0.0.1", "-p", absl::StrCat(port), "-U", "0", "-t", "4"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  TreeGuard guard(*s);
+  UniqueFd held;
+  for (int i = 0; i < 200 && !held.valid(); ++i) {
+    held = ConnectTo(port);
+    if (!held.valid()) usleep(20000);
+  }
+  ASSERT_TRUE(held.valid()) << strerror(errno);
+  EXPECT_EQ(Exchange(held.get(), "set greeting 5 0 11\r\nhello world\r\n", "\r\n"), "STORED\r\n");
+  EXPECT_EQ(Exchange(held.get(), "incr counter 1\r\n", "\r\n"), "NOT_FOUND\r\n");
+  EXPECT_EQ(Exchange(held.get(), "set counter 0 0 2\r\n41\r\n", "\r\n"), "STORED\r\n");
+  ASSERT_NO_FATAL_FAILURE(DumpKillRestore(*s, {s->pid}, TempPath("memcached.img")));
+  EXPECT_EQ(Exchange(held.get(), "get greeting\r\n", "END\r\n"), "VALUE greeting 5 11\r\nhello world\r\nEND\r\n");
+  for (int i = 0; i < 4; ++i) {  // every worker thread, round robin
+    UniqueFd fresh = ConnectTo(port);
+    ASSERT_TRUE(fresh.valid()) << strerror(errno);
+    EXPECT_EQ(Exchange(fresh.get(), "incr counter 1\r\n", "\r\n"), absl::StrCat(42 + i, "\r\n")) << i;
+  }
+}
+
+// asyncio (Python's event loop: an epoll, a self-pipe socket pair, a
+// signal wakeup fd): a client connected across the dump goes on talking
+// to the restored server, whose state counts every line.
+TEST_F(InetSocketTest, PythonAsyncioServerGoesOnWithItsClient) {
+  ASSERT_EQ(access("/usr/bin/python3", X_OK), 0) << "no /usr/bin/python3 (./run installs it)";
+  const std::string script = TempPath("asyncio_server.py");
+  {
+    UniqueFd f(open(script.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    const std::string code =
+        "import asyncio\n"
+        "count = 0\n"
+        "async def handle(r, w):\n"
+        "    global count\n"
+        "    while line := await r.readline():\n"
+        "        count += 1\n"
+        "        w.write(b'%d %s' % (count, line))\n"
+        "        await w.drain()\n"
+        "async def main():\n"
+        "    srv = await asyncio.start_server(handle, '127.0.0.1', 0)\n"
+        "    print('PORT', srv.sockets[0].getsockname()[1], flush=True)\n"
+        "    async with srv:\n"
+        "        await srv.serve_forever()\n"
+        "asyncio.run(main())\n";
+    ASSERT_TRUE(f.valid() && write(f.get(), code.data(), code.size()) == static_cast<ssize_t>(code.size()));
+  }
+  absl::StatusOr<Subject> s = StartProgram("/usr/bin/python3", {"-u", script});
+  ASSERT_TRUE(s.ok()) << s.status();
+  TreeGuard guard(*s);
+  ASSERT_OK(WaitForOutput(*s, "PORT "));
+  const int port = PortOf(*s);
+  UniqueFd held = ConnectTo(port);
+  ASSERT_TRUE(held.valid()) << strerror(errno);
+  EXPECT_EQ(Exchange(held.get(), "one\n", "\n"), "1 one\n");
+  ASSERT_NO_FATAL_FAILURE(DumpKillRestore(*s, {s->pid}, TempPath("asyncio.img")));
+  EXPECT_EQ(Exchange(held.get(), "two\n", "\n"), "2 two\n");
+  UniqueFd fresh = ConnectTo(port);
+  ASSERT_TRUE(fresh.valid()) << strerror(errno);
+  EXPECT_EQ(Exchange(fresh.get(), "three\n", "\n"), "3 three\n");
+  EXPECT_EQ(Exchange(held.get(), "four\n", "\n"), "4 four\n");
+}
+
 // A restore that fails before it reaches the sockets (a FILE record it
 // refuses, ahead of them) still lifts the dump's network lock: a client then gets
 // a refusal at once, as from any port nobody listens on, instead of its
