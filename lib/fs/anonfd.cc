@@ -1,5 +1,6 @@
 #include "lib/fs/anonfd.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -14,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "lib/base/status.h"
+#include "lib/fs/fs.h"
 
 namespace ckpt::fs {
 
@@ -104,7 +106,63 @@ absl::StatusOr<std::string> MountPointOfDev(uint64_t dev) {
   return absl::NotFoundError(absl::StrCat("no mount of device ", major(dev), ":", minor(dev), " is visible"));
 }
 
-absl::StatusOr<std::string> PathOfHandle(uint64_t dev, uint64_t ino, unsigned bytes, int type,
+namespace {
+
+// The inode (dev, ino) near the paths task `pid` uses; empty if not found.
+std::string FindNear(pid_t pid, uint64_t dev, uint64_t ino) {
+  std::vector<std::string> seeds;
+  const std::string proc = absl::StrCat("/proc/", pid);
+  for (const char* link : {"/cwd", "/root", "/exe"}) {
+    absl::StatusOr<std::string> p = ReadLink(proc + link);
+    if (p.ok()) seeds.push_back(*p);
+  }
+  if (absl::StatusOr<std::vector<int>> fds = ListFds(pid); fds.ok()) {
+    for (int fd : *fds) {
+      absl::StatusOr<std::string> p = ReadLink(absl::StrCat(proc, "/fd/", fd));
+      if (p.ok()) seeds.push_back(*p);
+    }
+  }
+  if (absl::StatusOr<std::string> cmdline = ReadFile(proc + "/cmdline"); cmdline.ok()) {
+    for (absl::string_view arg : absl::StrSplit(*cmdline, '\0', absl::SkipEmpty())) seeds.emplace_back(arg);
+  }
+  auto is = [&](const std::string& path) {
+    struct stat st;
+    return lstat(path.c_str(), &st) == 0 && st.st_dev == dev && st.st_ino == ino;
+  };
+  std::vector<std::string> dirs;
+  size_t looked = 0;
+  constexpr size_t kMaxLooks = 1 << 16;
+  for (const std::string& seed : seeds) {
+    if (seed.empty() || seed[0] != '/') continue;
+    for (std::string p = seed; !p.empty(); p = p.substr(0, p.rfind('/'))) {
+      if (++looked > kMaxLooks) return "";
+      if (is(p)) return p;
+      dirs.push_back(p);
+    }
+    if (is("/")) return "/";
+  }
+  for (const std::string& d : dirs) {
+    DIR* dir = opendir(d.c_str());
+    if (dir == nullptr) continue;
+    std::string found;
+    while (struct dirent* e = readdir(dir)) {
+      if (++looked > kMaxLooks) break;
+      if (e->d_ino != ino || !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+      std::string p = absl::StrCat(d, "/", e->d_name);
+      if (is(p)) {
+        found = p;
+        break;
+      }
+    }
+    closedir(dir);
+    if (!found.empty() || looked > kMaxLooks) return found;
+  }
+  return "";
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> PathOfHandle(pid_t pid, uint64_t dev, uint64_t ino, unsigned bytes, int type,
                                          absl::string_view hex) {
   if (bytes == 0 || bytes > 128 || hex.size() != 2 * bytes) {
     return absl::InvalidArgumentError(absl::StrCat("a file handle of ", bytes, " bytes shown as '", hex, "'"));
@@ -126,7 +184,14 @@ absl::StatusOr<std::string> PathOfHandle(uint64_t dev, uint64_t ino, unsigned by
   if (!mnt.valid()) return ErrnoError(errno, "open ", point);
   UniqueFd inode(open_by_handle_at(mnt.get(), handle, O_PATH | O_CLOEXEC));
   if (!inode.valid()) {
-    return absl::PermissionDeniedError(absl::StrCat("its file handle does not open (", strerror(errno), ")"));
+    const int err = errno;
+    if (err == EPERM) {
+      std::string near = FindNear(pid, dev, ino);
+      if (!near.empty()) return near;
+    }
+    return absl::PermissionDeniedError(absl::StrCat(
+        "its file handle does not open (", strerror(err), ")",
+        err == EPERM ? ", and the inode is not near any path the task uses" : ""));
   }
   absl::StatusOr<std::string> path = ReadLink(absl::StrCat("/proc/self/fd/", inode.get()));
   if (!path.ok() || path->empty() || (*path)[0] != '/' || absl::EndsWith(*path, " (deleted)")) {

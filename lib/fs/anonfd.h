@@ -38,10 +38,13 @@ absl::StatusOr<UniqueFd> DupWithNonblock(int fd, uint32_t flags, absl::string_vi
 
 // The path, in this process's view, of the inode (dev, ino) whose file
 // handle fdinfo shows as `hex` (`bytes` bytes of type `type`), checked to
-// name that inode; an error saying why not (no mount of it visible, the
-// handle does not open: that needs CAP_DAC_READ_SEARCH in the initial user
-// namespace, deleted, or another inode at that path).
-absl::StatusOr<std::string> PathOfHandle(uint64_t dev, uint64_t ino, unsigned bytes, int type,
+// name that inode; an error saying why not (no mount of it visible,
+// deleted, or another inode at that path). Opening a handle needs
+// CAP_DAC_READ_SEARCH in the initial user namespace: without it, the inode
+// is looked for near the paths task `pid` uses (its open files, cwd,
+// root, executable and absolute arguments: each, its ancestors, and the
+// entries of each directory among them).
+absl::StatusOr<std::string> PathOfHandle(pid_t pid, uint64_t dev, uint64_t ino, unsigned bytes, int type,
                                          absl::string_view hex);
 
 // The mount point of mount `mnt_id` (/proc/self/mountinfo); NotFound if

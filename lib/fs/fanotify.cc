@@ -111,7 +111,7 @@ absl::StatusOr<uint32_t> RegisterFanotify(objhash::ObjHash& objects, const FdPro
       m.rec.type = image::kFanMarkInode;
       m.rec.dev = KernelDevToUser(sdev);
       m.rec.ino = ino;
-      absl::StatusOr<std::string> path = PathOfHandle(m.rec.dev, ino, bytes, type, hex);
+      absl::StatusOr<std::string> path = PathOfHandle(p.pid, m.rec.dev, ino, bytes, type, hex);
       if (!path.ok()) return fail(line, path.status().message());
       m.path = *path;
     } else if (std::sscanf(l.c_str(), "fanotify mnt_id:%x mflags:%x mask:%x ignored_mask:%x", &a, &mflags, &mask,

@@ -99,7 +99,7 @@ absl::StatusOr<uint32_t> RegisterInotify(objhash::ObjHash& objects, const FdProb
                                                    line, "'): not supported"));
     }
     InotifyWatch w{static_cast<int32_t>(wd), mask, KernelDevToUser(sdev), ino, ""};
-    absl::StatusOr<std::string> path = PathOfHandle(w.dev, ino, bytes, type, hex);
+    absl::StatusOr<std::string> path = PathOfHandle(p.pid, w.dev, ino, bytes, type, hex);
     if (!path.ok()) {
       return absl::UnimplementedError(absl::StrCat("task ", p.pid, " fd ", p.fd, ": inotify watch ", wd,
                                                    " (inode ", ino, " on ", major(w.dev), ":", minor(w.dev),

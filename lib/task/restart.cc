@@ -212,6 +212,12 @@ bool WaitAsleepInRestart(pid_t pid, pid_t tid) {
 
 }  // namespace
 
+namespace {
+absl::StatusOr<int64_t> ResolveEpollExpiry(pid_t pid, pid_t tid, const user_regs_struct& regs,
+                                           const SleepProbe& probe,
+                                           const std::map<std::string, SleepProbe::Timer>& after);
+}  // namespace
+
 absl::StatusOr<int64_t> ResolveSleepExpiry(pid_t pid, pid_t tid, const SleepProbe& probe,
                                            const std::function<absl::Status()>& refreeze) {
   if (!probe.armed()) return -1;
@@ -224,27 +230,8 @@ absl::StatusOr<int64_t> ResolveSleepExpiry(pid_t pid, pid_t tid, const SleepProb
   // thread (else EINTR, never a stranger's expiry: a 2 ms sleep restored
   // with a sleep that never ended was seen on a loaded machine).
   {
-    // An epoll wait cannot be sent back to sleep to tell candidates
-    // apart: one candidate only (PlanRestart checks it against the
-    // timeout asked for), else EINTR.
     ASSIGN_OR_RETURN(user_regs_struct regs, GetRegs(tid));
-    if (IsInterruptedEpollWait(regs)) {
-      // Only those that end within the timeout asked for (and its slack).
-      int64_t requested = -1;
-      if (static_cast<long>(regs.orig_rax) == SYS_epoll_pwait2) {
-        struct timespec ts;
-        if (regs.r10 != 0 && ReadRemote(pid, regs.r10, &ts, sizeof(ts)).ok()) requested = TimespecToNs(ts);
-      } else {
-        requested = static_cast<int64_t>(static_cast<int32_t>(regs.r10)) * 1000000;
-      }
-      if (requested <= 0) return -1;
-      const int64_t latest = MonotonicNs() + requested + 100 * 1000000LL;
-      std::map<int64_t, int64_t> within;
-      for (const auto& [hard, soft] : candidates) {
-        if (soft <= latest) within.emplace(hard, soft);
-      }
-      return within.size() == 1 ? within.begin()->second : -1;
-    }
+    if (IsInterruptedEpollWait(regs)) return ResolveEpollExpiry(pid, tid, regs, probe, after);
   }
   constexpr int kRounds = 8;
   for (int round = 0; round < kRounds && !candidates.empty() && (round == 0 || candidates.size() > 1);
@@ -305,6 +292,119 @@ absl::Status ParkAfterSyscall(pid_t pid, pid_t tid) {
     }
     RETURN_IF_ERROR(Cont(tid, 0));
   }
+}
+
+}  // namespace
+
+namespace {
+
+// An epoll wait cannot be sent back to its sleep through restart_syscall:
+// of the timers gone when it was stopped, those that end within the
+// timeout it asked for are its candidates; one is taken as it is. Among
+// several, the thread is let into the same wait once more (one syscall
+// stop at a time, so that it runs nothing of its own; its events buffer
+// pointed at an address never mapped, so that events that come meanwhile
+// stay queued: the kernel puts them back when the copy fails), and its
+// sleep timer shows where on its kernel stack the wait keeps its timer:
+// the candidate at that address is its. Else -1 (EINTR).
+absl::StatusOr<int64_t> ResolveEpollExpiry(pid_t pid, pid_t tid, const user_regs_struct& regs,
+                                           const SleepProbe& probe,
+                                           const std::map<std::string, SleepProbe::Timer>& after) {
+  const long nr = static_cast<long>(regs.orig_rax);
+  int64_t requested = -1;
+  if (nr == SYS_epoll_pwait2) {
+    struct timespec ts;
+    if (regs.r10 != 0 && ReadRemote(pid, regs.r10, &ts, sizeof(ts)).ok() && ts.tv_sec >= 0 &&
+        ts.tv_sec < image::kMaxDurationNs / 1000000000) {
+      requested = TimespecToNs(ts);
+    }
+  } else {
+    requested = static_cast<int64_t>(static_cast<int32_t>(regs.r10)) * 1000000;
+  }
+  if (requested <= 0) return -1;
+  const int64_t now = MonotonicNs();
+  const int64_t latest = now + requested + 100 * 1000000LL;
+  std::map<std::string, SleepProbe::Timer> candidates;
+  for (const auto& [addr, timer] : probe.before) {
+    if (after.count(addr) || timer.soft_mono_ns <= now || timer.soft_mono_ns > latest) continue;
+    candidates.emplace(addr, timer);
+  }
+  if (candidates.size() <= 1) return candidates.empty() ? -1 : candidates.begin()->second.soft_mono_ns;
+
+  user_regs_struct again = regs;
+  again.rax = regs.orig_rax;
+  again.rip = regs.rip - 2;
+  again.orig_rax = ~0ull;
+  again.rsi = 0x1000;  // below mmap_min_addr: never mapped
+  again.rdx = 1;
+  if (nr == SYS_epoll_pwait2) {
+    const uint64_t at = (regs.rsp - 128 - sizeof(struct timespec)) & ~uint64_t{15};
+    struct timespec ts = {3600, 0};
+    RETURN_IF_ERROR(WriteRemote(pid, at, &ts, sizeof(ts)));
+    again.r10 = at;
+  } else {
+    again.r10 = 3600 * 1000;
+  }
+  RETURN_IF_ERROR(SetRegs(tid, again));
+  RETURN_IF_ERROR(ContSyscall(tid, 0));
+  for (;;) {  // to the entry of the wait
+    ASSIGN_OR_RETURN(StopInfo stop, NextStopOf(pid, tid));
+    if (stop.syscall_stop) break;
+    if (!stop.group_stop && stop.signal != 0) {
+      return absl::InternalError(absl::StrCat(TaskName(pid, tid), ": signal ", stop.signal,
+                                              " while its sleep was probed"));
+    }
+    RETURN_IF_ERROR(ContSyscall(tid, 0));
+  }
+  RETURN_IF_ERROR(ContSyscall(tid, 0));
+  bool asleep = false, ended = false;
+  const std::string syscall_path = absl::StrCat("/proc/", pid, "/task/", tid, "/syscall");
+  for (const int64_t deadline = MonotonicNs() + 1000 * 1000000LL; MonotonicNs() < deadline;) {
+    int status = 0;
+    if (waitpid(tid, &status, WNOHANG | __WALL) == tid) {
+      if (!WIFSTOPPED(status)) {
+        return absl::AbortedError(absl::StrCat(TaskName(pid, tid), " exited while its sleep was probed"));
+      }
+      ended = true;  // its exit: events were ready (EFAULT)
+      break;
+    }
+    absl::StatusOr<ProcStat> stat = ReadProcStat(tid);
+    absl::StatusOr<std::string> text = ReadFile(syscall_path);
+    long now_nr = -1;
+    if (stat.ok() && stat->state == 'S' && text.ok()) {
+      std::vector<absl::string_view> w = absl::StrSplit(*text, ' ', absl::SkipEmpty());
+      if (!w.empty() && absl::SimpleAtoi(w[0], &now_nr) && now_nr == nr) {
+        asleep = true;
+        break;
+      }
+    }
+    usleep(50);
+  }
+  std::map<std::string, SleepProbe::Timer> rearmed =
+      asleep ? ReadSleepTimers() : std::map<std::string, SleepProbe::Timer>{};
+  if (!ended) {
+    RETURN_IF_ERROR(Interrupt(tid));
+    for (;;) {  // to the exit of the wait
+      ASSIGN_OR_RETURN(StopInfo stop, NextStopOf(pid, tid));
+      if (stop.syscall_stop) break;
+      if (!stop.group_stop && stop.signal != 0) {
+        return absl::InternalError(absl::StrCat(TaskName(pid, tid), ": signal ", stop.signal,
+                                                " while its sleep was probed"));
+      }
+      RETURN_IF_ERROR(ContSyscall(tid, 0));
+    }
+  }
+  RETURN_IF_ERROR(ParkAfterSyscall(pid, tid));
+  RETURN_IF_ERROR(SetRegs(tid, regs));
+  std::string mine;
+  int matches = 0;
+  for (const auto& [addr, timer] : candidates) {
+    if (rearmed.count(addr) && !after.count(addr)) {
+      mine = addr;
+      ++matches;
+    }
+  }
+  return matches == 1 ? candidates[mine].soft_mono_ns : -1;
 }
 
 }  // namespace
