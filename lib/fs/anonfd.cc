@@ -2,6 +2,11 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -16,6 +21,10 @@
 #include "absl/strings/strip.h"
 #include "lib/base/status.h"
 #include "lib/fs/fs.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
 
 namespace ckpt::fs {
 
@@ -88,6 +97,36 @@ absl::StatusOr<std::vector<std::pair<int, std::string>>> Mounts() {
 }
 
 }  // namespace
+
+absl::StatusOr<int> RunInHelper(int (*fn)(void*), void* arg, unsigned long extra_flags, int* pidfd) {
+  constexpr size_t kStack = 256 * 1024;
+  void* stack = mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) return ErrnoError(errno, "mmap of a helper's stack");
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pid_t child = clone(fn, static_cast<char*>(stack) + kStack, CLONE_VM | CLONE_VFORK | SIGCHLD | extra_flags, arg,
+                      pidfd);
+  const int err = errno;
+  int status = 0;
+  pid_t waited = -1;
+  if (child > 0) {
+    while ((waited = waitpid(child, &status, __WALL)) < 0 && errno == EINTR) {
+    }
+  }
+  const int wait_err = errno;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+#if defined(__SANITIZE_ADDRESS__)
+  // The helper's frames poisoned the shadow of its stack, which nothing
+  // unpoisons when it exits: the next use of these pages would look like
+  // an overflow.
+  __asan_unpoison_memory_region(stack, kStack);
+#endif
+  munmap(stack, kStack);
+  if (child < 0) return ErrnoError(err, "clone of a helper");
+  if (waited != child) return ErrnoError(wait_err, "waiting for a helper");
+  return status;
+}
 
 absl::StatusOr<std::string> MountPointOf(int mnt_id) {
   ASSIGN_OR_RETURN(auto mounts, Mounts());

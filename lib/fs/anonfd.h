@@ -47,6 +47,14 @@ absl::StatusOr<UniqueFd> DupWithNonblock(int fd, uint32_t flags, absl::string_vi
 absl::StatusOr<std::string> PathOfHandle(pid_t pid, uint64_t dev, uint64_t ino, unsigned bytes, int type,
                                          absl::string_view hex);
 
+// Runs fn(arg) in a helper process that shares this process's memory (it
+// must make plain system calls only) but has a copy of its fd table and
+// its own limits, with every signal blocked (no handler of this process's
+// runs in it), and waits for it: its wait status. `extra_flags` are more
+// clone flags (CLONE_PIDFD: its pidfd in *pidfd).
+absl::StatusOr<int> RunInHelper(int (*fn)(void*), void* arg, unsigned long extra_flags = 0,
+                                int* pidfd = nullptr);
+
 // The mount point of mount `mnt_id` (/proc/self/mountinfo); NotFound if
 // this process does not see it.
 absl::StatusOr<std::string> MountPointOf(int mnt_id);

@@ -326,26 +326,9 @@ absl::Status AddAll(const objhash::LateContext& late, const EpollRestore& ep) {
                                                      lim.rlim_max, " (RLIMIT_NOFILE)"));
   }
   HelperArgs args{epoll->fd, ops.data(), ops.size(), top, nofile, 0, 0};
-  constexpr size_t kStack = 64 * 1024;
-  void* stack = mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-  if (stack == MAP_FAILED) return ErrnoError(errno, "mmap of a helper's stack");
-  // No handler of the restorer's process may run in the helper, on its
-  // stack: every signal is blocked in it.
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  pid_t helper = clone(AddWatches, static_cast<char*>(stack) + kStack, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
-  const int clone_err = errno;
-  int status = 0;
-  pid_t waited = -1;
-  if (helper > 0) {
-    while ((waited = waitpid(helper, &status, __WALL)) < 0 && errno == EINTR) {
-    }
-  }
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  munmap(stack, kStack);
-  if (helper < 0) return ErrnoError(clone_err, "EPOLL ", ep.objref, ": clone of the helper that adds its watches");
-  if (waited != helper) return ErrnoError(errno, "EPOLL ", ep.objref, ": waiting for its helper");
+  absl::StatusOr<int> ran = RunInHelper(AddWatches, &args);
+  if (!ran.ok()) return Annotate(ran.status(), absl::StrCat("EPOLL ", ep.objref));
+  const int status = *ran;
   for (size_t i = 0; i < ops.size(); ++i) {
     if (ops[i].err != 0) {
       return ErrnoError(ops[i].err, "EPOLL ", ep.objref, ": adding FILE ", ep.items[i].file_ref,

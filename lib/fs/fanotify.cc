@@ -65,8 +65,10 @@ CKPT_RECORD(image::CKPT_HDR_FANOTIFY_MARK, "FANOTIFY_MARK", image::ckpt_fanotify
 #endif
 // What fdinfo's mflags may hold.
 constexpr uint32_t kKnownMflags = FAN_MARK_IGNORED_SURV_MODIFY | FAN_MARK_EVICTABLE | FAN_MARK_IGNORE;
-// fanotify_init() flags a group keeps (FAN_CLOEXEC, FAN_NONBLOCK are the FILE's).
-constexpr uint32_t kKnownInitFlags = 0x0000fffc;
+// fanotify_init() flags a group keeps (FAN_CLOEXEC and FAN_NONBLOCK as
+// given at init, which fdinfo shows; the FILE's own say what its
+// descriptors have now).
+constexpr uint32_t kKnownInitFlags = 0x0000ffff;
 constexpr uint32_t kKnownEventFlags = O_ACCMODE | 0100000 /* O_LARGEFILE as the kernel reports it */ | O_CLOEXEC | O_APPEND | O_DSYNC |
                                       O_NOATIME | O_NONBLOCK | O_SYNC;
 
@@ -153,8 +155,7 @@ absl::StatusOr<uint32_t> RegisterFanotify(objhash::ObjHash& objects, const FdPro
 
 absl::Status CheckpointFanotify(objhash::CheckpointContext& ctx, const objhash::ObjHash::Entry& entry) {
   const FanotifyData& fan = std::any_cast<const FanotifyData&>(entry.data);
-  image::ckpt_fanotify rec{entry.objref, static_cast<uint32_t>(fan.marks.size()),
-                           fan.flags & ~static_cast<uint32_t>(FAN_CLOEXEC | FAN_NONBLOCK), fan.event_flags};
+  image::ckpt_fanotify rec{entry.objref, static_cast<uint32_t>(fan.marks.size()), fan.flags, fan.event_flags};
   RETURN_IF_ERROR(ctx.writer->AppendStruct(image::CKPT_HDR_FANOTIFY, rec));
   for (const Mark& m : fan.marks) {
     RETURN_IF_ERROR(ctx.writer->AppendStructWith(image::CKPT_HDR_FANOTIFY_MARK, m.rec, m.path.data(), m.path.size()));
@@ -187,9 +188,12 @@ absl::StatusOr<objhash::RestoredObject> RestoreFanotify(objhash::RestoreContext&
     }
     marks.push_back({m, std::move(path)});
   }
-  int fd = fanotify_init(rec.flags | FAN_CLOEXEC | FAN_NONBLOCK, rec.event_flags);
+  // The flags as the group was made with, which fdinfo shows; the
+  // descriptors' own come from their FILE records.
+  int fd = fanotify_init(rec.flags, rec.event_flags);
   if (fd < 0) return ErrnoError(errno, "FANOTIFY ", rec.objref, ": fanotify_init(0x", absl::Hex(rec.flags), ")");
   UniqueFd owned(fd);
+  if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) return ErrnoError(errno, "FANOTIFY ", rec.objref, ": FD_CLOEXEC");
   for (const Mark& m : marks) {
     unsigned int how = m.rec.type == image::kFanMarkMount        ? FAN_MARK_MOUNT
                        : m.rec.type == image::kFanMarkFilesystem ? FAN_MARK_FILESYSTEM

@@ -142,23 +142,10 @@ absl::StatusOr<UniqueFd> OpenExitedPidfd(objhash::RestoreContext&, const image::
     return absl::InvalidArgumentError(absl::StrCat("FILE ", rec.objref, ": field 'flags': 0",
                                                    absl::Hex(rec.flags), " are not a pidfd's flags"));
   }
-  constexpr size_t kStack = 16 * 1024;
-  void* stack = mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-  if (stack == MAP_FAILED) return ErrnoError(errno, "mmap of a helper's stack");
   int pidfd = -1;
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);  // no handler of the restorer's runs in it
-  pid_t child = clone(ExitAtOnce, static_cast<char*>(stack) + kStack,
-                      CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, nullptr, &pidfd);
-  const int err = errno;
-  if (child > 0) {
-    while (waitpid(child, nullptr, __WALL) < 0 && errno == EINTR) {
-    }
-  }
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  munmap(stack, kStack);
-  if (child < 0) return ErrnoError(err, "clone of the process an exited pidfd refers to");
+  ASSIGN_OR_RETURN(int status, RunInHelper(ExitAtOnce, nullptr, CLONE_PIDFD, &pidfd));
+  (void)status;
+  if (pidfd < 0) return absl::InternalError("the exited pidfd's helper gave no pidfd");
   UniqueFd owned(pidfd);
   int fl = fcntl(pidfd, F_GETFL);
   if (fl < 0 || fcntl(pidfd, F_SETFL, (fl & ~O_NONBLOCK) | (static_cast<int>(rec.flags) & O_NONBLOCK)) != 0) {

@@ -422,8 +422,9 @@ struct ckpt_inotify_watch {
 };
 static_assert(sizeof(ckpt_inotify_watch) == 32);
 
-// A fanotify group: fanotify_init()'s flags (FAN_CLOEXEC and FAN_NONBLOCK
-// aside: the FILE's) and event flags; nr_marks FANOTIFY_MARK records
+// A fanotify group: fanotify_init()'s flags and event flags, as given
+// (FAN_CLOEXEC and FAN_NONBLOCK included: fdinfo shows them; the
+// descriptors' own are their FILEs'); nr_marks FANOTIFY_MARK records
 // follow.
 struct ckpt_fanotify {
   uint32_t objref;

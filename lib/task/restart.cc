@@ -548,6 +548,9 @@ absl::StatusOr<std::optional<image::ckpt_restart>> PlanRestart(pid_t pid,
       requested = asked(regs.rdx);
       break;
     case SYS_poll:
+      // Without a timeout, poll() too returns -ERESTART_RESTARTBLOCK (its
+      // restart block says so): the same call again.
+      if (static_cast<int32_t>(regs.rdx) < 0) return Make(image::kRestartSameArgs, 0);
       requested = static_cast<int64_t>(static_cast<int32_t>(regs.rdx)) * 1000000;
       break;
     case SYS_futex: {
@@ -610,8 +613,9 @@ absl::Status CheckRestart(const image::ckpt_restart& restart, const user_regs_st
         absl::StrCat("kind ", restart.kind, " for a thread not stopped in a restartable sleep"));
   }
   if (restart.kind == image::kRestartSameArgs &&
-      !(nr == SYS_futex && (regs.rsi & kFutexCmdMask) == FUTEX_WAIT_BITSET)) {
-    return absl::InvalidArgumentError("same-args for a call that has no absolute deadline");
+      !(nr == SYS_futex && (regs.rsi & kFutexCmdMask) == FUTEX_WAIT_BITSET) &&
+      !(nr == SYS_poll && static_cast<int32_t>(regs.rdx) < 0)) {
+    return absl::InvalidArgumentError("same-args for a call that has no absolute deadline nor waits forever");
   }
   if (restart.remaining_ns < 0 || restart.remaining_ns > image::kMaxDurationNs) {
     return absl::InvalidArgumentError(absl::StrCat("remaining_ns ", restart.remaining_ns,
