@@ -188,6 +188,14 @@ TEST_F(EventFdTest, PidfdsOfALiveAndAReapedChild) { DumpKillRestorePasses("event
 
 TEST_F(EventFdTest, PidfdsLeaveRunningThenRestore) { LeaveRunningPassesThenRestoresAndPasses("event_pidfd", {}); }
 
+// poll() and ppoll() without a timeout (tail -f waits so) go on waiting
+// after the restore, and return when their pipe is written.
+TEST_F(EventFdTest, PollWithoutATimeoutWaitsOnAfterTheRestore) { DumpKillRestorePasses("poll_forever", {}, 1); }
+
+TEST_F(EventFdTest, PollWithoutATimeoutLeaveRunningThenRestore) {
+  LeaveRunningPassesThenRestoresAndPasses("poll_forever", {});
+}
+
 // A pidfd of a thread (PIDFD_THREAD), also in an epoll: after the restore
 // it refers to the restored thread, and reports its exit.
 TEST_F(EventFdTest, ThreadPidfdRefersToTheRestoredThread) { DumpKillRestorePasses("event_threadpidfd", {}, 1); }
