@@ -95,11 +95,17 @@ int main(int argc, char **argv) {
     }
     n = read(fan, buf, sizeof(buf));
     if (n <= 0) break;
-    for (struct fanotify_event_metadata *m = (void *)buf; FAN_EVENT_OK(m, n); m = FAN_EVENT_NEXT(m, n)) {
-      seen |= (unsigned)m->mask & (FAN_CREATE | FAN_MODIFY | FAN_CLOSE_WRITE);
-      SUBJECT_CHECK(m->fd == FAN_NOFD, "an event came with an fd (%d): FAN_REPORT_FID lost", m->fd);
-      if (m->fd >= 0) close(m->fd);
+    /* With FID records, events are only 4-byte aligned: each header is
+     * copied out rather than read in place. */
+    for (ssize_t off = 0; off + (ssize_t)sizeof(struct fanotify_event_metadata) <= n;) {
+      struct fanotify_event_metadata m;
+      memcpy(&m, buf + off, sizeof(m));
+      if (m.event_len < sizeof(m) || off + (ssize_t)m.event_len > n) break;
+      seen |= (unsigned)m.mask & (FAN_CREATE | FAN_MODIFY | FAN_CLOSE_WRITE);
+      SUBJECT_CHECK(m.fd == FAN_NOFD, "an event came with an fd (%d): FAN_REPORT_FID lost", m.fd);
+      if (m.fd >= 0) close(m.fd);
       ++events;
+      off += m.event_len;
     }
   }
   SUBJECT_CHECK(seen == (FAN_CREATE | FAN_MODIFY | FAN_CLOSE_WRITE), "events seen 0x%x", seen);
