@@ -294,6 +294,66 @@ absl::Status ParkAfterSyscall(pid_t pid, pid_t tid) {
   }
 }
 
+// From a stop of `tid` that is not a syscall stop: on to its next syscall
+// stop, through the event stops on the way; a signal is an error.
+absl::Status ToSyscallStop(pid_t pid, pid_t tid) {
+  for (;;) {
+    ASSIGN_OR_RETURN(StopInfo stop, NextStopOf(pid, tid));
+    if (stop.syscall_stop) return absl::OkStatus();
+    if (!stop.group_stop && stop.signal != 0) {
+      return absl::InternalError(absl::StrCat(TaskName(pid, tid), ": signal ", stop.signal,
+                                              " while its sleep was probed"));
+    }
+    RETURN_IF_ERROR(ContSyscall(tid, 0));
+  }
+}
+
+struct SleptAgain {
+  bool asleep = false;  // it sleeps in the call: `timers` were read then
+  bool ended = false;   // the call returned: stopped at its exit
+  std::map<std::string, SleepProbe::Timer> timers;
+};
+
+// `tid`, stopped with registers that make syscall `nr`, is let into it one
+// syscall stop at a time (it runs nothing of its own), and watched for a
+// second at most until it sleeps there or the call ends.
+absl::StatusOr<SleptAgain> SleepAgain(pid_t pid, pid_t tid, long nr) {
+  RETURN_IF_ERROR(ContSyscall(tid, 0));
+  RETURN_IF_ERROR(ToSyscallStop(pid, tid));  // the entry of the call
+  RETURN_IF_ERROR(ContSyscall(tid, 0));
+  SleptAgain out;
+  const std::string syscall_path = absl::StrCat("/proc/", pid, "/task/", tid, "/syscall");
+  for (const int64_t deadline = MonotonicNs() + 1000 * 1000000LL; MonotonicNs() < deadline;) {
+    int status = 0;
+    if (waitpid(tid, &status, WNOHANG | __WALL) == tid) {
+      if (!WIFSTOPPED(status)) {
+        return absl::AbortedError(absl::StrCat(TaskName(pid, tid), " exited while its sleep was probed"));
+      }
+      out.ended = true;
+      return out;
+    }
+    absl::StatusOr<ProcStat> stat = ReadProcStat(tid);
+    absl::StatusOr<std::string> text = ReadFile(syscall_path);
+    long now_nr = -1;
+    if (stat.ok() && stat->state == 'S' && text.ok()) {
+      std::vector<absl::string_view> w = absl::StrSplit(*text, ' ', absl::SkipEmpty());
+      if (!w.empty() && absl::SimpleAtoi(w[0], &now_nr) && now_nr == nr) {
+        out.asleep = true;
+        out.timers = ReadSleepTimers();
+        return out;
+      }
+    }
+    usleep(50);
+  }
+  return out;
+}
+
+// Interrupted, a call that sleeps comes out at its syscall exit.
+absl::Status InterruptToExit(pid_t pid, pid_t tid) {
+  RETURN_IF_ERROR(Interrupt(tid));
+  return ToSyscallStop(pid, tid);
+}
+
 }  // namespace
 
 namespace {
@@ -346,54 +406,10 @@ absl::StatusOr<int64_t> ResolveEpollExpiry(pid_t pid, pid_t tid, const user_regs
     again.r10 = 3600 * 1000;
   }
   RETURN_IF_ERROR(SetRegs(tid, again));
-  RETURN_IF_ERROR(ContSyscall(tid, 0));
-  for (;;) {  // to the entry of the wait
-    ASSIGN_OR_RETURN(StopInfo stop, NextStopOf(pid, tid));
-    if (stop.syscall_stop) break;
-    if (!stop.group_stop && stop.signal != 0) {
-      return absl::InternalError(absl::StrCat(TaskName(pid, tid), ": signal ", stop.signal,
-                                              " while its sleep was probed"));
-    }
-    RETURN_IF_ERROR(ContSyscall(tid, 0));
-  }
-  RETURN_IF_ERROR(ContSyscall(tid, 0));
-  bool asleep = false, ended = false;
-  const std::string syscall_path = absl::StrCat("/proc/", pid, "/task/", tid, "/syscall");
-  for (const int64_t deadline = MonotonicNs() + 1000 * 1000000LL; MonotonicNs() < deadline;) {
-    int status = 0;
-    if (waitpid(tid, &status, WNOHANG | __WALL) == tid) {
-      if (!WIFSTOPPED(status)) {
-        return absl::AbortedError(absl::StrCat(TaskName(pid, tid), " exited while its sleep was probed"));
-      }
-      ended = true;  // its exit: events were ready (EFAULT)
-      break;
-    }
-    absl::StatusOr<ProcStat> stat = ReadProcStat(tid);
-    absl::StatusOr<std::string> text = ReadFile(syscall_path);
-    long now_nr = -1;
-    if (stat.ok() && stat->state == 'S' && text.ok()) {
-      std::vector<absl::string_view> w = absl::StrSplit(*text, ' ', absl::SkipEmpty());
-      if (!w.empty() && absl::SimpleAtoi(w[0], &now_nr) && now_nr == nr) {
-        asleep = true;
-        break;
-      }
-    }
-    usleep(50);
-  }
-  std::map<std::string, SleepProbe::Timer> rearmed =
-      asleep ? ReadSleepTimers() : std::map<std::string, SleepProbe::Timer>{};
-  if (!ended) {
-    RETURN_IF_ERROR(Interrupt(tid));
-    for (;;) {  // to the exit of the wait
-      ASSIGN_OR_RETURN(StopInfo stop, NextStopOf(pid, tid));
-      if (stop.syscall_stop) break;
-      if (!stop.group_stop && stop.signal != 0) {
-        return absl::InternalError(absl::StrCat(TaskName(pid, tid), ": signal ", stop.signal,
-                                                " while its sleep was probed"));
-      }
-      RETURN_IF_ERROR(ContSyscall(tid, 0));
-    }
-  }
+  // Ended at once: events were ready (the copy failed, EFAULT).
+  ASSIGN_OR_RETURN(SleptAgain slept, SleepAgain(pid, tid, nr));
+  if (!slept.ended) RETURN_IF_ERROR(InterruptToExit(pid, tid));
+  const std::map<std::string, SleepProbe::Timer>& rearmed = slept.timers;
   RETURN_IF_ERROR(ParkAfterSyscall(pid, tid));
   RETURN_IF_ERROR(SetRegs(tid, regs));
   std::string mine;
@@ -418,59 +434,15 @@ absl::StatusOr<int64_t> ResolveStoppedSleep(pid_t pid, pid_t tid) {
     // Into restart_syscall, one syscall stop at a time: if the sleep is
     // over it returns, and the thread is parked again before it runs
     // anything of its own.
-    RETURN_IF_ERROR(ContSyscall(tid, 0));
-    for (;;) {
-      ASSIGN_OR_RETURN(StopInfo stop, NextStopOf(pid, tid));
-      if (stop.syscall_stop) break;  // the entry of restart_syscall
-      if (!stop.group_stop && stop.signal != 0) {
-        return absl::InternalError(absl::StrCat(TaskName(pid, tid), ": signal ", stop.signal,
-                                                " while its sleep was probed"));
-      }
-      RETURN_IF_ERROR(ContSyscall(tid, 0));
-    }
-    RETURN_IF_ERROR(ContSyscall(tid, 0));
-    bool ended = false, asleep = false;
-    const std::string syscall_path = absl::StrCat("/proc/", pid, "/task/", tid, "/syscall");
-    for (const int64_t deadline = MonotonicNs() + 1000 * 1000000LL; MonotonicNs() < deadline;) {
-      int status = 0;
-      if (waitpid(tid, &status, WNOHANG | __WALL) == tid) {
-        if (!WIFSTOPPED(status)) {
-          return absl::AbortedError(
-              absl::StrCat(TaskName(pid, tid), " exited while its sleep was probed"));
-        }
-        ended = true;  // the exit of restart_syscall: its time was up
-        break;
-      }
-      absl::StatusOr<ProcStat> stat = ReadProcStat(tid);
-      absl::StatusOr<std::string> text = ReadFile(syscall_path);
-      long nr = -1;
-      if (stat.ok() && stat->state == 'S' && text.ok()) {
-        std::vector<absl::string_view> w = absl::StrSplit(*text, ' ', absl::SkipEmpty());
-        if (!w.empty() && absl::SimpleAtoi(w[0], &nr) && nr == SYS_restart_syscall) {
-          asleep = true;
-          break;
-        }
-      }
-      usleep(50);
-    }
-    if (ended) {
+    ASSIGN_OR_RETURN(SleptAgain slept, SleepAgain(pid, tid, SYS_restart_syscall));
+    if (slept.ended) {
       // The call is over (its result in rax): the thread keeps that.
       RETURN_IF_ERROR(ParkAfterSyscall(pid, tid));
       return -1;
     }
-    std::map<std::string, SleepProbe::Timer> rearmed =
-        asleep ? ReadSleepTimers() : std::map<std::string, SleepProbe::Timer>{};
-    // Interrupted, the sleep comes out at its syscall exit.
-    RETURN_IF_ERROR(Interrupt(tid));
-    for (;;) {
-      ASSIGN_OR_RETURN(StopInfo stop, NextStopOf(pid, tid));
-      if (stop.syscall_stop) break;
-      if (!stop.group_stop && stop.signal != 0) {
-        return absl::InternalError(absl::StrCat(TaskName(pid, tid), ": signal ", stop.signal,
-                                                " while its sleep was probed"));
-      }
-      RETURN_IF_ERROR(ContSyscall(tid, 0));
-    }
+    const bool asleep = slept.asleep;
+    const std::map<std::string, SleepProbe::Timer>& rearmed = slept.timers;
+    RETURN_IF_ERROR(InterruptToExit(pid, tid));
     RETURN_IF_ERROR(ParkAfterSyscall(pid, tid));
     std::map<std::string, SleepProbe::Timer> frozen = ReadSleepTimers();
     ASSIGN_OR_RETURN(user_regs_struct now, GetRegs(tid));
