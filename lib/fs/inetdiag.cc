@@ -9,9 +9,14 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "lib/base/fd.h"
 #include "lib/base/status.h"
 #include "lib/fs/sockdiag.h"
@@ -46,7 +51,53 @@ void ParseOne(const struct nlmsghdr* h, InetDiag* d) {
   }
 }
 
+// "0100007F:0001" (the address's 32-bit words in hex, as the kernel holds
+// them, then the port) into `addr` and `port`.
+bool ParseProcAddr(absl::string_view text, int family, uint8_t* addr, uint16_t* port) {
+  const size_t words = family == AF_INET ? 1 : 4;
+  if (text.size() != words * 8 + 5 || text[words * 8] != ':') return false;
+  for (size_t i = 0; i < words; i++) {
+    uint32_t w = 0;
+    if (!absl::SimpleHexAtoi(text.substr(i * 8, 8), &w)) return false;
+    memcpy(addr + 4 * i, &w, 4);
+  }
+  uint32_t p = 0;
+  if (!absl::SimpleHexAtoi(text.substr(words * 8 + 1), &p) || p > 0xffff) return false;
+  *port = static_cast<uint16_t>(p);
+  return true;
+}
+
 }  // namespace
+
+absl::StatusOr<InetDiag> ProcNetSocket(int family, bool ping, uint64_t ino) {
+  const std::string path = absl::StrCat("/proc/net/", ping ? "icmp" : "raw", family == AF_INET6 ? "6" : "");
+  std::ifstream in(path);
+  if (!in) return ErrnoError(errno, "open ", path);
+  std::string line;
+  std::getline(in, line);  // the heading
+  while (std::getline(in, line)) {
+    std::vector<absl::string_view> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...
+    if (f.size() < 10) continue;
+    uint64_t node = 0;
+    if (!absl::SimpleAtoi(f[9], &node) || node != ino) continue;
+    InetDiag d;
+    d.family = static_cast<uint8_t>(family);
+    d.ino = ino;
+    uint32_t st = 0, rx = 0, uid = 0;
+    std::vector<absl::string_view> q = absl::StrSplit(f[4], ':');
+    if (!ParseProcAddr(f[1], family, d.src, &d.sport) || !ParseProcAddr(f[2], family, d.dst, &d.dport) ||
+        !absl::SimpleHexAtoi(f[3], &st) || q.size() != 2 || !absl::SimpleHexAtoi(q[1], &rx) ||
+        !absl::SimpleAtoi(f[7], &uid)) {
+      return absl::InternalError(absl::StrCat(path, ": cannot parse \"", line, "\""));
+    }
+    d.state = static_cast<uint8_t>(st);
+    d.rqueue = rx;
+    d.uid = uid;
+    return d;
+  }
+  return absl::NotFoundError(absl::StrCat(path, " does not list socket:[", ino, "]"));
+}
 
 absl::StatusOr<std::vector<InetDiag>> DumpInetSockets(int family, int protocol) {
   struct {

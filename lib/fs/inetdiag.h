@@ -35,6 +35,13 @@ struct InetDiag {
 // and `family` in this network namespace.
 absl::StatusOr<std::vector<InetDiag>> DumpInetSockets(int family, int protocol);
 
+// The raw or ping (ICMP SOCK_DGRAM) socket `ino` of `family`, as
+// /proc/net/{raw,raw6,icmp,icmp6} of this process's network namespace
+// lists it (sock_diag has no ping sockets): addresses, state (connected:
+// TCP_ESTABLISHED), and rqueue, the bytes of packets queued to read.
+// NotFound if it is not listed.
+absl::StatusOr<InetDiag> ProcNetSocket(int family, bool ping, uint64_t ino);
+
 // A TCP state's name ("CLOSE_WAIT").
 std::string TcpStateName(uint32_t state);
 // "127.0.0.1:80", "[::1]:80".

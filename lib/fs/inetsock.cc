@@ -29,6 +29,7 @@
 #include "lib/fs/fdkind.h"
 #include "lib/fs/holders.h"
 #include "lib/fs/inetdiag.h"
+#include "lib/fs/inetopts.h"
 #include "lib/fs/netlock.h"
 #include "lib/fs/sockopt.h"
 #include "lib/image/format.h"
@@ -123,6 +124,8 @@ std::string ProtoName(uint32_t protocol) {
     case IPPROTO_TCP: return "tcp";
     case IPPROTO_UDP: return "udp";
     case IPPROTO_UDPLITE: return "udplite";
+    case IPPROTO_ICMP: return "icmp";
+    case IPPROTO_ICMPV6: return "icmp";
     default: return absl::StrCat("protocol ", protocol);
   }
 }
@@ -169,8 +172,27 @@ socklen_t ToSockaddr(int family, const uint8_t* addr, uint16_t port, struct sock
   return sizeof(*in6);
 }
 
-// "tcp 127.0.0.1:80 -> 127.0.0.1:4242", "udp [::]:53".
+// A ping socket (ICMP or ICMPv6, SOCK_DGRAM) or a raw one: neither has
+// ports, nor a sock_diag table, nor datagrams that can be put back.
+bool IsPing(int type, uint32_t protocol) {
+  return type == SOCK_DGRAM && (protocol == IPPROTO_ICMP || protocol == IPPROTO_ICMPV6);
+}
+bool PortLess(int type, uint32_t protocol) { return type == SOCK_RAW || IsPing(type, protocol); }
+
+// "tcp 127.0.0.1:80 -> 127.0.0.1:4242", "udp [::]:53", "raw 0.0.0.0
+// protocol 1", "ping 127.0.0.1 id 42801".
 std::string SockName(const image::ckpt_inet_sock& r) {
+  if (PortLess(r.type, r.protocol)) {
+    std::string out = absl::StrCat(r.type == SOCK_RAW ? "raw" : "ping", r.family == AF_INET6 ? "6 " : " ",
+                                   InetAddrName(r.family, r.src_addr, 0));
+    out.resize(out.size() - 2);  // ":0"
+    absl::StrAppend(&out, r.type == SOCK_RAW ? " protocol " : " id ", r.src_port);
+    if (r.state == image::kInetEstablished) {
+      std::string peer = InetAddrName(r.family, r.dst_addr, 0);
+      absl::StrAppend(&out, " -> ", peer.substr(0, peer.size() - 2));
+    }
+    return out;
+  }
   std::string out = absl::StrCat(ProtoName(r.protocol), r.family == AF_INET6 ? "6 " : " ",
                                  InetAddrName(r.family, r.src_addr, r.src_port));
   if (r.state == image::kInetEstablished) {
@@ -233,6 +255,7 @@ struct InetInfo {
   image::ckpt_inet_sock rec{};
   SockFilter filter;
   std::string data;  // what follows the filter
+  std::vector<image::ckpt_sockopt> opts;  // its INET_OPTS
   std::shared_ptr<Held> held;
   std::shared_ptr<NetLock> lock;
   uint32_t pending = 0;  // a listener: connections waiting in its backlog
@@ -247,6 +270,7 @@ struct LockEntry {
   std::shared_ptr<NetLock> lock;
   std::shared_ptr<std::map<std::pair<int, int>, std::map<uint64_t, InetDiag>>> diag =
       std::make_shared<std::map<std::pair<int, int>, std::map<uint64_t, InetDiag>>>();
+  std::shared_ptr<InetOptDefaults> defaults = std::make_shared<InetOptDefaults>();
 };
 
 LockEntry* DumpState(objhash::ObjHash& objects) {
@@ -339,12 +363,15 @@ absl::Status Supported(int fd, const Kind& k, const std::string& who) {
   if (k.type == SOCK_DGRAM && (k.protocol == IPPROTO_UDP || k.protocol == IPPROTO_UDPLITE)) {
     return absl::OkStatus();
   }
-  std::string what = k.type == SOCK_RAW ? "a raw socket"
-                     : k.type == SOCK_DGRAM && (k.protocol == IPPROTO_ICMP || k.protocol == IPPROTO_ICMPV6)
-                         ? "an ICMP (ping) socket"
-                     : k.protocol == IPPROTO_SCTP ? "an SCTP socket"
-                     : k.protocol == 262          ? "an MPTCP socket"
-                                                  : absl::StrCat("a socket of type ", k.type, " protocol ", k.protocol);
+  if (k.type == SOCK_RAW || IsPing(k.type, static_cast<uint32_t>(k.protocol))) {
+    if (k.family == AF_INET && k.protocol == IPPROTO_ICMPV6) {
+      return absl::UnimplementedError(absl::StrCat(who, ": an IPv4 socket of protocol ICMPv6 is not supported"));
+    }
+    return absl::OkStatus();
+  }
+  std::string what = k.protocol == IPPROTO_SCTP ? "an SCTP socket"
+                     : k.protocol == 262        ? "an MPTCP socket"
+                                                : absl::StrCat("a socket of type ", k.type, " protocol ", k.protocol);
   return absl::UnimplementedError(absl::StrCat(who, ": ", what, " (", fam, ") is not supported yet"));
 }
 
@@ -374,7 +401,7 @@ absl::Status Refusals(int c, const Kind& k, const std::string& who) {
                                                    std::string(ulp, strnlen(ulp, sizeof(ulp))),
                                                    "\" (TCP_ULP; kTLS) is not supported"));
     }
-  } else {
+  } else if (k.protocol == IPPROTO_UDP || k.protocol == IPPROTO_UDPLITE) {
     for (auto [opt, name] : {std::pair{UDP_GRO, "UDP_GRO"}, std::pair{UDP_SEGMENT, "UDP_SEGMENT"},
                              std::pair{UDP_CORK, "UDP_CORK"}}) {
       absl::StatusOr<int> v = GetSockInt(c, SOL_UDP, opt, name);
@@ -632,6 +659,47 @@ absl::Status ReadDatagrams(int c, InetInfo& s, const std::string& who) {
   return back;
 }
 
+// A raw or ping socket: what getsockname did not say (a connected peer,
+// queued packets) from /proc/net; shutdown from poll. Packets queued to
+// read are refused: a raw socket's cannot be put back without every other
+// raw socket of their protocol seeing them again, and a ping socket's
+// cannot be peeked at past the first (no SO_PEEK_OFF).
+absl::Status ReadPortLess(int c, const Kind& k, uint64_t ino, InetInfo& s, const std::string& who_in) {
+  image::ckpt_inet_sock& r = s.rec;
+  const bool ping = IsPing(k.type, static_cast<uint32_t>(k.protocol));
+  // A ping socket not bound (explicitly, or by a first send) is not
+  // hashed, and not listed: it receives nothing, and has no peer.
+  absl::StatusOr<InetDiag> listed = ProcNetSocket(k.family, ping, ino);
+  if (!listed.ok() && !absl::IsNotFound(listed.status())) return WithWho(listed.status(), who_in);
+  InetDiag d;
+  if (listed.ok()) d = *listed;
+  // getsockname shows the protocol (raw) or the echo identifier (ping) as
+  // its port; bound means an identifier for ping.
+  if (!ping) r.flags |= image::kInetBound;
+  if (d.state == TCP_ESTABLISHED) {
+    r.state = image::kInetEstablished;
+    memcpy(r.dst_addr, d.dst, 16);
+    r.dst_port = 0;
+  } else {
+    r.state = image::kInetClosed;
+  }
+  const std::string who = absl::StrCat(who_in, " (", SockName(r), ")");
+  if (d.rqueue != 0) {
+    return absl::UnimplementedError(absl::StrCat(
+        who, ": ", d.rqueue, " bytes of packets wait to be read on it, which cannot be put back as they came: "
+             "not supported (the dump may be tried again once the program has read them)"));
+  }
+  struct pollfd pr = {c, POLLRDHUP, 0};
+  if (poll(&pr, 1, 0) == 1) {
+    if (pr.revents & POLLHUP) {
+      r.shutdown = 3;
+    } else if (pr.revents & POLLRDHUP) {
+      r.shutdown = 1;
+    }
+  }
+  return absl::OkStatus();
+}
+
 bool ClaimsInet(const FdProbe& p) {
   if (!S_ISSOCK(p.st.st_mode)) return false;
   absl::StatusOr<UniqueFd> copy = CopyOfFd(p.pid, p.fd);
@@ -686,6 +754,12 @@ absl::StatusOr<uint32_t> RegisterInetTarget(objhash::ObjHash& objects, const FdP
   }
   RETURN_IF_ERROR(Refusals(c, k, who));
   RETURN_IF_ERROR(Annotate(ReadOptions(c, k, r), who));
+  {
+    LockEntry* e = DumpState(objects);
+    if (e == nullptr) return absl::InternalError("no dump state for inet sockets");
+    s.opts = ReadInetOptions(c, k.family, k.type, k.protocol, *e->defaults);
+    if (!s.opts.empty()) r.flags |= image::kInetMoreOptions;
+  }
   ASSIGN_OR_RETURN(s.filter, GetSockFilter(c, who));
   r.nr_filter = static_cast<uint32_t>(s.filter.insns.size());
   if (s.filter.locked) r.flags |= image::kInetFilterLocked;
@@ -703,6 +777,11 @@ absl::StatusOr<uint32_t> RegisterInetTarget(objhash::ObjHash& objects, const FdP
     LockedConn l = WireConn(r);
     RETURN_IF_ERROR(Annotate(s.lock->AddListener(l.family, IsAny(r.family, r.src_addr) ? nullptr : l.src, r.src_port),
                              who));
+  }
+  if (PortLess(k.type, static_cast<uint32_t>(k.protocol))) {
+    RETURN_IF_ERROR(ReadPortLess(c, k, p.st.st_ino, s, who));
+    r.data_size = 0;
+    return f.objref;
   }
   // A TCP socket not connected nor listening is in no table sock_diag
   // shows; nor is a UDP socket never bound.
@@ -777,7 +856,9 @@ absl::Status CheckpointInet(objhash::CheckpointContext& ctx, const objhash::ObjH
                            {const_cast<struct sock_filter*>(s.filter.insns.data()),
                             s.filter.insns.size() * sizeof(struct sock_filter)},
                            {const_cast<char*>(s.data.data()), s.data.size()}};
-  return ctx.writer->AppendV(image::CKPT_HDR_INET_SOCK, parts, 3);
+  RETURN_IF_ERROR(ctx.writer->AppendV(image::CKPT_HDR_INET_SOCK, parts, 3));
+  if (s.opts.empty()) return absl::OkStatus();
+  return WriteInetOptions(*ctx.writer, rec.objref, s.opts);
 }
 
 // --------------------------------------------------------------- restore
@@ -1304,9 +1385,22 @@ absl::Status CheckRecord(const image::Reader& rd, const image::ckpt_inet_sock& r
   if (r.family != AF_INET && r.family != AF_INET6) return rd.FieldError("family", r.family, " is not AF_INET or AF_INET6");
   const bool tcp = r.type == SOCK_STREAM && r.protocol == IPPROTO_TCP;
   const bool udp = r.type == SOCK_DGRAM && (r.protocol == IPPROTO_UDP || r.protocol == IPPROTO_UDPLITE);
-  if (!tcp && !udp) return rd.FieldError("protocol", r.protocol, " with type ", r.type, " is neither TCP nor UDP");
+  const bool portless = PortLess(r.type, r.protocol);
+  if (!tcp && !udp && !portless) {
+    return rd.FieldError("protocol", r.protocol, " with type ", r.type, " is not TCP, UDP, ICMP (ping) or raw");
+  }
+  if (r.type == SOCK_RAW && (r.protocol == 0 || r.protocol > 255)) return rd.FieldError("protocol", r.protocol);
+  if (portless && r.family == AF_INET && r.protocol == IPPROTO_ICMPV6) {
+    return rd.FieldError("protocol", r.protocol, ": ICMPv6 on IPv4");
+  }
+  if (portless && (r.nr_dgrams != 0 || r.data_size != 0)) {
+    return rd.FieldError("nr_dgrams", r.nr_dgrams, ": a raw or ping socket keeps no queued packets");
+  }
+  if (r.type == SOCK_RAW && (!(r.flags & image::kInetBound) || r.src_port != r.protocol)) {
+    return rd.FieldError("src_port", r.src_port, ": a raw socket's is its protocol");
+  }
   if (r.state > image::kInetEstablished) return rd.FieldError("state", r.state, " is not a socket state");
-  if (udp && r.state == image::kInetListening) return rd.FieldError("state", r.state, ": a UDP socket does not listen");
+  if (!tcp && r.state == image::kInetListening) return rd.FieldError("state", r.state, ": only TCP listens");
   if (r.flags & ~image::kInetKnownFlags) return rd.FieldError("flags", r.flags, " has unknown bits");
   if (r.shutdown & ~3u) return rd.FieldError("shutdown", r.shutdown, " has unknown bits");
   if (tcp && (r.shutdown & 2)) return rd.FieldError("shutdown", r.shutdown, ": a TCP socket shut down for sending");
@@ -1314,6 +1408,7 @@ absl::Status CheckRecord(const image::Reader& rd, const image::ckpt_inet_sock& r
     return rd.FieldError("shutdown", r.shutdown, " does not fit the socket's state");
   }
   if (r.family == AF_INET && (r.flags & image::kInetV6Only)) return rd.FieldError("flags", r.flags, ": IPV6_V6ONLY on IPv4");
+  if (r.type == SOCK_RAW && (r.flags & image::kInetV6Only)) return rd.FieldError("flags", r.flags, ": IPV6_V6ONLY on a raw socket");
   if (r.family == AF_INET) {
     static const uint8_t kZero[12] = {};
     if (memcmp(r.src_addr + 4, kZero, 12) != 0 || memcmp(r.dst_addr + 4, kZero, 12) != 0) {
@@ -1324,7 +1419,8 @@ absl::Status CheckRecord(const image::Reader& rd, const image::ckpt_inet_sock& r
     return rd.FieldError("src_port", r.src_port, " does not fit flags ", r.flags);
   }
   const bool connected = r.state == image::kInetEstablished;
-  if (connected != (r.dst_port != 0) || (connected && !(r.flags & image::kInetBound))) {
+  if (portless ? r.dst_port != 0
+               : (connected != (r.dst_port != 0) || (connected && !(r.flags & image::kInetBound)))) {
     return rd.FieldError("dst_port", r.dst_port, " does not fit the socket's state");
   }
   if (r.state == image::kInetListening && (r.src_port == 0 || r.backlog > 65535)) {
@@ -1445,16 +1541,23 @@ absl::StatusOr<objhash::RestoredObject> RestoreInet(objhash::RestoreContext& ctx
   std::string data(r.data_size, '\0');
   RETURN_IF_ERROR(rd.ReadPayload(data.data(), data.size()));
   if (r.protocol != IPPROTO_TCP) RETURN_IF_ERROR(CheckDatagrams(rd, r, data));
+  std::vector<image::ckpt_sockopt> opts;
+  if (r.flags & image::kInetMoreOptions) {
+    ASSIGN_OR_RETURN(opts, ReadInetOptionsRecord(rd, r.objref, r.family, r.type, static_cast<int>(r.protocol)));
+  }
   const std::string what = absl::StrCat(SockName(r), " (socket:[", r.ino, "])");
 
   UniqueFd sock(socket(r.family, r.type | SOCK_CLOEXEC, static_cast<int>(r.protocol)));
   if (!sock.valid()) return ErrnoError(errno, what, ": socket");
   const int fd = sock.get();
   // What binding depends on, first.
-  if (r.family == AF_INET6) {
+  // (Not for a raw socket, which refuses it: it has no IPv4 side.)
+  if (r.family == AF_INET6 && r.type != SOCK_RAW) {
     RETURN_IF_ERROR(SetSockInt(fd, SOL_IPV6, IPV6_V6ONLY, (r.flags & image::kInetV6Only) ? 1 : 0, "IPV6_V6ONLY"));
   }
   if (r.flags & image::kInetReusePort) RETURN_IF_ERROR(SetSockInt(fd, SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT"));
+  // Some of these (IP_TRANSPARENT, IP_BIND_ADDRESS_NO_PORT) bear on the bind.
+  RETURN_IF_ERROR(Annotate(SetInetOptions(fd, opts), what));
   if (r.flags & image::kInetFreebind) {
     RETURN_IF_ERROR(r.family == AF_INET ? SetSockInt(fd, SOL_IP, IP_FREEBIND, 1, "IP_FREEBIND")
                                         : SetSockInt(fd, SOL_IPV6, IPV6_FREEBIND, 1, "IPV6_FREEBIND"));

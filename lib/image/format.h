@@ -30,7 +30,7 @@ inline constexpr char kMagic[8] = {'L', 'I', 'B', 'C', 'K', 'P', 'T', '\0'};
 // A reader refuses another major; a higher minor only appends fields and
 // skippable records.
 inline constexpr uint16_t kFormatMajor = 4;
-inline constexpr uint16_t kFormatMinor = 4;
+inline constexpr uint16_t kFormatMinor = 5;
 inline constexpr uint16_t kArchX86_64 = 1;
 inline constexpr uint32_t kChecksumXxh3 = 1;
 
@@ -108,6 +108,9 @@ enum RecordType : uint32_t {
   CKPT_HDR_NETLINK_SOCK = 49,   // ckpt_netlink_sock + u32 groups[nr_group_words]: a netlink socket
   CKPT_HDR_UNIX_QUEUE = 39,   // ckpt_unix_queue + messages: a unix socket's queued data and
                               // its backlog (a link record, after every object)
+  CKPT_HDR_INET_OPTS = 90,    // ckpt_inet_opts + ckpt_sockopt[nr_opts]: the INET_SOCK before
+                              // it has more options (its flag kInetMoreOptions)
+  CKPT_HDR_PACKET_SOCK = 91,  // ckpt_packet_sock + ckpt_packet_mc[] + filter: a packet socket
 
   // per task
   CKPT_HDR_TASK = 50,       // ckpt_task: opens a task's section
@@ -510,6 +513,7 @@ enum FileKind : uint32_t {
   kFilePidfdExited = 21,  // a pidfd of a process that has exited and was reaped
   kFileFanotify = 22,     // a fanotify group: the FANOTIFY target_ref
   kFileNetlinkSocket = 23,  // a netlink socket: the NETLINK_SOCK target_ref
+  kFilePacketSocket = 24,   // a packet socket: the PACKET_SOCK target_ref (4.5)
 };
 
 // Shared by CKPT_HDR_FILE (an open description: flags and pos matter) and
@@ -730,7 +734,10 @@ enum InetFlags : uint32_t {
   // FIN_WAIT2, LAST_ACK, CLOSING), its send queue empty: snd_seq is its
   // FIN's sequence number, and the restore shuts it down again.
   kInetFinOut = 1u << 14,
-  kInetKnownFlags = (1u << 15) - 1,
+  // An INET_OPTS record follows this one: options a fresh socket of its
+  // kind does not have (format 4.5).
+  kInetMoreOptions = 1u << 15,
+  kInetKnownFlags = (1u << 16) - 1,
 };
 
 // TCP options negotiated at the handshake (tcp_info's tcpi_options).
@@ -743,8 +750,12 @@ enum InetTcpOptions : uint32_t {
 struct ckpt_inet_sock {
   uint32_t objref;
   uint16_t family;    // AF_INET, AF_INET6
-  uint16_t type;      // SOCK_STREAM, SOCK_DGRAM
-  uint32_t protocol;  // IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE
+  uint16_t type;      // SOCK_STREAM, SOCK_DGRAM, SOCK_RAW (4.5)
+  // IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE; IPPROTO_ICMP, IPPROTO_ICMPV6
+  // with SOCK_DGRAM (a ping socket: src_port is its echo identifier); any
+  // with SOCK_RAW (src_port is the protocol, as getsockname shows it).
+  // A raw or ping socket connected: dst_port 0.
+  uint32_t protocol;
   uint32_t state;     // InetState
   uint32_t flags;     // InetFlags
   uint32_t shutdown;  // bit 0 receive, bit 1 send
@@ -802,6 +813,24 @@ struct ckpt_inet_dgram {
   uint8_t addr[16];
 };
 static_assert(sizeof(ckpt_inet_dgram) == 24);
+
+// Socket options that INET_SOCK's own fields do not name, each as
+// getsockopt gave it (an int, or a struct such as ICMP_FILTER's).
+struct ckpt_inet_opts {
+  uint32_t objref;   // its INET_SOCK
+  uint32_t nr_opts;  // ckpt_sockopt that follow
+};
+static_assert(sizeof(ckpt_inet_opts) == 8);
+
+struct ckpt_sockopt {
+  int32_t level;  // SOL_SOCKET, SOL_IP, SOL_IPV6, SOL_TCP, SOL_UDP, SOL_RAW, SOL_ICMPV6
+  int32_t name;
+  uint32_t len;   // bytes of value used
+  uint32_t reserved;
+  uint8_t value[32];
+};
+static_assert(sizeof(ckpt_sockopt) == 48);
+inline constexpr uint32_t kMaxSockOpts = 128;
 
 inline constexpr uint64_t kMaxInetQueueData = 64ull << 20;
 inline constexpr uint32_t kMaxInetDgrams = 1u << 16;
