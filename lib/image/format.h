@@ -479,6 +479,69 @@ struct ckpt_netlink_sock {
 static_assert(sizeof(ckpt_netlink_sock) == 40);
 inline constexpr uint32_t kMaxNetlinkGroupWords = 1024;
 
+// A packet socket (AF_PACKET: SOCK_RAW, SOCK_DGRAM or the old
+// SOCK_PACKET, format 4.5): what it receives (protocol, interface), its
+// options, fanout group and memberships (ckpt_packet_mc[nr_mc] follow),
+// then its classic filter (struct sock_filter[nr_filter]). Not saved,
+// refused: packets queued to read, and PACKET_RX_RING/TX_RING rings.
+struct ckpt_packet_sock {
+  uint32_t objref;
+  uint16_t type;      // SOCK_RAW, SOCK_DGRAM, SOCK_PACKET
+  uint16_t protocol;  // the ethertype it receives, host order (0: none)
+  uint32_t flags;     // PacketFlags
+  int32_t ifindex;    // the interface it is bound to (0: every one)
+  char ifname[16];    // that interface's name when dumped
+  uint32_t version;   // PACKET_VERSION (TPACKET_V1..V3)
+  uint32_t reserve;   // PACKET_RESERVE
+  uint32_t copy_thresh;  // PACKET_COPY_THRESH
+  uint32_t tstamp;    // PACKET_TIMESTAMP
+  uint32_t fanout;    // PACKET_FANOUT as getsockopt gives it: id | type << 16 | flags << 24 (0: none)
+  uint32_t vnet_hdr_sz;  // PACKET_VNET_HDR_SZ (0: none, or the kernel has no such option)
+  uint32_t sndbuf;    // SO_SNDBUF, SO_RCVBUF as read
+  uint32_t rcvbuf;
+  uint32_t mark;      // SO_MARK
+  int32_t priority;   // SO_PRIORITY
+  int64_t rcvtimeo_ns;  // SO_RCVTIMEO, SO_SNDTIMEO (0: none)
+  int64_t sndtimeo_ns;
+  uint32_t tsflags;   // SO_TIMESTAMPING flags
+  uint32_t nr_mc;     // ckpt_packet_mc that follow
+  uint32_t nr_filter;  // struct sock_filter after them
+  uint32_t reserved;
+  uint64_t ino;       // its inode when dumped (names it in messages)
+};
+static_assert(sizeof(ckpt_packet_sock) == 112);
+
+enum PacketFlags : uint32_t {
+  kPacketBound = 1u << 0,      // bind() named an interface (ifindex, ifname)
+  kPacketAuxdata = 1u << 1,    // PACKET_AUXDATA
+  kPacketOrigdev = 1u << 2,    // PACKET_ORIGDEV
+  kPacketVnetHdr = 1u << 3,    // PACKET_VNET_HDR
+  kPacketLoss = 1u << 4,       // PACKET_LOSS
+  kPacketQdiscBypass = 1u << 5,  // PACKET_QDISC_BYPASS
+  kPacketIgnoreOutgoing = 1u << 6,  // PACKET_IGNORE_OUTGOING
+  kPacketTxHasOff = 1u << 7,   // PACKET_TX_HAS_OFF
+  kPacketFilterLocked = 1u << 8,  // SO_LOCK_FILTER
+  kPacketTimestamp = 1u << 9,     // SO_TIMESTAMP
+  kPacketTimestampNs = 1u << 10,  // SO_TIMESTAMPNS
+  kPacketTimestampNew = 1u << 11,  // ... the _NEW forms (64-bit time in the messages)
+  kPacketRxqOvfl = 1u << 12,      // SO_RXQ_OVFL
+  kPacketKnownFlags = (1u << 13) - 1,
+};
+
+// One membership of a packet socket (PACKET_ADD_MEMBERSHIP), `count`
+// times over.
+struct ckpt_packet_mc {
+  int32_t ifindex;
+  uint16_t type;   // PACKET_MR_MULTICAST, _PROMISC, _ALLMULTI, _UNICAST
+  uint16_t alen;
+  uint32_t count;
+  uint32_t reserved;
+  uint8_t addr[32];
+  char ifname[16];  // the interface's name when dumped
+};
+static_assert(sizeof(ckpt_packet_mc) == 64);
+inline constexpr uint32_t kMaxPacketMc = 1024;
+
 enum NetlinkFlags : uint32_t {
   kNetlinkPktinfo = 1u << 0,         // NETLINK_PKTINFO
   kNetlinkBroadcastError = 1u << 1,  // NETLINK_BROADCAST_ERROR

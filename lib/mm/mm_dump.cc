@@ -101,6 +101,13 @@ absl::Status RefuseVma(pid_t pid, const Vma& v, bool deleted_files_ok) {
   if (v.deleted && !(v.is_file() && deleted_files_ok)) {
     return absl::UnimplementedError(absl::StrCat(Describe(pid, v), " (deleted) is not supported"));
   }
+  if (absl::StartsWith(v.name, "socket:[")) {
+    // A socket's own pages: a packet socket's PACKET_RX_RING/TX_RING, or
+    // a TCP receive zerocopy (TCP_ZEROCOPY_RECEIVE) mapping.
+    return absl::UnimplementedError(absl::StrCat(
+        Describe(pid, v), " maps a socket's ring (a packet socket's PACKET_RX_RING or PACKET_TX_RING, or TCP "
+                          "zerocopy receive): not supported (the kernel's place in a ring cannot be set again)"));
+  }
   if (!v.is_file()) {
     return absl::UnimplementedError(
         absl::StrCat(Describe(pid, v), " is a special mapping libckpt does not know"));
