@@ -686,8 +686,8 @@ absl::Status ReadPortLess(int c, const Kind& k, uint64_t ino, InetInfo& s, const
   const std::string who = absl::StrCat(who_in, " (", SockName(r), ")");
   if (d.rqueue != 0) {
     return absl::UnimplementedError(absl::StrCat(
-        who, ": ", d.rqueue, " bytes of packets wait to be read on it, which cannot be put back as they came: "
-             "not supported (the dump may be tried again once the program has read them)"));
+        who, ": packets wait to be read on it (", d.rqueue, " bytes of buffers), which cannot be put back as they "
+             "came: not supported (the dump may be tried again once the program has read them)"));
   }
   struct pollfd pr = {c, POLLRDHUP, 0};
   if (poll(&pr, 1, 0) == 1) {
