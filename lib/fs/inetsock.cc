@@ -378,15 +378,7 @@ absl::Status Supported(int fd, const Kind& k, const std::string& who) {
 // State of a socket that the image does not keep, refused: another
 // network namespace, a pending error, an upper layer (kTLS), UDP offloads.
 absl::Status Refusals(int c, const Kind& k, const std::string& who) {
-  int ns = ioctl(c, SIOCGSKNS);
-  if (ns >= 0) {
-    UniqueFd nsfd(ns);
-    struct stat sock_ns {}, own {};
-    if (fstat(ns, &sock_ns) == 0 && stat("/proc/self/ns/net", &own) == 0 && sock_ns.st_ino != own.st_ino) {
-      return absl::UnimplementedError(absl::StrCat(
-          who, ": a socket of another network namespace than the dumper's is not supported yet"));
-    }
-  }
+  RETURN_IF_ERROR(RefuseOtherNetns(c, who, "a socket"));
   struct pollfd p = {c, POLLERR, 0};
   if (poll(&p, 1, 0) == 1 && (p.revents & POLLERR)) {
     return absl::UnimplementedError(absl::StrCat(

@@ -35,9 +35,6 @@
 #include "lib/image/format.h"
 #include "lib/image/records.h"
 
-#ifndef SIOCGSKNS
-#define SIOCGSKNS 0x894C
-#endif
 #ifndef NETLINK_GET_STRICT_CHK
 #define NETLINK_GET_STRICT_CHK 12
 #endif
@@ -116,15 +113,7 @@ absl::StatusOr<uint32_t> RegisterNetlink(objhash::ObjHash& objects, const FdProb
   const std::string who = absl::StrCat("task ", p.pid, " fd ", p.fd);
   ASSIGN_OR_RETURN(UniqueFd copy, CopyOfFd(p.pid, p.fd));
   const int c = copy.get();
-  int ns = ioctl(c, SIOCGSKNS);
-  if (ns >= 0) {
-    UniqueFd nsfd(ns);
-    struct stat sock_ns {}, own {};
-    if (fstat(ns, &sock_ns) == 0 && stat("/proc/self/ns/net", &own) == 0 && sock_ns.st_ino != own.st_ino) {
-      return absl::UnimplementedError(
-          absl::StrCat(who, ": a netlink socket of another network namespace than the dumper's is not supported yet"));
-    }
-  }
+  RETURN_IF_ERROR(RefuseOtherNetns(c, who, "a netlink socket"));
   RETURN_IF_ERROR(CheckQueue(p.st.st_ino, who));
   NetlinkData d;
   image::ckpt_netlink_sock& r = d.rec;

@@ -42,9 +42,6 @@
 #include "lib/image/format.h"
 #include "lib/image/records.h"
 
-#ifndef SIOCGSKNS
-#define SIOCGSKNS 0x894C
-#endif
 #ifndef PACKET_VNET_HDR_SZ
 #define PACKET_VNET_HDR_SZ 24
 #endif
@@ -202,15 +199,7 @@ absl::StatusOr<uint32_t> RegisterPacket(objhash::ObjHash& objects, const FdProbe
   if (!copied.ok()) return Annotate(copied.status(), who);
   UniqueFd copy = std::move(*copied);
   const int c = copy.get();
-  int ns = ioctl(c, SIOCGSKNS);
-  if (ns >= 0) {
-    UniqueFd nsfd(ns);
-    struct stat sock_ns {}, own {};
-    if (fstat(ns, &sock_ns) == 0 && stat("/proc/self/ns/net", &own) == 0 && sock_ns.st_ino != own.st_ino) {
-      return absl::UnimplementedError(
-          absl::StrCat(who, ": a packet socket of another network namespace than the dumper's is not supported yet"));
-    }
-  }
+  RETURN_IF_ERROR(RefuseOtherNetns(c, who, "a packet socket"));
   absl::StatusOr<PacketDiag> diag = DiagOf(p.st.st_ino);
   if (!diag.ok()) return Annotate(diag.status(), who);
   const PacketDiag& d = *diag;

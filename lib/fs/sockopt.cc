@@ -1,12 +1,19 @@
 #include "lib/fs/sockopt.h"
 
 #include <fcntl.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <unistd.h>
 
 #include <cerrno>
+
+#ifndef SIOCGSKNS
+#define SIOCGSKNS 0x894C
+#endif
 
 #include "absl/strings/str_cat.h"
 #include "lib/base/status.h"
@@ -24,6 +31,18 @@ absl::StatusOr<UniqueFd> CopyOfFd(pid_t pid, int fd) {
   UniqueFd copy(static_cast<int>(syscall(SYS_pidfd_getfd, pidfd.get(), fd, 0)));
   if (!copy.valid()) return ErrnoError(errno, "task ", pid, " fd ", fd, ": pidfd_getfd");
   return copy;
+}
+
+absl::Status RefuseOtherNetns(int fd, const std::string& who, const char* kind) {
+  int ns = ioctl(fd, SIOCGSKNS);
+  if (ns < 0) return absl::OkStatus();  // a kernel without it: one namespace for all we can tell
+  UniqueFd nsfd(ns);
+  struct stat sock_ns {}, own {};
+  if (fstat(ns, &sock_ns) == 0 && stat("/proc/self/ns/net", &own) == 0 && sock_ns.st_ino != own.st_ino) {
+    return absl::UnimplementedError(
+        absl::StrCat(who, ": ", kind, " of another network namespace than the dumper's is not supported yet"));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<int> GetSockInt(int fd, int level, int opt, const char* what) {

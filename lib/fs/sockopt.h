@@ -30,6 +30,10 @@ absl::Status SetSockTimeo(int fd, int opt, int64_t ns, const char* what);
 // is told; the FORCE forms pass root's limits). 0: leave as it is.
 absl::Status SetSockBuf(int fd, bool snd, uint32_t value);
 
+// An error naming `who` and `kind` ("a netlink socket") when socket `fd`
+// belongs to another network namespace than this process (SIOCGSKNS).
+absl::Status RefuseOtherNetns(int fd, const std::string& who, const char* kind);
+
 // The socket's classic BPF filter (empty: none); refuses an eBPF one.
 // `locked`: SO_LOCK_FILTER.
 struct SockFilter {
