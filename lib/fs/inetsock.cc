@@ -457,7 +457,9 @@ absl::Status ReadOptions(int c, const Kind& k, image::ckpt_inet_sock& r) {
     ASSIGN_OR_RETURN(r.tos, GetSockInt(c, SOL_IPV6, IPV6_TCLASS, "IPV6_TCLASS"));
     ASSIGN_OR_RETURN(r.ttl, GetSockInt(c, SOL_IPV6, IPV6_UNICAST_HOPS, "IPV6_UNICAST_HOPS"));
     if (r.ttl == SysctlInt("/proc/sys/net/ipv6/conf/all/hop_limit")) r.ttl = -1;
-    RETURN_IF_ERROR(flag(SOL_IPV6, IPV6_V6ONLY, "IPV6_V6ONLY", image::kInetV6Only));
+    // A raw socket has no IPv4 side; it may read 1 (net.ipv6.bindv6only),
+    // and the restored one reads what the sysctl says again.
+    if (k.type != SOCK_RAW) RETURN_IF_ERROR(flag(SOL_IPV6, IPV6_V6ONLY, "IPV6_V6ONLY", image::kInetV6Only));
     RETURN_IF_ERROR(flag(SOL_IPV6, IPV6_FREEBIND, "IPV6_FREEBIND", image::kInetFreebind));
   }
   if (k.protocol == IPPROTO_TCP) {
@@ -661,8 +663,9 @@ absl::Status ReadPortLess(int c, const Kind& k, uint64_t ino, InetInfo& s, const
   const bool ping = IsPing(k.type, static_cast<uint32_t>(k.protocol));
   // A ping socket not bound (explicitly, or by a first send) is not
   // hashed, and not listed: it receives nothing, and has no peer.
+  // A raw socket is always hashed: not listed, something is wrong.
   absl::StatusOr<InetDiag> listed = ProcNetSocket(k.family, ping, ino);
-  if (!listed.ok() && !absl::IsNotFound(listed.status())) return WithWho(listed.status(), who_in);
+  if (!listed.ok() && (!ping || !absl::IsNotFound(listed.status()))) return WithWho(listed.status(), who_in);
   InetDiag d;
   if (listed.ok()) d = *listed;
   // getsockname shows the protocol (raw) or the echo identifier (ping) as
@@ -687,6 +690,29 @@ absl::Status ReadPortLess(int c, const Kind& k, uint64_t ino, InetInfo& s, const
       r.shutdown = 3;
     } else if (pr.revents & POLLRDHUP) {
       r.shutdown = 1;
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Options whose state is a counter the kernel does not show, refused:
+// SO_TIMESTAMPING with OPT_ID (it numbers the timestamps) and
+// SO_ZEROCOPY on a socket that may have sent (its completions are
+// numbered; a listener's is only handed to the connections it accepts).
+absl::Status RefuseCounters(const std::vector<image::ckpt_sockopt>& opts, const Kind& k, int tcp_state,
+                            const std::string& who) {
+  constexpr uint32_t kOptId = 1u << 7;
+  for (const image::ckpt_sockopt& o : opts) {
+    if (o.level != SOL_SOCKET || o.len < 4) continue;
+    uint32_t v;
+    memcpy(&v, o.value, 4);
+    if ((o.name == 37 || o.name == 65) && (v & kOptId)) {
+      return absl::UnimplementedError(absl::StrCat(
+          who, ": SO_TIMESTAMPING with SOF_TIMESTAMPING_OPT_ID is not supported (its counter cannot be read back)"));
+    }
+    if (o.name == SO_ZEROCOPY && v != 0 && !(k.protocol == IPPROTO_TCP && tcp_state == TCP_LISTEN)) {
+      return absl::UnimplementedError(absl::StrCat(
+          who, ": SO_ZEROCOPY is not supported but on a listener (its completions' counter cannot be read back)"));
     }
   }
   return absl::OkStatus();
@@ -760,6 +786,7 @@ absl::StatusOr<uint32_t> RegisterInetTarget(objhash::ObjHash& objects, const FdP
   if (k.protocol == IPPROTO_TCP) {
     ASSIGN_OR_RETURN(state, TcpState(c));
   }
+  RETURN_IF_ERROR(RefuseCounters(s.opts, k, state, who));
   if (state == TCP_LISTEN && !leave_running) {
     // From now until the restore, new clients' SYNs are dropped (they
     // resend them): a connection the kernel accepted after the dump read
@@ -1536,6 +1563,13 @@ absl::StatusOr<objhash::RestoredObject> RestoreInet(objhash::RestoreContext& ctx
   std::vector<image::ckpt_sockopt> opts;
   if (r.flags & image::kInetMoreOptions) {
     ASSIGN_OR_RETURN(opts, ReadInetOptionsRecord(rd, r.objref, r.family, r.type, static_cast<int>(r.protocol)));
+  }
+  if (r.protocol == IPPROTO_TCP && r.state == image::kInetEstablished) {
+    // These bear on a connect() only, and would make the connection's own
+    // (in repair mode, or again for real) defer its handshake.
+    std::erase_if(opts, [](const image::ckpt_sockopt& o) {
+      return o.level == SOL_TCP && (o.name == 30 || o.name == 34);  // TCP_FASTOPEN_CONNECT, _NO_COOKIE
+    });
   }
   const std::string what = absl::StrCat(SockName(r), " (socket:[", r.ino, "])");
 

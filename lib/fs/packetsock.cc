@@ -53,6 +53,11 @@ namespace ckpt::fs {
 namespace {
 
 constexpr objhash::ObjKind kObjPacket{23};
+// The most times one membership is saved as added, and the largest
+// PACKET_RESERVE and buffer sizes: limits on what an image asks for.
+constexpr uint32_t kMaxMcCount = 1024;
+constexpr uint32_t kMaxReserve = 1u << 30;
+constexpr uint32_t kMaxBuf = 1u << 28;
 
 constexpr image::FieldSpec kPacketFields[] = {
     CKPT_FIELD(image::ckpt_packet_sock, objref, kUnsigned),
@@ -112,7 +117,6 @@ struct PacketDiag {
   struct packet_diag_info info {};
   std::vector<struct packet_diag_mclist> mc;
   bool rx_ring = false, tx_ring = false;
-  uint32_t fanout = 0;
   uint32_t rmem = 0;
 };
 
@@ -126,8 +130,7 @@ absl::StatusOr<PacketDiag> DiagOf(uint64_t ino) {
   req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   req.r.sdiag_family = AF_PACKET;
   req.r.pdiag_ino = static_cast<uint32_t>(ino);
-  req.r.pdiag_show = PACKET_SHOW_INFO | PACKET_SHOW_MCLIST | PACKET_SHOW_RING_CFG | PACKET_SHOW_FANOUT |
-                     PACKET_SHOW_MEMINFO;
+  req.r.pdiag_show = PACKET_SHOW_INFO | PACKET_SHOW_MCLIST | PACKET_SHOW_RING_CFG | PACKET_SHOW_MEMINFO;
   PacketDiag out;
   RETURN_IF_ERROR(AskSockDiag(&req, sizeof(req), "PACKET_DIAG", [&](const struct nlmsghdr* h) -> absl::StatusOr<bool> {
     if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct packet_diag_msg))) return true;
@@ -155,9 +158,6 @@ absl::StatusOr<PacketDiag> DiagOf(uint64_t ino) {
           break;
         case PACKET_DIAG_RX_RING: out.rx_ring = true; break;
         case PACKET_DIAG_TX_RING: out.tx_ring = true; break;
-        case PACKET_DIAG_FANOUT:
-          if (n >= 4) memcpy(&out.fanout, body, 4);
-          break;
         case PACKET_DIAG_MEMINFO:
           if (n >= 4) memcpy(&out.rmem, body, 4);  // SK_MEMINFO_RMEM_ALLOC
           break;
@@ -231,14 +231,21 @@ absl::StatusOr<uint32_t> RegisterPacket(objhash::ObjHash& objects, const FdProbe
   r.reserve = d.info.pdi_reserve;
   r.copy_thresh = d.info.pdi_copy_thresh;
   r.tstamp = d.info.pdi_tstamp;
-  if (d.fanout != 0) {
-    const uint32_t ftype = (d.fanout >> 16) & 0xff;
+  // PACKET_DIAG leaves the group's flags out; getsockopt has them, in
+  // the form setsockopt takes.
+  // (SOCK_PACKET has no options, and no fanout.)
+  int fanout = 0;
+  if (r.type != SOCK_PACKET) {
+    ASSIGN_OR_RETURN(fanout, GetSockInt(c, SOL_PACKET, PACKET_FANOUT, "PACKET_FANOUT"));
+  }
+  if (fanout != 0) {
+    const uint32_t ftype = (static_cast<uint32_t>(fanout) >> 16) & 0xff;
     if (ftype == PACKET_FANOUT_CBPF || ftype == PACKET_FANOUT_EBPF) {
       return absl::UnimplementedError(absl::StrCat(
           who, ": a fanout group steered by a BPF program (PACKET_FANOUT_", ftype == PACKET_FANOUT_CBPF ? "CBPF" : "EBPF",
           ") is not supported: the program cannot be read back"));
     }
-    r.fanout = d.fanout;
+    r.fanout = static_cast<uint32_t>(fanout);
   }
   for (const FlagOpt& f : kFlagOpts) {
     absl::StatusOr<int> v = GetSockInt(c, f.level, f.opt, f.name);
@@ -260,17 +267,32 @@ absl::StatusOr<uint32_t> RegisterPacket(objhash::ObjHash& objects, const FdProbe
   {
     absl::StatusOr<int> v = GetSockInt(c, SOL_SOCKET, kTimestampingOld, "SO_TIMESTAMPING");
     if (v.ok()) r.tsflags = static_cast<uint32_t>(*v);
+    // OPT_ID numbers the timestamps from a counter, BIND_PHC names a
+    // clock: neither can be read back.
+    constexpr uint32_t kOptId = 1u << 7, kBindPhc = 1u << 15;
+    if (r.tsflags & (kOptId | kBindPhc)) {
+      return absl::UnimplementedError(absl::StrCat(
+          who, ": SO_TIMESTAMPING with ", (r.tsflags & kOptId) ? "SOF_TIMESTAMPING_OPT_ID" : "SOF_TIMESTAMPING_BIND_PHC",
+          " is not supported (its counter or clock cannot be read back)"));
+    }
   }
   ASSIGN_OR_RETURN(int snd, GetSockInt(c, SOL_SOCKET, SO_SNDBUF, "SO_SNDBUF"));
   ASSIGN_OR_RETURN(int rcv, GetSockInt(c, SOL_SOCKET, SO_RCVBUF, "SO_RCVBUF"));
   r.sndbuf = static_cast<uint32_t>(snd);
   r.rcvbuf = static_cast<uint32_t>(rcv);
+  if (r.sndbuf > kMaxBuf || r.rcvbuf > kMaxBuf || r.reserve > kMaxReserve) {
+    return absl::UnimplementedError(absl::StrCat(who, ": buffers or PACKET_RESERVE larger than an image holds"));
+  }
   ASSIGN_OR_RETURN(int mark, GetSockInt(c, SOL_SOCKET, SO_MARK, "SO_MARK"));
   r.mark = static_cast<uint32_t>(mark);
   ASSIGN_OR_RETURN(r.priority, GetSockInt(c, SOL_SOCKET, SO_PRIORITY, "SO_PRIORITY"));
   ASSIGN_OR_RETURN(r.rcvtimeo_ns, GetSockTimeo(c, SO_RCVTIMEO, "SO_RCVTIMEO"));
   ASSIGN_OR_RETURN(r.sndtimeo_ns, GetSockTimeo(c, SO_SNDTIMEO, "SO_SNDTIMEO"));
   for (const struct packet_diag_mclist& m : d.mc) {
+    if (m.pdmc_count > kMaxMcCount) {
+      return absl::UnimplementedError(absl::StrCat(who, ": a membership added ", m.pdmc_count, " times (more than ",
+                                                   kMaxMcCount, ")"));
+    }
     if (m.pdmc_alen > sizeof(image::ckpt_packet_mc::addr)) {
       return absl::UnimplementedError(absl::StrCat(who, ": a membership with a ", m.pdmc_alen, "-byte address"));
     }
@@ -346,7 +368,7 @@ absl::StatusOr<objhash::RestoredObject> RestorePacket(objhash::RestoreContext& c
   }
   RETURN_IF_ERROR(CheckName(rd, "ifname", r.ifname, sizeof(r.ifname), r.ifindex));
   if (r.version > TPACKET_V3) return rd.FieldError("version", r.version, " is not a TPACKET version");
-  if (r.reserve > (1u << 16)) return rd.FieldError("reserve", r.reserve, " is out of range");
+  if (r.reserve > kMaxReserve) return rd.FieldError("reserve", r.reserve, " is out of range");
   if (r.fanout != 0) {
     const uint32_t ftype = (r.fanout >> 16) & 0xff;
     if (ftype > PACKET_FANOUT_QM) return rd.FieldError("fanout", "0x", absl::Hex(r.fanout), ": not a fanout type libckpt sets");
@@ -355,7 +377,6 @@ absl::StatusOr<objhash::RestoredObject> RestorePacket(objhash::RestoreContext& c
   if ((r.flags & image::kPacketVnetHdr) && r.type != SOCK_RAW) return rd.FieldError("flags", "PACKET_VNET_HDR needs SOCK_RAW");
   if (r.rcvtimeo_ns < 0 || r.rcvtimeo_ns > image::kMaxDurationNs) return rd.FieldError("rcvtimeo_ns", r.rcvtimeo_ns);
   if (r.sndtimeo_ns < 0 || r.sndtimeo_ns > image::kMaxDurationNs) return rd.FieldError("sndtimeo_ns", r.sndtimeo_ns);
-  constexpr uint32_t kMaxBuf = 1u << 28;
   if (r.sndbuf > kMaxBuf || r.rcvbuf > kMaxBuf) return rd.FieldError("sndbuf", r.sndbuf, " is out of range");
   if (r.nr_mc > image::kMaxPacketMc) return rd.FieldError("nr_mc", r.nr_mc, " is more than ", image::kMaxPacketMc);
   if (r.nr_filter > kMaxFilterInsns) return rd.FieldError("nr_filter", r.nr_filter, " is more than a filter holds");
@@ -377,7 +398,7 @@ absl::StatusOr<objhash::RestoredObject> RestorePacket(objhash::RestoreContext& c
   for (uint32_t i = 0; i < r.nr_mc; i++) {
     const image::ckpt_packet_mc& m = mcs[i];
     if (m.alen > sizeof(m.addr)) return rd.FieldError("alen", m.alen, " of membership ", i);
-    if (m.count == 0 || m.count > 1024) return rd.FieldError("count", m.count, " of membership ", i);
+    if (m.count == 0 || m.count > kMaxMcCount) return rd.FieldError("count", m.count, " of membership ", i);
     if (m.type > PACKET_MR_UNICAST) return rd.FieldError("type", m.type, " of membership ", i);
     if (m.ifindex == 0) return rd.FieldError("ifindex", m.ifindex, " of membership ", i);
     RETURN_IF_ERROR(CheckName(rd, "ifname", m.ifname, sizeof(m.ifname), m.ifindex));
@@ -432,6 +453,11 @@ absl::StatusOr<objhash::RestoredObject> RestorePacket(objhash::RestoreContext& c
       if (bind(fd, reinterpret_cast<struct sockaddr*>(&a), sizeof(struct sockaddr)) != 0) {
         return ErrnoError(errno, what, ": bind");
       }
+    }
+    // It received from every interface since socket(), before its filter
+    // and its binding: what came then was never the program's.
+    char scrap[64];
+    while (recv(fd, scrap, sizeof(scrap), MSG_DONTWAIT | MSG_TRUNC) >= 0) {
     }
   } else if (r.protocol != 0 || (r.flags & image::kPacketBound)) {
     struct sockaddr_ll a {};

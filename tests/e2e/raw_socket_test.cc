@@ -95,7 +95,7 @@ TEST(RawSocketTest, PingSocketsKeepTheirIdentifiersAndPeers) { DumpKillRestorePa
 TEST(RawSocketTest, PingSocketsLeftRunningThenRestored) { LeaveRunningPassesThenRestoresAndPasses("inet_ping", {}); }
 
 TEST(RawSocketTest, APingSocketWithAReplyToReadIsRefusedAndRunsOn) {
-  RefusedAndRunsOn("inet_ping", "queued", "ping 0.0.0.0 id 4321): ");
+  RefusedAndRunsOn("inet_ping", "queued", "ping 0.0.0.0 id 4321): packets wait to be read on it");
 }
 
 TEST(RawSocketTest, PacketSocketsKeepBindingsMembershipsFanoutAndFilters) {

@@ -9,14 +9,17 @@
  *   connected to ::1;
  * - u: UDP bound to 127.0.0.1 with IP_PKTINFO, IP_RECVERR,
  *   IP_MTU_DISCOVER=DO, IP_MULTICAST_TTL=7, IP_MULTICAST_LOOP=0;
- * - t: a TCP listener with TCP_DEFER_ACCEPT, TCP_NOTSENT_LOWAT and
- *   TCP_FASTOPEN.
+ * - t: a TCP listener (SO_REUSEADDR: its connection, closed with the
+ *   original of a dump left running, waits in TIME_WAIT) with TCP_DEFER_ACCEPT, TCP_NOTSENT_LOWAT and
+ *   TCP_FASTOPEN; c, a client connected to it with TCP_FASTOPEN_CONNECT
+ *   (its handshake went with its first bytes), and s, the connection t
+ *   accepted.
  * Says READY; after SIGUSR1: every option reads back as it was; r4 sends an
  * echo request to 127.0.0.1 and receives the reply (the request itself is
  * filtered out) with its TTL and a timestamp; r6 likewise with a hop limit;
  * p4 and p6 send with send() and receive their own packet (p6's with the
  * checksum the kernel filled in); u receives its own datagram with
- * IP_PKTINFO.
+ * IP_PKTINFO; c and s still talk both ways.
  *
  * "queued": p4 sends itself a packet before READY and leaves it unread
  * (a dump is refused); after SIGUSR1 it must still be there.
@@ -111,7 +114,7 @@ int main(int argc, char **argv) {
            connect(p6, (struct sockaddr *)&a6, sizeof(a6)) | bind(u, (struct sockaddr *)&a4, sizeof(a4)) |
            seti(u, SOL_IP, IP_PKTINFO, 1) | seti(u, SOL_IP, IP_RECVERR, 1) |
            seti(u, SOL_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO) | seti(u, SOL_IP, IP_MULTICAST_TTL, 7) |
-           seti(u, SOL_IP, IP_MULTICAST_LOOP, 0) | seti(t, SOL_TCP, TCP_DEFER_ACCEPT, 5) |
+           seti(u, SOL_IP, IP_MULTICAST_LOOP, 0) | seti(t, SOL_SOCKET, SO_REUSEADDR, 1) | seti(t, SOL_TCP, TCP_DEFER_ACCEPT, 5) |
            seti(t, SOL_TCP, TCP_NOTSENT_LOWAT, 16384) | seti(t, SOL_TCP, TCP_FASTOPEN, 8) |
            bind(t, (struct sockaddr *)&a4, sizeof(a4)) | listen(t, 4);
   if (rc != 0) {
@@ -119,6 +122,21 @@ int main(int argc, char **argv) {
     return 2;
   }
   const int defer = geti(t, SOL_TCP, TCP_DEFER_ACCEPT);
+  struct sockaddr_in tb;
+  socklen_t tblen = sizeof(tb);
+  getsockname(t, (struct sockaddr *)&tb, &tblen);
+  int c = socket(AF_INET, SOCK_STREAM, 0);
+  char hi[2];
+  if (c < 0 || seti(c, SOL_TCP, TCP_FASTOPEN_CONNECT, 1) != 0 || connect(c, (struct sockaddr *)&tb, sizeof(tb)) != 0 ||
+      send(c, "hi", 2, 0) != 2) {
+    printf("FAIL: fastopen client: %s\n", strerror(errno));
+    return 2;
+  }
+  int s = accept(t, NULL, NULL);
+  if (s < 0 || recv(s, hi, 2, MSG_WAITALL) != 2) {
+    printf("FAIL: accept: %s\n", strerror(errno));
+    return 2;
+  }
   struct sockaddr_in ub;
   socklen_t ublen = sizeof(ub);
   getsockname(u, (struct sockaddr *)&ub, &ublen);
@@ -251,6 +269,14 @@ int main(int argc, char **argv) {
     SUBJECT_CHECK(has_cmsg(&mh, SOL_IP, IP_PKTINFO), "u: no IP_PKTINFO control message");
   } else {
     subject_fail("u: its datagram did not come");
+  }
+  /* c and s: the connection, made again, carries bytes both ways. */
+  SUBJECT_CHECK(send(c, "again", 5, 0) == 5 && send(s, "back", 4, 0) == 4, "c/s send: %s", strerror(errno));
+  if (readable(s, 2000) && readable(c, 2000)) {
+    SUBJECT_CHECK(recv(s, buf, 5, MSG_WAITALL) == 5 && memcmp(buf, "again", 5) == 0, "s read the wrong bytes");
+    SUBJECT_CHECK(recv(c, buf, 4, MSG_WAITALL) == 4 && memcmp(buf, "back", 4) == 0, "c read the wrong bytes");
+  } else {
+    subject_fail("c and s: nothing came through (the connection is stuck)");
   }
   return subject_verdict();
 }

@@ -4,7 +4,8 @@
  * - s1: SOCK_RAW ETH_P_ALL bound to lo, a classic filter that passes only
  *   UDP to port 4747, a promiscuous and a multicast membership on lo;
  * - s2, s3: SOCK_DGRAM ETH_P_IP on every interface, in fanout group 77
- *   (PACKET_FANOUT_HASH), each with the same filter;
+ *   (PACKET_FANOUT_HASH with PACKET_FANOUT_FLAG_DEFRAG), each with the
+ *   same filter;
  * - s4: the old SOCK_PACKET, ETH_P_ALL, bound to "lo" by name, filtered;
  * - s5: SOCK_RAW bound to lo with no protocol (receives nothing), with
  *   PACKET_VERSION, PACKET_RESERVE, PACKET_AUXDATA, PACKET_ORIGDEV,
@@ -161,7 +162,7 @@ int main(int argc, char **argv) {
     printf("FAIL: socket: %s\n", strerror(errno));
     return 2;
   }
-  const int fanout = 77 | (PACKET_FANOUT_HASH << 16);
+  const int fanout = 77 | ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16);
   struct sockaddr_pkt pk;
   memset(&pk, 0, sizeof(pk));
   pk.spkt_family = AF_PACKET;
