@@ -162,7 +162,7 @@ int main(int argc, char **argv) {
     printf("FAIL: socket: %s\n", strerror(errno));
     return 2;
   }
-  const int fanout = 77 | ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16);
+  const int fanout = (int)(77u | ((unsigned)(PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16));
   struct sockaddr_pkt pk;
   memset(&pk, 0, sizeof(pk));
   pk.spkt_family = AF_PACKET;
