@@ -36,19 +36,9 @@ void ParseOne(const struct nlmsghdr* h, InetDiag* d) {
   d->rqueue = m->idiag_rqueue;
   d->wqueue = m->idiag_wqueue;
   d->uid = m->idiag_uid;
-  const char* at = reinterpret_cast<const char*>(m + 1);
-  size_t left = h->nlmsg_len - NLMSG_LENGTH(sizeof(*m));
-  while (left >= sizeof(struct nlattr)) {
-    const auto* a = reinterpret_cast<const struct nlattr*>(at);
-    if (a->nla_len < sizeof(*a) || a->nla_len > left) break;
-    if ((a->nla_type & NLA_TYPE_MASK) == INET_DIAG_SHUTDOWN && a->nla_len > NLA_HDRLEN) {
-      d->shutdown = static_cast<uint8_t>(at[NLA_HDRLEN]);
-    }
-    const size_t step = NLA_ALIGN(a->nla_len);
-    if (step >= left) break;
-    at += step;
-    left -= step;
-  }
+  ForEachDiagAttr(h, sizeof(*m), [&](uint16_t type, const char* data, size_t len) {
+    if (type == INET_DIAG_SHUTDOWN && len > 0) d->shutdown = static_cast<uint8_t>(data[0]);
+  });
 }
 
 // "0100007F:0001" (the address's 32-bit words in hex, as the kernel holds

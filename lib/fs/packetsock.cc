@@ -138,14 +138,8 @@ absl::StatusOr<PacketDiag> DiagOf(uint64_t ino) {
     if (m->pdiag_ino != ino) return true;
     out.found = true;
     out.num = m->pdiag_num;
-    const char* at = reinterpret_cast<const char*>(m + 1);
-    size_t left = h->nlmsg_len - NLMSG_LENGTH(sizeof(*m));
-    while (left >= sizeof(struct nlattr)) {
-      const auto* a = reinterpret_cast<const struct nlattr*>(at);
-      if (a->nla_len < sizeof(*a) || a->nla_len > left) break;
-      const char* body = at + NLA_HDRLEN;
-      const size_t n = a->nla_len - NLA_HDRLEN;
-      switch (a->nla_type & NLA_TYPE_MASK) {
+    ForEachDiagAttr(h, sizeof(*m), [&](uint16_t type, const char* body, size_t n) {
+      switch (type) {
         case PACKET_DIAG_INFO:
           if (n >= sizeof(out.info)) memcpy(&out.info, body, sizeof(out.info));
           break;
@@ -163,11 +157,7 @@ absl::StatusOr<PacketDiag> DiagOf(uint64_t ino) {
           break;
         default: break;
       }
-      const size_t step = NLA_ALIGN(a->nla_len);
-      if (step >= left) break;
-      at += step;
-      left -= step;
-    }
+    });
     return false;
   }));
   return out;

@@ -13,6 +13,22 @@
 
 namespace ckpt::fs {
 
+void ForEachDiagAttr(const struct nlmsghdr* h, size_t head,
+                     const std::function<void(uint16_t type, const char* data, size_t len)>& each) {
+  if (h->nlmsg_len < NLMSG_LENGTH(head)) return;
+  const char* at = static_cast<const char*>(NLMSG_DATA(h)) + head;
+  size_t left = h->nlmsg_len - NLMSG_LENGTH(head);
+  while (left >= sizeof(struct nlattr)) {
+    const auto* a = reinterpret_cast<const struct nlattr*>(at);
+    if (a->nla_len < sizeof(*a) || a->nla_len > left) break;
+    each(static_cast<uint16_t>(a->nla_type & NLA_TYPE_MASK), at + NLA_HDRLEN, a->nla_len - NLA_HDRLEN);
+    const size_t step = NLA_ALIGN(a->nla_len);
+    if (step >= left) break;
+    at += step;
+    left -= step;
+  }
+}
+
 absl::Status AskSockDiag(const void* req, size_t len, const char* what,
                          const std::function<absl::StatusOr<bool>(const struct nlmsghdr*)>& each) {
   UniqueFd nl(socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));

@@ -7,6 +7,7 @@
 #include <linux/netlink.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 
 #include "absl/status/status.h"
@@ -20,6 +21,13 @@ namespace ckpt::fs {
 // (ENOENT: NotFound) naming `what` ("UNIX_DIAG").
 absl::Status AskSockDiag(const void* req, size_t len, const char* what,
                          const std::function<absl::StatusOr<bool>(const struct nlmsghdr*)>& each);
+
+// Each attribute of reply `h` after its family's fixed message (`head`
+// bytes, the struct NLMSG_DATA points at): its type (NLA_TYPE_MASK
+// applied), its payload and the payload's length. A malformed attribute,
+// or a reply shorter than `head`, ends the walk.
+void ForEachDiagAttr(const struct nlmsghdr* h, size_t head,
+                     const std::function<void(uint16_t type, const char* data, size_t len)>& each);
 
 }  // namespace ckpt::fs
 

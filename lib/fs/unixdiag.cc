@@ -28,14 +28,8 @@ absl::Status ParseOne(const struct nlmsghdr* h, UnixDiag* d) {
   d->ino = m->udiag_ino;
   d->type = m->udiag_type;
   d->state = m->udiag_state;
-  const char* at = reinterpret_cast<const char*>(m + 1);
-  size_t left = h->nlmsg_len - NLMSG_LENGTH(sizeof(*m));
-  while (left >= sizeof(struct nlattr)) {
-    const auto* a = reinterpret_cast<const struct nlattr*>(at);
-    if (a->nla_len < sizeof(*a) || a->nla_len > left) break;
-    const char* data = at + NLA_HDRLEN;
-    const size_t len = a->nla_len - NLA_HDRLEN;
-    switch (a->nla_type & NLA_TYPE_MASK) {
+  ForEachDiagAttr(h, sizeof(*m), [&](uint16_t type, const char* data, size_t len) {
+    switch (type) {
       case UNIX_DIAG_NAME:
         d->name.assign(data, len);
         break;
@@ -79,11 +73,7 @@ absl::Status ParseOne(const struct nlmsghdr* h, UnixDiag* d) {
       default:
         break;
     }
-    const size_t step = NLA_ALIGN(a->nla_len);
-    if (step >= left) break;
-    at += step;
-    left -= step;
-  }
+  });
   return absl::OkStatus();
 }
 
