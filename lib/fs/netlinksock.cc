@@ -82,9 +82,7 @@ struct NetlinkData {
 
 bool ClaimsNetlink(const FdProbe& p) {
   if (!S_ISSOCK(p.st.st_mode)) return false;
-  absl::StatusOr<UniqueFd> copy = CopyOfFd(p.pid, p.fd);
-  if (!copy.ok()) return false;
-  absl::StatusOr<int> dom = GetSockInt(copy->get(), SOL_SOCKET, SO_DOMAIN, "SO_DOMAIN");
+  absl::StatusOr<int> dom = SocketDomain(p.pid, p.fd);
   return dom.ok() && *dom == AF_NETLINK;
 }
 

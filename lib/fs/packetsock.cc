@@ -171,9 +171,7 @@ struct PacketData {
 
 bool ClaimsPacket(const FdProbe& p) {
   if (!S_ISSOCK(p.st.st_mode)) return false;
-  absl::StatusOr<UniqueFd> copy = CopyOfFd(p.pid, p.fd);
-  if (!copy.ok()) return false;
-  absl::StatusOr<int> dom = GetSockInt(copy->get(), SOL_SOCKET, SO_DOMAIN, "SO_DOMAIN");
+  absl::StatusOr<int> dom = SocketDomain(p.pid, p.fd);
   return dom.ok() && *dom == AF_PACKET;
 }
 
@@ -321,7 +319,7 @@ absl::Status CheckpointPacket(objhash::CheckpointContext& ctx, const objhash::Ob
 
 // The interface `name` had index `ifindex` at the dump: the same here, or
 // an error naming both.
-absl::Status SameInterface(const image::Reader& rd, int32_t ifindex, const char* name, const std::string& what) {
+absl::Status SameInterface(int32_t ifindex, const char* name, const std::string& what) {
   const unsigned now = if_nametoindex(name);
   if (now == 0) {
     return absl::FailedPreconditionError(absl::StrCat(what, ": the interface ", name, " (index ", ifindex,
@@ -331,7 +329,6 @@ absl::Status SameInterface(const image::Reader& rd, int32_t ifindex, const char*
     return absl::FailedPreconditionError(absl::StrCat(what, ": the interface ", name, " has index ", now,
                                                       " now, not ", ifindex, " as when dumped"));
   }
-  (void)rd;
   return absl::OkStatus();
 }
 
@@ -396,8 +393,8 @@ absl::StatusOr<objhash::RestoredObject> RestorePacket(objhash::RestoreContext& c
 
   const std::string what = absl::StrCat("packet socket:[", r.ino, "] (protocol 0x", absl::Hex(r.protocol),
                                         r.ifname[0] ? absl::StrCat(" on ", r.ifname) : std::string(), ")");
-  if (r.flags & image::kPacketBound) RETURN_IF_ERROR(SameInterface(rd, r.ifindex, r.ifname, what));
-  for (const image::ckpt_packet_mc& m : mcs) RETURN_IF_ERROR(SameInterface(rd, m.ifindex, m.ifname, what));
+  if (r.flags & image::kPacketBound) RETURN_IF_ERROR(SameInterface(r.ifindex, r.ifname, what));
+  for (const image::ckpt_packet_mc& m : mcs) RETURN_IF_ERROR(SameInterface(m.ifindex, m.ifname, what));
 
   // SOCK_PACKET keeps the protocol of socket(); the others receive nothing
   // until bound.

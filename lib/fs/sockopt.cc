@@ -33,6 +33,11 @@ absl::StatusOr<UniqueFd> CopyOfFd(pid_t pid, int fd) {
   return copy;
 }
 
+absl::StatusOr<int> SocketDomain(pid_t pid, int fd) {
+  ASSIGN_OR_RETURN(UniqueFd copy, CopyOfFd(pid, fd));
+  return GetSockInt(copy.get(), SOL_SOCKET, SO_DOMAIN, "SO_DOMAIN");
+}
+
 absl::Status RefuseOtherNetns(int fd, const std::string& who, const char* kind) {
   int ns = ioctl(fd, SIOCGSKNS);
   if (ns < 0) return absl::OkStatus();  // a kernel without it: one namespace for all we can tell

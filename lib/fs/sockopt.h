@@ -21,6 +21,11 @@ namespace ckpt::fs {
 // when `pid` is this process).
 absl::StatusOr<UniqueFd> CopyOfFd(pid_t pid, int fd);
 
+// The address family (SO_DOMAIN) of task `pid`'s socket `fd`; an error
+// when it is not a socket or cannot be copied. For the socket kinds'
+// claims.
+absl::StatusOr<int> SocketDomain(pid_t pid, int fd);
+
 absl::StatusOr<int> GetSockInt(int fd, int level, int opt, const char* what);
 absl::Status SetSockInt(int fd, int level, int opt, int v, const char* what);
 // SO_RCVTIMEO / SO_SNDTIMEO in nanoseconds (0: none).

@@ -556,17 +556,14 @@ absl::Status DescribeUnix(const FdProbe& p, Description*) {
   if (!absl::IsNotFound(d.status())) return Annotate(d.status(), absl::StrCat("task ", p.pid, " fd ", p.fd));
   // Another family (or a unix socket of another network namespace).
   std::string family = "another family";
-  absl::StatusOr<UniqueFd> copy = CopyOfFd(p.pid, p.fd);
-  if (copy.ok()) {
-    absl::StatusOr<int> dom = GetSockInt(copy->get(), SOL_SOCKET, SO_DOMAIN, "SO_DOMAIN");
-    if (dom.ok()) {
-      family = *dom == AF_INET    ? "family inet"
-               : *dom == AF_INET6 ? "family inet6"
-               : *dom == AF_NETLINK ? "family netlink"
-               : *dom == AF_PACKET  ? "family packet"
-               : *dom == AF_UNIX    ? "family unix in another network namespace"
-                                    : absl::StrCat("family ", *dom);
-    }
+  absl::StatusOr<int> dom = SocketDomain(p.pid, p.fd);
+  if (dom.ok()) {
+    family = *dom == AF_INET      ? "family inet"
+             : *dom == AF_INET6   ? "family inet6"
+             : *dom == AF_NETLINK ? "family netlink"
+             : *dom == AF_PACKET  ? "family packet"
+             : *dom == AF_UNIX    ? "family unix in another network namespace"
+                                  : absl::StrCat("family ", *dom);
   }
   return absl::UnimplementedError(absl::StrCat("task ", p.pid, " fd ", p.fd, ": a socket of ", family,
                                                " (", p.target, ") is not supported yet"));
