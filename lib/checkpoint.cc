@@ -29,6 +29,7 @@
 #include "lib/fs/fs.h"
 #include "lib/fs/ghost.h"
 #include "lib/fs/pipe.h"
+#include "lib/fs/pty.h"
 #include "lib/fs/inetsock.h"
 #include "lib/fs/unixsock.h"
 #include "lib/handlers.h"
@@ -80,6 +81,7 @@ class Dumper {
   // Marks the first of siblings that share an fd table their parent gave
   // up, and refuses what the restore cannot make.
   absl::Status PlanSiblingFiles();
+  absl::Status ResolveTerminals(const std::vector<std::string>& external);
   absl::Status Write(ImageOutput& out);
   absl::Status Cancelled() const;
   absl::Status Thaw(bool kill);
@@ -223,6 +225,21 @@ absl::Status Dumper::PlanInheritedMemory() {
   }
   stats_->pages_shared = shared;
   return absl::OkStatus();
+}
+
+// Which terminal each session of the tree has (read again: the tree is
+// stopped now), and what each terminal the tree uses is (fs::ResolvePtys).
+absl::Status Dumper::ResolveTerminals(const std::vector<std::string>& external) {
+  std::vector<fs::TtyOfTask> ttys;
+  std::map<pid_t, uint32_t> pgrp_refs;
+  for (const auto& t : tasks_) {
+    if (t->pgrp_ref != 0) pgrp_refs.emplace(t->stat.pgrp, t->pgrp_ref);
+    if (t->zombie) continue;
+    ASSIGN_OR_RETURN(task::ProcStat stat, task::ReadProcStat(t->pid));
+    ttys.push_back({t->pid, stat.session, static_cast<uint32_t>(stat.tty_nr), stat.tpgid, t->pid_ref});
+  }
+  uint32_t flags = options_.shell_job ? objhash::kDumpShellJob : 0u;
+  return fs::ResolvePtys(objects_, ttys, pgrp_refs, external, flags);
 }
 
 absl::Status Dumper::PlanSiblingFiles() {
@@ -877,12 +894,13 @@ absl::Status Dumper::Run(pid_t root, ImageOutput& out) {
     std::set<pid_t> tree;
     for (const auto& t : tasks_) tree.insert(t->pid);
     tree.insert(getpid());
-    std::vector<std::string> pipe_names, unix_names;
+    std::vector<std::string> pipe_names, unix_names, tty_names;
     for (const std::string& name : options_.external) {
-      (fs::IsUnixName(name) ? unix_names : pipe_names).push_back(name);
+      (fs::IsUnixName(name) ? unix_names : fs::IsTtyName(name) ? tty_names : pipe_names).push_back(name);
     }
     st = fs::ResolveExternalPipes(objects_, tree, pipe_names, pipe_check_.checked,
                                   pipe_check_.external);
+    if (st.ok()) st = ResolveTerminals(tty_names);
     if (st.ok()) {
       Phase p("dump: sockets");
       st = fs::ResolveUnixSockets(objects_, tree, unix_names, options_.leave_running ? objhash::kDumpLeaveRunning : 0u);

@@ -14,6 +14,7 @@
 #include "lib/base/status.h"
 #include "lib/fs/fs.h"
 #include "lib/fs/pipe.h"
+#include "lib/fs/pty.h"
 #include "lib/fs/inetsock.h"
 #include "lib/fs/unixsock.h"
 #include "lib/mm/maps.h"
@@ -195,6 +196,7 @@ absl::StatusOr<TreeReport> Preflight(pid_t root, const DumpOptions& options,
 
   std::vector<std::string> pipe_names, unix_names;
   for (const std::string& name : options.external) {
+    if (fs::IsTtyName(name)) continue;  // terminals: checked by the dump (fs::ResolvePtys)
     (fs::IsUnixName(name) ? unix_names : pipe_names).push_back(name);
   }
   absl::StatusOr<std::vector<std::string>> unix_outside =

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <linux/sched.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -120,6 +121,7 @@ class RestoreRun {
   }};
   objhash::RestoreTable objects_;
   std::vector<objhash::LateStep> late_;  // left by object handlers
+  std::map<uint32_t, int> session_ttys_;  // session leader's pid_ref -> fd on its terminal
   std::map<uint32_t, pid_t> thread_here_;  // a thread's pid object -> its TID as this process sees it
   std::vector<std::function<void()>> commits_;  // likewise, run once released
   std::map<std::string, std::any> kind_state_;  // the kinds' own, for this restore
@@ -213,6 +215,7 @@ absl::Status RestoreRun::ReadObjects(image::Reader& r) {
   ctx.late = &late_;
   ctx.commits = &commits_;
   ctx.kind_state = &kind_state_;
+  ctx.session_ttys = &session_ttys_;
   RETURN_IF_ERROR(objhash::ReadObjects(ctx, *handlers, objs.nr_objects, objs.nr_links));
   for (const auto& [name, fd] : inherited) {
     if (!inherited_used.count(name)) {
@@ -269,6 +272,22 @@ absl::Status RestoreRun::CreateTasks() {
     const bool enters = t->parent >= 0 ? tasks_[t->parent]->entry.ipc_ns_ref != t->entry.ipc_ns_ref
                                        : (*ns)->id == 1;  // a fresh namespace
     if (enters) plan[t->node].ipc_ns_fd = (*ns)->fd;
+  }
+  // Session leaders take their controlling terminals as they are made.
+  for (const auto& [session_ref, fd] : session_ttys_) {
+    TaskRestore* leader = nullptr;
+    for (auto& t : tasks_) {
+      if (!t->helper && t->entry.pid_ref == session_ref && t->entry.session_ref == session_ref) {
+        leader = t.get();
+      }
+    }
+    if (leader == nullptr || leader->zombie) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "image record PTY: field 'session_ref' ", session_ref,
+          " names no live task of the image that leads its session"));
+    }
+    // One forked from its parent later takes it then (ForkFromParent).
+    if (!leader->inherits_memory) plan[leader->node].ctty_fd = fd;
   }
   ASSIGN_OR_RETURN(spawned_, task::SpawnTree(plan, !options_.new_pidns));
   const std::vector<pid_t>& pids = spawned_.pids;
@@ -511,6 +530,12 @@ absl::Status RestoreRun::ForkFromParent(TaskRestore& t) {
   task::SyscallQueue& q = *t.queue;
   if (t.entry.session_ref == t.entry.pid_ref) {
     q.batch().Add(SYS_setsid, {});
+    // Its controlling terminal, before it forks its own children: the
+    // restorer's fd on it is in the table it copied from its parent.
+    auto tty = session_ttys_.find(t.entry.pid_ref);
+    if (tty != session_ttys_.end()) {
+      q.batch().Add(SYS_ioctl, {static_cast<uint64_t>(tty->second), TIOCSCTTY, 0});
+    }
   } else if (t.entry.pgrp_ref == t.entry.pid_ref) {
     q.batch().Add(SYS_setpgid, {0, 0});
   }

@@ -30,7 +30,7 @@ inline constexpr char kMagic[8] = {'L', 'I', 'B', 'C', 'K', 'P', 'T', '\0'};
 // A reader refuses another major; a higher minor only appends fields and
 // skippable records.
 inline constexpr uint16_t kFormatMajor = 4;
-inline constexpr uint16_t kFormatMinor = 5;
+inline constexpr uint16_t kFormatMinor = 6;
 inline constexpr uint16_t kArchX86_64 = 1;
 inline constexpr uint32_t kChecksumXxh3 = 1;
 
@@ -111,6 +111,7 @@ enum RecordType : uint32_t {
   CKPT_HDR_INET_OPTS = 90,    // ckpt_inet_opts + ckpt_sockopt[nr_opts]: the INET_SOCK before
                               // it has more options (its flag kInetMoreOptions)
   CKPT_HDR_PACKET_SOCK = 91,  // ckpt_packet_sock + ckpt_packet_mc[] + filter: a packet socket
+  CKPT_HDR_PTY = 92,          // ckpt_pty + path + input + output: a pseudo-terminal pair (4.6)
 
   // per task
   CKPT_HDR_TASK = 50,       // ckpt_task: opens a task's section
@@ -552,6 +553,48 @@ enum NetlinkFlags : uint32_t {
   kNetlinkStrictChk = 1u << 6,       // NETLINK_GET_STRICT_CHK
 };
 
+// A pseudo-terminal pair (PTY): the tree's own (it holds the master), the
+// terminal the dump's caller gave it (--shell-job: the restorer's at
+// restore), or one whose master a process outside holds (--external
+// tty:[MAJOR:MINOR]: an fd the restore is given). Only the tree's own
+// saves its state. The path follows (a tree's own: the devpts directory as
+// the tree saw it, "/dev/pts"; the others: the slave's path or the
+// external name), then input_size bytes typed to the master that the
+// slave has not read, then output_size bytes the slave wrote that the
+// master has not read.
+enum PtyFlags : uint32_t {
+  kPtyCaller = 1u << 0,     // the caller's terminal (--shell-job)
+  kPtyExternal = 1u << 1,   // an external one: path is its name
+  kPtyLocked = 1u << 2,     // the slave is locked (TIOCSPTLCK)
+  kPtyPacket = 1u << 3,     // the master is in packet mode (TIOCPKT)
+  kPtyExclusive = 1u << 4,  // the slave is in exclusive mode (TIOCEXCL)
+  kPtySlaveClosed = 1u << 5,  // every slave was closed: the master reads EIO
+};
+inline constexpr uint32_t kPtyOwnState = kPtyLocked | kPtyPacket | kPtyExclusive | kPtySlaveClosed;
+inline constexpr uint32_t kMaxPtyIndex = 1u << 20;
+inline constexpr uint32_t kMaxPtyData = 1u << 20;  // bytes queued each way
+struct ckpt_pty {
+  uint32_t objref;
+  uint32_t flags;   // PtyFlags
+  uint32_t index;   // N of /dev/pts/N
+  uint32_t path_len;
+  // The slave's termios (as tcgetattr gives it: the line discipline's
+  // flags, c_line, the control characters, the speeds).
+  uint32_t iflag, oflag, cflag, lflag;
+  uint32_t line;
+  uint32_t ispeed, ospeed;
+  uint8_t cc[32];
+  uint16_t ws_row, ws_col, ws_xpixel, ws_ypixel;  // TIOCGWINSZ
+  uint32_t input_size;
+  uint32_t output_size;
+  // The session it is the controlling terminal of (its leader's pid
+  // objref; 0: none), and that session's foreground process group.
+  uint32_t session_ref;
+  uint32_t fg_pgrp_ref;
+  uint32_t reserved;
+};
+static_assert(sizeof(ckpt_pty) == 104);
+
 enum FileKind : uint32_t {
   kFileRegular = 1,     // by path (MAPPED_FILE: on a GHOST target_ref when deleted)
   kFileDirectory = 2,
@@ -577,6 +620,9 @@ enum FileKind : uint32_t {
   kFileFanotify = 22,     // a fanotify group: the FANOTIFY target_ref
   kFileNetlinkSocket = 23,  // a netlink socket: the NETLINK_SOCK target_ref
   kFilePacketSocket = 24,   // a packet socket: the PACKET_SOCK target_ref (4.5)
+  kFilePtyMaster = 25,      // the master of a pseudo-terminal (/dev/ptmx): the PTY target_ref (4.6)
+  kFilePtySlave = 26,       // a slave (/dev/pts/N) of the PTY target_ref (4.6)
+  kFilePtyCtty = 27,        // /dev/tty, open on the PTY target_ref (4.6)
 };
 
 // Shared by CKPT_HDR_FILE (an open description: flags and pos matter) and

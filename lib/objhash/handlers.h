@@ -91,6 +91,10 @@ struct RestoreContext {
   // State a kind keeps across its objects within one restore, by kind
   // name (e.g. counting its records against a total).
   std::map<std::string, std::any>* kind_state = nullptr;
+  // Controlling terminals: the pid objref of a session's leader -> the
+  // restorer's fd on its terminal, which the leader makes its controlling
+  // terminal as it is made (before its children).
+  std::map<uint32_t, int>* session_ttys = nullptr;
 };
 
 // References between objects that may form cycles: written after every

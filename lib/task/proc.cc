@@ -140,7 +140,7 @@ absl::StatusOr<ProcStat> ParseProcStat(absl::string_view text) {
   bool ok = field(3).size() == 1;
   st.state = field(3)[0];
   ok &= ParseInt(field(4), &st.ppid) && ParseInt(field(5), &st.pgrp) &&
-        ParseInt(field(6), &st.session) && ParseInt(field(7), &st.tty_nr) &&
+        ParseInt(field(6), &st.session) && ParseInt(field(7), &st.tty_nr) && ParseInt(field(8), &st.tpgid) &&
         ParseInt(field(9), &st.flags) && ParseInt(field(26), &st.start_code) &&
         ParseInt(field(27), &st.end_code) && ParseInt(field(28), &st.start_stack) &&
         ParseInt(field(38), &st.exit_signal) && ParseInt(field(45), &st.start_data) &&

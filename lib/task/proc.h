@@ -47,6 +47,7 @@ struct ProcStat {
   char state = '?';
   pid_t ppid = 0, pgrp = 0, session = 0;
   int tty_nr = 0;
+  pid_t tpgid = 0;     // the foreground group of its controlling terminal (-1: none)
   uint32_t flags = 0;  // PF_*
   int exit_signal = 0;
   uint64_t start_code = 0, end_code = 0, start_stack = 0;

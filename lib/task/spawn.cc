@@ -5,6 +5,7 @@
 #include <linux/sched.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -106,6 +107,7 @@ void ForkChildren(const ChildEnv& env, int me, bool early);
   }
   ForkChildren(env, me, /*early=*/true);
   if (n.set_sid && syscall(SYS_setsid) < 0) Report(env, me, 'S', errno);
+  if (n.ctty_fd >= 0 && syscall(SYS_ioctl, n.ctty_fd, TIOCSCTTY, 0) != 0) Report(env, me, 'T', errno);
   ForkChildren(env, me, /*early=*/false);
   if (n.zombie_status >= 0) {
     if (n.set_pgid) syscall(SYS_setpgid, 0, 0);
@@ -161,6 +163,8 @@ absl::Status NodeError(const SpawnNode& n, int what, int err) {
       return ErrnoError(err, "task ", pid, ": clone3 with its PID");
     case 'S':
       return ErrnoError(err, "task ", pid, ": setsid");
+    case 'T':
+      return ErrnoError(err, "task ", pid, ": taking its controlling terminal (TIOCSCTTY)");
     case 'N':
       return ErrnoError(err, "task ", pid, ": entering its IPC namespace (setns)");
     case 'M':

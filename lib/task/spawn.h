@@ -55,6 +55,10 @@ struct SpawnNode {
   // >= 0: an fd of the caller's on an IPC namespace that the task enters
   // (setns) before it makes its children.
   int ipc_ns_fd = -1;
+  // >= 0: a session leader's fd of the caller's on its controlling
+  // terminal, made so (TIOCSCTTY) right after its setsid, before it makes
+  // its children (who inherit it).
+  int ctty_fd = -1;
 };
 
 // What SpawnTree made: each node's PID as the caller sees it, and a pidfd

@@ -1,0 +1,285 @@
+// Terminals: pseudo-terminal pairs of the tree (queues, termios, modes),
+// sessions with a controlling terminal and job control, a tmux server, a
+// terminal whose master is outside the tree (external), and --shell-job
+// with and without a terminal on the restorer.
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "lib/base/fd.h"
+#include "lib/base/status.h"
+#include "tests/e2e/expect.h"
+#include "tests/e2e/harness.h"
+
+namespace ckpt::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+class TtyTest : public ::testing::Test {
+ protected:
+  void SetUp() override { prctl(PR_SET_CHILD_SUBREAPER, 1); }
+};
+
+void RunPair(const std::string& mode, bool leave_running) {
+  absl::StatusOr<Subject> s = StartSubject("pty_pair", {mode});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  const std::string image = TempPath(absl::StrCat("pty-", mode, leave_running ? "-left" : "", ".img"));
+  if (leave_running) {
+    DumpOptions options;
+    options.leave_running = true;
+    ASSERT_OK(DumpToFile(s->pid, image, options));
+  } else {
+    ASSERT_NO_FATAL_FAILURE(DumpKillRestore(*s, {s->pid}, image));
+  }
+  ExpectPass(*s);
+}
+
+// Raw mode with odd control characters and speeds, a window size, packet
+// mode, exclusive mode and the lock, 100 bytes typed and 60 written, none
+// read: all of it is there after the restore, at the same /dev/pts index.
+TEST_F(TtyTest, PairInRawModeKeepsItsQueuesAndModes) { RunPair("raw", false); }
+
+// Canonical mode with echo: a whole line and an unfinished one typed, the
+// echo and a line written by the slave unread by the master; a canonical
+// read gives the whole line only, and the unfinished one goes on.
+TEST_F(TtyTest, PairInCanonicalModeKeepsItsLines) { RunPair("canon", false); }
+
+// A dump that leaves the tree running puts every queued byte back as it
+// was, and the modes.
+TEST_F(TtyTest, DumpLeavingTheTreeRunningLeavesThePairAsItWas) {
+  ASSERT_NO_FATAL_FAILURE(RunPair("raw", true));
+  RunPair("canon", true);
+}
+
+// A session leader with the slave as its controlling terminal, a
+// foreground and a background job: the foreground group and the session
+// come back; ^Z typed on the master stops the foreground job (SIGTSTP),
+// the background job reading is stopped (SIGTTIN), `fg` resumes the job,
+// which writes through its old /dev/tty fd and through a new /dev/tty.
+TEST_F(TtyTest, JobControlWorksOnTheRestoredTerminal) {
+  absl::StatusOr<Subject> s = StartSubject("pty_jobs");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  std::vector<pid_t> pids = LinePids(*s, "READY");
+  ASSERT_EQ(pids.size(), 4u) << ReadOutput(*s);
+  ASSERT_NO_FATAL_FAILURE(DumpKillRestore(*s, pids, TempPath("pty-jobs.img")));
+  ExpectPass(*s);
+  KillAndReapAll({pids[1], pids[2], pids[3]});
+}
+
+// A pty pair of this test's: the subject gets the slave on its stdin and
+// stdout, this test keeps the master (outside the tree).
+struct OutsidePty {
+  UniqueFd master;
+  std::string slave;
+  static OutsidePty Open() {
+    OutsidePty p;
+    p.master.reset(posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
+    if (p.master.valid() && grantpt(p.master.get()) == 0 && unlockpt(p.master.get()) == 0) {
+      p.slave = ptsname(p.master.get());
+    }
+    return p;
+  }
+  std::string Name() const {
+    struct stat st;
+    if (stat(slave.c_str(), &st) != 0) return "";
+    return absl::StrCat("tty:[", major(st.st_rdev), ":", minor(st.st_rdev), "]");
+  }
+};
+
+// Starts pty_user with `mode` on the slave of `pty` (stdin, stdout), its
+// stderr the output file.
+absl::StatusOr<Subject> StartOnPty(const OutsidePty& pty, const std::string& mode, const std::string& tag) {
+  UniqueFd tty(open(pty.slave.c_str(), O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!tty.valid()) return absl::InternalError("open " + pty.slave);
+  const std::string err = TempPath(tag + ".out");
+  UniqueFd err_fd(open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644));
+  pid_t pid = Spawn({ProgramPath("pty_user"), mode}, tty.get(), tty.get(), err_fd.get());
+  Subject s{pid, err};
+  RETURN_IF_ERROR(WaitForOutput(s, "READY"));
+  return s;
+}
+
+// What `master` gives within `ms` of quiet.
+std::string ReadMaster(int master, int ms = 500) {
+  std::string out;
+  char buf[1024];
+  for (;;) {
+    struct pollfd p = {master, POLLIN, 0};
+    if (poll(&p, 1, ms) <= 0 || !(p.revents & POLLIN)) return out;
+    ssize_t n = read(master, buf, sizeof(buf));
+    if (n <= 0) return out;
+    out.append(buf, static_cast<size_t>(n));
+  }
+}
+
+// A terminal whose master is outside the tree (a supervisor's, an
+// sshd's): refused, naming it and both ways out; dumped as external, then
+// restored onto a new terminal given with --inherit-fd. The subject leads
+// a session with it as its controlling terminal: the new terminal becomes
+// that, with the subject's group in the foreground, and carries its
+// output.
+TEST_F(TtyTest, TerminalWithItsMasterOutsideIsExternalAndInherited) {
+  OutsidePty old_pty = OutsidePty::Open();
+  ASSERT_FALSE(old_pty.slave.empty());
+  absl::StatusOr<Subject> s = StartOnPty(old_pty, "session", "pty-external");
+  ASSERT_TRUE(s.ok()) << s.status();
+  const std::string name = old_pty.Name();
+  const std::string image = TempPath("pty-external.img");
+  absl::Status st = DumpToFile(s->pid, image);
+  ASSERT_FALSE(st.ok());
+  EXPECT_THAT(st.message(), HasSubstr(old_pty.slave)) << st;
+  EXPECT_THAT(st.message(), HasSubstr("--shell-job")) << st;
+  EXPECT_THAT(st.message(), HasSubstr("--external " + name)) << st;
+  ASSERT_EQ(kill(s->pid, 0), 0);
+  DumpOptions ext;
+  ext.external = {name};
+  ASSERT_OK(DumpToFile(s->pid, image, ext));
+  KillAndReap(s->pid);
+  old_pty.master.reset();
+
+  OutsidePty new_pty = OutsidePty::Open();
+  ASSERT_FALSE(new_pty.slave.empty());
+  UniqueFd given(open(new_pty.slave.c_str(), O_RDWR | O_NOCTTY | O_CLOEXEC));
+  ASSERT_TRUE(given.valid());
+  {
+    absl::StatusOr<pid_t> refused = RestoreFromFile(image);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_THAT(refused.status().message(), HasSubstr("--inherit-fd FD:" + name));
+  }
+  RestoreOptions inherit;
+  inherit.inherit_fds = {{given.get(), name}};
+  Restorer restorer(inherit);
+  UniqueFd in(open(image.c_str(), O_RDONLY | O_CLOEXEC));
+  absl::StatusOr<pid_t> pid = restorer.Restore(in.get());
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  ASSERT_EQ(*pid, s->pid);
+  pid_t sid = -1;
+  ASSERT_EQ(ioctl(new_pty.master.get(), TIOCGSID, &sid), 0);
+  EXPECT_EQ(sid, s->pid);
+  EXPECT_EQ(tcgetpgrp(new_pty.master.get()), s->pid);
+  ASSERT_EQ(kill(s->pid, SIGUSR1), 0);
+  absl::StatusOr<int> code = WaitExit(s->pid);
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0) << ReadOutput(*s);
+  EXPECT_THAT(ReadMaster(new_pty.master.get()), HasSubstr(absl::StrCat("hello ", s->pid)));
+}
+
+// Runs `fn` in a child without a controlling terminal (a session of its
+// own); returns what it wrote.
+template <typename Fn>
+std::string InSessionWithoutTerminal(Fn fn) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) return "pipe";
+  pid_t child = fork();
+  if (child == 0) {
+    close(p[0]);
+    setsid();
+    std::string said = fn();
+    if (write(p[1], said.data(), said.size()) < 0) _exit(2);
+    _exit(0);
+  }
+  close(p[1]);
+  std::string said = ReadToEof(p[0]);
+  close(p[0]);
+  waitpid(child, nullptr, 0);
+  return said;
+}
+
+// --shell-job is about the caller's terminal only: a tree that uses no
+// terminal dumps and restores with it, from a restorer without a
+// terminal; a tree that uses the terminal it was dumped from is refused
+// there, saying that the restore has no terminal to give it.
+TEST_F(TtyTest, ShellJobNeedsATerminalOnlyWhenTheTreeUsesOne) {
+  {
+    absl::StatusOr<Subject> s = StartSubject("counter");
+    ASSERT_TRUE(s.ok()) << s.status();
+    ASSERT_OK(WaitForOutput(*s, "READY"));
+    DumpOptions shell;
+    shell.shell_job = true;
+    const std::string image = TempPath("no-tty.img");
+    ASSERT_OK(DumpToFile(s->pid, image, shell));
+    KillAndReap(s->pid);
+    // The restored subject is the child's: this test reaps it as the
+    // subreaper once the child has gone.
+    std::string said = InSessionWithoutTerminal([&]() -> std::string {
+      if (open("/dev/tty", O_RDWR) >= 0) return "the child has a terminal";
+      RestoreOptions options;
+      options.shell_job = true;
+      Restorer restorer(options);
+      UniqueFd in(open(image.c_str(), O_RDONLY | O_CLOEXEC));
+      absl::StatusOr<pid_t> pid = restorer.Restore(in.get());
+      return pid.ok() ? absl::StrCat("restored ", *pid) : std::string(pid.status().message());
+    });
+    ASSERT_EQ(said, absl::StrCat("restored ", s->pid));
+    for (int i = 0; i < 2000 && kill(s->pid, 0) != 0; ++i) usleep(1000);
+    ExpectPass(*s);
+  }
+  OutsidePty pty = OutsidePty::Open();
+  ASSERT_FALSE(pty.slave.empty());
+  absl::StatusOr<Subject> s = StartOnPty(pty, "tty", "pty-shell-job");
+  ASSERT_TRUE(s.ok()) << s.status();
+  DumpOptions shell;
+  shell.shell_job = true;
+  const std::string image = TempPath("shell-job.img");
+  ASSERT_OK(DumpToFile(s->pid, image, shell));
+  KillAndReap(s->pid);
+  std::string said = InSessionWithoutTerminal([&]() -> std::string {
+    RestoreOptions options;
+    options.shell_job = true;
+    Restorer restorer(options);
+    UniqueFd in(open(image.c_str(), O_RDONLY | O_CLOEXEC));
+    absl::StatusOr<pid_t> pid = restorer.Restore(in.get());
+    return pid.ok() ? absl::StrCat("restored ", *pid) : std::string(pid.status().message());
+  });
+  EXPECT_THAT(said, HasSubstr("has no terminal to give them"));
+  EXPECT_THAT(said, HasSubstr(pty.slave));
+  EXPECT_NE(kill(s->pid, 0), 0) << "a failed restore left the task";
+  // From a restorer that has one (the test's pty as its terminal), the
+  // task gets it; the restorer waits for it (as ckpt restore does) and
+  // exits with its status.
+  int master = pty.master.get();
+  pid_t child = fork();
+  if (child == 0) {
+    setsid();
+    int tty = open(pty.slave.c_str(), O_RDWR);  // the child's controlling terminal
+    if (tty < 0) _exit(3);
+    RestoreOptions options;
+    options.shell_job = true;
+    Restorer restorer(options);
+    int in = open(image.c_str(), O_RDONLY | O_CLOEXEC);
+    absl::StatusOr<pid_t> pid = restorer.Restore(in);
+    if (!pid.ok()) _exit(4);
+    int status = 0;
+    if (waitpid(*pid, &status, 0) != *pid) _exit(5);
+    _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 6);
+  }
+  for (int i = 0; i < 5000 && kill(s->pid, 0) != 0; ++i) usleep(1000);
+  usleep(100000);
+  ASSERT_EQ(kill(s->pid, SIGUSR1), 0);
+  absl::StatusOr<int> code = WaitExit(child);
+  ASSERT_TRUE(code.ok());
+  EXPECT_EQ(*code, 0) << ReadOutput(*s);
+  EXPECT_THAT(ReadOutput(*s), HasSubstr("PASS"));
+  EXPECT_THAT(ReadMaster(master), HasSubstr(absl::StrCat("hello ", s->pid)));
+}
+
+}  // namespace
+}  // namespace ckpt::testing
