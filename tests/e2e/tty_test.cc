@@ -281,5 +281,70 @@ TEST_F(TtyTest, ShellJobNeedsATerminalOnlyWhenTheTreeUsesOne) {
   EXPECT_THAT(ReadMaster(master), HasSubstr(absl::StrCat("hello ", s->pid)));
 }
 
+
+// Runs tmux with `args` on the server at `sock`; its stdout, and its exit
+// status in *code.
+std::string Tmux(const std::string& sock, std::vector<std::string> args, int* code = nullptr) {
+  args.insert(args.begin(), {"tmux", "-S", sock, "-f", "/dev/null"});
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) return "";
+  pid_t pid = Spawn(args, -1, p[1], -1);
+  close(p[1]);
+  std::string out = ReadToEof(p[0]);
+  close(p[0]);
+  absl::StatusOr<int> st = WaitExit(pid, 10000);
+  if (code != nullptr) *code = st.ok() ? *st : -1;
+  return out;
+}
+
+// Polls the pane until it shows `text` (5 s at most); what it showed.
+std::string WaitForPane(const std::string& sock, const std::string& text) {
+  std::string shown;
+  for (int i = 0; i < 100; ++i) {
+    shown = Tmux(sock, {"capture-pane", "-p", "-t", "t", "-S", "-"});
+    if (shown.find(text) != std::string::npos) break;
+    usleep(50000);
+  }
+  return shown;
+}
+
+// A detached tmux server (Debian's) with a shell in a pane: after the
+// restore, send-keys reaches the shell through the restored pair, and
+// capture-pane shows the scrollback from before and the output of a new
+// command (an external one: the shell makes it the foreground job).
+TEST_F(TtyTest, TmuxServerKeepsItsScrollbackAndRunsNewCommands) {
+  char dir[] = "/tmp/ckpt-tmux-XXXXXX";  // short: a unix socket path has 108 bytes
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string sock = absl::StrCat(dir, "/s");
+  int code = -1;
+  Tmux(sock, {"new-session", "-d", "-s", "t", "-x", "80", "-y", "24", "bash --norc --noprofile"}, &code);
+  ASSERT_EQ(code, 0);
+  std::vector<pid_t> pids;
+  for (const char* what : {"#{pid}", "#{pane_pid}"}) {
+    pids.push_back(atoi(Tmux(sock, {"display-message", "-p", "-t", "t", what}).c_str()));
+    ASSERT_GT(pids.back(), 0);
+  }
+  Tmux(sock, {"send-keys", "-t", "t", "echo before-$((6*7))", "Enter"});
+  ASSERT_THAT(WaitForPane(sock, "before-42"), HasSubstr("before-42"));
+  const std::string image = TempPath("tmux.img");
+  ASSERT_OK(DumpToFile(pids[0], image));
+  KillAndReapAll(pids);
+  absl::StatusOr<pid_t> pid = RestoreFromFile(image);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  ASSERT_EQ(*pid, pids[0]);
+  Tmux(sock, {"send-keys", "-t", "t", "/bin/echo after-$((7*8)); sleep 0.2; echo done-$((8*9))", "Enter"});
+  std::string shown = WaitForPane(sock, "done-72");
+  EXPECT_THAT(shown, HasSubstr("before-42"));
+  EXPECT_THAT(shown, HasSubstr("after-56"));
+  EXPECT_THAT(shown, HasSubstr("done-72"));
+  EXPECT_EQ(Tmux(sock, {"display-message", "-p", "-t", "t", "#{pane_pid}"}), absl::StrCat(pids[1], "\n"));
+  Tmux(sock, {"kill-server"}, &code);
+  EXPECT_EQ(code, 0);
+  for (pid_t p : pids) WaitExit(p, 5000).IgnoreError();
+  KillAndReapAll(pids);
+  unlink(sock.c_str());
+  rmdir(dir);
+}
+
 }  // namespace
 }  // namespace ckpt::testing
