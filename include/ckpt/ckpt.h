@@ -172,7 +172,8 @@ struct ckpt_dump_opts {
   /* ABI 2 (DumpOptions::external in ckpt.hpp). Objects the tree shares
    * with processes outside it, by the name /proc/PID/fd shows
    * ("pipe:[12345]"; a unix socket whose peer is outside, as
-   * "unix:[12345]" for its socket:[12345]): recorded in the image as external instead of
+   * "unix:[12345]" for its socket:[12345]; a terminal whose master is
+   * outside, as "tty:[136:3]" for /dev/pts/3): recorded in the image as external instead of
    * refused; the restore must be given a replacement for each
    * (ckpt_restore_opts.inherit_fds). `nr_external` names, none NULL or
    * empty; `external` may be NULL only when nr_external is 0. The library

@@ -79,7 +79,8 @@ struct DumpOptions {
   bool container = false;
   // Objects the tree shares with processes outside it, by name as /proc
   // shows them ("pipe:[12345]"; a unix socket connected outside, as
-  // "unix:[12345]" for its socket:[12345]): recorded in the image as external
+  // "unix:[12345]" for its socket:[12345]; a terminal whose master is
+  // outside, as "tty:[136:3]" for /dev/pts/3): recorded in the image as external
   // instead of refused; the restore must be given a replacement for each
   // (RestoreOptions::inherit_fds).
   std::vector<std::string> external;

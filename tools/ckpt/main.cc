@@ -130,7 +130,7 @@ int Restore(const std::vector<std::string>& args) {
   RestoreOptions options;
   for (const std::string& spec : flags->All("inherit-fd")) {
     // FD:NAME, NAME as the dump named the external object (pipe:[12345],
-    // unix:[12345]).
+    // unix:[12345], tty:[136:3]).
     size_t colon = spec.find(':');
     InheritFd in;
     if (colon == std::string::npos || !absl::SimpleAtoi(spec.substr(0, colon), &in.fd) ||
