@@ -39,6 +39,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -817,10 +818,75 @@ absl::StatusOr<UniqueFd> OpenMaster(objhash::RestoreContext& ctx, const image::c
   return DupWithNonblock(pty->fd, rec.flags, "the master of a terminal");
 }
 
-// /dev/tty, open on the pair: a description on its slave (fstat then
-// shows the slave, not /dev/tty; reads, writes and ioctls are the same).
+// A /dev/tty description on the terminal `tty`, opened by a helper
+// process that takes it as its controlling terminal for that while: a
+// new session (setsid), TIOCSCTTY, open("/dev/tty"); the restorer copies
+// the fd (pidfd_getfd) and the helper exits, which leaves the terminal
+// the controlling terminal of no session again (a pseudo-terminal is not
+// hung up when its session leader exits; the SIGHUP goes to the helper's
+// own group). Fails where the terminal is some session's already.
+absl::StatusOr<UniqueFd> OpenDevTtyOn(int tty, int flags, const std::string& what) {
+  int ready[2], go[2];
+  if (pipe2(ready, O_CLOEXEC) != 0) return ErrnoError(errno, "pipe");
+  UniqueFd ready_r(ready[0]), ready_w(ready[1]);
+  if (pipe2(go, O_CLOEXEC) != 0) return ErrnoError(errno, "pipe");
+  UniqueFd go_r(go[0]), go_w(go[1]);
+  pid_t pid = fork();
+  if (pid < 0) return ErrnoError(errno, "fork");
+  if (pid == 0) {
+    // Async-signal-safe calls only: the restorer may have threads.
+    close(go[1]);
+    close(ready[0]);
+    int r = -1;
+    if (setsid() < 0 || ioctl(tty, TIOCSCTTY, 0) != 0) {
+      r = -errno;
+    } else {
+      r = open("/dev/tty", flags);
+      if (r < 0) r = -errno;
+    }
+    if (write(ready[1], &r, sizeof(r)) != sizeof(r)) _exit(1);
+    char c;
+    while (read(go[0], &c, 1) < 0 && errno == EINTR) {
+    }
+    _exit(0);
+  }
+  ready_w.reset();
+  go_r.reset();
+  UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+  int r = 0;
+  ssize_t n = read(ready_r.get(), &r, sizeof(r));
+  UniqueFd copy;
+  absl::Status st;
+  if (n != sizeof(r)) {
+    st = absl::InternalError(absl::StrCat(what, ": the helper that opens /dev/tty said nothing"));
+  } else if (r < 0) {
+    st = ErrnoError(-r, what, ": opening /dev/tty on it (a helper's TIOCSCTTY and open)");
+  } else if (!pidfd.valid()) {
+    st = ErrnoError(errno, "pidfd_open of the helper");
+  } else {
+    copy.reset(static_cast<int>(syscall(SYS_pidfd_getfd, pidfd.get(), r, 0)));
+    if (!copy.valid()) st = ErrnoError(errno, what, ": pidfd_getfd of the helper's /dev/tty");
+  }
+  go_w.reset();
+  while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  RETURN_IF_ERROR(st);
+  return copy;
+}
+
+// /dev/tty, open on the pair: a /dev/tty description on it, or where its
+// terminal is some session's already (one given from outside), a
+// description on the slave (fstat then shows the slave; reads, writes and
+// ioctls are the same).
 absl::StatusOr<UniqueFd> OpenCtty(objhash::RestoreContext&, const image::ckpt_file& rec, const std::string&,
                                   const objhash::RestoredObject* pty) {
+  const auto& restored = std::any_cast<const RestoredPty&>(pty->data);
+  if (restored.flags & image::kPtyCaller) return OpenOnPty(rec, pty);
+  const int flags = (static_cast<int>(rec.flags) & (O_ACCMODE | O_NONBLOCK | O_APPEND | O_SYNC | O_DSYNC)) |
+                    O_NOCTTY | O_CLOEXEC;
+  const int tty = (restored.flags & image::kPtyExternal) ? pty->fd : pty->fd2;
+  absl::StatusOr<UniqueFd> devtty = OpenDevTtyOn(tty, flags, restored.path);
+  if (devtty.ok() || !(restored.flags & image::kPtyExternal)) return devtty;
   return OpenOnPty(rec, pty);
 }
 

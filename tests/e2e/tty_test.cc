@@ -61,11 +61,16 @@ TEST_F(TtyTest, PairInRawModeKeepsItsQueuesAndModes) { RunPair("raw", false); }
 // read gives the whole line only, and the unfinished one goes on.
 TEST_F(TtyTest, PairInCanonicalModeKeepsItsLines) { RunPair("canon", false); }
 
+// Every slave closed: the master reads what was queued, then EIO; the
+// slave opened again reads what was typed.
+TEST_F(TtyTest, PairWhoseSlaveWasClosedStaysSo) { RunPair("closed", false); }
+
 // A dump that leaves the tree running puts every queued byte back as it
 // was, and the modes.
 TEST_F(TtyTest, DumpLeavingTheTreeRunningLeavesThePairAsItWas) {
   ASSERT_NO_FATAL_FAILURE(RunPair("raw", true));
-  RunPair("canon", true);
+  ASSERT_NO_FATAL_FAILURE(RunPair("canon", true));
+  RunPair("closed", true);
 }
 
 // A session leader with the slave as its controlling terminal, a

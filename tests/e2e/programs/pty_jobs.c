@@ -14,6 +14,8 @@
 #define _GNU_SOURCE
 #include <poll.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <termios.h>
 
@@ -41,6 +43,8 @@ static void foreground_job(int tty) {
   sigaction(SIGCONT, &sa, NULL);
   /* Stopped by SIGTSTP (default action), then continued. */
   while (!got_cont) pause();
+  struct stat st;
+  if (fstat(tty, &st) != 0 || st.st_rdev != makedev(5, 0)) dprintf(tty, "F old-fd-not-dev-tty\n");
   dprintf(tty, "F old-fd\n");
   int fresh = open("/dev/tty", O_RDWR);
   if (fresh < 0) {
@@ -193,6 +197,7 @@ int main(void) {
   read_master(buf, sizeof(buf));
   SUBJECT_CHECK(strstr(buf, "F old-fd") != NULL, "F's old /dev/tty fd: master read '%s'", buf);
   SUBJECT_CHECK(strstr(buf, "F new-dev-tty") != NULL, "F's new /dev/tty: master read '%s'", buf);
+  SUBJECT_CHECK(strstr(buf, "not-dev-tty") == NULL, "F's old /dev/tty fd is another file: '%s'", buf);
   kill(f, SIGKILL);
   kill(b, SIGKILL);
   kill(l, SIGKILL);

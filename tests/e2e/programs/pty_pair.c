@@ -9,6 +9,9 @@
  *  - "canon": the slave in canonical mode with echo, "first line\n" and
  *    an unfinished "second" typed (and echoed), "hello\n" written by the
  *    slave (ONLCR makes it "hello\r\n").
+ *  - "closed": as canon, with "typed\n" typed and "bye\n" written, then
+ *    the slave closed: the master reads what is queued, then EIO; the
+ *    slave opened again reads the typed line.
  * After SIGUSR1: the same /dev/pts index, termios, window size, modes and
  * queued bytes, then the pair still carries bytes both ways.
  */
@@ -55,6 +58,33 @@ static void wait_lines(int fd, int bytes) {
   }
 }
 
+static int closed_mode(void) {
+  if (write(master_fd, "typed\n", 6) != 6) return 2;
+  wait_lines(slave_fd, 6);
+  if (write(slave_fd, "bye\n", 4) != 4) return 2;
+  usleep(100000);
+  close(slave_fd);
+  subject_ready();
+  subject_wait();
+  SUBJECT_CHECK(strcmp(ptsname(master_fd), pts_name) == 0, "ptsname %s, was %s", ptsname(master_fd), pts_name);
+  struct pollfd p = {master_fd, POLLIN, 0};
+  poll(&p, 1, 0);
+  SUBJECT_CHECK(p.revents & POLLHUP, "the master does not see its slave closed (revents 0x%x)", p.revents);
+  fcntl(master_fd, F_SETFL, O_NONBLOCK);
+  unsigned char buf[256];
+  ssize_t n = read(master_fd, buf, sizeof(buf));
+  check_bytes("echo and output", buf, n > 0 ? (size_t)n : 0, (const unsigned char *)"typed\r\nbye\r\n", 12);
+  n = read(master_fd, buf, sizeof(buf));
+  SUBJECT_CHECK(n < 0 && errno == EIO, "the master read %zd (errno %d) after its queue, not EIO", n, errno);
+  slave_fd = open(pts_name, O_RDWR | O_NOCTTY | O_NONBLOCK);
+  SUBJECT_CHECK(slave_fd >= 0, "open %s again: %s", pts_name, strerror(errno));
+  n = read(slave_fd, buf, sizeof(buf));
+  check_bytes("typed line", buf, n > 0 ? (size_t)n : 0, (const unsigned char *)"typed\n", 6);
+  if (subject_failures) return 1;
+  printf("PASS\n");
+  return 0;
+}
+
 int main(int argc, char **argv) {
   raw_mode = argc > 1 && strcmp(argv[1], "raw") == 0;
   master_fd = posix_openpt(O_RDWR | O_NOCTTY);
@@ -79,6 +109,7 @@ int main(int argc, char **argv) {
   tcsetattr(slave_fd, TCSANOW, &t);
   tcgetattr(slave_fd, &saved);
   ioctl(master_fd, TIOCSWINSZ, &saved_ws);
+  if (argc > 1 && strcmp(argv[1], "closed") == 0) return closed_mode();
 
   unsigned char typed[100], written[60];
   for (int i = 0; i < 100; i++) typed[i] = (unsigned char)i;
