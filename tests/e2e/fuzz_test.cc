@@ -465,6 +465,20 @@ TEST_F(FuzzTest, NetlinkImage) {
   Fuzz(fs);
 }
 
+// A pseudo-terminal pair with bytes queued both ways and every mode.
+TEST_F(FuzzTest, TerminalPairImage) {
+  FuzzSubject fs;
+  fs.program = "pty_pair";
+  fs.args = {"raw"};
+  fs.needs_record = image::CKPT_HDR_PTY;
+  fs.verdict_timeout_ms = 1500;  // it reads each queue until 200 ms of quiet
+  fs.plan.selectors = {
+      Sel{image::CKPT_HDR_PTY},
+      Sel{image::CKPT_HDR_FILE, Section::kObjects, 2},
+  };
+  Fuzz(fs);
+}
+
 TEST_F(FuzzTest, SessionsAndGroupsImage) {
   FuzzSubject fs;
   fs.program = "tree";

@@ -29,12 +29,12 @@ static struct termios saved;
 static struct winsize saved_ws = {37, 111, 640, 480};
 static int raw_mode;
 
-/* Reads what is there within 500 ms of quiet (non-blocking reads). */
+/* Reads what is there within 200 ms of quiet (non-blocking reads). */
 static size_t read_some(int fd, unsigned char *buf, size_t cap) {
   size_t got = 0;
   for (;;) {
     struct pollfd p = {fd, POLLIN, 0};
-    if (poll(&p, 1, 500) <= 0 || !(p.revents & POLLIN)) return got;
+    if (poll(&p, 1, 200) <= 0 || !(p.revents & POLLIN)) return got;
     ssize_t n = read(fd, buf + got, cap - got);
     if (n <= 0) return got;
     got += (size_t)n;
