@@ -34,6 +34,7 @@
 #include "lib/fs/pty.h"
 
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -62,6 +63,7 @@
 #include "lib/fs/sockopt.h"
 #include "lib/image/format.h"
 #include "lib/image/records.h"
+#include "lib/task/proc.h"
 
 #ifndef TIOCGPTPEER
 #define TIOCGPTPEER _IO('T', 0x41)
@@ -468,8 +470,21 @@ struct PtyState {
   std::string input, output;
 };
 
+// Whether this process has CAP_SYS_ADMIN (TIOCSTI on a terminal that is
+// not its own needs it).
+bool HaveSysAdmin() {
+  absl::StatusOr<task::ProcStatus> self = task::ReadProcStatus(getpid());
+  return self.ok() && (self->cap_eff & (uint64_t{1} << CAP_SYS_ADMIN));
+}
+
 absl::StatusOr<PtyState> ReadPtyState(const PtyInfo& info, const std::string& what) {
   PtyState s;
+  // The slave's queue is put back with TIOCSTI: without the right to, it
+  // is not taken out.
+  if (!HaveSysAdmin()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        what, ": keeping what is typed on a terminal needs CAP_SYS_ADMIN (TIOCSTI), which the dumper lacks"));
+  }
   ASSIGN_OR_RETURN(UniqueFd m, CopyOfFd(info.master_pid, info.master_fd));
   int lock = 0, pkt = 0, excl = 0, disc = 0;
   if (ioctl(m.get(), TIOCGPTLCK, &lock) != 0) return ErrnoError(errno, what, ": TIOCGPTLCK");
