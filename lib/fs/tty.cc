@@ -1,6 +1,8 @@
-// The caller's terminal (a shell job): dumped only with --shell-job, and
-// restored as the restorer's own terminal (/dev/tty). Terminals of the
-// tree's own (ptys) are not supported yet.
+// Terminals that are no pseudo-terminal (consoles, virtual consoles,
+// serial lines; pty.cc claims the pseudo-terminals first): dumped only
+// with --shell-job, as the caller's terminal, and restored as the
+// restorer's own terminal (/dev/tty). Images of format 4.5 and older hold
+// the caller's pseudo-terminal so too.
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -22,7 +24,8 @@ absl::Status DescribeTty(const FdProbe& p, Description*) {
   if (!(p.dump_flags & objhash::kDumpShellJob)) {
     return absl::FailedPreconditionError(absl::StrCat(
         "task ", p.pid, " fd ", p.fd, ": the terminal ", p.target,
-        " (a shell job: dump with --shell-job, and it gets the restorer's terminal)"));
+        " is no pseudo-terminal (a console or a serial line): not supported, unless it is the terminal the "
+        "dump is run from (dump with --shell-job, and it gets the restorer's terminal)"));
   }
   return absl::OkStatus();
 }
@@ -35,7 +38,10 @@ absl::StatusOr<UniqueFd> OpenTty(objhash::RestoreContext& ctx, const image::ckpt
         "): restore with --shell-job to give them this one"));
   }
   int fd = open("/dev/tty", static_cast<int>(rec.flags) | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) return ErrnoError(errno, "--shell-job: this process's terminal (/dev/tty)");
+  if (fd < 0) {
+    return ErrnoError(errno, "the image's tasks used the terminal the dump was run from (", path,
+                      ", a shell job), and this restore has no terminal to give them (/dev/tty)");
+  }
   return UniqueFd(fd);
 }
 
