@@ -914,53 +914,30 @@ absl::Status CheckPty(objhash::RestoreContext&, const image::ckpt_file& rec, con
 
 constexpr int kPtyOrder = 58;  // before the other terminals (tty.cc)
 
-const FdKindOps kMasterKind = {
-    .name = "pseudo-terminal master",
-    .file_kind = image::kFilePtyMaster,
-    .order = kPtyOrder,
-    .file_type = S_IFCHR,
-    .seekable = false,
-    .by_path = false,
-    .has_target = true,
-    .target_kind = kObjPty,
-    .claims = ClaimsMaster,
-    .describe = DescribePty,
-    .register_target = RegisterPty,
-    .open = OpenMaster,
-    .check = CheckPty,
-};
+// The three kinds of description on a pair differ in what they claim and
+// how they are opened again.
+constexpr FdKindOps PtyKind(const char* name, uint32_t file_kind, bool (*claims)(const FdProbe&),
+                            decltype(FdKindOps::open) open) {
+  return {
+      .name = name,
+      .file_kind = file_kind,
+      .order = kPtyOrder,
+      .file_type = S_IFCHR,
+      .seekable = false,
+      .by_path = false,
+      .has_target = true,
+      .target_kind = kObjPty,
+      .claims = claims,
+      .describe = DescribePty,
+      .register_target = RegisterPty,
+      .open = open,
+      .check = CheckPty,
+  };
+}
 
-const FdKindOps kSlaveKind = {
-    .name = "pseudo-terminal",
-    .file_kind = image::kFilePtySlave,
-    .order = kPtyOrder,
-    .file_type = S_IFCHR,
-    .seekable = false,
-    .by_path = false,
-    .has_target = true,
-    .target_kind = kObjPty,
-    .claims = ClaimsSlave,
-    .describe = DescribePty,
-    .register_target = RegisterPty,
-    .open = OpenSlave,
-    .check = CheckPty,
-};
-
-const FdKindOps kCttyKind = {
-    .name = "controlling terminal (/dev/tty)",
-    .file_kind = image::kFilePtyCtty,
-    .order = kPtyOrder,
-    .file_type = S_IFCHR,
-    .seekable = false,
-    .by_path = false,
-    .has_target = true,
-    .target_kind = kObjPty,
-    .claims = ClaimsCtty,
-    .describe = DescribePty,
-    .register_target = RegisterPty,
-    .open = OpenCtty,
-    .check = CheckPty,
-};
+const FdKindOps kMasterKind = PtyKind("pseudo-terminal master", image::kFilePtyMaster, ClaimsMaster, OpenMaster);
+const FdKindOps kSlaveKind = PtyKind("pseudo-terminal", image::kFilePtySlave, ClaimsSlave, OpenSlave);
+const FdKindOps kCttyKind = PtyKind("controlling terminal (/dev/tty)", image::kFilePtyCtty, ClaimsCtty, OpenCtty);
 
 [[maybe_unused]] const bool kRegistered =
     RegisterFdKind(&kMasterKind) && RegisterFdKind(&kSlaveKind) && RegisterFdKind(&kCttyKind) &&

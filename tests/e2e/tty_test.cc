@@ -208,6 +208,16 @@ std::string InSessionWithoutTerminal(Fn fn) {
   return said;
 }
 
+// Restores `image` with --shell-job: "restored PID", or the error.
+std::string RestoreShellJob(const std::string& image) {
+  RestoreOptions options;
+  options.shell_job = true;
+  Restorer restorer(options);
+  UniqueFd in(open(image.c_str(), O_RDONLY | O_CLOEXEC));
+  absl::StatusOr<pid_t> pid = restorer.Restore(in.get());
+  return pid.ok() ? absl::StrCat("restored ", *pid) : std::string(pid.status().message());
+}
+
 // --shell-job is about the caller's terminal only: a tree that uses no
 // terminal dumps and restores with it, from a restorer without a
 // terminal; a tree that uses the terminal it was dumped from is refused
@@ -226,12 +236,7 @@ TEST_F(TtyTest, ShellJobNeedsATerminalOnlyWhenTheTreeUsesOne) {
     // subreaper once the child has gone.
     std::string said = InSessionWithoutTerminal([&]() -> std::string {
       if (open("/dev/tty", O_RDWR) >= 0) return "the child has a terminal";
-      RestoreOptions options;
-      options.shell_job = true;
-      Restorer restorer(options);
-      UniqueFd in(open(image.c_str(), O_RDONLY | O_CLOEXEC));
-      absl::StatusOr<pid_t> pid = restorer.Restore(in.get());
-      return pid.ok() ? absl::StrCat("restored ", *pid) : std::string(pid.status().message());
+      return RestoreShellJob(image);
     });
     ASSERT_EQ(said, absl::StrCat("restored ", s->pid));
     for (int i = 0; i < 2000 && kill(s->pid, 0) != 0; ++i) usleep(1000);
@@ -246,14 +251,7 @@ TEST_F(TtyTest, ShellJobNeedsATerminalOnlyWhenTheTreeUsesOne) {
   const std::string image = TempPath("shell-job.img");
   ASSERT_OK(DumpToFile(s->pid, image, shell));
   KillAndReap(s->pid);
-  std::string said = InSessionWithoutTerminal([&]() -> std::string {
-    RestoreOptions options;
-    options.shell_job = true;
-    Restorer restorer(options);
-    UniqueFd in(open(image.c_str(), O_RDONLY | O_CLOEXEC));
-    absl::StatusOr<pid_t> pid = restorer.Restore(in.get());
-    return pid.ok() ? absl::StrCat("restored ", *pid) : std::string(pid.status().message());
-  });
+  std::string said = InSessionWithoutTerminal([&]() { return RestoreShellJob(image); });
   EXPECT_THAT(said, HasSubstr("has no terminal to give them"));
   EXPECT_THAT(said, HasSubstr(pty.slave));
   EXPECT_NE(kill(s->pid, 0), 0) << "a failed restore left the task";
