@@ -34,7 +34,6 @@
 #include "lib/fs/pty.h"
 
 #include <fcntl.h>
-#include <linux/capability.h>
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -53,8 +52,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/strings/ascii.h"
 #include "lib/base/clock.h"
 #include "lib/base/fd.h"
 #include "lib/base/status.h"
@@ -63,7 +64,6 @@
 #include "lib/fs/sockopt.h"
 #include "lib/image/format.h"
 #include "lib/image/records.h"
-#include "lib/task/proc.h"
 
 #ifndef TIOCGPTPEER
 #define TIOCGPTPEER _IO('T', 0x41)
@@ -90,9 +90,11 @@ constexpr image::FieldSpec kPtyFields[] = {
     CKPT_FIELD(image::ckpt_pty, ws_xpixel, kUnsigned),  CKPT_FIELD(image::ckpt_pty, ws_ypixel, kUnsigned),
     CKPT_FIELD(image::ckpt_pty, input_size, kUnsigned), CKPT_FIELD(image::ckpt_pty, output_size, kUnsigned),
     CKPT_FIELD(image::ckpt_pty, session_ref, kUnsigned), CKPT_FIELD(image::ckpt_pty, fg_pgrp_ref, kUnsigned),
+    CKPT_FIELD(image::ckpt_pty, mode, kOctal),          CKPT_FIELD(image::ckpt_pty, uid, kUnsigned),
+    CKPT_FIELD(image::ckpt_pty, gid, kUnsigned),
 };
 CKPT_RECORD(image::CKPT_HDR_PTY, "PTY", image::ckpt_pty, kPtyFields,
-            uint64_t{image::kMaxPathLen} + 2 * uint64_t{image::kMaxPtyData}, kRawBytes);
+            uint64_t{image::kMaxPathLen} + image::kMaxPtyInput + image::kMaxPtyOutput, kRawBytes);
 
 struct PtyInfo {
   uint64_t devpts = 0;
@@ -116,8 +118,9 @@ struct RestoredPty {
 };
 
 bool IsSlaveMajor(unsigned m) { return m >= kSlaveMajorFirst && m <= kSlaveMajorLast; }
-uint32_t SlaveIndex(dev_t rdev) { return (major(rdev) - kSlaveMajorFirst) * 256 + minor(rdev); }
-dev_t SlaveDev(uint32_t index) { return makedev(kSlaveMajorFirst + index / 256, index % 256); }
+uint32_t SlaveIndex(dev_t rdev) { return (major(rdev) - kSlaveMajorFirst) * 256 + minor(rdev); }  // 136: the minor
+// devpts numbers every slave 136:index, with a minor of 20 bits.
+dev_t SlaveDev(uint32_t index) { return makedev(kSlaveMajorFirst, index); }
 std::string TtyName(uint32_t index) {
   return absl::StrCat("tty:[", major(SlaveDev(index)), ":", minor(SlaveDev(index)), "]");
 }
@@ -184,7 +187,11 @@ absl::StatusOr<uint32_t> RegisterPty(objhash::ObjHash& objects, const FdProbe& p
     info.slave_pid = p.pid;
     info.slave_fd = p.fd;
   } else {
-    info.index = SlaveIndex(RealTty(p.pid, p.fd));
+    const dev_t tty = RealTty(p.pid, p.fd);
+    if (!IsSlaveMajor(major(tty))) {
+      return absl::AbortedError(absl::StrCat("task ", p.pid, " fd ", p.fd, ": /dev/tty is no longer on a pseudo-terminal"));
+    }
+    info.index = SlaveIndex(tty);
     info.pts_dir = "/dev/pts";
     ASSIGN_OR_RETURN(info.devpts, DevOfDir(p.pid, info.pts_dir));
   }
@@ -233,7 +240,8 @@ absl::Status ResolvePtys(objhash::ObjHash& objects, const std::vector<TtyOfTask>
     if (absl::ConsumePrefix(&v, "tty:[") && absl::ConsumeSuffix(&v, "]")) parts = absl::StrSplit(v, ':');
     unsigned maj = 0, min = 0;
     if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &maj) || !absl::SimpleAtoi(parts[1], &min) ||
-        !IsSlaveMajor(maj) || min > 255) {
+        !IsSlaveMajor(maj) || SlaveIndex(makedev(maj, min)) >= image::kMaxPtyIndex ||
+        TtyName(SlaveIndex(makedev(maj, min))) != name) {
       return absl::InvalidArgumentError(absl::StrCat(
           "external object '", name, "' is not a terminal's name such as tty:[136:3] (/dev/pts/3)"));
     }
@@ -375,18 +383,19 @@ namespace {
 
 // A termios that lets bytes through unchanged both ways, for putting
 // queued bytes back: no echo, no signals, no flow control, no
-// translation, no line editing (the line ends, '\n', VEOL and VEOL2, stay
-// line ends in canonical mode).
-struct termios PassThrough(const struct termios& t) {
+// translation, no line editing; in canonical mode the line ends ('\n',
+// VEOL, VEOL2 with IEXTEN) stay line ends, and VEOF too where the bytes
+// mark lines it ended (`keep_eof`).
+struct termios PassThrough(const struct termios& t, bool keep_eof) {
   struct termios p = t;
   p.c_iflag &= ~static_cast<tcflag_t>(IXON | IXOFF | IXANY | ICRNL | INLCR | IGNCR | ISTRIP | IUCLC |
                                       PARMRK | INPCK | IMAXBEL);
   p.c_oflag &= ~static_cast<tcflag_t>(OPOST);
-  p.c_lflag &= ~static_cast<tcflag_t>(ECHO | ECHOE | ECHOK | ECHONL | ECHOCTL | ECHOPRT | ECHOKE | ISIG |
-                                      IEXTEN | EXTPROC | TOSTOP);
-  for (int c : {VINTR, VQUIT, VERASE, VKILL, VEOF, VSTART, VSTOP, VSUSP, VREPRINT, VDISCARD, VWERASE, VLNEXT}) {
+  p.c_lflag &= ~static_cast<tcflag_t>(ECHO | ECHOE | ECHOK | ECHONL | ECHOCTL | ECHOPRT | ECHOKE | ISIG | TOSTOP);
+  for (int c : {VINTR, VQUIT, VERASE, VKILL, VSTART, VSTOP, VSUSP, VREPRINT, VDISCARD, VWERASE, VLNEXT}) {
     p.c_cc[c] = _POSIX_VDISABLE;
   }
+  if (!keep_eof) p.c_cc[VEOF] = _POSIX_VDISABLE;
   return p;
 }
 
@@ -396,26 +405,21 @@ bool SameTermios(const struct termios& a, const struct termios& b) {
          cfgetispeed(&a) == cfgetispeed(&b) && cfgetospeed(&a) == cfgetospeed(&b);
 }
 
-// Everything readable now from a non-blocking `fd`; *hup: it ended in
-// EIO (a master whose slaves are all closed).
-absl::StatusOr<std::string> Drain(int fd, const std::string& what, bool* hup) {
+// Everything readable now from a non-blocking `fd` (at most `cap` bytes).
+absl::StatusOr<std::string> Drain(int fd, size_t cap, const std::string& what) {
   std::string out;
   char buf[4096];
   for (;;) {
     ssize_t n = read(fd, buf, sizeof(buf));
     if (n > 0) {
       out.append(buf, static_cast<size_t>(n));
-      if (out.size() > image::kMaxPtyData) {
-        return absl::ResourceExhaustedError(absl::StrCat(what, ": more than ", image::kMaxPtyData,
-                                                         " bytes queued"));
+      if (out.size() > cap) {
+        return absl::ResourceExhaustedError(absl::StrCat(what, ": more than ", cap, " bytes queued"));
       }
       continue;
     }
-    if (n == 0 || errno == EAGAIN) return out;
-    if (errno == EIO) {
-      if (hup != nullptr) *hup = true;
-      return out;
-    }
+    // EIO: a master whose slaves are all closed, at the end of its queue.
+    if (n == 0 || errno == EAGAIN || errno == EIO) return out;
     if (errno == EINTR) continue;
     return ErrnoError(errno, "reading ", what);
   }
@@ -452,17 +456,82 @@ absl::Status Type(int slave, const std::string& data, const std::string& what) {
   return absl::OkStatus();
 }
 
+// Whether `input` (in canonical mode) holds lines ended by VEOF: bytes
+// equal to it.
+bool HasEofMarks(const struct termios& t, const std::string& input) {
+  return (t.c_lflag & ICANON) && t.c_cc[VEOF] != _POSIX_VDISABLE &&
+         input.find(static_cast<char>(t.c_cc[VEOF])) != std::string::npos;
+}
+
 // Puts both queues back into a pair whose slave termios is `t`: `input`
 // typed to the slave, `output` as written by it for the master to read.
+// Both are tried whatever fails; the first error is returned.
 absl::Status Refill(int slave, const struct termios& t, const std::string& input, const std::string& output,
-                    const std::string& what) {
+                    bool keep_eof, const std::string& what) {
   if (input.empty() && output.empty()) return absl::OkStatus();
-  struct termios pass = PassThrough(t);
+  struct termios pass = PassThrough(t, keep_eof);
   if (tcsetattr(slave, TCSANOW, &pass) != 0) return ErrnoError(errno, what, ": tcsetattr");
   absl::Status st = Type(slave, input, what);
-  if (st.ok()) st = WriteAll(slave, output, what);
+  absl::Status out = WriteAll(slave, output, what);
+  if (st.ok()) st = out;
   if (tcsetattr(slave, TCSANOW, &t) != 0 && st.ok()) st = ErrnoError(errno, what, ": tcsetattr");
   return st;
+}
+
+// The slave's queue, in canonical mode line by line (a line ^D ended
+// comes with VEOF after it; a bare ^D as VEOF alone), then what is left
+// (a line not ended yet) with ICANON off.
+absl::StatusOr<std::string> DrainInput(int slave, const struct termios& t, const std::string& what,
+                                       size_t* marks) {
+  std::string input;
+  if (t.c_lflag & ICANON) {
+    char buf[4096];
+    for (;;) {
+      ssize_t n = read(slave, buf, sizeof(buf));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) break;
+      if (n < 0) return ErrnoError(errno, "reading ", what, "'s slave");
+      input.append(buf, static_cast<size_t>(n));
+      const unsigned char last = n > 0 ? static_cast<unsigned char>(buf[n - 1]) : 0;
+      const bool ended = n > 0 && (last == '\n' || (t.c_cc[VEOL] != _POSIX_VDISABLE && last == t.c_cc[VEOL]) ||
+                                   ((t.c_lflag & IEXTEN) && t.c_cc[VEOL2] != _POSIX_VDISABLE &&
+                                    last == t.c_cc[VEOL2]));
+      if (!ended) {
+        if (t.c_cc[VEOF] == _POSIX_VDISABLE) {
+          return absl::InternalError(absl::StrCat(what, ": a line ended without a line end or VEOF"));
+        }
+        input.push_back(static_cast<char>(t.c_cc[VEOF]));
+        ++*marks;
+      }
+      if (input.size() > image::kMaxPtyInput) break;
+    }
+  }
+  struct termios raw = t;
+  raw.c_lflag &= ~static_cast<tcflag_t>(ICANON);
+  raw.c_cc[VMIN] = 1;
+  raw.c_cc[VTIME] = 0;
+  if (tcsetattr(slave, TCSANOW, &raw) != 0) return ErrnoError(errno, what, ": tcsetattr");
+  absl::StatusOr<std::string> tail = Drain(slave, image::kMaxPtyInput * 4, absl::StrCat(what, "'s slave"));
+  if (!tail.ok()) return tail.status();
+  input += *tail;
+  return input;
+}
+
+// Whether this process may put bytes back into a terminal that is not its
+// own (TIOCSTI needs CAP_SYS_ADMIN in the initial user namespace): tried
+// on a pair of its own.
+absl::Status CheckTiocsti(const std::string& what) {
+  UniqueFd m(open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK));
+  int unlock = 0;
+  if (!m.valid() || ioctl(m.get(), TIOCSPTLCK, &unlock) != 0) return ErrnoError(errno, what, ": a scratch /dev/ptmx");
+  UniqueFd s(ioctl(m.get(), TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK));
+  char c = 'x';
+  if (!s.valid() || ioctl(s.get(), TIOCSTI, &c) != 0) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        what, ": keeping what is typed on a terminal needs TIOCSTI on it (CAP_SYS_ADMIN), which this dumper lacks (",
+        strerror(errno), ")"));
+  }
+  return absl::OkStatus();
 }
 
 struct PtyState {
@@ -470,24 +539,39 @@ struct PtyState {
   std::string input, output;
 };
 
-// Whether this process has CAP_SYS_ADMIN (TIOCSTI on a terminal that is
-// not its own needs it).
-bool HaveSysAdmin() {
-  absl::StatusOr<task::ProcStatus> self = task::ReadProcStatus(getpid());
-  return self.ok() && (self->cap_eff & (uint64_t{1} << CAP_SYS_ADMIN));
-}
-
 absl::StatusOr<PtyState> ReadPtyState(const PtyInfo& info, const std::string& what) {
   PtyState s;
-  // The slave's queue is put back with TIOCSTI: without the right to, it
-  // is not taken out.
-  if (!HaveSysAdmin()) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        what, ": keeping what is typed on a terminal needs CAP_SYS_ADMIN (TIOCSTI), which the dumper lacks"));
-  }
+  RETURN_IF_ERROR(CheckTiocsti(what));
   ASSIGN_OR_RETURN(UniqueFd m, CopyOfFd(info.master_pid, info.master_fd));
   int lock = 0, pkt = 0, excl = 0, disc = 0;
   if (ioctl(m.get(), TIOCGPTLCK, &lock) != 0) return ErrnoError(errno, what, ": TIOCGPTLCK");
+  if (ioctl(m.get(), TIOCGPKT, &pkt) != 0) return ErrnoError(errno, what, ": TIOCGPKT");
+  if (ioctl(m.get(), TIOCGETD, &disc) != 0) return ErrnoError(errno, what, ": TIOCGETD");
+  if (disc != N_TTY) {
+    return absl::UnimplementedError(absl::StrCat(what, ": line discipline ", disc, " (only N_TTY is supported)"));
+  }
+  struct termios t;
+  if (tcgetattr(m.get(), &t) != 0) return ErrnoError(errno, what, ": tcgetattr");
+  struct winsize ws;
+  if (ioctl(m.get(), TIOCGWINSZ, &ws) != 0) return ErrnoError(errno, what, ": TIOCGWINSZ");
+  // What keeps the queues from being put back as they are is refused
+  // before anything is taken out of them.
+  struct pollfd pm = {m.get(), POLLIN | POLLPRI, 0};
+  if (poll(&pm, 1, 0) < 0) return ErrnoError(errno, what, ": poll of its master");
+  const bool hup = pm.revents & POLLHUP;
+  if (pkt && (pm.revents & POLLPRI)) {
+    return absl::UnimplementedError(absl::StrCat(
+        what, ": a packet-mode status byte waits to be read on its master (TIOCPKT): not supported"));
+  }
+  if (info.slave_pid == 0 && !hup) {
+    return absl::FailedPreconditionError(absl::StrCat(what, ": its slave is open in no task of the tree"));
+  }
+  int out_queued = 0;
+  if (ioctl(m.get(), FIONREAD, &out_queued) != 0) return ErrnoError(errno, what, ": FIONREAD of its master");
+  if (static_cast<uint32_t>(out_queued) > image::kMaxPtyOutput) {
+    return absl::UnimplementedError(absl::StrCat(what, ": ", out_queued, " bytes wait in its master, more than ",
+                                                 image::kMaxPtyOutput, " (not supported)"));
+  }
   // A locked slave opens for nobody: unlocked while it is read.
   int unlocked = 0;
   if (lock && ioctl(m.get(), TIOCSPTLCK, &unlocked) != 0) return ErrnoError(errno, what, ": TIOCSPTLCK");
@@ -499,22 +583,34 @@ absl::StatusOr<PtyState> ReadPtyState(const PtyInfo& info, const std::string& wh
       if (on) ioctl(fd, TIOCSPTLCK, &one);
     }
   } relock{m.get(), lock != 0};
+  // A description of our own on the slave (non-blocking, not a
+  // controlling terminal); where every slave was closed, a new one (its
+  // close leaves them so again).
   UniqueFd slave;
   if (info.slave_pid != 0) {
-    // A description of our own (non-blocking, not a controlling terminal).
     ASSIGN_OR_RETURN(slave, OpenFile(absl::StrCat("/proc/", info.slave_pid, "/fd/", info.slave_fd),
                                      O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC));
+  } else {
+    slave.reset(ioctl(m.get(), TIOCGPTPEER, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC));
+    if (!slave.valid()) return ErrnoError(errno, what, ": opening its slave (TIOCGPTPEER)");
   }
-  if (ioctl(m.get(), TIOCGPKT, &pkt) != 0) return ErrnoError(errno, what, ": TIOCGPKT");
-  if (slave.valid() && ioctl(slave.get(), TIOCGEXCL, &excl) != 0) return ErrnoError(errno, what, ": TIOCGEXCL");
-  if (ioctl(m.get(), TIOCGETD, &disc) != 0) return ErrnoError(errno, what, ": TIOCGETD");
-  if (disc != N_TTY) {
-    return absl::UnimplementedError(absl::StrCat(what, ": line discipline ", disc, " (only N_TTY is supported)"));
+  if (ioctl(slave.get(), TIOCGEXCL, &excl) != 0) return ErrnoError(errno, what, ": TIOCGEXCL");
+  struct stat sst;
+  if (fstat(slave.get(), &sst) != 0) return ErrnoError(errno, what, ": fstat of its slave");
+  int in_queued = 0;
+  if (ioctl(slave.get(), FIONREAD, &in_queued) != 0) return ErrnoError(errno, what, ": FIONREAD of its slave");
+  if (in_queued >= 4000) {
+    return absl::UnimplementedError(absl::StrCat(
+        what, ": ", in_queued, " bytes typed wait to be read (its line discipline's buffer is about full, and more "
+        "may wait behind it): not supported"));
   }
-  struct termios t;
-  if (tcgetattr(m.get(), &t) != 0) return ErrnoError(errno, what, ": tcgetattr");
-  struct winsize ws;
-  if (ioctl(m.get(), TIOCGWINSZ, &ws) != 0) return ErrnoError(errno, what, ": TIOCGWINSZ");
+  // Output is put back by writing it to the slave: a slave whose output
+  // is stopped (^S, TCOOFF) takes none.
+  struct pollfd ps = {slave.get(), POLLOUT, 0};
+  if (out_queued > 0 && (poll(&ps, 1, 0) < 0 || !(ps.revents & POLLOUT))) {
+    return absl::UnimplementedError(absl::StrCat(
+        what, ": its output is stopped (^S or TCOOFF) with ", out_queued, " bytes unread by its master: not supported"));
+  }
 
   // The master's queue: read through the task's own description, made
   // non-blocking for that while (the tree is stopped), out of packet mode.
@@ -522,40 +618,35 @@ absl::StatusOr<PtyState> ReadPtyState(const PtyInfo& info, const std::string& wh
   if (fl < 0 || fcntl(m.get(), F_SETFL, fl | O_NONBLOCK) != 0) return ErrnoError(errno, what, ": F_SETFL");
   int off = 0, on = 1;
   if (pkt) ioctl(m.get(), TIOCPKT, &off);
-  bool hup = false;
-  absl::StatusOr<std::string> output = Drain(m.get(), absl::StrCat(what, "'s master"), &hup);
+  absl::StatusOr<std::string> output = Drain(m.get(), image::kMaxPtyOutput, absl::StrCat(what, "'s master"));
   absl::Status st = output.status();
-  if (st.ok()) s.output = std::move(*output);
-  if (st.ok() && !slave.valid()) {
-    // Every slave closed: one of ours for reading what was typed.
-    int peer = ioctl(m.get(), TIOCGPTPEER, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
-    if (peer >= 0) slave.reset(peer);
+  if (output.ok()) s.output = std::move(*output);
+  size_t marks = 0;
+  absl::StatusOr<std::string> input = DrainInput(slave.get(), t, what, &marks);
+  if (input.ok()) {
+    s.input = std::move(*input);
+  } else if (st.ok()) {
+    st = input.status();
   }
-  if (st.ok() && slave.valid()) {
-    // The slave's queue, whole lines or not: ICANON off while it is read.
-    struct termios raw = t;
-    raw.c_lflag &= ~static_cast<tcflag_t>(ICANON | EXTPROC);
-    raw.c_cc[VMIN] = 1;
-    raw.c_cc[VTIME] = 0;
-    if (tcsetattr(slave.get(), TCSANOW, &raw) != 0) {
-      st = ErrnoError(errno, what, ": tcsetattr");
-    } else {
-      absl::StatusOr<std::string> input = Drain(slave.get(), absl::StrCat(what, "'s slave"), nullptr);
-      st = input.status();
-      if (st.ok()) s.input = std::move(*input);
-      // Back as they were, whatever happened.
-      absl::Status back = Refill(slave.get(), t, s.input, s.output, what);
-      if (st.ok()) st = back;
-    }
-  } else if (!s.output.empty()) {
-    st = absl::UnimplementedError(absl::StrCat(what, ": ", s.output.size(),
-                                               " bytes wait in its master but no slave can be opened to keep them"));
-  }
+  // Back as they were, whatever happened. A byte equal to VEOF that is
+  // no mark of ours was typed escaped (VLNEXT): it is put back as it came,
+  // and the terminal refused, the image could not tell it from a mark.
+  const size_t veofs = (t.c_lflag & ICANON) && t.c_cc[VEOF] != _POSIX_VDISABLE
+                           ? static_cast<size_t>(std::count(s.input.begin(), s.input.end(),
+                                                            static_cast<char>(t.c_cc[VEOF])))
+                           : 0;
+  absl::Status back = Refill(slave.get(), t, s.input, s.output, marks > 0, what);
+  if (st.ok()) st = back;
   if (pkt) ioctl(m.get(), TIOCPKT, &on);
   fcntl(m.get(), F_SETFL, fl);
   RETURN_IF_ERROR(st);
-  if (!hup && info.slave_pid == 0) {
-    return absl::FailedPreconditionError(absl::StrCat(what, ": its slave is open in no task of the tree"));
+  if (s.input.size() > image::kMaxPtyInput) {
+    return absl::UnimplementedError(absl::StrCat(what, ": ", s.input.size(), " bytes typed wait to be read, more "
+                                                 "than its line discipline holds again: not supported"));
+  }
+  if (veofs > marks) {
+    return absl::UnimplementedError(absl::StrCat(
+        what, ": a line typed and unread holds its end-of-file character (typed escaped): not supported"));
   }
   image::ckpt_pty& r = s.rec;
   r.index = info.index;
@@ -574,6 +665,9 @@ absl::StatusOr<PtyState> ReadPtyState(const PtyInfo& info, const std::string& wh
   r.ws_col = ws.ws_col;
   r.ws_xpixel = ws.ws_xpixel;
   r.ws_ypixel = ws.ws_ypixel;
+  r.mode = sst.st_mode & 07777;
+  r.uid = sst.st_uid;
+  r.gid = sst.st_gid;
   r.input_size = static_cast<uint32_t>(s.input.size());
   r.output_size = static_cast<uint32_t>(s.output.size());
   return s;
@@ -608,6 +702,14 @@ absl::Status CheckpointPty(objhash::CheckpointContext& ctx, const objhash::ObjHa
 }
 
 // --------------------------------------------------------------- restore
+
+// kernel.pty.max: no index is at or above it.
+absl::StatusOr<uint32_t> PtyMax() {
+  absl::StatusOr<std::string> text = ReadFile("/proc/sys/kernel/pty/max");
+  uint32_t v = 0;
+  if (!text.ok() || !absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &v)) return uint32_t{4096};
+  return v;
+}
 
 // A master whose pair has `index`: /dev/ptmx opened until the kernel
 // gives it (it gives the lowest free one); the lower ones are closed again.
@@ -644,13 +746,16 @@ absl::StatusOr<objhash::RestoredObject> RestorePty(objhash::RestoreContext& ctx,
   }
   if (p.index >= image::kMaxPtyIndex) return r.FieldError("index", p.index, " is out of range");
   if (p.path_len == 0 || p.path_len > image::kMaxPathLen) return r.FieldError("path_len", p.path_len, " is out of range");
-  if (p.reserved != 0) return r.FieldError("reserved", p.reserved, " is not zero");
-  if (p.input_size > image::kMaxPtyData || p.output_size > image::kMaxPtyData ||
+  if (p.input_size > image::kMaxPtyInput || p.output_size > image::kMaxPtyOutput ||
       ((caller || external) && (p.input_size | p.output_size))) {
     return r.FieldError("input_size", p.input_size, " (output_size ", p.output_size, ") does not fit the terminal");
   }
   if (uint64_t{p.path_len} + p.input_size + p.output_size != r.payload_remaining()) {
     return r.FieldError("path_len", p.path_len, ": the record has ", r.payload_remaining(), " bytes after its fields");
+  }
+  if (p.mode & ~07777u) return r.FieldError("mode", absl::StrFormat("0%o", p.mode), " is not a permission mode");
+  for (size_t i = NCCS; i < sizeof(p.cc); i++) {
+    if (p.cc[i] != 0) return r.FieldError("cc", "byte ", i, " is beyond the control characters and not zero");
   }
   if ((p.session_ref == 0) != (p.fg_pgrp_ref == 0) || (caller && p.session_ref != 0)) {
     return r.FieldError("session_ref", p.session_ref, " does not fit fg_pgrp_ref ", p.fg_pgrp_ref);
@@ -682,8 +787,14 @@ absl::StatusOr<objhash::RestoredObject> RestorePty(objhash::RestoreContext& ctx,
           "restore a terminal in its place (--inherit-fd FD:", path, ")"));
     }
     const int fd = ctx.inherited->at(path);
-    if (!isatty(fd)) {
-      return absl::InvalidArgumentError(absl::StrCat("--inherit-fd ", fd, ":", path, ": fd ", fd, " is not a terminal"));
+    // The slave of a pseudo-terminal (a master would make a new pair at
+    // each reopen; another terminal is hung up when a session it leads ends).
+    struct stat gst;
+    unsigned int n = 0;
+    if (fstat(fd, &gst) != 0 || !S_ISCHR(gst.st_mode) || !IsSlaveMajor(major(gst.st_rdev)) ||
+        ioctl(fd, TIOCGPTN, &n) == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("--inherit-fd ", fd, ":", path, ": fd ", fd,
+                                                     " is not the slave of a pseudo-terminal (/dev/pts/N)"));
     }
     if (ctx.inherited_used != nullptr) ctx.inherited_used->insert(path);
     ASSIGN_OR_RETURN(obj, objhash::HoldAt(ctx, p.objref, fd, absl::StrCat("--inherit-fd ", fd, ":", path)));
@@ -692,6 +803,15 @@ absl::StatusOr<objhash::RestoredObject> RestorePty(objhash::RestoreContext& ctx,
     if (p.line != N_TTY) return r.FieldError("line", p.line, " is not N_TTY");
     const std::string what = absl::StrCat("the terminal ", SlavePath(path, p.index));
     const std::string ptmx = path == "/dev/pts" ? std::string("/dev/ptmx") : absl::StrCat(path, "/ptmx");
+    ASSIGN_OR_RETURN(uint32_t pty_max, PtyMax());
+    if (p.index >= pty_max) {
+      return r.FieldError("index", p.index, " is not below kernel.pty.max (", pty_max, ")");
+    }
+    struct stat pst;
+    if (stat(ptmx.c_str(), &pst) != 0 || !S_ISCHR(pst.st_mode) ||
+        pst.st_rdev != makedev(kPtyMasterMajor, kPtyMasterMinor)) {
+      return absl::FailedPreconditionError(absl::StrCat(what, ": ", ptmx, " is not the pseudo-terminal multiplexer"));
+    }
     ASSIGN_OR_RETURN(UniqueFd m, OpenMasterAt(ptmx, p.index, what));
     int unlock = 0;
     if (ioctl(m.get(), TIOCSPTLCK, &unlock) != 0) return ErrnoError(errno, what, ": TIOCSPTLCK");
@@ -706,20 +826,24 @@ absl::StatusOr<objhash::RestoredObject> RestorePty(objhash::RestoreContext& ctx,
     t.c_lflag = p.lflag;
     t.c_line = static_cast<cc_t>(p.line);
     std::memcpy(t.c_cc, p.cc, NCCS);
-    if (cfsetispeed(&t, p.ispeed) != 0 || cfsetospeed(&t, p.ospeed) != 0) {
-      return r.FieldError("ispeed", p.ispeed, " (ospeed ", p.ospeed, ") is not a speed");
+    // The speeds are cflag's; the record's own say the same.
+    if (cfgetispeed(&t) != p.ispeed || cfgetospeed(&t) != p.ospeed) {
+      return r.FieldError("ispeed", p.ispeed, " (ospeed ", p.ospeed, ") is not what cflag 0x", absl::Hex(p.cflag),
+                          " says");
     }
     if (tcsetattr(s.get(), TCSANOW, &t) != 0) return ErrnoError(errno, what, ": tcsetattr");
     struct termios now;
     if (tcgetattr(s.get(), &now) != 0) return ErrnoError(errno, what, ": tcgetattr");
     if (!SameTermios(now, t)) {
       return absl::FailedPreconditionError(absl::StrCat(
-          what, ": this kernel does not take its termios as saved (iflag 0", absl::Hex(p.iflag), " cflag 0x",
+          what, ": this kernel does not take its termios as saved (iflag 0x", absl::Hex(p.iflag), " cflag 0x",
           absl::Hex(p.cflag), " lflag 0x", absl::Hex(p.lflag), ")"));
     }
     struct winsize ws = {p.ws_row, p.ws_col, p.ws_xpixel, p.ws_ypixel};
     if (ioctl(m.get(), TIOCSWINSZ, &ws) != 0) return ErrnoError(errno, what, ": TIOCSWINSZ");
-    RETURN_IF_ERROR(Refill(s.get(), t, input, output, what));
+    if (fchown(s.get(), p.uid, p.gid) != 0) return ErrnoError(errno, what, ": chown to ", p.uid, ":", p.gid);
+    if (fchmod(s.get(), p.mode) != 0) return ErrnoError(errno, what, ": chmod");
+    RETURN_IF_ERROR(Refill(s.get(), t, input, output, HasEofMarks(t, input), what));
     int on = 1;
     if ((p.flags & image::kPtyPacket) && ioctl(m.get(), TIOCPKT, &on) != 0) {
       return ErrnoError(errno, what, ": TIOCPKT");
@@ -736,14 +860,19 @@ absl::StatusOr<objhash::RestoredObject> RestorePty(objhash::RestoreContext& ctx,
     if (p.flags & (image::kPtyExclusive | image::kPtyLocked)) {
       const int mfd = obj.fd, sfd = obj.fd2;
       const uint32_t flags = p.flags;
-      RETURN_IF_ERROR(ctx.Later([mfd, sfd, flags, what](objhash::LateContext&) -> absl::Status {
+      absl::Status later = ctx.Later([mfd, sfd, flags, what](objhash::LateContext&) -> absl::Status {
         if ((flags & image::kPtyExclusive) && ioctl(sfd, TIOCEXCL) != 0) return ErrnoError(errno, what, ": TIOCEXCL");
         int lock = 1;
         if ((flags & image::kPtyLocked) && ioctl(mfd, TIOCSPTLCK, &lock) != 0) {
           return ErrnoError(errno, what, ": TIOCSPTLCK");
         }
         return absl::OkStatus();
-      }));
+      });
+      if (!later.ok()) {
+        close(obj.fd);
+        close(obj.fd2);
+        return later;
+      }
     }
   }
   if (p.session_ref != 0) {
@@ -756,14 +885,14 @@ absl::StatusOr<objhash::RestoredObject> RestorePty(objhash::RestoreContext& ctx,
       return r.FieldError("session_ref", p.session_ref, " has a controlling terminal already");
     }
     const uint32_t session_ref = p.session_ref, fg_ref = p.fg_pgrp_ref;
-    const std::string what = path;
+    const std::string what = external ? path : SlavePath(path, p.index);
     absl::Status st = ctx.Later([=](objhash::LateContext& late) -> absl::Status {
       const pid_t leader = late.pid_here(session_ref);
       for (objhash::LateTask* t : late.tasks) {
         if (leader == 0 || t->pid() != leader) continue;
         const pid_t pgrp = t->PidOf(fg_ref);
         if (pgrp == 0) {
-          return absl::InvalidArgumentError(absl::StrCat("image record PTY of ", what, ": field 'fg_pgrp_ref' ",
+          return absl::InvalidArgumentError(absl::StrCat("image record PTY ", p.objref, " (", what, "): field 'fg_pgrp_ref' ",
                                                          fg_ref, " names no pid of the image"));
         }
         ASSIGN_OR_RETURN(int64_t ret,
@@ -775,7 +904,7 @@ absl::StatusOr<objhash::RestoredObject> RestorePty(objhash::RestoreContext& ctx,
         }
         return absl::OkStatus();
       }
-      return absl::InvalidArgumentError(absl::StrCat("image record PTY of ", what, ": field 'session_ref' ",
+      return absl::InvalidArgumentError(absl::StrCat("image record PTY ", p.objref, " (", what, "): field 'session_ref' ",
                                                      session_ref, " names no restored task"));
     });
     if (!st.ok()) {

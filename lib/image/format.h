@@ -560,7 +560,8 @@ enum NetlinkFlags : uint32_t {
 // saves its state. The path follows (a tree's own: the devpts directory as
 // the tree saw it, "/dev/pts"; the others: the slave's path or the
 // external name), then input_size bytes typed to the master that the
-// slave has not read, then output_size bytes the slave wrote that the
+// slave has not read (in canonical mode, a byte equal to cc[VEOF] marks
+// where ^D ended a line), then output_size bytes the slave wrote that the
 // master has not read.
 enum PtyFlags : uint32_t {
   kPtyCaller = 1u << 0,     // the caller's terminal (--shell-job)
@@ -572,7 +573,10 @@ enum PtyFlags : uint32_t {
 };
 inline constexpr uint32_t kPtyOwnState = kPtyLocked | kPtyPacket | kPtyExclusive | kPtySlaveClosed;
 inline constexpr uint32_t kMaxPtyIndex = 1u << 20;
-inline constexpr uint32_t kMaxPtyData = 1u << 20;  // bytes queued each way
+// Bytes queued: typed (the line discipline's buffer holds 4095) and
+// written (the master's buffer and the pair's flip buffers).
+inline constexpr uint32_t kMaxPtyInput = 4095;
+inline constexpr uint32_t kMaxPtyOutput = 65536;
 struct ckpt_pty {
   uint32_t objref;
   uint32_t flags;   // PtyFlags
@@ -591,9 +595,11 @@ struct ckpt_pty {
   // objref; 0: none), and that session's foreground process group.
   uint32_t session_ref;
   uint32_t fg_pgrp_ref;
-  uint32_t reserved;
+  // The slave's owner and permissions (grantpt, mesg, chmod).
+  uint32_t mode;
+  uint32_t uid, gid;
 };
-static_assert(sizeof(ckpt_pty) == 104);
+static_assert(sizeof(ckpt_pty) == 112);
 
 enum FileKind : uint32_t {
   kFileRegular = 1,     // by path (MAPPED_FILE: on a GHOST target_ref when deleted)

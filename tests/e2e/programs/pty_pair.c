@@ -6,8 +6,8 @@
  *    too) typed to the master and unread by the slave, 60 bytes written
  *    by the slave and unread by the master; the master in packet mode, the
  *    slave in exclusive mode and locked.
- *  - "canon": the slave in canonical mode with echo, "first line\n" and
- *    an unfinished "second" typed (and echoed), "hello\n" written by the
+ *  - "canon": the slave in canonical mode with echo, "first line\n", a
+ *    line "eofl" ended by ^D, and an unfinished "second" typed (and echoed), "hello\n" written by the
  *    slave (ONLCR makes it "hello\r\n").
  *  - "closed": as canon, with "typed\n" typed and "bye\n" written, then
  *    the slave closed: the master reads what is queued, then EIO; the
@@ -28,6 +28,7 @@ static char pts_name[64];
 static struct termios saved;
 static struct winsize saved_ws = {37, 111, 640, 480};
 static int raw_mode;
+static struct stat saved_st;
 
 /* Reads what is there within 200 ms of quiet (non-blocking reads). */
 static size_t read_some(int fd, unsigned char *buf, size_t cap) {
@@ -109,12 +110,15 @@ int main(int argc, char **argv) {
   tcsetattr(slave_fd, TCSANOW, &t);
   tcgetattr(slave_fd, &saved);
   ioctl(master_fd, TIOCSWINSZ, &saved_ws);
+  /* The slave's permissions (mesg n, chmod) and owner. */
+  fchmod(slave_fd, 0604);
+  fstat(slave_fd, &saved_st);
   if (argc > 1 && strcmp(argv[1], "closed") == 0) return closed_mode();
 
   unsigned char typed[100], written[60];
   for (int i = 0; i < 100; i++) typed[i] = (unsigned char)i;
   for (int i = 0; i < 60; i++) written[i] = (unsigned char)(200 + i % 50);
-  const char *canon_typed = "first line\nsecond";
+  const char *canon_typed = "first line\neofl\x04second";
   const char *canon_written = "hello\n";
   if (raw_mode) {
     if (write(master_fd, typed, sizeof(typed)) != sizeof(typed)) return 2;
@@ -126,7 +130,7 @@ int main(int argc, char **argv) {
     ioctl(master_fd, TIOCSPTLCK, &on);
   } else {
     if (write(master_fd, canon_typed, strlen(canon_typed)) != (ssize_t)strlen(canon_typed)) return 2;
-    wait_lines(slave_fd, 11); /* canonical FIONREAD counts whole lines */
+    wait_lines(slave_fd, 15); /* canonical FIONREAD counts whole lines */
     if (write(slave_fd, canon_written, strlen(canon_written)) != (ssize_t)strlen(canon_written)) return 2;
   }
   usleep(100000);
@@ -136,7 +140,9 @@ int main(int argc, char **argv) {
   /* Same index, same settings. */
   SUBJECT_CHECK(strcmp(ptsname(master_fd), pts_name) == 0, "ptsname %s, was %s", ptsname(master_fd), pts_name);
   struct stat st;
-  SUBJECT_CHECK(fstat(slave_fd, &st) == 0 && st.st_rdev != 0, "fstat slave");
+  SUBJECT_CHECK(fstat(slave_fd, &st) == 0 && st.st_rdev == saved_st.st_rdev, "fstat slave");
+  SUBJECT_CHECK((st.st_mode & 07777) == 0604 && st.st_uid == saved_st.st_uid && st.st_gid == saved_st.st_gid,
+                "slave mode 0%o owner %d:%d", st.st_mode & 07777, st.st_uid, st.st_gid);
   struct termios now;
   tcgetattr(slave_fd, &now);
   SUBJECT_CHECK(now.c_iflag == saved.c_iflag && now.c_oflag == saved.c_oflag && now.c_cflag == saved.c_cflag &&
@@ -167,12 +173,15 @@ int main(int argc, char **argv) {
     n = read_some(slave_fd, buf, sizeof(buf));
     check_bytes("typed input", buf, n, typed, sizeof(typed));
   } else {
-    const char *echo_and_out = "first line\r\nsecondhello\r\n";
+    const char *echo_and_out = "first line\r\neoflsecondhello\r\n";
     n = read_some(master_fd, buf, sizeof(buf));
     check_bytes("echo and slave output", buf, n, (const unsigned char *)echo_and_out, strlen(echo_and_out));
     /* A canonical read gives the first line only. */
     ssize_t r = read(slave_fd, buf, sizeof(buf));
     check_bytes("first line", buf, r > 0 ? (size_t)r : 0, (const unsigned char *)"first line\n", 11);
+    /* The line ^D ended, without a line end. */
+    r = read(slave_fd, buf, sizeof(buf));
+    check_bytes("line ended by ^D", buf, r > 0 ? (size_t)r : 0, (const unsigned char *)"eofl", 4);
     r = read(slave_fd, buf, sizeof(buf));
     SUBJECT_CHECK(r < 0 && errno == EAGAIN, "the unfinished line read as a line (%zd)", r);
     /* Finishing it ends the line with what was typed before. */
