@@ -399,6 +399,18 @@ struct termios PassThrough(const struct termios& t, bool keep_eof) {
   return p;
 }
 
+// The kernel's struct termios2 (TCGETS2/TCSETS2), whose speeds are in
+// bits per second (asm/termbits.h, which clashes with termios.h).
+struct KernelTermios2 {
+  uint32_t c_iflag, c_oflag, c_cflag, c_lflag;
+  uint8_t c_line;
+  uint8_t c_cc[19];
+  uint32_t c_ispeed, c_ospeed;
+};
+static_assert(sizeof(KernelTermios2) == 44);
+constexpr unsigned long kTcgets2 = _IOR('T', 0x2A, KernelTermios2);
+constexpr unsigned long kTcsets2 = _IOW('T', 0x2B, KernelTermios2);
+
 bool SameTermios(const struct termios& a, const struct termios& b) {
   return a.c_iflag == b.c_iflag && a.c_oflag == b.c_oflag && a.c_cflag == b.c_cflag && a.c_lflag == b.c_lflag &&
          a.c_line == b.c_line && std::memcmp(a.c_cc, b.c_cc, sizeof(a.c_cc)) == 0 &&
@@ -468,7 +480,11 @@ bool HasEofMarks(const struct termios& t, const std::string& input) {
 // Both are tried whatever fails; the first error is returned.
 absl::Status Refill(int slave, const struct termios& t, const std::string& input, const std::string& output,
                     bool keep_eof, const std::string& what) {
-  if (input.empty() && output.empty()) return absl::OkStatus();
+  if (input.empty() && output.empty()) {
+    // Only the termios the drain changed.
+    if (tcsetattr(slave, TCSANOW, &t) != 0) return ErrnoError(errno, what, ": tcsetattr");
+    return absl::OkStatus();
+  }
   struct termios pass = PassThrough(t, keep_eof);
   if (tcsetattr(slave, TCSANOW, &pass) != 0) return ErrnoError(errno, what, ": tcsetattr");
   absl::Status st = Type(slave, input, what);
@@ -568,9 +584,12 @@ absl::StatusOr<PtyState> ReadPtyState(const PtyInfo& info, const std::string& wh
   }
   int out_queued = 0;
   if (ioctl(m.get(), FIONREAD, &out_queued) != 0) return ErrnoError(errno, what, ": FIONREAD of its master");
-  if (static_cast<uint32_t>(out_queued) > image::kMaxPtyOutput) {
-    return absl::UnimplementedError(absl::StrCat(what, ": ", out_queued, " bytes wait in its master, more than ",
-                                                 image::kMaxPtyOutput, " (not supported)"));
+  if (out_queued >= 4000) {
+    // The master's buffer is about full: more may wait behind it (the
+    // pair's flip buffers), which writing it back could not all fit again.
+    return absl::UnimplementedError(absl::StrCat(
+        what, ": ", out_queued, " bytes written to it wait unread by its master, whose buffer is about full (the "
+        "program reading the master is behind the one writing): not supported"));
   }
   // A locked slave opens for nobody: unlocked while it is read.
   int unlocked = 0;
@@ -609,7 +628,7 @@ absl::StatusOr<PtyState> ReadPtyState(const PtyInfo& info, const std::string& wh
   struct pollfd ps = {slave.get(), POLLOUT, 0};
   if (out_queued > 0 && (poll(&ps, 1, 0) < 0 || !(ps.revents & POLLOUT))) {
     return absl::UnimplementedError(absl::StrCat(
-        what, ": its output is stopped (^S or TCOOFF) with ", out_queued, " bytes unread by its master: not supported"));
+        what, ": its output is stopped (^S, TCOOFF) with ", out_queued, " bytes unread by its master: not supported"));
   }
 
   // The master's queue: read through the task's own description, made
@@ -657,8 +676,10 @@ absl::StatusOr<PtyState> ReadPtyState(const PtyInfo& info, const std::string& wh
   r.cflag = t.c_cflag;
   r.lflag = t.c_lflag;
   r.line = t.c_line;
-  r.ispeed = cfgetispeed(&t);
-  r.ospeed = cfgetospeed(&t);
+  KernelTermios2 k2;
+  if (ioctl(m.get(), kTcgets2, &k2) != 0) return ErrnoError(errno, what, ": TCGETS2");
+  r.ispeed = k2.c_ispeed;
+  r.ospeed = k2.c_ospeed;
   static_assert(sizeof(r.cc) >= NCCS);
   std::memcpy(r.cc, t.c_cc, NCCS);
   r.ws_row = ws.ws_row;
@@ -826,11 +847,6 @@ absl::StatusOr<objhash::RestoredObject> RestorePty(objhash::RestoreContext& ctx,
     t.c_lflag = p.lflag;
     t.c_line = static_cast<cc_t>(p.line);
     std::memcpy(t.c_cc, p.cc, NCCS);
-    // The speeds are cflag's; the record's own say the same.
-    if (cfgetispeed(&t) != p.ispeed || cfgetospeed(&t) != p.ospeed) {
-      return r.FieldError("ispeed", p.ispeed, " (ospeed ", p.ospeed, ") is not what cflag 0x", absl::Hex(p.cflag),
-                          " says");
-    }
     if (tcsetattr(s.get(), TCSANOW, &t) != 0) return ErrnoError(errno, what, ": tcsetattr");
     struct termios now;
     if (tcgetattr(s.get(), &now) != 0) return ErrnoError(errno, what, ": tcgetattr");
@@ -838,6 +854,21 @@ absl::StatusOr<objhash::RestoredObject> RestorePty(objhash::RestoreContext& ctx,
       return absl::FailedPreconditionError(absl::StrCat(
           what, ": this kernel does not take its termios as saved (iflag 0x", absl::Hex(p.iflag), " cflag 0x",
           absl::Hex(p.cflag), " lflag 0x", absl::Hex(p.lflag), ")"));
+    }
+    // The speeds in bits per second (termios2: a speed of its own,
+    // BOTHER, too).
+    KernelTermios2 k2;
+    if (ioctl(s.get(), kTcgets2, &k2) != 0) return ErrnoError(errno, what, ": TCGETS2");
+    if (k2.c_ispeed != p.ispeed || k2.c_ospeed != p.ospeed) {
+      k2.c_ispeed = p.ispeed;
+      k2.c_ospeed = p.ospeed;
+      if (ioctl(s.get(), kTcsets2, &k2) != 0 || ioctl(s.get(), kTcgets2, &k2) != 0) {
+        return ErrnoError(errno, what, ": TCSETS2");
+      }
+      if (k2.c_ispeed != p.ispeed || k2.c_ospeed != p.ospeed) {
+        return r.FieldError("ispeed", p.ispeed, " (ospeed ", p.ospeed, ") is not a speed cflag 0x",
+                            absl::Hex(p.cflag), " lets the terminal have (it has ", k2.c_ispeed, "/", k2.c_ospeed, ")");
+      }
     }
     struct winsize ws = {p.ws_row, p.ws_col, p.ws_xpixel, p.ws_ypixel};
     if (ioctl(m.get(), TIOCSWINSZ, &ws) != 0) return ErrnoError(errno, what, ": TIOCSWINSZ");
@@ -918,7 +949,8 @@ absl::StatusOr<objhash::RestoredObject> RestorePty(objhash::RestoreContext& ctx,
 }
 
 // A description on the pair of `pty` (the FILE record `rec`).
-absl::StatusOr<UniqueFd> OpenOnPty(const image::ckpt_file& rec, const objhash::RestoredObject* pty) {
+absl::StatusOr<UniqueFd> OpenOnPty(const image::ckpt_file& rec, const objhash::RestoredObject* pty,
+                                   bool by_name = false) {
   const auto& restored = std::any_cast<const RestoredPty&>(pty->data);
   const int flags = (static_cast<int>(rec.flags) & (O_ACCMODE | O_NONBLOCK | O_APPEND | O_SYNC | O_DSYNC)) |
                     O_NOCTTY | O_CLOEXEC;
@@ -928,6 +960,19 @@ absl::StatusOr<UniqueFd> OpenOnPty(const image::ckpt_file& rec, const objhash::R
     if (fd < 0) {
       return ErrnoError(errno, "the image's tasks used the terminal the dump was run from (", restored.path,
                         "), and this restore has no terminal to give them (/dev/tty)");
+    }
+    // A slave's description by its own name (/dev/pts/N), as it was,
+    // where the restorer's terminal is a pseudo-terminal too.
+    unsigned int dev = 0;
+    struct stat named;
+    const dev_t real = by_name && ioctl(fd, TIOCGDEV, &dev) == 0 ? DecodeTtyNr(dev) : 0;
+    const std::string path = IsSlaveMajor(major(real)) ? SlavePath("/dev/pts", SlaveIndex(real)) : "";
+    if (!path.empty() && stat(path.c_str(), &named) == 0 && named.st_rdev == real) {
+      int own = open(path.c_str(), flags);
+      if (own >= 0) {
+        close(fd);
+        fd = own;
+      }
     }
   } else if (restored.flags & image::kPtyExternal) {
     std::string link = absl::StrCat("/proc/self/fd/", pty->fd);
@@ -942,7 +987,7 @@ absl::StatusOr<UniqueFd> OpenOnPty(const image::ckpt_file& rec, const objhash::R
 
 absl::StatusOr<UniqueFd> OpenSlave(objhash::RestoreContext&, const image::ckpt_file& rec, const std::string&,
                                    const objhash::RestoredObject* pty) {
-  return OpenOnPty(rec, pty);
+  return OpenOnPty(rec, pty, /*by_name=*/true);
 }
 
 absl::StatusOr<UniqueFd> OpenMaster(objhash::RestoreContext& ctx, const image::ckpt_file& rec, const std::string&,

@@ -70,6 +70,7 @@ TEST_F(TtyTest, PairWhoseSlaveWasClosedStaysSo) { RunPair("closed", false); }
 TEST_F(TtyTest, DumpLeavingTheTreeRunningLeavesThePairAsItWas) {
   ASSERT_NO_FATAL_FAILURE(RunPair("raw", true));
   ASSERT_NO_FATAL_FAILURE(RunPair("canon", true));
+  ASSERT_NO_FATAL_FAILURE(RunPair("quiet", true));
   RunPair("closed", true);
 }
 

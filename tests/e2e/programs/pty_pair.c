@@ -9,6 +9,7 @@
  *  - "canon": the slave in canonical mode with echo, "first line\n", a
  *    line "eofl" ended by ^D, and an unfinished "second" typed (and echoed), "hello\n" written by the
  *    slave (ONLCR makes it "hello\r\n").
+ *  - "quiet": as canon, nothing queued.
  *  - "closed": as canon, with "typed\n" typed and "bye\n" written, then
  *    the slave closed: the master reads what is queued, then EIO; the
  *    slave opened again reads the typed line.
@@ -86,6 +87,29 @@ static int closed_mode(void) {
   return 0;
 }
 
+/* Canonical, nothing queued: the termios stays (the dump changes it
+ * while it reads the queues) and the pair works. */
+static int quiet_mode(void) {
+  subject_ready();
+  subject_wait();
+  struct termios now;
+  tcgetattr(slave_fd, &now);
+  SUBJECT_CHECK(now.c_lflag == saved.c_lflag && now.c_iflag == saved.c_iflag && now.c_oflag == saved.c_oflag &&
+                    memcmp(now.c_cc, saved.c_cc, NCCS) == 0,
+                "termios lflag %o iflag %o, were %o %o", now.c_lflag, now.c_iflag, saved.c_lflag, saved.c_iflag);
+  if (write(master_fd, "one\ntw", 6) != 6) subject_fail("write master");
+  usleep(50000);
+  fcntl(slave_fd, F_SETFL, O_NONBLOCK);
+  unsigned char buf[64];
+  ssize_t n = read(slave_fd, buf, sizeof(buf));
+  check_bytes("a canonical line", buf, n > 0 ? (size_t)n : 0, (const unsigned char *)"one\n", 4);
+  n = read(slave_fd, buf, sizeof(buf));
+  SUBJECT_CHECK(n < 0 && errno == EAGAIN, "an unended line read (%zd): not canonical", n);
+  if (subject_failures) return 1;
+  printf("PASS\n");
+  return 0;
+}
+
 int main(int argc, char **argv) {
   raw_mode = argc > 1 && strcmp(argv[1], "raw") == 0;
   master_fd = posix_openpt(O_RDWR | O_NOCTTY);
@@ -114,6 +138,7 @@ int main(int argc, char **argv) {
   fchmod(slave_fd, 0604);
   fstat(slave_fd, &saved_st);
   if (argc > 1 && strcmp(argv[1], "closed") == 0) return closed_mode();
+  if (argc > 1 && strcmp(argv[1], "quiet") == 0) return quiet_mode();
 
   unsigned char typed[100], written[60];
   for (int i = 0; i < 100; i++) typed[i] = (unsigned char)i;
