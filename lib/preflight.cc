@@ -114,6 +114,9 @@ absl::StatusOr<TreeReport> Preflight(pid_t root, const DumpOptions& options,
   TreeReport report;
   const uint32_t dump_flags = options.shell_job ? objhash::kDumpShellJob : 0u;
   objhash::ObjHash shared;
+  objhash::ObjHash terminals;  // the pseudo-terminals the tree uses
+  std::vector<fs::TtyOfTask> ttys;
+  std::map<pid_t, uint32_t> groups;  // group -> a stand-in for its pid objref
   std::map<uint64_t, fs::PipeEnd> pipes;
   std::map<uint64_t, fs::PipeEnd> sockets;  // unix sockets
   std::set<pid_t> tree;
@@ -138,6 +141,12 @@ absl::StatusOr<TreeReport> Preflight(pid_t root, const DumpOptions& options,
     if (!state.ok()) problem(state);
     if (zombie) continue;
     report.threads += static_cast<uint64_t>(std::max(st->threads, 1));
+    ttys.push_back({pid, stat->session, static_cast<uint32_t>(stat->tty_nr), stat->tpgid,
+                    static_cast<uint32_t>(pid)});
+    groups.emplace(stat->pgrp, static_cast<uint32_t>(stat->pgrp));
+    // The foreground group may change any moment in a running tree (a job
+    // ends): only the dump, on the stopped tree, checks it.
+    if (stat->tpgid > 0) groups.emplace(stat->tpgid, static_cast<uint32_t>(stat->tpgid));
 
     bool shares_parent_files = false;
     pid_t files_sibling = 0;
@@ -156,6 +165,9 @@ absl::StatusOr<TreeReport> Preflight(pid_t root, const DumpOptions& options,
         for (int fd : *fds) {
           absl::StatusOr<fs::ClassifiedFd> c = fs::ClassifyFd(pid, fd, dump_flags);
           if (!c.ok()) {
+            // An fd closed meanwhile (the tree runs) is no problem: the
+            // dump looks again once the tree is stopped.
+            if (!ReadLink(absl::StrCat("/proc/", pid, "/fd/", fd)).ok()) continue;
             problem(c.status());
             continue;
           }
@@ -163,6 +175,10 @@ absl::StatusOr<TreeReport> Preflight(pid_t root, const DumpOptions& options,
             pipes.emplace(c->file.st.st_ino, fs::PipeEnd{pid, fd});
           }
           if (S_ISSOCK(c->file.st.st_mode)) sockets.emplace(c->file.st.st_ino, fs::PipeEnd{pid, fd});
+          if (c->kind->target_kind == fs::PtyObjKind()) {
+            absl::StatusOr<uint32_t> ref = c->kind->register_target(terminals, c->probe, c->file);
+            if (!ref.ok()) problem(ref.status());
+          }
         }
       }
     }
@@ -194,11 +210,13 @@ absl::StatusOr<TreeReport> Preflight(pid_t root, const DumpOptions& options,
     }
   }
 
-  std::vector<std::string> pipe_names, unix_names;
+  std::vector<std::string> pipe_names, unix_names, tty_names;
   for (const std::string& name : options.external) {
-    if (fs::IsTtyName(name)) continue;  // terminals: checked by the dump (fs::ResolvePtys)
-    (fs::IsUnixName(name) ? unix_names : pipe_names).push_back(name);
+    (fs::IsUnixName(name) ? unix_names : fs::IsTtyName(name) ? tty_names : pipe_names).push_back(name);
   }
+  // Terminals: what the dump decides of them, on what the tree holds now.
+  absl::Status terminal = fs::ResolvePtys(terminals, ttys, groups, tty_names, dump_flags);
+  if (!terminal.ok()) problem(terminal);
   absl::StatusOr<std::vector<std::string>> unix_outside =
       fs::UnixPeerProblems(sockets, tree, unix_names);
   if (!unix_outside.ok()) {

@@ -229,6 +229,8 @@ bool IsTtyNameOf(const std::string& name, uint32_t index) { return name == TtyNa
 
 bool IsTtyName(const std::string& name) { return absl::StartsWith(name, "tty:["); }
 
+objhash::ObjKind PtyObjKind() { return kObjPty; }
+
 absl::Status ResolvePtys(objhash::ObjHash& objects, const std::vector<TtyOfTask>& tasks,
                          const std::map<pid_t, uint32_t>& pgrp_refs,
                          const std::vector<std::string>& external, uint32_t dump_flags) {

@@ -28,6 +28,10 @@ struct TtyOfTask {
   uint32_t pid_ref = 0; // its pid objref
 };
 
+// The kind of the PTY objects (FdKindOps::target_kind of the terminal fd
+// kinds).
+objhash::ObjKind PtyObjKind();
+
 // "tty:[136:3]": the name --external and --inherit-fd give a terminal.
 bool IsTtyName(const std::string& name);
 
