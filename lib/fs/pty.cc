@@ -248,6 +248,20 @@ absl::Status ResolvePtys(objhash::ObjHash& objects, const std::vector<TtyOfTask>
           "external object '", name, "' is not a terminal's name such as tty:[136:3] (/dev/pts/3)"));
     }
   }
+  // A name that matches no terminal of the tree is a mistake of the caller's.
+  std::set<std::string> known;
+  for (const auto& e : objects.entries()) {
+    if (e->kind == kObjPty) known.insert(TtyName(std::any_cast<PtyInfo&>(e->data).index));
+  }
+  for (const TtyOfTask& t : tasks) {
+    const dev_t tty = DecodeTtyNr(t.tty_nr);
+    if (t.tty_nr != 0 && IsSlaveMajor(major(tty))) known.insert(TtyName(SlaveIndex(tty)));
+  }
+  for (const std::string& name : named) {
+    if (!known.count(name)) {
+      return absl::InvalidArgumentError(absl::StrCat("external object ", name, " is not a terminal the tree uses"));
+    }
+  }
   std::set<std::string> used;
   // What each pair is.
   auto decide = [&](PtyInfo& info, const std::string& who) -> absl::Status {

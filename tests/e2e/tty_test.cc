@@ -164,6 +164,10 @@ TEST_F(TtyTest, TerminalWithItsMasterOutsideIsExternalAndInherited) {
   EXPECT_THAT(st.message(), HasSubstr("--shell-job")) << st;
   EXPECT_THAT(st.message(), HasSubstr("--external " + name)) << st;
   ASSERT_EQ(kill(s->pid, 0), 0);
+  DumpOptions wrong;
+  wrong.external = {"tty:[136:999]"};
+  st = DumpToFile(s->pid, image, wrong);
+  EXPECT_THAT(st.message(), HasSubstr("tty:[136:999] is not a terminal the tree uses")) << st;
   DumpOptions ext;
   ext.external = {name};
   ASSERT_OK(DumpToFile(s->pid, image, ext));
