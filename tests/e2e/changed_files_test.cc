@@ -78,9 +78,7 @@ TEST(ChangedFilesTest, PrivateMappingOfAFileRewrittenInPlaceIsRefusedNamingTheMt
   // own check fails: that is the risk --allow-changed-files takes).
   RestoreOptions allow;
   allow.allow_changed_files = true;
-  Restorer restorer(allow);
-  UniqueFd in(open(image.c_str(), O_RDONLY | O_CLOEXEC));
-  pid = restorer.Restore(in.get());
+  pid = RestoreFromFile(image, allow);
   ASSERT_TRUE(pid.ok()) << pid.status();
   ASSERT_EQ(kill(*pid, SIGUSR1), 0);
   absl::StatusOr<int> code = WaitExit(*pid);

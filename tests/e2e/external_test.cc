@@ -106,17 +106,13 @@ TEST_F(ExternalTest, PipeToAProcessOutsideIsRefusedThenInheritedAndEveryLineArri
     // A name the image does not have is refused too.
     RestoreOptions wrong;
     wrong.inherit_fds = {{keep.get(), name}, {keep.get(), "pipe:[1]"}};
-    Restorer restorer(wrong);
-    UniqueFd in(open(TempPath("external.img").c_str(), O_RDONLY | O_CLOEXEC));
-    absl::StatusOr<pid_t> refused = restorer.Restore(in.get());
+    absl::StatusOr<pid_t> refused = RestoreFromFile(TempPath("external.img"), wrong);
     ASSERT_FALSE(refused.ok());
     EXPECT_THAT(refused.status().message(), HasSubstr("pipe:[1]"));
   }
   RestoreOptions inherit;
   inherit.inherit_fds = {{keep.get(), name}};
-  Restorer restorer(inherit);
-  UniqueFd in(open(TempPath("external.img").c_str(), O_RDONLY | O_CLOEXEC));
-  absl::StatusOr<pid_t> pid = restorer.Restore(in.get());
+  absl::StatusOr<pid_t> pid = RestoreFromFile(TempPath("external.img"), inherit);
   ASSERT_TRUE(pid.ok()) << pid.status();
   ASSERT_EQ(*pid, subject);
   // It writes on (into the same pipe, to the same cat) without SIGPIPE.

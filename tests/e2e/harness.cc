@@ -144,8 +144,13 @@ absl::Status DumpToFile(pid_t pid, const std::string& path, const DumpOptions& o
 }
 
 absl::StatusOr<pid_t> RestoreFromFile(const std::string& path, RestoreStats* stats) {
-  ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_RDONLY));
-  Restorer restorer;
+  return RestoreFromFile(path, RestoreOptions{}, stats);
+}
+
+absl::StatusOr<pid_t> RestoreFromFile(const std::string& path, const RestoreOptions& options,
+                                      RestoreStats* stats) {
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_RDONLY | O_CLOEXEC));
+  Restorer restorer(options);
   absl::StatusOr<pid_t> pid = restorer.Restore(fd.get());
   if (stats) *stats = restorer.stats();
   return pid;

@@ -61,6 +61,9 @@ void KillAndReapAll(const std::vector<pid_t>& pids);
 absl::Status DumpToFile(pid_t pid, const std::string& path, const DumpOptions& options = {},
                         DumpStats* stats = nullptr);
 absl::StatusOr<pid_t> RestoreFromFile(const std::string& path, RestoreStats* stats = nullptr);
+// The same with `options` (--shell-job, --inherit-fd, ...).
+absl::StatusOr<pid_t> RestoreFromFile(const std::string& path, const RestoreOptions& options,
+                                      RestoreStats* stats = nullptr);
 
 // SIGKILL and waitpid: the PID is free again when this returns.
 void KillAndReap(pid_t pid);

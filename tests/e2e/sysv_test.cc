@@ -60,11 +60,7 @@ Ids ReadIds(const Subject& s) {
 absl::StatusOr<pid_t> RestoreWithIpcNs(const std::string& image, IpcNamespace ns) {
   RestoreOptions options;
   options.ipc_ns = ns;
-  Restorer restorer(options);
-  int fd = open(image.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return absl::NotFoundError(image);
-  absl::StatusOr<pid_t> root = restorer.Restore(fd);
-  close(fd);
+  absl::StatusOr<pid_t> root = RestoreFromFile(image, options);
   return root;
 }
 

@@ -242,10 +242,7 @@ TEST_F(TreeTest, RestoresIntoAFreshPidNamespace) {
   ASSERT_OK(DumpToFile(root, image, leave));
   RestoreOptions options;
   options.new_pidns = true;
-  int fd = open(image.c_str(), O_RDONLY);
-  Restorer restorer(options);
-  absl::StatusOr<pid_t> pid = restorer.Restore(fd);
-  close(fd);
+  absl::StatusOr<pid_t> pid = RestoreFromFile(image, options);
   ASSERT_TRUE(pid.ok()) << pid.status();
   EXPECT_NE(*pid, root);
   EXPECT_EQ(kill(root, 0), 0) << "the original is gone";

@@ -185,9 +185,7 @@ TEST_F(TtyTest, TerminalWithItsMasterOutsideIsExternalAndInherited) {
   }
   RestoreOptions inherit;
   inherit.inherit_fds = {{given.get(), name}};
-  Restorer restorer(inherit);
-  UniqueFd in(open(image.c_str(), O_RDONLY | O_CLOEXEC));
-  absl::StatusOr<pid_t> pid = restorer.Restore(in.get());
+  absl::StatusOr<pid_t> pid = RestoreFromFile(image, inherit);
   ASSERT_TRUE(pid.ok()) << pid.status();
   ASSERT_EQ(*pid, s->pid);
   pid_t sid = -1;
@@ -226,9 +224,7 @@ std::string InSessionWithoutTerminal(Fn fn) {
 std::string RestoreShellJob(const std::string& image) {
   RestoreOptions options;
   options.shell_job = true;
-  Restorer restorer(options);
-  UniqueFd in(open(image.c_str(), O_RDONLY | O_CLOEXEC));
-  absl::StatusOr<pid_t> pid = restorer.Restore(in.get());
+  absl::StatusOr<pid_t> pid = RestoreFromFile(image, options);
   return pid.ok() ? absl::StrCat("restored ", *pid) : std::string(pid.status().message());
 }
 
@@ -280,9 +276,7 @@ TEST_F(TtyTest, ShellJobNeedsATerminalOnlyWhenTheTreeUsesOne) {
     if (tty < 0) _exit(3);
     RestoreOptions options;
     options.shell_job = true;
-    Restorer restorer(options);
-    int in = open(image.c_str(), O_RDONLY | O_CLOEXEC);
-    absl::StatusOr<pid_t> pid = restorer.Restore(in);
+    absl::StatusOr<pid_t> pid = RestoreFromFile(image, options);
     if (!pid.ok()) _exit(4);
     int status = 0;
     if (waitpid(*pid, &status, 0) != *pid) _exit(5);

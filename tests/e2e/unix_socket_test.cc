@@ -248,9 +248,7 @@ TEST_F(UnixSocketTest, SocketToAProcessOutsideIsRefusedThenInherited) {
   UniqueFd mine(pair[0]), given(pair[1]);
   RestoreOptions inherit;
   inherit.inherit_fds = {{given.get(), name}};
-  Restorer restorer(inherit);
-  UniqueFd in(open(image.c_str(), O_RDONLY | O_CLOEXEC));
-  absl::StatusOr<pid_t> pid = restorer.Restore(in.get());
+  absl::StatusOr<pid_t> pid = RestoreFromFile(image, inherit);
   ASSERT_TRUE(pid.ok()) << pid.status();
   ASSERT_EQ(*pid, s->pid);
   given.reset();
