@@ -78,6 +78,9 @@ constexpr unsigned kSlaveMajorFirst = 136, kSlaveMajorLast = 143;
 // How long a restore waits for an index that the dumped tree, dying,
 // may still hold.
 constexpr int64_t kIndexWaitNs = 3000 * 1000000LL;
+// A line discipline buffer (4095 bytes) this full may have more waiting
+// behind it in the pair's flip buffers, which cannot all be put back.
+constexpr int kAboutFull = 4000;
 
 constexpr image::FieldSpec kPtyFields[] = {
     CKPT_FIELD(image::ckpt_pty, objref, kUnsigned),     CKPT_FIELD(image::ckpt_pty, flags, kHex),
@@ -600,9 +603,7 @@ absl::StatusOr<PtyState> ReadPtyState(const PtyInfo& info, const std::string& wh
   }
   int out_queued = 0;
   if (ioctl(m.get(), FIONREAD, &out_queued) != 0) return ErrnoError(errno, what, ": FIONREAD of its master");
-  if (out_queued >= 4000) {
-    // The master's buffer is about full: more may wait behind it (the
-    // pair's flip buffers), which writing it back could not all fit again.
+  if (out_queued >= kAboutFull) {
     return absl::UnimplementedError(absl::StrCat(
         what, ": ", out_queued, " bytes written to it wait unread by its master, whose buffer is about full (the "
         "program reading the master is behind the one writing): not supported"));
@@ -634,7 +635,7 @@ absl::StatusOr<PtyState> ReadPtyState(const PtyInfo& info, const std::string& wh
   if (fstat(slave.get(), &sst) != 0) return ErrnoError(errno, what, ": fstat of its slave");
   int in_queued = 0;
   if (ioctl(slave.get(), FIONREAD, &in_queued) != 0) return ErrnoError(errno, what, ": FIONREAD of its slave");
-  if (in_queued >= 4000) {
+  if (in_queued >= kAboutFull) {
     return absl::UnimplementedError(absl::StrCat(
         what, ": ", in_queued, " bytes typed wait to be read (its line discipline's buffer is about full, and more "
         "may wait behind it): not supported"));
