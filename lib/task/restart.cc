@@ -31,7 +31,7 @@ constexpr uint64_t kFutexCmdMask = ~static_cast<uint64_t>(FUTEX_PRIVATE_FLAG | F
 
 // The hrtimer_wakeup timers of /proc/timer_list (the timers of sleeping
 // tasks), by address, with their soft expiry on CLOCK_MONOTONIC.
-std::map<std::string, SleepProbe::Timer> ReadSleepTimers() {
+std::map<std::string, SleepProbe::Timer> ReadSleepTimersOnce() {
   std::map<std::string, SleepProbe::Timer> timers;
   absl::StatusOr<std::string> text = ReadFile("/proc/timer_list");
   if (!text.ok()) return timers;
@@ -63,6 +63,19 @@ std::map<std::string, SleepProbe::Timer> ReadSleepTimers() {
       }
     }
   }
+  return timers;
+}
+
+// The kernel prints /proc/timer_list one timer at a time, taking the
+// base's lock again for each and walking to the next index: a timer that
+// expires earlier and goes away meanwhile shifts the rest, and one of
+// them is skipped. A single read can miss a timer that is there (never
+// show one that is not): a timer is taken as present when any of a few
+// reads shows it, and as gone only when none does.
+constexpr int kTimerReads = 3;
+std::map<std::string, SleepProbe::Timer> ReadSleepTimers() {
+  std::map<std::string, SleepProbe::Timer> timers;
+  for (int i = 0; i < kTimerReads; ++i) timers.merge(ReadSleepTimersOnce());
   return timers;
 }
 
@@ -192,7 +205,11 @@ bool Holds(const std::map<std::string, SleepProbe::Timer>& timers, int64_t hard,
   return false;
 }
 
-// Waits (briefly) until `tid` sleeps in restart_syscall again.
+// Waits (briefly) until `tid`, just let go, sleeps in restart_syscall
+// again. Until it has run, /proc shows the registers it stopped with (the
+// sleep's own number): that is not yet a sign that the sleep ended. One
+// that did end runs on, and is seen blocked elsewhere or running until
+// the deadline.
 bool WaitAsleepInRestart(pid_t pid, pid_t tid) {
   const std::string path = absl::StrCat("/proc/", pid, "/task/", tid, "/syscall");
   const int64_t deadline = MonotonicNs() + 1000 * 1000000LL;
@@ -201,11 +218,11 @@ bool WaitAsleepInRestart(pid_t pid, pid_t tid) {
     if (!text.ok()) return false;
     long nr = -1;
     std::vector<absl::string_view> w = absl::StrSplit(*text, ' ', absl::SkipEmpty());
-    if (!w.empty() && absl::SimpleAtoi(w[0], &nr)) {
-      if (nr == SYS_restart_syscall) return true;
-      return false;  // blocked in something else: the sleep ended
+    if (!w.empty() && absl::SimpleAtoi(w[0], &nr) && nr == SYS_restart_syscall) {
+      absl::StatusOr<ProcStat> stat = ReadProcStat(tid);
+      if (stat.ok() && stat->state == 'S') return true;
     }
-    usleep(50);  // "running": not asleep yet
+    usleep(50);
   }
   return false;
 }
@@ -233,8 +250,10 @@ absl::StatusOr<int64_t> ResolveSleepExpiry(pid_t pid, pid_t tid, const SleepProb
     ASSIGN_OR_RETURN(user_regs_struct regs, GetRegs(tid));
     if (IsInterruptedEpollWait(regs)) return ResolveEpollExpiry(pid, tid, regs, probe, after);
   }
+  // Two rounds at least: a candidate is taken once it came back and went
+  // with the thread twice.
   constexpr int kRounds = 8;
-  for (int round = 0; round < kRounds && !candidates.empty() && (round == 0 || candidates.size() > 1);
+  for (int round = 0; round < kRounds && !candidates.empty() && (round < 2 || candidates.size() > 1);
        ++round) {
     ASSIGN_OR_RETURN(user_regs_struct first, GetRegs(tid));
     if (static_cast<int64_t>(first.rax) != -kErestartRestartblock) return -1;
