@@ -855,6 +855,7 @@ absl::Status Dumper::Run(pid_t root, ImageOutput& out) {
     RETURN_IF_ERROR(Gate(root));
   }
   absl::Status st;
+  const int64_t freeze_start = MonotonicNs();
   {
     Phase p("dump: freeze");
     st = FreezeTree(root);
@@ -932,6 +933,7 @@ absl::Status Dumper::Run(pid_t root, ImageOutput& out) {
       if (!st.ok()) out.Abort();
     }
     stats_->total_ns = static_cast<uint64_t>(MonotonicNs()) - start;
+    TraceSpan("dump: tree frozen", freeze_start, MonotonicNs());
     return st;
   }
   if (st.ok()) {
@@ -962,6 +964,8 @@ absl::Status Dumper::Run(pid_t root, ImageOutput& out) {
     fs::ReleaseInetSockets(objects_, /*killed=*/true).IgnoreError();  // nothing is lifted
   }
   stats_->total_ns = static_cast<uint64_t>(MonotonicNs()) - start;
+  // From the first interrupt to the kill (or the resume).
+  TraceSpan("dump: tree frozen", freeze_start, MonotonicNs());
   return st;
 }
 

@@ -143,6 +143,9 @@ absl::Status RestoreMmSection(SectionRestoreContext& ctx) {
     st = mm::RestoreMm(*ctx.reader, mctx, &mstats);
   }
   ctx.stats->pages_written += mstats.pages;
+  TraceSpan("restore: mm, reading pages", 0, mstats.read_ns);
+  TraceSpan("restore: mm, writing pages", 0, mstats.write_ns);
+  TraceSpan("restore: mm, awaiting populate", 0, mstats.wait_ns);
   if (!st.ok()) return Annotate(st, absl::StrCat("task ", t.pid));
   // From here on the task's own vdso carries the injections that need no
   // trampoline; in a task without one, the syscall instruction of the C

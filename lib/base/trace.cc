@@ -13,6 +13,11 @@ bool TraceEnabled() {
   return enabled;
 }
 
+void TraceSpan(const char* name, int64_t start_ns, int64_t end_ns) {
+  if (!TraceEnabled()) return;
+  fprintf(stderr, "ckpt trace: %-32s %9.3f ms\n", name, static_cast<double>(end_ns - start_ns) / 1e6);
+}
+
 Phase::~Phase() {
   if (!TraceEnabled()) return;
   struct timespec end;

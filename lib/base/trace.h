@@ -8,9 +8,15 @@
 
 #include <time.h>
 
+#include <cstdint>
+
 namespace ckpt {
 
 bool TraceEnabled();
+
+// With CKPT_TRACE: prints a span measured elsewhere (CLOCK_MONOTONIC ns),
+// in the same form as a Phase.
+void TraceSpan(const char* name, int64_t start_ns, int64_t end_ns);
 
 class Phase {
  public:

@@ -70,6 +70,11 @@ struct MmStats {
   uint64_t pages = 0;
   uint64_t skipped_pages = 0;
   uint64_t bytes = 0;
+  // Restore, for CKPT_TRACE: time reading page data from the image,
+  // writing it into the task, and waiting for the task's populate.
+  int64_t read_ns = 0;
+  int64_t write_ns = 0;
+  int64_t wait_ns = 0;
 };
 
 struct CollectOptions {

@@ -18,6 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "lib/base/clock.h"
 #include "lib/base/fd.h"
 #include "lib/base/status.h"
 #include "lib/mm/mapped_file.h"
@@ -268,8 +269,12 @@ absl::StatusOr<uint64_t> FillPageArray(image::Reader& r, MmRestoreContext& ctx, 
                                                      bytes_left, " bytes left in its runs"));
     }
     ASSIGN_OR_RETURN(uint8_t * buf, ctx.buffer->Get(data.len));
+    int64_t t0 = MonotonicNs();
     RETURN_IF_ERROR(r.ReadPayload(buf, data.len));
+    int64_t t1 = MonotonicNs();
+    stats->read_ns += t1 - t0;
     RETURN_IF_ERROR(injector.Wait(populate));
+    stats->wait_ns += MonotonicNs() - t1;
     const uint64_t pages = data.len / kPage;
     RETURN_IF_ERROR(populate_ahead(filled + pages + kPopulateWindow));
     remote.clear();
@@ -285,7 +290,9 @@ absl::StatusOr<uint64_t> FillPageArray(image::Reader& r, MmRestoreContext& ctx, 
       }
     }
     struct iovec local = {buf, data.len};
+    t0 = MonotonicNs();
     absl::Status st = task::WriteRemoteV(ctx.pid, &local, 1, remote.data(), remote.size());
+    stats->write_ns += MonotonicNs() - t0;
     if (!st.ok()) return Annotate(st, absl::StrCat("filling pages of task ", ctx.pid));
     filled += pages;
     bytes_left -= data.len;
