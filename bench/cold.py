@@ -36,7 +36,6 @@ import re
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 
