@@ -17,6 +17,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -494,7 +495,13 @@ absl::Status Dumper::FreezeTree(pid_t root) {
         return grew.status();
       }
       changed |= *grew;
+      // A frozen task that had no children when it was listed cannot have
+      // any now: its threads cannot fork, and nothing below it can hand it
+      // a child (CLONE_PARENT, orphans for a subreaper). Not listing it
+      // again saves a /proc read per thread.
+      if (!*grew && t->frozen_childless) continue;
       ASSIGN_OR_RETURN(std::vector<pid_t> children, task::ListChildren(pid));
+      t->frozen_childless = children.empty();
       for (pid_t c : children) queue.push_back({c, pid});
     }
     if (!changed) return absl::OkStatus();
@@ -516,6 +523,7 @@ absl::Status Dumper::CheckShared(TaskDump& t) {
 
 absl::Status Dumper::Collect(TaskDump& t) {
   RETURN_IF_ERROR(CheckShared(t));
+  std::optional<Phase> threads_phase(std::in_place, "dump: thread states");
   for (auto& [tid, th] : t.threads) {
     RETURN_IF_ERROR(task::CaptureThreadFrozen(tid, &th.state));
     ASSIGN_OR_RETURN(th.status, task::ReadProcStatus(tid));
@@ -539,6 +547,7 @@ absl::Status Dumper::Collect(TaskDump& t) {
     if (th.job_stopped && task::IsInterruptedEpollWait(th.state.regs)) th.state.restart.reset();
     ASSIGN_OR_RETURN(th.state.pending, task::PeekPending(tid, /*shared=*/false));
   }
+  threads_phase.reset();
   ASSIGN_OR_RETURN(std::vector<task::ProcTimer> timers, task::ReadProcTimers(t.pid));
   {
     Phase p("dump: collect mm");
@@ -577,6 +586,7 @@ absl::Status Dumper::Collect(TaskDump& t) {
   }
   auto begin = [&](ThreadDump& th, pid_t tid) -> absl::Status {
     th.injector = std::make_unique<task::Injector>(t.pid, tid);
+    th.injector->set_own_tgid(t.status.nstgid.empty() ? t.status.tgid : t.status.nstgid.back());
     RETURN_IF_ERROR(th.injector->Begin(syscall_insn));
     // A stopped thread takes no signal on its first resume
     // (task::kAllSignalsHeld): held just before it, with the recovery
@@ -596,6 +606,16 @@ absl::Status Dumper::Collect(TaskDump& t) {
     if (th.signals_held) th.state.sigmask = th.mask_before_hold;  // see task::kAllSignalsHeld
     RETURN_IF_ERROR(th.injector->SetRecoveryMask(th.state.sigmask));
     return task::SetSigmask(tid, task::kDumpInjectionMask);
+  };
+
+  // The same after a thread's first resume was its only batch: the mask it
+  // has now is its own, but for SIGURG, which the trampoline unblocked if
+  // the mask blocked it. No signal needs holding back: nothing more runs.
+  auto first_resume_done = [&](ThreadDump& th, pid_t tid) -> absl::Status {
+    ASSIGN_OR_RETURN(th.state.sigmask, task::GetSigmask(tid));
+    if (th.injector->ended_unblocked()) th.state.sigmask |= 1ull << (SIGURG - 1);
+    if (th.signals_held) th.state.sigmask = th.mask_before_hold;  // see task::kAllSignalsHeld
+    return th.injector->SetRecoveryMask(th.state.sigmask);
   };
 
   // The leader maps the trampoline and answers the process-wide queries;
@@ -679,22 +699,59 @@ absl::Status Dumper::Collect(TaskDump& t) {
     q.child->stop_reported = info.si_pid != q.nr;
   }
 
-  uint64_t frame = 1;
-  for (auto& [tid, th] : t.threads) {
-    if (tid == t.pid) continue;
-    RETURN_IF_ERROR(begin(th, tid));
-    RETURN_IF_ERROR(th.injector->AdoptTrampoline(leader.injector->layout(), frame++));
-    RETURN_IF_ERROR(th.injector->CheckedSyscallViaInsn(SYS_getpid, {}).status());  // the first resume
-    RETURN_IF_ERROR(hold_signals(th, tid));
-    task::SyscallBatch tb = th.injector->NewBatch();
-    task::ThreadQuery q = task::QueueThreadQuery(tb);
-    RETURN_IF_ERROR(th.injector->Run(tb));
-    task::ReadThreadQuery(tb, q, &th.state);
+  // Every other thread answers its own queries (sigaltstack, the tid
+  // address) through the same trampoline, up to kWave of them at once,
+  // each in its own slice of the call table and data area, so that their
+  // round trips overlap. The batch is the thread's first resume: its mask
+  // is read after it (first_resume_done), and nothing more is injected.
+  std::optional<Phase> queries_phase(std::in_place, "dump: thread queries");
+  {
+    constexpr size_t kWave = 64;
+    std::vector<std::pair<pid_t, ThreadDump*>> others;
+    for (auto& [tid, th] : t.threads) {
+      if (tid != t.pid) others.push_back({tid, &th});
+    }
+    uint64_t frame = 1;
+    for (size_t w = 0; w < others.size(); w += kWave) {
+      const size_t n = std::min(kWave, others.size() - w);
+      std::vector<task::SyscallBatch> batches;
+      std::vector<task::ThreadQuery> queries;
+      batches.reserve(n);
+      queries.reserve(n);
+      absl::Status failed;
+      for (size_t i = 0; i < n && failed.ok(); ++i) {
+        auto [tid, th] = others[w + i];
+        failed = begin(*th, tid);
+        if (failed.ok()) {
+          failed = th->injector->AdoptTrampoline(leader.injector->layout().Slice(i, kWave), frame++);
+        }
+        if (!failed.ok()) break;
+        batches.push_back(th->injector->NewBatch());
+        queries.push_back(task::QueueThreadQuery(batches.back()));
+        failed = th->injector->Start(batches.back());
+      }
+      // Every batch started is waited for, even after a failure: no thread
+      // is left running in the trampoline.
+      for (size_t i = 0; i < batches.size(); ++i) {
+        auto [tid, th] = others[w + i];
+        absl::Status st = th->injector->Wait(batches[i]);
+        if (st.ok()) {
+          task::ReadThreadQuery(batches[i], queries[i], &th->state);
+          st = first_resume_done(*th, tid);
+        }
+        if (failed.ok()) failed = st;
+      }
+      RETURN_IF_ERROR(failed);
+    }
   }
   // Nothing more is injected: every thread goes back to its own registers
   // and mask now, and the trampoline goes away, before the long part of
   // the dump (writing) begins.
-  RETURN_IF_ERROR(EndInjection(t));
+  queries_phase.reset();
+  {
+    Phase end("dump: end injection");
+    RETURN_IF_ERROR(EndInjection(t));
+  }
 
   Phase p("dump: collect fs and fds");
   ASSIGN_OR_RETURN(t.fs, fs::CollectFs(t.pid, objects_));
@@ -761,12 +818,17 @@ absl::Status Dumper::EndInjection(TaskDump& t) {
   };
   // Every thread but the leader first: they leave the trampoline the
   // leader then unmaps.
+  // All let go first, then each waited for: their round trips overlap.
+  std::vector<ThreadDump*> parking;
   for (auto& [tid, th] : t.threads) {
     if (tid == t.pid || !th.touched) continue;
-    keep(th.injector->ParkWith(th.state.regs, th.state.sigmask));
+    absl::Status st = th.injector->StartPark(th.state.regs, th.state.sigmask);
+    keep(st);
+    if (st.ok()) parking.push_back(&th);
     th.touched = false;
     th.signals_held = false;  // its own mask is back
   }
+  for (ThreadDump* th : parking) keep(th->injector->WaitParked());
   auto it = t.threads.find(t.pid);
   if (it != t.threads.end() && it->second.touched) {
     ThreadDump& leader = it->second;

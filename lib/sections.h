@@ -69,8 +69,15 @@ struct TaskDump : task::TreeTask {
     return tids;
   }
   uint64_t FreeArea() const override { return mm.free_area; }
+  // From the status each thread's collection read once it was frozen.
+  absl::StatusOr<std::vector<pid_t>> ThreadNsPid(pid_t tid) const override {
+    auto it = threads.find(tid);
+    if (it == threads.end() || it->second.status.tgid == 0) return TreeTask::ThreadNsPid(tid);
+    return it->second.status.nspid;
+  }
 
   std::map<pid_t, ThreadDump> threads;  // seized threads by tid
+  bool frozen_childless = false;  // frozen, and listed with no children
   task::TaskCore core;
   fs::FsState fs;
   std::vector<fs::FdEntry> fds;

@@ -117,8 +117,8 @@ uint64_t SyscallBatch::Reserve(size_t len) {
 }
 
 bool SyscallBatch::HasRoom(size_t calls, size_t data) const {
-  return calls_.size() + calls <= TrampolineLayout::kMaxCalls &&
-         data_.size() + data + 16 <= TrampolineLayout::kDataSize;
+  return calls_.size() + calls <= layout_.max_calls &&
+         data_.size() + data + 16 <= layout_.max_data;
 }
 
 void SyscallBatch::Clear() {
@@ -331,6 +331,7 @@ absl::StatusOr<bool> Injector::IsBatchEnd(int sig) {
       regs.rip != layout_.code() + Offset(ckpt_trampoline_done_unblocked)) {
     return false;
   }
+  ended_unblocked_ = regs.rip == layout_.code() + Offset(ckpt_trampoline_done_unblocked);
   // The SIGURG this thread sent itself, unless one was pending already
   // (standard signals do not queue): that one is held, like any other.
   ASSIGN_OR_RETURN(siginfo_t info, GetSiginfo(tid_));
@@ -378,8 +379,7 @@ absl::Status Injector::Start(SyscallBatch& batch) {
     return absl::FailedPreconditionError(
         absl::StrCat(TaskName(pid_, tid_), ": no trampoline mapped"));
   }
-  if (batch.calls_.size() > TrampolineLayout::kMaxCalls ||
-      batch.data_.size() > TrampolineLayout::kDataSize) {
+  if (batch.calls_.size() > layout_.max_calls || batch.data_.size() > layout_.max_data) {
     return absl::InternalError("syscall batch larger than the trampoline");
   }
   RETURN_IF_ERROR(WriteBatch(batch));
@@ -423,13 +423,21 @@ absl::Status Injector::Wait(SyscallBatch& batch) {
 }
 
 absl::Status Injector::ParkWith(const user_regs_struct& regs, uint64_t sigmask) {
+  RETURN_IF_ERROR(StartPark(regs, sigmask));
+  return WaitParked();
+}
+
+absl::Status Injector::StartPark(const user_regs_struct& regs, uint64_t sigmask) {
   RETURN_IF_ERROR(SetRegs(tid_, regs));
   RETURN_IF_ERROR(SetSigmask(tid_, sigmask));
   // A PTRACE_INTERRUPT taken on the way back to user space stops the thread
   // inside get_signal(): once let go, the kernel applies its restart logic
   // to `regs` and restores any saved sigmask, as after any signal check.
   RETURN_IF_ERROR(Interrupt(tid_));
-  RETURN_IF_ERROR(Cont(tid_, 0));
+  return Cont(tid_, 0);
+}
+
+absl::Status Injector::WaitParked() {
   for (;;) {
     ASSIGN_OR_RETURN(StopInfo stop, WaitStop(tid_));
     if (stop.exited) {

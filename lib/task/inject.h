@@ -73,9 +73,24 @@ struct TrampolineLayout {
   uint64_t base = 0;
   uint64_t frame_size = 0;  // bytes per recovery frame
   uint64_t nr_frames = 0;
+  // The part of the table and data area a batch uses: all of them, or a
+  // slice of its own for a thread whose batch runs alongside others'.
+  uint64_t table_off = 0;
+  uint64_t data_off = 0;
+  uint64_t max_calls = kMaxCalls;
+  uint64_t max_data = kDataSize;
   uint64_t code() const { return base; }
-  uint64_t table() const { return base + kCodeSize; }
-  uint64_t data() const { return base + kCodeSize + kTableSize; }
+  uint64_t table() const { return base + kCodeSize + table_off; }
+  uint64_t data() const { return base + kCodeSize + kTableSize + data_off; }
+  // Slice i of n equal slices of the table and of the data area.
+  TrampolineLayout Slice(uint64_t i, uint64_t n) const {
+    TrampolineLayout s = *this;
+    s.max_calls = kMaxCalls / n;
+    s.max_data = (kDataSize / n) & ~uint64_t{63};
+    s.table_off = i * s.max_calls * sizeof(InjectedCall);
+    s.data_off = i * s.max_data;
+    return s;
+  }
   uint64_t frame(uint64_t i) const { return base + kSize + i * frame_size; }
   uint64_t mapped_size() const { return kSize + nr_frames * frame_size; }
   uint64_t end() const { return base + mapped_size(); }
@@ -179,6 +194,10 @@ class Injector {
   absl::Status Start(SyscallBatch& batch);
   absl::Status Wait(SyscallBatch& batch);
   bool running() const { return running_; }
+  // Whether the last batch of a dump ended past the trampoline's own
+  // unblocking of SIGURG (the thread's mask blocked it): the mask the
+  // thread has now lacks that one bit of its own.
+  bool ended_unblocked() const { return ended_unblocked_; }
 
   // Unmaps the trampoline (through the `syscall` instruction), sets `regs`
   // and `sigmask`, and parks the thread in a PTRACE_EVENT_STOP on the
@@ -191,11 +210,18 @@ class Injector {
                       const void* sigtrap_action = nullptr);
   // Same without unmapping (no trampoline was mapped).
   absl::Status ParkWith(const user_regs_struct& regs, uint64_t sigmask);
+  // ParkWith in two halves, so that several threads are let go at once:
+  // StartPark sets and resumes, WaitParked waits for the stop.
+  absl::Status StartPark(const user_regs_struct& regs, uint64_t sigmask);
+  absl::Status WaitParked();
 
   // Signals that arrived while syscalls ran and were held back; the caller
   // sends them again once the task is let go.
   const std::vector<int>& held_signals() const { return held_signals_; }
 
+  // The thread group's id in its own pid namespace (how the batch end's
+  // SIGURG names its sender); read from /proc when not given.
+  void set_own_tgid(pid_t tgid) { own_tgid_ = tgid; }
   pid_t pid() const { return pid_; }
   pid_t tid() const { return tid_; }
 
@@ -236,6 +262,7 @@ class Injector {
   std::vector<int> held_signals_;
   bool running_ = false;
   Recovery recovery_;
+  bool ended_unblocked_ = false;
   pid_t own_tgid_ = 0;  // the thread group id in its own pid namespace, once read
 };
 

@@ -27,6 +27,11 @@ absl::StatusOr<uint32_t> TreeDump::PidRef(objhash::ObjHash& objects, pid_t nr,
   return f.objref;
 }
 
+absl::StatusOr<std::vector<pid_t>> TreeTask::ThreadNsPid(pid_t tid) const {
+  ASSIGN_OR_RETURN(ProcStatus st, ReadProcStatus(tid));  // /proc/TID/status works for threads
+  return st.nspid;
+}
+
 // Pid objects for every task and thread, and for the groups and sessions
 // that belong to the dump (see DumpOptions::container for the rule).
 absl::Status TreeDump::RegisterPids(const std::vector<TreeTask*>& tasks,
@@ -45,9 +50,9 @@ absl::Status TreeDump::RegisterPids(const std::vector<TreeTask*>& tasks,
     ASSIGN_OR_RETURN(t->pid_ref, PidRef(objects, t->pid, levels));
     for (pid_t tid : t->Tids()) {
       if (tid == t->pid) continue;
-      ASSIGN_OR_RETURN(task::ProcStatus ts,
-                       ReadProcStatus(tid));  // /proc/TID/status works for threads
-      ASSIGN_OR_RETURN(uint32_t ref, PidRef(objects, tid, ts.nspid.empty() ? std::vector<pid_t>{tid} : ts.nspid));
+      ASSIGN_OR_RETURN(std::vector<pid_t> nspid, t->ThreadNsPid(tid));
+      ASSIGN_OR_RETURN(uint32_t ref,
+                       PidRef(objects, tid, nspid.empty() ? std::vector<pid_t>{tid} : nspid));
       (void)ref;
     }
   }

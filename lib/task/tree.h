@@ -47,6 +47,9 @@ struct TreeTask {
   // the trampoline; asked for when they are known.
   virtual std::vector<pid_t> Tids() const = 0;
   virtual uint64_t FreeArea() const = 0;
+  // A thread's pid in each pid namespace, outermost first (/proc status
+  // NSpid); a task that read it already answers from what it read.
+  virtual absl::StatusOr<std::vector<pid_t>> ThreadNsPid(pid_t tid) const;
 
   pid_t pid = 0;
   pid_t parent = 0;  // the parent task's pid; 0 for the root

@@ -49,6 +49,25 @@ TEST(SingleProcessTest, HeapOf256MiBComesBackIntact) {
   ExpectPass(*s);
 }
 
+// Seventy threads, each with its own mask (SIGURG blocked in half of
+// them), alternate stack and tid address, a third of them in sigsuspend()
+// with a temporary mask: a dump that leaves them running, then one they
+// are killed and restored from, leave all of it as it was, and none of the
+// dump's own SIGURGs reaches the process's handler. The dump queries the
+// threads side by side, 64 at a time: this crosses a wave.
+TEST(SingleProcessTest, ManyThreadsKeepMasksAltstacksAndTidAddresses) {
+  absl::StatusOr<Subject> s = StartSubject("threadmasks");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  DumpOptions leave;
+  leave.leave_running = true;
+  ASSERT_OK(DumpToFile(s->pid, TempPath("threadmasks-live.img"), leave));
+  DumpStats stats;
+  CheckpointKillRestore(*s, TempPath("threadmasks.img"), &stats);
+  EXPECT_EQ(stats.threads, 71u);
+  ExpectPass(*s);
+}
+
 TEST(SingleProcessTest, MappingsKeepProtectionsAndCopyOnWritePages) {
   absl::StatusOr<Subject> s = StartSubject("mappings", {TempPath("")});
   ASSERT_TRUE(s.ok()) << s.status();
