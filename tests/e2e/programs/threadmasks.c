@@ -73,7 +73,8 @@ static void *thread_main(void *arg) {
   const size_t alt_size = 64 * 1024 + (size_t)i * 4096;
   t->altstack = malloc(alt_size);
   stack_t ss = {.ss_sp = t->altstack, .ss_size = alt_size, .ss_flags = 0};
-  if (sigaltstack(&ss, NULL) != 0) snprintf(t->why, sizeof(t->why), "sigaltstack: %m");
+  stack_t before;  /* put back at the end: a sanitizer unmaps its own at thread exit */
+  if (sigaltstack(&ss, &before) != 0) snprintf(t->why, sizeof(t->why), "sigaltstack: %m");
   uint64_t *addr = NULL;
   prctl(PR_GET_TID_ADDRESS, &addr);
   t->tid_address = (uint64_t)addr;
@@ -108,6 +109,7 @@ static void *thread_main(void *arg) {
     snprintf(t->why, sizeof(t->why), "tid address %p, not %#llx", (void *)addr,
              (unsigned long long)t->tid_address);
   }
+  sigaltstack(&before, NULL);
   t->done = 1;
   return NULL;
 }
