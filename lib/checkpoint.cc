@@ -69,6 +69,7 @@ class Dumper {
  private:
   absl::Status Gate(pid_t root);
   absl::Status FreezeTree(pid_t root);
+  absl::Status ReadFrozenStatus();
   absl::StatusOr<bool> FreezeTask(TaskDump& t);
   absl::Status WaitFrozen(TaskDump& t, pid_t tid);
   absl::Status HoldSignals(ThreadDump& th, pid_t tid);
@@ -328,6 +329,38 @@ absl::Status Dumper::Gate(pid_t root) {
                           : absl::StrCat(report.problems.size(), " problems: ", all));
 }
 
+// What the freeze read of a task when it first found it (/proc status and
+// stat) may have changed before the task's last thread stopped: a thread
+// not yet seized sets a signal action, calls setsid() or setuid(). Read
+// again now that the whole tree is stopped, with each thread's status,
+// which the pid objects and the thread states use.
+absl::Status Dumper::ReadFrozenStatus() {
+  for (auto& t : tasks_) {
+    if (t->zombie) continue;
+    auto gone = [&](const absl::Status& st) {
+      if (!absl::IsNotFound(st)) return st;
+      return absl::AbortedError(absl::StrCat("task ", t->pid, " exited while it was being dumped"));
+    };
+    for (auto& [tid, th] : t->threads) {
+      absl::StatusOr<task::ProcStatus> status = task::ReadProcStatus(tid);
+      if (!status.ok()) return gone(status.status());
+      th.status = *std::move(status);
+    }
+    auto leader = t->threads.find(t->pid);
+    if (leader != t->threads.end()) {
+      t->status = leader->second.status;
+    } else {
+      absl::StatusOr<task::ProcStatus> status = task::ReadProcStatus(t->pid);
+      if (!status.ok()) return gone(status.status());
+      t->status = *std::move(status);
+    }
+    absl::StatusOr<task::ProcStat> stat = task::ReadProcStat(t->pid);
+    if (!stat.ok()) return gone(stat.status());
+    t->stat = *std::move(stat);
+  }
+  return absl::OkStatus();
+}
+
 // Refusals that do not depend on the rest of the tree (the pre-flight
 // made them too; tasks may have changed since).
 absl::Status Dumper::CheckTask(const TaskDump& t) { return CheckTaskState(t.pid, t.status, t.stat); }
@@ -526,7 +559,9 @@ absl::Status Dumper::Collect(TaskDump& t) {
   std::optional<Phase> threads_phase(std::in_place, "dump: thread states");
   for (auto& [tid, th] : t.threads) {
     RETURN_IF_ERROR(task::CaptureThreadFrozen(tid, &th.state));
-    ASSIGN_OR_RETURN(th.status, task::ReadProcStatus(tid));
+    if (th.status.tgid == 0) {
+      ASSIGN_OR_RETURN(th.status, task::ReadProcStatus(tid));
+    }
     ASSIGN_OR_RETURN(th.state.seccomp, task::ReadSeccomp(t.pid, tid, th.status));
     if (th.state.seccomp.mode != 0) {
       // The calls the dump injects must not meet the thread's own filters
@@ -924,6 +959,10 @@ absl::Status Dumper::Run(pid_t root, ImageOutput& out) {
   }
   stats_->freeze_ns = static_cast<uint64_t>(MonotonicNs()) - start;
   if (st.ok()) st = Cancelled();
+  if (st.ok()) {
+    Phase p("dump: frozen status");
+    st = ReadFrozenStatus();
+  }
   if (st.ok()) st = tree_.RegisterPids(TreeTasks(), objects_, options_.container);
   if (st.ok()) {
     // The IPC namespaces first: the tasks' attachments refer to their

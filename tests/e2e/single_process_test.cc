@@ -68,6 +68,17 @@ TEST(SingleProcessTest, ManyThreadsKeepMasksAltstacksAndTidAddresses) {
   ExpectPass(*s);
 }
 
+// Signal actions a thread sets while the dump is seizing the others (from
+// the moment the leader is seized on) are saved as the stopped process
+// has them, not as they were when the dump first looked at the process.
+TEST(SingleProcessTest, ActionsSetWhileTheProcessIsFrozenAreKept) {
+  absl::StatusOr<Subject> s = StartSubject("handlerrace");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  CheckpointKillRestore(*s, TempPath("handlerrace.img"));
+  ExpectPass(*s);
+}
+
 TEST(SingleProcessTest, MappingsKeepProtectionsAndCopyOnWritePages) {
   absl::StatusOr<Subject> s = StartSubject("mappings", {TempPath("")});
   ASSERT_TRUE(s.ok()) << s.status();
