@@ -171,7 +171,18 @@ absl::Status Injector::EnableRecovery(const user_regs_struct& regs, const std::s
 absl::Status Injector::SetRecoveryMask(uint64_t sigmask) {
   if (!recovery_.enabled) return absl::OkStatus();
   recovery_.sigmask = sigmask;
-  return WriteRecoveryFrames();
+  // The frames written hold the same registers and XSAVE area: only their
+  // masks change, in one write.
+  struct iovec local[2], remote[2];
+  int n = 0;
+  for (uint64_t frame : {recovery_.stack_frame, recovery_.frame}) {
+    if (frame == 0) continue;
+    local[n] = {&recovery_.sigmask, sizeof(recovery_.sigmask)};
+    remote[n] = {reinterpret_cast<void*>(frame + RecoveryFrameMaskOffset()), sizeof(uint64_t)};
+    ++n;
+  }
+  if (n == 0) return absl::OkStatus();
+  return WriteRemoteV(pid_, local, n, remote, n);
 }
 
 absl::Status Injector::WriteRecoveryFrames() {

@@ -7,6 +7,7 @@
 #include <sys/uio.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -84,6 +85,10 @@ size_t XstateEnd(uint64_t xfeatures) {
 }
 
 }  // namespace
+
+size_t RecoveryFrameMaskOffset() {
+  return offsetof(KernelRtSigframe, uc) + offsetof(KernelUcontext, sigmask);
+}
 
 size_t RecoveryFrameSize(size_t xstate_len) {
   return (kFpstateOffset + xstate_len + sizeof(uint32_t) + 63) & ~size_t{63};

@@ -39,6 +39,9 @@ namespace ckpt::task {
 // rounded to 64.
 size_t RecoveryFrameSize(size_t xstate_len);
 
+// Where, in a frame BuildRecoveryFrame made, the signal mask is (8 bytes).
+size_t RecoveryFrameMaskOffset();
+
 // The frame to place at `at` (64-byte aligned): rt_sigreturn, run with
 // %rsp = at + 8, puts back `regs`, `xstate` (NT_X86_XSTATE as ptrace gives
 // it) and `sigmask`, and leaves the alternate signal stack as it is.
