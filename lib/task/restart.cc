@@ -208,8 +208,9 @@ bool Holds(const std::map<std::string, SleepProbe::Timer>& timers, int64_t hard,
 // Waits (briefly) until `tid`, just let go, sleeps in restart_syscall
 // again. Until it has run, /proc shows the registers it stopped with (the
 // sleep's own number): that is not yet a sign that the sleep ended. One
-// that did end runs on, and is seen blocked elsewhere or running until
-// the deadline.
+// that did end runs on: seen blocked in another syscall (twice, around a
+// read of its syscall), it is taken as gone on; running, until the
+// deadline.
 bool WaitAsleepInRestart(pid_t pid, pid_t tid) {
   const std::string path = absl::StrCat("/proc/", pid, "/task/", tid, "/syscall");
   const int64_t deadline = MonotonicNs() + 1000 * 1000000LL;
@@ -218,9 +219,26 @@ bool WaitAsleepInRestart(pid_t pid, pid_t tid) {
     if (!text.ok()) return false;
     long nr = -1;
     std::vector<absl::string_view> w = absl::StrSplit(*text, ' ', absl::SkipEmpty());
-    if (!w.empty() && absl::SimpleAtoi(w[0], &nr) && nr == SYS_restart_syscall) {
+    if (!w.empty() && absl::SimpleAtoi(w[0], &nr) && nr >= 0) {
       absl::StatusOr<ProcStat> stat = ReadProcStat(tid);
-      if (stat.ok() && stat->state == 'S') return true;
+      if (!stat.ok()) return false;
+      if (nr == SYS_restart_syscall && stat->state == 'S') return true;
+      if (stat->state == 'S' || stat->state == 'D') {
+        // Blocked, so it has run since it was let go, and /proc now shows
+        // where it is. In another syscall, and still blocked there: its
+        // sleep ended meanwhile and it went on (a loop of short sleeps is
+        // soon in the next one). It does not come back to this sleep, and
+        // waiting for the deadline only held the dump a second longer.
+        absl::StatusOr<std::string> again = ReadFile(path);
+        std::vector<absl::string_view> w2;
+        if (again.ok()) w2 = absl::StrSplit(*again, ' ', absl::SkipEmpty());
+        if (!w2.empty() && absl::SimpleAtoi(w2[0], &nr) && nr >= 0) {
+          absl::StatusOr<ProcStat> still = ReadProcStat(tid);
+          if (!still.ok()) return false;
+          if (nr == SYS_restart_syscall && still->state == 'S') return true;
+          if (nr != SYS_restart_syscall && (still->state == 'S' || still->state == 'D')) return false;
+        }
+      }
     }
     usleep(50);
   }
