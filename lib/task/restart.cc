@@ -546,27 +546,32 @@ absl::StatusOr<std::optional<image::ckpt_restart>> PlanRestart(pid_t pid,
   };
   std::optional<int64_t> left;
   std::optional<int64_t> requested;
+  bool relative = false;  // `requested` is a length (not a deadline)
   if (expiry_mono_ns >= 0) left = expiry_mono_ns - start_mono_ns;
   switch (nr) {
     case SYS_nanosleep:
       if (!left) left = reported(regs.rsi);
       requested = asked(regs.rdi);
+      relative = true;
       break;
     case SYS_clock_nanosleep:
       if (!left) left = reported(regs.r10);
       requested = asked(regs.rdx);
+      relative = true;  // an absolute one is restarted as it was, not here
       break;
     case SYS_poll:
       // Without a timeout, poll() too returns -ERESTART_RESTARTBLOCK (its
       // restart block says so): the same call again.
       if (static_cast<int32_t>(regs.rdx) < 0) return Make(image::kRestartSameArgs, 0);
       requested = static_cast<int64_t>(static_cast<int32_t>(regs.rdx)) * 1000000;
+      relative = true;
       break;
     case SYS_futex: {
       const uint64_t cmd = regs.rsi & kFutexCmdMask;
       if (cmd == FUTEX_WAIT_BITSET) return Make(image::kRestartSameArgs, 0);
       if (cmd != FUTEX_WAIT) left.reset();
       requested = asked(regs.r10);
+      relative = cmd == FUTEX_WAIT;
       break;
     }
     default:
@@ -576,6 +581,15 @@ absl::StatusOr<std::optional<image::ckpt_restart>> PlanRestart(pid_t pid,
   // call's: EINTR rather than a sleep of someone else's length.
   constexpr int64_t kSlackNs = 100 * 1000000LL;
   if (left && requested && *requested >= 0 && *left > *requested + kSlackNs) left.reset();
+  // A sleep whose expiry the probe could not tell (a sleep of a few ms
+  // often ends, or its timer fires, while the dump looks), but no longer
+  // than the dump has taken so far: on CLOCK_MONOTONIC its whole length
+  // has passed since it began, so it ends as done (nanosleep 0, poll and
+  // futex their timeout), not with an EINTR the program never asked for.
+  if (!left && requested && *requested >= 0 && relative &&
+      *requested <= MonotonicNs() - start_mono_ns) {
+    left = 0;
+  }
   if (!left) return Make(image::kRestartEintr, 0);
   return Make(image::kRestartTimeLeft, *left);
 }

@@ -79,6 +79,21 @@ TEST(SingleProcessTest, ActionsSetWhileTheProcessIsFrozenAreKept) {
   ExpectPass(*s);
 }
 
+// Loops of 1 ms sleeps (nanosleep, poll, a futex wait with a timeout):
+// a sleep that ends while the dump probes it, or too short for the probe to
+// tell, ends as done after the restore, not with EINTR. Three rounds, since
+// where each thread is when the dump comes is up to chance.
+TEST(SingleProcessTest, ShortSleepsEndAsDoneNotInterrupted) {
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  absl::StatusOr<Subject> s = StartSubject("shortsleeps");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  for (int round = 0; round < 3; ++round) {
+    CheckpointKillRestore(*s, TempPath(absl::StrCat("shortsleeps-", round, ".img")));
+  }
+  ExpectPass(*s);
+}
+
 TEST(SingleProcessTest, MappingsKeepProtectionsAndCopyOnWritePages) {
   absl::StatusOr<Subject> s = StartSubject("mappings", {TempPath("")});
   ASSERT_TRUE(s.ok()) << s.status();
