@@ -211,18 +211,20 @@ bool Holds(const std::map<std::string, SleepProbe::Timer>& timers, int64_t hard,
 // that did end runs on: seen blocked in another syscall (twice, around a
 // read of its syscall), it is taken as gone on; running, until the
 // deadline.
-bool WaitAsleepInRestart(pid_t pid, pid_t tid) {
+enum class RestartWait { kAsleep, kWentOn, kNotSeen };
+
+RestartWait WaitAsleepInRestart(pid_t pid, pid_t tid) {
   const std::string path = absl::StrCat("/proc/", pid, "/task/", tid, "/syscall");
   const int64_t deadline = MonotonicNs() + 1000 * 1000000LL;
   while (MonotonicNs() < deadline) {
     absl::StatusOr<std::string> text = ReadFile(path);
-    if (!text.ok()) return false;
+    if (!text.ok()) return RestartWait::kNotSeen;
     long nr = -1;
     std::vector<absl::string_view> w = absl::StrSplit(*text, ' ', absl::SkipEmpty());
     if (!w.empty() && absl::SimpleAtoi(w[0], &nr) && nr >= 0) {
       absl::StatusOr<ProcStat> stat = ReadProcStat(tid);
-      if (!stat.ok()) return false;
-      if (nr == SYS_restart_syscall && stat->state == 'S') return true;
+      if (!stat.ok()) return RestartWait::kNotSeen;
+      if (nr == SYS_restart_syscall && stat->state == 'S') return RestartWait::kAsleep;
       if (stat->state == 'S' || stat->state == 'D') {
         // Blocked, so it has run since it was let go, and /proc now shows
         // where it is. In another syscall, and still blocked there: its
@@ -234,15 +236,17 @@ bool WaitAsleepInRestart(pid_t pid, pid_t tid) {
         if (again.ok()) w2 = absl::StrSplit(*again, ' ', absl::SkipEmpty());
         if (!w2.empty() && absl::SimpleAtoi(w2[0], &nr) && nr >= 0) {
           absl::StatusOr<ProcStat> still = ReadProcStat(tid);
-          if (!still.ok()) return false;
-          if (nr == SYS_restart_syscall && still->state == 'S') return true;
-          if (nr != SYS_restart_syscall && (still->state == 'S' || still->state == 'D')) return false;
+          if (!still.ok()) return RestartWait::kNotSeen;
+          if (nr == SYS_restart_syscall && still->state == 'S') return RestartWait::kAsleep;
+          if (nr != SYS_restart_syscall && (still->state == 'S' || still->state == 'D')) {
+            return RestartWait::kWentOn;
+          }
         }
       }
     }
     usleep(50);
   }
-  return false;
+  return RestartWait::kNotSeen;
 }
 
 }  // namespace
@@ -276,11 +280,23 @@ absl::StatusOr<int64_t> ResolveSleepExpiry(pid_t pid, pid_t tid, const SleepProb
     ASSIGN_OR_RETURN(user_regs_struct first, GetRegs(tid));
     if (static_cast<int64_t>(first.rax) != -kErestartRestartblock) return -1;
     RETURN_IF_ERROR(Cont(tid, 0));
-    const bool asleep = WaitAsleepInRestart(pid, tid);
+    const RestartWait wait = WaitAsleepInRestart(pid, tid);
+    const bool asleep = wait == RestartWait::kAsleep;
     std::map<std::string, SleepProbe::Timer> rearmed =
         asleep ? ReadSleepTimers() : std::map<std::string, SleepProbe::Timer>{};
     RETURN_IF_ERROR(refreeze());
-    if (!asleep) return -1;
+    if (!asleep) {
+      // Gone on into another sleep, stopped again in it: that one began
+      // while it ran just now.
+      if (wait == RestartWait::kWentOn) {
+        absl::StatusOr<user_regs_struct> regs = GetRegs(tid);
+        if (regs.ok() && static_cast<int64_t>(regs->rax) == -kErestartRestartblock &&
+            static_cast<long>(regs->orig_rax) != SYS_restart_syscall) {
+          return kSleepBegunDuringProbe;
+        }
+      }
+      return -1;
+    }
     // Stopped again, its timer is gone again.
     std::map<std::string, SleepProbe::Timer> frozen = ReadSleepTimers();
     absl::StatusOr<user_regs_struct> now = GetRegs(tid);
@@ -589,6 +605,12 @@ absl::StatusOr<std::optional<image::ckpt_restart>> PlanRestart(pid_t pid,
   if (!left && requested && *requested >= 0 && relative &&
       *requested <= MonotonicNs() - start_mono_ns) {
     left = 0;
+  }
+  // A sleep that began while the probe let the thread run: it has all but
+  // that moment (well under the timer slack) left.
+  if (!left && requested && *requested >= 0 && relative &&
+      expiry_mono_ns == kSleepBegunDuringProbe) {
+    left = requested;
   }
   if (!left) return Make(image::kRestartEintr, 0);
   return Make(image::kRestartTimeLeft, *left);

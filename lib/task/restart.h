@@ -73,6 +73,11 @@ SleepProbe TakeSleepProbe();
 // differs: restart_syscall instead of the sleep's number). -1: unknown.
 absl::StatusOr<int64_t> ResolveSleepExpiry(pid_t pid, pid_t tid, const SleepProbe& probe,
                                            const std::function<absl::Status()>& refreeze);
+// ResolveSleepExpiry's answer for a thread whose sleep ended while it was
+// probed and that went on into another timed sleep, in which it was
+// stopped again: that one began moments ago, and PlanRestart gives it its
+// whole length.
+inline constexpr int64_t kSleepBegunDuringProbe = -2;
 
 // The same for a thread of a task stopped by job control, traced and in
 // its group stop, with every signal held: it had no timer to lose. It is
@@ -86,7 +91,8 @@ absl::StatusOr<int64_t> ResolveStoppedSleep(pid_t pid, pid_t tid);
 
 // From the frozen thread's registers: how its syscall resumes, or nothing
 // when it was not in a restart-block syscall. `expiry_mono_ns` comes from
-// ResolveSleepExpiry (-1: unknown), `start_mono_ns` is the checkpoint's start.
+// ResolveSleepExpiry (-1: unknown, or kSleepBegunDuringProbe), `start_mono_ns` is
+// the checkpoint's start.
 absl::StatusOr<std::optional<image::ckpt_restart>> PlanRestart(pid_t pid,
                                                                const user_regs_struct& regs,
                                                                int64_t expiry_mono_ns,
