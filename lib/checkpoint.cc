@@ -344,6 +344,12 @@ absl::Status Dumper::ReadFrozenStatus() {
     for (auto& [tid, th] : t->threads) {
       absl::StatusOr<task::ProcStatus> status = task::ReadProcStatus(tid);
       if (!status.ok()) return gone(status.status());
+      // Killed while stopped (an outside SIGKILL, or a thread not yet
+      // seized called exit_group or execve): traced, it stays a zombie.
+      if (status->state == 'Z' || status->state == 'X') {
+        return absl::AbortedError(absl::StrCat(task::TaskName(t->pid, tid),
+                                               " exited while the tree was being frozen"));
+      }
       th.status = *std::move(status);
     }
     auto leader = t->threads.find(t->pid);
@@ -460,6 +466,7 @@ absl::StatusOr<bool> Dumper::FreezeTask(TaskDump& t) {
         fresh.clear();
         probe = task::TakeSleepProbe();
       }
+      t.threads[tid].interrupted_ns = MonotonicNs();
       RETURN_IF_ERROR(task::Interrupt(tid));
       if (probe.armed()) {
         RETURN_IF_ERROR(WaitFrozen(t, tid));
@@ -575,7 +582,7 @@ absl::Status Dumper::Collect(TaskDump& t) {
       }
     }
     ASSIGN_OR_RETURN(th.state.restart,
-                     task::PlanRestart(tid, th.state.regs, th.sleep_expiry, start_ns_));
+                     task::PlanRestart(tid, th.state.regs, th.sleep_expiry, start_ns_, th.interrupted_ns));
     // An epoll wait that a job-control stop interrupted returns EINTR
     // once continued (signal(7)): so it does after the restore too (and
     // the mask the dump reads then is the wait's own, not the thread's).

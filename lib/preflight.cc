@@ -79,7 +79,16 @@ absl::Status CheckTaskState(pid_t pid, const task::ProcStatus& st, const task::P
   if (stat.flags & task::kPfKthread) {
     return absl::FailedPreconditionError(absl::StrCat("task ", pid, " is a kernel thread"));
   }
-  if (st.state == 'Z' || st.state == 'X') return absl::OkStatus();
+  if (st.state == 'Z' || st.state == 'X') {
+    // The main thread gone, the others still running: /proc shows the
+    // process as a zombie, but it is not one.
+    if (st.threads > 1) {
+      return absl::UnimplementedError(absl::StrCat(
+          "task ", pid, ": its main thread has exited while ", st.threads - 1,
+          " other threads run: not supported"));
+    }
+    return absl::OkStatus();
+  }
   if (st.tracer_pid != 0) {
     return absl::FailedPreconditionError(
         absl::StrCat("task ", pid, " is already traced by process ", st.tracer_pid));
@@ -108,6 +117,7 @@ absl::StatusOr<TreeReport> Preflight(pid_t root, const DumpOptions& options,
                                                    root_st->tgid, "; dump the process"));
   }
   if (root_st->state == 'Z' || root_st->state == 'X') {
+    RETURN_IF_ERROR(CheckTaskState(root, *root_st, task::ProcStat{}));
     return absl::FailedPreconditionError(absl::StrCat("task ", root, " is a zombie"));
   }
 

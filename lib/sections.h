@@ -50,6 +50,7 @@ struct ThreadDump {
   std::unique_ptr<task::Injector> injector;
   bool touched = false;  // its registers were changed for injection
   int64_t sleep_expiry = -1;  // CLOCK_MONOTONIC expiry of the sleep the freeze broke
+  int64_t interrupted_ns = 0;  // CLOCK_MONOTONIC when the freeze interrupted it
   bool job_stopped = false;   // it was in a group stop when seized
   // A thread of a task stopped by job control holds every signal while
   // the dump resumes it (task::kAllSignalsHeld), so that none is taken off

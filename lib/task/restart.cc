@@ -174,6 +174,7 @@ bool NeedsSleepProbe(pid_t pid, pid_t tid) {
 
 SleepProbe TakeSleepProbe() {
   SleepProbe probe;
+  probe.taken_ns = MonotonicNs();
   probe.before = ReadSleepTimers();
   return probe;
 }
@@ -238,7 +239,12 @@ RestartWait WaitAsleepInRestart(pid_t pid, pid_t tid) {
           absl::StatusOr<ProcStat> still = ReadProcStat(tid);
           if (!still.ok()) return RestartWait::kNotSeen;
           if (nr == SYS_restart_syscall && still->state == 'S') return RestartWait::kAsleep;
-          if (nr != SYS_restart_syscall && (still->state == 'S' || still->state == 'D')) {
+          // Not if it is held on the way back (a cgroup freezer's trap in
+          // get_signal shows the sleep's own registers, before the restart).
+          absl::StatusOr<std::string> wchan =
+              ReadFile(absl::StrCat("/proc/", pid, "/task/", tid, "/wchan"));
+          const bool trapped = wchan.ok() && absl::StrContains(*wchan, "freezer");
+          if (nr != SYS_restart_syscall && !trapped && (still->state == 'S' || still->state == 'D')) {
             return RestartWait::kWentOn;
           }
         }
@@ -271,6 +277,21 @@ absl::StatusOr<int64_t> ResolveSleepExpiry(pid_t pid, pid_t tid, const SleepProb
   {
     ASSIGN_OR_RETURN(user_regs_struct regs, GetRegs(tid));
     if (IsInterruptedEpollWait(regs)) return ResolveEpollExpiry(pid, tid, regs, probe, after);
+  }
+  if (candidates.empty()) {
+    // None left to come: the thread's own timer, which the probe saw armed
+    // and the interrupt took away before it fired, expired since the probe
+    // began (a sleep of a few ms does, while the timers are read). Every
+    // timer gone meanwhile did so within that moment, so the latest of
+    // them is its expiry give or take the probe's own length, and the
+    // restore ends the sleep on time instead of with EINTR.
+    const int64_t now = MonotonicNs();
+    int64_t latest = -1;
+    for (const auto& [addr, timer] : probe.before) {
+      if (after.count(addr) || timer.soft_mono_ns <= probe.taken_ns || timer.soft_mono_ns > now) continue;
+      latest = std::max(latest, timer.soft_mono_ns);
+    }
+    if (latest >= 0) return latest;
   }
   // Two rounds at least: a candidate is taken once it came back and went
   // with the thread twice.
@@ -518,10 +539,18 @@ absl::StatusOr<int64_t> ResolveStoppedSleep(pid_t pid, pid_t tid) {
   return candidates.size() == 1 ? candidates.begin()->second : -1;
 }
 
+namespace {
+bool IsWallClock(int64_t clock) {
+  return clock == CLOCK_REALTIME || clock == CLOCK_MONOTONIC || clock == CLOCK_BOOTTIME ||
+         clock == CLOCK_TAI || clock == CLOCK_REALTIME_ALARM || clock == CLOCK_BOOTTIME_ALARM;
+}
+}  // namespace
+
 absl::StatusOr<std::optional<image::ckpt_restart>> PlanRestart(pid_t pid,
                                                                const user_regs_struct& regs,
                                                                int64_t expiry_mono_ns,
-                                                               int64_t start_mono_ns) {
+                                                               int64_t start_mono_ns,
+                                                               int64_t interrupted_mono_ns) {
   const long nr = static_cast<long>(regs.orig_rax);
   if (IsInterruptedEpollWait(regs)) {
     if (UnblockedSignalPending(pid)) return std::nullopt;  // the signal's EINTR
@@ -573,7 +602,10 @@ absl::StatusOr<std::optional<image::ckpt_restart>> PlanRestart(pid_t pid,
     case SYS_clock_nanosleep:
       if (!left) left = reported(regs.r10);
       requested = asked(regs.rdx);
-      relative = true;  // an absolute one is restarted as it was, not here
+      // An absolute one is restarted as it was, not here; a CPU-time clock
+      // (a negative id, or the process's or thread's own) does not run
+      // with CLOCK_MONOTONIC.
+      relative = IsWallClock(static_cast<int64_t>(regs.rdi));
       break;
     case SYS_poll:
       // Without a timeout, poll() too returns -ERESTART_RESTARTBLOCK (its
@@ -602,15 +634,17 @@ absl::StatusOr<std::optional<image::ckpt_restart>> PlanRestart(pid_t pid,
   // than the dump has taken so far: on CLOCK_MONOTONIC its whole length
   // has passed since it began, so it ends as done (nanosleep 0, poll and
   // futex their timeout), not with an EINTR the program never asked for.
-  if (!left && requested && *requested >= 0 && relative &&
-      *requested <= MonotonicNs() - start_mono_ns) {
-    left = 0;
-  }
   // A sleep that began while the probe let the thread run: it has all but
   // that moment (well under the timer slack) left.
   if (!left && requested && *requested >= 0 && relative &&
       expiry_mono_ns == kSleepBegunDuringProbe) {
     left = requested;
+  }
+  // One that began before its thread was interrupted, and asked for no
+  // longer than has passed since, is over on CLOCK_MONOTONIC.
+  if (!left && requested && *requested >= 0 && relative && interrupted_mono_ns > 0 &&
+      *requested <= MonotonicNs() - interrupted_mono_ns) {
+    left = 0;
   }
   if (!left) return Make(image::kRestartEintr, 0);
   return Make(image::kRestartTimeLeft, *left);

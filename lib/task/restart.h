@@ -52,6 +52,7 @@ struct SleepProbe {
     int64_t hard_mono_ns;  // hard expiry (soft + the task's timer slack)
   };
   std::map<std::string, Timer> before;  // hrtimer_wakeup timers by (hashed) address
+  int64_t taken_ns = 0;                 // CLOCK_MONOTONIC when the reads began
   // Taken (and readable): ResolveSleepExpiry can tell.
   bool armed() const { return !before.empty(); }
 };
@@ -92,11 +93,13 @@ absl::StatusOr<int64_t> ResolveStoppedSleep(pid_t pid, pid_t tid);
 // From the frozen thread's registers: how its syscall resumes, or nothing
 // when it was not in a restart-block syscall. `expiry_mono_ns` comes from
 // ResolveSleepExpiry (-1: unknown, or kSleepBegunDuringProbe), `start_mono_ns` is
-// the checkpoint's start.
+// the checkpoint's start, `interrupted_mono_ns` when the freeze interrupted
+// the thread (0: not known).
 absl::StatusOr<std::optional<image::ckpt_restart>> PlanRestart(pid_t pid,
                                                                const user_regs_struct& regs,
                                                                int64_t expiry_mono_ns,
-                                                               int64_t start_mono_ns);
+                                                               int64_t start_mono_ns,
+                                                               int64_t interrupted_mono_ns = 0);
 
 // An epoll_wait, epoll_pwait or epoll_pwait2 that the freeze interrupted
 // returns -EINTR (the kernel never restarts them). When no signal was

@@ -77,6 +77,25 @@ TEST_F(PreflightTest, EveryProblemOfTheTreeIsNamedAtOnce) {
   ExpectPass(*s);
 }
 
+// A process whose main thread exited while another runs looks like a
+// zombie in /proc: the dump refuses it, as a child or as the root, naming
+// why, and leaves it running (its worker keeps counting).
+TEST_F(PreflightTest, AProcessWhoseMainThreadExitedIsRefusedNotTakenForAZombie) {
+  absl::StatusOr<Subject> s = StartSubject("leaderexit");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForCount(*s, "READY", 2));
+  std::vector<pid_t> pids = ReadyPids(*s);
+  ASSERT_EQ(pids.size(), 2u);
+  const pid_t child = pids[0] == s->pid ? pids[1] : pids[0];
+  for (pid_t root : {s->pid, child}) {
+    absl::Status st = DumpToFile(root, TempPath(absl::StrCat("leaderexit-", root, ".img")));
+    ASSERT_FALSE(st.ok()) << "dumped " << root;
+    EXPECT_THAT(st.message(), HasSubstr(absl::StrCat("task ", child, ": its main thread has exited")))
+        << st;
+  }
+  ExpectPass(*s);
+}
+
 TEST_F(PreflightTest, CheckOfADumpableTreeSaysSoAndExitsZero) {
   absl::StatusOr<Subject> s = StartSubject("threads");
   ASSERT_TRUE(s.ok()) << s.status();

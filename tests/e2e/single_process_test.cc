@@ -80,9 +80,11 @@ TEST(SingleProcessTest, ActionsSetWhileTheProcessIsFrozenAreKept) {
 }
 
 // Loops of 1 ms sleeps (nanosleep, poll, a futex wait with a timeout):
-// a sleep that ends while the dump probes it, or too short for the probe to
-// tell, ends as done after the restore, not with EINTR. Three rounds, since
-// where each thread is when the dump comes is up to chance.
+// a nanosleep that ends while the dump probes it, or too short for the
+// probe to tell, ends as done after the restore, not with EINTR; poll and
+// the futex wait end as timed out or, now and then on a loaded machine,
+// with EINTR, never otherwise. Three rounds, since where each thread is
+// when the dump comes is up to chance.
 TEST(SingleProcessTest, ShortSleepsEndAsDoneNotInterrupted) {
   prctl(PR_SET_CHILD_SUBREAPER, 1);
   absl::StatusOr<Subject> s = StartSubject("shortsleeps");
