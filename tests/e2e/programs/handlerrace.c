@@ -9,13 +9,15 @@
  * process is wholly stopped. What the dump saves must be what the process
  * had once stopped: after the restore every one of those actions is in
  * place (the setter may also have been stopped part way, and then
- * finishes after the restore).
+ * finishes after the restore). The watcher runs SCHED_FIFO, so that a busy
+ * machine cannot keep it off the CPU until the dump has seized it as well.
  *
  * Prints READY; on SIGUSR1 checks the actions and prints PASS or FAIL.
  */
 #define _GNU_SOURCE
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <sys/syscall.h>
 
@@ -63,7 +65,15 @@ static void *setter_main(void *arg) {
   snprintf(path, sizeof(path), "/proc/%d/status", getpid());
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return NULL;
+  /* Real-time, so that a busy machine cannot keep it off the CPU until the
+   * dump has seized it too (it spins only until the dump comes). */
+  struct sched_param sp = {.sched_priority = 1};
+  pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
   while (!leader_traced(fd)) {
+    if (subject_go) {
+      close(fd);
+      return NULL; /* never saw the dump: main says so */
+    }
   }
   setter_saw_tracer = 1;
   for (int sig = 1; sig <= SIGRTMAX; ++sig) {
