@@ -566,9 +566,6 @@ absl::Status Dumper::Collect(TaskDump& t) {
   std::optional<Phase> threads_phase(std::in_place, "dump: thread states");
   for (auto& [tid, th] : t.threads) {
     RETURN_IF_ERROR(task::CaptureThreadFrozen(tid, &th.state));
-    if (th.status.tgid == 0) {
-      ASSIGN_OR_RETURN(th.status, task::ReadProcStatus(tid));
-    }
     ASSIGN_OR_RETURN(th.state.seccomp, task::ReadSeccomp(t.pid, tid, th.status));
     if (th.state.seccomp.mode != 0) {
       // The calls the dump injects must not meet the thread's own filters

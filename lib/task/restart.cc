@@ -214,39 +214,47 @@ bool Holds(const std::map<std::string, SleepProbe::Timer>& timers, int64_t hard,
 // deadline.
 enum class RestartWait { kAsleep, kWentOn, kNotSeen };
 
+// The syscall /proc shows a thread blocked in (-1: running, or blocked
+// outside one); an error once it is gone.
+absl::StatusOr<long> BlockedNr(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  long nr = -1;
+  std::vector<absl::string_view> w = absl::StrSplit(text, ' ', absl::SkipEmpty());
+  if (w.empty() || !absl::SimpleAtoi(w[0], &nr)) return -1;
+  return nr;
+}
+
+// Held on the way back into its sleep: a cgroup freezer's trap in
+// get_signal shows the sleep's own registers, before the restart.
+bool HeldByFreezer(pid_t pid, pid_t tid) {
+  absl::StatusOr<std::string> wchan = ReadFile(absl::StrCat("/proc/", pid, "/task/", tid, "/wchan"));
+  return wchan.ok() && absl::StrContains(*wchan, "freezer");
+}
+
 RestartWait WaitAsleepInRestart(pid_t pid, pid_t tid) {
   const std::string path = absl::StrCat("/proc/", pid, "/task/", tid, "/syscall");
   const int64_t deadline = MonotonicNs() + 1000 * 1000000LL;
   while (MonotonicNs() < deadline) {
-    absl::StatusOr<std::string> text = ReadFile(path);
-    if (!text.ok()) return RestartWait::kNotSeen;
-    long nr = -1;
-    std::vector<absl::string_view> w = absl::StrSplit(*text, ' ', absl::SkipEmpty());
-    if (!w.empty() && absl::SimpleAtoi(w[0], &nr) && nr >= 0) {
+    absl::StatusOr<long> nr = BlockedNr(path);
+    if (!nr.ok()) return RestartWait::kNotSeen;
+    if (*nr >= 0) {
       absl::StatusOr<ProcStat> stat = ReadProcStat(tid);
       if (!stat.ok()) return RestartWait::kNotSeen;
-      if (nr == SYS_restart_syscall && stat->state == 'S') return RestartWait::kAsleep;
-      if (stat->state == 'S' || stat->state == 'D') {
-        // Blocked, so it has run since it was let go, and /proc now shows
-        // where it is. In another syscall, and still blocked there: its
-        // sleep ended meanwhile and it went on (a loop of short sleeps is
-        // soon in the next one). It does not come back to this sleep, and
-        // waiting for the deadline only held the dump a second longer.
-        absl::StatusOr<std::string> again = ReadFile(path);
-        std::vector<absl::string_view> w2;
-        if (again.ok()) w2 = absl::StrSplit(*again, ' ', absl::SkipEmpty());
-        if (!w2.empty() && absl::SimpleAtoi(w2[0], &nr) && nr >= 0) {
-          absl::StatusOr<ProcStat> still = ReadProcStat(tid);
-          if (!still.ok()) return RestartWait::kNotSeen;
-          if (nr == SYS_restart_syscall && still->state == 'S') return RestartWait::kAsleep;
-          // Not if it is held on the way back (a cgroup freezer's trap in
-          // get_signal shows the sleep's own registers, before the restart).
-          absl::StatusOr<std::string> wchan =
-              ReadFile(absl::StrCat("/proc/", pid, "/task/", tid, "/wchan"));
-          const bool trapped = wchan.ok() && absl::StrContains(*wchan, "freezer");
-          if (nr != SYS_restart_syscall && !trapped && (still->state == 'S' || still->state == 'D')) {
-            return RestartWait::kWentOn;
-          }
+      if (*nr == SYS_restart_syscall && stat->state == 'S') return RestartWait::kAsleep;
+      // Blocked, so it has run since it was let go, and /proc now shows
+      // where it is. In another syscall, and still blocked there: its
+      // sleep ended meanwhile and it went on (a loop of short sleeps is
+      // soon in the next one). It does not come back to this sleep, and
+      // waiting for the deadline only held the dump a second longer.
+      absl::StatusOr<long> again =
+          stat->state == 'S' || stat->state == 'D' ? BlockedNr(path) : absl::StatusOr<long>(-1);
+      if (again.ok() && *again >= 0) {
+        absl::StatusOr<ProcStat> still = ReadProcStat(tid);
+        if (!still.ok()) return RestartWait::kNotSeen;
+        if (*again == SYS_restart_syscall && still->state == 'S') return RestartWait::kAsleep;
+        if (*again != SYS_restart_syscall && (still->state == 'S' || still->state == 'D') &&
+            !HeldByFreezer(pid, tid)) {
+          return RestartWait::kWentOn;
         }
       }
     }
@@ -629,19 +637,17 @@ absl::StatusOr<std::optional<image::ckpt_restart>> PlanRestart(pid_t pid,
   // call's: EINTR rather than a sleep of someone else's length.
   constexpr int64_t kSlackNs = 100 * 1000000LL;
   if (left && requested && *requested >= 0 && *left > *requested + kSlackNs) left.reset();
-  // A sleep whose expiry the probe could not tell (a sleep of a few ms
-  // often ends, or its timer fires, while the dump looks), but no longer
-  // than the dump has taken so far: on CLOCK_MONOTONIC its whole length
-  // has passed since it began, so it ends as done (nanosleep 0, poll and
-  // futex their timeout), not with an EINTR the program never asked for.
-  // A sleep that began while the probe let the thread run: it has all but
-  // that moment (well under the timer slack) left.
+  // A sleep whose expiry the probe could not tell ends otherwise than with
+  // an EINTR the program never asked for where its state says how. One
+  // that began while the probe let the thread run has all but that moment
+  // (well under the timer slack) left.
   if (!left && requested && *requested >= 0 && relative &&
       expiry_mono_ns == kSleepBegunDuringProbe) {
     left = requested;
   }
   // One that began before its thread was interrupted, and asked for no
-  // longer than has passed since, is over on CLOCK_MONOTONIC.
+  // longer than has passed since, is over on CLOCK_MONOTONIC: it ends as
+  // done (nanosleep 0, poll and futex their timeout).
   if (!left && requested && *requested >= 0 && relative && interrupted_mono_ns > 0 &&
       *requested <= MonotonicNs() - interrupted_mono_ns) {
     left = 0;
