@@ -1,7 +1,9 @@
 /*
  * Signal actions set while the dump is freezing the process: 150 idle
- * threads, and one more, made last, that watches the leader's TracerPid
- * and, the moment a dump seizes the leader, sets a handler for every
+ * threads (20 of them in an hour-long nanosleep, which the dump probes for
+ * its time left, some ms apiece), and one more, made last, that watches
+ * the leader's TracerPid and, the moment a dump seizes the leader, sets a
+ * handler for every
  * real-time signal and for SIGHUP, SIGUSR2, SIGALRM and SIGWINCH, and
  * SIG_IGN for SIGPIPE, none of which had one before. The dump seizes the
  * threads one after the other, this one last, so all of that happens
@@ -9,25 +11,28 @@
  * process is wholly stopped. What the dump saves must be what the process
  * had once stopped: after the restore every one of those actions is in
  * place (the setter may also have been stopped part way, and then
- * finishes after the restore). The watcher runs SCHED_FIFO, so that a busy
- * machine cannot keep it off the CPU until the dump has seized it as well.
+ * finishes after the restore). The probes hold that moment open for tens
+ * of ms, so that the watcher, polling every 100 us, sees the dump come even
+ * on a busy machine; READY waits until it watches.
  *
  * Prints READY; on SIGUSR1 checks the actions and prints PASS or FAIL.
  */
 #define _GNU_SOURCE
 #include <linux/futex.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdint.h>
 #include <sys/syscall.h>
+#include <time.h>
 
 #include "subject.h"
 
 #define IDLE 150
+#define SLEEPERS 20 /* of them */
 
 static uint32_t idle_word;
 static volatile int setter_done;
 static volatile int setter_saw_tracer;
+static volatile int setter_watching;
 
 static void on_signal(int sig) { (void)sig; }
 
@@ -38,8 +43,15 @@ static void block_all(void) {
 }
 
 static void *idle_main(void *arg) {
-  (void)arg;
   block_all();
+  if (arg != NULL) {
+    /* A long timed sleep: the dump probes each such thread for its time
+     * left, some ms apiece, which holds the window open. */
+    for (;;) {
+      struct timespec d = {3600, 0};
+      nanosleep(&d, NULL);
+    }
+  }
   for (;;) syscall(SYS_futex, &idle_word, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
   return NULL;
 }
@@ -64,16 +76,17 @@ static void *setter_main(void *arg) {
   char path[64];
   snprintf(path, sizeof(path), "/proc/%d/status", getpid());
   int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return NULL;
-  /* Real-time, so that a busy machine cannot keep it off the CPU until the
-   * dump has seized it too (it spins only until the dump comes). */
-  struct sched_param sp = {.sched_priority = 1};
-  pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+  if (fd < 0) {
+    setter_watching = 1;
+    return NULL;
+  }
+  setter_watching = 1;
   while (!leader_traced(fd)) {
     if (subject_go) {
       close(fd);
       return NULL; /* never saw the dump: main says so */
     }
+    usleep(100);
   }
   setter_saw_tracer = 1;
   for (int sig = 1; sig <= SIGRTMAX; ++sig) {
@@ -92,7 +105,7 @@ int main(void) {
   subject_install();
   pthread_t t;
   for (int i = 0; i < IDLE; ++i) {
-    if (pthread_create(&t, NULL, idle_main, NULL) != 0) {
+    if (pthread_create(&t, NULL, idle_main, i < SLEEPERS ? (void *)1 : NULL) != 0) {
       printf("FAIL: pthread_create\n");
       return 1;
     }
@@ -102,6 +115,9 @@ int main(void) {
     printf("FAIL: pthread_create\n");
     return 1;
   }
+  /* READY only once it watches: on a busy machine a thread just made may
+   * not run before the dump has seized it. */
+  while (!setter_watching) usleep(100);
   subject_ready();
   subject_wait();
   pthread_join(setter, NULL);
