@@ -37,6 +37,7 @@
 #include "lib/image/format.h"
 #include "lib/image/writer.h"
 #include "lib/ipc/sysv.h"
+#include "lib/mm/maps.h"
 #include "lib/mm/mm.h"
 #include "lib/objhash/objhash.h"
 #include "lib/preflight.h"
@@ -100,6 +101,9 @@ class Dumper {
   std::vector<std::unique_ptr<TaskDump>> tasks_;  // parents before children
   task::TreeDump tree_;  // pid objects, task entries, sessions, groups
   PipeCheck pipe_check_;  // what the pre-flight found of pipes held outside
+  // The tasks' smaps, read on another thread while the rest of the
+  // frozen tree's state is read, until each task's Collect takes them.
+  std::unique_ptr<mm::VmaPrefetch> vmas_;
 };
 
 // The task's executable file mappings, the C library's first: where its
@@ -442,8 +446,8 @@ absl::StatusOr<bool> Dumper::FreezeTask(TaskDump& t) {
       // only stop it once more the next time it is let go). Its sleep, if
       // it was stopped in one, kept a deadline only its restart block
       // knows.
-      absl::StatusOr<task::ProcStat> seized_stat = task::ReadProcStat(tid);
-      if (seized_stat.ok() && seized_stat->state == 't') {
+      ASSIGN_OR_RETURN(bool group_stopped, task::SeizedInGroupStop(tid));
+      if (group_stopped) {
         RETURN_IF_ERROR(WaitFrozen(t, tid));
         if (!t.threads.count(tid)) continue;
         // Signals held only while the probe lets it run: a dump killed
@@ -595,6 +599,7 @@ absl::Status Dumper::Collect(TaskDump& t) {
       return fs::RegisterMappedGhost(objects_, pid, v.start, v.end, v.name,
                                      makedev(v.dev_major, v.dev_minor), v.ino);
     };
+    if (vmas_ != nullptr) options.read_vmas = [this](pid_t pid) { return vmas_->Take(pid); };
     ASSIGN_OR_RETURN(t.mm, mm::CollectMm(t.pid, 0, objects_, options));
   }
   uint64_t vdso = 0;
@@ -626,15 +631,14 @@ absl::Status Dumper::Collect(TaskDump& t) {
   auto begin = [&](ThreadDump& th, pid_t tid) -> absl::Status {
     th.injector = std::make_unique<task::Injector>(t.pid, tid);
     th.injector->set_own_tgid(t.status.nstgid.empty() ? t.status.tgid : t.status.nstgid.back());
-    RETURN_IF_ERROR(th.injector->Begin(syscall_insn));
+    // The registers read once the thread stopped: it has not run since.
+    th.injector->Begin(syscall_insn, th.state.regs);
     // A stopped thread takes no signal on its first resume
     // (task::kAllSignalsHeld): held just before it, with the recovery
-    // frame's mask its own.
+    // frame's mask its own, which its status read once the tree stopped
+    // shows too.
     if (t.stop_signo != 0) RETURN_IF_ERROR(HoldSignals(th, tid));
-    uint64_t mask = th.mask_before_hold;
-    if (!th.signals_held) {
-      ASSIGN_OR_RETURN(mask, task::GetSigmask(tid));
-    }
+    const uint64_t mask = th.signals_held ? th.mask_before_hold : th.status.sig_blk;
     th.touched = true;
     return th.injector->EnableRecovery(th.state.regs, th.state.xstate, mask, vdso, sigreturn);
   };
@@ -964,6 +968,13 @@ absl::Status Dumper::Run(pid_t root, ImageOutput& out) {
   stats_->freeze_ns = static_cast<uint64_t>(MonotonicNs()) - start;
   if (st.ok()) st = Cancelled();
   if (st.ok()) {
+    std::vector<pid_t> live;
+    for (const auto& t : tasks_) {
+      if (!t->zombie) live.push_back(t->pid);
+    }
+    vmas_ = std::make_unique<mm::VmaPrefetch>(std::move(live));
+  }
+  if (st.ok()) {
     Phase p("dump: frozen status");
     st = ReadFrozenStatus();
   }
@@ -993,6 +1004,7 @@ absl::Status Dumper::Run(pid_t root, ImageOutput& out) {
     st = Collect(*t);
     if (st.ok()) st = Cancelled();
   }
+  vmas_.reset();
   if (st.ok()) {
     // Pipes shared with processes outside the tree: refused, or external.
     // Sockets the same, and the fds in flight in their queues that this

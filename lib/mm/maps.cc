@@ -129,4 +129,59 @@ absl::StatusOr<std::vector<Vma>> ReadVmas(pid_t pid) {
   return vmas;
 }
 
+VmaPrefetch::VmaPrefetch(std::vector<pid_t> pids) : pids_(std::move(pids)) {
+  if (!pids_.empty()) worker_ = std::thread([this] { Work(); });
+}
+
+VmaPrefetch::~VmaPrefetch() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (worker_.joinable()) worker_.join();
+}
+
+void VmaPrefetch::Work() {
+  for (size_t i = 0; i < pids_.size(); ++i) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || i < next_take_ + kAhead; });
+      if (stop_) return;
+      if (i < next_take_) {  // dropped before it was read
+        done_ = i + 1;
+        continue;
+      }
+    }
+    absl::StatusOr<std::vector<Vma>> vmas = ReadVmas(pids_[i]);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (i >= next_take_) ready_.emplace(i, std::move(vmas));
+      done_ = i + 1;
+    }
+    cv_.notify_all();
+  }
+}
+
+absl::StatusOr<std::vector<Vma>> VmaPrefetch::Take(pid_t pid) {
+  size_t i = next_take_;
+  while (i < pids_.size() && pids_[i] != pid) ++i;
+  if (i == pids_.size()) return ReadVmas(pid);
+  std::unique_lock<std::mutex> lock(mu_);
+  // Those before it will not be asked for.
+  ready_.erase(ready_.begin(), ready_.lower_bound(i));
+  next_take_ = i;
+  cv_.notify_all();
+  cv_.wait(lock, [&] { return done_ > i || stop_; });
+  next_take_ = i + 1;
+  cv_.notify_all();
+  auto it = ready_.find(i);
+  if (it == ready_.end()) {
+    lock.unlock();
+    return ReadVmas(pid);
+  }
+  auto node = ready_.extract(it);
+  return std::move(node.mapped());
+}
+
 }  // namespace ckpt::mm

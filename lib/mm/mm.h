@@ -82,6 +82,8 @@ struct CollectOptions {
   // Registers the GHOST object of a deleted file the task maps (files are
   // a layer above); unset, such mappings are refused.
   std::function<absl::StatusOr<uint32_t>(pid_t pid, const Vma& vma)> register_deleted;
+  // Where the task's VMAs come from (a VmaPrefetch); unset, ReadVmas.
+  std::function<absl::StatusOr<std::vector<Vma>>(pid_t pid)> read_vmas;
 };
 
 // Reads the task's VMAs, mm fields and auxv, scans its pages, and

@@ -260,7 +260,7 @@ bool IsFreeArea(const std::vector<Vma>& vmas, uint64_t addr) {
 absl::StatusOr<MmDump> CollectMm(pid_t pid, uint64_t brk, objhash::ObjHash& objects,
                                  const CollectOptions& options) {
   MmDump mm;
-  ASSIGN_OR_RETURN(std::vector<Vma> vmas, ReadVmas(pid));
+  ASSIGN_OR_RETURN(std::vector<Vma> vmas, options.read_vmas ? options.read_vmas(pid) : ReadVmas(pid));
   ASSIGN_OR_RETURN(task::ProcStat proc, task::ReadProcStat(pid));
   ASSIGN_OR_RETURN(mm.auxv, ReadAuxv(pid));
 

@@ -134,6 +134,12 @@ absl::Status Injector::Begin(uint64_t syscall_insn) {
   return absl::OkStatus();
 }
 
+void Injector::Begin(uint64_t syscall_insn, const user_regs_struct& regs) {
+  syscall_insn_ = syscall_insn;
+  template_ = regs;
+  template_.eflags &= ~0x100ull;
+}
+
 absl::Status Injector::StepSyscallStop(const char* which) {
   for (;;) {
     RETURN_IF_ERROR(ContSyscall(tid_, 0));
@@ -165,45 +171,59 @@ absl::Status Injector::EnableRecovery(const user_regs_struct& regs, const std::s
   const uint64_t off = VdsoSyscallRetOffset();
   recovery_.vdso_gadget = off != 0 && vdso_start != 0 ? vdso_start + off : 0;
   recovery_.sigreturn_gadget = sigreturn_gadget;
-  return WriteRecoveryFrames();
+  FramesChanged(/*stack=*/true, /*trampoline=*/true);
+  return absl::OkStatus();
 }
 
 absl::Status Injector::SetRecoveryMask(uint64_t sigmask) {
-  if (!recovery_.enabled) return absl::OkStatus();
+  if (!recovery_.enabled || sigmask == recovery_.sigmask) return absl::OkStatus();
   recovery_.sigmask = sigmask;
   // The frames written hold the same registers and XSAVE area: only their
-  // masks change, in one write.
+  // masks change, in one write. Frames still to be written get it then.
   struct iovec local[2], remote[2];
   int n = 0;
-  for (uint64_t frame : {recovery_.stack_frame, recovery_.frame}) {
-    if (frame == 0) continue;
+  auto patch = [&](uint64_t frame, bool stale) {
+    if (frame == 0 || stale) return;
     local[n] = {&recovery_.sigmask, sizeof(recovery_.sigmask)};
     remote[n] = {reinterpret_cast<void*>(frame + RecoveryFrameMaskOffset()), sizeof(uint64_t)};
     ++n;
-  }
+  };
+  patch(recovery_.stack_frame, recovery_.stack_stale);
+  patch(recovery_.frame, recovery_.frame_stale);
   if (n == 0) return absl::OkStatus();
   return WriteRemoteV(pid_, local, n, remote, n);
 }
 
-absl::Status Injector::WriteRecoveryFrames() {
+void Injector::FramesChanged(bool stack, bool trampoline) {
+  if (!recovery_.enabled) return;
+  recovery_.stack_stale |= stack;
+  recovery_.frame_stale |= trampoline;
+}
+
+absl::Status Injector::FlushFrames(bool stack) {
+  if (!recovery_.enabled) return absl::OkStatus();
   const size_t size = RecoveryFrameSize(recovery_.xstate.size());
   // On the stack, below the red zone, for syscalls run at the [vdso]: the
   // `ret` after the syscall takes the frame's first word, the rt_sigreturn
   // gadget, which loads the frame. Where the stack has no room, those few
   // syscalls go without.
-  recovery_.stack_frame = 0;
-  if (recovery_.vdso_gadget != 0 && recovery_.sigreturn_gadget != 0) {
-    const uint64_t at = StackFrameAddress(recovery_.regs.rsp, size);
-    absl::StatusOr<std::string> frame = BuildRecoveryFrame(
-        at, recovery_.regs, recovery_.xstate, recovery_.sigmask, recovery_.sigreturn_gadget);
-    if (frame.ok() && WriteRemote(pid_, at, frame->data(), frame->size()).ok()) {
-      recovery_.stack_frame = at;
+  if (stack && recovery_.stack_stale) {
+    recovery_.stack_stale = false;
+    recovery_.stack_frame = 0;
+    if (recovery_.vdso_gadget != 0 && recovery_.sigreturn_gadget != 0) {
+      const uint64_t at = StackFrameAddress(recovery_.regs.rsp, size);
+      absl::StatusOr<std::string> frame = BuildRecoveryFrame(
+          at, recovery_.regs, recovery_.xstate, recovery_.sigmask, recovery_.sigreturn_gadget);
+      if (frame.ok() && WriteRemote(pid_, at, frame->data(), frame->size()).ok()) {
+        recovery_.stack_frame = at;
+      }
     }
   }
-  if (recovery_.frame != 0) {
+  if (recovery_.frame != 0 && recovery_.frame_stale) {
     ASSIGN_OR_RETURN(std::string frame, BuildRecoveryFrame(recovery_.frame, recovery_.regs,
                                                            recovery_.xstate, recovery_.sigmask, 0));
     RETURN_IF_ERROR(WriteRemote(pid_, recovery_.frame, frame.data(), frame.size()));
+    recovery_.frame_stale = false;
   }
   return absl::OkStatus();
 }
@@ -234,6 +254,7 @@ user_regs_struct Injector::SyscallRegs(long nr, const std::array<uint64_t, 6>& a
 }
 
 absl::StatusOr<int64_t> Injector::SyscallViaInsn(long nr, std::array<uint64_t, 6> args) {
+  RETURN_IF_ERROR(FlushFrames(/*stack=*/true));
   return StepSyscall(SyscallRegs(nr, args), nr);
 }
 
@@ -255,6 +276,7 @@ absl::StatusOr<int64_t> Injector::SyscallInterrupted(long nr, std::array<uint64_
     return absl::FailedPreconditionError(
         absl::StrCat(TaskName(pid_, tid_), ": no syscall instruction to inject through"));
   }
+  RETURN_IF_ERROR(FlushFrames(/*stack=*/true));
   RETURN_IF_ERROR(SetRegs(tid_, SyscallRegs(nr, args)));
   RETURN_IF_ERROR(StepSyscallStop("entry"));
   // Into the syscall, and interrupted at once: a sleep that has started
@@ -307,7 +329,8 @@ absl::Status Injector::MapTrampoline(uint64_t nr_frames) {
   RETURN_IF_ERROR(WriteRemote(pid_, layout_.code(), code.data(), code.size()));
   if (!recovery_.enabled) return absl::OkStatus();
   recovery_.frame = layout_.frame(0);
-  return WriteRecoveryFrames();
+  FramesChanged(/*stack=*/false, /*trampoline=*/true);
+  return absl::OkStatus();
 }
 
 void Injector::AdoptTrampoline(uint64_t base) { layout_.base = base; }
@@ -320,7 +343,8 @@ absl::Status Injector::AdoptTrampoline(const TrampolineLayout& layout, uint64_t 
                                             " in a trampoline of ", layout.nr_frames));
   }
   recovery_.frame = layout_.frame(frame);
-  return WriteRecoveryFrames();
+  FramesChanged(/*stack=*/false, /*trampoline=*/true);
+  return absl::OkStatus();
 }
 
 absl::Status Injector::WriteBatch(const SyscallBatch& batch) {
@@ -393,6 +417,7 @@ absl::Status Injector::Start(SyscallBatch& batch) {
   if (batch.calls_.size() > layout_.max_calls || batch.data_.size() > layout_.max_data) {
     return absl::InternalError("syscall batch larger than the trampoline");
   }
+  RETURN_IF_ERROR(FlushFrames(/*stack=*/false));
   RETURN_IF_ERROR(WriteBatch(batch));
   user_regs_struct regs = template_;
   regs.rip = layout_.code();
@@ -478,7 +503,8 @@ absl::Status Injector::Finish(const user_regs_struct& regs, uint64_t sigmask,
       recovery_.regs = regs;
       recovery_.sigmask = sigmask;
       recovery_.frame = 0;
-      RETURN_IF_ERROR(WriteRecoveryFrames());
+      FramesChanged(/*stack=*/true, /*trampoline=*/false);
+      RETURN_IF_ERROR(FlushFrames(/*stack=*/true));
     }
     ASSIGN_OR_RETURN(int64_t ret, StepSyscall(SyscallRegs(SYS_munmap, {layout_.base,
                                                                         layout_.mapped_size(), 0,

@@ -145,6 +145,9 @@ class Injector {
   // Takes the thread's current registers as the template for injections
   // and remembers where a `syscall` instruction is in its memory.
   absl::Status Begin(uint64_t syscall_insn);
+  // Same with the registers the caller read already (the thread has not
+  // run since).
+  void Begin(uint64_t syscall_insn, const user_regs_struct& regs);
   void set_syscall_insn(uint64_t addr) { syscall_insn_ = addr; }
   uint64_t syscall_insn() const { return syscall_insn_; }
 
@@ -237,9 +240,13 @@ class Injector {
   user_regs_struct SyscallRegs(long nr, const std::array<uint64_t, 6>& args,
                                bool at_vdso = false) const;
   absl::StatusOr<int64_t> StepSyscall(const user_regs_struct& regs, long nr);
-  // (Re)writes this thread's recovery frames: in the trampoline, and on
-  // its stack for syscalls run at the [vdso].
-  absl::Status WriteRecoveryFrames();
+  // The recovery frames are written only before the thread runs code
+  // that needs them: the trampoline's before a batch or a syscall there,
+  // the one on its stack before a syscall at the [vdso] (a thread that
+  // only runs one batch never needs it). Marks frames to be (re)written.
+  void FramesChanged(bool stack, bool trampoline);
+  // Writes the frames marked; `stack` too the one on the stack.
+  absl::Status FlushFrames(bool stack);
   // Whether a stop of `tid_` at `rip` for `sig` is the end of a batch.
   absl::StatusOr<bool> IsBatchEnd(int sig);
 
@@ -252,6 +259,8 @@ class Injector {
     uint64_t sigreturn_gadget = 0;  // `mov $15, %rax; syscall`, 0: none
     uint64_t stack_frame = 0;       // on the thread's stack, 0: none written
     uint64_t frame = 0;             // in the trampoline, 0: none
+    bool stack_stale = false;       // stack_frame is to be (re)written
+    bool frame_stale = false;       // frame is to be (re)written
   };
 
   pid_t pid_;

@@ -86,6 +86,18 @@ absl::Status Detach(pid_t tid, int sig) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<bool> SeizedInGroupStop(pid_t tid) {
+  siginfo_t info{};
+  for (;;) {
+    if (waitid(P_PID, static_cast<id_t>(tid), &info, WSTOPPED | WNOHANG | WNOWAIT | __WALL) == 0) break;
+    if (errno == EINTR) continue;
+    return ErrnoError(errno, "waitid(", tid, ")");
+  }
+  // si_status of a ptrace stop is its exit code: signal | event << 8.
+  return info.si_pid == tid && info.si_code == CLD_TRAPPED &&
+         (info.si_status >> 8) == PTRACE_EVENT_STOP;
+}
+
 absl::StatusOr<StopInfo> WaitStop(pid_t tid) {
   StopInfo info;
   for (;;) {

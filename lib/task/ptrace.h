@@ -31,6 +31,11 @@ struct StopInfo {
 };
 
 absl::Status Seize(pid_t tid, unsigned long options);
+// Whether `tid`, just seized and not yet interrupted, is in a group stop
+// of job control: seizing a stopped thread makes it report a trap before
+// PTRACE_SEIZE returns. The report is looked at, not taken (WNOWAIT); a
+// signal-delivery stop is not a group stop.
+absl::StatusOr<bool> SeizedInGroupStop(pid_t tid);
 absl::Status SetOptions(pid_t tid, unsigned long options);
 absl::Status Interrupt(pid_t tid);
 // PTRACE_CONT / PTRACE_SYSCALL / PTRACE_DETACH with a signal to deliver.

@@ -7,6 +7,7 @@
 #include <sys/uio.h>
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstring>
 #include <map>
@@ -70,16 +71,29 @@ struct FxSwBytes {
 };
 static_assert(sizeof(FxSwBytes) == 48);
 
-// Where the user components in `xfeatures` end in the standard (not
-// compacted) XSAVE layout, from CPUID leaf 0xD.
+// Where each user component of the standard (not compacted) XSAVE layout
+// ends, from CPUID leaf 0xD, asked once: in a virtual machine every CPUID
+// is a trap to the hypervisor, and frames are built for every thread.
+const std::array<size_t, 64>& XstateComponentEnds() {
+  static const std::array<size_t, 64> ends = [] {
+    std::array<size_t, 64> e{};
+    for (int i = 2; i < 63; ++i) {
+      unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+      if (!__get_cpuid_count(0xd, i, &eax, &ebx, &ecx, &edx)) continue;
+      if (ecx & 1) continue;  // a supervisor component: not in a user frame
+      e[i] = size_t{ebx} + eax;
+    }
+    return e;
+  }();
+  return ends;
+}
+
+// Where the user components in `xfeatures` end.
 size_t XstateEnd(uint64_t xfeatures) {
+  const std::array<size_t, 64>& ends = XstateComponentEnds();
   size_t end = kXsaveMinSize;
   for (int i = 2; i < 63; ++i) {
-    if (!(xfeatures & (1ull << i))) continue;
-    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-    if (!__get_cpuid_count(0xd, i, &eax, &ebx, &ecx, &edx)) continue;
-    if (ecx & 1) continue;  // a supervisor component: not in a user frame
-    end = std::max<size_t>(end, size_t{ebx} + eax);
+    if (xfeatures & (1ull << i)) end = std::max(end, ends[i]);
   }
   return end;
 }
