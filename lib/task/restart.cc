@@ -71,11 +71,21 @@ std::map<std::string, SleepProbe::Timer> ReadSleepTimersOnce() {
 // expires earlier and goes away meanwhile shifts the rest, and one of
 // them is skipped. A single read can miss a timer that is there (never
 // show one that is not): a timer is taken as present when any of a few
-// reads shows it, and as gone only when none does.
+// reads shows it, and as gone only when none does. A read that skipped
+// one differs from the next (the timer that went is missing from it, the
+// one skipped is back): two reads that show the same timers are taken as
+// they are, and only when they differ is a third read.
 constexpr int kTimerReads = 3;
 std::map<std::string, SleepProbe::Timer> ReadSleepTimers() {
-  std::map<std::string, SleepProbe::Timer> timers;
-  for (int i = 0; i < kTimerReads; ++i) timers.merge(ReadSleepTimersOnce());
+  std::map<std::string, SleepProbe::Timer> timers = ReadSleepTimersOnce();
+  for (int i = 1; i < kTimerReads; ++i) {
+    std::map<std::string, SleepProbe::Timer> again = ReadSleepTimersOnce();
+    const bool same = again.size() == timers.size() &&
+                      std::equal(again.begin(), again.end(), timers.begin(),
+                                 [](const auto& a, const auto& b) { return a.first == b.first; });
+    timers.merge(again);
+    if (same) break;
+  }
   return timers;
 }
 
