@@ -119,13 +119,17 @@ absl::StatusOr<std::unique_ptr<LazyFill>> LazyFill::Start(
   }
   std::unique_ptr<LazyFill> fill(new LazyFill(std::move(uffd), std::move(pending), options));
   fill->vmas_ = std::move(vmas);
+  RETURN_IF_ERROR(fill->Launch());
+  return fill;
+}
+
+absl::Status LazyFill::Launch() {
   int stop = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (stop < 0) return ErrnoError(errno, "eventfd");
-  fill->stop_.reset(stop);
-  LazyFill* self = fill.get();
-  fill->fault_thread_ = std::thread([self] { self->FaultLoop(); });
-  if (!options.no_fill) fill->fill_thread_ = std::thread([self] { self->FillLoop(); });
-  return fill;
+  stop_.reset(stop);
+  fault_thread_ = std::thread([this] { FaultLoop(); });
+  if (!options_.no_fill) fill_thread_ = std::thread([this] { FillLoop(); });
+  return absl::OkStatus();
 }
 
 LazyFill::~LazyFill() {
@@ -267,12 +271,7 @@ absl::Status LazyFill::HandleEvent(const void* raw) {
       UniqueFd child_fd(static_cast<int>(msg->arg.fork.ufd));
       std::unique_ptr<LazyFill> child(new LazyFill(std::move(child_fd), pending_, options_));
       child->vmas_ = vmas_;
-      int stop = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-      if (stop < 0) return ErrnoError(errno, "eventfd");
-      child->stop_.reset(stop);
-      LazyFill* c = child.get();
-      child->fault_thread_ = std::thread([c] { c->FaultLoop(); });
-      if (!options_.no_fill) child->fill_thread_ = std::thread([c] { c->FillLoop(); });
+      RETURN_IF_ERROR(child->Launch());
       children_.push_back(std::move(child));
       return absl::OkStatus();
     }

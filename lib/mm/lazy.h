@@ -69,8 +69,11 @@ class LazyFill {
     // Pages the fault path copies around a fault, at most (pending pages
     // of the same run after the one touched).
     uint64_t fault_window_pages = 16;
-    // Pages one background copy moves at most.
-    uint64_t fill_chunk_pages = 64;
+    // Pages one background copy moves at most. A fault on a page of the
+    // copy in flight waits for its end (the kernel wakes waiters once the
+    // whole ioctl is done): 2 MiB take 0.5-0.9 ms here, and fill 1 GiB at
+    // 2.3 GB/s, against 1.8 GB/s with 256 KiB (bench/lazy_bench).
+    uint64_t fill_chunk_pages = 512;
     // No background fill (tests of the fault path).
     bool no_fill = false;
   };
@@ -97,6 +100,8 @@ class LazyFill {
 
  private:
   LazyFill(UniqueFd uffd, std::map<uint64_t, LazyRun> pending, Options options);
+  // Starts the fault and fill threads.
+  absl::Status Launch();
   void FaultLoop();
   void FillLoop();
   // Copies pending pages [addr, addr + pages) that are still pending, from
