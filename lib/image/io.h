@@ -10,6 +10,7 @@
 #include <sys/uio.h>
 
 #include <cstddef>
+#include <cstdint>
 
 #include "absl/status/statusor.h"
 
@@ -29,6 +30,12 @@ class ByteSource {
  public:
   virtual ~ByteSource() = default;
   virtual absl::StatusOr<size_t> ReadV(const struct iovec* iov, int iovcnt) = 0;
+  // Moves `len` bytes on without reading them, where the source can (a
+  // file): false where it cannot (a pipe), and then nothing moved.
+  virtual absl::StatusOr<bool> Skip(uint64_t len) {
+    (void)len;
+    return false;
+  }
 };
 
 class FdSink : public ByteSink {
@@ -44,6 +51,7 @@ class FdSource : public ByteSource {
  public:
   explicit FdSource(int fd) : fd_(fd) {}
   absl::StatusOr<size_t> ReadV(const struct iovec* iov, int iovcnt) override;
+  absl::StatusOr<bool> Skip(uint64_t len) override;
 
  private:
   int fd_;

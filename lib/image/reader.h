@@ -89,6 +89,13 @@ class Reader {
   absl::StatusOr<std::vector<uint8_t>> ReadArray(size_t elem_size, uint64_t max_items,
                                                  absl::string_view field);
   absl::Status SkipPayload();
+  // Skips the next `len` payload bytes without reading them where the
+  // source can (a file; a lazy restore reads them later from there), and
+  // without hashing them: the tail's checksum is then not checked here
+  // (checksum_skipped), only its record count; VerifyImage checks it.
+  // False where the source cannot skip (nothing was consumed then).
+  absl::StatusOr<bool> SkipUnread(uint64_t len);
+  bool checksum_skipped() const { return checksum_skipped_; }
 
   const Record& current() const { return current_; }
   uint64_t payload_remaining() const { return remaining_; }
@@ -131,7 +138,14 @@ class Reader {
   bool header_read_ = false;
   bool finished_ = false;
   bool eof_ = false;
+  bool checksum_skipped_ = false;
 };
+
+// Reads the whole image at `fd` from `offset` with pread (the fd's own
+// position is left alone), checking every record's framing, the record
+// count and the checksum, as a restore would (a lazy restore, whose own
+// reader skipped the page contents, checks them so).
+absl::Status VerifyImage(int fd, uint64_t offset);
 
 }  // namespace ckpt::image
 

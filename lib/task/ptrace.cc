@@ -91,7 +91,9 @@ absl::StatusOr<bool> SeizedInGroupStop(pid_t tid) {
   for (;;) {
     if (waitid(P_PID, static_cast<id_t>(tid), &info, WSTOPPED | WNOHANG | WNOWAIT | __WALL) == 0) break;
     if (errno == EINTR) continue;
-    return ErrnoError(errno, "waitid(", tid, ")");
+    // Gone already (a thread that exited just after the seize): not in a
+    // group stop; the interrupt and the wait that follow see it gone.
+    return false;
   }
   // si_status of a ptrace stop is its exit code: signal | event << 8.
   return info.si_pid == tid && info.si_code == CLD_TRAPPED &&
