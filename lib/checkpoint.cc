@@ -635,10 +635,14 @@ absl::Status Dumper::Collect(TaskDump& t) {
     th.injector->Begin(syscall_insn, th.state.regs);
     // A stopped thread takes no signal on its first resume
     // (task::kAllSignalsHeld): held just before it, with the recovery
-    // frame's mask its own, which its status read once the tree stopped
-    // shows too.
+    // frame's mask its own. Not /proc's SigBlk: in sigsuspend, ppoll and
+    // the like that is the call's temporary mask, GETSIGMASK the one the
+    // thread goes back to.
     if (t.stop_signo != 0) RETURN_IF_ERROR(HoldSignals(th, tid));
-    const uint64_t mask = th.signals_held ? th.mask_before_hold : th.status.sig_blk;
+    uint64_t mask = th.mask_before_hold;
+    if (!th.signals_held) {
+      ASSIGN_OR_RETURN(mask, task::GetSigmask(tid));
+    }
     th.touched = true;
     return th.injector->EnableRecovery(th.state.regs, th.state.xstate, mask, vdso, sigreturn);
   };

@@ -2,6 +2,8 @@
 
 #include <sys/mman.h>
 
+#include <system_error>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -130,7 +132,12 @@ absl::StatusOr<std::vector<Vma>> ReadVmas(pid_t pid) {
 }
 
 VmaPrefetch::VmaPrefetch(std::vector<pid_t> pids) : pids_(std::move(pids)) {
-  if (!pids_.empty()) worker_ = std::thread([this] { Work(); });
+  if (pids_.empty()) return;
+  try {
+    worker_ = std::thread([this] { Work(); });
+  } catch (const std::system_error&) {
+    // No thread to be had (pids.max, RLIMIT_NPROC): Take reads them itself.
+  }
 }
 
 VmaPrefetch::~VmaPrefetch() {
@@ -166,7 +173,7 @@ void VmaPrefetch::Work() {
 absl::StatusOr<std::vector<Vma>> VmaPrefetch::Take(pid_t pid) {
   size_t i = next_take_;
   while (i < pids_.size() && pids_[i] != pid) ++i;
-  if (i == pids_.size()) return ReadVmas(pid);
+  if (i == pids_.size() || !worker_.joinable()) return ReadVmas(pid);
   std::unique_lock<std::mutex> lock(mu_);
   // Those before it will not be asked for.
   ready_.erase(ready_.begin(), ready_.lower_bound(i));

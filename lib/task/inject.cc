@@ -177,6 +177,7 @@ absl::Status Injector::EnableRecovery(const user_regs_struct& regs, const std::s
 
 absl::Status Injector::SetRecoveryMask(uint64_t sigmask) {
   if (!recovery_.enabled || sigmask == recovery_.sigmask) return absl::OkStatus();
+  const uint64_t before = recovery_.sigmask;
   recovery_.sigmask = sigmask;
   // The frames written hold the same registers and XSAVE area: only their
   // masks change, in one write. Frames still to be written get it then.
@@ -191,7 +192,9 @@ absl::Status Injector::SetRecoveryMask(uint64_t sigmask) {
   patch(recovery_.stack_frame, recovery_.stack_stale);
   patch(recovery_.frame, recovery_.frame_stale);
   if (n == 0) return absl::OkStatus();
-  return WriteRemoteV(pid_, local, n, remote, n);
+  absl::Status st = WriteRemoteV(pid_, local, n, remote, n);
+  if (!st.ok()) recovery_.sigmask = before;  // a retry writes it again
+  return st;
 }
 
 void Injector::FramesChanged(bool stack, bool trampoline) {

@@ -82,7 +82,12 @@ std::map<std::string, SleepProbe::Timer> ReadSleepTimers() {
     std::map<std::string, SleepProbe::Timer> again = ReadSleepTimersOnce();
     const bool same = again.size() == timers.size() &&
                       std::equal(again.begin(), again.end(), timers.begin(),
-                                 [](const auto& a, const auto& b) { return a.first == b.first; });
+                                 [](const auto& a, const auto& b) {
+                                   // A timer re-armed at the same address has a new expiry.
+                                   return a.first == b.first &&
+                                          a.second.soft_mono_ns == b.second.soft_mono_ns &&
+                                          a.second.hard_mono_ns == b.second.hard_mono_ns;
+                                 });
     timers.merge(again);
     if (same) break;
   }
