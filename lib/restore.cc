@@ -10,13 +10,17 @@
 #include <linux/sched.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <any>
+#include <atomic>
+#include <thread>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -26,7 +30,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "ckpt/ckpt.hpp"
 #include "lib/base/clock.h"
 #include "lib/base/buffer.h"
@@ -75,6 +82,7 @@ class RestoreRun {
       : options_(options), stats_(stats) {}
   ~RestoreRun() {
     if (!released_) KillAll();
+    if (verify_.joinable()) verify_.join();
     if (subreaper_set_) prctl(PR_SET_CHILD_SUBREAPER, old_subreaper_, 0, 0, 0);
   }
 
@@ -108,6 +116,15 @@ class RestoreRun {
   absl::StatusOr<pid_t> AddThread(TaskRestore& t, const task::ThreadState& thread,
                                   uint32_t tid_ref, const task::TaskCore& core);
   void KillAll();
+  // Whether `t`'s private memory is left to a lazy fill.
+  bool LazyFor(const TaskRestore& t) const;
+  // A lazy restore, once the tree runs: keeps every thread of the lazily
+  // filled tasks traced (PTRACE_O_EXITKILL: the restorer's death kills
+  // them), passes on their signals and stops, holds processes they fork
+  // until every page is in, and waits for the fills and the image's
+  // checksum; then lets the tasks go. An error kills the tree.
+  absl::Status SuperviseLazy(std::set<pid_t> traced);
+  absl::Status EndLazy(std::set<pid_t>& traced);
   // The number of pid object `ref` in the pid namespace of task `t`.
   pid_t PidIn(uint32_t ref, const TaskRestore& t) const { return tree_.PidIn(ref, t); }
 
@@ -135,6 +152,13 @@ class RestoreRun {
   std::vector<pid_t> in_syscall_;  // threads let go back into an interrupted syscall
   bool subreaper_set_ = false;
   int old_subreaper_ = 0;
+  // A lazy restore: the image file and where the stream starts in it; the
+  // checksum of the whole image, checked on a thread of its own.
+  int image_fd_ = -1;
+  uint64_t image_base_ = 0;
+  std::thread verify_;
+  absl::Status verify_status_;
+  std::atomic<bool> verify_done_{false};
 };
 
 // The trust model: a restored task gets its credentials by asking the
@@ -556,6 +580,9 @@ absl::Status RestoreRun::RestoreTask(image::Reader& r, TaskRestore& t) {
   if (t.inherits_memory) ctx.parent = tasks_[t.parent]->sections.get();
   ctx.buffer = &buffer_;
   ctx.stats = stats_;
+  ctx.lazy = LazyFor(t);
+  ctx.image_fd = image_fd_;
+  ctx.image_base = image_base_;
   ctx.add_thread = [&](const task::ThreadState& thread, uint32_t tid_ref,
                        const task::TaskCore& core) { return AddThread(t, thread, tid_ref, core); };
   ctx.check_credentials = [&](const task::TaskCore& core) {
@@ -737,7 +764,13 @@ absl::Status RestoreRun::FinishTask(TaskRestore& t) {
   // The restorer's objects stay in a shared fd table until its last
   // sharer has mapped its files.
   if (t.closes_objects) {
-    RETURN_IF_ERROR(fs::QueueCloseObjects(q, high_fd_base_));
+    // A lazy restore's userfaultfds in this table stay until the fills end.
+    std::vector<int> keep;
+    for (auto& u : tasks_) {
+      if (u->lazy_fd >= 0 && TableRoot(*u) == TableRoot(t)) keep.push_back(u->lazy_fd);
+    }
+    std::sort(keep.begin(), keep.end());
+    RETURN_IF_ERROR(fs::QueueCloseObjects(q, high_fd_base_, keep));
     // Then the POSIX locks of its table (which the closes would have
     // dropped), those the table's first owner held.
     for (auto& u : tasks_) {
@@ -834,7 +867,210 @@ void Abandon(image::Reader& r) {
   }
 }
 
+bool RestoreRun::LazyFor(const TaskRestore& t) const {
+  if (!options_.lazy || t.inherits_memory || t.stop_signo != 0) return false;
+  // Its children forked from it keep pages of its memory (inherits_memory):
+  // both are filled before they run.
+  for (const auto& c : tasks_) {
+    if (c->inherits_memory && c->parent >= 0 && tasks_[c->parent].get() == &t) return false;
+  }
+  return true;
+}
+
+namespace {
+
+constexpr unsigned long kLazyOptions = task::kSeizeOptions | kExitKill | kTraceFork |
+                                       0x4 /* TRACEVFORK */ | kTraceClone;
+
+bool IsStopSignal(int sig) { return sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU; }
+
+// Whether `tid` is blocked in an epoll wait with a finite timeout, which a
+// PTRACE_INTERRUPT would end with EINTR (an infinite one is restarted).
+bool InTimedEpollWait(pid_t tid) {
+  absl::StatusOr<std::string> text = ReadFile(absl::StrCat("/proc/", tid, "/syscall"));
+  if (!text.ok()) return false;
+  std::vector<absl::string_view> w = absl::StrSplit(*text, ' ', absl::SkipEmpty());
+  long nr = -1;
+  if (w.size() < 7 || !absl::SimpleAtoi(w[0], &nr)) return false;
+  if (nr != SYS_epoll_wait && nr != SYS_epoll_pwait && nr != SYS_epoll_pwait2) return false;
+  absl::string_view a = w[4];  // the fourth argument: the timeout
+  uint64_t timeout = 0;
+  if (!absl::ConsumePrefix(&a, "0x") || !absl::SimpleHexAtoi(a, &timeout)) return false;
+  if (nr == SYS_epoll_pwait2) return timeout != 0;  // a pointer: NULL waits forever
+  return static_cast<int32_t>(timeout) > 0;
+}
+
+}  // namespace
+
+absl::Status RestoreRun::SuperviseLazy(std::set<pid_t> traced) {
+  std::set<pid_t> newborn;  // auto-attached, their first stop not seen yet
+  std::map<pid_t, pid_t> parent_of;  // newborn -> the tracee that made it
+  std::set<pid_t> held;     // forked processes stopped until every page is in
+  auto fail = [&](absl::Status st) {
+    for (pid_t h : held) kill(h, SIGKILL);
+    KillAll();
+    return st;
+  };
+  for (;;) {
+    uint64_t pending = 0;
+    for (auto& t : tasks_) {
+      if (t->lazy_fill == nullptr) continue;
+      absl::Status st = t->lazy_fill->error();
+      if (!st.ok()) return fail(Annotate(st, absl::StrCat("task ", t->pid, ": lazy fill")));
+      pending += t->lazy_fill->pending_pages_all();
+    }
+    if (verify_done_ && !verify_status_.ok()) {
+      return fail(Annotate(verify_status_, "the lazily restored tree was killed: its image"));
+    }
+    if (pending == 0) {
+      for (pid_t h : held) {
+        task::Detach(h, 0).IgnoreError();
+        traced.erase(h);
+      }
+      held.clear();
+      if (verify_done_) break;
+    }
+    bool any = false;
+    for (auto it = traced.begin(); it != traced.end();) {
+      const pid_t tid = *it;
+      int status = 0;
+      const pid_t r = waitpid(tid, &status, WNOHANG | __WALL);
+      if (r == 0 || (r < 0 && errno == EINTR)) {
+        ++it;
+        continue;
+      }
+      any = true;
+      if (r < 0 || WIFEXITED(status) || WIFSIGNALED(status)) {
+        it = traced.erase(it);
+        continue;
+      }
+      ++it;
+      const int sig = WSTOPSIG(status);
+      const int event = status >> 16;
+      if (event == PTRACE_EVENT_FORK || event == PTRACE_EVENT_VFORK || event == PTRACE_EVENT_CLONE) {
+        unsigned long child = 0;
+        ptrace(PTRACE_GETEVENTMSG, tid, 0, &child);
+        if (child != 0) {
+          newborn.insert(static_cast<pid_t>(child));
+          parent_of[static_cast<pid_t>(child)] = tid;
+          traced.insert(static_cast<pid_t>(child));  // set iterators stay valid
+        }
+        task::Cont(tid, 0).IgnoreError();
+      } else if (event == PTRACE_EVENT_STOP) {
+        if (newborn.erase(tid)) {
+          // A process of its own (not a thread, not a vfork child sharing
+          // the memory): it runs once its pages are all in.
+          const pid_t p = parent_of[tid];
+          parent_of.erase(tid);
+          const long same = syscall(SYS_kcmp, p, tid, 1 /* KCMP_VM */, 0, 0);
+          if (same != 0) {
+            held.insert(tid);
+            continue;
+          }
+          task::Cont(tid, 0).IgnoreError();
+        } else if (IsStopSignal(sig)) {
+          ptrace(PTRACE_LISTEN, tid, 0, 0);  // a group stop: it stays stopped
+        } else {
+          task::Cont(tid, 0).IgnoreError();
+        }
+      } else if (event != 0 || sig == (SIGTRAP | 0x80)) {
+        task::Cont(tid, 0).IgnoreError();
+      } else {
+        task::Cont(tid, sig).IgnoreError();  // a signal for it: delivered
+      }
+    }
+    if (!any) usleep(200);
+  }
+  return EndLazy(traced);
+}
+
+absl::Status RestoreRun::EndLazy(std::set<pid_t>& traced) {
+  absl::Status result;
+  for (auto& t : tasks_) {
+    if (t->lazy_fill == nullptr) continue;
+    absl::Status st = t->lazy_fill->Wait();
+    if (result.ok() && !st.ok()) result = Annotate(st, absl::StrCat("task ", t->pid, ": lazy fill"));
+  }
+  if (!result.ok()) {
+    KillAll();
+    return result;
+  }
+  // Each task closes its userfaultfd and every traced thread is let go,
+  // stopped at a moment an interrupt does not turn into EINTR.
+  for (auto& t : tasks_) {
+    if (t->lazy_fill == nullptr) continue;
+    std::vector<pid_t> mine;
+    for (pid_t tid : traced) {
+      struct stat st;
+      if (stat(absl::StrCat("/proc/", t->pid, "/task/", tid).c_str(), &st) == 0) mine.push_back(tid);
+    }
+    bool closed = false;
+    for (pid_t tid : mine) {
+      for (const int64_t deadline = MonotonicNs() + 1000 * 1000000LL;
+           InTimedEpollWait(tid) && MonotonicNs() < deadline;) {
+        usleep(200);
+      }
+      if (!task::Interrupt(tid).ok()) continue;
+      bool alive = true;
+      for (;;) {
+        absl::StatusOr<task::StopInfo> stop = task::WaitStop(tid);
+        if (!stop.ok() || stop->exited) {
+          alive = false;
+          break;
+        }
+        if (stop->group_stop) break;
+        task::Cont(tid, stop->syscall_stop ? 0 : stop->signal).IgnoreError();
+      }
+      traced.erase(tid);
+      if (!alive) continue;
+      absl::StatusOr<user_regs_struct> regs = task::GetRegs(tid);
+      absl::StatusOr<uint64_t> mask = task::GetSigmask(tid);
+      if (!regs.ok() || !mask.ok()) continue;
+      user_regs_struct back = *regs;
+      if (task::IsInterruptedEpollWait(back)) {
+        // Waited forever (or began its wait just now): waits again.
+        back.rax = back.orig_rax;
+        back.rip -= 2;
+      }
+      if (!closed) {
+        task::Injector inj(t->pid, tid);
+        inj.Begin(t->injector->syscall_insn(), *regs);
+        absl::StatusOr<int64_t> r =
+            inj.SyscallViaInsn(SYS_close, {static_cast<uint64_t>(t->lazy_fd), 0, 0, 0, 0, 0});
+        closed = r.ok();
+        absl::Status parked = inj.ParkWith(back, *mask);
+        if (result.ok() && !parked.ok()) result = parked;
+        for (int sig : inj.held_signals()) syscall(SYS_tgkill, t->pid, tid, sig);
+      } else if (back.rip != regs->rip) {
+        task::SetRegs(tid, back).IgnoreError();
+      }
+      task::Detach(tid, 0).IgnoreError();
+    }
+    t->lazy_fd = -1;
+  }
+  for (pid_t tid : traced) {  // any left (a task's threads not found above)
+    task::Interrupt(tid).IgnoreError();
+  }
+  return result;
+}
+
 absl::StatusOr<pid_t> RestoreRun::Run(int in_fd) {
+  if (options_.lazy) {
+    struct stat st;
+    if (fstat(in_fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+      return absl::InvalidArgumentError(
+          "--lazy needs the image in a file: from a pipe or a socket, each task's pages come "
+          "before the rest of its state (not supported yet)");
+    }
+    const off_t at = lseek(in_fd, 0, SEEK_CUR);
+    if (at < 0) return ErrnoError(errno, "lseek in the image");
+    image_fd_ = in_fd;
+    image_base_ = static_cast<uint64_t>(at);
+    verify_ = std::thread([this] {
+      verify_status_ = image::VerifyImage(image_fd_, image_base_);
+      verify_done_ = true;
+    });
+  }
   image::FdSource source(in_fd);
   image::Reader r(&source);
   absl::StatusOr<pid_t> pid = RunStream(r);
@@ -882,13 +1118,30 @@ absl::StatusOr<pid_t> RestoreRun::RunStream(image::Reader& r) {
     RETURN_IF_ERROR(FinishTask(*t));
   }
   stats_->image_bytes = r.offset();
-  // Everything is in place: let the tasks go, children first.
+  // Everything is in place: let the tasks go, children first; those whose
+  // pages are still being filled stay traced.
+  std::set<pid_t> traced;
   for (size_t i = tasks_.size(); i-- > 0;) {
-    for (pid_t tid : tasks_[i]->threads) RETURN_IF_ERROR(task::Detach(tid, 0));
+    for (pid_t tid : tasks_[i]->threads) {
+      if (tasks_[i]->lazy_fill != nullptr) {
+        RETURN_IF_ERROR(task::SetOptions(tid, kLazyOptions));
+        RETURN_IF_ERROR(task::Cont(tid, 0));
+        traced.insert(tid);
+      } else {
+        RETURN_IF_ERROR(task::Detach(tid, 0));
+      }
+    }
   }
   released_ = true;
+  stats_->running_ns = static_cast<uint64_t>(MonotonicNs()) - start;
   WaitStopped();
   WaitAsleep();
+  TraceSpan("restore: until the tree runs", start_ns_, MonotonicNs());
+  if (options_.on_running) options_.on_running(tasks_.front()->pid);
+  if (!traced.empty()) {
+    Phase p("restore: lazy fill");
+    RETURN_IF_ERROR(SuperviseLazy(std::move(traced)));
+  }
   for (const auto& commit : commits_) commit();
   stats_->total_ns = static_cast<uint64_t>(MonotonicNs()) - start;
   return tasks_.front()->pid;

@@ -2,6 +2,10 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include "absl/strings/str_cat.h"
 #include "lib/base/status.h"
@@ -124,6 +128,50 @@ absl::Status WriteMmSection(const TaskDump& t, SectionWriteContext& ctx) {
   return absl::OkStatus();
 }
 
+// The task makes its own userfaultfd (only a task can, for its own
+// memory; before its credentials are restored, which may not allow it),
+// moves it above every fd of its own, and this process takes a copy to
+// fill its pages from the image while it runs.
+absl::Status StartLazyFill(SectionRestoreContext& ctx, mm::MmRestoreContext& mctx) {
+  TaskRestore& t = *ctx.task;
+  RETURN_IF_ERROR(t.queue->Flush());
+  task::SyscallBatch make = t.injector->NewBatch();
+  const size_t made = make.Add(SYS_userfaultfd, {O_CLOEXEC | O_NONBLOCK}, task::kMayFail);
+  RETURN_IF_ERROR(t.injector->Run(make));
+  if (make.ret(made) < 0) {
+    return ErrnoError(static_cast<int>(-make.ret(made)),
+                      "userfaultfd() in the task (it needs CAP_SYS_PTRACE, or "
+                      "vm.unprivileged_userfaultfd=1)");
+  }
+  const uint64_t fd = static_cast<uint64_t>(make.ret(made));
+  task::SyscallBatch move = t.injector->NewBatch();
+  const size_t moved = move.Add(SYS_fcntl, {fd, F_DUPFD_CLOEXEC, static_cast<uint64_t>(ctx.high_fd_base)});
+  move.Add(SYS_close, {fd});
+  RETURN_IF_ERROR(t.injector->Run(move));
+  t.lazy_fd = static_cast<int>(move.ret(moved));
+  UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, t.pid, 0)));
+  if (pidfd.get() < 0) return ErrnoError(errno, "pidfd_open");
+  UniqueFd uffd(static_cast<int>(syscall(SYS_pidfd_getfd, pidfd.get(), t.lazy_fd, 0)));
+  if (uffd.get() < 0) return ErrnoError(errno, "pidfd_getfd of its userfaultfd");
+  for (mm::LazyRun& run : mctx.lazy_runs) run.offset += ctx.image_base;
+  mm::LazyFill::Options options;
+  const int image = ctx.image_fd;
+  options.read = [image](uint64_t off, void* buf, size_t len) -> absl::Status {
+    size_t done = 0;
+    while (done < len) {
+      ssize_t n = pread(image, static_cast<char*>(buf) + done, len - done, static_cast<off_t>(off + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return ErrnoError(errno, "reading page contents from the image");
+      if (n == 0) return absl::DataLossError("the image ends inside page contents");
+      done += static_cast<size_t>(n);
+    }
+    return absl::OkStatus();
+  };
+  ASSIGN_OR_RETURN(t.lazy_fill, mm::LazyFill::Start(std::move(uffd), std::move(mctx.lazy_vmas),
+                                                    std::move(mctx.lazy_runs), options));
+  return absl::OkStatus();
+}
+
 absl::Status RestoreMmSection(SectionRestoreContext& ctx) {
   TaskRestore& t = *ctx.task;
   mm::MmRestoreContext mctx;
@@ -136,6 +184,7 @@ absl::Status RestoreMmSection(SectionRestoreContext& ctx) {
   mctx.ipc_ns_ref = t.entry.ipc_ns_ref;
   mctx.queue = t.queue.get();
   mctx.buffer = ctx.buffer;
+  mctx.lazy = ctx.lazy;
   mm::MmStats mstats;
   absl::Status st;
   {
@@ -147,6 +196,10 @@ absl::Status RestoreMmSection(SectionRestoreContext& ctx) {
   TraceSpan("restore: mm, writing pages", 0, mstats.write_ns);
   TraceSpan("restore: mm, awaiting populate", 0, mstats.wait_ns);
   if (!st.ok()) return Annotate(st, absl::StrCat("task ", t.pid));
+  if (!mctx.lazy_runs.empty()) {
+    st = StartLazyFill(ctx, mctx);
+    if (!st.ok()) return Annotate(st, absl::StrCat("task ", t.pid, ": lazy restore"));
+  }
   // From here on the task's own vdso carries the injections that need no
   // trampoline; in a task without one, the syscall instruction of the C
   // library's rt_sigreturn gadget (as the dump used).

@@ -117,6 +117,12 @@ struct TaskRestore : task::TreeNode {
   // Its memory as restored, for the children forked from it
   // (inherits_memory).
   mm::RestoredMm mm;
+  // A lazy restore: what fills its private pages once it runs, and the fd
+  // of its own userfaultfd in its table (kept until the fill is done, so
+  // that the restorer's death never leaves it on zero pages: the tasks
+  // are killed first, PTRACE_O_EXITKILL).
+  std::unique_ptr<mm::LazyFill> lazy_fill;
+  int lazy_fd = -1;
 };
 
 // What the sections of one task read and leave for the ones after them
@@ -133,6 +139,11 @@ struct SectionRestoreContext {
   const SectionRestoreContext* parent = nullptr;
   Buffer* buffer = nullptr;
   RestoreStats* stats = nullptr;
+  // A lazy restore of this task: the image's fd (read with pread) and where
+  // the stream begins in it.
+  bool lazy = false;
+  int image_fd = -1;
+  uint64_t image_base = 0;
   // Creates another thread of the task (the threads section); returns its
   // TID as this process sees it.
   std::function<absl::StatusOr<pid_t>(const task::ThreadState& thread, uint32_t tid_ref,

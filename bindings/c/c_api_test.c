@@ -137,8 +137,8 @@ static void nonzero_dump_reserved_is_refused(void) {
 
 static void unknown_restore_flags_are_refused(void) {
   struct ckpt_restore_opts opts = restore_opts();
-  opts.flags = 1u << 5;
-  CHECK_EINVAL(restore_garbage(&opts), "ckpt_restore_opts.flags has unknown bits 0x20");
+  opts.flags = 1u << 6;
+  CHECK_EINVAL(restore_garbage(&opts), "ckpt_restore_opts.flags has unknown bits 0x40");
   opts.flags = CKPT_RESTORE_IPC_NS_NEW | CKPT_RESTORE_IPC_NS_CURRENT;
   CHECK_EINVAL(restore_garbage(&opts), "exclude each other");
 }

@@ -215,7 +215,7 @@ absl::Status CheckName(absl::string_view array, size_t index, absl::string_view 
 constexpr uint32_t kDumpFlags = CKPT_DUMP_LEAVE_RUNNING | CKPT_DUMP_SHELL_JOB | CKPT_DUMP_CONTAINER;
 constexpr uint32_t kRestoreFlags = CKPT_RESTORE_NEW_PIDNS | CKPT_RESTORE_SHELL_JOB |
                                    CKPT_RESTORE_IPC_NS_NEW | CKPT_RESTORE_IPC_NS_CURRENT |
-                                   CKPT_RESTORE_ALLOW_CHANGED_FILES;
+                                   CKPT_RESTORE_ALLOW_CHANGED_FILES | CKPT_RESTORE_LAZY;
 
 // ckpt_dump_opts.cancel is the C spelling of DumpOptions::cancel.
 static_assert(std::is_same_v<sig_atomic_t, int>);
@@ -256,6 +256,7 @@ absl::StatusOr<ckpt::RestoreOptions> ToRestoreOptions(const ckpt_restore_opts& o
   if (o.flags & CKPT_RESTORE_IPC_NS_NEW) options.ipc_ns = ckpt::IpcNamespace::kNew;
   if (o.flags & CKPT_RESTORE_IPC_NS_CURRENT) options.ipc_ns = ckpt::IpcNamespace::kCurrent;
   options.allow_changed_files = o.flags & CKPT_RESTORE_ALLOW_CHANGED_FILES;
+  options.lazy = o.flags & CKPT_RESTORE_LAZY;
   options.inherit_fds.reserve(o.nr_inherit_fds);
   for (size_t i = 0; i < o.nr_inherit_fds; ++i) {
     const ckpt_inherit_fd& in = o.inherit_fds[i];

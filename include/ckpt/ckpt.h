@@ -145,6 +145,12 @@ extern "C" {
  * the file as it is now, which for a mapped file means other code or data
  * than it had. By default such an image is refused. */
 #define CKPT_RESTORE_ALLOW_CHANGED_FILES (1u << 4)
+/* Lazy (post-copy) restore, from an image in a regular file
+ * (RestoreOptions::lazy in ckpt.hpp): the tree runs as soon as everything
+ * but its private anonymous memory is in place, and those pages are filled
+ * on first touch and in the background. The call returns once every page
+ * is in; the caller's thread stays the tracer of the tree until then. */
+#define CKPT_RESTORE_LAZY (1u << 5)
 
 /* Figures about one dump, filled when ckpt_dump_opts.stats is set (also
  * when the dump fails). Only the fields `size` covers are written. */

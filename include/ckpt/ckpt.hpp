@@ -165,6 +165,14 @@ struct RestoreOptions {
   // ELF build-id. The tree then sees the file as it is now, which for a
   // mapped file means code or data other than it had.
   bool allow_changed_files = false;
+  // Lazy (post-copy) restore, from an image in a file: the tree runs as soon
+  // as everything but its private anonymous memory is in place; those pages
+  // are filled on first touch and, meanwhile, in the background. The call
+  // returns once every page is in (see README).
+  bool lazy = false;
+  // Called once the tree runs, with its root's PID (a lazy restore returns
+  // only once every page is in).
+  std::function<void(pid_t root)> on_running;
 };
 
 struct RestoreStats {
@@ -172,6 +180,7 @@ struct RestoreStats {
   uint64_t pages_written = 0;
   uint64_t image_bytes = 0;
   uint64_t total_ns = 0;
+  uint64_t running_ns = 0;  // from the start until the tree ran
 };
 
 class Restorer {

@@ -297,9 +297,18 @@ absl::Status QueueFdRestore(task::SyscallQueue& q, const std::vector<FdEntry>& f
   return absl::OkStatus();
 }
 
-absl::Status QueueCloseObjects(task::SyscallQueue& q, int high_fd_base) {
+absl::Status QueueCloseObjects(task::SyscallQueue& q, int high_fd_base, const std::vector<int>& keep) {
+  uint64_t from = static_cast<uint64_t>(high_fd_base);
+  for (int k : keep) {
+    if (k < high_fd_base || static_cast<uint64_t>(k) < from) continue;
+    if (static_cast<uint64_t>(k) > from) {
+      RETURN_IF_ERROR(q.Reserve(1, 0));
+      q.batch().Add(SYS_close_range, {from, static_cast<uint64_t>(k) - 1, 0});
+    }
+    from = static_cast<uint64_t>(k) + 1;
+  }
   RETURN_IF_ERROR(q.Reserve(1, 0));
-  q.batch().Add(SYS_close_range, {static_cast<uint64_t>(high_fd_base), ~0u, 0});
+  q.batch().Add(SYS_close_range, {from, ~0u, 0});
   return absl::OkStatus();
 }
 

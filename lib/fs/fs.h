@@ -83,8 +83,10 @@ absl::Status QueueFsRestore(task::SyscallQueue& queue, const FsState& fs,
 // task's fds in place from the restorer's objects.
 absl::Status QueueFdRestore(task::SyscallQueue& queue, const std::vector<FdEntry>& fds,
                             const objhash::RestoreTable& objects, int high_fd_base);
-// Closes the restorer's objects (everything from `high_fd_base` up).
-absl::Status QueueCloseObjects(task::SyscallQueue& queue, int high_fd_base);
+// Closes the restorer's objects (everything from `high_fd_base` up) but
+// the fds in `keep` (a lazy restore's userfaultfd, ascending).
+absl::Status QueueCloseObjects(task::SyscallQueue& queue, int high_fd_base,
+                               const std::vector<int>& keep = {});
 
 }  // namespace ckpt::fs
 

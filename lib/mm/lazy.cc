@@ -179,6 +179,23 @@ uint64_t LazyFill::pending_pages() const {
   return pending_pages_;
 }
 
+uint64_t LazyFill::pending_pages_all() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t n = gone_ ? 0 : pending_pages_;
+  for (const auto& c : children_) n += c->pending_pages_all();
+  return n;
+}
+
+absl::Status LazyFill::error() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!error_.ok()) return error_;
+  for (const auto& c : children_) {
+    absl::Status st = c->error();
+    if (!st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
 // Takes [lo, hi) out of the pending runs (splitting those it cuts).
 void LazyFill::DropLocked(uint64_t lo, uint64_t hi) {
   if (lo >= hi) return;

@@ -97,6 +97,10 @@ class LazyFill {
 
   LazyStats stats() const;
   uint64_t pending_pages() const;
+  // Pending here and in the children forked meanwhile.
+  uint64_t pending_pages_all() const;
+  // The first error of this fill or a child's (OK while none).
+  absl::Status error() const;
 
  private:
   LazyFill(UniqueFd uffd, std::map<uint64_t, LazyRun> pending, Options options);

@@ -27,6 +27,7 @@
 #include "lib/image/format.h"
 #include "lib/image/reader.h"
 #include "lib/image/writer.h"
+#include "lib/mm/lazy.h"
 #include "lib/mm/maps.h"
 #include "lib/base/buffer.h"
 #include "lib/mm/pagescan.h"
@@ -154,7 +155,20 @@ struct MmRestoreContext {
   // Set by RestoreMm: where [vdso] now is (the final munmap goes through
   // its syscall instruction); 0 for a task that had unmapped it.
   uint64_t vdso_start = 0;
+  // A lazy restore (the image in a file): the page contents of private
+  // anonymous VMAs that qualify (LazyEligible) are skipped, not read,
+  // and listed here with where they are in the stream, for a LazyFill;
+  // their VMAs are listed whole in `lazy_vmas`.
+  bool lazy = false;
+  std::vector<LazyRun> lazy_runs;
+  std::vector<std::pair<uint64_t, uint64_t>> lazy_vmas;
 };
+
+// Whether a VMA's pages are left to a lazy fill: private anonymous memory
+// (not the stack, not PROT_NONE, not locked, sealed, wiped or dropped on
+// fork) of at least a few pages. The others are filled before the task
+// runs, as in an eager restore.
+bool LazyEligible(const image::ckpt_vma& v);
 
 // Reads MM and its VMAs and page arrays from `reader` (positioned just
 // before the MM record) and rebuilds the task's memory.

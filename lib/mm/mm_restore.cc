@@ -186,9 +186,13 @@ absl::Status FlushStage(MmRestoreContext& ctx, Stage& stage) {
 // Reads one page array (PAGE_RUNS, then PAGE_DATA records) of VMA `v` and
 // writes its pages into the task, or stages them. Returns the pages it
 // held.
-absl::StatusOr<uint64_t> FillPageArray(image::Reader& r, MmRestoreContext& ctx, Stage& stage,
-                                       const image::ckpt_vma& v, uint64_t pages_left,
-                                       uint64_t* last_end, MmStats* stats) {
+// Reads one page array's PAGE_RUNS record and checks its runs against the
+// VMA, what came before and the pages the VMA has left; `total` is set to
+// their pages.
+absl::StatusOr<std::vector<image::ckpt_page_run>> ReadArrayRuns(image::Reader& r,
+                                                               const image::ckpt_vma& v,
+                                                               uint64_t pages_left,
+                                                               uint64_t* last_end, uint64_t* total_out) {
   ASSIGN_OR_RETURN(std::vector<image::ckpt_page_run> runs,
                    ReadPageRuns(r, absl::StrCat("the VMA at 0x", absl::Hex(v.start))));
   uint64_t total = 0;
@@ -206,6 +210,71 @@ absl::StatusOr<uint64_t> FillPageArray(image::Reader& r, MmRestoreContext& ctx, 
   if (total > pages_left) {
     return r.FieldError("runs", total, " pages exceed the ", pages_left, " the VMA has left");
   }
+  *total_out = total;
+  return runs;
+}
+
+// The next PAGE_DATA record of a page array, checked against the bytes
+// its runs have left.
+absl::StatusOr<image::Record> NextPageData(image::Reader& r, const image::ckpt_vma& v,
+                                           uint64_t bytes_left) {
+  ASSIGN_OR_RETURN(image::Record data, r.Next());
+  if (data.type != image::CKPT_HDR_PAGE_DATA) {
+    return absl::InvalidArgumentError(absl::StrCat(image::Reader::Where(data),
+                                                   ": expected PAGE_DATA, ", bytes_left,
+                                                   " bytes of page contents are missing"));
+  }
+  if (data.len == 0 || data.len % kPage || data.len > bytes_left) {
+    return absl::InvalidArgumentError(absl::StrCat(image::Reader::Where(data), ": length ",
+                                                   data.len, " does not fit the ", bytes_left,
+                                                   " bytes left in the runs of the VMA at ",
+                                                   absl::Hex(v.start)));
+  }
+  return data;
+}
+
+// A page array of a VMA left to the lazy fill: its contents are skipped,
+// and where they are in the stream is noted, run by run.
+absl::StatusOr<uint64_t> SkipPageArray(image::Reader& r, MmRestoreContext& ctx,
+                                       const image::ckpt_vma& v, uint64_t pages_left,
+                                       uint64_t* last_end) {
+  uint64_t total = 0;
+  ASSIGN_OR_RETURN(std::vector<image::ckpt_page_run> runs,
+                   ReadArrayRuns(r, v, pages_left, last_end, &total));
+  size_t ri = 0;
+  uint64_t roff = 0;  // pages of runs[ri] already placed
+  uint64_t bytes_left = total * kPage;
+  while (bytes_left > 0) {
+    ASSIGN_OR_RETURN(image::Record data, NextPageData(r, v, bytes_left));
+    uint64_t at = r.offset();  // the payload's first byte in the stream
+    uint64_t need = data.len / kPage;
+    while (need > 0) {
+      const uint64_t take = std::min(runs[ri].nr_pages - roff, need);
+      ctx.lazy_runs.push_back({runs[ri].addr + roff * kPage, take, at});
+      at += take * kPage;
+      roff += take;
+      need -= take;
+      if (roff == runs[ri].nr_pages) {
+        ++ri;
+        roff = 0;
+      }
+    }
+    ASSIGN_OR_RETURN(bool skipped, r.SkipUnread(data.len));
+    if (!skipped) {
+      return absl::FailedPreconditionError(
+          "a lazy restore needs an image it can seek in (a file), not a pipe or a socket");
+    }
+    bytes_left -= data.len;
+  }
+  return total;
+}
+
+absl::StatusOr<uint64_t> FillPageArray(image::Reader& r, MmRestoreContext& ctx, Stage& stage,
+                                       const image::ckpt_vma& v, uint64_t pages_left,
+                                       uint64_t* last_end, MmStats* stats) {
+  uint64_t total = 0;
+  ASSIGN_OR_RETURN(std::vector<image::ckpt_page_run> runs,
+                   ReadArrayRuns(r, v, pages_left, last_end, &total));
   if (stage.used + total * kPage <= stage.capacity) {
     // Staged: populate with the mappings' batch, write with the stage.
     RETURN_IF_ERROR(ctx.queue->Reserve(runs.size(), 0));
@@ -257,17 +326,7 @@ absl::StatusOr<uint64_t> FillPageArray(image::Reader& r, MmRestoreContext& ctx, 
   uint64_t bytes_left = total * kPage;
   std::vector<struct iovec> remote;
   while (bytes_left > 0) {
-    ASSIGN_OR_RETURN(image::Record data, r.Next());
-    if (data.type != image::CKPT_HDR_PAGE_DATA) {
-      return absl::InvalidArgumentError(absl::StrCat(image::Reader::Where(data),
-                                                     ": expected PAGE_DATA, ", bytes_left,
-                                                     " bytes of page contents are missing"));
-    }
-    if (data.len == 0 || data.len % kPage || data.len > bytes_left) {
-      return absl::InvalidArgumentError(absl::StrCat(image::Reader::Where(data), ": length ",
-                                                     data.len, " does not fit the ",
-                                                     bytes_left, " bytes left in its runs"));
-    }
+    ASSIGN_OR_RETURN(image::Record data, NextPageData(r, v, bytes_left));
     ASSIGN_OR_RETURN(uint8_t * buf, ctx.buffer->Get(data.len));
     int64_t t0 = MonotonicNs();
     RETURN_IF_ERROR(r.ReadPayload(buf, data.len));
@@ -397,6 +456,16 @@ absl::StatusOr<std::vector<image::ckpt_page_run>> ReadInherited(
 }
 
 }  // namespace
+
+bool LazyEligible(const image::ckpt_vma& v) {
+  constexpr uint64_t kMinPages = 16;
+  constexpr uint64_t kEager = image::kAdvLocked | image::kAdvLockOnFault | image::kAdvSealed |
+                              image::kAdvWipeOnFork | image::kAdvDontFork;
+  return (v.kind == image::kVmaAnon || v.kind == image::kVmaHeap) &&
+         (v.flags & 0x0f) == MAP_PRIVATE && (v.flags & MAP_ANONYMOUS) &&
+         !(v.flags & MAP_GROWSDOWN) && v.prot != PROT_NONE && !(v.advice & kEager) &&
+         v.nr_pages >= kMinPages;
+}
 
 absl::StatusOr<RestorerLayout> ReadRestorerLayout() {
   ASSIGN_OR_RETURN(std::string text, ReadFile("/proc/self/maps"));
@@ -547,7 +616,8 @@ absl::Status RestoreMm(image::Reader& r, MmRestoreContext& ctx, MmStats* stats) 
       RETURN_IF_ERROR(AttachShm(r, ctx, v, attachments));
       continue;
     }
-    const bool fill = v.nr_pages > 0;
+    const bool lazy = ctx.lazy && !keep && LazyEligible(v);
+    const bool fill = v.nr_pages > 0 && !lazy;
     vma_pages += v.nr_pages;
     const uint32_t prot = fill ? (v.prot | PROT_READ | PROT_WRITE) : v.prot;
     if (keep) {
@@ -584,9 +654,11 @@ absl::Status RestoreMm(image::Reader& r, MmRestoreContext& ctx, MmStats* stats) 
     }
     uint64_t pages_left = v.nr_pages;
     uint64_t last_end = v.start;
+    if (lazy) ctx.lazy_vmas.push_back({v.start, v.end});
     while (pages_left > 0) {
       ASSIGN_OR_RETURN(uint64_t filled,
-                       FillPageArray(r, ctx, stage, v, pages_left, &last_end, stats));
+                       lazy ? SkipPageArray(r, ctx, v, pages_left, &last_end)
+                            : FillPageArray(r, ctx, stage, v, pages_left, &last_end, stats));
       pages_left -= filled;
     }
     if (prot != v.prot) stage.after.push_back({SYS_mprotect, v.start, len, v.prot});

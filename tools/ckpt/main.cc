@@ -5,7 +5,7 @@
 //                                          [--external NAME]...
 //   ckpt restore --image PATH|-            [--detach] [--pidfile PATH] [--new-pidns] [--shell-job]
 //                                          [--ipc-ns new|current] [--inherit-fd FD:NAME]...
-//                                          [--allow-changed-files]
+//                                          [--allow-changed-files] [--lazy]
 //   ckpt show    --image PATH|-            [--json]
 //   ckpt check   [--pid PID [--shell-job] [--container] [--external NAME]...]
 
@@ -39,7 +39,7 @@ constexpr char kUsage[] =
     "                                         [--external NAME]...\n"
     "  ckpt restore --image PATH|-            [--detach] [--pidfile PATH] [--new-pidns] [--shell-job]\n"
     "                                         [--ipc-ns new|current] [--inherit-fd FD:NAME]...\n"
-    "                                         [--allow-changed-files]\n"
+    "                                         [--allow-changed-files] [--lazy]\n"
     "  ckpt show    --image PATH|-            [--json]\n"
     "  ckpt check   [--pid PID [--shell-job] [--container] [--external NAME]...]\n";
 
@@ -123,7 +123,7 @@ int Dump(const std::vector<std::string>& args) {
 int Restore(const std::vector<std::string>& args) {
   absl::StatusOr<Flags> flags =
       ParseFlags(args, {{"image", "pidfile", "ipc-ns", "inherit-fd"},
-                        {"detach", "new-pidns", "shell-job", "allow-changed-files"},
+                        {"detach", "new-pidns", "shell-job", "allow-changed-files", "lazy"},
                         {"image"},
                         {"inherit-fd"}});
   if (!flags.ok()) return Usage("restore", flags.status());
@@ -157,26 +157,36 @@ int Restore(const std::vector<std::string>& args) {
   if (!in.ok()) return Fail("restore", in.status());
   options.shell_job = flags->Has("shell-job");
   options.new_pidns = flags->Has("new-pidns");
-  Restorer restorer(options);
-  absl::StatusOr<pid_t> root = restorer.Restore(in->get());
-  if (!root.ok()) return Fail("restore", root.status());
-  if (flags->values.count("pidfile")) {
-    // Written under a temporary name and renamed: whoever waits for the
-    // pidfile never reads it half-written.
+  options.lazy = flags->Has("lazy");
+  // Written under a temporary name and renamed: whoever waits for the
+  // pidfile never reads it half-written. A lazy restore writes it as soon
+  // as the tree runs.
+  absl::Status pidfile_st;
+  bool pidfile_written = false;
+  auto write_pidfile = [&](pid_t root) {
+    if (!flags->values.count("pidfile") || pidfile_written) return;
+    pidfile_written = true;
     const std::string& path = flags->Get("pidfile");
     const std::string tmp = absl::StrCat(path, ".tmp.", getpid());
-    std::string text = absl::StrCat(*root, "\n");
+    std::string text = absl::StrCat(root, "\n");
     absl::StatusOr<UniqueFd> pidfile = OpenFile(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     absl::Status st = pidfile.ok() ? WriteAll(pidfile->get(), text.data(), text.size())
                                    : pidfile.status();
     if (st.ok() && rename(tmp.c_str(), path.c_str()) != 0) {
       st = ErrnoError(errno, "rename ", tmp, " to ", path);
     }
-    if (!st.ok()) {
-      unlink(tmp.c_str());
-      return Fail("restore", st);
-    }
+    if (!st.ok()) unlink(tmp.c_str());
+    pidfile_st = st;
+  };
+  if (options.lazy) options.on_running = write_pidfile;
+  Restorer restorer(options);
+  absl::StatusOr<pid_t> root = restorer.Restore(in->get());
+  if (!root.ok()) {
+    if (pidfile_written) unlink(flags->Get("pidfile").c_str());
+    return Fail("restore", root.status());
   }
+  write_pidfile(*root);
+  if (!pidfile_st.ok()) return Fail("restore", pidfile_st);
   if (flags->Has("detach")) return 0;
   // Wait for the restored root and exit as it did.
   int status = 0;

@@ -1,0 +1,123 @@
+// Lazy (post-copy) restore (issue 18): the tree runs before its private
+// memory is in, and the pages come from the image as they are touched.
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "lib/base/clock.h"
+#include "tests/e2e/expect.h"
+#include "tests/e2e/harness.h"
+
+namespace ckpt::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+// The subject starts its checks (random touches from two threads, writes,
+// a dropped range, a moved range, a fork) the moment the tree runs, while
+// most of its 256 MiB are still in the image; every page must be right.
+TEST(LazyRestoreTest, TheTreeRunsBeforeItsPagesAreInAndSeesEveryPageRight) {
+  absl::StatusOr<Subject> s = StartSubject("lazymem", {"256"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  const std::string image = TempPath("lazymem.img");
+  ASSERT_OK(DumpToFile(s->pid, image));
+  KillAndReap(s->pid);
+  RestoreOptions options;
+  options.lazy = true;
+  std::atomic<bool> signalled{false};
+  int64_t ran_at = 0;
+  options.on_running = [&](pid_t root) {
+    ran_at = MonotonicNs();
+    signalled = kill(root, SIGUSR1) == 0;
+  };
+  RestoreStats stats;
+  const int64_t t0 = MonotonicNs();
+  absl::StatusOr<pid_t> pid = RestoreFromFile(image, options, &stats);
+  const int64_t t1 = MonotonicNs();
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  ASSERT_EQ(*pid, s->pid);
+  ASSERT_TRUE(signalled);
+  std::printf("the tree ran after %.1f ms, every page in after %.1f ms\n", (ran_at - t0) / 1e6,
+              (t1 - t0) / 1e6);
+  // It ran before the fill ended (256 MiB take far longer than the rest).
+  EXPECT_LT(stats.running_ns, stats.total_ns);
+  absl::StatusOr<int> code = WaitExit(s->pid);
+  ASSERT_TRUE(code.ok()) << code.status();
+  std::string out = ReadOutput(*s);
+  EXPECT_EQ(*code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("PASS")) << out;
+}
+
+// The restorer is killed while the tree runs on half-filled memory: the
+// tree dies with it (SIGKILL), it is not left on zero pages nor hanging
+// on a fault.
+TEST(LazyRestoreTest, ARestorerKilledMidFillTakesTheTreeWithIt) {
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  absl::StatusOr<Subject> s = StartSubject("lazymem", {"512"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  const std::string image = TempPath("lazymem-killed.img");
+  ASSERT_OK(DumpToFile(s->pid, image));
+  KillAndReap(s->pid);
+  int ran[2];
+  ASSERT_EQ(pipe(ran), 0);
+  pid_t restorer = fork();
+  ASSERT_GE(restorer, 0);
+  if (restorer == 0) {
+    close(ran[0]);
+    RestoreOptions options;
+    options.lazy = true;
+    options.on_running = [&](pid_t root) {
+      kill(root, SIGUSR1);  // it touches its pages from now on
+      (void)!write(ran[1], &root, sizeof(root));
+    };
+    absl::StatusOr<pid_t> pid = RestoreFromFile(image, options);
+    _exit(pid.ok() ? 0 : 3);
+  }
+  close(ran[1]);
+  pid_t root = 0;
+  ASSERT_EQ(read(ran[0], &root, sizeof(root)), static_cast<ssize_t>(sizeof(root)));
+  close(ran[0]);
+  ASSERT_EQ(root, s->pid);
+  usleep(20000);
+  ASSERT_EQ(kill(restorer, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(restorer, &status, 0), restorer);
+  // The tree, orphaned to this subreaper, was killed, not let run on.
+  const int64_t deadline = MonotonicNs() + 10 * 1000000000LL;
+  pid_t got = 0;
+  while ((got = waitpid(root, &status, WNOHANG)) == 0 && MonotonicNs() < deadline) usleep(1000);
+  ASSERT_EQ(got, root) << "the restored tree outlived its restorer";
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+      << "status " << status << ": " << ReadOutput(*s);
+  EXPECT_THAT(ReadOutput(*s), ::testing::Not(HasSubstr("PASS")));
+  prctl(PR_SET_CHILD_SUBREAPER, 0);
+}
+
+// From a pipe each task's pages come before the rest of its state: a lazy
+// restore from one is refused before anything is made.
+TEST(LazyRestoreTest, AnImageOnAPipeIsRefused) {
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  close(p[1]);
+  RestoreOptions options;
+  options.lazy = true;
+  Restorer restorer(options);
+  absl::StatusOr<pid_t> pid = restorer.Restore(p[0]);
+  close(p[0]);
+  ASSERT_FALSE(pid.ok());
+  EXPECT_THAT(pid.status().message(), HasSubstr("--lazy needs the image in a file")) << pid.status();
+}
+
+}  // namespace
+}  // namespace ckpt::testing
