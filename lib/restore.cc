@@ -21,6 +21,7 @@
 #include <any>
 #include <atomic>
 #include <thread>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -919,7 +920,8 @@ absl::Status RestoreRun::SuperviseLazy(std::set<pid_t> traced) {
       if (!st.ok()) return fail(Annotate(st, absl::StrCat("task ", t->pid, ": lazy fill")));
       pending += t->lazy_fill->pending_pages_all();
     }
-    if (verify_done_ && !verify_status_.ok()) {
+    const bool verified = verify_done_;  // read once: the status below is then final
+    if (verified && !verify_status_.ok()) {
       return fail(Annotate(verify_status_, "the lazily restored tree was killed: its image"));
     }
     if (pending == 0) {
@@ -928,7 +930,7 @@ absl::Status RestoreRun::SuperviseLazy(std::set<pid_t> traced) {
         traced.erase(h);
       }
       held.clear();
-      if (verify_done_) break;
+      if (verified) break;
     }
     bool any = false;
     for (auto it = traced.begin(); it != traced.end();) {
@@ -1056,6 +1058,15 @@ absl::Status RestoreRun::EndLazy(std::set<pid_t>& traced) {
 
 absl::StatusOr<pid_t> RestoreRun::Run(int in_fd) {
   if (options_.lazy) {
+    // Known to be unsafe yet (see README): a page dropped or moved while a
+    // copy is on its way, VMAs split after registration, and tracees made
+    // while the restore lets the tree go can still go wrong or hang.
+    const char* on = getenv("CKPT_EXPERIMENTAL_LAZY");
+    if (on == nullptr || std::string(on) != "1") {
+      return absl::UnimplementedError(
+          "lazy restore is experimental and off by default: it has known faults (README, "
+          "'What is not supported yet'); set CKPT_EXPERIMENTAL_LAZY=1 to try it");
+    }
     struct stat st;
     if (fstat(in_fd, &st) != 0 || !S_ISREG(st.st_mode)) {
       return absl::InvalidArgumentError(

@@ -277,8 +277,10 @@ absl::StatusOr<uint64_t> LazyFill::CopyLocked(uint64_t addr, uint64_t pages, con
 }
 
 absl::Status LazyFill::HandleEvent(const void* raw) {
+  // mu_ is held from the read of the event on: once read, the kernel lets
+  // copies go again, and one between the read and this would act on the
+  // mappings as they were before the event (a dropped page filled again).
   const auto* msg = static_cast<const uffd_msg*>(raw);
-  std::lock_guard<std::mutex> lock(mu_);
   ++stats_.events;
   switch (msg->event) {
     case UFFD_EVENT_FORK: {
@@ -342,10 +344,11 @@ void LazyFill::FaultLoop() {
     if (fds[1].revents) return;
     std::vector<uffd_msg> batch;
     batch.swap(retry);
+    std::unique_lock<std::mutex> events_lock(mu_);
     if (fds[0].revents & POLLIN) {
       ssize_t got = read(uffd_.get(), msgs, sizeof(msgs));
       if (got < 0 && errno != EAGAIN && errno != EINTR) {
-        Fail(ErrnoError(errno, "reading the userfaultfd"));
+        if (error_.ok()) error_ = ErrnoError(errno, "reading the userfaultfd");
         return;
       }
       for (ssize_t i = 0; got > 0 && i < got / static_cast<ssize_t>(sizeof(uffd_msg)); ++i) {
@@ -358,10 +361,11 @@ void LazyFill::FaultLoop() {
       if (m.event == UFFD_EVENT_PAGEFAULT) continue;
       absl::Status st = HandleEvent(&m);
       if (!st.ok()) {
-        Fail(st);
+        if (error_.ok()) error_ = st;
         return;
       }
     }
+    events_lock.unlock();
     for (const uffd_msg& m : batch) {
       if (m.event != UFFD_EVENT_PAGEFAULT) continue;
       const int64_t t0 = MonotonicNs();

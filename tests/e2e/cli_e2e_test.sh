@@ -60,8 +60,12 @@ cat "$tmp/two.img" | "$ckpt" restore --image - --allow-changed-files 2>"$tmp/err
 [ "$(wc -l <"$tmp/err")" = 1 ] && grep -q "PID $pid is taken" "$tmp/err" ||
   fail "restore over a live PID: $(cat "$tmp/err")"
 kill -KILL "$pid"; wait "$pid" 2>/dev/null
-# A lazy restore needs the image in a file: from a pipe, refused in one line.
-cat "$tmp/two.img" | "$ckpt" restore --image - --lazy --allow-changed-files 2>"$tmp/err"; rc=$?
+# Lazy restore is off unless asked for; and it needs the image in a file:
+# from a pipe, refused in one line.
+"$ckpt" restore --image "$tmp/two.img" --lazy --allow-changed-files 2>"$tmp/err"; rc=$?
+[ "$rc" = 1 ] && grep -q "lazy restore is experimental" "$tmp/err" ||
+  fail "lazy restore without CKPT_EXPERIMENTAL_LAZY: $rc $(cat "$tmp/err")"
+cat "$tmp/two.img" | CKPT_EXPERIMENTAL_LAZY=1 "$ckpt" restore --image - --lazy --allow-changed-files 2>"$tmp/err"; rc=$?
 [ "$rc" = 1 ] && [ "$(wc -l <"$tmp/err")" = 1 ] && grep -q -- "--lazy needs the image in a file" "$tmp/err" ||
   fail "lazy restore from a pipe: $rc $(cat "$tmp/err")"
 cat "$tmp/two.img" | "$ckpt" restore --image - --detach --pidfile "$tmp/two.pid" --allow-changed-files ||

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -21,6 +22,9 @@ namespace ckpt::testing {
 namespace {
 
 using ::testing::HasSubstr;
+
+// Lazy restore is off by default while it has known faults.
+const bool kEnabled = setenv("CKPT_EXPERIMENTAL_LAZY", "1", 1) == 0;
 
 // The subject starts its checks (random touches from two threads, writes,
 // a dropped range, a moved range, a fork) the moment the tree runs, while
