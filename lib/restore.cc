@@ -31,10 +31,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "ckpt/ckpt.hpp"
 #include "lib/base/clock.h"
 #include "lib/base/buffer.h"
@@ -75,6 +72,7 @@ bool InSyscall(const user_regs_struct& regs) {
 constexpr unsigned long kExitKill = 0x100000;   // PTRACE_O_EXITKILL
 constexpr unsigned long kTraceClone = 0x8;      // PTRACE_O_TRACECLONE
 constexpr unsigned long kTraceFork = 0x2;       // PTRACE_O_TRACEFORK
+constexpr unsigned long kTraceVfork = 0x4;      // PTRACE_O_TRACEVFORK
 constexpr int kZombieWaitMs = 10000;
 
 class RestoreRun {
@@ -880,27 +878,8 @@ bool RestoreRun::LazyFor(const TaskRestore& t) const {
 
 namespace {
 
-constexpr unsigned long kLazyOptions = task::kSeizeOptions | kExitKill | kTraceFork |
-                                       0x4 /* TRACEVFORK */ | kTraceClone;
-
-bool IsStopSignal(int sig) { return sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU; }
-
-// Whether `tid` is blocked in an epoll wait with a finite timeout, which a
-// PTRACE_INTERRUPT would end with EINTR (an infinite one is restarted).
-bool InTimedEpollWait(pid_t tid) {
-  absl::StatusOr<std::string> text = ReadFile(absl::StrCat("/proc/", tid, "/syscall"));
-  if (!text.ok()) return false;
-  std::vector<absl::string_view> w = absl::StrSplit(*text, ' ', absl::SkipEmpty());
-  long nr = -1;
-  if (w.size() < 7 || !absl::SimpleAtoi(w[0], &nr)) return false;
-  if (nr != SYS_epoll_wait && nr != SYS_epoll_pwait && nr != SYS_epoll_pwait2) return false;
-  absl::string_view a = w[4];  // the fourth argument: the timeout
-  uint64_t timeout = 0;
-  if (!absl::ConsumePrefix(&a, "0x") || !absl::SimpleHexAtoi(a, &timeout)) return false;
-  if (nr == SYS_epoll_pwait2) return timeout != 0;  // a pointer: NULL waits forever
-  return static_cast<int32_t>(timeout) > 0;
-}
-
+constexpr unsigned long kLazyOptions =
+    task::kSeizeOptions | kExitKill | kTraceFork | kTraceVfork | kTraceClone;
 }  // namespace
 
 absl::Status RestoreRun::SuperviseLazy(std::set<pid_t> traced) {
@@ -970,7 +949,7 @@ absl::Status RestoreRun::SuperviseLazy(std::set<pid_t> traced) {
             continue;
           }
           task::Cont(tid, 0).IgnoreError();
-        } else if (IsStopSignal(sig)) {
+        } else if (task::IsStopSignal(sig)) {
           ptrace(PTRACE_LISTEN, tid, 0, 0);  // a group stop: it stays stopped
         } else {
           task::Cont(tid, 0).IgnoreError();
@@ -1009,7 +988,7 @@ absl::Status RestoreRun::EndLazy(std::set<pid_t>& traced) {
     bool closed = false;
     for (pid_t tid : mine) {
       for (const int64_t deadline = MonotonicNs() + 1000 * 1000000LL;
-           InTimedEpollWait(tid) && MonotonicNs() < deadline;) {
+           task::InTimedEpollWait(t->pid, tid) && MonotonicNs() < deadline;) {
         usleep(200);
       }
       if (!task::Interrupt(tid).ok()) continue;
@@ -1144,10 +1123,11 @@ absl::StatusOr<pid_t> RestoreRun::RunStream(image::Reader& r) {
     }
   }
   released_ = true;
-  stats_->running_ns = static_cast<uint64_t>(MonotonicNs()) - start;
   WaitStopped();
   WaitAsleep();
-  TraceSpan("restore: until the tree runs", start_ns_, MonotonicNs());
+  const int64_t running = MonotonicNs();
+  stats_->running_ns = static_cast<uint64_t>(running) - start;
+  TraceSpan("restore: until the tree runs", start_ns_, running);
   if (options_.on_running) options_.on_running(tasks_.front()->pid);
   if (!traced.empty()) {
     Phase p("restore: lazy fill");

@@ -3,14 +3,12 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
-#include <unistd.h>
-
-#include <cerrno>
 
 #include "absl/strings/str_cat.h"
 #include "lib/base/status.h"
 #include "lib/base/trace.h"
 #include "lib/fs/locks.h"
+#include "lib/fs/sockopt.h"
 #include "lib/objhash/identity.h"
 #include "lib/task/recovery.h"
 #include "lib/task/sched.h"
@@ -149,22 +147,13 @@ absl::Status StartLazyFill(SectionRestoreContext& ctx, mm::MmRestoreContext& mct
   move.Add(SYS_close, {fd});
   RETURN_IF_ERROR(t.injector->Run(move));
   t.lazy_fd = static_cast<int>(move.ret(moved));
-  UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, t.pid, 0)));
-  if (pidfd.get() < 0) return ErrnoError(errno, "pidfd_open");
-  UniqueFd uffd(static_cast<int>(syscall(SYS_pidfd_getfd, pidfd.get(), t.lazy_fd, 0)));
-  if (uffd.get() < 0) return ErrnoError(errno, "pidfd_getfd of its userfaultfd");
+  ASSIGN_OR_RETURN(UniqueFd uffd, fs::CopyOfFd(t.pid, t.lazy_fd));
   for (mm::LazyRun& run : mctx.lazy_runs) run.offset += ctx.image_base;
   mm::LazyFill::Options options;
   const int image = ctx.image_fd;
   options.read = [image](uint64_t off, void* buf, size_t len) -> absl::Status {
-    size_t done = 0;
-    while (done < len) {
-      ssize_t n = pread(image, static_cast<char*>(buf) + done, len - done, static_cast<off_t>(off + done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return ErrnoError(errno, "reading page contents from the image");
-      if (n == 0) return absl::DataLossError("the image ends inside page contents");
-      done += static_cast<size_t>(n);
-    }
+    ASSIGN_OR_RETURN(size_t got, PreadFull(image, buf, len, off));
+    if (got != len) return absl::DataLossError("the image ends inside page contents");
     return absl::OkStatus();
   };
   ASSIGN_OR_RETURN(t.lazy_fill, mm::LazyFill::Start(std::move(uffd), std::move(mctx.lazy_vmas),

@@ -150,6 +150,10 @@ void LazyFill::Abort() {
 
 void LazyFill::Fail(absl::Status st) {
   std::lock_guard<std::mutex> lock(mu_);
+  FailLocked(std::move(st));
+}
+
+void LazyFill::FailLocked(absl::Status st) {
   if (error_.ok()) error_ = std::move(st);
 }
 
@@ -348,7 +352,7 @@ void LazyFill::FaultLoop() {
     if (fds[0].revents & POLLIN) {
       ssize_t got = read(uffd_.get(), msgs, sizeof(msgs));
       if (got < 0 && errno != EAGAIN && errno != EINTR) {
-        if (error_.ok()) error_ = ErrnoError(errno, "reading the userfaultfd");
+        FailLocked(ErrnoError(errno, "reading the userfaultfd"));
         return;
       }
       for (ssize_t i = 0; got > 0 && i < got / static_cast<ssize_t>(sizeof(uffd_msg)); ++i) {
@@ -361,7 +365,7 @@ void LazyFill::FaultLoop() {
       if (m.event == UFFD_EVENT_PAGEFAULT) continue;
       absl::Status st = HandleEvent(&m);
       if (!st.ok()) {
-        if (error_.ok()) error_ = st;
+        FailLocked(st);
         return;
       }
     }

@@ -115,6 +115,7 @@ class LazyFill {
   absl::Status HandleEvent(const void* msg);
   void DropLocked(uint64_t lo, uint64_t hi);
   void Fail(absl::Status st);
+  void FailLocked(absl::Status st);  // mu_ held
   bool Finished() const;
 
   UniqueFd uffd_;

@@ -282,13 +282,7 @@ absl::StatusOr<uint64_t> FillPageArray(image::Reader& r, MmRestoreContext& ctx, 
     uint64_t bytes_left = total * kPage;
     uint8_t* dst = stage.buffer.data() + stage.used;
     while (bytes_left > 0) {
-      ASSIGN_OR_RETURN(image::Record data, r.Next());
-      if (data.type != image::CKPT_HDR_PAGE_DATA || data.len == 0 || data.len % kPage ||
-          data.len > bytes_left) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            image::Reader::Where(data), ": expected PAGE_DATA for the ", bytes_left,
-            " bytes left in the runs of the VMA at ", absl::Hex(v.start)));
-      }
+      ASSIGN_OR_RETURN(image::Record data, NextPageData(r, v, bytes_left));
       RETURN_IF_ERROR(r.ReadPayload(dst, data.len));
       dst += data.len;
       bytes_left -= data.len;

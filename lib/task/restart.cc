@@ -187,6 +187,11 @@ bool NeedsSleepProbe(pid_t pid, pid_t tid) {
   return ReadBlockedSyscall(pid, tid, &s) && NeedsTimer(s);
 }
 
+bool InTimedEpollWait(pid_t pid, pid_t tid) {
+  BlockedSyscall s;
+  return ReadBlockedSyscall(pid, tid, &s) && IsEpollWait(s.nr) && NeedsTimer(s);
+}
+
 SleepProbe TakeSleepProbe() {
   SleepProbe probe;
   probe.taken_ns = MonotonicNs();

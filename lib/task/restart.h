@@ -59,6 +59,9 @@ struct SleepProbe {
 // Whether the seized, still running thread is blocked in a timed sleep
 // whose time left only its timer can tell.
 bool NeedsSleepProbe(pid_t pid, pid_t tid);
+// Whether thread `tid` is blocked in an epoll wait with a finite timeout,
+// which a PTRACE_INTERRUPT ends with EINTR (one without is restarted).
+bool InTimedEpollWait(pid_t pid, pid_t tid);
 // The sleep timers now, just before PTRACE_INTERRUPT of that thread;
 // every other thread interrupted before must have stopped already (their
 // timers go away too). Never fails: unreadable timers leave it unarmed.
