@@ -939,6 +939,14 @@ absl::Status Dumper::ThawTask(TaskDump& t, bool kill) {
       for (int sig : th.injector->held_signals()) held.push_back(sig);
     }
   }
+  // A thread let go from a group stop goes back into it by itself, but
+  // only once it next runs: wait for that, so that the tree is stopped as
+  // it was when the dump returns (its parent may look at once). A
+  // SIGCONT from elsewhere meanwhile ends the wait at the deadline.
+  const int64_t deadline = MonotonicNs() + 1'000'000'000;
+  for (auto& [tid, th] : t.threads) {
+    if (th.job_stopped) task::WaitForState(tid, 'T', deadline).IgnoreError();
+  }
   for (int sig : held) syscall(SYS_tgkill, t.pid, t.pid, sig);
   t.threads.clear();
   return result;
