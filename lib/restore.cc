@@ -24,6 +24,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <deque>
 #include <map>
 #include <set>
 #include <string>
@@ -122,8 +123,12 @@ class RestoreRun {
   // them), passes on their signals and stops, holds processes they fork
   // until every page is in, and waits for the fills and the image's
   // checksum; then lets the tasks go. An error kills the tree.
-  absl::Status SuperviseLazy(std::set<pid_t> traced);
-  absl::Status EndLazy(std::set<pid_t>& traced);
+  struct LazyTracees;
+  absl::Status SuperviseLazy(LazyTracees& l);
+  absl::Status EndLazy(LazyTracees& l);
+  bool LazyStop(LazyTracees& l, pid_t tid, int status, bool interrupted);
+  // Kills the tree and whatever it made while traced, and reaps them.
+  void KillLazy(LazyTracees& l);
   // The number of pid object `ref` in the pid namespace of task `t`.
   pid_t PidIn(uint32_t ref, const TaskRestore& t) const { return tree_.PidIn(ref, t); }
 
@@ -149,6 +154,7 @@ class RestoreRun {
   task::SpawnedTree spawned_;  // what CreateTasks made, with a pidfd each
   bool released_ = false;
   std::vector<pid_t> in_syscall_;  // threads let go back into an interrupted syscall
+  std::set<pid_t> seccomp_suspended_;  // threads whose injected calls pass by their filters
   bool subreaper_set_ = false;
   int old_subreaper_ = 0;
   // A lazy restore: the image file and where the stream starts in it; the
@@ -479,6 +485,7 @@ absl::StatusOr<pid_t> RestoreRun::AddThread(TaskRestore& t, const task::ThreadSt
   // calls injected after them do not meet them.
   if (thread.seccomp.mode != 0) {
     RETURN_IF_ERROR(SuspendSeccomp(tid));
+    seccomp_suspended_.insert(tid);
     RETURN_IF_ERROR(task::QueueSeccompFilters(tq, thread.seccomp));
   }
   task::TaskCore own = core;  // the process's credentials, or the thread's own
@@ -757,6 +764,7 @@ absl::Status RestoreRun::FinishTask(TaskRestore& t) {
   // Seccomp filters before the credentials (see AddThread).
   if (leader.seccomp.mode != 0) {
     RETURN_IF_ERROR(SuspendSeccomp(t.pid));
+    seccomp_suspended_.insert(t.pid);
     RETURN_IF_ERROR(task::QueueSeccompFilters(q, leader.seccomp));
   }
   RETURN_IF_ERROR(task::QueueCredsRestore(q, core));
@@ -880,15 +888,112 @@ namespace {
 
 constexpr unsigned long kLazyOptions =
     task::kSeizeOptions | kExitKill | kTraceFork | kTraceVfork | kTraceClone;
+
+enum class Report { kNone, kStop, kGone };
+
+// The next report of traced thread `tid` (blocking or not). A stop is
+// taken (its status in *status). An exit is taken too, unless `tid` is in
+// `own`: a process whose real parent is this one, whose exit status is
+// left to be reaped by whoever waits for it (the caller of the restore),
+// not taken here.
+Report NextReport(pid_t tid, bool block, const std::set<pid_t>& own, int* status) {
+  siginfo_t info{};
+  const int options = WEXITED | WSTOPPED | __WALL | WNOWAIT | (block ? 0 : WNOHANG);
+  for (;;) {
+    if (waitid(P_PID, static_cast<id_t>(tid), &info, options) == 0) break;
+    if (errno == EINTR) continue;
+    return Report::kGone;  // ECHILD: not traced any more
+  }
+  if (info.si_pid == 0) return Report::kNone;
+  if (info.si_code == CLD_EXITED || info.si_code == CLD_KILLED || info.si_code == CLD_DUMPED) {
+    int ignored;
+    if (!own.count(tid)) waitpid(tid, &ignored, WNOHANG | __WALL);
+    return Report::kGone;
+  }
+  return waitpid(tid, status, WNOHANG | __WALL) == tid ? Report::kStop : Report::kNone;
+}
+
+// Whether `a` and `b` have the same memory (a thread, or a vfork child).
+bool SameVm(pid_t a, pid_t b) { return syscall(SYS_kcmp, a, b, 1 /* KCMP_VM */, 0, 0) == 0; }
+
 }  // namespace
 
-absl::Status RestoreRun::SuperviseLazy(std::set<pid_t> traced) {
-  std::set<pid_t> newborn;  // auto-attached, their first stop not seen yet
-  std::map<pid_t, pid_t> parent_of;  // newborn -> the tracee that made it
-  std::set<pid_t> held;     // forked processes stopped until every page is in
+// The lazily restored tree, traced while its pages come in: its threads,
+// and the threads and processes they make meanwhile.
+struct RestoreRun::LazyTracees {
+  std::set<pid_t> traced;
+  std::map<pid_t, TaskRestore*> origin;  // whose userfaultfd each inherited
+  std::set<pid_t> newborn;               // auto-attached, first stop not seen
+  std::set<pid_t> held;                  // forked processes, stopped until the end
+  std::set<pid_t> own;                   // processes this one is the parent of
+  std::map<pid_t, pid_t> origin_tid;     // newborn -> the thread that made it
+};
+
+void RestoreRun::KillLazy(LazyTracees& l) {
+  for (pid_t tid : l.traced) syscall(SYS_tkill, tid, SIGKILL);
+  KillAll();
+  for (pid_t tid : l.traced) {
+    int status;
+    if (!l.own.count(tid)) waitpid(tid, &status, __WALL);
+  }
+  l.traced.clear();
+}
+
+// Handles a stop of traced `tid` (status from waitpid) while the tree runs:
+// passes signals and group stops on, notes what it made. Returns true for
+// a stop that is this process's to end: the first stop of a forked process
+// (held), or an interrupt's when `interrupted` (EndLazy's).
+bool RestoreRun::LazyStop(LazyTracees& l, pid_t tid, int status, bool interrupted) {
+  const int sig = WSTOPSIG(status);
+  const int event = status >> 16;
+  if (event == PTRACE_EVENT_FORK || event == PTRACE_EVENT_VFORK || event == PTRACE_EVENT_CLONE) {
+    unsigned long child = 0;
+    ptrace(PTRACE_GETEVENTMSG, tid, 0, &child);
+    if (child != 0) {
+      const pid_t c = static_cast<pid_t>(child);
+      l.newborn.insert(c);
+      l.traced.insert(c);
+      l.origin[c] = l.origin[tid];
+      // Where it comes from: kcmp needs it alive, at its first stop.
+      l.origin_tid[c] = tid;
+    }
+    task::Cont(tid, 0).IgnoreError();
+    return false;
+  }
+  if (event == PTRACE_EVENT_STOP) {
+    if (l.newborn.erase(tid)) {
+      // A process of its own (not a thread, not a vfork child sharing the
+      // memory) runs once every page is in: its fill began at the fork.
+      const auto from = l.origin_tid.find(tid);
+      const bool same = from != l.origin_tid.end() && SameVm(from->second, tid);
+      if (from != l.origin_tid.end()) l.origin_tid.erase(from);
+      if (!same) {
+        l.held.insert(tid);
+        return true;
+      }
+      if (interrupted) return true;
+      task::Cont(tid, 0).IgnoreError();
+      return false;
+    }
+    if (interrupted) return true;
+    if (task::IsStopSignal(sig)) {
+      ptrace(PTRACE_LISTEN, tid, 0, 0);  // a group stop: it stays stopped
+    } else {
+      task::Cont(tid, 0).IgnoreError();
+    }
+    return false;
+  }
+  if (event != 0 || sig == (SIGTRAP | 0x80)) {
+    task::Cont(tid, 0).IgnoreError();
+  } else {
+    task::Cont(tid, sig).IgnoreError();  // a signal for it: delivered
+  }
+  return false;
+}
+
+absl::Status RestoreRun::SuperviseLazy(LazyTracees& l) {
   auto fail = [&](absl::Status st) {
-    for (pid_t h : held) kill(h, SIGKILL);
-    KillAll();
+    KillLazy(l);
     return st;
   };
   for (;;) {
@@ -903,69 +1008,41 @@ absl::Status RestoreRun::SuperviseLazy(std::set<pid_t> traced) {
     if (verified && !verify_status_.ok()) {
       return fail(Annotate(verify_status_, "the lazily restored tree was killed: its image"));
     }
-    if (pending == 0) {
-      for (pid_t h : held) {
-        task::Detach(h, 0).IgnoreError();
-        traced.erase(h);
-      }
-      held.clear();
-      if (verified) break;
-    }
+    if (pending == 0 && verified) break;
     bool any = false;
-    for (auto it = traced.begin(); it != traced.end();) {
+    for (auto it = l.traced.begin(); it != l.traced.end();) {
       const pid_t tid = *it;
+      if (l.held.count(tid)) {
+        ++it;
+        continue;
+      }
       int status = 0;
-      const pid_t r = waitpid(tid, &status, WNOHANG | __WALL);
-      if (r == 0 || (r < 0 && errno == EINTR)) {
+      const Report r = NextReport(tid, /*block=*/false, l.own, &status);
+      if (r == Report::kNone) {
         ++it;
         continue;
       }
       any = true;
-      if (r < 0 || WIFEXITED(status) || WIFSIGNALED(status)) {
-        it = traced.erase(it);
+      if (r == Report::kGone) {
+        l.newborn.erase(tid);
+        it = l.traced.erase(it);
         continue;
       }
-      ++it;
-      const int sig = WSTOPSIG(status);
-      const int event = status >> 16;
-      if (event == PTRACE_EVENT_FORK || event == PTRACE_EVENT_VFORK || event == PTRACE_EVENT_CLONE) {
-        unsigned long child = 0;
-        ptrace(PTRACE_GETEVENTMSG, tid, 0, &child);
-        if (child != 0) {
-          newborn.insert(static_cast<pid_t>(child));
-          parent_of[static_cast<pid_t>(child)] = tid;
-          traced.insert(static_cast<pid_t>(child));  // set iterators stay valid
-        }
-        task::Cont(tid, 0).IgnoreError();
-      } else if (event == PTRACE_EVENT_STOP) {
-        if (newborn.erase(tid)) {
-          // A process of its own (not a thread, not a vfork child sharing
-          // the memory): it runs once its pages are all in.
-          const pid_t p = parent_of[tid];
-          parent_of.erase(tid);
-          const long same = syscall(SYS_kcmp, p, tid, 1 /* KCMP_VM */, 0, 0);
-          if (same != 0) {
-            held.insert(tid);
-            continue;
-          }
-          task::Cont(tid, 0).IgnoreError();
-        } else if (task::IsStopSignal(sig)) {
-          ptrace(PTRACE_LISTEN, tid, 0, 0);  // a group stop: it stays stopped
-        } else {
-          task::Cont(tid, 0).IgnoreError();
-        }
-      } else if (event != 0 || sig == (SIGTRAP | 0x80)) {
-        task::Cont(tid, 0).IgnoreError();
-      } else {
-        task::Cont(tid, sig).IgnoreError();  // a signal for it: delivered
-      }
+      ++it;  // set iterators stay valid when LazyStop inserts
+      LazyStop(l, tid, status, /*interrupted=*/false);
     }
     if (!any) usleep(200);
   }
-  return EndLazy(traced);
+  return EndLazy(l);
 }
 
-absl::Status RestoreRun::EndLazy(std::set<pid_t>& traced) {
+// Every page is in: the ranges are unregistered, each task and each
+// process it forked closes its copy of the userfaultfd (the one it was
+// made with, kcmp says: not an fd the program put at that number since),
+// and every traced thread is let go, stopped at a moment an interrupt does
+// not turn into EINTR; then this process closes its own copies, which
+// releases the userfaultfds.
+absl::Status RestoreRun::EndLazy(LazyTracees& l) {
   absl::Status result;
   for (auto& t : tasks_) {
     if (t->lazy_fill == nullptr) continue;
@@ -973,66 +1050,100 @@ absl::Status RestoreRun::EndLazy(std::set<pid_t>& traced) {
     if (result.ok() && !st.ok()) result = Annotate(st, absl::StrCat("task ", t->pid, ": lazy fill"));
   }
   if (!result.ok()) {
-    KillAll();
+    KillLazy(l);
     return result;
   }
-  // Each task closes its userfaultfd and every traced thread is let go,
-  // stopped at a moment an interrupt does not turn into EINTR.
-  for (auto& t : tasks_) {
-    if (t->lazy_fill == nullptr) continue;
-    std::vector<pid_t> mine;
-    for (pid_t tid : traced) {
-      struct stat st;
-      if (stat(absl::StrCat("/proc/", t->pid, "/task/", tid).c_str(), &st) == 0) mine.push_back(tid);
-    }
-    bool closed = false;
-    for (pid_t tid : mine) {
-      for (const int64_t deadline = MonotonicNs() + 1000 * 1000000LL;
-           task::InTimedEpollWait(t->pid, tid) && MonotonicNs() < deadline;) {
+  // A thread in an epoll wait with a timeout comes out of it by itself
+  // (an interrupt would restart it with its whole timeout): up to 1 s for
+  // all of them.
+  const int64_t deadline = MonotonicNs() + 1000 * 1000000LL;
+  std::set<TaskRestore*> closed;
+  std::deque<pid_t> queue(l.traced.begin(), l.traced.end());
+  while (!queue.empty()) {
+    const pid_t tid = queue.front();
+    queue.pop_front();
+    if (!l.traced.count(tid)) continue;
+    TaskRestore* t = l.origin[tid];
+    const bool held = l.held.count(tid) > 0;
+    if (!held) {
+      while (t != nullptr && task::InTimedEpollWait(t->pid, tid) && MonotonicNs() < deadline) {
         usleep(200);
       }
-      if (!task::Interrupt(tid).ok()) continue;
-      bool alive = true;
+      if (!l.newborn.count(tid)) task::Interrupt(tid).IgnoreError();
+      bool stopped = false;
       for (;;) {
-        absl::StatusOr<task::StopInfo> stop = task::WaitStop(tid);
-        if (!stop.ok() || stop->exited) {
-          alive = false;
-          break;
+        int status = 0;
+        const Report r = NextReport(tid, /*block=*/true, l.own, &status);
+        if (r == Report::kGone) break;
+        if (r == Report::kNone) continue;
+        const size_t before = l.traced.size();
+        stopped = LazyStop(l, tid, status, /*interrupted=*/true);
+        if (l.traced.size() != before) {
+          for (pid_t c : l.traced) {
+            if (l.newborn.count(c)) queue.push_back(c);
+          }
         }
-        if (stop->group_stop) break;
-        task::Cont(tid, stop->syscall_stop ? 0 : stop->signal).IgnoreError();
+        if (stopped) break;
       }
-      traced.erase(tid);
-      if (!alive) continue;
-      absl::StatusOr<user_regs_struct> regs = task::GetRegs(tid);
-      absl::StatusOr<uint64_t> mask = task::GetSigmask(tid);
-      if (!regs.ok() || !mask.ok()) continue;
-      user_regs_struct back = *regs;
-      if (task::IsInterruptedEpollWait(back)) {
-        // Waited forever (or began its wait just now): waits again.
-        back.rax = back.orig_rax;
-        back.rip -= 2;
+      if (!stopped) {
+        l.traced.erase(tid);
+        l.newborn.erase(tid);
+        continue;
       }
-      if (!closed) {
-        task::Injector inj(t->pid, tid);
-        inj.Begin(t->injector->syscall_insn(), *regs);
-        absl::StatusOr<int64_t> r =
-            inj.SyscallViaInsn(SYS_close, {static_cast<uint64_t>(t->lazy_fd), 0, 0, 0, 0, 0});
-        closed = r.ok();
-        absl::Status parked = inj.ParkWith(back, *mask);
-        if (result.ok() && !parked.ok()) result = parked;
-        for (int sig : inj.held_signals()) syscall(SYS_tgkill, t->pid, tid, sig);
-      } else if (back.rip != regs->rip) {
-        task::SetRegs(tid, back).IgnoreError();
-      }
-      task::Detach(tid, 0).IgnoreError();
     }
+    l.traced.erase(tid);
+    const bool forked = l.held.count(tid) > 0;  // a process of its own, fd table too
+    struct stat st;
+    const bool thread_of_task =
+        t != nullptr && !forked &&
+        stat(absl::StrCat("/proc/", t->pid, "/task/", tid).c_str(), &st) == 0;
+    absl::StatusOr<user_regs_struct> regs = task::GetRegs(tid);
+    absl::StatusOr<uint64_t> mask = task::GetSigmask(tid);
+    if (!regs.ok() || !mask.ok()) {
+      task::Detach(tid, 0).IgnoreError();
+      continue;
+    }
+    user_regs_struct back = *regs;
+    if (task::IsInterruptedEpollWait(back)) {
+      // Waited forever (or began its wait just now): waits again.
+      back.rax = back.orig_rax;
+      back.rip -= 2;
+    }
+    // One thread of each task, and each forked process, closes the
+    // userfaultfd it has at lazy_fd, if it is still the one it was made
+    // with (kcmp against this process's copy).
+    const bool closer = (forked || (thread_of_task && closed.insert(t).second)) &&
+                        t->lazy_fill != nullptr && t->lazy_fd >= 0 &&
+                        syscall(SYS_kcmp, getpid(), tid, 0 /* KCMP_FILE */, t->lazy_fill->fd(),
+                                t->lazy_fd) == 0;
+    if (closer) {
+      const pid_t tgid = forked ? tid : t->pid;
+      task::Injector inj(tgid, tid);
+      inj.Begin(t->injector->syscall_insn(), *regs);
+      absl::StatusOr<int64_t> r =
+          inj.SyscallViaInsn(SYS_close, {static_cast<uint64_t>(t->lazy_fd), 0, 0, 0, 0, 0});
+      absl::Status parked = inj.ParkWith(back, *mask);
+      if (result.ok() && !r.ok()) result = Annotate(r.status(), absl::StrCat("thread ", tid));
+      if (result.ok() && !parked.ok()) result = parked;
+      for (int sig : inj.held_signals()) syscall(SYS_tgkill, tgid, tid, sig);
+    } else if (back.rip != regs->rip) {
+      task::SetRegs(tid, back).IgnoreError();
+    }
+    if (!result.ok()) {
+      // A thread in a state this process cannot vouch for: none is let go.
+      l.traced.insert(tid);
+      KillLazy(l);
+      return Annotate(result, "ending the lazy restore (the tree was killed)");
+    }
+    task::Detach(tid, 0).IgnoreError();
+    l.held.erase(tid);
+  }
+  // The tasks' own copies are closed: this process's are the last.
+  for (auto& t : tasks_) {
+    t->lazy_fill.reset();
     t->lazy_fd = -1;
   }
-  for (pid_t tid : traced) {  // any left (a task's threads not found above)
-    task::Interrupt(tid).IgnoreError();
-  }
-  return result;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<pid_t> RestoreRun::Run(int in_fd) {
@@ -1110,13 +1221,23 @@ absl::StatusOr<pid_t> RestoreRun::RunStream(image::Reader& r) {
   stats_->image_bytes = r.offset();
   // Everything is in place: let the tasks go, children first; those whose
   // pages are still being filled stay traced.
-  std::set<pid_t> traced;
+  LazyTracees lazy;
   for (size_t i = tasks_.size(); i-- > 0;) {
-    for (pid_t tid : tasks_[i]->threads) {
-      if (tasks_[i]->lazy_fill != nullptr) {
-        RETURN_IF_ERROR(task::SetOptions(tid, kLazyOptions));
+    TaskRestore* t = tasks_[i].get();
+    if (t->lazy_fill != nullptr) {
+      t->lazy_fill->SetRunning();
+      absl::StatusOr<task::ProcStat> stat = task::ReadProcStat(t->pid);
+      if (stat.ok() && stat->ppid == getpid()) lazy.own.insert(t->pid);
+    }
+    for (pid_t tid : t->threads) {
+      if (t->lazy_fill != nullptr) {
+        // The calls EndLazy injects pass by the seccomp filters as the
+        // restore's did.
+        RETURN_IF_ERROR(task::SetOptions(
+            tid, kLazyOptions | (seccomp_suspended_.count(tid) ? task::kSuspendSeccomp : 0)));
         RETURN_IF_ERROR(task::Cont(tid, 0));
-        traced.insert(tid);
+        lazy.traced.insert(tid);
+        lazy.origin[tid] = t;
       } else {
         RETURN_IF_ERROR(task::Detach(tid, 0));
       }
@@ -1129,9 +1250,9 @@ absl::StatusOr<pid_t> RestoreRun::RunStream(image::Reader& r) {
   stats_->running_ns = static_cast<uint64_t>(running) - start;
   TraceSpan("restore: until the tree runs", start_ns_, running);
   if (options_.on_running) options_.on_running(tasks_.front()->pid);
-  if (!traced.empty()) {
+  if (!lazy.traced.empty()) {
     Phase p("restore: lazy fill");
-    RETURN_IF_ERROR(SuperviseLazy(std::move(traced)));
+    RETURN_IF_ERROR(SuperviseLazy(lazy));
   }
   for (const auto& commit : commits_) commit();
   stats_->total_ns = static_cast<uint64_t>(MonotonicNs()) - start;

@@ -17,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "lib/base/clock.h"
 #include "lib/base/status.h"
+#include "lib/mm/maps.h"
 #include "lib/mm/mm.h"
 
 namespace ckpt::mm {
@@ -25,8 +26,6 @@ namespace {
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kFeatures = UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP |
                                UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP;
-// Where an unregistration of "everything" starts (mmap_min_addr's default).
-constexpr uint64_t kLowestAddress = 0x10000;
 
 // What one UFFDIO_COPY or UFFDIO_ZEROPAGE did: bytes done, or -errno.
 int64_t Copy(int uffd, uint64_t dst, const void* src, uint64_t len) {
@@ -132,11 +131,7 @@ absl::Status LazyFill::Launch() {
   return absl::OkStatus();
 }
 
-LazyFill::~LazyFill() {
-  Abort();
-  if (fill_thread_.joinable()) fill_thread_.join();
-  if (fault_thread_.joinable()) fault_thread_.join();
-}
+LazyFill::~LazyFill() { Stop(); }
 
 void LazyFill::Abort() {
   stopping_ = true;
@@ -232,7 +227,8 @@ void LazyFill::DropLocked(uint64_t lo, uint64_t hi) {
 }
 
 absl::StatusOr<uint64_t> LazyFill::CopyLocked(uint64_t addr, uint64_t pages, const uint8_t* data,
-                                              uint64_t data_addr, uint64_t* stat) {
+                                              uint64_t data_addr, uint64_t data_offset,
+                                              uint64_t* stat) {
   const uint64_t hi = addr + pages * kPage;
   uint64_t done = 0;
   uint64_t at = addr;
@@ -246,7 +242,21 @@ absl::StatusOr<uint64_t> LazyFill::CopyLocked(uint64_t addr, uint64_t pages, con
     if (it == pending_.end() || it->first >= hi) break;
     const uint64_t lo = std::max(at, it->first);
     const uint64_t end = std::min(hi, it->first + it->second.nr_pages * kPage);
-    const int64_t r = Copy(uffd_.get(), lo, data + (lo - data_addr), end - lo);
+    if (it->second.offset + (lo - it->first) != data_offset + (lo - data_addr)) {
+      // Pages moved here (REMAP) after `data` was read for this address:
+      // theirs are elsewhere in the image. Left pending, for a later copy.
+      at = end;
+      continue;
+    }
+    uint64_t len = end - lo;
+    int64_t r = Copy(uffd_.get(), lo, data + (lo - data_addr), len);
+    // One copy stays inside one VMA: across a split the task made after
+    // the registration (mprotect, mlock of a part) the kernel refuses the
+    // whole range with ENOENT. Shorter, down to the page.
+    while (r == -ENOENT && len > kPage) {
+      len = std::max(kPage, (len / 2) & ~(kPage - 1));
+      r = Copy(uffd_.get(), lo, data + (lo - data_addr), len);
+    }
     if (r > 0) {
       const uint64_t copied = static_cast<uint64_t>(r) & ~(kPage - 1);
       DropLocked(lo, lo + copied);
@@ -264,10 +274,12 @@ absl::StatusOr<uint64_t> LazyFill::CopyLocked(uint64_t addr, uint64_t pages, con
       continue;
     }
     if (r == -ENOENT) {
-      // Not a registered mapping any more (unmapped without an event the
-      // kernel would have sent): nothing to fill there.
-      DropLocked(lo, end);
-      at = end;
+      // This page is in no registered mapping any more (unmapped without
+      // an event the kernel would have sent): nothing to fill there, and
+      // whoever waited there is woken.
+      DropLocked(lo, lo + kPage);
+      Wake(uffd_.get(), lo, kPage);
+      at = lo + kPage;
       continue;
     }
     if (r == -ESRCH) {
@@ -294,6 +306,7 @@ absl::Status LazyFill::HandleEvent(const void* raw) {
       UniqueFd child_fd(static_cast<int>(msg->arg.fork.ufd));
       std::unique_ptr<LazyFill> child(new LazyFill(std::move(child_fd), pending_, options_));
       child->vmas_ = vmas_;
+      child->running_ = running_.load();
       RETURN_IF_ERROR(child->Launch());
       children_.push_back(std::move(child));
       return absl::OkStatus();
@@ -313,6 +326,9 @@ absl::Status LazyFill::HandleEvent(const void* raw) {
         moved.push_back({lo - from + to, (hi - lo) / kPage, run.offset + (lo - run.addr)});
       }
       DropLocked(from, from + len);
+      // The registration moves with the mapping: unregistered from there
+      // at the end too.
+      vmas_.emplace_back(to, to + len);
       for (const LazyRun& m : moved) {
         DropLocked(m.addr, m.addr + m.nr_pages * kPage);  // nothing pending is ever there
         pending_.emplace(m.addr, m);
@@ -345,7 +361,11 @@ void LazyFill::FaultLoop() {
       Fail(ErrnoError(errno, "poll on the userfaultfd"));
       return;
     }
-    if (fds[1].revents) return;
+    if (fds[1].revents) {
+      uint64_t n;
+      (void)!read(stop_.get(), &n, sizeof(n));
+      if (stopping_) return;
+    }
     std::vector<uffd_msg> batch;
     batch.swap(retry);
     std::unique_lock<std::mutex> events_lock(mu_);
@@ -363,11 +383,10 @@ void LazyFill::FaultLoop() {
     // answered with the mappings as they are after them.
     for (const uffd_msg& m : batch) {
       if (m.event == UFFD_EVENT_PAGEFAULT) continue;
+      // A failed one is the fill's error (the restorer kills the tree);
+      // the others are still read, so that no task waits on one.
       absl::Status st = HandleEvent(&m);
-      if (!st.ok()) {
-        FailLocked(st);
-        return;
-      }
+      if (!st.ok()) FailLocked(st);
     }
     events_lock.unlock();
     for (const uffd_msg& m : batch) {
@@ -383,7 +402,16 @@ void LazyFill::FaultLoop() {
         pending = it->first + it->second.nr_pages * kPage > page;
       }
       absl::Status st;
-      if (pending) {
+      if (pending && !error_.ok()) {
+        // The fill has failed and the tree is being killed. Before it
+        // runs, no code of its own can see the page: zeros, so that the
+        // restorer's own accesses (and calls injected for it) end. Once
+        // it runs the fault waits until the kill ends it.
+        if (!running_) {
+          const int64_t r = ZeroPage(uffd_.get(), page);
+          if (r <= 0) Wake(uffd_.get(), page, kPage);
+        }
+      } else if (pending) {
         const LazyRun& run = it->second;
         const uint64_t end = std::min(run.addr + run.nr_pages * kPage,
                                       page + options_.fault_window_pages * kPage);
@@ -391,7 +419,7 @@ void LazyFill::FaultLoop() {
         st = options_.read(off, buf.data(), end - page);
         if (st.ok()) {
           absl::StatusOr<uint64_t> copied =
-              CopyLocked(page, (end - page) / kPage, buf.data(), page, &stats_.fault_pages);
+              CopyLocked(page, (end - page) / kPage, buf.data(), page, off, &stats_.fault_pages);
           if (!copied.ok()) st = copied.status();
         }
       } else {
@@ -419,10 +447,7 @@ void LazyFill::FaultLoop() {
         continue;
       }
       if (absl::IsAborted(st)) return;  // gone: nothing more to serve
-      if (!st.ok()) {
-        Fail(Annotate(st, "serving a page fault"));
-        return;
-      }
+      if (!st.ok()) Fail(Annotate(st, "serving a page fault"));
     }
   }
 }
@@ -456,7 +481,7 @@ void LazyFill::FillLoop() {
     absl::StatusOr<uint64_t> copied;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      copied = CopyLocked(addr, pages, buf.data(), addr, &stats_.fill_pages);
+      copied = CopyLocked(addr, pages, buf.data(), addr, off, &stats_.fill_pages);
     }
     if (absl::IsUnavailable(copied.status())) {
       // The fault loop reads the event; then the same chunk again.
@@ -477,6 +502,7 @@ absl::Status LazyFill::Wait() {
   // With no background fill, until the fault path has served every page.
   while (!stopping_ && !Finished()) usleep(1000);
   absl::Status result;
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
   {
     std::lock_guard<std::mutex> lock(mu_);
     result = error_;
@@ -484,27 +510,67 @@ absl::Status LazyFill::Wait() {
       result = absl::AbortedError(absl::StrCat("the lazy fill stopped with ", pending_pages_,
                                                " pages not filled"));
     }
+    ranges = vmas_;
   }
-  if (!gone_) {
-    // Every mapping of this fd back to plain memory (moved ones too).
-    struct uffdio_range all {kLowestAddress, kUserSpaceEnd - kLowestAddress};
-    if (ioctl(uffd_.get(), UFFDIO_UNREGISTER, &all) != 0) {
-      for (const auto& [start, end] : vmas_) {
-        struct uffdio_range r {start, end - start};
-        ioctl(uffd_.get(), UFFDIO_UNREGISTER, &r);
+  // Every page is in: the mappings back to plain memory. What this misses
+  // (a mapping mremap grew) goes once the last fd of the userfaultfd is
+  // closed (the kernel's release unregisters the whole mm); until then
+  // the fault thread answers what comes.
+  if (result.ok() && !gone_) {
+    for (const auto& [lo, hi] : ranges) UnregisterRange(lo, hi);
+    if (options_.pid > 0) {
+      // The task's own map shows what is still registered (um).
+      absl::StatusOr<std::vector<Vma>> vmas = ReadVmas(options_.pid);
+      if (vmas.ok()) {
+        for (const Vma& v : *vmas) {
+          if (v.vm_flags & kVmUffd) UnregisterRange(v.start, v.end);
+        }
       }
     }
   }
-  stopping_ = true;
-  uint64_t one = 1;
-  (void)!write(stop_.get(), &one, sizeof(one));
-  if (fault_thread_.joinable()) fault_thread_.join();
-  // No more forks can be reported: the children are all known.
-  for (auto& c : children_) {
-    absl::Status st = c->Wait();
+  // Children known by now; the fault thread may still add some (a fork
+  // racing with the end), which Stop ends.
+  for (size_t i = 0;; ++i) {
+    LazyFill* child;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (i >= children_.size()) break;
+      child = children_[i].get();
+    }
+    absl::Status st = child->Wait();
     if (result.ok() && !st.ok()) result = Annotate(st, "a child forked during the lazy fill");
   }
   return result;
+}
+
+// UFFDIO_UNREGISTER refuses (EINVAL) a range holding a mapping it could
+// not have registered (the task mapped a file there meanwhile): halves,
+// down to the page, around those.
+void LazyFill::UnregisterRange(uint64_t lo, uint64_t hi) {
+  if (lo >= hi) return;
+  struct uffdio_range r {lo, hi - lo};
+  if (ioctl(uffd_.get(), UFFDIO_UNREGISTER, &r) == 0 || errno != EINVAL || hi - lo <= kPage) return;
+  const uint64_t mid = lo + (((hi - lo) / 2) & ~(kPage - 1));
+  UnregisterRange(lo, mid);
+  UnregisterRange(mid, hi);
+}
+
+void LazyFill::Stop() {
+  stopping_ = true;
+  if (stop_.get() >= 0) {
+    uint64_t one = 1;
+    (void)!write(stop_.get(), &one, sizeof(one));
+  }
+  if (fill_thread_.joinable()) fill_thread_.join();
+  if (fault_thread_.joinable()) fault_thread_.join();
+  // No fork can be reported any more: the children are all known.
+  for (auto& c : children_) c->Stop();
+}
+
+void LazyFill::SetRunning() {
+  running_ = true;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& c : children_) c->SetRunning();
 }
 
 }  // namespace ckpt::mm

@@ -76,6 +76,10 @@ class LazyFill {
     uint64_t fill_chunk_pages = 512;
     // No background fill (tests of the fault path).
     bool no_fill = false;
+    // The task (0: unknown): at the end, what its map still shows
+    // registered is unregistered too (a mapping mremap grew, which the
+    // REMAP event does not tell). A forked child's fill has none.
+    pid_t pid = 0;
   };
 
   // `vmas` are [start, end) ranges to register, each one whole VMA of the
@@ -89,11 +93,24 @@ class LazyFill {
 
   // Until every page is in (this task's and those of children it forked
   // meanwhile), the task has gone, or a copy failed; then the ranges are
-  // unregistered. The first error, if any.
+  // unregistered. The fault thread goes on answering (events, faults on
+  // pages the task dropped) until Stop: the task may still be in a fork
+  // or an mremap whose event must be read. The first error, if any.
   absl::Status Wait();
+  // Ends the fault service and the fill (the destructor too). Once the
+  // task has closed its own fd of the userfaultfd, this one's close
+  // releases it: the kernel then unregisters whatever is left.
+  void Stop();
   // Stops the fill and the fault service at once (the task is being
   // killed): faults then wait until the task dies or the fd is closed.
   void Abort();
+  // The tree runs from now on. Before, a fault on a pending page after a
+  // failed fill is answered with zeros (only the restorer and its injected
+  // calls can meet it, and the restore is being undone); from now on it
+  // waits for the kill that follows a failure.
+  void SetRunning();
+  // This process's fd of the userfaultfd (for kcmp against the task's).
+  int fd() const { return uffd_.get(); }
 
   LazyStats stats() const;
   uint64_t pending_pages() const;
@@ -110,8 +127,12 @@ class LazyFill {
   void FillLoop();
   // Copies pending pages [addr, addr + pages) that are still pending, from
   // the image; the lock is held. Returns pages copied, or an error.
+  // `data` holds the image from `data_offset` on, for pages from
+  // `data_addr` on: a pending page whose image offset is another (moved
+  // there since the read) is left pending.
   absl::StatusOr<uint64_t> CopyLocked(uint64_t addr, uint64_t pages, const uint8_t* data,
-                                      uint64_t data_addr, uint64_t* stat);
+                                      uint64_t data_addr, uint64_t data_offset, uint64_t* stat);
+  void UnregisterRange(uint64_t lo, uint64_t hi);
   absl::Status HandleEvent(const void* msg);
   void DropLocked(uint64_t lo, uint64_t hi);
   void Fail(absl::Status st);
@@ -121,6 +142,7 @@ class LazyFill {
   UniqueFd uffd_;
   UniqueFd stop_;  // an eventfd the fault loop polls besides the uffd
   Options options_;
+  // Registered ranges: the VMAs, and where REMAP moved parts of them.
   std::vector<std::pair<uint64_t, uint64_t>> vmas_;
   mutable std::mutex mu_;
   std::map<uint64_t, LazyRun> pending_;  // by address, disjoint
@@ -129,6 +151,7 @@ class LazyFill {
   absl::Status error_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> gone_{false};  // the task's mm went away
+  std::atomic<bool> running_{false};
   std::vector<std::unique_ptr<LazyFill>> children_;  // forked while lazy
   std::thread fault_thread_;
   std::thread fill_thread_;

@@ -7,6 +7,7 @@
 // exits 0 only if all are right.
 
 #include "lib/mm/lazy.h"
+#include "lib/mm/maps.h"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -76,9 +77,31 @@ void* Touch(void* arg) {
 }
 
 // The child's part; returns its exit code (0: every check passed).
+// Pages [kSplit, kSplit + 5) are read-only: their VMA is split in three
+// (as by an mprotect after the registration), and one UFFDIO_COPY may not
+// cross the edges.
+constexpr uint64_t kSplit = 301;
+
+int RunChildChecks(uint8_t* base, uint64_t pages, int to_parent, int from_parent);
+
 int RunChild(uint8_t* base, uint64_t pages, int to_parent, int from_parent) {
+  int code = RunChildChecks(base, pages, to_parent, from_parent);
+  // Then it waits, alive, while the parent ends the fill and looks at its
+  // map; then touches a dropped page once more (no longer registered: a
+  // plain zero page, not a fault that no one answers).
+  if (write(to_parent, &code, sizeof(code)) != sizeof(code)) return 20;
+  char done;
+  if (read(from_parent, &done, 1) != 1) return 21;
+  const uint64_t half = pages / 2;
+  uint8_t* drop = base + (half + 10) * kPage;
+  if (madvise(drop, kPage, MADV_DONTNEED) != 0 || !PageIsZero(drop)) return 22;
+  return code;
+}
+
+int RunChildChecks(uint8_t* base, uint64_t pages, int to_parent, int from_parent) {
   int uffd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
   if (uffd < 0) return 10;
+  if (mprotect(base + kSplit * kPage, 5 * kPage, PROT_READ) != 0) return 17;
   if (write(to_parent, &uffd, sizeof(uffd)) != sizeof(uffd)) return 11;
   char go;
   if (read(from_parent, &go, 1) != 1) return 12;
@@ -107,6 +130,13 @@ int RunChild(uint8_t* base, uint64_t pages, int to_parent, int from_parent) {
   if (to == MAP_FAILED) return 15;
   void* moved = mremap(from, 64 * kPage, 64 * kPage, MREMAP_MAYMOVE | MREMAP_FIXED, to);
   if (moved != to) return 16;
+  // A range moved and grown: its first 8 pages keep their contents, the 8
+  // new ones (registered too, which the REMAP event does not say) read as
+  // zeros.
+  auto* grown = static_cast<uint8_t*>(
+      mremap(base + (half + 500) * kPage, 8 * kPage, 16 * kPage, MREMAP_MAYMOVE));
+  if (grown == MAP_FAILED) return 18;
+  for (uint64_t p = 8; p < 16; ++p) fails += !PageIsZero(grown + p * kPage);
   // A fork: the grandchild sees the pages as they are, pending or not.
   pid_t g = fork();
   if (g == 0) {
@@ -135,6 +165,7 @@ int RunChild(uint8_t* base, uint64_t pages, int to_parent, int from_parent) {
     uint8_t* at = base + p * kPage;
     if (p >= half + 100 && p < half + 116) continue;  // unmapped
     if (p >= half + 200 && p < half + 264) at = static_cast<uint8_t*>(moved) + (p - half - 200) * kPage;
+    if (p >= half + 500 && p < half + 508) at = grown + (p - half - 500) * kPage;
     if (p >= half + 10 && p < half + 42) {
       wrong += !PageIsZero(at);
       continue;
@@ -163,6 +194,7 @@ struct Setup {
   uint8_t* base = nullptr;
   uint64_t pages = 0;
   int go = -1;
+  int up = -1;
 };
 
 // Maps `pages` untouched pages (the child inherits them, still missing),
@@ -195,7 +227,7 @@ void StartChild(uint64_t pages, Setup* s) {
   s->go = down[1];
   int remote = -1;
   ASSERT_EQ(read(up[0], &remote, sizeof(remote)), static_cast<ssize_t>(sizeof(remote)));
-  close(up[0]);
+  s->up = up[0];
   int pidfd = static_cast<int>(syscall(SYS_pidfd_open, s->child, 0));
   ASSERT_GE(pidfd, 0);
   s->uffd.reset(static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, remote, 0)));
@@ -219,11 +251,27 @@ void RunCase(uint64_t pages, bool no_fill) {
   if (::testing::Test::HasFatalFailure()) return;
   LazyFill::Options o = ImageReader(s.image.get());
   o.no_fill = no_fill;
+  o.pid = s.child;
   const uint64_t start = reinterpret_cast<uint64_t>(s.base);
   absl::StatusOr<std::unique_ptr<LazyFill>> fill =
       LazyFill::Start(std::move(s.uffd), {{start, start + pages * kPage}}, {{start, pages, 0}}, o);
   ASSERT_TRUE(fill.ok()) << fill.status();
   char go = 'g';
+  ASSERT_EQ(write(s.go, &go, 1), 1);
+  int code = -1;
+  ASSERT_EQ(read(s.up, &code, sizeof(code)), static_cast<ssize_t>(sizeof(code)));
+  EXPECT_EQ(code, 0) << "the child's checks";
+  if (!no_fill) {
+    EXPECT_TRUE((*fill)->Wait().ok());
+    EXPECT_EQ((*fill)->pending_pages(), 0u);
+    // Nothing of the child is registered any more: not the split parts,
+    // not the moved range, not the part mremap grew.
+    absl::StatusOr<std::vector<Vma>> vmas = ReadVmas(s.child);
+    ASSERT_TRUE(vmas.ok()) << vmas.status();
+    for (const Vma& v : *vmas) {
+      EXPECT_FALSE(v.vm_flags & kVmUffd) << std::hex << v.start << "-" << v.end << " still registered";
+    }
+  }
   ASSERT_EQ(write(s.go, &go, 1), 1);
   int status = 0;
   ASSERT_EQ(waitpid(s.child, &status, 0), s.child);
@@ -236,13 +284,11 @@ void RunCase(uint64_t pages, bool no_fill) {
   if (no_fill) {
     // The child is gone: what it never touched stays pending.
     (*fill)->Abort();
-  } else {
-    EXPECT_TRUE((*fill)->Wait().ok());
-    EXPECT_EQ((*fill)->pending_pages(), 0u);
   }
   EXPECT_GT(st.faults, 0u);
   EXPECT_GE(st.events, 3u);  // remove, unmap (twice: munmap, mremap's old range), remap, fork
   close(s.go);
+  close(s.up);
   munmap(s.base, pages * kPage);
 }
 
