@@ -931,11 +931,27 @@ struct RestoreRun::LazyTracees {
 
 void RestoreRun::KillLazy(LazyTracees& l) {
   for (pid_t tid : l.traced) syscall(SYS_tkill, tid, SIGKILL);
-  KillAll();
+  // Their exits are this process's to take (as their tracer) before a
+  // leader can be reported dead: the threads first, in any order, then
+  // the leaders (a few rounds; the restored tasks KillAll reaps).
+  std::set<pid_t> left;
   for (pid_t tid : l.traced) {
-    int status;
-    if (!l.own.count(tid)) waitpid(tid, &status, __WALL);
+    if (!l.own.count(tid)) left.insert(tid);
   }
+  for (const int64_t deadline = MonotonicNs() + 5000 * 1000000LL;
+       !left.empty() && MonotonicNs() < deadline;) {
+    for (auto it = left.begin(); it != left.end();) {
+      int status;
+      const pid_t r = waitpid(*it, &status, WNOHANG | __WALL);
+      if (r < 0 || (r == *it && (WIFEXITED(status) || WIFSIGNALED(status)))) {
+        it = left.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (!left.empty()) usleep(200);
+  }
+  KillAll();
   l.traced.clear();
 }
 

@@ -11,7 +11,10 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lib/base/clock.h"
@@ -105,6 +108,98 @@ TEST(LazyRestoreTest, ARestorerKilledMidFillTakesTheTreeWithIt) {
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
       << "status " << status << ": " << ReadOutput(*s);
   EXPECT_THAT(ReadOutput(*s), ::testing::Not(HasSubstr("PASS")));
+  prctl(PR_SET_CHILD_SUBREAPER, 0);
+}
+
+// Restores `image` lazily, signalling the root once it runs.
+absl::StatusOr<pid_t> RestoreLazily(const std::string& image, bool* ran) {
+  RestoreOptions options;
+  options.lazy = true;
+  options.on_running = [ran](pid_t root) { *ran = kill(root, SIGUSR1) == 0; };
+  return RestoreFromFile(image, options);
+}
+
+// How the restore ends: three threads fork, again and again, while the
+// pages come in and while the restore lets the tree go, under a seccomp
+// filter that refuses close() of the restore's userfaultfd to the
+// program. Every child sees its pages and no userfaultfd; afterwards the
+// task is not traced, has no userfaultfd open and no mapping registered.
+TEST(LazyRestoreTest, TheEndLeavesNoTraceNoUserfaultfdAndForksRight) {
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  absl::StatusOr<Subject> s = StartSubject("lazyends", {"256", "forks"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  const std::string image = TempPath("lazyends.img");
+  ASSERT_OK(DumpToFile(s->pid, image));
+  KillAndReap(s->pid);
+  bool ran = false;
+  absl::StatusOr<pid_t> pid = RestoreLazily(image, &ran);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  ASSERT_TRUE(ran);
+  ExpectPass(*s);
+  prctl(PR_SET_CHILD_SUBREAPER, 0);
+}
+
+// The root exits before its pages are in: the restore still succeeds, and
+// its exit status is left for its parent (this process) to reap.
+TEST(LazyRestoreTest, TheRootsExitStatusIsLeftToItsParent) {
+  absl::StatusOr<Subject> s = StartSubject("lazyends", {"512", "exit"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  const std::string image = TempPath("lazyends-exit.img");
+  ASSERT_OK(DumpToFile(s->pid, image));
+  KillAndReap(s->pid);
+  bool ran = false;
+  absl::StatusOr<pid_t> pid = RestoreLazily(image, &ran);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  ASSERT_TRUE(ran);
+  absl::StatusOr<int> code = WaitExit(s->pid);
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 7);
+}
+
+// A page of the image is corrupt: the checksum pass finds it while the
+// tree runs and forks, and the restore fails, killing the tree and every
+// process it forked meanwhile (held or just born), not only the tasks it
+// restored.
+TEST(LazyRestoreTest, ACorruptImageKillsTheTreeAndWhatItForked) {
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  absl::StatusOr<Subject> s = StartSubject("lazyends", {"256", "forkprint"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  const std::string image = TempPath("lazyends-bad.img");
+  ASSERT_OK(DumpToFile(s->pid, image));
+  KillAndReap(s->pid);
+  {
+    int fd = open(image.c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    const off_t at = lseek(fd, 0, SEEK_END) / 10 * 9;  // inside the 256 MiB of pages
+    uint8_t b = 0;
+    ASSERT_EQ(pread(fd, &b, 1, at), 1);
+    b ^= 0x40;
+    ASSERT_EQ(pwrite(fd, &b, 1, at), 1);
+    close(fd);
+  }
+  bool ran = false;
+  absl::StatusOr<pid_t> pid = RestoreLazily(image, &ran);
+  ASSERT_FALSE(pid.ok());
+  ASSERT_TRUE(ran) << pid.status();
+  EXPECT_THAT(pid.status().message(), HasSubstr("checksum")) << pid.status();
+  // The root, and each child it printed, is dead (reaped, or a zombie of
+  // this subreaper).
+  std::vector<pid_t> children;
+  for (absl::string_view line : absl::StrSplit(ReadOutput(*s), '\n')) {
+    int c;
+    if (absl::ConsumePrefix(&line, "CHILD ") && absl::SimpleAtoi(line, &c)) children.push_back(c);
+  }
+  std::printf("%zu children forked before the kill\n", children.size());
+  children.push_back(s->pid);
+  for (pid_t c : children) {
+    int status;
+    waitpid(c, &status, WNOHANG);
+    const char state = TaskState(c);
+    EXPECT_TRUE(state == '?' || state == 'Z' || state == 'X') << "process " << c << " is in state " << state;
+  }
   prctl(PR_SET_CHILD_SUBREAPER, 0);
 }
 
