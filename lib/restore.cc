@@ -5,6 +5,7 @@
 // Every task is held in a ptrace stop until the whole image has been read
 // and its checksum verified; on any failure every task created is killed.
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <linux/sched.h>
@@ -24,13 +25,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
-#include <deque>
+#include <optional>
 #include <map>
 #include <set>
 #include <string>
 #include <memory>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "ckpt/ckpt.hpp"
@@ -127,6 +129,8 @@ class RestoreRun {
   absl::Status SuperviseLazy(LazyTracees& l);
   absl::Status EndLazy(LazyTracees& l);
   bool LazyStop(LazyTracees& l, pid_t tid, int status, bool interrupted);
+  bool PollLazy(LazyTracees& l, bool interrupted, std::set<pid_t>* ready);
+  absl::Status LetGo(LazyTracees& l, pid_t tid, const std::map<pid_t, user_regs_struct>& leave_with);
   // Kills the tree and whatever it made while traced, and reaps them.
   void KillLazy(LazyTracees& l);
   // The number of pid object `ref` in the pid namespace of task `t`.
@@ -154,7 +158,6 @@ class RestoreRun {
   task::SpawnedTree spawned_;  // what CreateTasks made, with a pidfd each
   bool released_ = false;
   std::vector<pid_t> in_syscall_;  // threads let go back into an interrupted syscall
-  std::set<pid_t> seccomp_suspended_;  // threads whose injected calls pass by their filters
   bool subreaper_set_ = false;
   int old_subreaper_ = 0;
   // A lazy restore: the image file and where the stream starts in it; the
@@ -485,7 +488,6 @@ absl::StatusOr<pid_t> RestoreRun::AddThread(TaskRestore& t, const task::ThreadSt
   // calls injected after them do not meet them.
   if (thread.seccomp.mode != 0) {
     RETURN_IF_ERROR(SuspendSeccomp(tid));
-    seccomp_suspended_.insert(tid);
     RETURN_IF_ERROR(task::QueueSeccompFilters(tq, thread.seccomp));
   }
   task::TaskCore own = core;  // the process's credentials, or the thread's own
@@ -764,7 +766,6 @@ absl::Status RestoreRun::FinishTask(TaskRestore& t) {
   // Seccomp filters before the credentials (see AddThread).
   if (leader.seccomp.mode != 0) {
     RETURN_IF_ERROR(SuspendSeccomp(t.pid));
-    seccomp_suspended_.insert(t.pid);
     RETURN_IF_ERROR(task::QueueSeccompFilters(q, leader.seccomp));
   }
   RETURN_IF_ERROR(task::QueueCredsRestore(q, core));
@@ -886,16 +887,16 @@ bool RestoreRun::LazyFor(const TaskRestore& t) const {
 
 namespace {
 
+constexpr unsigned long kTraceExit = 0x40;  // PTRACE_O_TRACEEXIT
 constexpr unsigned long kLazyOptions =
-    task::kSeizeOptions | kExitKill | kTraceFork | kTraceVfork | kTraceClone;
+    task::kSeizeOptions | kExitKill | kTraceFork | kTraceVfork | kTraceClone | kTraceExit;
 
 enum class Report { kNone, kStop, kGone };
 
 // The next report of traced thread `tid` (blocking or not). A stop is
-// taken (its status in *status). An exit is taken too, unless `tid` is in
-// `own`: a process whose real parent is this one, whose exit status is
-// left to be reaped by whoever waits for it (the caller of the restore),
-// not taken here.
+// taken (*status in waitpid's form). An exit is taken too, unless `tid` is
+// in `own`: a process whose real parent is this one, whose exit status is
+// left to whoever waits for it (the caller of the restore).
 Report NextReport(pid_t tid, bool block, const std::set<pid_t>& own, int* status) {
   siginfo_t info{};
   const int options = WEXITED | WSTOPPED | __WALL | WNOWAIT | (block ? 0 : WNOHANG);
@@ -906,15 +907,28 @@ Report NextReport(pid_t tid, bool block, const std::set<pid_t>& own, int* status
   }
   if (info.si_pid == 0) return Report::kNone;
   if (info.si_code == CLD_EXITED || info.si_code == CLD_KILLED || info.si_code == CLD_DUMPED) {
-    int ignored;
-    if (!own.count(tid)) waitpid(tid, &ignored, WNOHANG | __WALL);
+    siginfo_t taken{};
+    if (!own.count(tid)) waitid(P_PID, static_cast<id_t>(tid), &taken, WEXITED | __WALL | WNOHANG);
     return Report::kGone;
   }
-  return waitpid(tid, status, WNOHANG | __WALL) == tid ? Report::kStop : Report::kNone;
+  // Only a stop is taken here: an exit that came since the peek stays.
+  siginfo_t stop{};
+  if (waitid(P_PID, static_cast<id_t>(tid), &stop, WSTOPPED | __WALL | WNOHANG) != 0 ||
+      stop.si_pid != tid) {
+    return Report::kNone;
+  }
+  // A ptrace stop's si_status is its exit code (signal | event << 8).
+  *status = (stop.si_status << 8) | 0x7f;
+  return Report::kStop;
 }
 
-// Whether `a` and `b` have the same memory (a thread, or a vfork child).
 bool SameVm(pid_t a, pid_t b) { return syscall(SYS_kcmp, a, b, 1 /* KCMP_VM */, 0, 0) == 0; }
+
+// The thread group of `tid` (/proc/TID/status Tgid), 0 if unreadable.
+pid_t TgidOf(pid_t tid) {
+  absl::StatusOr<task::ProcStatus> st = task::ReadProcStatus(tid);
+  return st.ok() ? st->tgid : 0;
+}
 
 }  // namespace
 
@@ -923,42 +937,96 @@ bool SameVm(pid_t a, pid_t b) { return syscall(SYS_kcmp, a, b, 1 /* KCMP_VM */, 
 struct RestoreRun::LazyTracees {
   std::set<pid_t> traced;
   std::map<pid_t, TaskRestore*> origin;  // whose userfaultfd each inherited
+  std::map<pid_t, pid_t> origin_tid;     // newborn -> the thread that made it
   std::set<pid_t> newborn;               // auto-attached, first stop not seen
   std::set<pid_t> held;                  // forked processes, stopped until the end
+  std::set<pid_t> released;              // processes made meanwhile, let go at the end
   std::set<pid_t> own;                   // processes this one is the parent of
-  std::map<pid_t, pid_t> origin_tid;     // newborn -> the thread that made it
 };
 
 void RestoreRun::KillLazy(LazyTracees& l) {
-  for (pid_t tid : l.traced) syscall(SYS_tkill, tid, SIGKILL);
-  // Their exits are this process's to take (as their tracer) before a
-  // leader can be reported dead: the threads first, in any order, then
-  // the leaders (a few rounds; the restored tasks KillAll reaps).
-  std::set<pid_t> left;
-  for (pid_t tid : l.traced) {
-    if (!l.own.count(tid)) left.insert(tid);
+  // Those stopped at a fork report whose child is not known yet: the
+  // child, auto-attached, is killed too.
+  for (bool more = true; more;) {
+    more = false;
+    for (pid_t tid : std::vector<pid_t>(l.traced.begin(), l.traced.end())) {
+      siginfo_t info{};
+      if (waitid(P_PID, static_cast<id_t>(tid), &info, WSTOPPED | __WALL | WNOHANG | WNOWAIT) != 0 ||
+          info.si_pid != tid) {
+        continue;
+      }
+      const int event = info.si_status >> 8;
+      if (event == PTRACE_EVENT_FORK || event == PTRACE_EVENT_VFORK || event == PTRACE_EVENT_CLONE) {
+        unsigned long child = 0;
+        if (ptrace(PTRACE_GETEVENTMSG, tid, 0, &child) == 0 && child != 0 &&
+            l.traced.insert(static_cast<pid_t>(child)).second) {
+          more = true;
+        }
+      }
+    }
   }
+  for (pid_t tid : l.traced) syscall(SYS_tkill, tid, SIGKILL);
+  for (pid_t pid : l.released) kill(pid, SIGKILL);
+  // Anything else still traced by this process (a child born as its
+  // parent was killed, never reported): found in /proc.
+  if (DIR* proc = opendir("/proc")) {
+    while (struct dirent* e = readdir(proc)) {
+      pid_t pid;
+      if (!absl::SimpleAtoi(e->d_name, &pid)) continue;
+      absl::StatusOr<task::ProcStatus> st = task::ReadProcStatus(pid);
+      if (st.ok() && st->tracer_pid == getpid()) {
+        kill(pid, SIGKILL);
+        l.traced.insert(pid);
+      }
+    }
+    closedir(proc);
+  }
+  // Each stops once more on its way out (PTRACE_EVENT_EXIT) and is let
+  // go there; an exit reported to this process as their tracer is taken
+  // (a leader is reported dead only once its threads are), as their
+  // parent it is left to KillAll.
+  std::set<pid_t> left = l.traced;
+  std::set<pid_t> killed = l.traced;
+  killed.insert(l.released.begin(), l.released.end());
   for (const int64_t deadline = MonotonicNs() + 5000 * 1000000LL;
        !left.empty() && MonotonicNs() < deadline;) {
     for (auto it = left.begin(); it != left.end();) {
-      int status;
-      const pid_t r = waitpid(*it, &status, WNOHANG | __WALL);
-      if (r < 0 || (r == *it && (WIFEXITED(status) || WIFSIGNALED(status)))) {
-        it = left.erase(it);
-      } else {
-        ++it;
+      int status = 0;
+      const Report r = NextReport(*it, /*block=*/false, l.own, &status);
+      if (r == Report::kStop) {
+        if (task::Detach(*it, 0).ok()) {
+          it = left.erase(it);
+          continue;
+        }
+        ptrace(PTRACE_CONT, *it, 0, 0);
       }
+      if (r == Report::kGone) {
+        it = left.erase(it);
+        continue;
+      }
+      ++it;
     }
     if (!left.empty()) usleep(200);
+  }
+  // Dead when this returns, not only on the way (a zombie, or gone).
+  for (const int64_t deadline = MonotonicNs() + 5000 * 1000000LL; MonotonicNs() < deadline;) {
+    bool dying = false;
+    for (pid_t tid : killed) {
+      absl::StatusOr<task::ProcStat> st = task::ReadProcStat(tid);
+      if (st.ok() && st->state != 'Z' && st->state != 'X') dying = true;
+    }
+    if (!dying) break;
+    usleep(200);
   }
   KillAll();
   l.traced.clear();
 }
 
-// Handles a stop of traced `tid` (status from waitpid) while the tree runs:
-// passes signals and group stops on, notes what it made. Returns true for
-// a stop that is this process's to end: the first stop of a forked process
-// (held), or an interrupt's when `interrupted` (EndLazy's).
+// Handles a stop of traced `tid` (status in waitpid's form) while the tree
+// runs: passes signals and group stops on, notes what it made, lets go a
+// thread that exits. Returns true for a stop that is this process's to
+// end: the first stop of a forked process (held), or any interrupt or
+// first stop when `interrupted` (EndLazy's).
 bool RestoreRun::LazyStop(LazyTracees& l, pid_t tid, int status, bool interrupted) {
   const int sig = WSTOPSIG(status);
   const int event = status >> 16;
@@ -970,20 +1038,31 @@ bool RestoreRun::LazyStop(LazyTracees& l, pid_t tid, int status, bool interrupte
       l.newborn.insert(c);
       l.traced.insert(c);
       l.origin[c] = l.origin[tid];
-      // Where it comes from: kcmp needs it alive, at its first stop.
       l.origin_tid[c] = tid;
     }
     task::Cont(tid, 0).IgnoreError();
+    return false;
+  }
+  if (event == PTRACE_EVENT_EXIT) {
+    // On its way out (exit, exit_group, a fatal signal): let go now, so
+    // that no zombie leader is left traced (it could not be detached).
+    task::Detach(tid, 0).IgnoreError();
+    l.traced.erase(tid);
+    l.held.erase(tid);
+    l.newborn.erase(tid);
     return false;
   }
   if (event == PTRACE_EVENT_STOP) {
     if (l.newborn.erase(tid)) {
       // A process of its own (not a thread, not a vfork child sharing the
       // memory) runs once every page is in: its fill began at the fork.
-      const auto from = l.origin_tid.find(tid);
-      const bool same = from != l.origin_tid.end() && SameVm(from->second, tid);
-      if (from != l.origin_tid.end()) l.origin_tid.erase(from);
-      if (!same) {
+      const pid_t from = l.origin_tid.count(tid) ? l.origin_tid[tid] : 0;
+      l.origin_tid.erase(tid);
+      const bool thread = TgidOf(tid) != tid;
+      TaskRestore* t = l.origin[tid];
+      const bool same_vm =
+          !thread && ((from > 0 && SameVm(from, tid)) || (t != nullptr && SameVm(t->pid, tid)));
+      if (!thread && !same_vm) {
         l.held.insert(tid);
         return true;
       }
@@ -1025,39 +1104,39 @@ absl::Status RestoreRun::SuperviseLazy(LazyTracees& l) {
       return fail(Annotate(verify_status_, "the lazily restored tree was killed: its image"));
     }
     if (pending == 0 && verified) break;
-    bool any = false;
-    for (auto it = l.traced.begin(); it != l.traced.end();) {
-      const pid_t tid = *it;
-      if (l.held.count(tid)) {
-        ++it;
-        continue;
-      }
-      int status = 0;
-      const Report r = NextReport(tid, /*block=*/false, l.own, &status);
-      if (r == Report::kNone) {
-        ++it;
-        continue;
-      }
-      any = true;
-      if (r == Report::kGone) {
-        l.newborn.erase(tid);
-        it = l.traced.erase(it);
-        continue;
-      }
-      ++it;  // set iterators stay valid when LazyStop inserts
-      LazyStop(l, tid, status, /*interrupted=*/false);
-    }
-    if (!any) usleep(200);
+    if (!PollLazy(l, /*interrupted=*/false, nullptr)) usleep(200);
   }
   return EndLazy(l);
 }
 
-// Every page is in: the ranges are unregistered, each task and each
-// process it forked closes its copy of the userfaultfd (the one it was
-// made with, kcmp says: not an fd the program put at that number since),
-// and every traced thread is let go, stopped at a moment an interrupt does
-// not turn into EINTR; then this process closes its own copies, which
-// releases the userfaultfds.
+// One round over the traced threads: each report is handled (LazyStop);
+// those that stop for this process go to *ready. Whether any reported.
+bool RestoreRun::PollLazy(LazyTracees& l, bool interrupted, std::set<pid_t>* ready) {
+  bool any = false;
+  for (pid_t tid : std::vector<pid_t>(l.traced.begin(), l.traced.end())) {
+    if (!l.traced.count(tid) || (ready != nullptr && ready->count(tid))) continue;
+    int status = 0;
+    const Report r = NextReport(tid, /*block=*/false, l.own, &status);
+    if (r == Report::kNone) continue;
+    any = true;
+    if (r == Report::kGone) {
+      l.traced.erase(tid);
+      l.newborn.erase(tid);
+      l.held.erase(tid);
+      continue;
+    }
+    if (LazyStop(l, tid, status, interrupted) && ready != nullptr) ready->insert(tid);
+  }
+  return any;
+}
+
+// Every page is in: the ranges are unregistered; every traced thread is
+// stopped (an event loop: a fork, a vfork or a signal on the way is
+// served meanwhile), each fd table that still holds the task's
+// userfaultfd (kcmp says it is that file, not one the program put at the
+// number since) has it closed by an injected close, and the thread is let
+// go as it was, an epoll wait with the time it had left. Then this
+// process closes its own copies, which releases the userfaultfds.
 absl::Status RestoreRun::EndLazy(LazyTracees& l) {
   absl::Status result;
   for (auto& t : tasks_) {
@@ -1069,96 +1148,132 @@ absl::Status RestoreRun::EndLazy(LazyTracees& l) {
     KillLazy(l);
     return result;
   }
-  // A thread in an epoll wait with a timeout comes out of it by itself
-  // (an interrupt would restart it with its whole timeout): up to 1 s for
-  // all of them.
-  const int64_t deadline = MonotonicNs() + 1000 * 1000000LL;
-  std::set<TaskRestore*> closed;
-  std::deque<pid_t> queue(l.traced.begin(), l.traced.end());
-  while (!queue.empty()) {
-    const pid_t tid = queue.front();
-    queue.pop_front();
-    if (!l.traced.count(tid)) continue;
+  std::set<pid_t> ready;
+  std::map<pid_t, user_regs_struct> leave_with;  // epoll waits, with the time they had left
+  // An interrupt ends an epoll wait with EINTR: a thread in one with a
+  // timeout is stopped with the sleep probe (as a dump stops it), and let
+  // go back into it with the time it had left.
+  for (pid_t tid : std::vector<pid_t>(l.traced.begin(), l.traced.end())) {
     TaskRestore* t = l.origin[tid];
-    const bool held = l.held.count(tid) > 0;
-    if (!held) {
-      while (t != nullptr && task::InTimedEpollWait(t->pid, tid) && MonotonicNs() < deadline) {
-        usleep(200);
-      }
-      if (!l.newborn.count(tid)) task::Interrupt(tid).IgnoreError();
-      bool stopped = false;
+    if (t == nullptr || l.held.count(tid) || l.newborn.count(tid) || !l.traced.count(tid) ||
+        !task::InTimedEpollWait(t->pid, tid)) {
+      continue;
+    }
+    auto stop = [&]() -> absl::Status {
+      RETURN_IF_ERROR(task::Interrupt(tid));
       for (;;) {
         int status = 0;
         const Report r = NextReport(tid, /*block=*/true, l.own, &status);
-        if (r == Report::kGone) break;
-        if (r == Report::kNone) continue;
-        const size_t before = l.traced.size();
-        stopped = LazyStop(l, tid, status, /*interrupted=*/true);
-        if (l.traced.size() != before) {
-          for (pid_t c : l.traced) {
-            if (l.newborn.count(c)) queue.push_back(c);
-          }
-        }
-        if (stopped) break;
+        if (r == Report::kGone) return absl::AbortedError("gone");
+        if (r == Report::kStop && LazyStop(l, tid, status, /*interrupted=*/true)) break;
       }
-      if (!stopped) {
-        l.traced.erase(tid);
-        l.newborn.erase(tid);
-        continue;
-      }
+      return absl::OkStatus();
+    };
+    task::SleepProbe probe = task::TakeSleepProbe();
+    const int64_t at = MonotonicNs();
+    if (!stop().ok()) continue;
+    ready.insert(tid);
+    int64_t expiry = -1;
+    if (probe.armed()) {
+      absl::StatusOr<int64_t> e = task::ResolveSleepExpiry(t->pid, tid, probe, stop);
+      if (e.ok()) expiry = *e;
     }
-    l.traced.erase(tid);
-    const bool forked = l.held.count(tid) > 0;  // a process of its own, fd table too
-    struct stat st;
-    const bool thread_of_task =
-        t != nullptr && !forked &&
-        stat(absl::StrCat("/proc/", t->pid, "/task/", tid).c_str(), &st) == 0;
     absl::StatusOr<user_regs_struct> regs = task::GetRegs(tid);
-    absl::StatusOr<uint64_t> mask = task::GetSigmask(tid);
-    if (!regs.ok() || !mask.ok()) {
-      task::Detach(tid, 0).IgnoreError();
-      continue;
+    if (!regs.ok() || !l.traced.count(tid)) continue;
+    absl::StatusOr<std::optional<image::ckpt_restart>> plan =
+        task::PlanRestart(t->pid, *regs, expiry, at, at);
+    if (plan.ok() && plan->has_value() && !task::UnblockedSignalPending(tid)) {
+      absl::StatusOr<user_regs_struct> again =
+          task::RestartedEpollWait(tid, *regs, **plan, (*plan)->remaining_ns - (MonotonicNs() - at));
+      if (again.ok()) leave_with[tid] = *again;
     }
-    user_regs_struct back = *regs;
-    if (task::IsInterruptedEpollWait(back)) {
-      // Waited forever (or began its wait just now): waits again.
-      back.rax = back.orig_rax;
-      back.rip -= 2;
+  }
+  // The others at once (a held process is stopped already; a newborn's
+  // first stop comes by itself).
+  for (pid_t tid : l.traced) {
+    if (!ready.count(tid) && !l.held.count(tid) && !l.newborn.count(tid)) {
+      task::Interrupt(tid).IgnoreError();
     }
-    // One thread of each task, and each forked process, closes the
-    // userfaultfd it has at lazy_fd, if it is still the one it was made
-    // with (kcmp against this process's copy).
-    const bool closer = (forked || (thread_of_task && closed.insert(t).second)) &&
-                        t->lazy_fill != nullptr && t->lazy_fd >= 0 &&
-                        syscall(SYS_kcmp, getpid(), tid, 0 /* KCMP_FILE */, t->lazy_fill->fd(),
-                                t->lazy_fd) == 0;
-    if (closer) {
-      const pid_t tgid = forked ? tid : t->pid;
-      task::Injector inj(tgid, tid);
-      inj.Begin(t->injector->syscall_insn(), *regs);
-      absl::StatusOr<int64_t> r =
-          inj.SyscallViaInsn(SYS_close, {static_cast<uint64_t>(t->lazy_fd), 0, 0, 0, 0, 0});
-      absl::Status parked = inj.ParkWith(back, *mask);
-      if (result.ok() && !r.ok()) result = Annotate(r.status(), absl::StrCat("thread ", tid));
-      if (result.ok() && !parked.ok()) result = parked;
-      for (int sig : inj.held_signals()) syscall(SYS_tgkill, tgid, tid, sig);
-    } else if (back.rip != regs->rip) {
-      task::SetRegs(tid, back).IgnoreError();
+  }
+  for (pid_t tid : l.held) ready.insert(tid);
+  const int64_t deadline = MonotonicNs() + 30 * 1000000000LL;
+  while (!l.traced.empty()) {
+    bool any = PollLazy(l, /*interrupted=*/true, &ready);
+    for (pid_t tid : std::vector<pid_t>(ready.begin(), ready.end())) {
+      ready.erase(tid);
+      if (!l.traced.count(tid)) continue;
+      any = true;
+      absl::Status st = LetGo(l, tid, leave_with);
+      if (!st.ok()) {
+        KillLazy(l);
+        return Annotate(st, "ending the lazy restore (the tree was killed)");
+      }
     }
-    if (!result.ok()) {
-      // A thread in a state this process cannot vouch for: none is let go.
-      l.traced.insert(tid);
+    if (any) continue;
+    if (MonotonicNs() > deadline) {
+      const pid_t stuck = *l.traced.begin();
       KillLazy(l);
-      return Annotate(result, "ending the lazy restore (the tree was killed)");
+      return absl::DeadlineExceededError(absl::StrCat(
+          "ending the lazy restore: thread ", stuck,
+          " did not stop in 30 s to be let go (the tree was killed)"));
     }
-    task::Detach(tid, 0).IgnoreError();
-    l.held.erase(tid);
+    usleep(100);
   }
   // The tasks' own copies are closed: this process's are the last.
   for (auto& t : tasks_) {
     t->lazy_fill.reset();
     t->lazy_fd = -1;
   }
+  return absl::OkStatus();
+}
+
+// Thread `tid`, stopped for this process: closes the task's userfaultfd in
+// its fd table if it is still there, and lets it go.
+absl::Status RestoreRun::LetGo(LazyTracees& l, pid_t tid,
+                               const std::map<pid_t, user_regs_struct>& leave_with) {
+  TaskRestore* t = l.origin[tid];
+  l.traced.erase(tid);
+  l.held.erase(tid);
+  const pid_t tgid = TgidOf(tid);
+  if (tgid == tid && (t == nullptr || tid != t->pid)) l.released.insert(tid);
+  absl::StatusOr<user_regs_struct> regs = task::GetRegs(tid);
+  absl::StatusOr<uint64_t> mask = task::GetSigmask(tid);
+  if (!regs.ok() || !mask.ok()) {
+    task::Detach(tid, 0).IgnoreError();
+    return absl::OkStatus();  // gone meanwhile
+  }
+  user_regs_struct back = *regs;
+  if (auto it = leave_with.find(tid); it != leave_with.end()) {
+    back = it->second;
+  } else if (task::IsInterruptedEpollWait(back)) {
+    // Waited forever (or began its wait just now): waits again.
+    back.rax = back.orig_rax;
+    back.rip -= 2;
+  }
+  const bool closer = t != nullptr && t->lazy_fill != nullptr && t->lazy_fd >= 0 && tgid > 0 &&
+                      syscall(SYS_kcmp, getpid(), tid, 0 /* KCMP_FILE */, t->lazy_fill->fd(),
+                              t->lazy_fd) == 0;
+  absl::Status result;
+  if (closer) {
+    // Its seccomp filters, if any, are passed by for this call only (the
+    // detach ends the option).
+    task::SetOptions(tid, kLazyOptions | task::kSuspendSeccomp).IgnoreError();
+    task::Injector inj(tgid, tid);
+    inj.Begin(t->injector->syscall_insn(), *regs);
+    absl::StatusOr<int64_t> r =
+        inj.SyscallViaInsn(SYS_close, {static_cast<uint64_t>(t->lazy_fd), 0, 0, 0, 0, 0});
+    absl::Status parked = inj.ParkWith(back, *mask);
+    if (!r.ok()) result = Annotate(r.status(), absl::StrCat("thread ", tid, ": close"));
+    if (result.ok() && !parked.ok()) result = parked;
+    for (int sig : inj.held_signals()) syscall(SYS_tgkill, tgid, tid, sig);
+  } else if (back.rip != regs->rip || back.rax != regs->rax) {
+    result = task::SetRegs(tid, back);
+  }
+  if (!result.ok()) {
+    l.traced.insert(tid);  // KillLazy's
+    return result;
+  }
+  task::Detach(tid, 0).IgnoreError();  // fails only if it is gone meanwhile
   return absl::OkStatus();
 }
 
@@ -1247,10 +1362,9 @@ absl::StatusOr<pid_t> RestoreRun::RunStream(image::Reader& r) {
     }
     for (pid_t tid : t->threads) {
       if (t->lazy_fill != nullptr) {
-        // The calls EndLazy injects pass by the seccomp filters as the
-        // restore's did.
-        RETURN_IF_ERROR(task::SetOptions(
-            tid, kLazyOptions | (seccomp_suspended_.count(tid) ? task::kSuspendSeccomp : 0)));
+        // (Not PTRACE_O_SUSPEND_SECCOMP: it would leave the program's
+        // own filters off while it runs. EndLazy sets it for its call.)
+        RETURN_IF_ERROR(task::SetOptions(tid, kLazyOptions));
         RETURN_IF_ERROR(task::Cont(tid, 0));
         lazy.traced.insert(tid);
         lazy.origin[tid] = t;
@@ -1260,6 +1374,12 @@ absl::StatusOr<pid_t> RestoreRun::RunStream(image::Reader& r) {
     }
   }
   released_ = true;
+  // From now on orphans of the tree go where they would have gone had it
+  // never been restored, not to this process (a lazy restore runs on).
+  if (subreaper_set_) {
+    prctl(PR_SET_CHILD_SUBREAPER, old_subreaper_, 0, 0, 0);
+    subreaper_set_ = false;
+  }
   WaitStopped();
   WaitAsleep();
   const int64_t running = MonotonicNs();

@@ -150,6 +150,7 @@ absl::Status StartLazyFill(SectionRestoreContext& ctx, mm::MmRestoreContext& mct
   ASSIGN_OR_RETURN(UniqueFd uffd, fs::CopyOfFd(t.pid, t.lazy_fd));
   for (mm::LazyRun& run : mctx.lazy_runs) run.offset += ctx.image_base;
   mm::LazyFill::Options options;
+  options.pid = t.pid;
   const int image = ctx.image_fd;
   options.read = [image](uint64_t off, void* buf, size_t len) -> absl::Status {
     ASSIGN_OR_RETURN(size_t got, PreadFull(image, buf, len, off));

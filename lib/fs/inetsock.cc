@@ -1631,7 +1631,10 @@ absl::StatusOr<objhash::RestoredObject> RestoreInet(objhash::RestoreContext& ctx
   } else if (repaired) {
     st->repaired.push_back({obj.fd, r, what});
   }
-  if (repaired) {
+  // The late step lifts the network lock once every object is made,
+  // before the tree runs: a listener's too (a lazy restore runs for long
+  // before it ends, and new clients must get in).
+  if (repaired || r.lock_id != 0) {
     if (!st->step_left) {
       st->step_left = true;
       RETURN_IF_ERROR(ctx.Later([st](objhash::LateContext&) { return FinishConnections(*st); }));

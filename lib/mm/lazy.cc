@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <system_error>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -126,8 +127,18 @@ absl::Status LazyFill::Launch() {
   int stop = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (stop < 0) return ErrnoError(errno, "eventfd");
   stop_.reset(stop);
-  fault_thread_ = std::thread([this] { FaultLoop(); });
-  if (!options_.no_fill) fill_thread_ = std::thread([this] { FillLoop(); });
+  try {
+    fault_thread_ = std::thread([this] { FaultLoop(); });
+    if (!options_.no_fill) fill_thread_ = std::thread([this] { FillLoop(); });
+  } catch (const std::system_error& e) {
+    stopping_ = true;
+    if (fault_thread_.joinable()) {
+      uint64_t one = 1;
+      (void)!write(stop_.get(), &one, sizeof(one));
+      fault_thread_.join();
+    }
+    return absl::ResourceExhaustedError(absl::StrCat("starting the lazy fill's threads: ", e.what()));
+  }
   return absl::OkStatus();
 }
 
@@ -157,9 +168,60 @@ bool LazyFill::Finished() const {
   return pending_pages_ == 0 || gone_ || !error_.ok();
 }
 
+bool LazyFill::HasChildren() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return !children_.empty();
+}
+
+// A forked child's fill that has every page in (or whose task is gone)
+// is ended, and its fd closed: the kernel's release of that userfaultfd
+// (no one else holds it) unregisters what is left of the child's memory.
+// A fork-heavy program so keeps no thread nor fd per child it made.
+void LazyFill::RetireChildren() {
+  std::vector<std::unique_ptr<LazyFill>> done;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = children_.begin(); it != children_.end();) {
+      LazyFill* c = it->get();
+      bool retire;
+      {
+        std::lock_guard<std::mutex> child_lock(c->mu_);
+        retire = c->children_.empty() && c->error_.ok() && (c->pending_pages_ == 0 || c->gone_);
+        if (retire) {
+          const LazyStats& k = c->stats_;
+          retired_.faults += k.faults;
+          retired_.fault_pages += k.fault_pages;
+          retired_.fill_pages += k.fill_pages;
+          retired_.zero_pages += k.zero_pages;
+          retired_.events += k.events;
+          retired_.fault_ns_total += k.fault_ns_total;
+          retired_.fault_ns_max = std::max(retired_.fault_ns_max, k.fault_ns_max);
+        }
+      }
+      if (retire) {
+        done.push_back(std::move(*it));
+        it = children_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& c : done) {
+    c->Wait().IgnoreError();
+    c->Stop();
+  }
+}
+
 LazyStats LazyFill::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   LazyStats s = stats_;
+  s.faults += retired_.faults;
+  s.fault_pages += retired_.fault_pages;
+  s.fill_pages += retired_.fill_pages;
+  s.zero_pages += retired_.zero_pages;
+  s.events += retired_.events;
+  s.fault_ns_total += retired_.fault_ns_total;
+  s.fault_ns_max = std::max(s.fault_ns_max, retired_.fault_ns_max);
   for (const auto& c : children_) {
     LazyStats k = c->stats();
     s.faults += k.faults;
@@ -304,9 +366,21 @@ absl::Status LazyFill::HandleEvent(const void* raw) {
       // the pages the parent had then: those still pending are pending
       // in the child too, from the same image.
       UniqueFd child_fd(static_cast<int>(msg->arg.fork.ufd));
-      std::unique_ptr<LazyFill> child(new LazyFill(std::move(child_fd), pending_, options_));
+      Options child_options = options_;
+      child_options.pid = 0;  // not known here
+      std::unique_ptr<LazyFill> child(new LazyFill(std::move(child_fd), pending_, child_options));
       child->vmas_ = vmas_;
       child->running_ = running_.load();
+      if (options_.pid > 0 && !pending_.empty()) {
+        // The parent waits in its fork until this event is read: its map
+        // is the one the child got. What the child did not get its
+        // parent's pages for: wipe-on-fork mappings (fresh zeros in the
+        // child) and dont-fork ones (not in the child at all).
+        ASSIGN_OR_RETURN(std::vector<Vma> vmas, ReadVmas(options_.pid));
+        for (const Vma& v : vmas) {
+          if (v.vm_flags & (kVmWipeOnFork | kVmDontCopy)) child->DropLocked(v.start, v.end);
+        }
+      }
       RETURN_IF_ERROR(child->Launch());
       children_.push_back(std::move(child));
       return absl::OkStatus();
@@ -355,8 +429,10 @@ void LazyFill::FaultLoop() {
   uffd_msg msgs[32];
   while (!stopping_) {
     struct pollfd fds[2] = {{uffd_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
-    // Faults that met an unread event are tried again once it is read.
-    int n = poll(fds, 2, retry.empty() ? -1 : 0);
+    // Faults that met an unread event are tried again once it is read;
+    // forked children's fills are looked at now and then.
+    int n = poll(fds, 2, !retry.empty() ? 0 : HasChildren() ? 20 : -1);
+    RetireChildren();
     if (n < 0 && errno != EINTR) {
       Fail(ErrnoError(errno, "poll on the userfaultfd"));
       return;

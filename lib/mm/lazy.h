@@ -133,6 +133,8 @@ class LazyFill {
   absl::StatusOr<uint64_t> CopyLocked(uint64_t addr, uint64_t pages, const uint8_t* data,
                                       uint64_t data_addr, uint64_t data_offset, uint64_t* stat);
   void UnregisterRange(uint64_t lo, uint64_t hi);
+  bool HasChildren() const;
+  void RetireChildren();
   absl::Status HandleEvent(const void* msg);
   void DropLocked(uint64_t lo, uint64_t hi);
   void Fail(absl::Status st);
@@ -148,6 +150,7 @@ class LazyFill {
   std::map<uint64_t, LazyRun> pending_;  // by address, disjoint
   uint64_t pending_pages_ = 0;
   LazyStats stats_;
+  LazyStats retired_;  // of children ended already
   absl::Status error_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> gone_{false};  // the task's mm went away

@@ -12,6 +12,9 @@
  *  - "exit": exits with status 7 at once (long before its pages are in).
  *  - "forkprint": like "forks" but prints "CHILD pid" for each child (the
  *    test kills the restore midway and looks for them).
+ *  - "listen": listens on 127.0.0.1 (an ephemeral port, printed as "PORT n"
+ *    before READY); after SIGUSR1 accepts one client (5 s at most), reads
+ *    "ping", answers "pong", then checks every page.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -20,7 +23,11 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -147,6 +154,18 @@ int main(int argc, char **argv) {
     uint64_t *w = (uint64_t *)(mem + p * PAGE);
     for (uint64_t i = 0; i < PAGE / 8; i++) w[i] = word_of(p, i);
   }
+  int listener = -1;
+  if (strcmp(mode, "listen") == 0) {
+    listener = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    if (listener < 0 || bind(listener, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(listener, 4) != 0 ||
+        getsockname(listener, (struct sockaddr *)&a, &len) != 0) {
+      printf("FAIL: listen: %s\n", strerror(errno));
+      return 1;
+    }
+    printf("PORT %d\n", ntohs(a.sin_port));
+  }
   if (install_filter() != 0) {
     printf("FAIL: seccomp filter: %s\n", strerror(errno));
     return 1;
@@ -154,6 +173,18 @@ int main(int argc, char **argv) {
   subject_ready();
   subject_wait();
   if (strcmp(mode, "exit") == 0) _exit(7);
+  if (listener >= 0) {
+    struct pollfd p = {listener, POLLIN, 0};
+    SUBJECT_CHECK(poll(&p, 1, 5000) == 1, "no client came in 5 s");
+    int c = accept(listener, NULL, NULL);
+    char buf[8] = {0};
+    SUBJECT_CHECK(c >= 0 && read(c, buf, 4) == 4 && memcmp(buf, "ping", 4) == 0, "no ping");
+    SUBJECT_CHECK(c >= 0 && write(c, "pong", 4) == 4, "pong: %s", strerror(errno));
+    uint64_t wrong = 0;
+    for (uint64_t p = 0; p < pages; p++) wrong += !page_ok(p);
+    SUBJECT_CHECK(wrong == 0, "%llu pages wrong", (unsigned long long)wrong);
+    return subject_verdict();
+  }
 
   pthread_t th[3];
   for (int i = 0; i < 3; i++) pthread_create(&th[i], NULL, forker, (void *)(uintptr_t)(17 + i));
