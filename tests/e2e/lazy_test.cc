@@ -144,6 +144,23 @@ TEST(LazyRestoreTest, TheEndLeavesNoTraceNoUserfaultfdAndForksRight) {
   prctl(PR_SET_CHILD_SUBREAPER, 0);
 }
 
+// vfork (posix_spawn) again and again while the restore ends, in a task
+// whose main thread has exited (a zombie leader, never to stop again):
+// the end neither hangs nor leaves anything traced.
+TEST(LazyRestoreTest, VforksAndAnExitedMainThreadDoNotHoldUpTheEnd) {
+  absl::StatusOr<Subject> s = StartSubject("lazyends", {"256", "spawn"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_OK(WaitForOutput(*s, "READY"));
+  const std::string image = TempPath("lazyends-spawn.img");
+  ASSERT_OK(DumpToFile(s->pid, image));
+  KillAndReap(s->pid);
+  bool ran = false;
+  absl::StatusOr<pid_t> pid = RestoreLazily(image, &ran);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  ASSERT_TRUE(ran);
+  ExpectPass(*s);
+}
+
 // The root exits before its pages are in: the restore still succeeds, and
 // its exit status is left for its parent (this process) to reap.
 TEST(LazyRestoreTest, TheRootsExitStatusIsLeftToItsParent) {

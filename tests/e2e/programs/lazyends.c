@@ -12,6 +12,10 @@
  *  - "exit": exits with status 7 at once (long before its pages are in).
  *  - "forkprint": like "forks" but prints "CHILD pid" for each child (the
  *    test kills the restore midway and looks for them).
+ *  - "spawn": a thread runs /bin/true with posix_spawn (vfork) again and
+ *    again for 1.5 s while the main thread exits (pthread_exit: the
+ *    leader a zombie while the other thread runs); that thread then checks
+ *    it is not traced, has no userfaultfd and every page, and exits.
  *  - "listen": listens on 127.0.0.1 (an ephemeral port, printed as "PORT n"
  *    before READY); after SIGUSR1 accepts one client (5 s at most), reads
  *    "ping", answers "pong", then checks every page.
@@ -21,6 +25,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
+#include <spawn.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <arpa/inet.h>
@@ -129,6 +134,36 @@ static void *forker(void *arg) {
   return NULL;
 }
 
+extern char **environ;
+
+static void *spawner(void *arg) {
+  (void)arg;
+  subject_block_usr1();
+  const double end = now() + 1.5;
+  int runs = 0, bad = 0;
+  while (now() < end) {
+    pid_t c;
+    char *args[] = {"/bin/true", NULL};
+    if (posix_spawn(&c, "/bin/true", NULL, NULL, args, environ) != 0) {
+      bad++;
+      break;
+    }
+    int status = 0;
+    if (waitpid(c, &status, 0) != c || !WIFEXITED(status) || WEXITSTATUS(status) != 0) bad++;
+    runs++;
+  }
+  SUBJECT_CHECK(bad == 0 && runs > 0, "%d of %d spawns failed", bad, runs);
+  const double until = now() + 10;
+  while (now() < until && (tracer_pid() != 0 || uffds_open() != 0 || registered_vmas() != 0)) usleep(1000);
+  SUBJECT_CHECK(tracer_pid() == 0, "still traced by %d", tracer_pid());
+  SUBJECT_CHECK(uffds_open() == 0, "%d userfaultfds still open", uffds_open());
+  uint64_t wrong = 0;
+  for (uint64_t p = 0; p < pages; p++) wrong += !page_ok(p);
+  SUBJECT_CHECK(wrong == 0, "%llu pages wrong", (unsigned long long)wrong);
+  printf("spawned %d\n", runs);
+  exit(subject_verdict());
+}
+
 static int install_filter(void) {
   struct sock_filter f[] = {
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
@@ -173,6 +208,11 @@ int main(int argc, char **argv) {
   subject_ready();
   subject_wait();
   if (strcmp(mode, "exit") == 0) _exit(7);
+  if (strcmp(mode, "spawn") == 0) {
+    pthread_t t;
+    pthread_create(&t, NULL, spawner, NULL);
+    pthread_exit(NULL);
+  }
   if (listener >= 0) {
     struct pollfd p = {listener, POLLIN, 0};
     SUBJECT_CHECK(poll(&p, 1, 5000) == 1, "no client came in 5 s");
